@@ -1,0 +1,209 @@
+//! The catalog: config, directory, calendar and every workflow file, loaded and checked
+//! together. This is the I/O edge around the pure loaders; it returns the value and *all*
+//! diagnostics, so a caller (CLI, daemon reload) can keep its last good catalog.
+
+use crate::calendar::Calendar;
+use crate::config::Config;
+use crate::definition::Workflow;
+use crate::diagnostic::{Diagnostic, Diagnostics, Loc};
+use crate::directory::Directory;
+use crate::validate::{Context, validate_workflow};
+use chrono::NaiveDate;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A workflow as loaded from a file.
+#[derive(Debug, Clone)]
+pub struct LoadedWorkflow {
+    /// The parsed workflow.
+    pub workflow: Workflow,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Its exact text.
+    pub source: String,
+    /// SHA-256 of the text, hex.
+    pub hash: String,
+}
+
+/// Everything the daemon runs from.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// The configuration.
+    pub config: Config,
+    /// The directory.
+    pub directory: Directory,
+    /// The holiday calendar.
+    pub calendar: Calendar,
+    /// Valid workflows by id.
+    pub workflows: BTreeMap<String, LoadedWorkflow>,
+}
+
+/// SHA-256 of a text, hex.
+pub fn content_hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Load the config and what it points to except workflows.
+pub fn load_base(config_path: &Path) -> (Option<(Config, Directory, Calendar)>, Vec<Diagnostic>) {
+    let mut all = Vec::new();
+    let mut cd = Diagnostics::new(config_path.display().to_string());
+    let config = Config::load(config_path, &mut cd);
+    all.extend(cd.into_sorted());
+    let Some(config) = config else {
+        return (None, all);
+    };
+    let mut dd = Diagnostics::new(config.directory.display().to_string());
+    let directory = match std::fs::read_to_string(&config.directory) {
+        Ok(text) => Directory::parse(&text, &mut dd),
+        Err(e) => {
+            dd.error(
+                "io",
+                Loc::default(),
+                format!("cannot read the directory file: {e}"),
+                Some("set `directory` in config/yanzhen.toml".into()),
+            );
+            None
+        }
+    };
+    let dir_ok = !dd.has_errors();
+    all.extend(dd.into_sorted());
+    let calendar = match Calendar::load_dir(&config.calendar_dir) {
+        Ok(c) => Some(c),
+        Err(errs) => {
+            for e in errs {
+                all.push(Diagnostic {
+                    severity: crate::diagnostic::Severity::Error,
+                    code: "calendar-file",
+                    file: e.file.clone(),
+                    loc: Loc {
+                        line: e.line as u64,
+                        column: e.column as u64,
+                    },
+                    message: e.message.clone(),
+                    hint: e.hint.clone(),
+                });
+            }
+            None
+        }
+    };
+    match (directory, calendar) {
+        (Some(d), Some(c)) if dir_ok => (Some((config, d, c)), all),
+        _ => (None, all),
+    }
+}
+
+/// Every `*.yaml`/`*.yml` file under `paths` (files as given, folders one level deep), sorted.
+pub fn workflow_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let entries = std::fs::read_dir(p).map_err(|e| io_diag(p, e))?;
+            for e in entries {
+                let path = e.map_err(|e| io_diag(p, e))?.path();
+                let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+                if matches!(ext, "yaml" | "yml") {
+                    out.push(path);
+                }
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn io_diag(p: &Path, e: std::io::Error) -> Diagnostic {
+    Diagnostic {
+        severity: crate::diagnostic::Severity::Error,
+        code: "io",
+        file: p.display().to_string(),
+        loc: Loc::default(),
+        message: format!("cannot read: {e}"),
+        hint: None,
+    }
+}
+
+/// Load and validate workflow files against a directory and calendar. Returns the valid
+/// ones and all diagnostics (including duplicate workflow ids across files).
+pub fn load_workflows(
+    files: &[PathBuf],
+    config: &Config,
+    directory: &Directory,
+    calendar: &Calendar,
+    today: NaiveDate,
+) -> (BTreeMap<String, LoadedWorkflow>, Vec<Diagnostic>) {
+    let ctx = Context {
+        directory,
+        calendar,
+        default_tz: config.tz(),
+        today,
+    };
+    let mut out: BTreeMap<String, LoadedWorkflow> = BTreeMap::new();
+    let mut diags = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(io_diag(f, e));
+                continue;
+            }
+        };
+        let (wf, d) = validate_workflow(&name, &text, ctx);
+        diags.extend(d.into_sorted());
+        if let Some(wf) = wf {
+            let id = wf.id.value.clone();
+            if let Some(prev) = out.get(&id) {
+                diags.push(Diagnostic {
+                    severity: crate::diagnostic::Severity::Error,
+                    code: "duplicate-id",
+                    file: name.clone(),
+                    loc: wf.id.loc,
+                    message: format!("workflow id `{id}` is also used by {}", prev.path.display()),
+                    hint: Some("every workflow file needs its own id".into()),
+                });
+                continue;
+            }
+            out.insert(
+                id,
+                LoadedWorkflow {
+                    workflow: wf,
+                    path: f.clone(),
+                    hash: content_hash(&text),
+                    source: text,
+                },
+            );
+        }
+    }
+    (out, diags)
+}
+
+/// Load everything from a config file. The catalog is None when the config, directory or
+/// calendar are broken; invalid workflows are left out and reported.
+pub fn load(config_path: &Path, today: NaiveDate) -> (Option<Catalog>, Vec<Diagnostic>) {
+    let (base, mut diags) = load_base(config_path);
+    let Some((config, directory, calendar)) = base else {
+        return (None, diags);
+    };
+    let files = match workflow_files(std::slice::from_ref(&config.workflows_dir)) {
+        Ok(f) => f,
+        Err(d) => {
+            diags.push(d);
+            return (None, diags);
+        }
+    };
+    let (workflows, wd) = load_workflows(&files, &config, &directory, &calendar, today);
+    diags.extend(wd);
+    (
+        Some(Catalog {
+            config,
+            directory,
+            calendar,
+            workflows,
+        }),
+        diags,
+    )
+}

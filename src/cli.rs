@@ -1,0 +1,257 @@
+//! The command line: `validate`, `schema`, `plan`.
+//!
+//! The clock is read here (the edge) and passed into the pure core.
+
+use crate::catalog;
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::plan::{PlanInput, plan};
+use crate::validate::{Context, default_start, workflow_tz};
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// yanzhen (雁阵): schedules, reminds and escalates reserve-cadre selection rounds.
+#[derive(Debug, Parser)]
+#[command(name = "yanzhen", version, about)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "config/yanzhen.toml",
+        env = "YANZHEN_CONFIG"
+    )]
+    pub config: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check workflow files (default: the configured folder), the directory and the calendar.
+    Validate {
+        /// Workflow files or folders.
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print the JSON schema of workflow files.
+    Schema,
+    /// Show the whole dated timeline of a round without running it.
+    Plan {
+        /// Workflow id (from the configured folder) or path to a workflow file.
+        workflow: String,
+        /// Round start date YYYY-MM-DD (default: the workflow's example_start or next kickoff).
+        #[arg(long)]
+        start: Option<NaiveDate>,
+        /// Parameter value, `name=value`; repeatable.
+        #[arg(long = "param", value_parser = parse_kv)]
+        params: Vec<(String, String)>,
+        /// Only these unit ids take part (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        branches: Option<Vec<String>>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// For programs.
+    Json,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not name=value")),
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("YANZHEN_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive();
+    match cli.command {
+        Command::Schema => {
+            println!("{}", schema_json());
+            ExitCode::SUCCESS
+        }
+        Command::Validate { paths, format } => validate(&cli.config, &paths, format, today),
+        Command::Plan {
+            workflow,
+            start,
+            params,
+            branches,
+            format,
+        } => plan_cmd(
+            &cli.config,
+            &workflow,
+            start,
+            params,
+            branches,
+            format,
+            today,
+        ),
+    }
+}
+
+/// The JSON schema of workflow files, pretty-printed.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(crate::definition::Workflow);
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
+}
+
+fn report(diags: &[Diagnostic], format: Format) {
+    match format {
+        Format::Text => {
+            for d in diags {
+                eprintln!("{d}");
+            }
+            let errors = diags
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .count();
+            let warnings = diags.len() - errors;
+            eprintln!("{errors} error(s), {warnings} warning(s)");
+        }
+        Format::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(diags).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn validate(
+    config: &std::path::Path,
+    paths: &[PathBuf],
+    format: Format,
+    today: NaiveDate,
+) -> ExitCode {
+    let (base, mut diags) = catalog::load_base(config);
+    if let Some((cfg, dir, cal)) = base {
+        let paths = if paths.is_empty() {
+            vec![cfg.workflows_dir.clone()]
+        } else {
+            paths.to_vec()
+        };
+        match catalog::workflow_files(&paths) {
+            Ok(files) => {
+                let (wfs, d) = catalog::load_workflows(&files, &cfg, &dir, &cal, today);
+                diags.extend(d);
+                if format == Format::Text {
+                    for w in wfs.values() {
+                        eprintln!("ok: {} ({})", w.path.display(), w.workflow.id.value);
+                    }
+                }
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    report(&diags, format);
+    if diags.iter().any(|d| d.severity == Severity::Error) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn plan_cmd(
+    config: &std::path::Path,
+    workflow: &str,
+    start: Option<NaiveDate>,
+    params: Vec<(String, String)>,
+    branches: Option<Vec<String>>,
+    format: Format,
+    today: NaiveDate,
+) -> ExitCode {
+    let (base, mut diags) = catalog::load_base(config);
+    let Some((cfg, dir, cal)) = base else {
+        report(&diags, Format::Text);
+        return ExitCode::from(1);
+    };
+    let as_path = PathBuf::from(workflow);
+    let files = if as_path.is_file() {
+        vec![as_path]
+    } else {
+        catalog::workflow_files(std::slice::from_ref(&cfg.workflows_dir)).unwrap_or_default()
+    };
+    let (wfs, d) = catalog::load_workflows(&files, &cfg, &dir, &cal, today);
+    let loaded = wfs
+        .values()
+        .find(|w| w.workflow.id.value == workflow || w.path == PathBuf::from(workflow));
+    let Some(loaded) = loaded else {
+        diags.extend(d);
+        let ids: Vec<&str> = wfs.keys().map(String::as_str).collect();
+        if diags.iter().any(|d| d.severity == Severity::Error) {
+            report(&diags, Format::Text);
+        }
+        eprintln!(
+            "error: no valid workflow `{workflow}`; {}",
+            crate::diagnostic::suggest(workflow, ids.iter().copied())
+        );
+        return ExitCode::from(1);
+    };
+    let wf = &loaded.workflow;
+    let ctx = Context {
+        directory: &dir,
+        calendar: &cal,
+        default_tz: cfg.tz(),
+        today,
+    };
+    let start = start.unwrap_or_else(|| default_start(wf, ctx));
+    let params: BTreeMap<String, String> = params.into_iter().collect();
+    let (plan, problems) = plan(PlanInput {
+        workflow: wf,
+        directory: &dir,
+        calendar: &cal,
+        tz: workflow_tz(wf, cfg.tz()),
+        start,
+        params: &params,
+        units: branches.as_deref(),
+    });
+    let mut pd = crate::diagnostic::Diagnostics::new(loaded.path.display().to_string());
+    for p in problems {
+        match p.severity {
+            Severity::Error => pd.error(p.code, p.loc, p.message, p.hint),
+            Severity::Warning => pd.warning(p.code, p.loc, p.message, p.hint),
+        }
+    }
+    let pd = pd.into_sorted();
+    for d in &pd {
+        eprintln!("{d}");
+    }
+    match plan {
+        Some(plan) => {
+            match format {
+                Format::Text => print!("{}", plan.to_table()),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan).unwrap_or_default()
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(1),
+    }
+}

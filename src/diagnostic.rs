@@ -1,0 +1,285 @@
+//! Diagnostics: every problem found in an input file, with its position and a hint.
+//!
+//! Loading never stops at the first problem: parsers and validators push into a
+//! [`Diagnostics`] list and the caller decides what to do with the whole set.
+
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::fmt;
+
+/// A 1-based line and column inside a source file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Loc {
+    /// 1-based line.
+    pub line: u64,
+    /// 1-based column (characters).
+    pub column: u64,
+}
+
+impl Loc {
+    /// A location from a serde-saphyr location.
+    pub fn from_saphyr(l: &serde_saphyr::Location) -> Self {
+        Loc {
+            line: l.line(),
+            column: l.column(),
+        }
+    }
+}
+
+/// A value read from YAML together with the position it was written at.
+///
+/// Wraps `serde_saphyr::Spanned` so the JSON schema sees only the inner type.
+#[derive(Debug, Clone, Default)]
+pub struct Sp<T> {
+    /// The value.
+    pub value: T,
+    /// Where the value was written.
+    pub loc: Loc,
+}
+
+impl<T> Sp<T> {
+    /// A value with no known position (built in code, not read from a file).
+    pub fn bare(value: T) -> Self {
+        Sp {
+            value,
+            loc: Loc::default(),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Sp<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: PartialEq> PartialEq for Sp<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Sp<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = serde_saphyr::Spanned::<T>::deserialize(d)?;
+        Ok(Sp {
+            loc: Loc::from_saphyr(&s.referenced),
+            value: s.value,
+        })
+    }
+}
+
+impl<T: Serialize> Serialize for Sp<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(s)
+    }
+}
+
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Sp<T> {
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+}
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The file is rejected.
+    Error,
+    /// The file is accepted, but something is likely wrong.
+    Warning,
+}
+
+/// One problem in one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// A stable kebab-case code, e.g. `unknown-reference`.
+    pub code: &'static str,
+    /// The file the problem is in.
+    pub file: String,
+    /// Where in the file.
+    pub loc: Loc,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{sev}[{}]: {}:{}:{}: {}",
+            self.code, self.file, self.loc.line, self.loc.column, self.message
+        )?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The problems found in one file, in the order they were found.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnostics {
+    file: String,
+    items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    /// An empty list for `file`.
+    pub fn new(file: impl Into<String>) -> Self {
+        Diagnostics {
+            file: file.into(),
+            items: Vec::new(),
+        }
+    }
+
+    /// The file these diagnostics are about.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// Record an error.
+    pub fn error(
+        &mut self,
+        code: &'static str,
+        loc: Loc,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.push(Severity::Error, code, loc, message.into(), hint);
+    }
+
+    /// Record a warning.
+    pub fn warning(
+        &mut self,
+        code: &'static str,
+        loc: Loc,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.push(Severity::Warning, code, loc, message.into(), hint);
+    }
+
+    fn push(
+        &mut self,
+        severity: Severity,
+        code: &'static str,
+        loc: Loc,
+        message: String,
+        hint: Option<String>,
+    ) {
+        let d = Diagnostic {
+            severity,
+            code,
+            file: self.file.clone(),
+            loc,
+            message,
+            hint,
+        };
+        if !self.items.contains(&d) {
+            self.items.push(d);
+        }
+    }
+
+    /// True when at least one error (not warning) was recorded.
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    /// All diagnostics sorted by position.
+    pub fn into_sorted(mut self) -> Vec<Diagnostic> {
+        self.items
+            .sort_by(|a, b| (a.loc, a.severity).cmp(&(b.loc, b.severity)));
+        self.items
+    }
+
+    /// Read access to what was recorded so far.
+    pub fn items(&self) -> &[Diagnostic] {
+        &self.items
+    }
+}
+
+/// "did you mean `x`?" for the closest of `candidates` to `wrong`, if any is close enough.
+pub fn did_you_mean<'a>(
+    wrong: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    let mut best: Option<(f64, &str)> = None;
+    for c in candidates {
+        let score = strsim::jaro_winkler(wrong, c);
+        if score > 0.8 && best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, c));
+        }
+    }
+    best.map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+/// A hint listing what is allowed, with "did you mean" first when one is close.
+pub fn suggest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str> + Clone) -> String {
+    let all: Vec<&str> = candidates.clone().into_iter().collect();
+    let list = if all.is_empty() {
+        "none are defined".to_string()
+    } else {
+        format!(
+            "known: {}",
+            all.iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    match did_you_mean(wrong, candidates) {
+        Some(d) => format!("{d} ({list})"),
+        None => list,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_picks_the_closest_known_id() {
+        assert_eq!(
+            did_you_mean("nominte", ["inspect", "nominate", "decide"]),
+            Some("did you mean `nominate`?".into())
+        );
+        assert_eq!(did_you_mean("zzz", ["inspect", "nominate"]), None);
+    }
+
+    #[test]
+    fn diagnostic_display_names_file_line_column_and_hint() {
+        let mut d = Diagnostics::new("workflows/a.yaml");
+        d.error(
+            "unknown-reference",
+            Loc { line: 3, column: 7 },
+            "unknown task `x`",
+            Some("did you mean `y`?".into()),
+        );
+        let all = d.into_sorted();
+        assert_eq!(
+            all[0].to_string(),
+            "error[unknown-reference]: workflows/a.yaml:3:7: unknown task `x`\n  hint: did you mean `y`?"
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! The directory: branches, reviewing departments, office roles and their contacts.
+//!
+//! Kept in `config/directory.yaml` and edited by administrators; workflows refer to its
+//! groups and roles by id.
+
+use crate::diagnostic::{Diagnostics, Sp, suggest};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// The whole directory of one office.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Directory {
+    /// The office that runs rounds.
+    pub office: Office,
+    /// Office-level roles (organization office, committee head, department above).
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// Branches and reviewing departments.
+    #[serde(default)]
+    pub units: Vec<Unit>,
+    /// Named sets of units that tasks fan out to.
+    #[serde(default)]
+    pub groups: Vec<Group>,
+}
+
+/// The office (街道党工委 / 镇党委).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Office {
+    /// Identifier.
+    pub id: String,
+    /// Name (Chinese).
+    pub name: String,
+}
+
+/// A role such as the organization office; escalations and role tasks go to its contacts.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Role {
+    /// Identifier used in workflows.
+    pub id: Sp<String>,
+    /// Title (Chinese), e.g. 组织办.
+    pub title: String,
+    /// Who receives its messages.
+    #[serde(default)]
+    pub contacts: Vec<Contact>,
+}
+
+/// A branch (村/社区党组织) or a reviewing department (纪委, 派出所 ...).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Unit {
+    /// Identifier.
+    pub id: Sp<String>,
+    /// Name (Chinese).
+    pub name: String,
+    /// Branch or department.
+    pub kind: UnitKind,
+    /// Who receives its messages (for a branch: its secretary first).
+    #[serde(default)]
+    pub contacts: Vec<Contact>,
+}
+
+/// The kind of a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitKind {
+    /// A village or community party branch.
+    Branch,
+    /// A reviewing department.
+    Department,
+}
+
+/// A named set of units: all of one kind, or a list.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Group {
+    /// Identifier used in `assignee: {group: id}`.
+    pub id: Sp<String>,
+    /// Title (Chinese).
+    pub title: String,
+    /// Every unit of this kind is a member.
+    #[serde(default)]
+    pub kind: Option<UnitKind>,
+    /// Or: exactly these units.
+    #[serde(default)]
+    pub members: Option<Vec<Sp<String>>>,
+}
+
+/// A person or mailbox that receives messages.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Contact {
+    /// Name (Chinese).
+    pub name: String,
+    /// Position, e.g. 书记.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Email address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Phone, for the console only.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Group-robot or generic webhooks.
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
+}
+
+/// A webhook channel.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Webhook {
+    /// Message format.
+    pub kind: WebhookKind,
+    /// Where to POST.
+    pub url: String,
+    /// Name of the environment variable holding the signing secret (DingTalk), never the secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+}
+
+/// Webhook message formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookKind {
+    /// Plain JSON POST.
+    Generic,
+    /// 企业微信 group robot.
+    Wecom,
+    /// 钉钉 group robot.
+    Dingtalk,
+    /// 飞书 group robot.
+    Feishu,
+}
+
+/// Someone a planned task or timer is addressed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Party {
+    /// `unit` or `role`.
+    pub kind: &'static str,
+    /// Unit or role id.
+    pub id: String,
+    /// Unit name or role title.
+    pub name: String,
+}
+
+impl Directory {
+    /// Parse and check `directory.yaml`; every problem goes into `diags`.
+    pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<Directory> {
+        let dir: Directory = crate::yaml::parse(text, diags)?;
+        dir.check(diags);
+        Some(dir)
+    }
+
+    fn check(&self, diags: &mut Diagnostics) {
+        let mut seen = HashSet::new();
+        for r in &self.roles {
+            if !seen.insert(r.id.value.clone()) {
+                diags.error(
+                    "duplicate-id",
+                    r.id.loc,
+                    format!("role id `{}` is used twice", r.id.value),
+                    Some("ids must be unique across roles, units and groups".into()),
+                );
+            }
+            if r.contacts.is_empty() {
+                diags.warning(
+                    "no-contact",
+                    r.id.loc,
+                    format!(
+                        "role `{}` has no contacts: its messages reach nobody",
+                        r.id.value
+                    ),
+                    Some("add a contact with an email or a webhook".into()),
+                );
+            }
+        }
+        for u in &self.units {
+            if !seen.insert(u.id.value.clone()) {
+                diags.error(
+                    "duplicate-id",
+                    u.id.loc,
+                    format!("unit id `{}` is used twice", u.id.value),
+                    Some("ids must be unique across roles, units and groups".into()),
+                );
+            }
+        }
+        let unit_ids: Vec<&str> = self.units.iter().map(|u| u.id.value.as_str()).collect();
+        for g in &self.groups {
+            if !seen.insert(g.id.value.clone()) {
+                diags.error(
+                    "duplicate-id",
+                    g.id.loc,
+                    format!("group id `{}` is used twice", g.id.value),
+                    Some("ids must be unique across roles, units and groups".into()),
+                );
+            }
+            match (&g.kind, &g.members) {
+                (Some(_), Some(_)) | (None, None) => diags.error(
+                    "invalid-value",
+                    g.id.loc,
+                    format!(
+                        "group `{}` must have exactly one of `kind` and `members`",
+                        g.id.value
+                    ),
+                    Some(
+                        "`kind: branch` takes every branch; `members: [a, b]` takes a list".into(),
+                    ),
+                ),
+                _ => {}
+            }
+            for m in g.members.iter().flatten() {
+                if !unit_ids.contains(&m.value.as_str()) {
+                    diags.error(
+                        "unknown-reference",
+                        m.loc,
+                        format!("group `{}` lists unknown unit `{}`", g.id.value, m.value),
+                        Some(suggest(&m.value, unit_ids.iter().copied())),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The role with this id.
+    pub fn role(&self, id: &str) -> Option<&Role> {
+        self.roles.iter().find(|r| r.id.value == id)
+    }
+
+    /// The group with this id.
+    pub fn group(&self, id: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.id.value == id)
+    }
+
+    /// The unit with this id.
+    pub fn unit(&self, id: &str) -> Option<&Unit> {
+        self.units.iter().find(|u| u.id.value == id)
+    }
+
+    /// Members of a group, in directory order.
+    pub fn members(&self, group: &Group) -> Vec<&Unit> {
+        match (&group.kind, &group.members) {
+            (Some(kind), _) => self.units.iter().filter(|u| u.kind == *kind).collect(),
+            (None, Some(ids)) => ids.iter().filter_map(|id| self.unit(&id.value)).collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Ids of all roles.
+    pub fn role_ids(&self) -> impl Iterator<Item = &str> + Clone {
+        self.roles.iter().map(|r| r.id.value.as_str())
+    }
+
+    /// Ids of all groups.
+    pub fn group_ids(&self) -> impl Iterator<Item = &str> + Clone {
+        self.groups.iter().map(|g| g.id.value.as_str())
+    }
+
+    /// A role as a party.
+    pub fn role_party(&self, id: &str) -> Party {
+        Party {
+            kind: "role",
+            id: id.to_string(),
+            name: self
+                .role(id)
+                .map(|r| r.title.clone())
+                .unwrap_or_else(|| id.to_string()),
+        }
+    }
+}
+
+impl Unit {
+    /// This unit as a party.
+    pub fn party(&self) -> Party {
+        Party {
+            kind: "unit",
+            id: self.id.value.clone(),
+            name: self.name.clone(),
+        }
+    }
+}

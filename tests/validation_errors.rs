@@ -1,0 +1,326 @@
+//! One test per class of validation error: each asserts the code, the position and the
+//! message (snapshots of the rendered diagnostics).
+
+mod common;
+
+use yanzhen::diagnostic::{Diagnostic, Loc, Severity};
+use yanzhen::validate::{Context, validate_workflow};
+
+fn check(yaml: &str) -> Vec<Diagnostic> {
+    let dir = common::directory();
+    let cal = common::calendar();
+    let ctx = Context {
+        directory: &dir,
+        calendar: &cal,
+        default_tz: chrono_tz::Asia::Shanghai,
+        today: common::today(),
+    };
+    let (wf, d) = validate_workflow("wf.yaml", yaml, ctx);
+    let all = d.into_sorted();
+    if all.iter().any(|d| d.severity == Severity::Error) {
+        assert!(wf.is_none(), "a workflow with errors must not be returned");
+    }
+    all
+}
+
+fn render(all: &[Diagnostic]) -> String {
+    all.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn at(all: &[Diagnostic], code: &str) -> Loc {
+    all.iter()
+        .find(|d| d.code == code)
+        .unwrap_or_else(|| panic!("no `{code}` in:\n{}", render(all)))
+        .loc
+}
+
+/// A small valid workflow; tests break one thing at a time.
+const BASE: &str = r#"id: t
+title: 测试
+example_start: 2025-03-03
+stages:
+  - id: s1
+    title: 阶段一
+    closes: {from: round_start, days: 5}
+    tasks:
+      - id: a
+        title: 任务A
+        assignee: {group: branches}
+        due: {from: stage_close}
+"#;
+
+#[test]
+fn base_fixture_is_valid_so_each_test_isolates_one_error() {
+    let all = check(BASE);
+    assert!(all.is_empty(), "{}", render(&all));
+}
+
+#[test]
+fn yaml_syntax_error_names_line_and_column() {
+    let all = check("id: t\ntitle: [unclosed\nstages: []\n");
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].code, "yaml-syntax");
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn every_unknown_key_is_reported_at_once_with_did_you_mean() {
+    let yaml = BASE
+        .replace("title: 测试", "title: 测试\ndescripton: x")
+        .replace(
+            "        due: {from: stage_close}",
+            "        deu: {from: stage_close}\n        due: {from: stage_close, dayz: 2}",
+        );
+    let all = check(&yaml);
+    let unknown: Vec<&Diagnostic> = all.iter().filter(|d| d.code == "unknown-key").collect();
+    assert_eq!(unknown.len(), 3, "{}", render(&all));
+    assert_eq!(unknown[0].loc, Loc { line: 3, column: 1 });
+    assert!(
+        unknown[0]
+            .hint
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("did you mean `description`?")
+    );
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn duplicate_mapping_key_is_a_syntax_level_error() {
+    let all = check(&BASE.replace("title: 测试", "title: 测试\ntitle: 又一个"));
+    assert_eq!(all[0].code, "duplicate-key");
+    assert_eq!(all[0].loc.line, 3);
+}
+
+#[test]
+fn misspelt_enum_value_suggests_the_right_one() {
+    let all = check(&BASE.replace("{from: stage_close}", "{from: stage_clse}"));
+    assert_eq!(all[0].code, "unknown-value");
+    assert_eq!(
+        all[0].loc,
+        Loc {
+            line: 12,
+            column: 21
+        }
+    );
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn missing_required_key_is_reported() {
+    let all = check(&BASE.replace("        title: 任务A\n", ""));
+    assert_eq!(all[0].code, "missing-key");
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn duplicate_task_ids_point_at_the_second_one() {
+    let yaml = format!(
+        "{BASE}      - id: a\n        title: 重复\n        assignee: {{role: organization_office}}\n        due: {{from: stage_close}}\n"
+    );
+    let all = check(&yaml);
+    assert_eq!(
+        at(&all, "duplicate-id"),
+        Loc {
+            line: 13,
+            column: 13
+        }
+    );
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn unknown_stage_task_role_group_event_and_parameter_references_each_get_a_hint() {
+    let yaml = r#"id: t
+title: 测试
+example_start: 2025-03-03
+stages:
+  - id: s1
+    title: 阶段一
+    closes: {from: round_start, days: "${durtion}"}
+    tasks:
+      - id: nominate
+        title: 推荐
+        assignee: {group: branchs}
+        due: {from: {close_of: s2}}
+      - id: inspect
+        title: 考察
+        assignee: {role: organisation_office}
+        after: [nominte]
+        due: {from: {done: nominte}}
+        escalation:
+          - after: {days: 1}
+            to: comittee_head
+      - id: talk
+        title: 谈话
+        assignee: {group: branches}
+        due: {from: {event: job_chnge}, working_days: 5}
+"#;
+    let all = check(yaml);
+    let refs: Vec<&Diagnostic> = all
+        .iter()
+        .filter(|d| d.code == "unknown-reference")
+        .collect();
+    assert!(refs.len() >= 7, "{}", render(&all));
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn unknown_template_variable_and_parameter_in_a_description() {
+    let yaml = BASE.replace(
+        "        title: 任务A\n",
+        "        title: 任务A\n        description: \"{{ asignee.name }} 推荐 {{ params.min_candidate }} 名\"\n",
+    );
+    let all = check(&yaml);
+    assert_eq!(
+        at(&all, "unknown-reference"),
+        Loc {
+            line: 11,
+            column: 22
+        }
+    );
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn template_syntax_error_is_caught_at_load_time() {
+    let yaml = BASE.replace(
+        "        title: 任务A\n",
+        "        title: 任务A\n        description: \"{{ assignee.name \"\n",
+    );
+    let all = check(&yaml);
+    assert_eq!(at(&all, "template-syntax").line, 11);
+}
+
+#[test]
+fn a_date_cycle_between_stages_is_reported_with_the_path() {
+    let yaml = r#"id: t
+title: 测试
+example_start: 2025-03-03
+stages:
+  - id: s1
+    title: 阶段一
+    opens: {from: {close_of: s2}}
+    closes: {from: stage_open, days: 2}
+  - id: s2
+    title: 阶段二
+    opens: {from: {close_of: s1}}
+    duration: {days: 3}
+"#;
+    let all = check(yaml);
+    assert_eq!(at(&all, "cycle").line, 8);
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn an_after_cycle_between_tasks_is_reported() {
+    let yaml = BASE.replace("        due: {from: stage_close}\n", "        after: [b]\n        due: {from: stage_close}\n      - id: b\n        title: 任务B\n        assignee: {group: branches}\n        after: [a]\n        due: {from: stage_close}\n");
+    let all = check(&yaml);
+    assert_eq!(
+        at(&all, "cycle"),
+        Loc {
+            line: 17,
+            column: 17
+        }
+    );
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn deadline_before_its_stage_opens_is_an_error() {
+    let yaml = r#"id: t
+title: 测试
+example_start: 2025-03-03
+stages:
+  - id: s1
+    title: 阶段一
+    opens: {from: round_start, days: 5}
+    closes: {from: round_start, days: 10}
+    tasks:
+      - id: a
+        title: 任务A
+        assignee: {group: branches}
+        due: {from: round_start, days: 2}
+"#;
+    let all = check(yaml);
+    assert_eq!(
+        at(&all, "deadline-before-stage"),
+        Loc {
+            line: 13,
+            column: 14
+        }
+    );
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn reminder_after_its_deadline_is_an_error() {
+    let yaml = BASE.replace(
+        "        due: {from: stage_close}\n",
+        "        due: {from: stage_close}\n        reminders:\n          before:\n            - days: 1\n            - days: -1\n",
+    );
+    let all = check(&yaml);
+    assert_eq!(
+        at(&all, "reminder-after-deadline"),
+        Loc {
+            line: 16,
+            column: 15
+        }
+    );
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn bad_cron_and_impossible_yearly_date_are_schedule_errors() {
+    let cron = BASE.replace(
+        "example_start: 2025-03-03\n",
+        "example_start: 2025-03-03\nschedule:\n  cron: \"0 9 32 12 *\"\n",
+    );
+    let all = check(&cron);
+    assert_eq!(at(&all, "bad-schedule"), Loc { line: 5, column: 9 });
+    let yearly = BASE.replace(
+        "example_start: 2025-03-03\n",
+        "example_start: 2025-03-03\nschedule:\n  yearly: {month: 2, day: 30}\n",
+    );
+    let all2 = check(&yearly);
+    assert_eq!(
+        at(&all2, "bad-schedule"),
+        Loc {
+            line: 5,
+            column: 27
+        }
+    );
+    insta::assert_snapshot!(format!("{}\n{}", render(&all), render(&all2)));
+}
+
+#[test]
+fn working_days_into_a_year_without_holiday_data_is_an_error() {
+    let yaml = BASE
+        .replace("example_start: 2025-03-03", "example_start: 2026-12-20")
+        .replace(
+            "{from: round_start, days: 5}",
+            "{from: round_start, working_days: 15}",
+        );
+    let all = check(&yaml);
+    assert_eq!(at(&all, "calendar-year-missing").line, 7);
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn parameter_of_the_wrong_type_is_rejected_where_it_is_used() {
+    let yaml = BASE
+        .replace("example_start: 2025-03-03\n", "example_start: 2025-03-03\nparameters:\n  - id: d\n    type: date\n    default: 2025-03-10\n")
+        .replace("{from: round_start, days: 5}", "{from: round_start, days: \"${d}\"}");
+    let all = check(&yaml);
+    assert_eq!(at(&all, "parameter-type").line, 11);
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn stage_without_an_end_is_an_error() {
+    let all = check(&BASE.replace("    closes: {from: round_start, days: 5}\n", ""));
+    assert_eq!(at(&all, "invalid-stage"), Loc { line: 5, column: 9 });
+}
