@@ -199,7 +199,7 @@ fn plan_cmd(
     let (wfs, d) = catalog::load_workflows(&files, &cfg, &dir, &cal, today);
     let loaded = wfs
         .values()
-        .find(|w| w.workflow.id.value == workflow || w.path == PathBuf::from(workflow));
+        .find(|w| w.workflow.id.value == workflow || w.path == std::path::Path::new(workflow));
     let Some(loaded) = loaded else {
         diags.extend(d);
         let ids: Vec<&str> = wfs.keys().map(String::as_str).collect();

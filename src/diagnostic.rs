@@ -208,8 +208,7 @@ impl Diagnostics {
 
     /// All diagnostics sorted by position.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.items
-            .sort_by(|a, b| (a.loc, a.severity).cmp(&(b.loc, b.severity)));
+        self.items.sort_by_key(|a| (a.loc, a.severity));
         self.items
     }
 

@@ -887,40 +887,41 @@ impl<'a> Planner<'a> {
             let due = self.point(Point::Due(idx), task.due.loc);
             let assignees = self.assignees(task);
             let Some(due) = due else { continue };
-            if let (Some(at), Some(open)) = (due.at, stages.get(si).and_then(|s| s.opens.at)) {
-                if at < open && !due.projected {
-                    self.error(
-                        "deadline-before-stage",
-                        task.due.loc,
-                        format!(
-                            "task `{}` is due {} but its stage `{}` opens only {}",
-                            task.id.value,
-                            crate::timefmt::zh_datetime(&at),
-                            stage.id.value,
-                            crate::timefmt::zh_datetime(&open)
-                        ),
-                        Some(
-                            "move the deadline into the stage window or open the stage earlier"
-                                .into(),
-                        ),
-                    );
-                }
+            if let (Some(at), Some(open)) = (due.at, stages.get(si).and_then(|s| s.opens.at))
+                && at < open
+                && !due.projected
+            {
+                self.error(
+                    "deadline-before-stage",
+                    task.due.loc,
+                    format!(
+                        "task `{}` is due {} but its stage `{}` opens only {}",
+                        task.id.value,
+                        crate::timefmt::zh_datetime(&at),
+                        stage.id.value,
+                        crate::timefmt::zh_datetime(&open)
+                    ),
+                    Some(
+                        "move the deadline into the stage window or open the stage earlier".into(),
+                    ),
+                );
             }
-            if let (Some(at), Some(close)) = (due.at, stages.get(si).and_then(|s| s.closes.at)) {
-                if at > close && !due.projected {
-                    self.warning(
-                        "deadline-after-stage",
-                        task.due.loc,
-                        format!(
-                            "task `{}` is due {}, after its stage `{}` closes {}",
-                            task.id.value,
-                            crate::timefmt::zh_datetime(&at),
-                            stage.id.value,
-                            crate::timefmt::zh_datetime(&close)
-                        ),
-                        Some("is the deadline or the stage window wrong?".into()),
-                    );
-                }
+            if let (Some(at), Some(close)) = (due.at, stages.get(si).and_then(|s| s.closes.at))
+                && at > close
+                && !due.projected
+            {
+                self.warning(
+                    "deadline-after-stage",
+                    task.due.loc,
+                    format!(
+                        "task `{}` is due {}, after its stage `{}` closes {}",
+                        task.id.value,
+                        crate::timefmt::zh_datetime(&at),
+                        stage.id.value,
+                        crate::timefmt::zh_datetime(&close)
+                    ),
+                    Some("is the deadline or the stage window wrong?".into()),
+                );
             }
             let after_done = match &task.due.from {
                 Some(Sp {
@@ -952,25 +953,24 @@ impl<'a> Planner<'a> {
                             task_timers.push((TimerKind::Reminder, n as u32, t, None));
                         }
                     }
-                    if let Some(o) = &r.overdue {
-                        if let Some(len) = self.offset(&o.every) {
-                            if len_value(len) <= 0 {
-                                self.error(
-                                    "invalid-offset",
-                                    o.every.loc,
-                                    "the overdue reminder interval must be positive".into(),
-                                    None,
-                                );
-                            } else {
-                                let mut t = at;
-                                for k in 1..=o.max {
-                                    let Some(next) = self.shift(o.every.loc, t, len, 1, None)
-                                    else {
-                                        break;
-                                    };
-                                    t = next;
-                                    task_timers.push((TimerKind::Overdue, k, t, None));
-                                }
+                    if let Some(o) = &r.overdue
+                        && let Some(len) = self.offset(&o.every)
+                    {
+                        if len_value(len) <= 0 {
+                            self.error(
+                                "invalid-offset",
+                                o.every.loc,
+                                "the overdue reminder interval must be positive".into(),
+                                None,
+                            );
+                        } else {
+                            let mut t = at;
+                            for k in 1..=o.max {
+                                let Some(next) = self.shift(o.every.loc, t, len, 1, None) else {
+                                    break;
+                                };
+                                t = next;
+                                task_timers.push((TimerKind::Overdue, k, t, None));
                             }
                         }
                     }

@@ -81,15 +81,15 @@ pub fn check(s: &Sp<Schedule>) -> Vec<Problem> {
             }
         }
     }
-    if let Some(c) = &s.cron {
-        if let Err(e) = croner::Cron::from_str(&c.value) {
-            err(
+    if let Some(c) = &s.cron
+        && let Err(e) = croner::Cron::from_str(&c.value)
+    {
+        err(
                 c.loc,
                 "bad-schedule",
                 format!("invalid cron expression `{}`: {e}", c.value),
                 Some("5 fields: minute hour day-of-month month day-of-week, e.g. \"0 9 1 12 *\" (09:00 every December 1st)".into()),
             );
-        }
     }
     if let Some(n) = &s.every_years {
         if n.value == 0 {

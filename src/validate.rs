@@ -78,12 +78,11 @@ pub fn default_start(wf: &Workflow, ctx: Context<'_>) -> NaiveDate {
     if let Some(s) = &wf.schedule {
         let tz = workflow_tz(wf, ctx.default_tz);
         let noon = ctx.today.and_hms_opt(12, 0, 0).unwrap_or_default();
-        if let Some(after) = tz.from_local_datetime(&noon).earliest() {
-            if let Ok(Some(next)) =
+        if let Some(after) = tz.from_local_datetime(&noon).earliest()
+            && let Ok(Some(next)) =
                 crate::schedule::next_kickoff(s, tz, ctx.calendar, after.with_timezone(&Utc))
-            {
-                return next.date_naive();
-            }
+        {
+            return next.date_naive();
         }
     }
     ctx.today
@@ -145,16 +144,16 @@ fn check(wf: &Workflow, ctx: Context<'_>, d: &mut Diagnostics) {
             Some("add `stages:` with at least one stage".to_string()),
         );
     }
-    if let Some(tz) = &wf.timezone {
-        if tz.value.parse::<Tz>().is_err() {
-            let names = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name());
-            d.error(
-                "invalid-value",
-                tz.loc,
-                format!("unknown time zone `{}`", tz.value),
-                Some(suggest(&tz.value, names.filter(|n| n.starts_with("Asia/")))),
-            );
-        }
+    if let Some(tz) = &wf.timezone
+        && tz.value.parse::<Tz>().is_err()
+    {
+        let names = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name());
+        d.error(
+            "invalid-value",
+            tz.loc,
+            format!("unknown time zone `{}`", tz.value),
+            Some(suggest(&tz.value, names.filter(|n| n.starts_with("Asia/")))),
+        );
     }
     let task_ids: Vec<&str> = wf.tasks().map(|(_, t)| t.id.value.as_str()).collect();
     for (_, t) in wf.tasks() {
@@ -415,18 +414,17 @@ pub fn check_template(what: &str, src: &Sp<String>, params: &[&str]) -> Vec<Prob
                         message: format!("{what} uses unknown template variable `{head}`"),
                         hint: Some(suggest(head, TEMPLATE_VARIABLES.iter().copied())),
                     });
-                } else if head == "params" {
-                    if let Some(p) = parts.next() {
-                        if !params.contains(&p) {
-                            out.push(Problem {
-                                severity: Severity::Error,
-                                code: "unknown-reference",
-                                loc: src.loc,
-                                message: format!("{what} uses unknown parameter `params.{p}`"),
-                                hint: Some(suggest(p, params.iter().copied())),
-                            });
-                        }
-                    }
+                } else if head == "params"
+                    && let Some(p) = parts.next()
+                    && !params.contains(&p)
+                {
+                    out.push(Problem {
+                        severity: Severity::Error,
+                        code: "unknown-reference",
+                        loc: src.loc,
+                        message: format!("{what} uses unknown parameter `params.{p}`"),
+                        hint: Some(suggest(p, params.iter().copied())),
+                    });
                 }
             }
         }

@@ -324,3 +324,26 @@ fn stage_without_an_end_is_an_error() {
     let all = check(&BASE.replace("    closes: {from: round_start, days: 5}\n", ""));
     assert_eq!(at(&all, "invalid-stage"), Loc { line: 5, column: 9 });
 }
+
+#[test]
+fn directory_errors_name_the_unknown_member_and_duplicate_id() {
+    let text = "office: {id: o, name: 办}\nroles:\n  - id: office\n    title: 组织办\n    contacts: [{name: 马, email: a@example.gov.cn}]\nunits:\n  - id: a\n    name: 甲\n    kind: branch\n  - id: a\n    name: 乙\n    kind: branch\ngroups:\n  - id: g\n    title: 组\n    members: [a, bb]\n";
+    let mut d = yanzhen::diagnostic::Diagnostics::new("directory.yaml");
+    yanzhen::directory::Directory::parse(text, &mut d);
+    let all = d.into_sorted();
+    assert_eq!(
+        at(&all, "duplicate-id"),
+        Loc {
+            line: 10,
+            column: 9
+        }
+    );
+    assert_eq!(
+        at(&all, "unknown-reference"),
+        Loc {
+            line: 16,
+            column: 18
+        }
+    );
+    insta::assert_snapshot!(render(&all));
+}
