@@ -1414,10 +1414,16 @@ mod tests {
         }
 
         #[test]
-        fn adding_working_days_is_strictly_monotonic_in_n(date in mid_date(), n in -200i64..200) {
+        fn adding_working_days_is_monotonic_in_n(date in mid_date(), n in -200i64..200) {
             let a = REAL.add_working_days(date, n).expect("covered");
             let b = REAL.add_working_days(date, n + 1).expect("covered");
-            prop_assert!(a < b, "add({date}, {n}) = {a} but add({date}, {}) = {b}", n + 1);
+            // From a day off, "0 working days" already rolls to the next working day, which is
+            // also where "1 working day" lands; every other step moves strictly forward.
+            if n == 0 && !REAL.is_working_day(date).expect("covered") {
+                prop_assert_eq!(a, b);
+            } else {
+                prop_assert!(a < b, "add({date}, {n}) = {a} but add({date}, {}) = {b}", n + 1);
+            }
         }
 
         #[test]

@@ -229,6 +229,7 @@ fn plan_cmd(
         start,
         params: &params,
         units: branches.as_deref(),
+        done: None,
     });
     let mut pd = crate::diagnostic::Diagnostics::new(loaded.path.display().to_string());
     for p in problems {

@@ -33,6 +33,9 @@ pub struct PlanInput<'a> {
     pub params: &'a BTreeMap<String, String>,
     /// Only these units take part (None: every member of each group).
     pub units: Option<&'a [String]>,
+    /// Tasks already completed, by task id: `from: {done: id}` counts from this instant
+    /// instead of projecting from the task's deadline.
+    pub done: Option<&'a BTreeMap<String, DateTime<chrono::Utc>>>,
 }
 
 /// A problem met while planning, positioned in the workflow file.
@@ -645,6 +648,10 @@ impl<'a> Planner<'a> {
                 }
             },
             Anchor::Done(id) => match self.tasks.iter().position(|(_, t)| t.id.value == *id) {
+                Some(_) if self.input.done.is_some_and(|d| d.contains_key(id)) => {
+                    let at = self.input.done.and_then(|d| d.get(id)).copied()?;
+                    Some(fixed(at.with_timezone(&self.input.tz)))
+                }
                 Some(j) => self.point(Point::Due(j), a.loc).map(|m| Moment {
                     projected: m.at.is_some(),
                     ..m

@@ -199,6 +199,7 @@ fn check(wf: &Workflow, ctx: Context<'_>, d: &mut Diagnostics) {
         start,
         params: &no_params,
         units: None,
+        done: None,
     });
     for p in problems {
         push(d, p);
@@ -252,6 +253,7 @@ fn check_next_kickoff(
         start: next.date_naive(),
         params: &no_params,
         units: None,
+        done: None,
     });
     for p in problems
         .into_iter()

@@ -37,6 +37,7 @@ fn plan_of(id: &str, start: Option<NaiveDate>, params: &[(&str, &str)]) -> Plan 
         start,
         params: &params,
         units: None,
+        done: None,
     });
     p.unwrap_or_else(|| panic!("{id} does not plan: {problems:?}"))
 }
@@ -314,6 +315,7 @@ fn branches_option_limits_the_fan_out() {
         start: d(2019, 7, 1),
         params: &BTreeMap::new(),
         units: Some(&only),
+        done: None,
     });
     let p = p.unwrap();
     assert!(
