@@ -87,9 +87,11 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono_tz::Asia::Shanghai)
-        .date_naive();
+    // "Today" is a date in the office's time zone; the core never reads the clock itself.
+    let tz = crate::config::Config::load(&cli.config, &mut crate::diagnostic::Diagnostics::new(""))
+        .map(|c| c.tz())
+        .unwrap_or(chrono_tz::Asia::Shanghai);
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
     match cli.command {
         Command::Schema => {
             println!("{}", schema_json());
