@@ -59,6 +59,82 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Run the daemon: scheduler loop over the configured database until SIGINT/SIGTERM.
+    Serve,
+    /// Start and list rounds.
+    #[command(subcommand)]
+    Round(RoundCommand),
+    /// List, complete, waive and reopen tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Progress per stage, overdue tasks and what fires next (all running rounds, or one).
+    Status {
+        /// Round id.
+        round: Option<i64>,
+    },
+    /// Run a round from date A to date B under a virtual clock and print every effect.
+    Simulate {
+        /// Scenario file (YAML).
+        scenario: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+/// Round commands.
+#[derive(Debug, Subcommand)]
+pub enum RoundCommand {
+    /// Start a round now: its tasks and timers are written in one transaction.
+    Start {
+        /// Workflow id.
+        workflow: String,
+        /// Start date YYYY-MM-DD.
+        #[arg(long)]
+        start: NaiveDate,
+        /// Parameter value, `name=value`; repeatable.
+        #[arg(long = "param", value_parser = parse_kv)]
+        params: Vec<(String, String)>,
+        /// Only these unit ids take part (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        branches: Option<Vec<String>>,
+    },
+    /// List rounds.
+    List,
+}
+
+/// Task commands.
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// List the tasks of a round.
+    List {
+        /// Round id.
+        round: i64,
+    },
+    /// Mark a task done: reminders and escalations stop; tasks waiting on it start.
+    Complete {
+        /// Task id.
+        id: i64,
+        /// Note for the history.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Excuse a task.
+    Waive {
+        /// Task id.
+        id: i64,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Reopen a done or waived task.
+    Reopen {
+        /// Task id.
+        id: i64,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 /// Output format.
@@ -82,8 +158,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("YANZHEN_LOG")
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("YANZHEN_LOG").unwrap_or_else(|_| {
+                // The daemon narrates what it does; one-shot commands print their result only.
+                if matches!(cli.command, Command::Serve) {
+                    "info"
+                } else {
+                    "warn"
+                }
+                .into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -113,6 +196,25 @@ pub fn main() -> ExitCode {
             format,
             today,
         ),
+        other => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match rt.block_on(crate::daemon::run_command(&cli.config, other, today)) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }
 
@@ -122,7 +224,7 @@ pub fn schema_json() -> String {
     serde_json::to_string_pretty(&schema).unwrap_or_default()
 }
 
-fn report(diags: &[Diagnostic], format: Format) {
+pub(crate) fn report(diags: &[Diagnostic], format: Format) {
     match format {
         Format::Text => {
             for d in diags {

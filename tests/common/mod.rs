@@ -1,6 +1,7 @@
 //! Shared test helpers: the shipped directory and calendar, and a fixed "today".
 #![allow(dead_code)]
 
+pub mod stores;
 use chrono::NaiveDate;
 use std::path::{Path, PathBuf};
 use yanzhen::calendar::Calendar;
@@ -39,4 +40,51 @@ pub fn workflow_path(id: &str) -> PathBuf {
 /// Read a file relative to the repository root.
 pub fn read(p: impl AsRef<Path>) -> String {
     std::fs::read_to_string(root().join(p)).expect("read")
+}
+
+/// A catalog of the shipped config, directory and calendar with the given workflow texts
+/// (each must validate) plus, if `shipped` is true, every shipped workflow.
+pub fn catalog_with(texts: &[&str], shipped: bool) -> yanzhen::catalog::Catalog {
+    use yanzhen::catalog::{Catalog, LoadedWorkflow, content_hash};
+    use yanzhen::validate::{Context, validate_workflow};
+    let directory = directory();
+    let calendar = calendar();
+    let config = yanzhen::config::Config::default();
+    let mut workflows = std::collections::BTreeMap::new();
+    let mut sources: Vec<(PathBuf, String)> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (PathBuf::from(format!("test-{i}.yaml")), t.to_string()))
+        .collect();
+    if shipped {
+        for e in std::fs::read_dir(root().join("workflows")).expect("workflows") {
+            let p = e.expect("entry").path();
+            sources.push((p.clone(), std::fs::read_to_string(&p).expect("read")));
+        }
+    }
+    for (path, text) in sources {
+        let ctx = Context {
+            directory: &directory,
+            calendar: &calendar,
+            default_tz: config.tz(),
+            today: today(),
+        };
+        let (wf, d) = validate_workflow(&path.display().to_string(), &text, ctx);
+        let wf = wf.unwrap_or_else(|| panic!("{} invalid: {:?}", path.display(), d.items()));
+        workflows.insert(
+            wf.id.value.clone(),
+            LoadedWorkflow {
+                workflow: wf,
+                path,
+                hash: content_hash(&text),
+                source: text,
+            },
+        );
+    }
+    Catalog {
+        config,
+        directory,
+        calendar,
+        workflows,
+    }
 }

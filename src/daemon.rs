@@ -1,0 +1,317 @@
+//! The binary's async edge: opening the store, building the engine, `serve` with signal
+//! handling, and the commands that act on rounds and tasks.
+
+use crate::catalog::{self, Catalog};
+use crate::cli::{Command, Format, RoundCommand, TaskCommand};
+use crate::clock::SystemClock;
+use crate::diagnostic::Severity;
+use crate::engine::{Engine, StartRound, from_ms};
+use crate::store::{self, Store, StoreError};
+use crate::timefmt::zh_datetime;
+use anyhow::{Context as _, bail};
+use chrono::NaiveDate;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Load the catalog; config, directory or calendar errors are fatal, invalid workflows are
+/// reported and left out.
+pub fn load_catalog(config: &Path, today: NaiveDate, daemon: bool) -> anyhow::Result<Catalog> {
+    let (cat, diags) = catalog::load(config, today);
+    for d in &diags {
+        match d.severity {
+            Severity::Error => tracing::error!("{d}"),
+            // Short commands stay quiet about warnings `validate` already shows.
+            Severity::Warning if daemon => tracing::warn!("{d}"),
+            Severity::Warning => tracing::debug!("{d}"),
+        }
+    }
+    match cat {
+        Some(c) => Ok(c),
+        None => bail!("configuration is not valid (see the errors above); run `yanzhen validate`"),
+    }
+}
+
+/// The database URL: `YANZHEN_DATABASE_URL`, else the config file's.
+pub fn database_url(cat: &Catalog) -> String {
+    std::env::var("YANZHEN_DATABASE_URL").unwrap_or_else(|_| cat.config.database.url.clone())
+}
+
+/// Open and migrate the store, retrying while the database is unreachable.
+pub async fn open_store(
+    url: &str,
+    daemon: bool,
+    retry_for: Duration,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let started = std::time::Instant::now();
+    let mut wait = Duration::from_millis(500);
+    loop {
+        let res = if daemon {
+            store::open(url).await
+        } else {
+            store::open_shared(url).await
+        };
+        match res {
+            Ok(s) => {
+                s.migrate().await.context("applying database migrations")?;
+                return Ok(s);
+            }
+            Err(
+                e @ (StoreError::Locked { .. } | StoreError::BadUrl(_) | StoreError::Migrate(_)),
+            ) => return Err(e.into()),
+            Err(e) if started.elapsed() < retry_for => {
+                tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "database unreachable; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(15));
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("database {} unreachable", redact(url)))
+                );
+            }
+        }
+    }
+}
+
+/// A URL with any password replaced, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn owner() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn engine(config: &Path, today: NaiveDate, daemon: bool) -> anyhow::Result<Arc<Engine>> {
+    let cat = load_catalog(config, today, daemon)?;
+    let url = database_url(&cat);
+    let retry = if daemon {
+        Duration::from_secs(u64::MAX / 4)
+    } else {
+        Duration::from_secs(5)
+    };
+    let store = open_store(&url, daemon, retry).await?;
+    let mut engine = Engine::new(store, cat, Arc::new(SystemClock), owner());
+    if let Some(ms) = std::env::var("YANZHEN_LEASE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        engine = engine.with_lease_ms(ms);
+    }
+    let engine = Arc::new(engine);
+    engine.register_workflows().await?;
+    Ok(engine)
+}
+
+/// Run one of the async commands.
+pub async fn run_command(
+    config: &Path,
+    cmd: Command,
+    today: NaiveDate,
+) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Serve => serve(config, today).await,
+        Command::Round(RoundCommand::Start {
+            workflow,
+            start,
+            params,
+            branches,
+        }) => {
+            let e = engine(config, today, false).await?;
+            let id = e
+                .start_round(StartRound {
+                    workflow,
+                    start,
+                    params: params.into_iter().collect(),
+                    units: branches,
+                    actor: "cli".into(),
+                })
+                .await?;
+            let tasks = e.store().tasks(id).await?;
+            println!("round {id} started: {} tasks", tasks.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Round(RoundCommand::List) => {
+            let e = engine(config, today, false).await?;
+            for r in e.store().rounds().await? {
+                println!(
+                    "{:>4}  {:<30} start {}  {}",
+                    r.id, r.workflow_id, r.start_date, r.status
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Task(t) => task_command(config, today, t).await,
+        Command::Status { round } => status(config, today, round).await,
+        Command::Simulate { scenario, format } => {
+            let text = std::fs::read_to_string(&scenario)
+                .with_context(|| format!("reading {}", scenario.display()))?;
+            let mut d = crate::diagnostic::Diagnostics::new(scenario.display().to_string());
+            let Some(sc) = crate::yaml::parse::<crate::simulate::Scenario>(&text, &mut d) else {
+                crate::cli::report(&d.into_sorted(), Format::Text);
+                return Ok(ExitCode::from(1));
+            };
+            if d.has_errors() {
+                crate::cli::report(&d.into_sorted(), Format::Text);
+                return Ok(ExitCode::from(1));
+            }
+            let cat = load_catalog(config, today, false)?;
+            let tz = cat.config.tz();
+            let effects = crate::simulate::run(&sc, cat).await?;
+            match format {
+                Format::Text => {
+                    for e in &effects {
+                        println!("{}", e.line(tz));
+                    }
+                }
+                Format::Json => println!("{}", serde_json::to_string_pretty(&effects)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { .. } | Command::Schema | Command::Plan { .. } => {
+            bail!("not an async command")
+        }
+    }
+}
+
+async fn task_command(
+    config: &Path,
+    today: NaiveDate,
+    cmd: TaskCommand,
+) -> anyhow::Result<ExitCode> {
+    let e = engine(config, today, false).await?;
+    let tz = e.catalog().config.tz();
+    let row = match cmd {
+        TaskCommand::List { round } => {
+            for t in e.store().tasks(round).await? {
+                let due = t
+                    .due_at
+                    .map(|d| zh_datetime(&from_ms(d).with_timezone(&tz)))
+                    .unwrap_or_else(|| "—".into());
+                println!(
+                    "{:>6}  {:<9} {:<40} {}  截止 {}",
+                    t.id, t.state, t.key, t.assignee_name, due
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        TaskCommand::Complete { id, note } => e.complete_task(id, "cli", note).await?,
+        TaskCommand::Waive { id, reason } => e.waive_task(id, "cli", Some(reason)).await?,
+        TaskCommand::Reopen { id, reason } => e.reopen_task(id, "cli", reason).await?,
+    };
+    println!("task {} ({}) is now {}", row.id, row.key, row.state);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::Result<ExitCode> {
+    let e = engine(config, today, false).await?;
+    let tz = e.catalog().config.tz();
+    let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| zh_datetime(&t.with_timezone(&tz)))
+            .unwrap_or_else(|| "—".into())
+    };
+    let ids: Vec<i64> = match round {
+        Some(r) => vec![r],
+        None => e
+            .store()
+            .rounds()
+            .await?
+            .into_iter()
+            .filter(|r| r.status == "running")
+            .map(|r| r.id)
+            .collect(),
+    };
+    if ids.is_empty() {
+        println!("no running rounds");
+    }
+    for id in ids {
+        let s = e.status(id).await?;
+        println!(
+            "round {} {}（{}）start {}  {}",
+            s.round.id, s.title, s.round.workflow_id, s.round.start_date, s.round.status
+        );
+        for st in &s.stages {
+            println!(
+                "  {:<22} {} — {}  done {}/{}  overdue {}",
+                format!("{} {}", st.id, st.title),
+                fmt(st.opens),
+                fmt(st.closes),
+                st.done,
+                st.total,
+                st.overdue
+            );
+        }
+        if !s.overdue.is_empty() {
+            println!("  overdue:");
+            for t in &s.overdue {
+                println!(
+                    "    {:>6} {} {}  截止 {}",
+                    t.id,
+                    t.key,
+                    t.assignee_name,
+                    fmt(t.due_at.map(from_ms))
+                );
+            }
+        }
+        println!("  next:");
+        for t in &s.next {
+            println!(
+                "    {}  {:<11} {}",
+                fmt(Some(from_ms(t.due_at))),
+                t.kind,
+                t.key
+            );
+        }
+    }
+    let kickoffs = e.store().timers_with_prefix("kickoff:").await?;
+    for k in kickoffs.iter().filter(|k| k.state == "pending") {
+        println!("next kickoff: {}  {}", fmt(Some(from_ms(k.due_at))), k.key);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> {
+    let e = engine(config, today, true).await?;
+    tracing::info!(
+        backend = e.store().backend(),
+        workflows = e.catalog().workflows.len(),
+        "yanzhen serving"
+    );
+    e.ensure_kickoffs().await?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested; finishing in-flight work");
+        let _ = tx.send(true);
+    });
+    crate::scheduler::run(e, rx).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

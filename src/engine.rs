@@ -1,0 +1,1248 @@
+//! The engine: rounds, tasks and timers over the store. `serve`, `simulate` and the tests
+//! all drive this one engine; only the clock differs.
+//!
+//! Architecture Invariant: every effect of firing a timer (notifications, the next
+//! kickoff, a new round) is computed first and then applied in the same transaction that
+//! marks the timer fired, so a crash either leaves the timer claimable again or leaves
+//! it fired with all its effects — never half.
+
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::definition::{Anchor, Misfire, Workflow};
+use crate::diagnostic::Severity;
+use crate::directory::{Contact, Party};
+use crate::plan::{Plan, PlanInput, PlannedTimer, Problem, TimerKind, plan};
+use crate::store::{
+    Activation, AuditEntry, FireEffects, Millis, NewNotification, NewRound, NewTask, NewTimer,
+    RoundRow, Store, StoreError, TaskRow, TimerRow, Transition, task_state, timer_state,
+};
+use crate::timefmt::zh_datetime;
+use crate::validate::workflow_tz;
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::Notify;
+
+/// A kickoff that fires later than this after its instant counts as missed (Quartz's
+/// misfire threshold): `misfire: skip` then drops it.
+const MISFIRE_GRACE_MS: i64 = 60_000;
+/// How long a claimed timer stays ours; a crashed daemon's claims expire after this.
+const LEASE_MS: i64 = 30_000;
+/// Timers claimed per statement.
+const CLAIM_BATCH: i64 = 200;
+
+/// Engine failures.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No loaded workflow has this id.
+    #[error("no workflow `{id}`; {hint}")]
+    UnknownWorkflow {
+        /// The id asked for.
+        id: String,
+        /// Known ids or a suggestion.
+        hint: String,
+    },
+    /// The round cannot be planned.
+    #[error("workflow `{workflow}` cannot be planned: {}", render_problems(.problems))]
+    Plan {
+        /// Workflow id.
+        workflow: String,
+        /// What is wrong.
+        problems: Vec<Problem>,
+    },
+    /// A stored workflow version no longer parses.
+    #[error("stored version {0} of a workflow does not parse")]
+    BadVersion(i64),
+    /// Something asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+fn render_problems(p: &[Problem]) -> String {
+    p.iter()
+        .filter(|p| p.severity == Severity::Error)
+        .map(|p| format!("line {}:{}: {}", p.loc.line, p.loc.column, p.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// UTC instant to epoch milliseconds.
+pub fn ms(t: DateTime<Utc>) -> Millis {
+    t.timestamp_millis()
+}
+
+/// Epoch milliseconds to a UTC instant.
+pub fn from_ms(m: Millis) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(m).unwrap_or_default()
+}
+
+/// A request to start a round.
+#[derive(Debug, Clone)]
+pub struct StartRound {
+    /// Workflow id.
+    pub workflow: String,
+    /// Start date.
+    pub start: NaiveDate,
+    /// Parameter overrides.
+    pub params: BTreeMap<String, String>,
+    /// Only these units take part.
+    pub units: Option<Vec<String>>,
+    /// Who asked.
+    pub actor: String,
+}
+
+/// What a timer's payload carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Payload {
+    /// Workflow, for kickoffs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workflow: Option<String>,
+    /// Stage id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stage: Option<String>,
+    /// Task key within the round.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    task: Option<String>,
+    /// Who is told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recipient: Option<PartyJson>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct PartyJson {
+    kind: String,
+    id: String,
+    name: String,
+}
+
+impl From<&Party> for PartyJson {
+    fn from(p: &Party) -> Self {
+        PartyJson {
+            kind: p.kind.to_string(),
+            id: p.id.clone(),
+            name: p.name.clone(),
+        }
+    }
+}
+
+/// One timer that fired, for logs and `simulate`.
+#[derive(Debug, Clone)]
+pub struct Fired {
+    /// The timer as claimed.
+    pub timer: TimerRow,
+    /// When it was processed.
+    pub at: DateTime<Utc>,
+    /// How many notifications it enqueued.
+    pub notifications: usize,
+    /// The round it started, for kickoffs.
+    pub started_round: bool,
+}
+
+/// Progress of one stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageProgress {
+    /// Stage id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Opening instant.
+    pub opens: Option<DateTime<Utc>>,
+    /// Closing instant.
+    pub closes: Option<DateTime<Utc>>,
+    /// Task instances in this stage.
+    pub total: usize,
+    /// Done or waived.
+    pub done: usize,
+    /// Open and past due.
+    pub overdue: usize,
+}
+
+/// A round's status report.
+#[derive(Debug, Clone)]
+pub struct RoundStatus {
+    /// The round.
+    pub round: RoundRow,
+    /// Workflow title.
+    pub title: String,
+    /// Per stage.
+    pub stages: Vec<StageProgress>,
+    /// Open tasks past their deadline.
+    pub overdue: Vec<TaskRow>,
+    /// The next pending timers.
+    pub next: Vec<TimerRow>,
+}
+
+/// The engine.
+#[derive(Debug)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    catalog: RwLock<Arc<Catalog>>,
+    versions: Mutex<HashMap<String, i64>>,
+    parsed: Mutex<HashMap<i64, Arc<Workflow>>>,
+    clock: Arc<dyn Clock>,
+    owner: String,
+    wake: Notify,
+    counter: AtomicU64,
+    lease_ms: i64,
+}
+
+impl Engine {
+    /// An engine over a store and a loaded catalog. `owner` names this daemon in leases.
+    pub fn new(
+        store: Arc<dyn Store>,
+        catalog: Catalog,
+        clock: Arc<dyn Clock>,
+        owner: impl Into<String>,
+    ) -> Self {
+        Engine {
+            store,
+            catalog: RwLock::new(Arc::new(catalog)),
+            versions: Mutex::new(HashMap::new()),
+            parsed: Mutex::new(HashMap::new()),
+            clock,
+            owner: owner.into(),
+            wake: Notify::new(),
+            counter: AtomicU64::new(0),
+            lease_ms: LEASE_MS,
+        }
+    }
+
+    /// Change how long claims last (tests and operators that want faster crash recovery).
+    pub fn with_lease_ms(mut self, lease_ms: i64) -> Self {
+        self.lease_ms = lease_ms.max(1);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// This daemon's lease owner name.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The current catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Replace the catalog (reload) and register the new workflow versions.
+    pub async fn set_catalog(&self, catalog: Catalog) -> Result<()> {
+        if let Ok(mut c) = self.catalog.write() {
+            *c = Arc::new(catalog);
+        }
+        self.register_workflows().await?;
+        self.ensure_kickoffs().await?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Wake the scheduler loop: new work may be due earlier than it thought.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Wait until [`Engine::wake`] is called.
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// Store every loaded workflow's source as a version (deduplicated by hash).
+    pub async fn register_workflows(&self) -> Result<()> {
+        let cat = self.catalog();
+        let now = ms(self.clock.now());
+        for (id, w) in &cat.workflows {
+            let v = self
+                .store
+                .put_workflow_version(id, &w.hash, &w.source, now)
+                .await?;
+            if let Ok(mut m) = self.versions.lock() {
+                m.insert(id.clone(), v.id);
+            }
+            if let Ok(mut p) = self.parsed.lock() {
+                p.entry(v.id)
+                    .or_insert_with(|| Arc::new(w.workflow.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn version_id(&self, workflow: &str) -> Option<i64> {
+        self.versions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(workflow).copied())
+    }
+
+    /// The workflow a round is pinned to.
+    async fn workflow_of(&self, version_id: i64) -> Result<Arc<Workflow>> {
+        if let Some(w) = self
+            .parsed
+            .lock()
+            .ok()
+            .and_then(|p| p.get(&version_id).cloned())
+        {
+            return Ok(w);
+        }
+        let v = self
+            .store
+            .workflow_version(version_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("workflow version {version_id}")))?;
+        let mut d = crate::diagnostic::Diagnostics::new(&v.workflow_id);
+        let wf = crate::yaml::parse::<Workflow>(&v.source, &mut d)
+            .ok_or(EngineError::BadVersion(version_id))?;
+        let wf = Arc::new(wf);
+        if let Ok(mut p) = self.parsed.lock() {
+            p.insert(version_id, wf.clone());
+        }
+        Ok(wf)
+    }
+
+    fn tag(&self, seed: &str) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let h = Sha256::digest(
+            format!("{seed}|{}|{}|{n}", self.owner, ms(self.clock.now())).as_bytes(),
+        );
+        h.iter().take(5).map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn plan_round(
+        &self,
+        wf: &Workflow,
+        start: NaiveDate,
+        params: &BTreeMap<String, String>,
+        units: Option<&[String]>,
+        done: Option<&BTreeMap<String, DateTime<Utc>>>,
+    ) -> Result<Plan> {
+        let cat = self.catalog();
+        let (p, problems) = plan(PlanInput {
+            workflow: wf,
+            directory: &cat.directory,
+            calendar: &cat.calendar,
+            tz: workflow_tz(wf, cat.config.tz()),
+            start,
+            params,
+            units,
+            done,
+        });
+        p.ok_or_else(|| EngineError::Plan {
+            workflow: wf.id.value.clone(),
+            problems,
+        })
+    }
+
+    /// Tasks and timers of a planned round. Reminders already in the past are not created
+    /// (a round started late should not send a burst of stale reminders).
+    fn materialise(tag: &str, p: &Plan, now: DateTime<Utc>) -> (Vec<NewTask>, Vec<NewTimer>) {
+        let tasks = p
+            .tasks
+            .iter()
+            .map(|t| {
+                let fixed = t.due.at.is_some() && !t.due.projected;
+                NewTask {
+                    key: t.key.clone(),
+                    task: t.task.clone(),
+                    stage: t.stage.clone(),
+                    title: t.title.clone(),
+                    assignee_kind: t.assignee.kind.to_string(),
+                    assignee_id: t.assignee.id.clone(),
+                    assignee_name: t.assignee.name.clone(),
+                    due_at: if fixed {
+                        t.due.at.map(|a| ms(a.with_timezone(&Utc)))
+                    } else {
+                        None
+                    },
+                    state: if fixed {
+                        task_state::OPEN
+                    } else {
+                        task_state::WAITING
+                    }
+                    .to_string(),
+                }
+            })
+            .collect();
+        let timers = p
+            .timers
+            .iter()
+            .filter(|t| !t.projected)
+            .filter_map(|t| timer_row(tag, t, now))
+            .collect();
+        (tasks, timers)
+    }
+
+    /// Start a round now: plan it and write its tasks and timers in one transaction.
+    pub async fn start_round(&self, req: StartRound) -> Result<i64> {
+        let cat = self.catalog();
+        let Some(loaded) = cat.workflows.get(&req.workflow) else {
+            let ids: Vec<&str> = cat.workflows.keys().map(String::as_str).collect();
+            return Err(EngineError::UnknownWorkflow {
+                id: req.workflow.clone(),
+                hint: crate::diagnostic::suggest(&req.workflow, ids.iter().copied()),
+            });
+        };
+        let version_id = match self.version_id(&req.workflow) {
+            Some(v) => v,
+            None => {
+                self.register_workflows().await?;
+                self.version_id(&req.workflow)
+                    .ok_or_else(|| EngineError::NotFound(format!("version of {}", req.workflow)))?
+            }
+        };
+        let now = self.clock.now();
+        let p = self.plan_round(
+            &loaded.workflow,
+            req.start,
+            &req.params,
+            req.units.as_deref(),
+            None,
+        )?;
+        let tag = format!("m{}", self.tag(&req.workflow));
+        let (tasks, timers) = Self::materialise(&tag, &p, now);
+        let round = NewRound {
+            tag: tag.clone(),
+            workflow_id: req.workflow.clone(),
+            version_id,
+            start_date: req.start.to_string(),
+            params_json: serde_json::to_string(&req.params).unwrap_or_else(|_| "{}".into()),
+            units_json: req
+                .units
+                .as_ref()
+                .and_then(|u| serde_json::to_string(u).ok()),
+            kickoff_key: None,
+            created_at: ms(now),
+        };
+        let audit = AuditEntry {
+            at: ms(now),
+            actor: req.actor.clone(),
+            action: "round.start".into(),
+            subject: format!("workflow:{}", req.workflow),
+            detail_json: serde_json::json!({"tag": tag, "start": req.start.to_string(), "params": req.params, "units": req.units, "tasks": tasks.len(), "timers": timers.len()}).to_string(),
+        };
+        let id = self
+            .store
+            .create_round(round, tasks, timers, audit)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("round (duplicate)".into()))?;
+        tracing::info!(round = id, workflow = %req.workflow, start = %req.start, "round started");
+        self.wake();
+        Ok(id)
+    }
+
+    /// Make sure every scheduled workflow has its next kickoff in the timer table.
+    pub async fn ensure_kickoffs(&self) -> Result<()> {
+        let cat = self.catalog();
+        let now = self.clock.now();
+        for (id, loaded) in &cat.workflows {
+            let Some(schedule) = &loaded.workflow.schedule else {
+                continue;
+            };
+            let prefix = format!("kickoff:{id}:");
+            let existing = self.store.timers_with_prefix(&prefix).await?;
+            if existing
+                .iter()
+                .any(|t| t.state == timer_state::PENDING || t.state == timer_state::RUNNING)
+            {
+                continue;
+            }
+            let last = existing.iter().map(|t| t.due_at).max().map(from_ms);
+            let after = last.map_or(now, |l| l.max(now));
+            let tz = workflow_tz(&loaded.workflow, cat.config.tz());
+            match crate::schedule::next_kickoff(schedule, tz, &cat.calendar, after) {
+                Ok(Some(next)) => {
+                    let next = next.with_timezone(&Utc);
+                    self.store.add_timers(vec![kickoff_timer(id, next)]).await?;
+                    tracing::info!(workflow = %id, next = %next, "next kickoff scheduled");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(workflow = %id, error = %e, "cannot schedule the next kickoff");
+                    self.store
+                        .append_audit(AuditEntry {
+                            at: ms(now),
+                            actor: "daemon".into(),
+                            action: "kickoff.unschedulable".into(),
+                            subject: format!("workflow:{id}"),
+                            detail_json: serde_json::json!({"error": e.to_string()}).to_string(),
+                        })
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fire every timer due now, repeatedly, until none is due. Returns what fired.
+    pub async fn fire_due(&self) -> Result<Vec<Fired>> {
+        let mut fired = Vec::new();
+        loop {
+            let now = self.clock.now();
+            let batch = self
+                .store
+                .claim_due_timers(ms(now), &self.owner, self.lease_ms, CLAIM_BATCH)
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            for t in batch {
+                let effects = match self.effects(&t, now).await {
+                    Ok(e) => e,
+                    Err(e) => {
+                        // A timer whose effects cannot be computed is fired with an audit
+                        // entry instead of retried forever.
+                        tracing::error!(timer = %t.key, error = %e, "timer failed");
+                        FireEffects {
+                            audit: vec![audit(
+                                now,
+                                "daemon",
+                                "timer.error",
+                                &t.key,
+                                serde_json::json!({"error": e.to_string()}),
+                            )],
+                            ..Default::default()
+                        }
+                    }
+                };
+                let notifications = effects.notifications.len();
+                let started_round = effects.round.is_some();
+                if self
+                    .store
+                    .fire_timer(t.id, &self.owner, ms(now), effects)
+                    .await?
+                {
+                    tracing::info!(timer = %t.key, kind = %t.kind, late_ms = ms(now) - t.due_at, notifications, "timer fired");
+                    fired.push(Fired {
+                        timer: t,
+                        at: now,
+                        notifications,
+                        started_round,
+                    });
+                } else {
+                    tracing::warn!(timer = %t.key, "lease lost before firing; another daemon has it");
+                }
+            }
+        }
+        Ok(fired)
+    }
+
+    /// The earliest instant something becomes due.
+    pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.store.next_due_at().await?.map(from_ms))
+    }
+
+    async fn effects(&self, t: &TimerRow, now: DateTime<Utc>) -> Result<FireEffects> {
+        let payload: Payload = serde_json::from_str(&t.payload_json).unwrap_or(Payload {
+            workflow: None,
+            stage: None,
+            task: None,
+            recipient: None,
+        });
+        match t.kind.as_str() {
+            "kickoff" => self.kickoff_effects(t, &payload, now),
+            "stage_open" | "stage_close" => Ok(FireEffects {
+                audit: vec![audit(
+                    now,
+                    "daemon",
+                    &format!("stage.{}", &t.kind[6..]),
+                    &t.key,
+                    serde_json::json!({"stage": payload.stage}),
+                )],
+                ..Default::default()
+            }),
+            _ => self.task_timer_effects(t, &payload, now).await,
+        }
+    }
+
+    fn kickoff_effects(
+        &self,
+        t: &TimerRow,
+        payload: &Payload,
+        now: DateTime<Utc>,
+    ) -> Result<FireEffects> {
+        let cat = self.catalog();
+        let id = payload.workflow.clone().unwrap_or_default();
+        let mut fx = FireEffects::default();
+        let Some(loaded) = cat.workflows.get(&id) else {
+            fx.audit.push(audit(
+                now,
+                "daemon",
+                "kickoff.skipped",
+                &t.key,
+                serde_json::json!({"reason": "workflow no longer loaded"}),
+            ));
+            return Ok(fx);
+        };
+        let wf = &loaded.workflow;
+        let Some(schedule) = &wf.schedule else {
+            fx.audit.push(audit(
+                now,
+                "daemon",
+                "kickoff.skipped",
+                &t.key,
+                serde_json::json!({"reason": "workflow has no schedule any more"}),
+            ));
+            return Ok(fx);
+        };
+        let tz = workflow_tz(wf, cat.config.tz());
+        let due = from_ms(t.due_at);
+        // The next kickoff counts from now, so kickoffs missed during an outage collapse
+        // into this one firing instead of firing once each.
+        match crate::schedule::next_kickoff(schedule, tz, &cat.calendar, due.max(now)) {
+            Ok(Some(next)) => fx.timers.push(kickoff_timer(&id, next.with_timezone(&Utc))),
+            Ok(None) => {}
+            Err(e) => fx.audit.push(audit(
+                now,
+                "daemon",
+                "kickoff.unschedulable",
+                &t.key,
+                serde_json::json!({"error": e.to_string()}),
+            )),
+        }
+        let late = ms(now) - t.due_at;
+        if late > MISFIRE_GRACE_MS && schedule.misfire.unwrap_or_default() == Misfire::Skip {
+            fx.audit.push(audit(
+                now,
+                "daemon",
+                "kickoff.missed",
+                &t.key,
+                serde_json::json!({"policy": "skip", "late_ms": late}),
+            ));
+            return Ok(fx);
+        }
+        let start = due.with_timezone(&tz).date_naive();
+        let version_id = self
+            .version_id(&id)
+            .ok_or_else(|| EngineError::NotFound(format!("version of {id}")))?;
+        let p = match self.plan_round(wf, start, &BTreeMap::new(), None, None) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(workflow = %id, error = %e, "kickoff cannot plan the round");
+                fx.audit.push(audit(
+                    now,
+                    "daemon",
+                    "kickoff.failed",
+                    &t.key,
+                    serde_json::json!({"error": e.to_string()}),
+                ));
+                return Ok(fx);
+            }
+        };
+        let tag = format!("k{}", short_hash(&t.key));
+        let (tasks, timers) = Self::materialise(&tag, &p, now);
+        fx.audit.push(audit(
+            now,
+            "daemon",
+            "round.start",
+            &format!("workflow:{id}"),
+            serde_json::json!({"tag": tag, "start": start.to_string(), "kickoff": t.key, "late_ms": late, "tasks": tasks.len()}),
+        ));
+        fx.notifications
+            .extend(self.kickoff_notifications(&tag, wf, &p, now));
+        fx.round = Some((
+            NewRound {
+                tag,
+                workflow_id: id.clone(),
+                version_id,
+                start_date: start.to_string(),
+                params_json: "{}".into(),
+                units_json: None,
+                kickoff_key: Some(t.key.clone()),
+                created_at: ms(now),
+            },
+            tasks,
+            timers,
+        ));
+        Ok(fx)
+    }
+
+    fn kickoff_notifications(
+        &self,
+        tag: &str,
+        wf: &Workflow,
+        p: &Plan,
+        now: DateTime<Utc>,
+    ) -> Vec<NewNotification> {
+        let mut seen: Vec<&Party> = Vec::new();
+        for t in &p.tasks {
+            if !seen.contains(&&t.assignee) {
+                seen.push(&t.assignee);
+            }
+        }
+        let subject = format!("【工作启动】{}", wf.title);
+        let mut out = Vec::new();
+        for party in seen {
+            let mine: Vec<String> = p
+                .tasks
+                .iter()
+                .filter(|t| &t.assignee == party)
+                .map(|t| match t.due.at {
+                    Some(a) if !t.due.projected => {
+                        format!("- {}（截止 {}）", t.title, zh_datetime(&a))
+                    }
+                    _ => format!("- {}（视前序工作或事件而定）", t.title),
+                })
+                .collect();
+            let body = format!(
+                "{}：\n{}已启动，请按时完成以下工作：\n{}\n",
+                party.name,
+                wf.title,
+                mine.join("\n")
+            );
+            out.extend(self.to_contacts(
+                &format!("{tag}/kickoff@{}", party.id),
+                None,
+                "kickoff",
+                party,
+                &subject,
+                &body,
+                now,
+            ));
+        }
+        out
+    }
+
+    async fn task_timer_effects(
+        &self,
+        t: &TimerRow,
+        payload: &Payload,
+        now: DateTime<Utc>,
+    ) -> Result<FireEffects> {
+        let mut fx = FireEffects::default();
+        let Some(task_id) = t.task_id else {
+            return Ok(fx);
+        };
+        let Some(task) = self.store.task(task_id).await? else {
+            return Ok(fx);
+        };
+        if task.state != task_state::OPEN {
+            fx.audit.push(audit(
+                now,
+                "daemon",
+                "timer.skipped",
+                &t.key,
+                serde_json::json!({"reason": format!("task is {}", task.state)}),
+            ));
+            return Ok(fx);
+        }
+        if t.kind == "reminder" && task.due_at.is_some_and(|d| ms(now) >= d) {
+            // The deadline passed while this reminder waited (downtime); the deadline and
+            // overdue notices say it better.
+            fx.audit.push(audit(
+                now,
+                "daemon",
+                "timer.skipped",
+                &t.key,
+                serde_json::json!({"reason": "reminder after the deadline"}),
+            ));
+            return Ok(fx);
+        }
+        let Some(recipient) = &payload.recipient else {
+            return Ok(fx);
+        };
+        let party = Party {
+            kind: if recipient.kind == "role" {
+                "role"
+            } else {
+                "unit"
+            },
+            id: recipient.id.clone(),
+            name: recipient.name.clone(),
+        };
+        let cat = self.catalog();
+        let round = self.store.round(task.round_id).await?;
+        let title = match &round {
+            Some(r) => self
+                .workflow_of(r.version_id)
+                .await
+                .map(|w| w.title.clone())
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        let due = task
+            .due_at
+            .map(from_ms)
+            .map(|d| d.with_timezone(&cat.config.tz()));
+        let due_text = due.map(|d| zh_datetime(&d)).unwrap_or_default();
+        let (subject, body) = match t.kind.as_str() {
+            "reminder" => (
+                format!("【提醒】{}（截止 {}）", task.title, due_text),
+                format!(
+                    "{}：\n「{}」中的「{}」将于{}截止，请按时完成。\n",
+                    party.name, title, task.title, due_text
+                ),
+            ),
+            "deadline" => (
+                format!("【今日截止】{}", task.title),
+                format!(
+                    "{}：\n「{}」中的「{}」已到截止时间（{}），请尽快完成并标记。\n",
+                    party.name, title, task.title, due_text
+                ),
+            ),
+            "overdue" => (
+                format!("【逾期催办】{}（已于 {} 截止）", task.title, due_text),
+                format!(
+                    "{}：\n「{}」中的「{}」已逾期（截止 {}），请立即办理。\n",
+                    party.name, title, task.title, due_text
+                ),
+            ),
+            "escalation" => (
+                format!("【逾期上报】{}「{}」已逾期", task.assignee_name, task.title),
+                format!(
+                    "{}：\n{}的「{}」（{}）已于{}截止，至今未完成，请督促办理。\n",
+                    party.name, task.assignee_name, task.title, title, due_text
+                ),
+            ),
+            other => (format!("【{other}】{}", task.title), String::new()),
+        };
+        fx.notifications =
+            self.to_contacts(&t.key, Some(&task), &t.kind, &party, &subject, &body, now);
+        if t.kind == "escalation" {
+            fx.audit.push(audit(
+                now,
+                "daemon",
+                "task.escalated",
+                &format!("task:{}", task.id),
+                serde_json::json!({"to": party.id, "timer": t.key}),
+            ));
+        }
+        Ok(fx)
+    }
+
+    /// One notification per channel of every contact of a party (a `log` entry when the
+    /// party has no reachable contact, so nothing disappears silently).
+    #[allow(clippy::too_many_arguments)]
+    fn to_contacts(
+        &self,
+        key: &str,
+        task: Option<&TaskRow>,
+        kind: &str,
+        party: &Party,
+        subject: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<NewNotification> {
+        let cat = self.catalog();
+        let contacts: Vec<Contact> = match party.kind {
+            "role" => cat
+                .directory
+                .role(&party.id)
+                .map(|r| r.contacts.clone())
+                .unwrap_or_default(),
+            _ => cat
+                .directory
+                .unit(&party.id)
+                .map(|u| u.contacts.clone())
+                .unwrap_or_default(),
+        };
+        let mut channels: Vec<(String, String, serde_json::Value)> = Vec::new();
+        for c in &contacts {
+            let who = serde_json::json!({"party": PartyJson::from(party), "contact": c});
+            if let Some(e) = &c.email {
+                channels.push(("email".into(), e.clone(), who.clone()));
+            }
+            for w in &c.webhooks {
+                channels.push(("webhook".into(), w.url.clone(), who.clone()));
+            }
+            if c.email.is_none() && c.webhooks.is_empty() {
+                channels.push(("log".into(), c.name.clone(), who.clone()));
+            }
+        }
+        if channels.is_empty() {
+            channels.push((
+                "log".into(),
+                party.name.clone(),
+                serde_json::json!({"party": PartyJson::from(party)}),
+            ));
+        }
+        channels
+            .into_iter()
+            .map(|(channel, address, who)| NewNotification {
+                key: format!("{key}#{channel}:{address}"),
+                round_id: task.map(|t| t.round_id),
+                task_id: task.map(|t| t.id),
+                kind: kind.to_string(),
+                channel,
+                address,
+                recipient_json: who.to_string(),
+                subject: subject.to_string(),
+                body: body.to_string(),
+                not_before: ms(now),
+                created_at: ms(now),
+            })
+            .collect()
+    }
+
+    /// Mark a task done: its reminders and escalations stop, and tasks waiting on it
+    /// become owed (counted from now).
+    pub async fn complete_task(
+        &self,
+        task_id: i64,
+        actor: &str,
+        note: Option<String>,
+    ) -> Result<TaskRow> {
+        let task = self.task_or_err(task_id).await?;
+        let now = self.clock.now();
+        let activate = self.activations_after(&task, now).await?;
+        let row = self
+            .store
+            .transition(Transition {
+                task_id,
+                from: vec![task_state::OPEN.into()],
+                to: task_state::DONE.into(),
+                at: ms(now),
+                actor: actor.to_string(),
+                note: note.clone(),
+                action: "complete".into(),
+                cancel_timers: true,
+                new_timers: vec![],
+                activate: activate.clone(),
+                audit: audit(now, actor, "task.complete", &format!("task:{task_id}"), serde_json::json!({"key": task.key, "note": note, "activated": activate.iter().map(|a| &a.task_key).collect::<Vec<_>>()})),
+            })
+            .await?;
+        self.wake();
+        Ok(row)
+    }
+
+    /// Excuse a task: its reminders and escalations stop; nothing waiting on it starts.
+    pub async fn waive_task(
+        &self,
+        task_id: i64,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Result<TaskRow> {
+        let task = self.task_or_err(task_id).await?;
+        let now = self.clock.now();
+        let row = self
+            .store
+            .transition(Transition {
+                task_id,
+                from: vec![task_state::OPEN.into(), task_state::WAITING.into()],
+                to: task_state::WAIVED.into(),
+                at: ms(now),
+                actor: actor.to_string(),
+                note: reason.clone(),
+                action: "waive".into(),
+                cancel_timers: true,
+                new_timers: vec![],
+                activate: vec![],
+                audit: audit(
+                    now,
+                    actor,
+                    "task.waive",
+                    &format!("task:{task_id}"),
+                    serde_json::json!({"key": task.key, "reason": reason}),
+                ),
+            })
+            .await?;
+        self.wake();
+        Ok(row)
+    }
+
+    /// Reopen a done or waived task: its remaining timers are created again under new keys.
+    pub async fn reopen_task(
+        &self,
+        task_id: i64,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Result<TaskRow> {
+        let task = self.task_or_err(task_id).await?;
+        let round = self
+            .store
+            .round(task.round_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("round {}", task.round_id)))?;
+        let now = self.clock.now();
+        let p = self.replan(&round, None).await?;
+        let history = self.store.task_history(task_id).await?;
+        let suffix = format!(
+            "reopen{}",
+            history.iter().filter(|h| h.action_is_reopen()).count() + 1
+        );
+        let timers: Vec<NewTimer> = p
+            .timers
+            .iter()
+            .filter(|t| t.task.as_deref() == Some(&task.key) && !t.projected)
+            .filter_map(|t| timer_row(&round.tag, t, now))
+            .map(|mut t| {
+                t.key = format!("{}~{suffix}", t.key);
+                t.round_id = Some(round.id);
+                t
+            })
+            .collect();
+        let row = self
+            .store
+            .transition(Transition {
+                task_id,
+                from: vec![task_state::DONE.into(), task_state::WAIVED.into()],
+                to: task_state::OPEN.into(),
+                at: ms(now),
+                actor: actor.to_string(),
+                note: reason.clone(),
+                action: "reopen".into(),
+                cancel_timers: false,
+                new_timers: timers,
+                activate: vec![],
+                audit: audit(
+                    now,
+                    actor,
+                    "task.reopen",
+                    &format!("task:{task_id}"),
+                    serde_json::json!({"key": task.key, "reason": reason}),
+                ),
+            })
+            .await?;
+        self.wake();
+        Ok(row)
+    }
+
+    async fn task_or_err(&self, id: i64) -> Result<TaskRow> {
+        self.store
+            .task(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("task {id}")))
+    }
+
+    async fn replan(
+        &self,
+        round: &RoundRow,
+        done: Option<&BTreeMap<String, DateTime<Utc>>>,
+    ) -> Result<Plan> {
+        let wf = self.workflow_of(round.version_id).await?;
+        let params: BTreeMap<String, String> =
+            serde_json::from_str(&round.params_json).unwrap_or_default();
+        let units: Option<Vec<String>> = round
+            .units_json
+            .as_deref()
+            .and_then(|u| serde_json::from_str(u).ok());
+        let start = NaiveDate::parse_from_str(&round.start_date, "%Y-%m-%d")
+            .map_err(|_| EngineError::NotFound(format!("start date of round {}", round.id)))?;
+        self.plan_round(&wf, start, &params, units.as_deref(), done)
+    }
+
+    /// Waiting tasks that become owed when `task` is completed now.
+    async fn activations_after(
+        &self,
+        task: &TaskRow,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Activation>> {
+        let round = self
+            .store
+            .round(task.round_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("round {}", task.round_id)))?;
+        let wf = self.workflow_of(round.version_id).await?;
+        let dependents: Vec<&str> = wf
+            .tasks()
+            .filter(|(_, t)| matches!(&t.due.from, Some(a) if a.value == Anchor::Done(task.task.clone())))
+            .map(|(_, t)| t.id.value.as_str())
+            .collect();
+        if dependents.is_empty() {
+            return Ok(vec![]);
+        }
+        let all = self.store.tasks(round.id).await?;
+        let siblings_left = all
+            .iter()
+            .filter(|t| t.task == task.task && t.id != task.id)
+            .any(|t| t.state == task_state::OPEN || t.state == task_state::WAITING);
+        // A dependent instance pairs with the instance of the same unit when both fan out
+        // over it (each branch's talk follows that branch's assessment); otherwise it is
+        // owed once every instance it waits for is finished.
+        let same_unit = |t: &TaskRow, u: &TaskRow| {
+            t.assignee_kind == u.assignee_kind && t.assignee_id == u.assignee_id
+        };
+        let eligible: Vec<&TaskRow> = all
+            .iter()
+            .filter(|t| t.state == task_state::WAITING && dependents.contains(&t.task.as_str()))
+            .filter(|t| {
+                let paired = all.iter().any(|x| x.task == task.task && same_unit(x, t));
+                if paired {
+                    same_unit(t, task)
+                } else {
+                    !siblings_left
+                }
+            })
+            .collect();
+        if eligible.is_empty() {
+            return Ok(vec![]);
+        }
+        let done = BTreeMap::from([(task.task.clone(), now)]);
+        let p = self.replan(&round, Some(&done)).await?;
+        let mut out = Vec::new();
+        for t in eligible {
+            let Some(planned) = p.tasks.iter().find(|x| x.key == t.key) else {
+                continue;
+            };
+            let Some(due) = planned.due.at else { continue };
+            let timers = p
+                .timers
+                .iter()
+                .filter(|x| x.task.as_deref() == Some(&t.key))
+                .filter_map(|x| timer_row(&round.tag, x, now))
+                .map(|mut x| {
+                    x.round_id = Some(round.id);
+                    x
+                })
+                .collect();
+            out.push(Activation {
+                round_id: round.id,
+                task_key: t.key.clone(),
+                due_at: ms(due.with_timezone(&Utc)),
+                timers,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Progress of a round: per stage, overdue tasks, what fires next.
+    pub async fn status(&self, round_id: i64) -> Result<RoundStatus> {
+        let round = self
+            .store
+            .round(round_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("round {round_id}")))?;
+        let wf = self.workflow_of(round.version_id).await?;
+        let now = ms(self.clock.now());
+        let tasks = self.store.tasks(round_id).await?;
+        let p = self.replan(&round, None).await.ok();
+        let stages = wf
+            .stages
+            .iter()
+            .map(|s| {
+                let mine: Vec<&TaskRow> = tasks.iter().filter(|t| t.stage == s.id.value).collect();
+                let window = p
+                    .as_ref()
+                    .and_then(|p| p.stages.iter().find(|x| x.id == s.id.value));
+                StageProgress {
+                    id: s.id.value.clone(),
+                    title: s.title.clone(),
+                    opens: window
+                        .and_then(|w| w.opens.at)
+                        .map(|a| a.with_timezone(&Utc)),
+                    closes: window
+                        .and_then(|w| w.closes.at)
+                        .map(|a| a.with_timezone(&Utc)),
+                    total: mine.len(),
+                    done: mine
+                        .iter()
+                        .filter(|t| t.state == task_state::DONE || t.state == task_state::WAIVED)
+                        .count(),
+                    overdue: mine.iter().filter(|t| is_overdue(t, now)).count(),
+                }
+            })
+            .collect();
+        let overdue = tasks
+            .iter()
+            .filter(|t| is_overdue(t, now))
+            .cloned()
+            .collect();
+        let next = self.store.pending_timers(Some(round_id), 10).await?;
+        Ok(RoundStatus {
+            title: wf.title.clone(),
+            round,
+            stages,
+            overdue,
+            next,
+        })
+    }
+}
+
+fn is_overdue(t: &TaskRow, now: Millis) -> bool {
+    t.state == task_state::OPEN && t.due_at.is_some_and(|d| d < now)
+}
+
+fn short_hash(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .take(5)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn audit(
+    now: DateTime<Utc>,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: serde_json::Value,
+) -> AuditEntry {
+    AuditEntry {
+        at: ms(now),
+        actor: actor.to_string(),
+        action: action.to_string(),
+        subject: subject.to_string(),
+        detail_json: detail.to_string(),
+    }
+}
+
+/// The key of the kickoff timer of a workflow at an instant.
+pub fn kickoff_timer(workflow: &str, at: DateTime<Utc>) -> NewTimer {
+    NewTimer {
+        key: format!("kickoff:{workflow}:{}", ms(at)),
+        round_id: None,
+        task_key: None,
+        kind: "kickoff".into(),
+        due_at: ms(at),
+        payload_json: serde_json::json!({"workflow": workflow}).to_string(),
+    }
+}
+
+/// A planned timer as a row to insert, or None for a reminder already in the past.
+fn timer_row(tag: &str, t: &PlannedTimer, now: DateTime<Utc>) -> Option<NewTimer> {
+    let at = t.at.with_timezone(&Utc);
+    if t.kind == TimerKind::Reminder && at < now {
+        return None;
+    }
+    let kind = serde_json::to_value(t.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let payload = Payload {
+        workflow: None,
+        stage: Some(t.stage.clone()),
+        task: t.task.clone(),
+        recipient: t.recipient.as_ref().map(PartyJson::from),
+    };
+    Some(NewTimer {
+        key: format!("{tag}/{}", t.key),
+        round_id: None,
+        task_key: t.task.clone(),
+        kind,
+        due_at: ms(at),
+        payload_json: serde_json::to_string(&payload).unwrap_or_else(|_| "{}".into()),
+    })
+}
+
+trait HistoryExt {
+    fn action_is_reopen(&self) -> bool;
+}
+
+impl HistoryExt for crate::store::HistoryRow {
+    fn action_is_reopen(&self) -> bool {
+        self.to_state == task_state::OPEN
+            && (self.from_state == task_state::DONE || self.from_state == task_state::WAIVED)
+    }
+}
+
+/// The local date in a time zone, for callers that hold a UTC instant.
+pub fn local_date(t: DateTime<Utc>, tz: chrono_tz::Tz) -> NaiveDate {
+    tz.from_utc_datetime(&t.naive_utc()).date_naive()
+}

@@ -1,0 +1,63 @@
+//! The scheduler loop: fire what is due, then sleep until the next due instant or until
+//! woken by new work (mini-redis `purge_expired_tasks` shape).
+//!
+//! The sleep is capped at [`MAX_SLEEP`] so that a wall-clock jump, or a timer inserted by
+//! another process (a second daemon on PostgreSQL, a CLI command), is noticed within that
+//! bound; the SQL timer table stays the only record of what must fire.
+
+use crate::engine::{Engine, Fired};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Longest sleep between checks of the timer table.
+pub const MAX_SLEEP: Duration = Duration::from_secs(10);
+/// Pause after a failed iteration (database down) before trying again.
+const ERROR_BACKOFF: Duration = Duration::from_secs(2);
+
+/// One iteration: fire everything due now. Shared by `serve` and `simulate`.
+pub async fn step(engine: &Engine) -> Vec<Fired> {
+    match engine.fire_due().await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "firing due timers failed; will retry");
+            Vec::new()
+        }
+    }
+}
+
+/// Run until `shutdown` turns true. In-flight work finishes before returning.
+pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+    tracing::info!(owner = engine.owner(), "scheduler started");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        step(&engine).await;
+        let clock = engine.clock().clone();
+        let (until, max) = match engine.next_due_at().await {
+            Ok(Some(next)) => (next, MAX_SLEEP),
+            Ok(None) => (
+                clock.now() + chrono::Duration::from_std(MAX_SLEEP).unwrap_or_default(),
+                MAX_SLEEP,
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the next due instant; retrying");
+                (clock.now(), ERROR_BACKOFF)
+            }
+        };
+        // Something became due while we were firing: go round again at once (a short
+        // pause only guards against a hot loop if a due timer cannot be claimed).
+        let max = if until <= clock.now() {
+            Duration::from_millis(50).min(max)
+        } else {
+            max
+        };
+        tokio::select! {
+            _ = clock.sleep_until(until, max) => {}
+            _ = engine.woken() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    tracing::info!("scheduler stopped");
+}

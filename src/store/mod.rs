@@ -1,0 +1,546 @@
+//! The store: everything durable. One interface, two backends (SQLite, PostgreSQL).
+//!
+//! Architecture Invariant: the `timers` table is the source of truth for every instant
+//! the daemon acts on, recurring kickoffs included; nothing that must fire lives only in
+//! memory. Every state change and the rows it causes (timers, outbox, history, audit) are
+//! written in one transaction.
+//!
+//! Times are UTC epoch milliseconds (`i64`) in both databases: index-friendly and
+//! identical across backends. The clock is passed in by the caller; the store never reads it.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// UTC epoch milliseconds.
+pub type Millis = i64;
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database said no.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Another daemon already holds this SQLite file.
+    #[error(
+        "database {path} is in use by another yanzhen process (lock file {path}.lock); stop it or use PostgreSQL for several daemons"
+    )]
+    Locked {
+        /// The database file.
+        path: String,
+    },
+    /// The URL is neither `sqlite:` nor `postgres:`.
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
+    BadUrl(String),
+    /// A row that must exist does not.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A task is not in a state that allows this change.
+    #[error("task {task} is {state}; cannot {action}")]
+    WrongState {
+        /// Task id.
+        task: i64,
+        /// Its current state.
+        state: String,
+        /// What was asked.
+        action: String,
+    },
+    /// Local I/O (lock file, directories).
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A stored version of a workflow file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRow {
+    /// Row id (rounds pin to it).
+    pub id: i64,
+    /// Workflow id.
+    pub workflow_id: String,
+    /// 1, 2, 3 ... per workflow.
+    pub version: i64,
+    /// SHA-256 of the source.
+    pub hash: String,
+    /// The exact file text.
+    pub source: String,
+    /// When first stored.
+    pub created_at: Millis,
+}
+
+/// A round to create.
+#[derive(Debug, Clone)]
+pub struct NewRound {
+    /// Short unique tag chosen by the engine; prefixes the round's timer keys so they are
+    /// unique before the round has a row id.
+    pub tag: String,
+    /// Workflow id.
+    pub workflow_id: String,
+    /// Pinned workflow version row id.
+    pub version_id: i64,
+    /// Start date `YYYY-MM-DD`.
+    pub start_date: String,
+    /// Parameter overrides, JSON object.
+    pub params_json: String,
+    /// Unit ids taking part, JSON array, or None for all.
+    pub units_json: Option<String>,
+    /// For rounds started by a schedule: the kickoff timer key (unique: a kickoff starts one round).
+    pub kickoff_key: Option<String>,
+    /// When created.
+    pub created_at: Millis,
+}
+
+/// A stored round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoundRow {
+    /// Round id.
+    pub id: i64,
+    /// Unique tag (prefix of the round's timer keys).
+    pub tag: String,
+    /// Workflow id.
+    pub workflow_id: String,
+    /// Pinned version row id.
+    pub version_id: i64,
+    /// Start date `YYYY-MM-DD`.
+    pub start_date: String,
+    /// Parameter overrides, JSON object.
+    pub params_json: String,
+    /// Units taking part, JSON array, or None.
+    pub units_json: Option<String>,
+    /// `running`, `finished` or `cancelled`.
+    pub status: String,
+    /// When created.
+    pub created_at: Millis,
+    /// Kickoff timer key, for scheduled rounds.
+    pub kickoff_key: Option<String>,
+}
+
+/// Task states.
+pub mod task_state {
+    /// Owed and not done.
+    pub const OPEN: &str = "open";
+    /// Waits for another task's completion or an outside event before it is owed.
+    pub const WAITING: &str = "waiting";
+    /// Done by its assignee.
+    pub const DONE: &str = "done";
+    /// Excused by the office.
+    pub const WAIVED: &str = "waived";
+    /// Withdrawn (round cancelled, branch removed).
+    pub const CANCELLED: &str = "cancelled";
+}
+
+/// Timer states.
+pub mod timer_state {
+    /// Waiting for its instant.
+    pub const PENDING: &str = "pending";
+    /// Claimed by a daemon (see lease columns).
+    pub const RUNNING: &str = "running";
+    /// Done; never fires again.
+    pub const FIRED: &str = "fired";
+    /// Withdrawn (task completed, round cancelled).
+    pub const CANCELLED: &str = "cancelled";
+}
+
+/// A task instance to create.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Key unique within the round (`task@unit`).
+    pub key: String,
+    /// Task id in the workflow.
+    pub task: String,
+    /// Stage id.
+    pub stage: String,
+    /// Title.
+    pub title: String,
+    /// `unit` or `role`.
+    pub assignee_kind: String,
+    /// Unit or role id.
+    pub assignee_id: String,
+    /// Display name.
+    pub assignee_name: String,
+    /// Deadline, when known.
+    pub due_at: Option<Millis>,
+    /// `open` or `waiting`.
+    pub state: String,
+}
+
+/// A stored task instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    /// Task row id.
+    pub id: i64,
+    /// Round id.
+    pub round_id: i64,
+    /// Key unique within the round.
+    pub key: String,
+    /// Task id in the workflow.
+    pub task: String,
+    /// Stage id.
+    pub stage: String,
+    /// Title.
+    pub title: String,
+    /// `unit` or `role`.
+    pub assignee_kind: String,
+    /// Unit or role id.
+    pub assignee_id: String,
+    /// Display name.
+    pub assignee_name: String,
+    /// Deadline.
+    pub due_at: Option<Millis>,
+    /// See [`task_state`].
+    pub state: String,
+    /// When done/waived.
+    pub completed_at: Option<Millis>,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+/// One entry of a task's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    /// When.
+    pub at: Millis,
+    /// Previous state.
+    pub from_state: String,
+    /// New state.
+    pub to_state: String,
+    /// Who (token name, `link:unit`, `cli`, `daemon`).
+    pub actor: String,
+    /// Free text.
+    pub note: Option<String>,
+}
+
+/// A timer to create.
+#[derive(Debug, Clone)]
+pub struct NewTimer {
+    /// Globally unique key (`r{round}/{planned key}`, `kickoff:{workflow}:{millis}`); inserting
+    /// an existing key is a no-op, which makes materialisation idempotent.
+    pub key: String,
+    /// Round, for round timers.
+    pub round_id: Option<i64>,
+    /// Task key within the round, for task timers (resolved to the task row id on insert).
+    pub task_key: Option<String>,
+    /// `stage_open`, `stage_close`, `reminder`, `deadline`, `overdue`, `escalation`, `kickoff`.
+    pub kind: String,
+    /// When it fires.
+    pub due_at: Millis,
+    /// Kind-specific data, JSON.
+    pub payload_json: String,
+}
+
+/// A stored timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerRow {
+    /// Row id.
+    pub id: i64,
+    /// Unique key.
+    pub key: String,
+    /// Round.
+    pub round_id: Option<i64>,
+    /// Task row id.
+    pub task_id: Option<i64>,
+    /// Kind.
+    pub kind: String,
+    /// When it fires.
+    pub due_at: Millis,
+    /// Kind-specific data, JSON.
+    pub payload_json: String,
+    /// See [`timer_state`].
+    pub state: String,
+    /// Claims so far.
+    pub attempts: i64,
+    /// Daemon holding the claim.
+    pub lease_owner: Option<String>,
+    /// Claim expiry.
+    pub lease_until: Option<Millis>,
+    /// When it fired.
+    pub fired_at: Option<Millis>,
+}
+
+/// A notification to put in the outbox.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    /// Idempotency key, unique (also the source of the email Message-ID).
+    pub key: String,
+    /// Round.
+    pub round_id: Option<i64>,
+    /// Task row id.
+    pub task_id: Option<i64>,
+    /// `reminder`, `due_today`, `overdue`, `escalation`, `kickoff` ...
+    pub kind: String,
+    /// `email`, `webhook` or `log`.
+    pub channel: String,
+    /// Address: email address, webhook URL, or a name for `log`.
+    pub address: String,
+    /// Recipient as JSON (party and contact).
+    pub recipient_json: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+    /// When it should go out.
+    pub not_before: Millis,
+    /// When created.
+    pub created_at: Millis,
+}
+
+/// A stored outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// Row id.
+    pub id: i64,
+    /// Idempotency key.
+    pub key: String,
+    /// Round.
+    pub round_id: Option<i64>,
+    /// Task row id.
+    pub task_id: Option<i64>,
+    /// Kind.
+    pub kind: String,
+    /// Channel.
+    pub channel: String,
+    /// Address.
+    pub address: String,
+    /// Recipient JSON.
+    pub recipient_json: String,
+    /// Subject.
+    pub subject: String,
+    /// Body.
+    pub body: String,
+    /// `pending`, `sending`, `sent`, `failed`, `dead`.
+    pub state: String,
+    /// Delivery attempts.
+    pub attempts: i64,
+    /// Not before this instant.
+    pub not_before: Millis,
+    /// When created.
+    pub created_at: Millis,
+    /// When delivered.
+    pub sent_at: Option<Millis>,
+    /// Last error text.
+    pub last_error: Option<String>,
+}
+
+/// An append-only audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When.
+    pub at: Millis,
+    /// Who.
+    pub actor: String,
+    /// What, e.g. `round.start`, `task.complete`, `timer.fire`.
+    pub action: String,
+    /// What it concerns, e.g. `round:3`, `task:17`.
+    pub subject: String,
+    /// Details, JSON.
+    pub detail_json: String,
+}
+
+/// A stored audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// Row id (monotonic).
+    pub id: i64,
+    /// The entry.
+    pub entry: AuditEntry,
+}
+
+/// A task that stops waiting and becomes owed, with its timers.
+#[derive(Debug, Clone)]
+pub struct Activation {
+    /// Round.
+    pub round_id: i64,
+    /// Task key within the round.
+    pub task_key: String,
+    /// Its deadline.
+    pub due_at: Millis,
+    /// Its timers.
+    pub timers: Vec<NewTimer>,
+}
+
+/// A task state change and everything it causes, applied atomically.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// Task row id.
+    pub task_id: i64,
+    /// Allowed current states; anything else fails with [`StoreError::WrongState`].
+    pub from: Vec<String>,
+    /// New state.
+    pub to: String,
+    /// When.
+    pub at: Millis,
+    /// Who.
+    pub actor: String,
+    /// Why.
+    pub note: Option<String>,
+    /// Verb for the error message (`complete`, `waive`, `reopen`).
+    pub action: String,
+    /// Cancel the task's pending timers (completing/waiving stops reminders and escalations).
+    pub cancel_timers: bool,
+    /// Timers to (re)create for this task (reopen).
+    pub new_timers: Vec<NewTimer>,
+    /// Dependent tasks that become owed now.
+    pub activate: Vec<Activation>,
+    /// Audit entry.
+    pub audit: AuditEntry,
+}
+
+/// What firing one timer causes, applied atomically with marking it fired.
+#[derive(Debug, Clone, Default)]
+pub struct FireEffects {
+    /// Notifications to enqueue (existing keys are skipped).
+    pub notifications: Vec<NewNotification>,
+    /// Timers to add (e.g. the next kickoff).
+    pub timers: Vec<NewTimer>,
+    /// A round to start (a kickoff), with its tasks and timers.
+    pub round: Option<(NewRound, Vec<NewTask>, Vec<NewTimer>)>,
+    /// Audit entries.
+    pub audit: Vec<AuditEntry>,
+}
+
+/// The store interface shared by the SQLite and PostgreSQL backends.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Apply embedded migrations.
+    async fn migrate(&self) -> Result<()>;
+
+    /// True when the database answers and migrations are applied.
+    async fn ready(&self) -> Result<bool>;
+
+    /// Store a workflow source; returns the existing row when the hash is known, else a new
+    /// version numbered one above the highest.
+    async fn put_workflow_version(
+        &self,
+        workflow_id: &str,
+        hash: &str,
+        source: &str,
+        at: Millis,
+    ) -> Result<VersionRow>;
+
+    /// All versions of a workflow, oldest first.
+    async fn workflow_versions(&self, workflow_id: &str) -> Result<Vec<VersionRow>>;
+
+    /// One version by row id.
+    async fn workflow_version(&self, id: i64) -> Result<Option<VersionRow>>;
+
+    /// Create a round with its tasks and timers and an audit entry in one transaction.
+    /// Returns None (and changes nothing) when `kickoff_key` is already used.
+    async fn create_round(
+        &self,
+        round: NewRound,
+        tasks: Vec<NewTask>,
+        timers: Vec<NewTimer>,
+        audit: AuditEntry,
+    ) -> Result<Option<i64>>;
+
+    /// One round.
+    async fn round(&self, id: i64) -> Result<Option<RoundRow>>;
+
+    /// All rounds, newest first.
+    async fn rounds(&self) -> Result<Vec<RoundRow>>;
+
+    /// Set a round's status (`finished`, `cancelled`); cancelling also cancels its pending
+    /// timers and open/waiting tasks.
+    async fn set_round_status(&self, id: i64, status: &str, audit: AuditEntry) -> Result<()>;
+
+    /// Tasks of a round, in creation order.
+    async fn tasks(&self, round_id: i64) -> Result<Vec<TaskRow>>;
+
+    /// One task.
+    async fn task(&self, id: i64) -> Result<Option<TaskRow>>;
+
+    /// A task by round and key.
+    async fn task_by_key(&self, round_id: i64, key: &str) -> Result<Option<TaskRow>>;
+
+    /// History of a task, oldest first.
+    async fn task_history(&self, task_id: i64) -> Result<Vec<HistoryRow>>;
+
+    /// Apply a task state change atomically (see [`Transition`]).
+    async fn transition(&self, t: Transition) -> Result<TaskRow>;
+
+    /// Insert timers whose keys are new; returns how many were inserted.
+    async fn add_timers(&self, timers: Vec<NewTimer>) -> Result<u64>;
+
+    /// Claim up to `limit` timers due at `now`: pending ones, and running ones whose lease
+    /// expired (a crashed daemon's). Atomic across daemons (`FOR UPDATE SKIP LOCKED` on
+    /// PostgreSQL, `BEGIN IMMEDIATE` on SQLite). Increments `attempts`.
+    async fn claim_due_timers(
+        &self,
+        now: Millis,
+        owner: &str,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<TimerRow>>;
+
+    /// Mark a claimed timer fired and apply its effects in one transaction. Returns false
+    /// (and applies nothing) when `owner` no longer holds the claim.
+    async fn fire_timer(
+        &self,
+        timer_id: i64,
+        owner: &str,
+        now: Millis,
+        effects: FireEffects,
+    ) -> Result<bool>;
+
+    /// Give a claimed timer back (graceful shutdown) so another daemon can take it at once.
+    async fn release_timer(&self, timer_id: i64, owner: &str) -> Result<()>;
+
+    /// The earliest instant at which some timer becomes claimable (pending due_at, or the
+    /// lease expiry of a running one).
+    async fn next_due_at(&self) -> Result<Option<Millis>>;
+
+    /// Pending timers, earliest first, optionally of one round.
+    async fn pending_timers(&self, round_id: Option<i64>, limit: i64) -> Result<Vec<TimerRow>>;
+
+    /// Timers whose key starts with `prefix`, any state, ordered by due_at.
+    async fn timers_with_prefix(&self, prefix: &str) -> Result<Vec<TimerRow>>;
+
+    /// Outbox rows, in insertion order, with id greater than `after_id`.
+    async fn outbox_after(&self, after_id: i64, limit: i64) -> Result<Vec<OutboxRow>>;
+
+    /// Append an audit entry on its own.
+    async fn append_audit(&self, entry: AuditEntry) -> Result<()>;
+
+    /// Audit entries with id greater than `after_id`, oldest first.
+    async fn audit_after(&self, after_id: i64, limit: i64) -> Result<Vec<AuditRow>>;
+}
+
+/// Open the store named by a URL (`sqlite://path`, `sqlite::memory:`, `postgres://...`).
+/// SQLite files are created on first use, in WAL mode, and locked against a second daemon.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PgStore::open(url).await?))
+    } else {
+        Err(StoreError::BadUrl(url.to_string()))
+    }
+}
+
+/// Open the store for a short-lived command next to a running daemon: same as [`open`]
+/// but without taking the SQLite single-daemon lock (SQLite itself serialises writers).
+pub async fn open_shared(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open_shared(url).await?))
+    } else {
+        open(url).await
+    }
+}

@@ -1,0 +1,60 @@
+//! PostgreSQL backend of the [`Store`](super::Store), for one or several daemons sharing a
+//! database.
+//!
+//! The SQL and the transaction logic are shared with SQLite (see [`super::sqlite`]); what is
+//! specific here: plain `BEGIN` (READ COMMITTED) write transactions, `SELECT ... FOR UPDATE` on
+//! the task rows a transaction changes, and `FOR UPDATE SKIP LOCKED` in the timer claim so
+//! that daemons claiming at the same moment take disjoint timers without waiting on each other.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use super::sqlite::store_impl;
+use super::{Result, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Pool size per daemon.
+const POOL_SIZE: u32 = 8;
+
+/// How long to wait for a free connection before failing.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The PostgreSQL store.
+#[derive(Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connect to `postgres://USER@HOST/DB` (or `postgresql://`). Does not migrate; call
+    /// [`Store::migrate`](super::Store::migrate).
+    pub async fn open(url: &str) -> Result<Self> {
+        if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return Err(StoreError::BadUrl(url.to_string()));
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Start a write transaction (row locks are taken by the statements themselves).
+    async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Postgres>> {
+        self.pool.begin().await
+    }
+}
+
+store_impl! {
+    store: PgStore,
+    db: sqlx::Postgres,
+    conn: sqlx::PgConnection,
+    backend: "postgres",
+    migrator: MIGRATOR,
+    row_lock: " FOR UPDATE",
+    claim_lock: " FOR UPDATE SKIP LOCKED",
+}

@@ -1,0 +1,1021 @@
+//! SQLite backend of the [`Store`](super::Store), and the half that both backends share.
+//!
+//! Both backends run the same SQL (`$1` placeholders work on both) and the same transaction
+//! logic: [`store_impl!`] generates the `Store` impl once per pool type. The dialect
+//! differences are passed to it or live next to each store:
+//!
+//! - how a write transaction starts (`begin_write`): `BEGIN IMMEDIATE` here, so a transaction
+//!   never has to upgrade a read lock (which SQLite refuses at once, ignoring `busy_timeout`);
+//! - row locks: none here (the immediate transaction already holds the single write lock),
+//!   `FOR UPDATE` / `FOR UPDATE SKIP LOCKED` on PostgreSQL;
+//! - how the pool is opened, and the migrations directory.
+//!
+//! Only one daemon may use a SQLite file: [`SqliteStore::open`] takes an exclusive OS lock on
+//! `<file>.lock` and keeps it for the life of the store ([`SqliteStore::open_shared`], for
+//! short-lived commands, does not).
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+
+use super::{Result, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// Connections in the pool for a file database (WAL readers run in parallel; writers queue on
+/// `BEGIN IMMEDIATE` with the busy timeout).
+const FILE_POOL_SIZE: u32 = 4;
+
+/// How long a writer waits for the write lock before failing with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// Exclusive lock on `<file>.lock`, released when the store is dropped (None in memory and
+    /// for [`open_shared`](Self::open_shared)).
+    _lock: Option<File>,
+}
+
+impl SqliteStore {
+    /// Open `sqlite://PATH`, `sqlite:PATH` or `sqlite::memory:`.
+    ///
+    /// A file is created (with its parent directories) if missing, opened in WAL mode with
+    /// `synchronous = NORMAL`, a 5 s busy timeout and foreign keys on, and locked: a second
+    /// open of the same file, from this process or another, fails with
+    /// [`StoreError::Locked`]. An in-memory database lives in one connection that the pool
+    /// never closes. Does not migrate; call [`Store::migrate`](super::Store::migrate).
+    pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, true).await
+    }
+
+    /// Like [`open`](Self::open) but without the single-daemon lock, for a short-lived command
+    /// next to a running daemon (SQLite itself serialises the writers).
+    pub async fn open_shared(url: &str) -> Result<Self> {
+        Self::open_with(url, false).await
+    }
+
+    async fn open_with(url: &str, exclusive: bool) -> Result<Self> {
+        let bad_url = || StoreError::BadUrl(url.to_string());
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(bad_url)?;
+        let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+        let in_memory = database == ":memory:" || params.split('&').any(|p| p == "mode=memory");
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|_| bad_url())?
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+
+        if in_memory {
+            let pool = SqlitePoolOptions::new()
+                .min_connections(1)
+                .max_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options)
+                .await?;
+            return Ok(Self { pool, _lock: None });
+        }
+
+        let path = options.get_filename().to_path_buf();
+        if path.as_os_str().is_empty() {
+            return Err(bad_url());
+        }
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        let lock = if exclusive {
+            Some(lock_file(&path)?)
+        } else {
+            None
+        };
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(FILE_POOL_SIZE)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, _lock: lock })
+    }
+
+    /// Start a write transaction holding SQLite's write lock from the first statement.
+    async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+/// Take the exclusive lock on `<db>.lock`, or fail with [`StoreError::Locked`].
+fn lock_file(db: &std::path::Path) -> Result<File> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let io = |source| StoreError::Io {
+        path: lock_path.display().to_string(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: db.display().to_string(),
+        }),
+        Err(TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+/// Rows, SQL and helpers shared by both backends.
+pub(crate) mod shared {
+    use crate::store::{
+        AuditEntry, AuditRow, HistoryRow, OutboxRow, RoundRow, TaskRow, TimerRow, VersionRow,
+    };
+
+    /// Column lists, as literals so that `concat!` can build `&'static str` statements.
+    macro_rules! cols {
+        (version) => {
+            "id, workflow_id, version, hash, source, created_at"
+        };
+        (round) => {
+            "id, tag, workflow_id, version_id, start_date, params_json, units_json, status, \
+             created_at, kickoff_key"
+        };
+        (task) => {
+            "id, round_id, key, task, stage, title, assignee_kind, assignee_id, \
+             assignee_name, due_at, state, completed_at, updated_at"
+        };
+        (timer) => {
+            "id, key, round_id, task_id, kind, due_at, payload_json, state, attempts, \
+             lease_owner, lease_until, fired_at"
+        };
+        (outbox) => {
+            "id, key, round_id, task_id, kind, channel, address, recipient_json, subject, \
+             body, state, attempts, not_before, created_at, sent_at, last_error"
+        };
+        (history) => {
+            "at, from_state, to_state, actor, note"
+        };
+        (audit) => {
+            "id, at, actor, action, subject, detail_json"
+        };
+    }
+    pub(crate) use cols;
+
+    /// A `FromRow` twin of a public row type, with the conversion.
+    macro_rules! db_row {
+        ($db:ident => $row:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+            #[derive(sqlx::FromRow)]
+            pub(crate) struct $db {
+                $(pub(crate) $field: $ty),*
+            }
+
+            impl From<$db> for $row {
+                fn from(r: $db) -> Self {
+                    Self { $($field: r.$field),* }
+                }
+            }
+        };
+    }
+
+    db_row!(VersionDb => VersionRow {
+        id: i64, workflow_id: String, version: i64, hash: String, source: String,
+        created_at: i64,
+    });
+    db_row!(RoundDb => RoundRow {
+        id: i64, tag: String, workflow_id: String, version_id: i64, start_date: String,
+        params_json: String, units_json: Option<String>, status: String, created_at: i64,
+        kickoff_key: Option<String>,
+    });
+    db_row!(TaskDb => TaskRow {
+        id: i64, round_id: i64, key: String, task: String, stage: String, title: String,
+        assignee_kind: String, assignee_id: String, assignee_name: String,
+        due_at: Option<i64>, state: String, completed_at: Option<i64>, updated_at: i64,
+    });
+    db_row!(TimerDb => TimerRow {
+        id: i64, key: String, round_id: Option<i64>, task_id: Option<i64>, kind: String,
+        due_at: i64, payload_json: String, state: String, attempts: i64,
+        lease_owner: Option<String>, lease_until: Option<i64>, fired_at: Option<i64>,
+    });
+    db_row!(OutboxDb => OutboxRow {
+        id: i64, key: String, round_id: Option<i64>, task_id: Option<i64>, kind: String,
+        channel: String, address: String, recipient_json: String, subject: String,
+        body: String, state: String, attempts: i64, not_before: i64, created_at: i64,
+        sent_at: Option<i64>, last_error: Option<String>,
+    });
+    db_row!(HistoryDb => HistoryRow {
+        at: i64, from_state: String, to_state: String, actor: String, note: Option<String>,
+    });
+
+    /// An audit row as stored.
+    #[derive(sqlx::FromRow)]
+    pub(crate) struct AuditDb {
+        id: i64,
+        at: i64,
+        actor: String,
+        action: String,
+        subject: String,
+        detail_json: String,
+    }
+
+    impl From<AuditDb> for AuditRow {
+        fn from(r: AuditDb) -> Self {
+            Self {
+                id: r.id,
+                entry: AuditEntry {
+                    at: r.at,
+                    actor: r.actor,
+                    action: r.action,
+                    subject: r.subject,
+                    detail_json: r.detail_json,
+                },
+            }
+        }
+    }
+
+    pub(crate) const SELECT_ONE: &str = "SELECT 1";
+    pub(crate) const LATEST_MIGRATION: &str =
+        "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+
+    pub(crate) const VERSION_BY_HASH: &str = concat!(
+        "SELECT ",
+        cols!(version),
+        " FROM workflow_versions WHERE workflow_id = $1 AND hash = $2"
+    );
+    /// Numbers the new version one above the highest; a concurrent insert of the same number
+    /// or hash makes this insert nothing (the caller then reads or retries).
+    pub(crate) const VERSION_INSERT: &str = concat!(
+        "INSERT INTO workflow_versions (workflow_id, version, hash, source, created_at) \
+         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4 FROM workflow_versions \
+         WHERE workflow_id = $1 ON CONFLICT DO NOTHING RETURNING ",
+        cols!(version)
+    );
+    pub(crate) const VERSIONS_OF: &str = concat!(
+        "SELECT ",
+        cols!(version),
+        " FROM workflow_versions WHERE workflow_id = $1 ORDER BY version"
+    );
+    pub(crate) const VERSION_BY_ID: &str = concat!(
+        "SELECT ",
+        cols!(version),
+        " FROM workflow_versions WHERE id = $1"
+    );
+
+    pub(crate) const ROUND_INSERT: &str = "INSERT INTO rounds (tag, workflow_id, version_id, \
+         start_date, params_json, units_json, status, created_at, kickoff_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8) \
+         ON CONFLICT (kickoff_key) DO NOTHING RETURNING id";
+    pub(crate) const ROUND_BY_ID: &str =
+        concat!("SELECT ", cols!(round), " FROM rounds WHERE id = $1");
+    pub(crate) const ROUNDS_ALL: &str =
+        concat!("SELECT ", cols!(round), " FROM rounds ORDER BY id DESC");
+    pub(crate) const ROUND_SET_STATUS: &str = "UPDATE rounds SET status = $2 WHERE id = $1";
+
+    pub(crate) const TASK_INSERT: &str = "INSERT INTO tasks (round_id, key, task, stage, title, \
+         assignee_kind, assignee_id, assignee_name, due_at, state, completed_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)";
+    pub(crate) const TASK_BY_ID: &str =
+        concat!("SELECT ", cols!(task), " FROM tasks WHERE id = $1");
+    pub(crate) const TASK_BY_KEY: &str = concat!(
+        "SELECT ",
+        cols!(task),
+        " FROM tasks WHERE round_id = $1 AND key = $2"
+    );
+    pub(crate) const TASK_ID_BY_KEY: &str = "SELECT id FROM tasks WHERE round_id = $1 AND key = $2";
+    pub(crate) const TASKS_OF_ROUND: &str = concat!(
+        "SELECT ",
+        cols!(task),
+        " FROM tasks WHERE round_id = $1 ORDER BY id"
+    );
+    pub(crate) const TASK_SET_STATE: &str =
+        "UPDATE tasks SET state = $2, updated_at = $3, completed_at = $4 WHERE id = $1";
+    pub(crate) const TASK_ACTIVATE: &str =
+        "UPDATE tasks SET state = 'open', due_at = $2, updated_at = $3 WHERE id = $1";
+    pub(crate) const TASK_CANCEL: &str =
+        "UPDATE tasks SET state = 'cancelled', updated_at = $2 WHERE id = $1";
+
+    pub(crate) const HISTORY_INSERT: &str = "INSERT INTO task_history \
+         (task_id, at, from_state, to_state, actor, note) VALUES ($1, $2, $3, $4, $5, $6)";
+    pub(crate) const HISTORY_OF: &str = concat!(
+        "SELECT ",
+        cols!(history),
+        " FROM task_history WHERE task_id = $1 ORDER BY id"
+    );
+
+    pub(crate) const TIMER_INSERT: &str = "INSERT INTO timers \
+         (key, round_id, task_id, kind, due_at, payload_json) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (key) DO NOTHING";
+    pub(crate) const TIMERS_CANCEL_OF_TASK: &str = "UPDATE timers SET state = 'cancelled', \
+         lease_owner = NULL, lease_until = NULL \
+         WHERE task_id = $1 AND state IN ('pending', 'running')";
+    pub(crate) const TIMERS_CANCEL_OF_ROUND: &str = "UPDATE timers SET state = 'cancelled', \
+         lease_owner = NULL, lease_until = NULL \
+         WHERE (round_id = $1 OR task_id IN (SELECT id FROM tasks WHERE round_id = $1)) \
+         AND state IN ('pending', 'running')";
+    pub(crate) const TIMER_FIRE: &str = "UPDATE timers SET state = 'fired', fired_at = $3, \
+         lease_owner = NULL, lease_until = NULL \
+         WHERE id = $1 AND state = 'running' AND lease_owner = $2";
+    pub(crate) const TIMER_RELEASE: &str = "UPDATE timers SET state = 'pending', \
+         lease_owner = NULL, lease_until = NULL \
+         WHERE id = $1 AND state = 'running' AND lease_owner = $2";
+    pub(crate) const NEXT_DUE: &str = "SELECT MIN(t) FROM (\
+         SELECT MIN(due_at) AS t FROM timers WHERE state = 'pending' \
+         UNION ALL SELECT MIN(lease_until) AS t FROM timers WHERE state = 'running') AS m";
+    pub(crate) const PENDING_TIMERS: &str = concat!(
+        "SELECT ",
+        cols!(timer),
+        " FROM timers WHERE state = 'pending' AND ($1 IS NULL OR round_id = $1) \
+         ORDER BY due_at, id LIMIT $2"
+    );
+    /// `substr` rather than `LIKE`: SQLite's `LIKE` ignores ASCII case and both treat `%`/`_`.
+    pub(crate) const TIMERS_WITH_PREFIX: &str = concat!(
+        "SELECT ",
+        cols!(timer),
+        " FROM timers WHERE substr(key, 1, length($1)) = $1 ORDER BY due_at, id"
+    );
+
+    pub(crate) const OUTBOX_INSERT: &str = "INSERT INTO outbox (key, round_id, task_id, kind, \
+         channel, address, recipient_json, subject, body, not_before, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (key) DO NOTHING";
+    pub(crate) const OUTBOX_AFTER: &str = concat!(
+        "SELECT ",
+        cols!(outbox),
+        " FROM outbox WHERE id > $1 ORDER BY id LIMIT $2"
+    );
+
+    pub(crate) const AUDIT_INSERT: &str = "INSERT INTO audit_log \
+         (at, actor, action, subject, detail_json) VALUES ($1, $2, $3, $4, $5)";
+    pub(crate) const AUDIT_AFTER: &str = concat!(
+        "SELECT ",
+        cols!(audit),
+        " FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2"
+    );
+}
+
+/// Generates the backend-neutral code for a store type: helpers running inside a transaction
+/// and the whole [`Store`](crate::store::Store) impl.
+///
+/// The store must have a field `pool` and an inherent
+/// `async fn begin_write(&self) -> sqlx::Result<Transaction<'static, DB>>`. `row_lock` is
+/// appended to selects of rows that a transaction will change, `claim_lock` to the claim's
+/// inner select.
+macro_rules! store_impl {
+    (
+        store: $store:ident,
+        db: $db:ty,
+        conn: $conn:ty,
+        backend: $backend:literal,
+        migrator: $migrator:ident,
+        row_lock: $row_lock:literal,
+        claim_lock: $claim_lock:literal $(,)?
+    ) => {
+        const _: () = {
+            use $crate::store::sqlite::shared::{self as sql, cols};
+            use $crate::store::{
+                AuditEntry, AuditRow, FireEffects, HistoryRow, Millis, NewNotification, NewRound,
+                NewTask, NewTimer, OutboxRow, Result, RoundRow, Store, StoreError, TaskRow,
+                TimerRow, Transition, VersionRow, task_state,
+            };
+
+            const TASK_BY_ID_LOCKED: &str = concat!(
+                "SELECT ",
+                cols!(task),
+                " FROM tasks WHERE id = $1",
+                $row_lock
+            );
+            const TASK_BY_KEY_LOCKED: &str = concat!(
+                "SELECT ",
+                cols!(task),
+                " FROM tasks WHERE round_id = $1 AND key = $2",
+                $row_lock
+            );
+            const TASKS_TO_CANCEL: &str = concat!(
+                "SELECT id, state FROM tasks WHERE round_id = $1 \
+                 AND state IN ('open', 'waiting') ORDER BY id",
+                $row_lock
+            );
+            /// Claim in one statement: due pending timers and running ones whose lease expired.
+            const CLAIM: &str = concat!(
+                "UPDATE timers SET state = 'running', lease_owner = $2, lease_until = $3, \
+                 attempts = attempts + 1 WHERE id IN (SELECT id FROM timers \
+                 WHERE due_at <= $1 AND (state = 'pending' \
+                 OR (state = 'running' AND lease_until < $1)) \
+                 ORDER BY due_at, id LIMIT $4",
+                $claim_lock,
+                ") RETURNING ",
+                cols!(timer)
+            );
+
+            impl $store {
+                async fn insert_audit(c: &mut $conn, e: &AuditEntry) -> Result<()> {
+                    sqlx::query(sql::AUDIT_INSERT)
+                        .bind(e.at)
+                        .bind(&e.actor)
+                        .bind(&e.action)
+                        .bind(&e.subject)
+                        .bind(&e.detail_json)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn insert_history(
+                    c: &mut $conn,
+                    task_id: i64,
+                    at: Millis,
+                    from: &str,
+                    to: &str,
+                    actor: &str,
+                    note: Option<&str>,
+                ) -> Result<()> {
+                    sqlx::query(sql::HISTORY_INSERT)
+                        .bind(task_id)
+                        .bind(at)
+                        .bind(from)
+                        .bind(to)
+                        .bind(actor)
+                        .bind(note)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(())
+                }
+
+                /// Insert a timer unless its key exists. `round` (when given) is the timer's
+                /// round and the scope of its `task_key`; a timer without `task_key` belongs
+                /// to `task`.
+                async fn insert_timer(
+                    c: &mut $conn,
+                    t: &NewTimer,
+                    round: Option<i64>,
+                    task: Option<i64>,
+                ) -> Result<u64> {
+                    let round_id = round.or(t.round_id);
+                    let task_id = match (&t.task_key, round_id) {
+                        (None, _) => task,
+                        (Some(key), None) => {
+                            return Err(StoreError::NotFound(format!(
+                                "round of task `{key}` for timer `{}`",
+                                t.key
+                            )));
+                        }
+                        (Some(key), Some(round_id)) => Some(
+                            sqlx::query_scalar::<$db, i64>(sql::TASK_ID_BY_KEY)
+                                .bind(round_id)
+                                .bind(key)
+                                .fetch_optional(&mut *c)
+                                .await?
+                                .ok_or_else(|| {
+                                    StoreError::NotFound(format!(
+                                        "task `{key}` in round {round_id} for timer `{}`",
+                                        t.key
+                                    ))
+                                })?,
+                        ),
+                    };
+                    let done = sqlx::query(sql::TIMER_INSERT)
+                        .bind(&t.key)
+                        .bind(round_id)
+                        .bind(task_id)
+                        .bind(&t.kind)
+                        .bind(t.due_at)
+                        .bind(&t.payload_json)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(done.rows_affected())
+                }
+
+                /// Insert a round, its tasks and its timers; None when the kickoff key is used.
+                async fn insert_round(
+                    c: &mut $conn,
+                    r: &NewRound,
+                    tasks: &[NewTask],
+                    timers: &[NewTimer],
+                ) -> Result<Option<i64>> {
+                    let id = sqlx::query_scalar::<$db, i64>(sql::ROUND_INSERT)
+                        .bind(&r.tag)
+                        .bind(&r.workflow_id)
+                        .bind(r.version_id)
+                        .bind(&r.start_date)
+                        .bind(&r.params_json)
+                        .bind(&r.units_json)
+                        .bind(r.created_at)
+                        .bind(&r.kickoff_key)
+                        .fetch_optional(&mut *c)
+                        .await?;
+                    let Some(id) = id else { return Ok(None) };
+                    for t in tasks {
+                        sqlx::query(sql::TASK_INSERT)
+                            .bind(id)
+                            .bind(&t.key)
+                            .bind(&t.task)
+                            .bind(&t.stage)
+                            .bind(&t.title)
+                            .bind(&t.assignee_kind)
+                            .bind(&t.assignee_id)
+                            .bind(&t.assignee_name)
+                            .bind(t.due_at)
+                            .bind(&t.state)
+                            .bind(r.created_at)
+                            .execute(&mut *c)
+                            .await?;
+                    }
+                    for t in timers {
+                        Self::insert_timer(c, t, Some(id), None).await?;
+                    }
+                    Ok(Some(id))
+                }
+
+                async fn insert_notification(c: &mut $conn, n: &NewNotification) -> Result<()> {
+                    sqlx::query(sql::OUTBOX_INSERT)
+                        .bind(&n.key)
+                        .bind(n.round_id)
+                        .bind(n.task_id)
+                        .bind(&n.kind)
+                        .bind(&n.channel)
+                        .bind(&n.address)
+                        .bind(&n.recipient_json)
+                        .bind(&n.subject)
+                        .bind(&n.body)
+                        .bind(n.not_before)
+                        .bind(n.created_at)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(())
+                }
+
+                /// Make a waiting task owed (other states are left alone).
+                async fn activate(
+                    c: &mut $conn,
+                    t: &Transition,
+                    a: &$crate::store::Activation,
+                ) -> Result<()> {
+                    let dep = sqlx::query_as::<$db, sql::TaskDb>(TASK_BY_KEY_LOCKED)
+                        .bind(a.round_id)
+                        .bind(&a.task_key)
+                        .fetch_optional(&mut *c)
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::NotFound(format!(
+                                "task `{}` in round {}",
+                                a.task_key, a.round_id
+                            ))
+                        })?;
+                    if dep.state != task_state::WAITING {
+                        return Ok(());
+                    }
+                    sqlx::query(sql::TASK_ACTIVATE)
+                        .bind(dep.id)
+                        .bind(a.due_at)
+                        .bind(t.at)
+                        .execute(&mut *c)
+                        .await?;
+                    let (from, to) = (task_state::WAITING, task_state::OPEN);
+                    Self::insert_history(c, dep.id, t.at, from, to, &t.actor, None).await?;
+                    for timer in &a.timers {
+                        Self::insert_timer(c, timer, Some(a.round_id), Some(dep.id)).await?;
+                    }
+                    Ok(())
+                }
+
+                /// One attempt at storing a version; None when a concurrent writer took the
+                /// number (the transaction is rolled back and the caller retries).
+                async fn try_put_version(
+                    &self,
+                    workflow_id: &str,
+                    hash: &str,
+                    source: &str,
+                    at: Millis,
+                ) -> Result<Option<VersionRow>> {
+                    let mut tx = self.begin_write().await?;
+                    let found = sqlx::query_as::<$db, sql::VersionDb>(sql::VERSION_BY_HASH)
+                        .bind(workflow_id)
+                        .bind(hash)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let row = match found {
+                        Some(row) => Some(row),
+                        None => {
+                            sqlx::query_as::<$db, sql::VersionDb>(sql::VERSION_INSERT)
+                                .bind(workflow_id)
+                                .bind(hash)
+                                .bind(source)
+                                .bind(at)
+                                .fetch_optional(&mut *tx)
+                                .await?
+                        }
+                    };
+                    match row {
+                        Some(row) => {
+                            tx.commit().await?;
+                            Ok(Some(row.into()))
+                        }
+                        None => {
+                            tx.rollback().await?;
+                            Ok(None)
+                        }
+                    }
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl Store for $store {
+                fn backend(&self) -> &'static str {
+                    $backend
+                }
+
+                async fn migrate(&self) -> Result<()> {
+                    $migrator.run(&self.pool).await?;
+                    Ok(())
+                }
+
+                async fn ready(&self) -> Result<bool> {
+                    sqlx::query(sql::SELECT_ONE).execute(&self.pool).await?;
+                    let latest = $migrator
+                        .iter()
+                        .filter(|m| !m.migration_type.is_down_migration())
+                        .map(|m| m.version)
+                        .max();
+                    let applied = sqlx::query_scalar::<$db, Option<i64>>(sql::LATEST_MIGRATION)
+                        .fetch_one(&self.pool)
+                        .await;
+                    Ok(match (latest, applied) {
+                        (None, _) => true,
+                        (Some(latest), Ok(Some(applied))) => applied >= latest,
+                        // No migrations table yet, or nothing applied.
+                        (Some(_), Ok(None) | Err(_)) => false,
+                    })
+                }
+
+                async fn put_workflow_version(
+                    &self,
+                    workflow_id: &str,
+                    hash: &str,
+                    source: &str,
+                    at: Millis,
+                ) -> Result<VersionRow> {
+                    for _ in 0..3 {
+                        if let Some(row) =
+                            self.try_put_version(workflow_id, hash, source, at).await?
+                        {
+                            return Ok(row);
+                        }
+                    }
+                    Err(StoreError::NotFound(format!(
+                        "version of workflow `{workflow_id}` with hash {hash} (kept losing \
+                         the race for the next version number)"
+                    )))
+                }
+
+                async fn workflow_versions(&self, workflow_id: &str) -> Result<Vec<VersionRow>> {
+                    let rows = sqlx::query_as::<$db, sql::VersionDb>(sql::VERSIONS_OF)
+                        .bind(workflow_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn workflow_version(&self, id: i64) -> Result<Option<VersionRow>> {
+                    let row = sqlx::query_as::<$db, sql::VersionDb>(sql::VERSION_BY_ID)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(row.map(Into::into))
+                }
+
+                async fn create_round(
+                    &self,
+                    round: NewRound,
+                    tasks: Vec<NewTask>,
+                    timers: Vec<NewTimer>,
+                    audit: AuditEntry,
+                ) -> Result<Option<i64>> {
+                    let mut tx = self.begin_write().await?;
+                    let Some(id) = Self::insert_round(&mut tx, &round, &tasks, &timers).await?
+                    else {
+                        tx.rollback().await?;
+                        return Ok(None);
+                    };
+                    Self::insert_audit(&mut tx, &audit).await?;
+                    tx.commit().await?;
+                    Ok(Some(id))
+                }
+
+                async fn round(&self, id: i64) -> Result<Option<RoundRow>> {
+                    let row = sqlx::query_as::<$db, sql::RoundDb>(sql::ROUND_BY_ID)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(row.map(Into::into))
+                }
+
+                async fn rounds(&self) -> Result<Vec<RoundRow>> {
+                    let rows = sqlx::query_as::<$db, sql::RoundDb>(sql::ROUNDS_ALL)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn set_round_status(
+                    &self,
+                    id: i64,
+                    status: &str,
+                    audit: AuditEntry,
+                ) -> Result<()> {
+                    let mut tx = self.begin_write().await?;
+                    let updated = sqlx::query(sql::ROUND_SET_STATUS)
+                        .bind(id)
+                        .bind(status)
+                        .execute(&mut *tx)
+                        .await?;
+                    if updated.rows_affected() == 0 {
+                        tx.rollback().await?;
+                        return Err(StoreError::NotFound(format!("round {id}")));
+                    }
+                    if status == "cancelled" {
+                        // Tasks before timers: the same lock order as `transition`.
+                        let owed = sqlx::query_as::<$db, (i64, String)>(TASKS_TO_CANCEL)
+                            .bind(id)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        for (task_id, state) in owed {
+                            sqlx::query(sql::TASK_CANCEL)
+                                .bind(task_id)
+                                .bind(audit.at)
+                                .execute(&mut *tx)
+                                .await?;
+                            let to = task_state::CANCELLED;
+                            Self::insert_history(
+                                &mut tx,
+                                task_id,
+                                audit.at,
+                                &state,
+                                to,
+                                &audit.actor,
+                                None,
+                            )
+                            .await?;
+                        }
+                        sqlx::query(sql::TIMERS_CANCEL_OF_ROUND)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Self::insert_audit(&mut tx, &audit).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn tasks(&self, round_id: i64) -> Result<Vec<TaskRow>> {
+                    let rows = sqlx::query_as::<$db, sql::TaskDb>(sql::TASKS_OF_ROUND)
+                        .bind(round_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn task(&self, id: i64) -> Result<Option<TaskRow>> {
+                    let row = sqlx::query_as::<$db, sql::TaskDb>(sql::TASK_BY_ID)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(row.map(Into::into))
+                }
+
+                async fn task_by_key(&self, round_id: i64, key: &str) -> Result<Option<TaskRow>> {
+                    let row = sqlx::query_as::<$db, sql::TaskDb>(sql::TASK_BY_KEY)
+                        .bind(round_id)
+                        .bind(key)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(row.map(Into::into))
+                }
+
+                async fn task_history(&self, task_id: i64) -> Result<Vec<HistoryRow>> {
+                    let rows = sqlx::query_as::<$db, sql::HistoryDb>(sql::HISTORY_OF)
+                        .bind(task_id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn transition(&self, t: Transition) -> Result<TaskRow> {
+                    let mut tx = self.begin_write().await?;
+                    let task = sqlx::query_as::<$db, sql::TaskDb>(TASK_BY_ID_LOCKED)
+                        .bind(t.task_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound(format!("task {}", t.task_id)))?;
+                    if !t.from.iter().any(|s| *s == task.state) {
+                        tx.rollback().await?;
+                        return Err(StoreError::WrongState {
+                            task: task.id,
+                            state: task.state,
+                            action: t.action,
+                        });
+                    }
+                    let completed_at = match t.to.as_str() {
+                        task_state::DONE | task_state::WAIVED => Some(t.at),
+                        task_state::OPEN => None,
+                        _ => task.completed_at,
+                    };
+                    sqlx::query(sql::TASK_SET_STATE)
+                        .bind(task.id)
+                        .bind(&t.to)
+                        .bind(t.at)
+                        .bind(completed_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    let note = t.note.as_deref();
+                    Self::insert_history(
+                        &mut tx,
+                        task.id,
+                        t.at,
+                        &task.state,
+                        &t.to,
+                        &t.actor,
+                        note,
+                    )
+                    .await?;
+                    if t.cancel_timers {
+                        sqlx::query(sql::TIMERS_CANCEL_OF_TASK)
+                            .bind(task.id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    for timer in &t.new_timers {
+                        Self::insert_timer(&mut tx, timer, Some(task.round_id), Some(task.id))
+                            .await?;
+                    }
+                    for a in &t.activate {
+                        Self::activate(&mut tx, &t, a).await?;
+                    }
+                    Self::insert_audit(&mut tx, &t.audit).await?;
+                    let row = sqlx::query_as::<$db, sql::TaskDb>(sql::TASK_BY_ID)
+                        .bind(task.id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(row.into())
+                }
+
+                async fn add_timers(&self, timers: Vec<NewTimer>) -> Result<u64> {
+                    let mut tx = self.begin_write().await?;
+                    let mut inserted = 0;
+                    for t in &timers {
+                        inserted += Self::insert_timer(&mut tx, t, None, None).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(inserted)
+                }
+
+                async fn claim_due_timers(
+                    &self,
+                    now: Millis,
+                    owner: &str,
+                    lease_ms: i64,
+                    limit: i64,
+                ) -> Result<Vec<TimerRow>> {
+                    let mut tx = self.begin_write().await?;
+                    let mut rows = sqlx::query_as::<$db, sql::TimerDb>(CLAIM)
+                        .bind(now)
+                        .bind(owner)
+                        .bind(now.saturating_add(lease_ms))
+                        .bind(limit.max(0))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    rows.sort_by_key(|r| (r.due_at, r.id));
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn fire_timer(
+                    &self,
+                    timer_id: i64,
+                    owner: &str,
+                    now: Millis,
+                    effects: FireEffects,
+                ) -> Result<bool> {
+                    let mut tx = self.begin_write().await?;
+                    let fired = sqlx::query(sql::TIMER_FIRE)
+                        .bind(timer_id)
+                        .bind(owner)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    if fired.rows_affected() == 0 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    for n in &effects.notifications {
+                        Self::insert_notification(&mut tx, n).await?;
+                    }
+                    for t in &effects.timers {
+                        Self::insert_timer(&mut tx, t, None, None).await?;
+                    }
+                    if let Some((round, tasks, timers)) = &effects.round {
+                        // A used kickoff key means the round exists: nothing to add.
+                        Self::insert_round(&mut tx, round, tasks, timers).await?;
+                    }
+                    for a in &effects.audit {
+                        Self::insert_audit(&mut tx, a).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(true)
+                }
+
+                async fn release_timer(&self, timer_id: i64, owner: &str) -> Result<()> {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(sql::TIMER_RELEASE)
+                        .bind(timer_id)
+                        .bind(owner)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn next_due_at(&self) -> Result<Option<Millis>> {
+                    Ok(sqlx::query_scalar::<$db, Option<i64>>(sql::NEXT_DUE)
+                        .fetch_one(&self.pool)
+                        .await?)
+                }
+
+                async fn pending_timers(
+                    &self,
+                    round_id: Option<i64>,
+                    limit: i64,
+                ) -> Result<Vec<TimerRow>> {
+                    let rows = sqlx::query_as::<$db, sql::TimerDb>(sql::PENDING_TIMERS)
+                        .bind(round_id)
+                        .bind(limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn timers_with_prefix(&self, prefix: &str) -> Result<Vec<TimerRow>> {
+                    let rows = sqlx::query_as::<$db, sql::TimerDb>(sql::TIMERS_WITH_PREFIX)
+                        .bind(prefix)
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn outbox_after(&self, after_id: i64, limit: i64) -> Result<Vec<OutboxRow>> {
+                    let rows = sqlx::query_as::<$db, sql::OutboxDb>(sql::OUTBOX_AFTER)
+                        .bind(after_id)
+                        .bind(limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn append_audit(&self, entry: AuditEntry) -> Result<()> {
+                    let mut tx = self.begin_write().await?;
+                    Self::insert_audit(&mut tx, &entry).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn audit_after(&self, after_id: i64, limit: i64) -> Result<Vec<AuditRow>> {
+                    let rows = sqlx::query_as::<$db, sql::AuditDb>(sql::AUDIT_AFTER)
+                        .bind(after_id)
+                        .bind(limit.max(0))
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+            }
+        };
+    };
+}
+pub(crate) use store_impl;
+
+// SQLite needs no row locks: `BEGIN IMMEDIATE` already holds the database's single write lock.
+store_impl! {
+    store: SqliteStore,
+    db: sqlx::Sqlite,
+    conn: sqlx::SqliteConnection,
+    backend: "sqlite",
+    migrator: MIGRATOR,
+    row_lock: "",
+    claim_lock: "",
+}

@@ -1,0 +1,148 @@
+//! Fresh, migrated stores for every backend under test.
+//!
+//! SQLite always: a file in a new temporary directory. PostgreSQL when
+//! `YANZHEN_TEST_POSTGRES_URL` is set: a brand-new database `yz_<random hex>` created through
+//! that URL, so tests running in parallel never see each other's rows and the schema comes
+//! from the real migrations. The [`Guard`] drops that database (`WITH (FORCE)`, closing the
+//! store's connections) when the test is done with it, pass or fail.
+
+use std::sync::{Arc, Once};
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use yanzhen::store::{PgStore, SqliteStore, Store};
+
+/// The environment variable naming an existing PostgreSQL database to create test databases
+/// from (e.g. `postgres://postgres@127.0.0.1:5432/test`).
+pub const POSTGRES_URL_VAR: &str = "YANZHEN_TEST_POSTGRES_URL";
+
+/// Keeps a test store's backing storage alive; dropping it removes the storage.
+#[derive(Debug)]
+pub struct Guard {
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<PgDatabase>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(db) = self.pg.take() {
+            db.drop_now();
+        }
+    }
+}
+
+/// A throwaway PostgreSQL database.
+#[derive(Debug)]
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// Drop the database, best effort. Runs on its own thread and runtime because `Drop`
+    /// cannot await and the test's runtime may be single-threaded or shutting down.
+    fn drop_now(self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let admin_url = self.admin_url;
+        let worker = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) = PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await;
+                    let _ = conn.close().await;
+                }
+            });
+        });
+        let _ = worker.join();
+    }
+}
+
+/// A fresh migrated store per backend: `("sqlite", store, guard)` and, when
+/// `YANZHEN_TEST_POSTGRES_URL` is set, `("postgres", store, guard)`. Keep the guard alive as
+/// long as the store is used.
+pub async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Guard)> {
+    let mut out = vec![sqlite().await];
+    match std::env::var(POSTGRES_URL_VAR) {
+        Ok(url) if !url.is_empty() => out.push(postgres(&url).await),
+        _ => {
+            static SKIPPED: Once = Once::new();
+            SKIPPED.call_once(|| eprintln!("postgres tests skipped: {POSTGRES_URL_VAR} not set"));
+        }
+    }
+    out
+}
+
+/// A fresh migrated SQLite store on a file in a new temporary directory.
+pub async fn sqlite() -> (&'static str, Arc<dyn Store>, Guard) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("yanzhen.db").display());
+    let store = SqliteStore::open(&url).await.expect("open SQLite store");
+    store.migrate().await.expect("migrate SQLite store");
+    let guard = Guard {
+        _dir: Some(dir),
+        pg: None,
+    };
+    ("sqlite", Arc::new(store), guard)
+}
+
+/// A fresh migrated PostgreSQL store on a new database created through `admin_url`.
+pub async fn postgres(admin_url: &str) -> (&'static str, Arc<dyn Store>, Guard) {
+    let name = format!("yz_{}", random_hex());
+    let mut admin = PgConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {POSTGRES_URL_VAR}={admin_url}: {e}"));
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+    let _ = admin.close().await;
+    // From here on the guard drops the database even if opening or migrating fails.
+    let guard = Guard {
+        _dir: None,
+        pg: Some(PgDatabase {
+            admin_url: admin_url.to_string(),
+            name: name.clone(),
+        }),
+    };
+    let store = PgStore::open(&with_database(admin_url, &name))
+        .await
+        .expect("open PostgreSQL store");
+    store.migrate().await.expect("migrate PostgreSQL store");
+    ("postgres", Arc::new(store), guard)
+}
+
+/// `url` with its database name replaced by `db` (query parameters kept).
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let host_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[host_start..].find('/') {
+        Some(i) => &base[..host_start + i],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{db}?{query}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// 64 random bits as hex, from std only (per-process random hasher keys, a counter, the time).
+fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(nanos);
+    format!("{:016x}", h.finish())
+}
