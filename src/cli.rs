@@ -169,6 +169,7 @@ pub fn main() -> ExitCode {
             }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // "Today" is a date in the office's time zone; the core never reads the clock itself.
     let tz = crate::config::Config::load(&cli.config, &mut crate::diagnostic::Diagnostics::new(""))

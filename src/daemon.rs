@@ -61,7 +61,7 @@ pub async fn open_store(
                 e @ (StoreError::Locked { .. } | StoreError::BadUrl(_) | StoreError::Migrate(_)),
             ) => return Err(e.into()),
             Err(e) if started.elapsed() < retry_for => {
-                tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "database unreachable; retrying");
+                tracing::error!(database = %redact(url), error = %e, retry_in_ms = wait.as_millis() as u64, "database unreachable; retrying");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(15));
             }

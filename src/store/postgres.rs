@@ -35,6 +35,10 @@ impl PgStore {
         if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
             return Err(StoreError::BadUrl(url.to_string()));
         }
+        // One plain connection first: the pool retries a refused connection until its
+        // acquire timeout, which would hide "unreachable" from the caller's retry loop.
+        use sqlx::Connection as _;
+        sqlx::PgConnection::connect(url).await?.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)

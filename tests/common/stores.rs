@@ -89,6 +89,30 @@ pub async fn sqlite() -> (&'static str, Arc<dyn Store>, Guard) {
     ("sqlite", Arc::new(store), guard)
 }
 
+/// A fresh, empty PostgreSQL database for processes under test (e.g. `yanzhen serve`):
+/// its URL and the guard that drops it. None, with a note, when Postgres is not configured.
+pub async fn postgres_database() -> Option<(String, Guard)> {
+    let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
+        eprintln!("postgres tests skipped: {POSTGRES_URL_VAR} not set");
+        return None;
+    };
+    let name = format!("yz_{}", random_hex());
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {POSTGRES_URL_VAR}={admin_url}: {e}"));
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+    let _ = admin.close().await;
+    let url = with_database(&admin_url, &name);
+    let guard = Guard {
+        _dir: None,
+        pg: Some(PgDatabase { admin_url, name }),
+    };
+    Some((url, guard))
+}
+
 /// A fresh migrated PostgreSQL store on a new database created through `admin_url`.
 pub async fn postgres(admin_url: &str) -> (&'static str, Arc<dyn Store>, Guard) {
     let name = format!("yz_{}", random_hex());
@@ -116,7 +140,7 @@ pub async fn postgres(admin_url: &str) -> (&'static str, Arc<dyn Store>, Guard) 
 }
 
 /// `url` with its database name replaced by `db` (query parameters kept).
-fn with_database(url: &str, db: &str) -> String {
+pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((base, query)) => (base, Some(query)),
         None => (url, None),

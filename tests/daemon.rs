@@ -1,0 +1,464 @@
+//! The real binary against a real SQLite file: `serve` fires on time and stops on SIGTERM,
+//! survives kill -9 mid-burst without losing or duplicating work, refuses a second daemon
+//! on the same file, retries an unreachable database; `round`, `task`, `status` and
+//! `simulate` from the command line.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use yanzhen::store::Store;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    /// A PostgreSQL URL overriding the config's SQLite file (`YANZHEN_DATABASE_URL`).
+    db_url: Option<String>,
+}
+
+impl Setup {
+    /// A config in a temp dir: shipped directory and calendar, one shipped workflow (plus
+    /// `extra` files), a fresh SQLite database.
+    fn new(extra: &[(&str, &str)]) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wf = dir.path().join("workflows");
+        std::fs::create_dir_all(&wf).expect("mkdir");
+        std::fs::copy(
+            common::workflow_path("community-reserve-selection"),
+            wf.join("community-reserve-selection.yaml"),
+        )
+        .expect("copy");
+        for (name, text) in extra {
+            std::fs::write(wf.join(name), text).expect("write");
+        }
+        let root = common::root();
+        let config = format!(
+            "timezone = \"Asia/Shanghai\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"sqlite://{}\"\n",
+            wf.display(),
+            root.join("config/directory.yaml").display(),
+            root.join("config/calendar").display(),
+            dir.path().join("data/y.db").display()
+        );
+        std::fs::write(dir.path().join("yanzhen.toml"), config).expect("config");
+        Setup { dir, db_url: None }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("yanzhen.toml")
+    }
+
+    fn url(&self) -> String {
+        self.db_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.dir.path().join("data/y.db").display()))
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_yanzhen"));
+        c.arg("--config")
+            .arg(self.config())
+            .args(args)
+            .env_remove("YANZHEN_DATABASE_URL");
+        if let Some(u) = &self.db_url {
+            c.env("YANZHEN_DATABASE_URL", u);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).output().expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Start `serve`; its log goes to a file (a pipe nobody reads would fill and block it).
+    fn serve(&self, envs: &[(&str, &str)]) -> Daemon {
+        let n = std::fs::read_dir(self.dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let log = self.dir.path().join(format!("serve-{n}.log"));
+        let file = std::fs::File::create(&log).expect("log");
+        let child = self
+            .cmd(&["serve"])
+            .envs(envs.iter().copied())
+            .env("YANZHEN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn serve");
+        Daemon { child, log }
+    }
+
+    async fn store(&self) -> Arc<dyn Store> {
+        let s = yanzhen::store::open_shared(&self.url())
+            .await
+            .expect("open");
+        s.migrate().await.expect("migrate");
+        s
+    }
+}
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Ask it to stop (SIGTERM), wait, and return its log and whether it exited 0.
+    fn stop(mut self) -> (bool, String) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
+        (ok, std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+}
+
+fn stderr_of(child: Child) -> String {
+    let out = child.wait_with_output().expect("wait");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn serve_fires_a_due_timer_within_a_second_and_stops_cleanly_on_sigterm() {
+    let s = Setup::new(&[]);
+    let store = s.store().await;
+    let due = chrono::Utc::now() + chrono::Duration::milliseconds(2500);
+    store
+        .add_timers(vec![yanzhen::store::NewTimer {
+            key: "test/stage:probe/open".into(),
+            round_id: None,
+            task_key: None,
+            kind: "stage_open".into(),
+            due_at: due.timestamp_millis(),
+            payload_json: "{\"stage\":\"probe\"}".into(),
+        }])
+        .await
+        .expect("timer");
+    let daemon = s.serve(&[]);
+    wait_for("the probe timer to fire", Duration::from_secs(15), || {
+        let store = store.clone();
+        async move { store.timers_with_prefix("test/").await.unwrap()[0].state == "fired" }
+    })
+    .await;
+    let t = store.timers_with_prefix("test/").await.unwrap().remove(0);
+    let late = t.fired_at.unwrap() - t.due_at;
+    assert!(
+        (0..1000).contains(&late),
+        "fired {late} ms after its instant"
+    );
+    let (ok, log) = daemon.stop();
+    assert!(ok, "exit status after SIGTERM: {log}");
+    assert!(
+        log.contains("shutdown requested") && log.contains("scheduler stopped"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_daemon_on_the_same_sqlite_file_is_refused_with_a_clear_error() {
+    let s = Setup::new(&[]);
+    s.store().await;
+    let first = s.serve(&[]);
+    let lock = PathBuf::from(format!("{}.lock", s.url().trim_start_matches("sqlite://")));
+    let log = first.log.clone();
+    wait_for("the first daemon to start", Duration::from_secs(15), || {
+        let log = log.clone();
+        async move {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("scheduler started")
+        }
+    })
+    .await;
+    assert!(lock.exists());
+    let second = s.cmd(&["serve"]).output().expect("second");
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another yanzhen process"), "{err}");
+    let (ok, _) = first.stop();
+    assert!(ok);
+}
+
+#[tokio::test]
+async fn serve_keeps_retrying_while_the_database_is_unreachable() {
+    let s = Setup::new(&[]);
+    let mut child = s
+        .cmd(&["serve"])
+        .env(
+            "YANZHEN_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/none",
+        )
+        .env("YANZHEN_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "serve must keep retrying, not exit"
+    );
+    let _ = child.kill();
+    let err = stderr_of(child);
+    assert!(err.contains("database unreachable; retrying"), "{err}");
+}
+
+/// Start `n` past rounds so that hundreds of timers are due at once.
+fn start_burst(s: &Setup, n: u32) {
+    for d in 1..=n {
+        s.run(&[
+            "round",
+            "start",
+            "community-reserve-selection",
+            "--start",
+            &format!("2019-07-{d:02}"),
+        ]);
+    }
+}
+
+async fn drained(store: &Arc<dyn Store>) -> bool {
+    let now = chrono::Utc::now().timestamp_millis();
+    store
+        .pending_timers(None, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .all(|t| t.due_at > now)
+        && store.next_due_at().await.unwrap().is_none_or(|n| n > now)
+}
+
+/// Drain a burst with one daemon and return how many notifications it produced.
+async fn clean_run(s: &Setup, rounds: u32) -> usize {
+    start_burst(s, rounds);
+    let store = s.store().await;
+    let daemon = s.serve(&[("YANZHEN_LEASE_MS", "1000")]);
+    wait_for("the clean burst to drain", Duration::from_secs(120), || {
+        let st = store.clone();
+        async move { drained(&st).await }
+    })
+    .await;
+    daemon.stop();
+    store.outbox_after(0, i64::MAX).await.unwrap().len()
+}
+
+async fn kill_9_mid_burst(s: Setup, expected: usize) {
+    start_burst(&s, 8);
+    let store = s.store().await;
+    let mut daemon = s.serve(&[("YANZHEN_LEASE_MS", "1000")]);
+    wait_for("the burst to start", Duration::from_secs(60), || {
+        let st = store.clone();
+        async move { st.outbox_after(0, i64::MAX).await.unwrap().len() > 50 }
+    })
+    .await;
+    daemon.child.kill().expect("kill -9"); // SIGKILL: no chance to release anything
+    daemon.child.wait().expect("reap");
+    let at_kill = store.outbox_after(0, i64::MAX).await.unwrap().len();
+    assert!(
+        at_kill < expected,
+        "killed after the burst had finished ({at_kill}/{expected}); make it larger"
+    );
+
+    let daemon = s.serve(&[("YANZHEN_LEASE_MS", "1000")]);
+    wait_for(
+        "the burst to drain after restart",
+        Duration::from_secs(120),
+        || {
+            let st = store.clone();
+            async move { drained(&st).await }
+        },
+    )
+    .await;
+    daemon.stop();
+    let rows = store.outbox_after(0, i64::MAX).await.unwrap();
+    assert_eq!(rows.len(), expected, "every notification exactly once");
+    let mut per_timer: HashMap<String, usize> = HashMap::new();
+    for r in &rows {
+        *per_timer
+            .entry(format!(
+                "{}|{}",
+                r.key.split('#').next().unwrap(),
+                r.address
+            ))
+            .or_default() += 1;
+    }
+    assert!(
+        per_timer.values().all(|n| *n == 1),
+        "one message per timer and recipient address"
+    );
+}
+
+#[tokio::test]
+async fn kill_9_mid_burst_then_restart_loses_nothing_and_sends_nothing_twice() {
+    let expected = clean_run(&Setup::new(&[]), 8).await;
+    assert!(expected > 500, "burst too small: {expected}");
+    kill_9_mid_burst(Setup::new(&[]), expected).await;
+    if let Some((url, _guard)) = common::stores::postgres_database().await {
+        let mut s = Setup::new(&[]);
+        s.db_url = Some(url);
+        kill_9_mid_burst(s, expected).await;
+    }
+}
+
+#[tokio::test]
+async fn three_daemons_on_one_postgres_fire_each_timer_exactly_once() {
+    let Some((url, _guard)) = common::stores::postgres_database().await else {
+        return;
+    };
+    let expected = clean_run(&Setup::new(&[]), 6).await;
+    let mut s = Setup::new(&[]);
+    s.db_url = Some(url);
+    start_burst(&s, 6);
+    let store = s.store().await;
+    let due = store.pending_timers(None, 100_000).await.unwrap().len();
+    let daemons: Vec<Daemon> = (0..3)
+        .map(|_| s.serve(&[("YANZHEN_LEASE_MS", "1000")]))
+        .collect();
+    wait_for(
+        "three daemons to drain the burst",
+        Duration::from_secs(120),
+        || {
+            let st = store.clone();
+            async move { drained(&st).await }
+        },
+    )
+    .await;
+    let mut fired_by: HashMap<String, usize> = HashMap::new();
+    let mut busy = 0;
+    for d in daemons {
+        let (ok, log) = d.stop();
+        assert!(ok);
+        let mine: Vec<&str> = log.lines().filter(|l| l.contains("timer fired")).collect();
+        busy += usize::from(!mine.is_empty());
+        for l in mine {
+            let key = l
+                .split("timer=")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap_or("")
+                .to_string();
+            *fired_by.entry(key).or_default() += 1;
+        }
+    }
+    assert_eq!(fired_by.len(), due, "every due timer fired");
+    assert!(
+        fired_by.values().all(|n| *n == 1),
+        "no timer fired by two daemons"
+    );
+    assert!(
+        busy >= 2,
+        "the work was shared, not done by one daemon alone"
+    );
+    assert_eq!(
+        store.outbox_after(0, i64::MAX).await.unwrap().len(),
+        expected
+    );
+}
+
+#[tokio::test]
+async fn round_task_and_status_commands_work_against_the_database() {
+    let s = Setup::new(&[]);
+    let out = s.run(&[
+        "round",
+        "start",
+        "community-reserve-selection",
+        "--start",
+        "2019-07-01",
+        "--branches",
+        "dongguan,xiguan,jiwei",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("round 1 started"),
+        "{out:?}"
+    );
+    let list = String::from_utf8_lossy(&s.run(&["task", "list", "1"]).stdout).to_string();
+    let id = list
+        .lines()
+        .find(|l| l.contains("nomination@dongguan"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("task line")
+        .to_string();
+    let done = String::from_utf8_lossy(
+        &s.run(&["task", "complete", &id, "--note", "已报送附件1"])
+            .stdout,
+    )
+    .to_string();
+    assert!(done.contains("is now done"), "{done}");
+    let again = s.cmd(&["task", "complete", &id]).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is done; cannot complete"));
+    let status = String::from_utf8_lossy(&s.run(&["status", "1"]).stdout).to_string();
+    assert!(status.contains("implementation 组织实施"), "{status}");
+    assert!(status.contains("done 1/5"), "{status}");
+    assert!(
+        status.contains("overdue:"),
+        "a 2019 round is overdue today: {status}"
+    );
+}
+
+#[test]
+fn simulate_prints_every_notification_and_escalation_of_a_shipped_round() {
+    let out = Command::new(env!("CARGO_BIN_EXE_yanzhen"))
+        .args(["simulate", "examples/seed000-scenario.yaml"])
+        .current_dir(common::root())
+        .output()
+        .expect("simulate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    // dongguan nominated on 7-11: one reminder (7-10 18:00), no deadline notice, no escalation.
+    let dongguan_nom: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("dongguan@") && l.contains("组织推荐"))
+        .collect();
+    assert_eq!(dongguan_nom.len(), 1, "{dongguan_nom:#?}");
+    assert!(
+        dongguan_nom[0].starts_with("2019年7月10日（星期三）18:00  提醒"),
+        "{}",
+        dongguan_nom[0]
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("2019年7月11日（星期四）09:30  完成")
+                && l.contains("东关社区党委"))
+    );
+    // xiguan nominated late (7-15 11:00): overdue notice at 7-15? No — the first overdue
+    // reminder is 7-15 18:00, after completion; its escalation to the office at 7-15 18:00 too.
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("西关") && l.contains("组织推荐") && l.contains("逐级上报"))
+    );
+    // beimen never nominates: the chain office → committee head → district department.
+    let chain: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("逐级上报") && l.contains("北门") && l.contains("组织推荐"))
+        .collect();
+    assert_eq!(chain.len(), 3, "{chain:#?}");
+    assert!(chain[0].contains("2019年7月15日（星期一）18:00") && chain[0].contains("zzb@"));
+    assert!(chain[1].contains("2019年7月16日（星期二）18:00") && chain[1].contains("shuji@"));
+    assert!(chain[2].contains("2019年7月18日（星期四）18:00") && chain[2].contains("zzk@"));
+}
