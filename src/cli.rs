@@ -156,7 +156,8 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let json_logs = std::env::var("YANZHEN_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("YANZHEN_LOG").unwrap_or_else(|_| {
                 // The daemon narrates what it does; one-shot commands print their result only.
@@ -169,8 +170,13 @@ pub fn main() -> ExitCode {
             }),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    // JSON lines for log collectors; the human format otherwise.
+    if json_logs {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
     // "Today" is a date in the office's time zone; the core never reads the clock itself.
     let tz = crate::config::Config::load(&cli.config, &mut crate::diagnostic::Diagnostics::new(""))
         .map(|c| c.tz())

@@ -918,6 +918,7 @@ impl Engine {
                 audit: audit(now, actor, "task.complete", &format!("task:{task_id}"), serde_json::json!({"key": task.key, "note": note, "activated": activate.iter().map(|a| &a.task_key).collect::<Vec<_>>()})),
             })
             .await?;
+        self.finish_if_done(row.round_id, actor).await?;
         self.wake();
         Ok(row)
     }
@@ -953,6 +954,7 @@ impl Engine {
                 ),
             })
             .await?;
+        self.finish_if_done(row.round_id, actor).await?;
         self.wake();
         Ok(row)
     }
@@ -1010,8 +1012,48 @@ impl Engine {
                 ),
             })
             .await?;
+        if round.status == "finished" {
+            self.store
+                .set_round_status(
+                    round.id,
+                    "running",
+                    audit(
+                        now,
+                        actor,
+                        "round.reopen",
+                        &format!("round:{}", round.id),
+                        serde_json::json!({"task": task_id}),
+                    ),
+                )
+                .await?;
+        }
         self.wake();
         Ok(row)
+    }
+
+    /// A round whose every task is done, waived or cancelled is finished.
+    async fn finish_if_done(&self, round_id: i64, actor: &str) -> Result<()> {
+        let tasks = self.store.tasks(round_id).await?;
+        let open = tasks
+            .iter()
+            .any(|t| t.state == task_state::OPEN || t.state == task_state::WAITING);
+        if !open {
+            let now = self.clock.now();
+            self.store
+                .set_round_status(
+                    round_id,
+                    "finished",
+                    audit(
+                        now,
+                        actor,
+                        "round.finish",
+                        &format!("round:{round_id}"),
+                        serde_json::json!({}),
+                    ),
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     async fn task_or_err(&self, id: i64) -> Result<TaskRow> {

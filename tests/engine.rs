@@ -604,3 +604,63 @@ async fn serve_loop_and_simulate_produce_the_same_effects_for_the_same_inputs() 
         .collect();
     assert_eq!(served, simulated);
 }
+
+#[tokio::test]
+async fn a_round_finishes_when_every_task_is_done_or_waived_and_reopening_revives_it() {
+    const TINY: &str = "id: tiny\ntitle: 小\nstages:\n  - id: s\n    title: 阶段\n    closes: {from: round_start, days: 2}\n    tasks:\n      - id: a\n        title: 甲\n        assignee: {role: organization_office}\n        due: {from: stage_close}\n      - id: b\n        title: 乙\n        assignee: {role: committee_head}\n        due: {from: stage_close}\n";
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2025, 3, 3, 0, 0)));
+        let e = engine_on(
+            store.clone(),
+            common::catalog_with(&[TINY], false),
+            clock.clone(),
+            "a",
+        )
+        .await;
+        let id = e
+            .start_round(start("tiny", date(2025, 3, 3), None))
+            .await
+            .unwrap();
+        let a = store
+            .task_by_key(id, "a@role:organization_office")
+            .await
+            .unwrap()
+            .unwrap();
+        let b = store
+            .task_by_key(id, "b@role:committee_head")
+            .await
+            .unwrap()
+            .unwrap();
+        e.complete_task(a.id, "test", None).await.unwrap();
+        assert_eq!(
+            store.round(id).await.unwrap().unwrap().status,
+            "running",
+            "{name}"
+        );
+        e.waive_task(b.id, "test", Some("不适用".into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.round(id).await.unwrap().unwrap().status,
+            "finished",
+            "{name}"
+        );
+        clock.set(at(2025, 3, 4, 0, 0));
+        e.reopen_task(a.id, "test", Some("材料不全".into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.round(id).await.unwrap().unwrap().status,
+            "running",
+            "{name}"
+        );
+        // The reopened task is reminded again: its deadline timer exists under a new key.
+        let pending = store.pending_timers(Some(id), 100).await.unwrap();
+        assert!(
+            pending.iter().any(|t| t
+                .key
+                .ends_with("a@role:organization_office/deadline~reopen1")),
+            "{name}: {pending:?}"
+        );
+    }
+}
