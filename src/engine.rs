@@ -902,21 +902,21 @@ impl Engine {
         let task = self.task_or_err(task_id).await?;
         let now = self.clock.now();
         let activate = self.activations_after(&task, now).await?;
+        let detail = serde_json::json!({"key": task.key, "note": note, "activated": activate.iter().map(|a| &a.task_key).collect::<Vec<_>>()});
         let row = self
-            .store
-            .transition(Transition {
-                task_id,
-                from: vec![task_state::OPEN.into()],
-                to: task_state::DONE.into(),
-                at: ms(now),
-                actor: actor.to_string(),
-                note: note.clone(),
-                action: "complete".into(),
-                cancel_timers: true,
-                new_timers: vec![],
-                activate: activate.clone(),
-                audit: audit(now, actor, "task.complete", &format!("task:{task_id}"), serde_json::json!({"key": task.key, "note": note, "activated": activate.iter().map(|a| &a.task_key).collect::<Vec<_>>()})),
-            })
+            .change(
+                &task,
+                now,
+                actor,
+                &[task_state::OPEN],
+                task_state::DONE,
+                "complete",
+                note,
+                true,
+                vec![],
+                activate,
+                detail,
+            )
             .await?;
         self.finish_if_done(row.round_id, actor).await?;
         self.wake();
@@ -932,27 +932,21 @@ impl Engine {
     ) -> Result<TaskRow> {
         let task = self.task_or_err(task_id).await?;
         let now = self.clock.now();
+        let detail = serde_json::json!({"key": task.key, "reason": reason});
         let row = self
-            .store
-            .transition(Transition {
-                task_id,
-                from: vec![task_state::OPEN.into(), task_state::WAITING.into()],
-                to: task_state::WAIVED.into(),
-                at: ms(now),
-                actor: actor.to_string(),
-                note: reason.clone(),
-                action: "waive".into(),
-                cancel_timers: true,
-                new_timers: vec![],
-                activate: vec![],
-                audit: audit(
-                    now,
-                    actor,
-                    "task.waive",
-                    &format!("task:{task_id}"),
-                    serde_json::json!({"key": task.key, "reason": reason}),
-                ),
-            })
+            .change(
+                &task,
+                now,
+                actor,
+                &[task_state::OPEN, task_state::WAITING],
+                task_state::WAIVED,
+                "waive",
+                reason,
+                true,
+                vec![],
+                vec![],
+                detail,
+            )
             .await?;
         self.finish_if_done(row.round_id, actor).await?;
         self.wake();
@@ -990,27 +984,21 @@ impl Engine {
                 t
             })
             .collect();
+        let detail = serde_json::json!({"key": task.key, "reason": reason});
         let row = self
-            .store
-            .transition(Transition {
-                task_id,
-                from: vec![task_state::DONE.into(), task_state::WAIVED.into()],
-                to: task_state::OPEN.into(),
-                at: ms(now),
-                actor: actor.to_string(),
-                note: reason.clone(),
-                action: "reopen".into(),
-                cancel_timers: false,
-                new_timers: timers,
-                activate: vec![],
-                audit: audit(
-                    now,
-                    actor,
-                    "task.reopen",
-                    &format!("task:{task_id}"),
-                    serde_json::json!({"key": task.key, "reason": reason}),
-                ),
-            })
+            .change(
+                &task,
+                now,
+                actor,
+                &[task_state::DONE, task_state::WAIVED],
+                task_state::OPEN,
+                "reopen",
+                reason,
+                false,
+                timers,
+                vec![],
+                detail,
+            )
             .await?;
         if round.status == "finished" {
             self.store
@@ -1029,6 +1017,46 @@ impl Engine {
         }
         self.wake();
         Ok(row)
+    }
+
+    /// Apply a task state change with its history and audit entry (`task.{action}`).
+    #[allow(clippy::too_many_arguments)]
+    async fn change(
+        &self,
+        task: &TaskRow,
+        now: DateTime<Utc>,
+        actor: &str,
+        from: &[&str],
+        to: &str,
+        action: &str,
+        note: Option<String>,
+        cancel_timers: bool,
+        new_timers: Vec<NewTimer>,
+        activate: Vec<Activation>,
+        detail: serde_json::Value,
+    ) -> Result<TaskRow> {
+        Ok(self
+            .store
+            .transition(Transition {
+                task_id: task.id,
+                from: from.iter().map(|s| s.to_string()).collect(),
+                to: to.to_string(),
+                at: ms(now),
+                actor: actor.to_string(),
+                note,
+                action: action.to_string(),
+                cancel_timers,
+                new_timers,
+                activate,
+                audit: audit(
+                    now,
+                    actor,
+                    &format!("task.{action}"),
+                    &format!("task:{}", task.id),
+                    detail,
+                ),
+            })
+            .await?)
     }
 
     /// A round whose every task is done, waived or cancelled is finished.

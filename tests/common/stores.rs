@@ -96,25 +96,11 @@ pub async fn postgres_database() -> Option<(String, Guard)> {
         eprintln!("postgres tests skipped: {POSTGRES_URL_VAR} not set");
         return None;
     };
-    let name = format!("yz_{}", random_hex());
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {POSTGRES_URL_VAR}={admin_url}: {e}"));
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap_or_else(|e| panic!("create database {name}: {e}"));
-    let _ = admin.close().await;
-    let url = with_database(&admin_url, &name);
-    let guard = Guard {
-        _dir: None,
-        pg: Some(PgDatabase { admin_url, name }),
-    };
-    Some((url, guard))
+    Some(create_database(&admin_url).await)
 }
 
-/// A fresh migrated PostgreSQL store on a new database created through `admin_url`.
-pub async fn postgres(admin_url: &str) -> (&'static str, Arc<dyn Store>, Guard) {
+/// Create `yz_<random hex>` through `admin_url`; the guard drops it (even if later setup fails).
+async fn create_database(admin_url: &str) -> (String, Guard) {
     let name = format!("yz_{}", random_hex());
     let mut admin = PgConnection::connect(admin_url)
         .await
@@ -124,17 +110,21 @@ pub async fn postgres(admin_url: &str) -> (&'static str, Arc<dyn Store>, Guard) 
         .await
         .unwrap_or_else(|e| panic!("create database {name}: {e}"));
     let _ = admin.close().await;
-    // From here on the guard drops the database even if opening or migrating fails.
+    let url = with_database(admin_url, &name);
     let guard = Guard {
         _dir: None,
         pg: Some(PgDatabase {
             admin_url: admin_url.to_string(),
-            name: name.clone(),
+            name,
         }),
     };
-    let store = PgStore::open(&with_database(admin_url, &name))
-        .await
-        .expect("open PostgreSQL store");
+    (url, guard)
+}
+
+/// A fresh migrated PostgreSQL store on a new database created through `admin_url`.
+pub async fn postgres(admin_url: &str) -> (&'static str, Arc<dyn Store>, Guard) {
+    let (url, guard) = create_database(admin_url).await;
+    let store = PgStore::open(&url).await.expect("open PostgreSQL store");
     store.migrate().await.expect("migrate PostgreSQL store");
     ("postgres", Arc::new(store), guard)
 }
