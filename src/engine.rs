@@ -31,6 +31,8 @@ use tokio::sync::Notify;
 const MISFIRE_GRACE_MS: i64 = 60_000;
 /// How long a claimed timer stays ours; a crashed daemon's claims expire after this.
 const LEASE_MS: i64 = 30_000;
+/// How soon a kickoff whose round cannot be planned yet is tried again.
+const KICKOFF_RETRY_MS: i64 = 3_600_000;
 /// Timers claimed per statement.
 const CLAIM_BATCH: i64 = 200;
 
@@ -115,6 +117,9 @@ struct Payload {
     /// Who is told.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     recipient: Option<PartyJson>,
+    /// For a retried kickoff: the scheduled instant of the round it still owes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scheduled_ms: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -555,6 +560,7 @@ impl Engine {
             stage: None,
             task: None,
             recipient: None,
+            scheduled_ms: None,
         });
         match t.kind.as_str() {
             "kickoff" => self.kickoff_effects(t, &payload, now),
@@ -603,29 +609,21 @@ impl Engine {
             return Ok(fx);
         };
         let tz = workflow_tz(wf, cat.config.tz());
-        let due = from_ms(t.due_at);
-        // The next kickoff counts from now, so kickoffs missed during an outage collapse
-        // into this one firing instead of firing once each.
-        match crate::schedule::next_kickoff(schedule, tz, &cat.calendar, due.max(now)) {
-            Ok(Some(next)) => fx.timers.push(kickoff_timer(&id, next.with_timezone(&Utc))),
-            Ok(None) => {}
-            Err(e) => fx.audit.push(audit(
-                now,
-                "daemon",
-                "kickoff.unschedulable",
-                &t.key,
-                serde_json::json!({"error": e.to_string()}),
-            )),
-        }
-        let late = ms(now) - t.due_at;
+        // A retried kickoff still owes the round of its original instant.
+        let scheduled = payload.scheduled_ms.unwrap_or(t.due_at);
+        let due = from_ms(scheduled);
+        let kickoff_key = kickoff_timer(&id, due).key;
+        let late = ms(now) - scheduled;
         if late > MISFIRE_GRACE_MS && schedule.misfire.unwrap_or_default() == Misfire::Skip {
             fx.audit.push(audit(
                 now,
                 "daemon",
                 "kickoff.missed",
-                &t.key,
+                &kickoff_key,
                 serde_json::json!({"policy": "skip", "late_ms": late}),
             ));
+            fx.timers
+                .extend(self.next_kickoff(&id, schedule, tz, due, now, &mut fx.audit));
             return Ok(fx);
         }
         let start = due.with_timezone(&tz).date_naive();
@@ -635,25 +633,40 @@ impl Engine {
         let p = match self.plan_round(wf, start, &BTreeMap::new(), None, None) {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(workflow = %id, error = %e, "kickoff cannot plan the round");
+                // Typically next year's holiday notice is not in config/calendar yet. The
+                // round is still owed: retry hourly until it plans (after a reload).
+                tracing::error!(workflow = %id, error = %e, "kickoff cannot plan the round; retrying in an hour");
                 fx.audit.push(audit(
                     now,
                     "daemon",
                     "kickoff.failed",
-                    &t.key,
-                    serde_json::json!({"error": e.to_string()}),
+                    &kickoff_key,
+                    serde_json::json!({"error": e.to_string(), "retry_at": ms(now) + KICKOFF_RETRY_MS}),
                 ));
+                fx.timers.push(NewTimer {
+                    key: format!("{kickoff_key}:retry:{}", ms(now)),
+                    round_id: None,
+                    task_key: None,
+                    kind: "kickoff".into(),
+                    due_at: ms(now) + KICKOFF_RETRY_MS,
+                    payload_json: serde_json::json!({"workflow": id, "scheduled_ms": scheduled})
+                        .to_string(),
+                });
                 return Ok(fx);
             }
         };
-        let tag = format!("k{}", short_hash(&t.key));
+        // The next kickoff counts from now, so kickoffs missed during an outage collapse
+        // into this one firing instead of firing once each.
+        fx.timers
+            .extend(self.next_kickoff(&id, schedule, tz, due, now, &mut fx.audit));
+        let tag = format!("k{}", short_hash(&kickoff_key));
         let (tasks, timers) = Self::materialise(&tag, &p, now);
         fx.audit.push(audit(
             now,
             "daemon",
             "round.start",
             &format!("workflow:{id}"),
-            serde_json::json!({"tag": tag, "start": start.to_string(), "kickoff": t.key, "late_ms": late, "tasks": tasks.len()}),
+            serde_json::json!({"tag": tag, "start": start.to_string(), "kickoff": kickoff_key, "late_ms": late, "tasks": tasks.len()}),
         ));
         fx.notifications
             .extend(self.kickoff_notifications(&tag, wf, &p, now));
@@ -665,13 +678,39 @@ impl Engine {
                 start_date: start.to_string(),
                 params_json: "{}".into(),
                 units_json: None,
-                kickoff_key: Some(t.key.clone()),
+                kickoff_key: Some(kickoff_key.clone()),
                 created_at: ms(now),
             },
             tasks,
             timers,
         ));
         Ok(fx)
+    }
+
+    /// The next kickoff after this one, or an audit entry saying why there is none.
+    fn next_kickoff(
+        &self,
+        id: &str,
+        schedule: &crate::definition::Schedule,
+        tz: chrono_tz::Tz,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+        audit_log: &mut Vec<AuditEntry>,
+    ) -> Option<NewTimer> {
+        match crate::schedule::next_kickoff(schedule, tz, &self.catalog().calendar, due.max(now)) {
+            Ok(Some(next)) => Some(kickoff_timer(id, next.with_timezone(&Utc))),
+            Ok(None) => None,
+            Err(e) => {
+                audit_log.push(audit(
+                    now,
+                    "daemon",
+                    "kickoff.unschedulable",
+                    &format!("workflow:{id}"),
+                    serde_json::json!({"error": e.to_string()}),
+                ));
+                None
+            }
+        }
     }
 
     fn kickoff_notifications(
@@ -1290,6 +1329,7 @@ fn timer_row(tag: &str, t: &PlannedTimer, now: DateTime<Utc>) -> Option<NewTimer
         stage: Some(t.stage.clone()),
         task: t.task.clone(),
         recipient: t.recipient.as_ref().map(PartyJson::from),
+        scheduled_ms: None,
     };
     Some(NewTimer {
         key: format!("{tag}/{}", t.key),

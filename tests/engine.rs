@@ -664,3 +664,79 @@ async fn a_round_finishes_when_every_task_is_done_or_waived_and_reopening_revive
         );
     }
 }
+
+#[tokio::test]
+async fn a_kickoff_that_cannot_be_planned_yet_is_retried_not_lost() {
+    // Planning this round needs working days of 2027, which the calendar lacks until the
+    // administrator adds next year's holiday notice.
+    const DECEMBER: &str = "id: december\ntitle: 年末\nschedule:\n  yearly: {month: 12, day: 1, at: \"09:00\"}\nexample_start: 2025-12-01\nstages:\n  - id: s\n    title: 阶段\n    closes: {from: round_start, working_days: 30}\n    tasks:\n      - id: a\n        title: 甲\n        assignee: {role: organization_office}\n        due: {from: stage_close}\n";
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2026, 11, 20, 12, 0)));
+        let e = engine_on(
+            store.clone(),
+            common::catalog_with(&[DECEMBER], false),
+            clock.clone(),
+            "a",
+        )
+        .await;
+        e.ensure_kickoffs().await.unwrap();
+        clock.set(at(2026, 12, 1, 9, 0));
+        e.fire_due().await.unwrap();
+        assert!(rounds_of(&store, "december").await.is_empty(), "{name}");
+        let pending: Vec<_> = store
+            .timers_with_prefix("kickoff:december:")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.state == "pending")
+            .collect();
+        assert_eq!(pending.len(), 1, "{name}: only the retry is pending");
+        assert!(pending[0].key.contains(":retry:"), "{name}");
+        let audit = store.audit_after(0, 1000).await.unwrap();
+        assert!(audit.iter().any(|a| a.entry.action == "kickoff.failed" && a.entry.detail_json.contains("2027")), "{name}");
+
+        // The 2027 notice is added (a file with no holidays is enough for the test).
+        let mut cat = common::catalog_with(&[DECEMBER], false);
+        let dir = common::root().join("config/calendar");
+        let mut texts: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().to_string(),
+                    std::fs::read_to_string(&p).unwrap(),
+                )
+            })
+            .collect();
+        texts.push((
+            "2027.json".into(),
+            "{\"year\": 2027, \"papers\": [], \"days\": []}".into(),
+        ));
+        cat.calendar = yanzhen::calendar::Calendar::from_sources(
+            texts.iter().map(|(n, t)| (n.as_str(), t.as_str())),
+        )
+        .unwrap();
+        e.set_catalog(cat).await.unwrap();
+        clock.set(at(2026, 12, 1, 10, 0));
+        e.fire_due().await.unwrap();
+        let rounds = rounds_of(&store, "december").await;
+        assert_eq!(
+            rounds.len(),
+            1,
+            "{name}: the owed round starts on the retry"
+        );
+        assert_eq!(
+            rounds[0].start_date, "2026-12-01",
+            "{name}: with its scheduled date"
+        );
+        let next: Vec<_> = store
+            .timers_with_prefix("kickoff:december:")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.state == "pending")
+            .collect();
+        assert_eq!(next.len(), 1, "{name}");
+        assert_eq!(next[0].due_at, ms(at(2027, 12, 1, 9, 0)), "{name}");
+    }
+}
