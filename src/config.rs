@@ -25,6 +25,172 @@ pub struct Config {
     /// Database settings.
     #[serde(default)]
     pub database: DatabaseConfig,
+    /// How notifications are delivered.
+    #[serde(default)]
+    pub notify: NotifyConfig,
+}
+
+/// Delivery of notifications.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// `log`: write every message to the log instead of sending it (dry run, the shipped
+    /// default); `deliver`: send by email and webhooks.
+    #[serde(default)]
+    pub mode: DeliveryMode,
+    /// Sender of emails, e.g. `清水街道党工委组织办 <noreply@example.gov.cn>`.
+    #[serde(default = "default_from")]
+    pub from: String,
+    /// Base URL of the web console, for links in messages (e.g. `https://yanzhen.example.gov.cn`).
+    #[serde(default)]
+    pub link_base: Option<String>,
+    /// Directory role told when a message is dead-lettered.
+    #[serde(default = "default_dead_letter_role")]
+    pub dead_letter_role: String,
+    /// SMTP server; required for email in `deliver` mode.
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+    /// Webhook HTTP settings.
+    #[serde(default)]
+    pub webhook: WebhookConfig,
+    /// Messages per minute per channel (`email`, `webhook`); absent means unlimited.
+    #[serde(default)]
+    pub rate_limits: std::collections::BTreeMap<String, u32>,
+    /// Retries of transient failures.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// Dry run or real delivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    /// Log instead of sending.
+    #[default]
+    Log,
+    /// Send.
+    Deliver,
+}
+
+/// An SMTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Host name.
+    pub host: String,
+    /// Port (default 25 for `none`, 587 for `starttls`, 465 for `tls`).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `none` (plain, local relays and tests), `starttls` or `tls`.
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    /// Login user name, if the server needs one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Name of the environment variable holding the password (never the password itself).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Seconds allowed for one whole send (connect to end of DATA).
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_seconds: u64,
+    /// Pooled connections.
+    #[serde(default = "default_pool")]
+    pub pool_size: u32,
+}
+
+/// SMTP transport security.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurity {
+    /// Plain text.
+    #[default]
+    None,
+    /// STARTTLS required.
+    Starttls,
+    /// Implicit TLS.
+    Tls,
+}
+
+/// Webhook HTTP settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Seconds allowed for one POST.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_seconds: u64,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            timeout_seconds: default_webhook_timeout(),
+        }
+    }
+}
+
+/// Exponential backoff with jitter for transient failures.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Attempts before a message is dead-lettered.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay, seconds.
+    #[serde(default = "default_min_delay")]
+    pub min_delay_seconds: u64,
+    /// Longest retry delay, seconds.
+    #[serde(default = "default_max_delay")]
+    pub max_delay_seconds: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: default_attempts(),
+            min_delay_seconds: default_min_delay(),
+            max_delay_seconds: default_max_delay(),
+        }
+    }
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            mode: DeliveryMode::default(),
+            from: default_from(),
+            link_base: None,
+            dead_letter_role: default_dead_letter_role(),
+            smtp: None,
+            webhook: WebhookConfig::default(),
+            rate_limits: Default::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+fn default_from() -> String {
+    "yanzhen <noreply@localhost>".into()
+}
+fn default_dead_letter_role() -> String {
+    "organization_office".into()
+}
+fn default_smtp_timeout() -> u64 {
+    30
+}
+fn default_pool() -> u32 {
+    4
+}
+fn default_webhook_timeout() -> u64 {
+    10
+}
+fn default_attempts() -> u32 {
+    8
+}
+fn default_min_delay() -> u64 {
+    30
+}
+fn default_max_delay() -> u64 {
+    3600
 }
 
 /// Where state is kept.
@@ -66,6 +232,7 @@ impl Default for Config {
             directory: default_directory(),
             calendar_dir: default_calendar(),
             database: DatabaseConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod definition;
 pub mod diagnostic;
+pub mod notify;
 pub mod directory;
 pub mod engine;
 pub mod plan;

@@ -1,0 +1,104 @@
+//! Notifications: rendering messages, delivering the outbox by email and webhooks, and the
+//! iCalendar feed of a branch's deadlines.
+//!
+//! Architecture Invariant: a notification exists first as an outbox row written in the same
+//! transaction as the timer that caused it; delivery only reads and updates outbox rows, so
+//! a crash can at worst repeat a message that was in flight, with the same Message-ID.
+
+pub mod email;
+pub mod ics;
+pub mod webhook;
+
+use crate::directory::WebhookKind;
+use serde::{Deserialize, Serialize};
+
+/// One item of a message: a task with its deadline (a digest has several).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    /// Task title.
+    pub title: String,
+    /// Who must do it (unit or role name).
+    pub assignee: String,
+    /// Deadline, written in Chinese (`2019年7月12日（星期五）18:00`).
+    pub deadline: String,
+    /// Whole days left until the deadline (negative when overdue).
+    pub days_left: i64,
+    /// Link to mark it done, when the console is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channel {
+    /// An email address.
+    Email,
+    /// A webhook of this format; `secret_env` names the environment variable with the
+    /// signing secret (DingTalk, Feishu).
+    Webhook {
+        /// Body format.
+        kind: WebhookKind,
+        /// Name of the variable holding the secret.
+        secret_env: Option<String>,
+    },
+    /// Only written to the log (dry runs, contacts without any address).
+    Log,
+}
+
+/// A message ready to deliver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Stable Message-ID without angle brackets, e.g. `3f2a…@yanzhen`; the same for every
+    /// attempt at the same message.
+    pub message_id: String,
+    /// The channel.
+    pub channel: Channel,
+    /// Recipient display name (Chinese).
+    pub to_name: String,
+    /// Email address or webhook URL.
+    pub to_address: String,
+    /// `reminder`, `due_today`, `overdue`, `escalation`, `kickoff`, `digest`, `dead_letter`.
+    pub kind: String,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
+    /// The tasks it is about.
+    pub items: Vec<Item>,
+}
+
+/// Why a delivery failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Retrying cannot help (5xx, invalid address, rejected signature): stop at once.
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+    /// Worth retrying (connection refused, timeout, 4xx, rate limited).
+    #[error("transient failure: {0}")]
+    Transient(String),
+}
+
+impl SendError {
+    /// True for failures worth retrying.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SendError::Transient(_))
+    }
+}
+
+/// The Message-ID for a set of outbox keys: stable across retries of the same message.
+pub fn message_id(keys: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&str> = keys.to_vec();
+    sorted.sort_unstable();
+    let h = Sha256::digest(sorted.join("\n").as_bytes());
+    let hex: String = h.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("{hex}@yanzhen")
+}
+
+/// Make ring the process-wide rustls provider (lettre, reqwest and sqlx all use rustls;
+/// one provider avoids the "no process-level CryptoProvider" panic). Idempotent.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
