@@ -297,7 +297,13 @@ async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> {
         tracing::info!("shutdown requested; finishing in-flight work");
         let _ = tx.send(true);
     });
+    let outbox = Arc::new(crate::notify::outbox::Outbox::new(
+        e.clone(),
+        e.catalog().config.notify.clone(),
+    )?);
+    let sender = tokio::spawn(outbox.run(rx.clone()));
     crate::scheduler::run(e, rx).await;
+    let _ = sender.await;
     Ok(ExitCode::SUCCESS)
 }
 

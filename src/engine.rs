@@ -11,6 +11,8 @@ use crate::clock::Clock;
 use crate::definition::{Anchor, Misfire, Workflow};
 use crate::diagnostic::Severity;
 use crate::directory::{Contact, Party};
+use crate::notify::Item;
+use crate::notify::render::{Rendered, Renderer};
 use crate::plan::{Plan, PlanInput, PlannedTimer, Problem, TimerKind, plan};
 use crate::store::{
     Activation, AuditEntry, FireEffects, Millis, NewNotification, NewRound, NewTask, NewTimer,
@@ -198,6 +200,8 @@ pub struct Engine {
     wake: Notify,
     counter: AtomicU64,
     lease_ms: i64,
+    renderer: Renderer,
+    outbox_wake: Notify,
 }
 
 impl Engine {
@@ -218,6 +222,8 @@ impl Engine {
             wake: Notify::new(),
             counter: AtomicU64::new(0),
             lease_ms: LEASE_MS,
+            renderer: Renderer::new(),
+            outbox_wake: Notify::new(),
         }
     }
 
@@ -242,6 +248,11 @@ impl Engine {
         &self.owner
     }
 
+    /// The message renderer.
+    pub fn renderer(&self) -> &Renderer {
+        &self.renderer
+    }
+
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog
@@ -264,6 +275,16 @@ impl Engine {
     /// Wake the scheduler loop: new work may be due earlier than it thought.
     pub fn wake(&self) {
         self.wake.notify_one();
+    }
+
+    /// Wait until new notifications were enqueued (the outbox sender sleeps on this).
+    pub async fn outbox_woken(&self) {
+        self.outbox_wake.notified().await
+    }
+
+    /// Tell the outbox sender that notifications are waiting.
+    pub fn wake_outbox(&self) {
+        self.outbox_wake.notify_one();
     }
 
     /// Wait until [`Engine::wake`] is called.
@@ -535,6 +556,9 @@ impl Engine {
                     .await?
                 {
                     tracing::info!(timer = %t.key, kind = %t.kind, late_ms = ms(now) - t.due_at, notifications, "timer fired");
+                    if notifications > 0 {
+                        self.wake_outbox();
+                    }
                     fired.push(Fired {
                         timer: t,
                         at: now,
@@ -726,33 +750,58 @@ impl Engine {
                 seen.push(&t.assignee);
             }
         }
-        let subject = format!("【工作启动】{}", wf.title);
+        let cat = self.catalog();
+        let tz = workflow_tz(wf, cat.config.tz());
         let mut out = Vec::new();
         for party in seen {
-            let mine: Vec<String> = p
+            let items: Vec<Item> = p
                 .tasks
                 .iter()
                 .filter(|t| &t.assignee == party)
-                .map(|t| match t.due.at {
-                    Some(a) if !t.due.projected => {
-                        format!("- {}（截止 {}）", t.title, zh_datetime(&a))
-                    }
-                    _ => format!("- {}（视前序工作或事件而定）", t.title),
+                .map(|t| Item {
+                    title: t.title.clone(),
+                    assignee: party.name.clone(),
+                    deadline: match t.due.at {
+                        Some(a) if !t.due.projected => zh_datetime(&a),
+                        _ => "视前序工作或事件而定".to_string(),
+                    },
+                    days_left: t
+                        .due
+                        .at
+                        .map_or(0, |a| days_between(now, a.with_timezone(&Utc), tz)),
+                    link: None,
                 })
                 .collect();
-            let body = format!(
-                "{}：\n{}已启动，请按时完成以下工作：\n{}\n",
-                party.name,
-                wf.title,
-                mine.join("\n")
-            );
+            let ctx = minijinja::context! {
+                workflow => minijinja::context!{ id => wf.id.value.clone(), title => wf.title.clone() },
+                round => minijinja::context!{ tag => tag, start => crate::timefmt::zh_date(p.start) },
+                recipient => minijinja::context!{ id => party.id.clone(), name => party.name.clone() },
+                assignee => minijinja::context!{ id => party.id.clone(), name => party.name.clone() },
+                params => minijinja::Value::from(minijinja::value::Serde(&p.params)),
+                office => minijinja::context!{ name => cat.directory.office.name.clone() },
+                items => minijinja::Value::from(minijinja::value::Serde(&items)),
+            };
+            let rendered = match self
+                .renderer
+                .render("kickoff", &[Some(&wf.templates)], &ctx)
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "kickoff template failed; using the built-in one");
+                    match self.renderer.render("kickoff", &[], &ctx) {
+                        Ok(r) => r,
+                        Err(_) => continue,
+                    }
+                }
+            };
+            let item = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
             out.extend(self.to_contacts(
                 &format!("{tag}/kickoff@{}", party.id),
                 None,
                 "kickoff",
                 party,
-                &subject,
-                &body,
+                &rendered,
+                &item,
                 now,
             ));
         }
@@ -808,52 +857,91 @@ impl Engine {
         };
         let cat = self.catalog();
         let round = self.store.round(task.round_id).await?;
-        let title = match &round {
-            Some(r) => self
-                .workflow_of(r.version_id)
-                .await
-                .map(|w| w.title.clone())
-                .unwrap_or_default(),
-            None => String::new(),
+        let wf = match &round {
+            Some(r) => self.workflow_of(r.version_id).await.ok(),
+            None => None,
         };
-        let due = task
-            .due_at
-            .map(from_ms)
-            .map(|d| d.with_timezone(&cat.config.tz()));
-        let due_text = due.map(|d| zh_datetime(&d)).unwrap_or_default();
-        let (subject, body) = match t.kind.as_str() {
-            "reminder" => (
-                format!("【提醒】{}（截止 {}）", task.title, due_text),
-                format!(
-                    "{}：\n「{}」中的「{}」将于{}截止，请按时完成。\n",
-                    party.name, title, task.title, due_text
-                ),
-            ),
-            "deadline" => (
-                format!("【今日截止】{}", task.title),
-                format!(
-                    "{}：\n「{}」中的「{}」已到截止时间（{}），请尽快完成并标记。\n",
-                    party.name, title, task.title, due_text
-                ),
-            ),
-            "overdue" => (
-                format!("【逾期催办】{}（已于 {} 截止）", task.title, due_text),
-                format!(
-                    "{}：\n「{}」中的「{}」已逾期（截止 {}），请立即办理。\n",
-                    party.name, title, task.title, due_text
-                ),
-            ),
-            "escalation" => (
-                format!("【逾期上报】{}「{}」已逾期", task.assignee_name, task.title),
-                format!(
-                    "{}：\n{}的「{}」（{}）已于{}截止，至今未完成，请督促办理。\n",
-                    party.name, task.assignee_name, task.title, title, due_text
-                ),
-            ),
-            other => (format!("【{other}】{}", task.title), String::new()),
+        let tz = wf
+            .as_ref()
+            .map_or(cat.config.tz(), |w| workflow_tz(w, cat.config.tz()));
+        let due = task.due_at.map(from_ms);
+        let deadline = due
+            .map(|d| zh_datetime(&d.with_timezone(&tz)))
+            .unwrap_or_default();
+        let days_left = due.map_or(0, |d| days_between(now, d, tz));
+        let link = cat
+            .config
+            .notify
+            .link_base
+            .as_ref()
+            .map(|b| format!("{}/t/{}", b.trim_end_matches('/'), task.id));
+        let item = Item {
+            title: task.title.clone(),
+            assignee: task.assignee_name.clone(),
+            deadline: deadline.clone(),
+            days_left,
+            link: link.clone(),
         };
-        fx.notifications =
-            self.to_contacts(&t.key, Some(&task), &t.kind, &party, &subject, &body, now);
+        let task_def = wf
+            .as_ref()
+            .and_then(|w| w.task(&task.task).map(|(_, t)| t.clone()));
+        let params: BTreeMap<String, String> = round
+            .as_ref()
+            .and_then(|r| serde_json::from_str(&r.params_json).ok())
+            .unwrap_or_default();
+        let mut ctx = minijinja::context! {
+            workflow => minijinja::context!{ id => wf.as_ref().map(|w| w.id.value.clone()), title => wf.as_ref().map(|w| w.title.clone()) },
+            round => minijinja::context!{ id => task.round_id, start => round.as_ref().map(|r| r.start_date.clone()) },
+            stage => minijinja::context!{ id => task.stage.clone() },
+            task => minijinja::context!{ id => task.task.clone(), key => task.key.clone(), title => task.title.clone(),
+                description => task_def.as_ref().and_then(|t| t.description.as_ref().map(|d| d.value.clone())) },
+            assignee => minijinja::context!{ id => task.assignee_id.clone(), name => task.assignee_name.clone() },
+            recipient => minijinja::context!{ id => party.id.clone(), name => party.name.clone() },
+            deadline => deadline,
+            days_left => days_left,
+            params => params,
+            link => link,
+            items => minijinja::Value::from(minijinja::value::Serde(vec![&item])),
+            office => minijinja::context!{ name => cat.directory.office.name.clone() },
+        };
+        // A task description is a template too: render it with the same variables.
+        if let Some(src) = task_def.as_ref().and_then(|t| t.description.as_ref()) {
+            let description = self
+                .renderer
+                .render_text(&src.value, &ctx)
+                .unwrap_or_else(|_| src.value.clone());
+            ctx = minijinja::context! { task => minijinja::context!{ id => task.task.clone(), key => task.key.clone(),
+            title => task.title.clone(), description => description }, ..ctx };
+        }
+        // The notice sent at the deadline itself is the "due today" message.
+        let kind = if t.kind == "deadline" {
+            "due_today"
+        } else {
+            t.kind.as_str()
+        };
+        let overrides = [
+            task_def.as_ref().and_then(|t| t.templates.as_ref()),
+            wf.as_ref().map(|w| &w.templates),
+        ];
+        let rendered = match self.renderer.render(kind, &overrides, &ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(timer = %t.key, error = %e, "template failed; using the built-in one");
+                self.renderer
+                    .render(kind, &[], &ctx)
+                    .map_err(|e| EngineError::NotFound(e.to_string()))?
+            }
+        };
+        let item_json = serde_json::to_string(&item).unwrap_or_else(|_| "{}".into());
+        fx.notifications = self.to_contacts(
+            &t.key,
+            Some(&task),
+            kind,
+            &party,
+            &rendered,
+            &item_json,
+            now,
+        );
         if t.kind == "escalation" {
             fx.audit.push(audit(
                 now,
@@ -869,14 +957,14 @@ impl Engine {
     /// One notification per channel of every contact of a party (a `log` entry when the
     /// party has no reachable contact, so nothing disappears silently).
     #[allow(clippy::too_many_arguments)]
-    fn to_contacts(
+    pub(crate) fn to_contacts(
         &self,
         key: &str,
         task: Option<&TaskRow>,
         kind: &str,
         party: &Party,
-        subject: &str,
-        body: &str,
+        rendered: &Rendered,
+        item_json: &str,
         now: DateTime<Utc>,
     ) -> Vec<NewNotification> {
         let cat = self.catalog();
@@ -922,8 +1010,10 @@ impl Engine {
                 channel,
                 address,
                 recipient_json: who.to_string(),
-                subject: subject.to_string(),
-                body: body.to_string(),
+                subject: rendered.subject.clone(),
+                body: rendered.text.clone(),
+                html: rendered.html.clone(),
+                item_json: item_json.to_string(),
                 not_before: ms(now),
                 created_at: ms(now),
             })
@@ -1272,6 +1362,11 @@ impl Engine {
             next,
         })
     }
+}
+
+/// Whole calendar days from `now` to `due` in the office's time zone (negative when past).
+pub fn days_between(now: DateTime<Utc>, due: DateTime<Utc>, tz: chrono_tz::Tz) -> i64 {
+    (due.with_timezone(&tz).date_naive() - now.with_timezone(&tz).date_naive()).num_days()
 }
 
 fn is_overdue(t: &TaskRow, now: Millis) -> bool {

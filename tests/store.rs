@@ -72,6 +72,8 @@ fn notification(key: &str, subject: &str) -> NewNotification {
         recipient_json: r#"{"name":"office"}"#.into(),
         subject: subject.into(),
         body: "body".into(),
+        html: "<p>body</p>".into(),
+        item_json: "{}".into(),
         not_before: 5,
         created_at: 5,
     }
@@ -1227,4 +1229,123 @@ async fn sqlite_memory_store_works() {
         !other.ready().await.expect("ready"),
         "each memory store is its own database"
     );
+}
+
+#[tokio::test]
+async fn outbox_rows_are_claimed_once_retried_after_their_backoff_and_dead_letters_add_notices() {
+    use yanzhen::store::Delivery;
+    for (name, store, _g) in common::stores::stores().await {
+        // Enqueue through a fired timer, as the engine does.
+        store
+            .add_timers(vec![timer("t/outbox", None, 1)])
+            .await
+            .unwrap();
+        let claimed = store.claim_due_timers(10, "d", 1000, 10).await.unwrap();
+        let effects = yanzhen::store::FireEffects {
+            notifications: vec![notification("n1", "一"), notification("n2", "二")],
+            ..Default::default()
+        };
+        assert!(
+            store
+                .fire_timer(claimed[0].id, "d", 10, effects)
+                .await
+                .unwrap(),
+            "{name}"
+        );
+
+        let rows = store.claim_outbox(10, "s1", 1000, 10).await.unwrap();
+        assert_eq!(rows.len(), 2, "{name}");
+        assert!(
+            rows.iter().all(|r| r.state == "sending" && r.attempts == 1),
+            "{name}"
+        );
+        assert!(
+            store
+                .claim_outbox(10, "s2", 1000, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}: claimed once"
+        );
+        store
+            .assign_message_id(&[rows[0].id, rows[1].id], "s1", "m@yanzhen")
+            .await
+            .unwrap();
+        store
+            .assign_message_id(&[rows[0].id], "s1", "other@yanzhen")
+            .await
+            .unwrap(); // kept
+        let n = store
+            .settle_outbox(
+                &[rows[0].id],
+                "s1",
+                Delivery::Retry {
+                    at: 500,
+                    error: "transient failure: 451".into(),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "{name}");
+        assert_eq!(
+            store.next_outbox_at().await.unwrap(),
+            Some(500),
+            "{name}: the retry comes before the other row's lease expiry"
+        );
+        assert!(
+            store
+                .claim_outbox(499, "s2", 1000, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}: not before its backoff"
+        );
+        let again = store.claim_outbox(500, "s2", 1000, 10).await.unwrap();
+        assert_eq!(again.len(), 1, "{name}");
+        assert_eq!(
+            (again[0].attempts, again[0].message_id.as_deref()),
+            (2, Some("m@yanzhen")),
+            "{name}"
+        );
+        // s1 lost its claim on nothing else; a settle by the wrong owner changes nothing.
+        assert_eq!(
+            store
+                .settle_outbox(&[again[0].id], "s1", Delivery::Sent { at: 600 })
+                .await
+                .unwrap(),
+            0,
+            "{name}"
+        );
+        let notice = notification("dead:n1", "【投递失败】");
+        let moved = store
+            .settle_outbox(
+                &[again[0].id],
+                "s2",
+                Delivery::Dead {
+                    error: "permanent failure: 550".into(),
+                    notices: vec![notice],
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(moved, 1, "{name}");
+        assert_eq!(
+            store
+                .settle_outbox(&[rows[1].id], "s1", Delivery::Sent { at: 600 })
+                .await
+                .unwrap(),
+            1,
+            "{name}"
+        );
+        let all = store.outbox_after(0, 10).await.unwrap();
+        let states: Vec<(&str, &str)> = all
+            .iter()
+            .map(|r| (r.key.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            [("n1", "dead"), ("n2", "sent"), ("dead:n1", "pending")],
+            "{name}"
+        );
+    }
 }

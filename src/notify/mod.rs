@@ -7,6 +7,8 @@
 
 pub mod email;
 pub mod ics;
+pub mod outbox;
+pub mod render;
 pub mod webhook;
 
 use crate::directory::WebhookKind;
@@ -72,10 +74,10 @@ pub struct Message {
 /// Why a delivery failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
-    /// Retrying cannot help (5xx, invalid address, rejected signature): stop at once.
+    /// Retrying cannot help (SMTP 5xx, HTTP 4xx, invalid address, rejected signature): stop at once.
     #[error("permanent failure: {0}")]
     Permanent(String),
-    /// Worth retrying (connection refused, timeout, 4xx, rate limited).
+    /// Worth retrying (connection refused, timeout, SMTP 4xx, HTTP 5xx/429, rate limited).
     #[error("transient failure: {0}")]
     Transient(String),
 }

@@ -293,6 +293,10 @@ pub struct NewNotification {
     pub subject: String,
     /// Plain-text body.
     pub body: String,
+    /// HTML body.
+    pub html: String,
+    /// The task this is about, as a JSON [`crate::notify::Item`] (`{}` for none).
+    pub item_json: String,
     /// When it should go out.
     pub not_before: Millis,
     /// When created.
@@ -334,6 +338,39 @@ pub struct OutboxRow {
     pub sent_at: Option<Millis>,
     /// Last error text.
     pub last_error: Option<String>,
+    /// HTML body.
+    pub html: String,
+    /// The task this is about, JSON.
+    pub item_json: String,
+    /// Message-ID fixed at the first delivery attempt (shared by a digest's rows).
+    pub message_id: Option<String>,
+    /// Earliest next attempt after a transient failure.
+    pub next_attempt_at: Option<Millis>,
+}
+
+/// How a delivery attempt ended, for [`Store::settle_outbox`].
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// Delivered at this instant.
+    Sent {
+        /// When.
+        at: Millis,
+    },
+    /// Transient failure: try again from `at`.
+    Retry {
+        /// Next attempt.
+        at: Millis,
+        /// What went wrong.
+        error: String,
+    },
+    /// Given up (permanent failure or too many attempts); `notices` (telling the office)
+    /// are enqueued in the same transaction.
+    Dead {
+        /// What went wrong.
+        error: String,
+        /// Dead-letter notices to enqueue.
+        notices: Vec<NewNotification>,
+    },
 }
 
 /// An append-only audit entry.
@@ -515,6 +552,27 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Outbox rows, in insertion order, with id greater than `after_id`.
     async fn outbox_after(&self, after_id: i64, limit: i64) -> Result<Vec<OutboxRow>>;
+
+    /// Claim up to `limit` outbox rows ready to send at `now` (pending and due, or sending
+    /// with an expired lease), oldest first. Increments `attempts`.
+    async fn claim_outbox(
+        &self,
+        now: Millis,
+        owner: &str,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>>;
+
+    /// Fix the Message-ID of claimed rows (a digest shares one) before the first attempt;
+    /// rows that already have one keep it.
+    async fn assign_message_id(&self, ids: &[i64], owner: &str, message_id: &str) -> Result<()>;
+
+    /// Record the outcome of an attempt for rows still claimed by `owner`; returns how many
+    /// rows were updated.
+    async fn settle_outbox(&self, ids: &[i64], owner: &str, outcome: Delivery) -> Result<u64>;
+
+    /// The earliest instant some outbox row becomes sendable.
+    async fn next_outbox_at(&self) -> Result<Option<Millis>>;
 
     /// Append an audit entry on its own.
     async fn append_audit(&self, entry: AuditEntry) -> Result<()>;

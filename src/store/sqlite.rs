@@ -169,7 +169,8 @@ pub(crate) mod shared {
         };
         (outbox) => {
             "id, key, round_id, task_id, kind, channel, address, recipient_json, subject, \
-             body, state, attempts, not_before, created_at, sent_at, last_error"
+             body, state, attempts, not_before, created_at, sent_at, last_error, html, \
+             item_json, message_id, next_attempt_at"
         };
         (history) => {
             "at, from_state, to_state, actor, note"
@@ -219,7 +220,8 @@ pub(crate) mod shared {
         id: i64, key: String, round_id: Option<i64>, task_id: Option<i64>, kind: String,
         channel: String, address: String, recipient_json: String, subject: String,
         body: String, state: String, attempts: i64, not_before: i64, created_at: i64,
-        sent_at: Option<i64>, last_error: Option<String>,
+        sent_at: Option<i64>, last_error: Option<String>, html: String, item_json: String,
+        message_id: Option<String>, next_attempt_at: Option<i64>,
     });
     db_row!(HistoryDb => HistoryRow {
         at: i64, from_state: String, to_state: String, actor: String, note: Option<String>,
@@ -353,8 +355,23 @@ pub(crate) mod shared {
     );
 
     pub(crate) const OUTBOX_INSERT: &str = "INSERT INTO outbox (key, round_id, task_id, kind, \
-         channel, address, recipient_json, subject, body, not_before, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (key) DO NOTHING";
+         channel, address, recipient_json, subject, body, not_before, created_at, html, \
+         item_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+         ON CONFLICT (key) DO NOTHING";
+    pub(crate) const OUTBOX_ASSIGN: &str = "UPDATE outbox SET message_id = $3 \
+         WHERE id = $1 AND lease_owner = $2 AND state = 'sending' AND message_id IS NULL";
+    pub(crate) const OUTBOX_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = $3, \
+         last_error = NULL, lease_owner = NULL, lease_until = NULL \
+         WHERE id = $1 AND lease_owner = $2 AND state = 'sending'";
+    pub(crate) const OUTBOX_RETRY: &str = "UPDATE outbox SET state = 'pending', \
+         next_attempt_at = $3, last_error = $4, lease_owner = NULL, lease_until = NULL \
+         WHERE id = $1 AND lease_owner = $2 AND state = 'sending'";
+    pub(crate) const OUTBOX_DEAD: &str = "UPDATE outbox SET state = 'dead', last_error = $3, \
+         lease_owner = NULL, lease_until = NULL \
+         WHERE id = $1 AND lease_owner = $2 AND state = 'sending'";
+    pub(crate) const OUTBOX_NEXT: &str = "SELECT MIN(t) FROM (\
+         SELECT COALESCE(next_attempt_at, not_before) AS t FROM outbox WHERE state = 'pending' \
+         UNION ALL SELECT lease_until AS t FROM outbox WHERE state = 'sending') AS due";
     pub(crate) const OUTBOX_AFTER: &str = concat!(
         "SELECT ",
         cols!(outbox),
@@ -411,6 +428,16 @@ macro_rules! store_impl {
                 "SELECT id, state FROM tasks WHERE round_id = $1 \
                  AND state IN ('open', 'waiting') ORDER BY id",
                 $row_lock
+            );
+            /// Claim outbox rows like timers: pending and due, or sending with an expired lease.
+            const OUTBOX_CLAIM: &str = concat!(
+                "UPDATE outbox SET state = 'sending', lease_owner = $2, lease_until = $3, \
+                 attempts = attempts + 1 WHERE id IN (SELECT id FROM outbox \
+                 WHERE (state = 'pending' AND COALESCE(next_attempt_at, not_before) <= $1) \
+                 OR (state = 'sending' AND lease_until < $1) ORDER BY id LIMIT $4",
+                $claim_lock,
+                ") RETURNING ",
+                cols!(outbox)
             );
             /// Claim in one statement: due pending timers and running ones whose lease expired.
             const CLAIM: &str = concat!(
@@ -556,6 +583,8 @@ macro_rules! store_impl {
                         .bind(&n.body)
                         .bind(n.not_before)
                         .bind(n.created_at)
+                        .bind(&n.html)
+                        .bind(&n.item_json)
                         .execute(&mut *c)
                         .await?;
                     Ok(())
@@ -986,6 +1015,90 @@ macro_rules! store_impl {
                         .fetch_all(&self.pool)
                         .await?;
                     Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn claim_outbox(
+                    &self,
+                    now: Millis,
+                    owner: &str,
+                    lease_ms: i64,
+                    limit: i64,
+                ) -> Result<Vec<OutboxRow>> {
+                    let mut tx = self.begin_write().await?;
+                    let mut rows = sqlx::query_as::<$db, sql::OutboxDb>(OUTBOX_CLAIM)
+                        .bind(now)
+                        .bind(owner)
+                        .bind(now.saturating_add(lease_ms))
+                        .bind(limit.max(0))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    rows.sort_by_key(|r| r.id);
+                    Ok(rows.into_iter().map(Into::into).collect())
+                }
+
+                async fn assign_message_id(
+                    &self,
+                    ids: &[i64],
+                    owner: &str,
+                    message_id: &str,
+                ) -> Result<()> {
+                    let mut tx = self.begin_write().await?;
+                    for id in ids {
+                        sqlx::query(sql::OUTBOX_ASSIGN)
+                            .bind(id)
+                            .bind(owner)
+                            .bind(message_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn settle_outbox(
+                    &self,
+                    ids: &[i64],
+                    owner: &str,
+                    outcome: $crate::store::Delivery,
+                ) -> Result<u64> {
+                    use $crate::store::Delivery;
+                    let mut tx = self.begin_write().await?;
+                    let mut n = 0;
+                    for id in ids {
+                        let q = match &outcome {
+                            Delivery::Sent { at } => {
+                                sqlx::query(sql::OUTBOX_SENT).bind(id).bind(owner).bind(*at)
+                            }
+                            Delivery::Retry { at, error } => sqlx::query(sql::OUTBOX_RETRY)
+                                .bind(id)
+                                .bind(owner)
+                                .bind(*at)
+                                .bind(error.clone()),
+                            Delivery::Dead { error, .. } => sqlx::query(sql::OUTBOX_DEAD)
+                                .bind(id)
+                                .bind(owner)
+                                .bind(error.clone()),
+                        };
+                        n += q.execute(&mut *tx).await?.rows_affected();
+                    }
+                    if let Delivery::Dead { notices, .. } = &outcome {
+                        // Tell the office only if we really moved rows to dead (not on a
+                        // lost lease, where another daemon owns the outcome).
+                        if n > 0 {
+                            for notice in notices {
+                                Self::insert_notification(&mut tx, notice).await?;
+                            }
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(n)
+                }
+
+                async fn next_outbox_at(&self) -> Result<Option<Millis>> {
+                    Ok(sqlx::query_scalar::<$db, Option<i64>>(sql::OUTBOX_NEXT)
+                        .fetch_one(&self.pool)
+                        .await?)
                 }
 
                 async fn append_audit(&self, entry: AuditEntry) -> Result<()> {

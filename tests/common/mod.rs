@@ -1,6 +1,7 @@
 //! Shared test helpers: the shipped directory and calendar, and a fixed "today".
 #![allow(dead_code)]
 
+pub mod smtp;
 pub mod stores;
 use chrono::NaiveDate;
 use std::path::{Path, PathBuf};
