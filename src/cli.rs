@@ -72,6 +72,11 @@ pub enum Command {
         /// Round id.
         round: Option<i64>,
     },
+    /// Print a unit's deadlines as an iCalendar (.ics) feed.
+    Feed {
+        /// Unit id (a branch or department in the directory).
+        unit: String,
+    },
     /// Run a round from date A to date B under a virtual clock and print every effect.
     Simulate {
         /// Scenario file (YAML).

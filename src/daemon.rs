@@ -155,6 +155,11 @@ pub async fn run_command(
             Ok(ExitCode::SUCCESS)
         }
         Command::Task(t) => task_command(config, today, t).await,
+        Command::Feed { unit } => {
+            let e = engine(config, today, false).await?;
+            print!("{}", e.feed(&unit).await?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status { round } => status(config, today, round).await,
         Command::Simulate { scenario, format } => {
             let text = std::fs::read_to_string(&scenario)

@@ -780,6 +780,9 @@ impl Engine {
                 params => minijinja::Value::from(minijinja::value::Serde(&p.params)),
                 office => minijinja::context!{ name => cat.directory.office.name.clone() },
                 items => minijinja::Value::from(minijinja::value::Serde(&items)),
+                // The party's earliest dated deadline, for templates that name one date.
+                deadline => p.tasks.iter().filter(|t| &t.assignee == party && !t.due.projected).filter_map(|t| t.due.at).min().map(|a| zh_datetime(&a)),
+                days_left => p.tasks.iter().filter(|t| &t.assignee == party && !t.due.projected).filter_map(|t| t.due.at).min().map(|a| days_between(now, a.with_timezone(&Utc), tz)),
             };
             let rendered = match self
                 .renderer
@@ -1309,6 +1312,60 @@ impl Engine {
             });
         }
         Ok(out)
+    }
+
+    /// A unit's deadlines in running rounds as an iCalendar feed (done and waived tasks
+    /// stay in the feed, marked done, so a subscribed calendar shows the whole round).
+    pub async fn feed(&self, unit_id: &str) -> Result<String> {
+        let cat = self.catalog();
+        let unit = cat
+            .directory
+            .unit(unit_id)
+            .ok_or_else(|| EngineError::NotFound(format!("unit {unit_id}")))?;
+        let mut events = Vec::new();
+        for round in self
+            .store
+            .rounds()
+            .await?
+            .into_iter()
+            .filter(|r| r.status != "cancelled")
+        {
+            let wf_title = self
+                .workflow_of(round.version_id)
+                .await
+                .map(|w| w.title.clone())
+                .unwrap_or_default();
+            for t in self.store.tasks(round.id).await? {
+                let (Some(due), true) = (
+                    t.due_at,
+                    t.assignee_kind == "unit" && t.assignee_id == unit_id,
+                ) else {
+                    continue;
+                };
+                if t.state == task_state::CANCELLED {
+                    continue;
+                }
+                events.push(crate::notify::ics::FeedEvent {
+                    uid: format!("{}/{}@yanzhen", round.tag, t.key),
+                    summary: format!("截止：{}", t.title),
+                    description: format!("{}（{}）", wf_title, round.start_date),
+                    due: from_ms(due),
+                    url: cat
+                        .config
+                        .notify
+                        .link_base
+                        .as_ref()
+                        .map(|b| format!("{}/t/{}", b.trim_end_matches('/'), t.id)),
+                    done: t.state == task_state::DONE || t.state == task_state::WAIVED,
+                });
+            }
+        }
+        events.sort_by_key(|e| e.due);
+        Ok(crate::notify::ics::feed(
+            &format!("{} 工作截止日", unit.name),
+            &events,
+            self.clock.now(),
+        ))
     }
 
     /// Progress of a round: per stage, overdue tasks, what fires next.

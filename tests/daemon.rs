@@ -45,6 +45,14 @@ impl Setup {
         Setup { dir, db_url: None }
     }
 
+    /// Append TOML (e.g. a `[notify]` section) to the config.
+    fn add_config(&self, toml: &str) {
+        let path = self.config();
+        let mut text = std::fs::read_to_string(&path).expect("config");
+        text.push_str(toml);
+        std::fs::write(path, text).expect("config");
+    }
+
     fn config(&self) -> PathBuf {
         self.dir.path().join("yanzhen.toml")
     }
@@ -412,6 +420,17 @@ async fn round_task_and_status_commands_work_against_the_database() {
         status.contains("overdue:"),
         "a 2019 round is overdue today: {status}"
     );
+    let ics = String::from_utf8_lossy(&s.run(&["feed", "dongguan"]).stdout).to_string();
+    assert!(ics.starts_with("BEGIN:VCALENDAR\r\n"), "{ics}");
+    assert_eq!(
+        ics.matches("BEGIN:VEVENT").count(),
+        3,
+        "dongguan's three tasks: meeting, nomination, forms: {ics}"
+    );
+    assert!(
+        ics.contains("SUMMARY:[已完成]"),
+        "the completed nomination is marked done: {ics}"
+    );
 }
 
 #[test]
@@ -461,4 +480,64 @@ fn simulate_prints_every_notification_and_escalation_of_a_shipped_round() {
     assert!(chain[0].contains("2019年7月15日（星期一）18:00") && chain[0].contains("zzb@"));
     assert!(chain[1].contains("2019年7月16日（星期二）18:00") && chain[1].contains("shuji@"));
     assert!(chain[2].contains("2019年7月18日（星期四）18:00") && chain[2].contains("zzk@"));
+}
+
+#[tokio::test]
+async fn serve_delivers_the_outbox_to_a_real_smtp_server() {
+    let smtp = common::smtp::TestSmtp::start();
+    let s = Setup::new(&[]);
+    s.add_config(&format!(
+        "[notify]\nmode = \"deliver\"\nfrom = \"清水街道党工委组织办 <noreply@qingshui.example.gov.cn>\"\n[notify.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+        smtp.port()
+    ));
+    s.run(&[
+        "round",
+        "start",
+        "community-reserve-selection",
+        "--start",
+        "2019-07-01",
+        "--branches",
+        "dongguan,xiguan",
+    ]);
+    let store = s.store().await;
+    let daemon = s.serve(&[]);
+    wait_for(
+        "the outbox to be delivered",
+        Duration::from_secs(60),
+        || {
+            let st = store.clone();
+            async move {
+                let rows = st.outbox_after(0, i64::MAX).await.unwrap();
+                drained(&st).await && !rows.is_empty() && rows.iter().all(|r| r.state == "sent")
+            }
+        },
+    )
+    .await;
+    let (ok, log) = daemon.stop();
+    assert!(ok, "{log}");
+    assert!(log.contains("outbox sender stopped"), "{log}");
+    let rows = store.outbox_after(0, i64::MAX).await.unwrap();
+    let ids: std::collections::HashSet<String> =
+        rows.iter().filter_map(|r| r.message_id.clone()).collect();
+    let got = smtp.messages();
+    assert_eq!(
+        got.len(),
+        ids.len(),
+        "one email per Message-ID (digests merge rows)"
+    );
+    let received: std::collections::HashSet<String> = got
+        .iter()
+        .map(|m| {
+            let parsed = mailparse::parse_mail(&m.data).expect("mail");
+            parsed
+                .headers
+                .iter()
+                .find(|h| h.get_key() == "Message-ID")
+                .map(|h| h.get_value())
+                .unwrap_or_default()
+                .trim_matches(['<', '>'])
+                .to_string()
+        })
+        .collect();
+    assert_eq!(received, ids);
 }
