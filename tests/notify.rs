@@ -470,3 +470,33 @@ fn deliver_mode_without_an_smtp_server_is_refused_at_start_up() {
         assert!(err.to_string().contains("[notify.smtp]"), "{err}");
     });
 }
+
+#[tokio::test]
+async fn the_per_channel_rate_limit_holds_back_the_message_over_the_limit() {
+    let smtp = TestSmtp::start();
+    let (_, store, _g) = common::stores::sqlite().await;
+    let mut cfg = deliver_to(smtp.port());
+    cfg.rate_limits.insert("email".into(), 1); // one per minute
+    let r = rig(
+        store,
+        common::catalog_with(&[], true),
+        cfg,
+        at(2019, 7, 1, 0, 0),
+    )
+    .await;
+    r.start(
+        "community-reserve-selection",
+        NaiveDate::from_ymd_opt(2019, 7, 1).unwrap(),
+        &["dongguan", "xiguan"],
+    )
+    .await;
+    r.clock.set(at(2019, 7, 2, 18, 0));
+    r.engine.fire_due().await.unwrap(); // two reminders, two recipients: two messages
+    // The second message must wait about a minute for the limiter; give it one second.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), r.outbox.deliver_due()).await;
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "only the first message went out within the limit"
+    );
+}
