@@ -202,6 +202,7 @@ pub struct Engine {
     lease_ms: i64,
     renderer: Renderer,
     outbox_wake: Notify,
+    links: RwLock<Option<crate::access::LinkSigner>>,
 }
 
 impl Engine {
@@ -224,6 +225,7 @@ impl Engine {
             lease_ms: LEASE_MS,
             renderer: Renderer::new(),
             outbox_wake: Notify::new(),
+            links: RwLock::new(None),
         }
     }
 
@@ -246,6 +248,24 @@ impl Engine {
     /// This daemon's lease owner name.
     pub fn owner(&self) -> &str {
         &self.owner
+    }
+
+    /// Sign "mark done" links in messages with this signer (needs `notify.link_base`).
+    pub fn set_link_signer(&self, signer: crate::access::LinkSigner) {
+        if let Ok(mut l) = self.links.write() {
+            *l = Some(signer);
+        }
+    }
+
+    /// The signed "mark done" link of a branch's task, valid until 30 days after its deadline.
+    pub fn task_link(&self, task: &TaskRow) -> Option<String> {
+        let base = self.catalog().config.notify.link_base.clone()?;
+        if task.assignee_kind != "unit" {
+            return None;
+        }
+        let signer = self.links.read().ok()?.clone()?;
+        let expires = task.due_at.unwrap_or(0) / 1000 + 30 * 86_400;
+        Some(format!("{}{}", base.trim_end_matches('/'), signer.task_link(&task.assignee_id, task.id, expires)))
     }
 
     /// The message renderer.
@@ -872,12 +892,7 @@ impl Engine {
             .map(|d| zh_datetime(&d.with_timezone(&tz)))
             .unwrap_or_default();
         let days_left = due.map_or(0, |d| days_between(now, d, tz));
-        let link = cat
-            .config
-            .notify
-            .link_base
-            .as_ref()
-            .map(|b| format!("{}/t/{}", b.trim_end_matches('/'), task.id));
+        let link = self.task_link(&task);
         let item = Item {
             title: task.title.clone(),
             assignee: task.assignee_name.clone(),

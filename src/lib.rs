@@ -2,6 +2,8 @@
 //!
 //! See `docs/architecture.md` for the map of modules.
 
+pub mod access;
+pub mod api;
 pub mod calendar;
 pub mod catalog;
 pub mod cli;

@@ -348,6 +348,21 @@ pub struct OutboxRow {
     pub next_attempt_at: Option<Millis>,
 }
 
+/// An administrator token as stored (the token itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    /// Unique name, e.g. `zzb-ma`.
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub hash: String,
+    /// `admin` (read and change) or `read`.
+    pub rights: String,
+    /// When created.
+    pub created_at: Millis,
+    /// When revoked, if it was.
+    pub revoked_at: Option<Millis>,
+}
+
 /// How a delivery attempt ended, for [`Store::settle_outbox`].
 #[derive(Debug, Clone)]
 pub enum Delivery {
@@ -573,6 +588,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The earliest instant some outbox row becomes sendable.
     async fn next_outbox_at(&self) -> Result<Option<Millis>>;
+
+    /// Store a new token (by hash) and an audit entry; fails if the name exists.
+    async fn create_token(&self, token: TokenRow, audit: AuditEntry) -> Result<()>;
+
+    /// The unrevoked token with this hash.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>>;
+
+    /// A setting, writing `default` first if it is not set yet (first writer wins across
+    /// daemons); returns the stored value.
+    async fn setting_or_insert(&self, key: &str, default: &str) -> Result<String>;
 
     /// Append an audit entry on its own.
     async fn append_audit(&self, entry: AuditEntry) -> Result<()>;

@@ -147,7 +147,8 @@ fn lock_file(db: &std::path::Path) -> Result<File> {
 /// Rows, SQL and helpers shared by both backends.
 pub(crate) mod shared {
     use crate::store::{
-        AuditEntry, AuditRow, HistoryRow, OutboxRow, RoundRow, TaskRow, TimerRow, VersionRow,
+        AuditEntry, AuditRow, HistoryRow, OutboxRow, RoundRow, TaskRow, TimerRow, TokenRow,
+        VersionRow,
     };
 
     /// Column lists, as literals so that `concat!` can build `&'static str` statements.
@@ -222,6 +223,9 @@ pub(crate) mod shared {
         body: String, state: String, attempts: i64, not_before: i64, created_at: i64,
         sent_at: Option<i64>, last_error: Option<String>, html: String, item_json: String,
         message_id: Option<String>, next_attempt_at: Option<i64>,
+    });
+    db_row!(TokenDb => TokenRow {
+        name: String, hash: String, rights: String, created_at: i64, revoked_at: Option<i64>,
     });
     db_row!(HistoryDb => HistoryRow {
         at: i64, from_state: String, to_state: String, actor: String, note: Option<String>,
@@ -377,6 +381,14 @@ pub(crate) mod shared {
         cols!(outbox),
         " FROM outbox WHERE id > $1 ORDER BY id LIMIT $2"
     );
+
+    pub(crate) const TOKEN_INSERT: &str = "INSERT INTO api_tokens \
+         (name, hash, rights, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5)";
+    pub(crate) const TOKEN_BY_HASH: &str = "SELECT name, hash, rights, created_at, revoked_at \
+         FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL";
+    pub(crate) const SETTING_INSERT: &str =
+        "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
+    pub(crate) const SETTING_GET: &str = "SELECT value FROM settings WHERE key = $1";
 
     pub(crate) const AUDIT_INSERT: &str = "INSERT INTO audit_log \
          (at, actor, action, subject, detail_json) VALUES ($1, $2, $3, $4, $5)";
@@ -1099,6 +1111,48 @@ macro_rules! store_impl {
                     Ok(sqlx::query_scalar::<$db, Option<i64>>(sql::OUTBOX_NEXT)
                         .fetch_one(&self.pool)
                         .await?)
+                }
+
+                async fn create_token(
+                    &self,
+                    token: $crate::store::TokenRow,
+                    audit: AuditEntry,
+                ) -> Result<()> {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(sql::TOKEN_INSERT)
+                        .bind(&token.name)
+                        .bind(&token.hash)
+                        .bind(&token.rights)
+                        .bind(token.created_at)
+                        .bind(token.revoked_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    Self::insert_audit(&mut tx, &audit).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn token_by_hash(&self, hash: &str) -> Result<Option<$crate::store::TokenRow>> {
+                    let row = sqlx::query_as::<$db, sql::TokenDb>(sql::TOKEN_BY_HASH)
+                        .bind(hash)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(row.map(Into::into))
+                }
+
+                async fn setting_or_insert(&self, key: &str, default: &str) -> Result<String> {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(sql::SETTING_INSERT)
+                        .bind(key)
+                        .bind(default)
+                        .execute(&mut *tx)
+                        .await?;
+                    let value = sqlx::query_scalar::<$db, String>(sql::SETTING_GET)
+                        .bind(key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(value)
                 }
 
                 async fn append_audit(&self, entry: AuditEntry) -> Result<()> {

@@ -1,0 +1,197 @@
+//! The HTTP edge: the JSON API (`/api/...`), the web console (`/console/...`), the branch
+//! pages behind signed links (`/b/...`), health and metrics.
+//!
+//! `serve(listener, state, shutdown)` takes the listener from the caller, so tests bind
+//! port 0. Every change made through HTTP goes through the engine and lands in the audit log
+//! with who made it (`token:NAME` or `link:UNIT`).
+
+pub mod console;
+pub mod json;
+pub mod openapi;
+
+use crate::access::{LinkSigner, token_hash};
+use crate::engine::{Engine, EngineError};
+use crate::store::StoreError;
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::{StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Shared state of the HTTP handlers.
+#[derive(Debug)]
+pub struct AppState {
+    /// The engine (store, catalog, clock).
+    pub engine: Arc<Engine>,
+    /// Signs and checks branch links.
+    pub links: LinkSigner,
+    /// Prometheus text renderer, when metrics are installed.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The config file, for reloading after the editor saves a workflow.
+    pub config_path: PathBuf,
+}
+
+/// The state as handlers receive it.
+pub type State = Arc<AppState>;
+
+/// The whole router.
+pub fn router(state: State) -> Router {
+    Router::new()
+        .merge(json::routes())
+        .merge(console::routes())
+        .with_state(state)
+}
+
+/// Serve until `shutdown` completes; in-flight requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: State,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "http listening");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// A JSON error: `{"error": {"code": "...", "message": "..."}}` with an HTTP status.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code, e.g. `not_found`, `wrong_state`.
+    pub code: &'static str,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match &e {
+            EngineError::NotFound(_) => ApiError::not_found(e.to_string()),
+            EngineError::UnknownWorkflow { .. } => ApiError::new(StatusCode::NOT_FOUND, "unknown_workflow", e.to_string()),
+            EngineError::Plan { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_plan", e.to_string()),
+            EngineError::Store(StoreError::WrongState { .. }) => {
+                ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string())
+            }
+            EngineError::Store(StoreError::NotFound(_)) => ApiError::not_found(e.to_string()),
+            _ => {
+                tracing::error!(error = %e, "request failed");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon log")
+            }
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        EngineError::Store(e).into()
+    }
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rights {
+    /// Read only.
+    Read,
+    /// Read and change.
+    Admin,
+}
+
+/// An authenticated administrator (from `Authorization: Bearer TOKEN` or the console's
+/// `yz_token` cookie). Extracting it answers 401 when the token is missing or unknown.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Token name.
+    pub name: String,
+    /// Its rights.
+    pub rights: Rights,
+}
+
+impl Principal {
+    /// The actor recorded in the audit log.
+    pub fn actor(&self) -> String {
+        format!("token:{}", self.name)
+    }
+
+    /// 403 unless this token may change things.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.rights {
+            Rights::Admin => Ok(()),
+            Rights::Read => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("token `{}` may only read; this needs an admin token", self.name),
+            )),
+        }
+    }
+}
+
+/// The token a request carries, if any.
+pub fn request_token(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(t) = v.strip_prefix("Bearer ") {
+            return Some(t.trim().to_string());
+        }
+    }
+    let cookies = parts.headers.get(header::COOKIE).and_then(|v| v.to_str().ok())?;
+    cookies
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == "yz_token")
+        .map(|(_, v)| v.to_string())
+}
+
+/// Look a token up.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let row = state.engine.store().token_by_hash(&token_hash(token)).await?;
+    match row {
+        Some(r) => Ok(Principal {
+            name: r.name,
+            rights: if r.rights == "admin" { Rights::Admin } else { Rights::Read },
+        }),
+        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown or revoked token")),
+    }
+}
+
+impl FromRequestParts<State> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
+        let Some(token) = request_token(parts) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send `Authorization: Bearer TOKEN` (create one with `yanzhen token create NAME`)",
+            ));
+        };
+        authenticate(state, &token).await
+    }
+}
