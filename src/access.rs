@@ -69,7 +69,9 @@ impl std::fmt::Debug for LinkSigner {
 impl LinkSigner {
     /// A signer with this secret.
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        LinkSigner { secret: secret.into() }
+        LinkSigner {
+            secret: secret.into(),
+        }
     }
 
     /// A fresh random secret, hex, for first start-up.
@@ -80,7 +82,8 @@ impl LinkSigner {
 
     fn mac(&self, grant: &Grant, expires: i64) -> HmacSha256 {
         // HMAC accepts keys of any length; this cannot fail.
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!());
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!());
         mac.update(grant.message(expires).as_bytes());
         mac
     }
@@ -96,9 +99,17 @@ impl LinkSigner {
     }
 
     /// Check a signature (constant time) and the expiry against `now` (epoch seconds).
-    pub fn verify(&self, grant: &Grant, expires: i64, sig: &str, now: i64) -> Result<(), LinkError> {
+    pub fn verify(
+        &self,
+        grant: &Grant,
+        expires: i64,
+        sig: &str,
+        now: i64,
+    ) -> Result<(), LinkError> {
         let raw = hex::decode(sig).map_err(|_| LinkError::BadSignature)?;
-        self.mac(grant, expires).verify_slice(&raw).map_err(|_| LinkError::BadSignature)?;
+        self.mac(grant, expires)
+            .verify_slice(&raw)
+            .map_err(|_| LinkError::BadSignature)?;
         if now > expires {
             return Err(LinkError::Expired);
         }
@@ -116,7 +127,9 @@ impl LinkSigner {
 
     /// The path and query of a unit's page.
     pub fn unit_link(&self, unit: &str, expires: i64) -> String {
-        let grant = Grant::Unit { unit: unit.to_string() };
+        let grant = Grant::Unit {
+            unit: unit.to_string(),
+        };
         format!("/b/{unit}?{}", self.query(&grant, expires))
     }
 }
@@ -128,17 +141,39 @@ mod tests {
     #[test]
     fn a_signature_is_valid_only_for_its_own_grant_and_until_it_expires() {
         let s = LinkSigner::new("k");
-        let g = Grant::Task { unit: "dongguan".into(), task: 7 };
+        let g = Grant::Task {
+            unit: "dongguan".into(),
+            task: 7,
+        };
         let sig = s.sign(&g, 1000);
         assert_eq!(s.verify(&g, 1000, &sig, 999), Ok(()));
         assert_eq!(s.verify(&g, 1000, &sig, 1001), Err(LinkError::Expired));
-        let other_task = Grant::Task { unit: "dongguan".into(), task: 8 };
-        assert_eq!(s.verify(&other_task, 1000, &sig, 999), Err(LinkError::BadSignature));
-        let other_unit = Grant::Task { unit: "xiguan".into(), task: 7 };
-        assert_eq!(s.verify(&other_unit, 1000, &sig, 999), Err(LinkError::BadSignature));
-        assert_eq!(s.verify(&g, 2000, &sig, 999), Err(LinkError::BadSignature), "a moved expiry");
+        let other_task = Grant::Task {
+            unit: "dongguan".into(),
+            task: 8,
+        };
+        assert_eq!(
+            s.verify(&other_task, 1000, &sig, 999),
+            Err(LinkError::BadSignature)
+        );
+        let other_unit = Grant::Task {
+            unit: "xiguan".into(),
+            task: 7,
+        };
+        assert_eq!(
+            s.verify(&other_unit, 1000, &sig, 999),
+            Err(LinkError::BadSignature)
+        );
+        assert_eq!(
+            s.verify(&g, 2000, &sig, 999),
+            Err(LinkError::BadSignature),
+            "a moved expiry"
+        );
         assert_eq!(s.verify(&g, 1000, "zz", 999), Err(LinkError::BadSignature));
-        assert_eq!(LinkSigner::new("other").verify(&g, 1000, &sig, 999), Err(LinkError::BadSignature));
+        assert_eq!(
+            LinkSigner::new("other").verify(&g, 1000, &sig, 999),
+            Err(LinkError::BadSignature)
+        );
     }
 
     #[test]

@@ -72,6 +72,14 @@ pub enum Command {
         /// Round id.
         round: Option<i64>,
     },
+    /// Create an API/console token: `yanzhen token NAME` (printed once; only its hash is kept).
+    Token {
+        /// Token name (who holds it), e.g. `zzb-ma`.
+        name: String,
+        /// A token that may only read.
+        #[arg(long)]
+        read_only: bool,
+    },
     /// Print a unit's deadlines as an iCalendar (.ics) feed.
     Feed {
         /// Unit id (a branch or department in the directory).

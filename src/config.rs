@@ -28,6 +28,30 @@ pub struct Config {
     /// How notifications are delivered.
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// The HTTP server (API, console, branch links).
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`; empty disables the server.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: default_bind(),
+        }
+    }
+}
+
+fn default_bind() -> String {
+    "127.0.0.1:8080".into()
 }
 
 /// Delivery of notifications.
@@ -233,6 +257,7 @@ impl Default for Config {
             calendar_dir: default_calendar(),
             database: DatabaseConfig::default(),
             notify: NotifyConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }

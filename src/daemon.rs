@@ -155,6 +155,34 @@ pub async fn run_command(
             Ok(ExitCode::SUCCESS)
         }
         Command::Task(t) => task_command(config, today, t).await,
+        Command::Token { name, read_only } => {
+            let e = engine(config, today, false).await?;
+            let token = crate::access::new_token();
+            let now = crate::engine::ms(chrono::Utc::now());
+            let rights = if read_only { "read" } else { "admin" };
+            e.store()
+                .create_token(
+                    crate::store::TokenRow {
+                        name: name.clone(),
+                        hash: crate::access::token_hash(&token),
+                        rights: rights.into(),
+                        created_at: now,
+                        revoked_at: None,
+                    },
+                    crate::store::AuditEntry {
+                        at: now,
+                        actor: "cli".into(),
+                        action: "token.create".into(),
+                        subject: format!("token:{name}"),
+                        detail_json: serde_json::json!({"rights": rights}).to_string(),
+                    },
+                )
+                .await
+                .with_context(|| format!("creating token `{name}` (does it exist already?)"))?;
+            eprintln!("token `{name}` ({rights}) created; it is shown once, store it now:");
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Feed { unit } => {
             let e = engine(config, today, false).await?;
             print!("{}", e.feed(&unit).await?);
@@ -288,8 +316,32 @@ async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
+/// The secret that signs branch links: `YANZHEN_LINK_SECRET`, else one generated at first
+/// start and kept in the database (so every daemon on a shared database agrees).
+async fn link_signer(e: &Engine) -> anyhow::Result<crate::access::LinkSigner> {
+    let secret = match std::env::var("YANZHEN_LINK_SECRET") {
+        Ok(s) if !s.is_empty() => s,
+        _ => {
+            e.store()
+                .setting_or_insert("link_secret", &crate::access::LinkSigner::random_secret())
+                .await?
+        }
+    };
+    Ok(crate::access::LinkSigner::new(secret))
+}
+
 async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("yanzhen_timer_lateness_seconds".into()),
+            &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 60.0],
+        )
+        .and_then(|b| b.install_recorder())
+        .map_err(|e| tracing::warn!(error = %e, "metrics disabled"))
+        .ok();
     let e = engine(config, today, true).await?;
+    let signer = link_signer(&e).await?;
+    e.set_link_signer(signer.clone());
     tracing::info!(
         backend = e.store().backend(),
         workflows = e.catalog().workflows.len(),
@@ -307,8 +359,37 @@ async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> {
         e.catalog().config.notify.clone(),
     )?);
     let sender = tokio::spawn(outbox.run(rx.clone()));
+    let bind = e.catalog().config.http.bind.clone();
+    let http = if bind.is_empty() {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind} ([http] bind in the config)"))?;
+        let state = Arc::new(crate::api::AppState {
+            engine: e.clone(),
+            links: signer,
+            metrics,
+            config_path: config.to_path_buf(),
+        });
+        let mut stop = rx.clone();
+        Some(tokio::spawn(crate::api::serve(
+            listener,
+            state,
+            async move {
+                let _ = stop.wait_for(|v| *v).await;
+            },
+        )))
+    };
     crate::scheduler::run(e, rx).await;
     let _ = sender.await;
+    if let Some(h) = http {
+        match h.await {
+            Ok(Err(err)) => tracing::error!(error = %err, "http server failed"),
+            Err(err) => tracing::error!(error = %err, "http server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -265,7 +265,11 @@ impl Engine {
         }
         let signer = self.links.read().ok()?.clone()?;
         let expires = task.due_at.unwrap_or(0) / 1000 + 30 * 86_400;
-        Some(format!("{}{}", base.trim_end_matches('/'), signer.task_link(&task.assignee_id, task.id, expires)))
+        Some(format!(
+            "{}{}",
+            base.trim_end_matches('/'),
+            signer.task_link(&task.assignee_id, task.id, expires)
+        ))
     }
 
     /// The message renderer.
@@ -579,6 +583,10 @@ impl Engine {
                     if notifications > 0 {
                         self.wake_outbox();
                     }
+                    metrics::counter!("yanzhen_timers_fired_total", "kind" => t.kind.clone())
+                        .increment(1);
+                    metrics::histogram!("yanzhen_timer_lateness_seconds")
+                        .record((ms(now) - t.due_at).max(0) as f64 / 1000.0);
                     fired.push(Fired {
                         timer: t,
                         at: now,

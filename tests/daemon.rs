@@ -35,7 +35,7 @@ impl Setup {
         }
         let root = common::root();
         let config = format!(
-            "timezone = \"Asia/Shanghai\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"sqlite://{}\"\n",
+            "timezone = \"Asia/Shanghai\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"sqlite://{}\"\n[http]\nbind = \"127.0.0.1:0\"\n",
             wf.display(),
             root.join("config/directory.yaml").display(),
             root.join("config/calendar").display(),

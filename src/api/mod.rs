@@ -50,7 +50,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "http listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// A JSON error: `{"error": {"code": "...", "message": "..."}}` with an HTTP status.
@@ -96,15 +98,25 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match &e {
             EngineError::NotFound(_) => ApiError::not_found(e.to_string()),
-            EngineError::UnknownWorkflow { .. } => ApiError::new(StatusCode::NOT_FOUND, "unknown_workflow", e.to_string()),
-            EngineError::Plan { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_plan", e.to_string()),
+            EngineError::UnknownWorkflow { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_workflow", e.to_string())
+            }
+            EngineError::Plan { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "cannot_plan",
+                e.to_string(),
+            ),
             EngineError::Store(StoreError::WrongState { .. }) => {
                 ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string())
             }
             EngineError::Store(StoreError::NotFound(_)) => ApiError::not_found(e.to_string()),
             _ => {
                 tracing::error!(error = %e, "request failed");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the daemon log",
+                )
             }
         }
     }
@@ -148,7 +160,10 @@ impl Principal {
             Rights::Read => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("token `{}` may only read; this needs an admin token", self.name),
+                format!(
+                    "token `{}` may only read; this needs an admin token",
+                    self.name
+                ),
             )),
         }
     }
@@ -156,12 +171,19 @@ impl Principal {
 
 /// The token a request carries, if any.
 pub fn request_token(parts: &Parts) -> Option<String> {
-    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         if let Some(t) = v.strip_prefix("Bearer ") {
             return Some(t.trim().to_string());
         }
     }
-    let cookies = parts.headers.get(header::COOKIE).and_then(|v| v.to_str().ok())?;
+    let cookies = parts
+        .headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())?;
     cookies
         .split(';')
         .filter_map(|c| c.trim().split_once('='))
@@ -171,13 +193,25 @@ pub fn request_token(parts: &Parts) -> Option<String> {
 
 /// Look a token up.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
-    let row = state.engine.store().token_by_hash(&token_hash(token)).await?;
+    let row = state
+        .engine
+        .store()
+        .token_by_hash(&token_hash(token))
+        .await?;
     match row {
         Some(r) => Ok(Principal {
             name: r.name,
-            rights: if r.rights == "admin" { Rights::Admin } else { Rights::Read },
+            rights: if r.rights == "admin" {
+                Rights::Admin
+            } else {
+                Rights::Read
+            },
         }),
-        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown or revoked token")),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown or revoked token",
+        )),
     }
 }
 

@@ -136,6 +136,13 @@ impl Outbox {
                     }
                     Err(e) => self.failure(&group, &msg, e, now),
                 };
+                let outcome = match &delivery {
+                    Delivery::Sent { .. } => "sent",
+                    Delivery::Retry { .. } => "failed",
+                    Delivery::Dead { .. } => "dead",
+                };
+                metrics::counter!("yanzhen_notifications_total", "outcome" => outcome)
+                    .increment(ids.len() as u64);
                 if store.settle_outbox(&ids, &owner, delivery).await? == 0 {
                     tracing::warn!(message_id = %msg.message_id, "outbox claim lost while sending; another sender owns it");
                 }

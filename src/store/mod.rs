@@ -363,6 +363,19 @@ pub struct TokenRow {
     pub revoked_at: Option<Millis>,
 }
 
+/// Sizes for the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Timers waiting for their instant.
+    pub pending_timers: i64,
+    /// Open tasks past their deadline.
+    pub overdue_tasks: i64,
+    /// Outbox rows not yet delivered.
+    pub outbox_pending: i64,
+    /// Dead-lettered outbox rows.
+    pub outbox_dead: i64,
+}
+
 /// How a delivery attempt ended, for [`Store::settle_outbox`].
 #[derive(Debug, Clone)]
 pub enum Delivery {
@@ -598,6 +611,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// A setting, writing `default` first if it is not set yet (first writer wins across
     /// daemons); returns the stored value.
     async fn setting_or_insert(&self, key: &str, default: &str) -> Result<String>;
+
+    /// Counts for the metrics endpoint, at `now`.
+    async fn counts(&self, now: Millis) -> Result<Counts>;
 
     /// Append an audit entry on its own.
     async fn append_audit(&self, entry: AuditEntry) -> Result<()>;

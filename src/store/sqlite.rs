@@ -390,6 +390,12 @@ pub(crate) mod shared {
         "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
     pub(crate) const SETTING_GET: &str = "SELECT value FROM settings WHERE key = $1";
 
+    pub(crate) const COUNTS: &str = "SELECT \
+         (SELECT COUNT(*) FROM timers WHERE state = 'pending'), \
+         (SELECT COUNT(*) FROM tasks WHERE state = 'open' AND due_at < $1), \
+         (SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')), \
+         (SELECT COUNT(*) FROM outbox WHERE state = 'dead')";
+
     pub(crate) const AUDIT_INSERT: &str = "INSERT INTO audit_log \
          (at, actor, action, subject, detail_json) VALUES ($1, $2, $3, $4, $5)";
     pub(crate) const AUDIT_AFTER: &str = concat!(
@@ -1132,7 +1138,10 @@ macro_rules! store_impl {
                     Ok(())
                 }
 
-                async fn token_by_hash(&self, hash: &str) -> Result<Option<$crate::store::TokenRow>> {
+                async fn token_by_hash(
+                    &self,
+                    hash: &str,
+                ) -> Result<Option<$crate::store::TokenRow>> {
                     let row = sqlx::query_as::<$db, sql::TokenDb>(sql::TOKEN_BY_HASH)
                         .bind(hash)
                         .fetch_optional(&self.pool)
@@ -1153,6 +1162,20 @@ macro_rules! store_impl {
                         .await?;
                     tx.commit().await?;
                     Ok(value)
+                }
+
+                async fn counts(&self, now: Millis) -> Result<$crate::store::Counts> {
+                    let (pending_timers, overdue_tasks, outbox_pending, outbox_dead) =
+                        sqlx::query_as::<$db, (i64, i64, i64, i64)>(sql::COUNTS)
+                            .bind(now)
+                            .fetch_one(&self.pool)
+                            .await?;
+                    Ok($crate::store::Counts {
+                        pending_timers,
+                        overdue_tasks,
+                        outbox_pending,
+                        outbox_dead,
+                    })
                 }
 
                 async fn append_audit(&self, entry: AuditEntry) -> Result<()> {
