@@ -1373,12 +1373,7 @@ impl Engine {
                     summary: format!("截止：{}", t.title),
                     description: format!("{}（{}）", wf_title, round.start_date),
                     due: from_ms(due),
-                    url: cat
-                        .config
-                        .notify
-                        .link_base
-                        .as_ref()
-                        .map(|b| format!("{}/t/{}", b.trim_end_matches('/'), t.id)),
+                    url: self.task_link(&t),
                     done: t.state == task_state::DONE || t.state == task_state::WAIVED,
                 });
             }
