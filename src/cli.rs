@@ -80,6 +80,11 @@ pub enum Command {
         #[arg(long)]
         read_only: bool,
     },
+    /// Workflow versions and their differences.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
+    /// Ask the running daemon to reload config, directory, calendar and workflows (SIGHUP).
+    Reload,
     /// Print a unit's deadlines as an iCalendar (.ics) feed.
     Feed {
         /// Unit id (a branch or department in the directory).
@@ -114,6 +119,45 @@ pub enum RoundCommand {
     },
     /// List rounds.
     List,
+    /// Move a running round to another version of its workflow: what moves, appears or
+    /// vanishes per assignee; applied atomically without `--dry-run`.
+    Migrate {
+        /// Round id.
+        round: i64,
+        /// Target version number (see `yanzhen workflow versions ID`); default the newest.
+        #[arg(long)]
+        to: Option<i64>,
+        /// Only show the impact.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Add a unit of the directory to a running round: it gets its tasks and timers.
+    AddBranch {
+        /// Round id.
+        round: i64,
+        /// Unit id.
+        unit: String,
+    },
+}
+
+/// Workflow commands.
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Stored versions of a workflow.
+    Versions {
+        /// Workflow id.
+        id: String,
+    },
+    /// What changed between two versions (default: the two newest): stages, deadlines,
+    /// reminders and escalation chains, as dated at the newer version's example start.
+    Diff {
+        /// Workflow id.
+        id: String,
+        /// Older version number.
+        v1: Option<i64>,
+        /// Newer version number.
+        v2: Option<i64>,
+    },
 }
 
 /// Task commands.

@@ -31,6 +31,13 @@ pub struct Config {
     /// The HTTP server (API, console, branch links).
     #[serde(default)]
     pub http: HttpConfig,
+    /// Where `serve` writes its process id (for `yanzhen reload`).
+    #[serde(default = "default_pid_file")]
+    pub pid_file: PathBuf,
+}
+
+fn default_pid_file() -> PathBuf {
+    "data/yanzhen.pid".into()
 }
 
 /// The HTTP server.
@@ -258,6 +265,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             notify: NotifyConfig::default(),
             http: HttpConfig::default(),
+            pid_file: default_pid_file(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! handling, and the commands that act on rounds and tasks.
 
 use crate::catalog::{self, Catalog};
-use crate::cli::{Command, Format, RoundCommand, TaskCommand};
+use crate::cli::{Command, Format, RoundCommand, TaskCommand, WorkflowCommand};
 use crate::clock::SystemClock;
 use crate::diagnostic::Severity;
 use crate::engine::{Engine, StartRound, from_ms};
@@ -142,6 +142,135 @@ pub async fn run_command(
                 .await?;
             let tasks = e.store().tasks(id).await?;
             println!("round {id} started: {} tasks", tasks.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Round(RoundCommand::Migrate { round, to, dry_run }) => {
+            let e = engine(config, today, false).await?;
+            let r = e
+                .store()
+                .round(round)
+                .await?
+                .with_context(|| format!("no round {round}"))?;
+            let versions = e.store().workflow_versions(&r.workflow_id).await?;
+            let target = match to {
+                Some(n) => versions.iter().find(|v| v.version == n).with_context(|| {
+                    format!(
+                        "workflow `{}` has no version {n} (see `yanzhen workflow versions {}`)",
+                        r.workflow_id, r.workflow_id
+                    )
+                })?,
+                None => versions.last().context("no stored versions")?,
+            };
+            let impact = e
+                .reproject(round, Some(target.id), &[], dry_run, "cli", "migrate")
+                .await?;
+            print!("{}", impact.to_table(e.catalog().config.tz()));
+            if dry_run {
+                println!("(dry run: nothing changed)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Round(RoundCommand::AddBranch { round, unit }) => {
+            let e = engine(config, today, false).await?;
+            if e.catalog().directory.unit(&unit).is_none() {
+                bail!("no unit `{unit}` in the directory; add it to config/directory.yaml first");
+            }
+            let impact = e
+                .reproject(
+                    round,
+                    None,
+                    std::slice::from_ref(&unit),
+                    false,
+                    "cli",
+                    &format!("add-branch {unit}"),
+                )
+                .await?;
+            print!("{}", impact.to_table(e.catalog().config.tz()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Workflow(WorkflowCommand::Versions { id }) => {
+            let e = engine(config, today, false).await?;
+            let tz = e.catalog().config.tz();
+            for v in e.store().workflow_versions(&id).await? {
+                println!(
+                    "v{:<3} {}  {}",
+                    v.version,
+                    &v.hash[..12.min(v.hash.len())],
+                    zh_datetime(&from_ms(v.created_at).with_timezone(&tz))
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Workflow(WorkflowCommand::Diff { id, v1, v2 }) => {
+            let e = engine(config, today, false).await?;
+            let versions = e.store().workflow_versions(&id).await?;
+            if versions.len() < 2 && (v1.is_none() || v2.is_none()) {
+                bail!(
+                    "workflow `{id}` has {} stored version(s); nothing to compare",
+                    versions.len()
+                );
+            }
+            let pick =
+                |n: Option<i64>, default: usize| -> anyhow::Result<&crate::store::VersionRow> {
+                    match n {
+                        Some(n) => versions
+                            .iter()
+                            .find(|v| v.version == n)
+                            .with_context(|| format!("no version {n} of `{id}`")),
+                        None => versions.get(default).context("no such version"),
+                    }
+                };
+            let (a, b) = (pick(v1, versions.len() - 2)?, pick(v2, versions.len() - 1)?);
+            let (pa, pb) = (
+                e.plan_source(&a.source, Some(&b.source)).await?,
+                e.plan_source(&b.source, Some(&b.source)).await?,
+            );
+            let changes = crate::reload::diff_plans(&pa, &pb);
+            println!(
+                "{id}: v{} → v{}, dated at {}: {} change(s)",
+                a.version,
+                b.version,
+                pb.start,
+                changes.len()
+            );
+            let tz = e.catalog().config.tz();
+            let t = |x: &Option<chrono::DateTime<chrono::Utc>>| {
+                x.map(|d| zh_datetime(&d.with_timezone(&tz)))
+                    .unwrap_or_else(|| "—".into())
+            };
+            for c in changes {
+                println!(
+                    "  {:<8} {:<11} {:<45} {:<10} {} → {}",
+                    c.change,
+                    c.what,
+                    c.key,
+                    c.who,
+                    t(&c.old),
+                    t(&c.new)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reload => {
+            let cat = load_catalog(config, today, false)?;
+            let pid_text = std::fs::read_to_string(&cat.config.pid_file).with_context(|| {
+                format!(
+                    "no running daemon: cannot read {}",
+                    cat.config.pid_file.display()
+                )
+            })?;
+            let pid: i32 = pid_text
+                .trim()
+                .parse()
+                .with_context(|| format!("bad pid file {}", cat.config.pid_file.display()))?;
+            // SAFETY: kill(2) with a pid read from our own pid file and a plain signal.
+            if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+                bail!(
+                    "cannot signal process {pid}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            println!("reload requested (SIGHUP to {pid}); see the daemon log or `yanzhen status`");
             Ok(ExitCode::SUCCESS)
         }
         Command::Round(RoundCommand::List) => {
@@ -309,6 +438,39 @@ async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::
             );
         }
     }
+    if let Some(report) = e.store().setting("last_reload").await?
+        && let Ok(r) = serde_json::from_str::<serde_json::Value>(&report)
+    {
+        let errors: Vec<&serde_json::Value> = r["diagnostics"]
+            .as_array()
+            .map(|d| d.iter().filter(|x| x["severity"] == "error").collect())
+            .unwrap_or_default();
+        println!(
+            "last reload: {} — {}",
+            r["at"].as_str().unwrap_or("?"),
+            if r["applied"] == true {
+                "applied"
+            } else {
+                "REJECTED (running the last good state)"
+            }
+        );
+        for id in r["rejected"].as_array().into_iter().flatten() {
+            println!(
+                "  rejected workflow file: {} (its previous version keeps running)",
+                id.as_str().unwrap_or("?")
+            );
+        }
+        for d in errors {
+            println!(
+                "  error[{}]: {}:{}:{}: {}",
+                d["code"].as_str().unwrap_or(""),
+                d["file"].as_str().unwrap_or(""),
+                d["loc"]["line"],
+                d["loc"]["column"],
+                d["message"].as_str().unwrap_or("")
+            );
+        }
+    }
     let kickoffs = e.store().timers_with_prefix("kickoff:").await?;
     for k in kickoffs.iter().filter(|k| k.state == "pending") {
         println!("next kickoff: {}  {}", fmt(Some(from_ms(k.due_at))), k.key);
@@ -381,8 +543,18 @@ async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> {
             },
         )))
     };
+    let pid_file = e.catalog().config.pid_file.clone();
+    if let Some(dir) = pid_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(err) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+        tracing::warn!(path = %pid_file.display(), error = %err, "cannot write the pid file; `yanzhen reload` will not find this daemon");
+    }
+    let reloader = tokio::spawn(reload_loop(e.clone(), config.to_path_buf(), rx.clone()));
     crate::scheduler::run(e, rx).await;
     let _ = sender.await;
+    let _ = reloader.await;
+    let _ = std::fs::remove_file(&pid_file);
     if let Some(h) = http {
         match h.await {
             Ok(Err(err)) => tracing::error!(error = %err, "http server failed"),
@@ -405,5 +577,48 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// Reload on SIGHUP and when watched files change, until shutdown.
+async fn reload_loop(
+    e: Arc<Engine>,
+    config: std::path::PathBuf,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let cat = e.catalog();
+    let mut paths = vec![
+        cat.config.workflows_dir.clone(),
+        cat.config.calendar_dir.clone(),
+    ];
+    if let Some(dir) = cat.config.directory.parent() {
+        paths.push(if dir.as_os_str().is_empty() {
+            ".".into()
+        } else {
+            dir.to_path_buf()
+        });
+    }
+    let _watcher = match crate::reload::watch(&paths, tx) {
+        Ok(w) => Some(w),
+        Err(err) => {
+            tracing::warn!(error = %err, "file watching unavailable; reload with SIGHUP or `yanzhen reload`");
+            None
+        }
+    };
+    let mut hup = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(()) = changed.recv() => {
+                while changed.try_recv().is_ok() {}
+                tracing::info!("files changed; reloading");
+            }
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                tracing::info!("SIGHUP; reloading");
+            }
+        }
+        e.reload(&config).await;
     }
 }

@@ -344,7 +344,7 @@ impl Engine {
     }
 
     /// The workflow a round is pinned to.
-    async fn workflow_of(&self, version_id: i64) -> Result<Arc<Workflow>> {
+    pub(crate) async fn workflow_of(&self, version_id: i64) -> Result<Arc<Workflow>> {
         if let Some(w) = self
             .parsed
             .lock()
@@ -1386,6 +1386,30 @@ impl Engine {
         ))
     }
 
+    /// Plan a workflow source (a stored version) with the current catalog, at `start_from`'s
+    /// example start (or today), for `workflow diff`.
+    pub async fn plan_source(&self, source: &str, start_from: Option<&str>) -> Result<Plan> {
+        let mut d = crate::diagnostic::Diagnostics::new("version");
+        let wf =
+            crate::yaml::parse::<Workflow>(source, &mut d).ok_or(EngineError::BadVersion(0))?;
+        let start_wf = match start_from {
+            Some(src) => crate::yaml::parse::<Workflow>(src, &mut d),
+            None => None,
+        };
+        let cat = self.catalog();
+        let today = self
+            .clock
+            .now()
+            .with_timezone(&cat.config.tz())
+            .date_naive();
+        let start = start_wf
+            .as_ref()
+            .or(Some(&wf))
+            .and_then(|w| w.example_start.as_ref().map(|s| s.value))
+            .unwrap_or(today);
+        self.plan_round(&wf, start, &BTreeMap::new(), None, None)
+    }
+
     /// Progress of a round: per stage, overdue tasks, what fires next.
     pub async fn status(&self, round_id: i64) -> Result<RoundStatus> {
         let round = self
@@ -1485,7 +1509,7 @@ pub fn kickoff_timer(workflow: &str, at: DateTime<Utc>) -> NewTimer {
 }
 
 /// A planned timer as a row to insert, or None for a reminder already in the past.
-fn timer_row(tag: &str, t: &PlannedTimer, now: DateTime<Utc>) -> Option<NewTimer> {
+pub fn timer_row(tag: &str, t: &PlannedTimer, now: DateTime<Utc>) -> Option<NewTimer> {
     let at = t.at.with_timezone(&Utc);
     if t.kind == TimerKind::Reminder && at < now {
         return None;

@@ -16,6 +16,7 @@ pub mod directory;
 pub mod engine;
 pub mod notify;
 pub mod plan;
+pub mod reload;
 pub mod schedule;
 pub mod scheduler;
 pub mod simulate;

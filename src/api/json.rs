@@ -387,8 +387,8 @@ async fn tasks(
     q: Result<Query<TaskFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(f) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if let Some(st) = &f.state {
-        if ![
+    if let Some(st) = &f.state
+        && ![
             task_state::OPEN,
             task_state::WAITING,
             task_state::DONE,
@@ -396,11 +396,10 @@ async fn tasks(
             task_state::CANCELLED,
         ]
         .contains(&st.as_str())
-        {
-            return Err(ApiError::bad_request(format!(
-                "unknown state `{st}`: use open, waiting, done, waived or cancelled"
-            )));
-        }
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown state `{st}`: use open, waiting, done, waived or cancelled"
+        )));
     }
     let store = s.engine.store();
     let round_ids: Vec<i64> = match f.round {

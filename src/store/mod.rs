@@ -363,6 +363,36 @@ pub struct TokenRow {
     pub revoked_at: Option<Millis>,
 }
 
+/// A running round re-projected onto a (possibly new) workflow version, directory or
+/// calendar, applied atomically. Done tasks, fired timers and sent messages are untouched.
+#[derive(Debug, Clone, Default)]
+pub struct Reprojection {
+    /// Round id.
+    pub round_id: i64,
+    /// The version the round is pinned to afterwards.
+    pub version_id: i64,
+    /// The round's unit list afterwards (JSON array) or None for all.
+    pub units_json: Option<String>,
+    /// Pending timers to cancel (moved or vanished).
+    pub cancel_timers: Vec<i64>,
+    /// Task instances that appear.
+    pub new_tasks: Vec<NewTask>,
+    /// Open or waiting tasks that vanish (cancelled, with history).
+    pub cancel_tasks: Vec<i64>,
+    /// New deadlines of open or waiting tasks.
+    pub due_changes: Vec<(i64, Option<Millis>)>,
+    /// Timers that appear or replace moved ones.
+    pub new_timers: Vec<NewTimer>,
+    /// When.
+    pub at: Millis,
+    /// Who.
+    pub actor: String,
+    /// Why (task history note).
+    pub note: Option<String>,
+    /// Audit entries (one per change, with old and new instants).
+    pub audit: Vec<AuditEntry>,
+}
+
 /// Sizes for the metrics endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -611,6 +641,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// A setting, writing `default` first if it is not set yet (first writer wins across
     /// daemons); returns the stored value.
     async fn setting_or_insert(&self, key: &str, default: &str) -> Result<String>;
+
+    /// Set a setting (insert or replace).
+    async fn put_setting(&self, key: &str, value: &str) -> Result<()>;
+
+    /// A setting's value.
+    async fn setting(&self, key: &str) -> Result<Option<String>>;
+
+    /// Apply a re-projection of a round in one transaction.
+    async fn reproject(&self, r: Reprojection) -> Result<()>;
 
     /// Counts for the metrics endpoint, at `now`.
     async fn counts(&self, now: Millis) -> Result<Counts>;

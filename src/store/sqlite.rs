@@ -318,6 +318,13 @@ pub(crate) mod shared {
     pub(crate) const TASK_CANCEL: &str =
         "UPDATE tasks SET state = 'cancelled', updated_at = $2 WHERE id = $1";
 
+    pub(crate) const ROUND_REPIN: &str =
+        "UPDATE rounds SET version_id = $2, units_json = $3 WHERE id = $1";
+    pub(crate) const TIMER_CANCEL_PENDING: &str =
+        "UPDATE timers SET state = 'cancelled' WHERE id = $1 AND state = 'pending'";
+    pub(crate) const TASK_SET_DUE: &str = "UPDATE tasks SET due_at = $2, updated_at = $3 \
+         WHERE id = $1 AND state IN ('open', 'waiting')";
+
     pub(crate) const HISTORY_INSERT: &str = "INSERT INTO task_history \
          (task_id, at, from_state, to_state, actor, note) VALUES ($1, $2, $3, $4, $5, $6)";
     pub(crate) const HISTORY_OF: &str = concat!(
@@ -389,6 +396,8 @@ pub(crate) mod shared {
     pub(crate) const SETTING_INSERT: &str =
         "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
     pub(crate) const SETTING_GET: &str = "SELECT value FROM settings WHERE key = $1";
+    pub(crate) const SETTING_PUT: &str = "INSERT INTO settings (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
     pub(crate) const COUNTS: &str = "SELECT \
          (SELECT COUNT(*) FROM timers WHERE state = 'pending'), \
@@ -547,6 +556,29 @@ macro_rules! store_impl {
                     Ok(done.rows_affected())
                 }
 
+                async fn insert_task(
+                    c: &mut $conn,
+                    round: i64,
+                    t: &NewTask,
+                    at: Millis,
+                ) -> Result<()> {
+                    sqlx::query(sql::TASK_INSERT)
+                        .bind(round)
+                        .bind(&t.key)
+                        .bind(&t.task)
+                        .bind(&t.stage)
+                        .bind(&t.title)
+                        .bind(&t.assignee_kind)
+                        .bind(&t.assignee_id)
+                        .bind(&t.assignee_name)
+                        .bind(t.due_at)
+                        .bind(&t.state)
+                        .bind(at)
+                        .execute(&mut *c)
+                        .await?;
+                    Ok(())
+                }
+
                 /// Insert a round, its tasks and its timers; None when the kickoff key is used.
                 async fn insert_round(
                     c: &mut $conn,
@@ -567,20 +599,7 @@ macro_rules! store_impl {
                         .await?;
                     let Some(id) = id else { return Ok(None) };
                     for t in tasks {
-                        sqlx::query(sql::TASK_INSERT)
-                            .bind(id)
-                            .bind(&t.key)
-                            .bind(&t.task)
-                            .bind(&t.stage)
-                            .bind(&t.title)
-                            .bind(&t.assignee_kind)
-                            .bind(&t.assignee_id)
-                            .bind(&t.assignee_name)
-                            .bind(t.due_at)
-                            .bind(&t.state)
-                            .bind(r.created_at)
-                            .execute(&mut *c)
-                            .await?;
+                        Self::insert_task(c, id, t, r.created_at).await?;
                     }
                     for t in timers {
                         Self::insert_timer(c, t, Some(id), None).await?;
@@ -1162,6 +1181,88 @@ macro_rules! store_impl {
                         .await?;
                     tx.commit().await?;
                     Ok(value)
+                }
+
+                async fn put_setting(&self, key: &str, value: &str) -> Result<()> {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(sql::SETTING_PUT)
+                        .bind(key)
+                        .bind(value)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn setting(&self, key: &str) -> Result<Option<String>> {
+                    Ok(sqlx::query_scalar::<$db, String>(sql::SETTING_GET)
+                        .bind(key)
+                        .fetch_optional(&self.pool)
+                        .await?)
+                }
+
+                async fn reproject(&self, r: $crate::store::Reprojection) -> Result<()> {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(sql::ROUND_REPIN)
+                        .bind(r.round_id)
+                        .bind(r.version_id)
+                        .bind(&r.units_json)
+                        .execute(&mut *tx)
+                        .await?;
+                    for id in &r.cancel_timers {
+                        sqlx::query(sql::TIMER_CANCEL_PENDING)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    for t in &r.new_tasks {
+                        Self::insert_task(&mut tx, r.round_id, t, r.at).await?;
+                    }
+                    for id in &r.cancel_tasks {
+                        let row = sqlx::query_as::<$db, sql::TaskDb>(TASK_BY_ID_LOCKED)
+                            .bind(id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        let Some(row) = row else { continue };
+                        if row.state != task_state::OPEN && row.state != task_state::WAITING {
+                            continue;
+                        }
+                        sqlx::query(sql::TASK_CANCEL)
+                            .bind(id)
+                            .bind(r.at)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(sql::TIMERS_CANCEL_OF_TASK)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        Self::insert_history(
+                            &mut tx,
+                            *id,
+                            r.at,
+                            &row.state,
+                            task_state::CANCELLED,
+                            &r.actor,
+                            r.note.as_deref(),
+                        )
+                        .await?;
+                    }
+                    for (id, due) in &r.due_changes {
+                        sqlx::query(sql::TASK_SET_DUE)
+                            .bind(id)
+                            .bind(*due)
+                            .bind(r.at)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    for t in &r.new_timers {
+                        Self::insert_timer(&mut tx, t, Some(r.round_id), None).await?;
+                    }
+                    for a in &r.audit {
+                        Self::insert_audit(&mut tx, a).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
                 }
 
                 async fn counts(&self, now: Millis) -> Result<$crate::store::Counts> {

@@ -1,0 +1,638 @@
+//! Editing workflows, the directory and the calendar while the daemon runs: reload (file
+//! events, SIGHUP, `yanzhen reload`), keep the last good state on errors, and re-project
+//! running rounds onto a new version, a changed directory or a corrected calendar.
+//!
+//! Architecture Invariant: a running round changes only through `Engine::reproject`, which
+//! never rewrites a done task, a fired timer or a sent message, and applies everything in one
+//! transaction with the old and new instants in the audit log.
+
+use crate::catalog::{self, Catalog};
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::engine::{Engine, EngineError, from_ms, ms};
+use crate::plan::Plan;
+use crate::store::{AuditEntry, NewTask, NewTimer, Reprojection, task_state, timer_state};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+/// One pending item that moves, appears or vanishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// `moved`, `appears` or `vanishes`.
+    pub change: &'static str,
+    /// `task` (its deadline) or a timer kind (`reminder`, `escalation` ...).
+    pub what: String,
+    /// The planned key, e.g. `nomination@dongguan/reminder/0`.
+    pub key: String,
+    /// Who it concerns (assignee or recipient name).
+    pub who: String,
+    /// Instant before.
+    pub old: Option<DateTime<Utc>>,
+    /// Instant after.
+    pub new: Option<DateTime<Utc>>,
+}
+
+/// What a re-projection does (or would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct Impact {
+    /// Round id.
+    pub round: i64,
+    /// Version row before.
+    pub from_version: i64,
+    /// Version row after.
+    pub to_version: i64,
+    /// Version number before (1, 2, ...).
+    pub from_number: i64,
+    /// Version number after.
+    pub to_number: i64,
+    /// Every change, sorted by who, then key.
+    pub changes: Vec<Change>,
+}
+
+impl Impact {
+    /// A table for the command line (Chinese dates).
+    pub fn to_table(&self, tz: chrono_tz::Tz) -> String {
+        use std::fmt::Write;
+        let t = |x: &Option<DateTime<Utc>>| {
+            x.map(|d| crate::timefmt::zh_datetime(&d.with_timezone(&tz)))
+                .unwrap_or_else(|| "—".into())
+        };
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "round {}: v{} → v{}: {} change(s)",
+            self.round,
+            self.from_number,
+            self.to_number,
+            self.changes.len()
+        );
+        for c in &self.changes {
+            let _ = writeln!(
+                out,
+                "  {:<8} {:<10} {:<45} {:<10} {} → {}",
+                c.change,
+                c.what,
+                c.key,
+                c.who,
+                t(&c.old),
+                t(&c.new)
+            );
+        }
+        out
+    }
+}
+
+/// The result of a reload.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadReport {
+    /// When.
+    pub at: Option<DateTime<Utc>>,
+    /// True when the new config/directory/calendar were taken.
+    pub applied: bool,
+    /// Workflows whose new file was rejected (the previous version keeps running).
+    pub rejected: Vec<String>,
+    /// Every diagnostic of the reload.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Re-projected rounds with their changes.
+    pub reprojected: Vec<Impact>,
+}
+
+fn planned_key<'a>(tag: &str, key: &'a str) -> Option<&'a str> {
+    let rest = key.strip_prefix(tag)?.strip_prefix('/')?;
+    Some(rest.split('~').next().unwrap_or(rest))
+}
+
+impl Engine {
+    /// Re-plan a running round under `to_version` (default: its pinned version), the current
+    /// directory and calendar, and the round's units plus `add_units`; apply unless `dry_run`.
+    pub async fn reproject(
+        &self,
+        round_id: i64,
+        to_version: Option<i64>,
+        add_units: &[String],
+        dry_run: bool,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Impact, EngineError> {
+        let store = self.store().clone();
+        let round = store
+            .round(round_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("round {round_id}")))?;
+        let version = to_version.unwrap_or(round.version_id);
+        let now = self.clock().now();
+        let tasks = store.tasks(round_id).await?;
+        // The round's units: those it already has (a reload never adds a branch by itself).
+        let mut units: BTreeSet<String> = tasks
+            .iter()
+            .filter(|t| t.assignee_kind == "unit")
+            .map(|t| t.assignee_id.clone())
+            .collect();
+        if let Some(list) = round
+            .units_json
+            .as_deref()
+            .and_then(|u| serde_json::from_str::<Vec<String>>(u).ok())
+        {
+            units.extend(list);
+        }
+        units.extend(add_units.iter().cloned());
+        let units: Vec<String> = units.into_iter().collect();
+        let plan = self.plan_version(&round, version, &units).await?;
+        let by_key: HashMap<&str, &crate::store::TaskRow> =
+            tasks.iter().map(|t| (t.key.as_str(), t)).collect();
+        let timers = store.timers_with_prefix(&format!("{}/", round.tag)).await?;
+        let mut changes = Vec::new();
+        let mut r = Reprojection {
+            round_id,
+            version_id: version,
+            units_json: round
+                .units_json
+                .as_ref()
+                .map(|_| serde_json::to_string(&units).unwrap_or_default())
+                .or_else(|| {
+                    (!add_units.is_empty())
+                        .then(|| serde_json::to_string(&units).unwrap_or_default())
+                }),
+            at: ms(now),
+            actor: actor.to_string(),
+            note: Some(reason.to_string()),
+            ..Default::default()
+        };
+        // Tasks.
+        let mut live: BTreeSet<String> = BTreeSet::new(); // task keys open after the change
+        let mut fresh: BTreeSet<String> = BTreeSet::new();
+        for pt in &plan.tasks {
+            let fixed = pt
+                .due
+                .at
+                .filter(|_| !pt.due.projected)
+                .map(|a| a.with_timezone(&Utc));
+            match by_key.get(pt.key.as_str()) {
+                None => {
+                    changes.push(Change {
+                        change: "appears",
+                        what: "task".into(),
+                        key: pt.key.clone(),
+                        who: pt.assignee.name.clone(),
+                        old: None,
+                        new: fixed,
+                    });
+                    r.new_tasks.push(NewTask {
+                        key: pt.key.clone(),
+                        task: pt.task.clone(),
+                        stage: pt.stage.clone(),
+                        title: pt.title.clone(),
+                        assignee_kind: pt.assignee.kind.to_string(),
+                        assignee_id: pt.assignee.id.clone(),
+                        assignee_name: pt.assignee.name.clone(),
+                        due_at: fixed.map(ms),
+                        state: if fixed.is_some() {
+                            task_state::OPEN
+                        } else {
+                            task_state::WAITING
+                        }
+                        .to_string(),
+                    });
+                    if fixed.is_some() {
+                        live.insert(pt.key.clone());
+                        fresh.insert(pt.key.clone());
+                    }
+                }
+                Some(t) if t.state == task_state::OPEN => {
+                    live.insert(pt.key.clone());
+                    // A deadline counted from a completion keeps the instant it got then.
+                    if let (Some(new), false) = (fixed, pt.after_done.is_some())
+                        && t.due_at != Some(ms(new))
+                    {
+                        changes.push(Change {
+                            change: "moved",
+                            what: "task".into(),
+                            key: pt.key.clone(),
+                            who: pt.assignee.name.clone(),
+                            old: t.due_at.map(from_ms),
+                            new: Some(new),
+                        });
+                        r.due_changes.push((t.id, Some(ms(new))));
+                    }
+                }
+                Some(_) => {} // done, waived, cancelled or waiting: left alone
+            }
+        }
+        let planned: BTreeSet<&str> = plan.tasks.iter().map(|t| t.key.as_str()).collect();
+        for t in tasks.iter().filter(|t| {
+            (t.state == task_state::OPEN || t.state == task_state::WAITING)
+                && !planned.contains(t.key.as_str())
+        }) {
+            changes.push(Change {
+                change: "vanishes",
+                what: "task".into(),
+                key: t.key.clone(),
+                who: t.assignee_name.clone(),
+                old: t.due_at.map(from_ms),
+                new: None,
+            });
+            r.cancel_tasks.push(t.id);
+        }
+        // Timers.
+        let mut existing: HashMap<String, Vec<&crate::store::TimerRow>> = HashMap::new();
+        for t in &timers {
+            if let Some(k) = planned_key(&round.tag, &t.key) {
+                existing.entry(k.to_string()).or_default().push(t);
+            }
+        }
+        let mut wanted: BTreeSet<String> = BTreeSet::new();
+        for pt in plan.timers.iter().filter(|t| !t.projected) {
+            let task_ok = pt.task.as_ref().is_none_or(|k| live.contains(k));
+            if !task_ok {
+                continue;
+            }
+            wanted.insert(pt.key.clone());
+            let at = pt.at.with_timezone(&Utc);
+            let who = pt
+                .recipient
+                .as_ref()
+                .map(|p| p.name.clone())
+                .unwrap_or_default();
+            let what = serde_json::to_value(pt.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let rows = existing.get(&pt.key).cloned().unwrap_or_default();
+            let pending: Vec<&&crate::store::TimerRow> = rows
+                .iter()
+                .filter(|t| t.state == timer_state::PENDING)
+                .collect();
+            let task_is_fresh = pt.task.as_ref().is_some_and(|k| fresh.contains(k));
+            if let Some(p) = pending.first() {
+                if p.due_at != ms(at) {
+                    if at < now && pt.kind == crate::plan::TimerKind::Reminder {
+                        changes.push(Change {
+                            change: "vanishes",
+                            what,
+                            key: pt.key.clone(),
+                            who,
+                            old: Some(from_ms(p.due_at)),
+                            new: None,
+                        });
+                        r.cancel_timers.push(p.id);
+                        continue;
+                    }
+                    changes.push(Change {
+                        change: "moved",
+                        what,
+                        key: pt.key.clone(),
+                        who,
+                        old: Some(from_ms(p.due_at)),
+                        new: Some(at),
+                    });
+                    r.cancel_timers.push(p.id);
+                    r.new_timers.extend(self.timer_for(
+                        &round.tag,
+                        pt,
+                        now,
+                        &format!("~r{}", ms(now)),
+                    ));
+                }
+            } else if rows.is_empty() || task_is_fresh {
+                // Never planned before (a new task, rung or reminder): it appears.
+                if let Some(t) = self.timer_for(&round.tag, pt, now, "") {
+                    changes.push(Change {
+                        change: "appears",
+                        what,
+                        key: pt.key.clone(),
+                        who,
+                        old: None,
+                        new: Some(at),
+                    });
+                    r.new_timers.push(t);
+                }
+            }
+            // Already fired or cancelled under this key: history stays, nothing is re-sent.
+        }
+        for (k, rows) in &existing {
+            if wanted.contains(k) {
+                continue;
+            }
+            for t in rows.iter().filter(|t| t.state == timer_state::PENDING) {
+                let task_vanished = t.task_id.is_some_and(|id| r.cancel_tasks.contains(&id));
+                if task_vanished {
+                    continue; // cancelled with its task
+                }
+                let who = t
+                    .task_id
+                    .and_then(|id| tasks.iter().find(|x| x.id == id))
+                    .map(|x| x.assignee_name.clone())
+                    .unwrap_or_default();
+                changes.push(Change {
+                    change: "vanishes",
+                    what: t.kind.clone(),
+                    key: k.clone(),
+                    who,
+                    old: Some(from_ms(t.due_at)),
+                    new: None,
+                });
+                r.cancel_timers.push(t.id);
+            }
+        }
+        changes.sort_by(|a, b| (&a.who, &a.key, a.change).cmp(&(&b.who, &b.key, b.change)));
+        let from_number = store
+            .workflow_version(round.version_id)
+            .await?
+            .map_or(0, |v| v.version);
+        let to_number = store
+            .workflow_version(version)
+            .await?
+            .map_or(0, |v| v.version);
+        let impact = Impact {
+            round: round_id,
+            from_version: round.version_id,
+            to_version: version,
+            from_number,
+            to_number,
+            changes,
+        };
+        if dry_run
+            || (impact.changes.is_empty() && version == round.version_id && add_units.is_empty())
+        {
+            return Ok(impact);
+        }
+        r.audit = impact
+            .changes
+            .iter()
+            .map(|c| AuditEntry {
+                at: ms(now),
+                actor: actor.to_string(),
+                action: "round.reproject".into(),
+                subject: format!("round:{round_id}"),
+                detail_json: serde_json::json!({"reason": reason, "change": c.change, "what": c.what, "key": c.key, "old": c.old, "new": c.new}).to_string(),
+            })
+            .collect();
+        r.audit.push(AuditEntry {
+            at: ms(now),
+            actor: actor.to_string(),
+            action: "round.migrate".into(),
+            subject: format!("round:{round_id}"),
+            detail_json: serde_json::json!({"reason": reason, "from_version": round.version_id, "to_version": version, "changes": impact.changes.len(), "added_units": add_units}).to_string(),
+        });
+        store.reproject(r).await?;
+        self.wake();
+        Ok(impact)
+    }
+
+    fn timer_for(
+        &self,
+        tag: &str,
+        pt: &crate::plan::PlannedTimer,
+        now: DateTime<Utc>,
+        suffix: &str,
+    ) -> Option<NewTimer> {
+        let mut t = crate::engine::timer_row(tag, pt, now)?;
+        t.key.push_str(suffix);
+        Some(t)
+    }
+
+    async fn plan_version(
+        &self,
+        round: &crate::store::RoundRow,
+        version: i64,
+        units: &[String],
+    ) -> Result<Plan, EngineError> {
+        let wf = self.workflow_of(version).await?;
+        let params: BTreeMap<String, String> =
+            serde_json::from_str(&round.params_json).unwrap_or_default();
+        let start = NaiveDate::parse_from_str(&round.start_date, "%Y-%m-%d")
+            .map_err(|_| EngineError::NotFound(format!("start date of round {}", round.id)))?;
+        let cat = self.catalog();
+        let (p, problems) = crate::plan::plan(crate::plan::PlanInput {
+            workflow: &wf,
+            directory: &cat.directory,
+            calendar: &cat.calendar,
+            tz: crate::validate::workflow_tz(&wf, cat.config.tz()),
+            start,
+            params: &params,
+            units: Some(units),
+            done: None,
+        });
+        p.ok_or(EngineError::Plan {
+            workflow: wf.id.value.clone(),
+            problems,
+        })
+    }
+
+    /// Reload config, directory, calendar and workflows. A broken config, directory or
+    /// calendar changes nothing; a workflow file that does not validate is rejected whole
+    /// and its previous version keeps running. Running rounds are then re-projected onto
+    /// the new directory and calendar (their workflow versions stay pinned).
+    pub async fn reload(&self, config_path: &Path) -> ReloadReport {
+        let now = self.clock().now();
+        let old = self.catalog();
+        let today = now.with_timezone(&old.config.tz()).date_naive();
+        let (loaded, diagnostics) = catalog::load(config_path, today);
+        let mut report = ReloadReport {
+            at: Some(now),
+            diagnostics,
+            ..Default::default()
+        };
+        let Some(mut fresh) = loaded else {
+            tracing::error!(
+                errors = report.diagnostics.len(),
+                "reload rejected: config, directory or calendar has errors; keeping the running state"
+            );
+            self.save_report(&report).await;
+            return report;
+        };
+        // Files that failed keep their previous version.
+        let failed: BTreeSet<String> = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| d.file.clone())
+            .collect();
+        report.rejected = keep_last_good(&old, &mut fresh, &failed);
+        for d in report
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+        {
+            tracing::error!("reload: {d}");
+        }
+        report.applied = true;
+        if let Err(e) = self.set_catalog(fresh).await {
+            tracing::error!(error = %e, "reload: storing workflow versions failed");
+        }
+        match self.store().rounds().await {
+            Ok(rounds) => {
+                for round in rounds.into_iter().filter(|r| r.status == "running") {
+                    match self
+                        .reproject(round.id, None, &[], false, "daemon", "reload")
+                        .await
+                    {
+                        Ok(i) if !i.changes.is_empty() => report.reprojected.push(i),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(round = round.id, error = %e, "reload: cannot re-project round")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reload: cannot list rounds"),
+        }
+        tracing::info!(
+            rejected = report.rejected.len(),
+            reprojected = report.reprojected.len(),
+            "reloaded"
+        );
+        self.save_report(&report).await;
+        report
+    }
+
+    async fn save_report(&self, report: &ReloadReport) {
+        let json = serde_json::to_string(report).unwrap_or_default();
+        let now = ms(self.clock().now());
+        let _ = self
+            .store()
+            .append_audit(AuditEntry {
+                at: now,
+                actor: "daemon".into(),
+                action: "reload".into(),
+                subject: "catalog".into(),
+                detail_json: json.clone(),
+            })
+            .await;
+        let _ = self.store().put_setting("last_reload", &json).await;
+    }
+}
+
+/// Replace a fresh catalog's invalid workflows with the old ones; exposed for tests.
+pub fn keep_last_good(
+    old: &Catalog,
+    fresh: &mut Catalog,
+    failed_files: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut kept = Vec::new();
+    for (id, w) in &old.workflows {
+        if failed_files.contains(&w.path.display().to_string()) && !fresh.workflows.contains_key(id)
+        {
+            kept.push(id.clone());
+            fresh.workflows.insert(id.clone(), w.clone());
+        }
+    }
+    kept
+}
+
+/// What changed between two plans of the same round (e.g. of two workflow versions at the
+/// same start date): stage windows, deadlines per assignee, and every timer.
+pub fn diff_plans(old: &Plan, new: &Plan) -> Vec<Change> {
+    let mut a: BTreeMap<String, (String, String, Option<DateTime<Utc>>)> = BTreeMap::new();
+    let mut b = a.clone();
+    for (plan, map) in [(old, &mut a), (new, &mut b)] {
+        for s in &plan.stages {
+            map.insert(
+                format!("stage:{}/open", s.id),
+                (
+                    "stage_open".into(),
+                    s.title.clone(),
+                    s.opens.at.map(|x| x.with_timezone(&Utc)),
+                ),
+            );
+            map.insert(
+                format!("stage:{}/close", s.id),
+                (
+                    "stage_close".into(),
+                    s.title.clone(),
+                    s.closes.at.map(|x| x.with_timezone(&Utc)),
+                ),
+            );
+        }
+        for t in &plan.tasks {
+            map.insert(
+                t.key.clone(),
+                (
+                    "task".into(),
+                    t.assignee.name.clone(),
+                    t.due.at.map(|x| x.with_timezone(&Utc)),
+                ),
+            );
+        }
+        for t in plan.timers.iter().filter(|t| t.task.is_some()) {
+            let kind = serde_json::to_value(t.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let who = t
+                .recipient
+                .as_ref()
+                .map(|p| p.name.clone())
+                .unwrap_or_default();
+            map.insert(t.key.clone(), (kind, who, Some(t.at.with_timezone(&Utc))));
+        }
+    }
+    let mut out = Vec::new();
+    for (k, (what, who, at)) in &a {
+        match b.get(k) {
+            None => out.push(Change {
+                change: "vanishes",
+                what: what.clone(),
+                key: k.clone(),
+                who: who.clone(),
+                old: *at,
+                new: None,
+            }),
+            Some((_, _, at2)) if at2 != at => out.push(Change {
+                change: "moved",
+                what: what.clone(),
+                key: k.clone(),
+                who: who.clone(),
+                old: *at,
+                new: *at2,
+            }),
+            Some(_) => {}
+        }
+    }
+    for (k, (what, who, at)) in &b {
+        if !a.contains_key(k) {
+            out.push(Change {
+                change: "appears",
+                what: what.clone(),
+                key: k.clone(),
+                who: who.clone(),
+                old: None,
+                new: *at,
+            });
+        }
+    }
+    out.sort_by(|x, y| (&x.key, x.change).cmp(&(&y.key, y.change)));
+    out
+}
+
+/// Watch the workflow folder, the directory file's folder and the calendar folder and call
+/// `on_change` after edits settle (500 ms). Editors save by writing a temporary file and
+/// renaming it, so folders are watched, not files. The returned debouncer must be kept.
+pub fn watch(
+    paths: &[std::path::PathBuf],
+    on_change: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Result<
+    notify_debouncer_full::Debouncer<
+        notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+    notify::Error,
+> {
+    use notify::RecursiveMode;
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        std::time::Duration::from_millis(500),
+        None,
+        move |res: notify_debouncer_full::DebounceEventResult| {
+            if let Ok(events) = res
+                && events.iter().any(|e| !e.kind.is_access())
+            {
+                let _ = on_change.send(());
+            }
+        },
+    )?;
+    for p in paths {
+        debouncer.watch(p, RecursiveMode::NonRecursive)?;
+    }
+    Ok(debouncer)
+}
