@@ -35,7 +35,8 @@ impl Setup {
         }
         let root = common::root();
         let config = format!(
-            "timezone = \"Asia/Shanghai\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"sqlite://{}\"\n[http]\nbind = \"127.0.0.1:0\"\n",
+            "timezone = \"Asia/Shanghai\"\npid_file = \"{}\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"sqlite://{}\"\n[http]\nbind = \"127.0.0.1:0\"\n",
+            dir.path().join("yanzhen.pid").display(),
             wf.display(),
             root.join("config/directory.yaml").display(),
             root.join("config/calendar").display(),
@@ -540,4 +541,113 @@ async fn serve_delivers_the_outbox_to_a_real_smtp_server() {
         })
         .collect();
     assert_eq!(received, ids);
+}
+
+#[tokio::test]
+async fn editing_files_under_a_running_daemon_applies_valid_edits_and_rejects_invalid_ones() {
+    let s = Setup::new(&[]);
+    let store = s.store().await;
+    let daemon = s.serve(&[]);
+    let log = daemon.log.clone();
+    wait_for("the daemon to start", Duration::from_secs(20), || {
+        let log = log.clone();
+        async move {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("scheduler started")
+        }
+    })
+    .await;
+    let file = s
+        .dir
+        .path()
+        .join("workflows/community-reserve-selection.yaml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let versions = |st: Arc<dyn Store>| async move {
+        st.workflow_versions("community-reserve-selection")
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(versions(store.clone()).await, 1);
+
+    // A valid edit (saved the way editors do: write a temporary file, rename it over).
+    let tmp = s.dir.path().join("workflows/.edit.tmp");
+    std::fs::write(
+        &tmp,
+        original.replace(
+            "title: 街道社区后备干部选拔培养\n",
+            "title: 街道社区后备干部选拔培养（修订）\n",
+        ),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    wait_for(
+        "the edit to become version 2",
+        Duration::from_secs(20),
+        || {
+            let st = store.clone();
+            async move { versions(st).await == 2 }
+        },
+    )
+    .await;
+
+    // An invalid edit is rejected whole; the last good version keeps running.
+    std::fs::write(&file, "id: community-reserve-selection\ntitle: [未闭合\n").unwrap();
+    wait_for(
+        "the invalid edit to be rejected",
+        Duration::from_secs(20),
+        || {
+            let st = store.clone();
+            async move {
+                st.setting("last_reload")
+                    .await
+                    .unwrap()
+                    .unwrap_or_default()
+                    .contains("\"rejected\":[\"community-reserve-selection\"]")
+            }
+        },
+    )
+    .await;
+    assert_eq!(versions(store.clone()).await, 2);
+    let status = String::from_utf8_lossy(&s.run(&["status"]).stdout).to_string();
+    assert!(
+        status.contains("rejected workflow file: community-reserve-selection"),
+        "{status}"
+    );
+    assert!(status.contains("yaml-syntax"), "{status}");
+
+    // Reminders keep flowing after the rejected edit.
+    let due = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    store
+        .add_timers(vec![yanzhen::store::NewTimer {
+            key: "probe/stage:after-edit/open".into(),
+            round_id: None,
+            task_key: None,
+            kind: "stage_open".into(),
+            due_at: due.timestamp_millis(),
+            payload_json: "{}".into(),
+        }])
+        .await
+        .unwrap();
+    wait_for("the probe timer to fire", Duration::from_secs(20), || {
+        let st = store.clone();
+        async move { st.timers_with_prefix("probe/").await.unwrap()[0].state == "fired" }
+    })
+    .await;
+
+    // `yanzhen reload` asks the daemon by SIGHUP.
+    let out = s.run(&["reload"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reload requested"));
+    wait_for("the SIGHUP reload", Duration::from_secs(20), || {
+        let log = log.clone();
+        async move {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("SIGHUP; reloading")
+        }
+    })
+    .await;
+    let (ok, log) = daemon.stop();
+    assert!(ok, "{log}");
 }
