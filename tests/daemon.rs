@@ -576,8 +576,8 @@ async fn editing_files_under_a_running_daemon_applies_valid_edits_and_rejects_in
     std::fs::write(
         &tmp,
         original.replace(
-            "title: 街道社区后备干部选拔培养\n",
-            "title: 街道社区后备干部选拔培养（修订）\n",
+            "due: {from: round_start, days: 11}",
+            "due: {from: round_start, days: 12}",
         ),
     )
     .unwrap();
@@ -591,6 +591,25 @@ async fn editing_files_under_a_running_daemon_applies_valid_edits_and_rejects_in
         },
     )
     .await;
+
+    let listed = String::from_utf8_lossy(
+        &s.run(&["workflow", "versions", "community-reserve-selection"])
+            .stdout,
+    )
+    .to_string();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    let diff = String::from_utf8_lossy(
+        &s.run(&["workflow", "diff", "community-reserve-selection"])
+            .stdout,
+    )
+    .to_string();
+    assert!(diff.contains("v1 → v2"), "{diff}");
+    assert!(
+        diff.lines().any(|l| l.contains("moved")
+            && l.contains("nomination@xinhe ")
+            && l.contains("2019年7月12日（星期五）18:00 → 2019年7月13日（星期六）18:00")),
+        "{diff}"
+    );
 
     // An invalid edit is rejected whole; the last good version keeps running.
     std::fs::write(&file, "id: community-reserve-selection\ntitle: [未闭合\n").unwrap();
