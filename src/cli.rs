@@ -72,14 +72,9 @@ pub enum Command {
         /// Round id.
         round: Option<i64>,
     },
-    /// Create an API/console token: `yanzhen token NAME` (printed once; only its hash is kept).
-    Token {
-        /// Token name (who holds it), e.g. `zzb-ma`.
-        name: String,
-        /// A token that may only read.
-        #[arg(long)]
-        read_only: bool,
-    },
+    /// API/console tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Workflow versions and their differences.
     #[command(subcommand)]
     Workflow(WorkflowCommand),
@@ -137,6 +132,19 @@ pub enum RoundCommand {
         round: i64,
         /// Unit id.
         unit: String,
+    },
+}
+
+/// Token commands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token (printed once; only its hash is kept).
+    Create {
+        /// Token name (who holds it), e.g. `zzb-ma`.
+        name: String,
+        /// A token that may only read.
+        #[arg(long)]
+        read_only: bool,
     },
 }
 

@@ -2,7 +2,7 @@
 //! handling, and the commands that act on rounds and tasks.
 
 use crate::catalog::{self, Catalog};
-use crate::cli::{Command, Format, RoundCommand, TaskCommand, WorkflowCommand};
+use crate::cli::{Command, Format, RoundCommand, TaskCommand, TokenCommand, WorkflowCommand};
 use crate::clock::SystemClock;
 use crate::diagnostic::Severity;
 use crate::engine::{Engine, StartRound, from_ms};
@@ -284,7 +284,7 @@ pub async fn run_command(
             Ok(ExitCode::SUCCESS)
         }
         Command::Task(t) => task_command(config, today, t).await,
-        Command::Token { name, read_only } => {
+        Command::Token(TokenCommand::Create { name, read_only }) => {
             let e = engine(config, today, false).await?;
             let token = crate::access::new_token();
             let now = crate::engine::ms(chrono::Utc::now());

@@ -421,6 +421,29 @@ async fn round_task_and_status_commands_work_against_the_database() {
         status.contains("overdue:"),
         "a 2019 round is overdue today: {status}"
     );
+    let token = String::from_utf8_lossy(&s.run(&["token", "create", "zzb-ma"]).stdout)
+        .trim()
+        .to_string();
+    assert!(token.starts_with("yz_") && token.len() == 43, "{token}");
+    let store = s.store().await;
+    let row = store
+        .token_by_hash(&yanzhen::access::token_hash(&token))
+        .await
+        .unwrap()
+        .expect("stored by hash");
+    assert_eq!(
+        (row.name.as_str(), row.rights.as_str()),
+        ("zzb-ma", "admin")
+    );
+    assert_eq!(
+        s.cmd(&["token", "create", "zzb-ma"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1),
+        "names are unique"
+    );
     let ics = String::from_utf8_lossy(&s.run(&["feed", "dongguan"]).stdout).to_string();
     assert!(ics.starts_with("BEGIN:VCALENDAR\r\n"), "{ics}");
     assert_eq!(
