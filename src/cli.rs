@@ -75,6 +75,24 @@ pub enum Command {
     /// API/console tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Measure materialisation, firing, restart, memory and email delivery (docs/benchmarks.md).
+    Bench {
+        /// Database URL (default: a fresh SQLite file per measurement in a temp dir).
+        #[arg(long)]
+        database: Option<String>,
+        /// Branch counts for materialising a round of 8 tasks per branch.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        branches: Vec<usize>,
+        /// Timers due in the same second.
+        #[arg(long, default_value_t = 100_000)]
+        burst: usize,
+        /// Pending timers for the restart and memory measurement.
+        #[arg(long, default_value_t = 1_000_000)]
+        pending: usize,
+        /// Emails to the loopback SMTP sink.
+        #[arg(long, default_value_t = 2000)]
+        emails: usize,
+    },
     /// Workflow versions and their differences.
     #[command(subcommand)]
     Workflow(WorkflowCommand),

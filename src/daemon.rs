@@ -251,6 +251,11 @@ pub async fn run_command(
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench { database, branches, burst, pending, emails } => {
+            let exe = std::env::current_exe().context("locating the yanzhen binary")?;
+            crate::bench::run(crate::bench::BenchOptions { database, branches, burst, pending, emails, exe }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reload => {
             let cat = load_catalog(config, today, false)?;
             let pid_text = std::fs::read_to_string(&cat.config.pid_file).with_context(|| {

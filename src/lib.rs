@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod api;
+pub mod bench;
 pub mod calendar;
 pub mod catalog;
 pub mod cli;

@@ -1,0 +1,327 @@
+//! `yanzhen bench`: measures the real engine, store, scheduler loop and outbox sender on
+//! SQLite or PostgreSQL (timings live here, never in tests). See `docs/benchmarks.md`.
+
+use crate::catalog::{Catalog, LoadedWorkflow, content_hash};
+use crate::clock::SystemClock;
+use crate::config::{Config, DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
+use crate::diagnostic::{Diagnostics, Sp};
+use crate::directory::{Contact, Directory, Group, Office, Role, Unit, UnitKind};
+use crate::engine::{Engine, StartRound, ms};
+use crate::store::{NewNotification, NewTimer, Store};
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Database URL; default a fresh SQLite file in a temp dir.
+    pub database: Option<String>,
+    /// Branch counts for the materialisation benchmark.
+    pub branches: Vec<usize>,
+    /// Timers due in the same second for the burst benchmark.
+    pub burst: usize,
+    /// Pending timers for the restart benchmark.
+    pub pending: usize,
+    /// Emails for the delivery benchmark.
+    pub emails: usize,
+    /// Path of the yanzhen binary (for the restart/RSS measurements).
+    pub exe: PathBuf,
+}
+
+/// A JSON line per measurement plus a human line.
+fn report(name: &str, v: serde_json::Value) {
+    println!("{}", serde_json::json!({"bench": name, "result": v}));
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// A directory of `n` branches (log-only contacts, so nothing is sent anywhere).
+fn directory(n: usize) -> Directory {
+    let contact = |name: &str| Contact { name: name.into(), title: None, email: None, phone: None, webhooks: vec![] };
+    Directory {
+        office: Office { id: "bench".into(), name: "基准测试街道".into() },
+        roles: vec![Role { id: Sp::bare("organization_office".into()), title: "组织办".into(), contacts: vec![contact("组织办")] }],
+        units: (0..n)
+            .map(|i| Unit { id: Sp::bare(format!("b{i:06}")), name: format!("第{i}社区"), kind: UnitKind::Branch, contacts: vec![contact("书记")] })
+            .collect(),
+        groups: vec![Group { id: Sp::bare("branches".into()), title: "全体".into(), kind: Some(UnitKind::Branch), members: None }],
+    }
+}
+
+/// A round of 8 tasks per branch, each with a deadline and one reminder.
+const WORKFLOW: &str = "id: bench\ntitle: 基准\nstages:\n  - id: s\n    title: 阶段\n    closes: {from: round_start, days: 20}\n    tasks:\n";
+
+fn workflow_source() -> String {
+    let mut s = WORKFLOW.to_string();
+    for i in 1..=8 {
+        s.push_str(&format!(
+            "      - id: t{i}\n        title: 任务{i}\n        assignee: {{group: branches}}\n        due: {{from: round_start, days: {}}}\n        reminders:\n          before: [{{days: 1}}]\n",
+            4 + i
+        ));
+    }
+    s
+}
+
+fn catalog(n: usize, calendar: crate::calendar::Calendar) -> anyhow::Result<Catalog> {
+    let source = workflow_source();
+    let mut d = Diagnostics::new("bench");
+    let wf = crate::yaml::parse(&source, &mut d).context("bench workflow")?;
+    let mut workflows = std::collections::BTreeMap::new();
+    workflows.insert("bench".to_string(), LoadedWorkflow { workflow: wf, path: "bench.yaml".into(), hash: content_hash(&source), source });
+    Ok(Catalog { config: Config::default(), directory: directory(n), calendar, workflows })
+}
+
+async fn fresh_store(opts: &BenchOptions, dir: &Path, name: &str) -> anyhow::Result<(Arc<dyn Store>, String)> {
+    let url = match &opts.database {
+        Some(u) if u.starts_with("postgres") => {
+            // A fresh database per measurement on the same server.
+            use sqlx::Connection as _;
+            let db = format!("yz_bench_{name}_{}", std::process::id());
+            let mut admin = sqlx::PgConnection::connect(u).await?;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))).execute(&mut admin).await;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut admin).await?;
+            let base = u.rsplit_once('/').map_or(u.as_str(), |(b, _)| b);
+            format!("{base}/{db}")
+        }
+        Some(u) => u.clone(),
+        None => format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
+    };
+    let store = crate::store::open(&url).await?;
+    store.migrate().await?;
+    Ok((store, url))
+}
+
+/// Run every benchmark and print the results.
+pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
+    crate::notify::install_tls_provider();
+    let tmp = tempfile_dir()?;
+    let calendar = crate::calendar::Calendar::load_dir(Path::new("config/calendar"))
+        .map_err(|e| anyhow::anyhow!("config/calendar: {e:?}"))?;
+    let backend = if opts.database.as_deref().is_some_and(|d| d.starts_with("postgres")) { "postgres" } else { "sqlite" };
+    println!("# yanzhen bench on {backend}");
+
+    for &n in &opts.branches {
+        let (store, _) = fresh_store(&opts, &tmp, &format!("mat{n}")).await?;
+        let e = Engine::new(store.clone(), catalog(n, calendar.clone())?, Arc::new(SystemClock), "bench");
+        e.register_workflows().await?;
+        let t = Instant::now();
+        let id = e
+            .start_round(StartRound { workflow: "bench".into(), start: chrono::Utc::now().date_naive(), params: Default::default(), units: None, actor: "bench".into() })
+            .await?;
+        let secs = t.elapsed().as_secs_f64();
+        let tasks = n * 8;
+        let timers = store.pending_timers(Some(id), i64::MAX).await?.len();
+        report("materialise", serde_json::json!({"backend": backend, "branches": n, "tasks": tasks, "timers": timers, "seconds": secs,
+            "tasks_per_s": tasks as f64 / secs, "timers_per_s": timers as f64 / secs}));
+    }
+
+    let capacity = burst(&opts, &tmp, backend, opts.burst, None).await?;
+    // Half capacity: timers spread over 10 s at half the measured rate.
+    let half = ((capacity / 2.0) * 10.0).max(10.0) as usize;
+    burst(&opts, &tmp, backend, half, Some(Duration::from_secs(10))).await?;
+
+    restart(&opts, &tmp, backend, opts.pending).await?;
+    restart(&opts, &tmp, backend, 0).await?;
+    emails(&opts, &tmp, backend, calendar).await?;
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("yanzhen-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn add_timers(store: &Arc<dyn Store>, prefix: &str, dues: impl Iterator<Item = i64>) -> anyhow::Result<usize> {
+    let mut batch = Vec::with_capacity(20_000);
+    let mut n = 0;
+    for (i, due) in dues.enumerate() {
+        batch.push(NewTimer { key: format!("{prefix}/{i}"), round_id: None, task_key: None, kind: "stage_open".into(), due_at: due, payload_json: "{}".into() });
+        if batch.len() == 20_000 {
+            n += store.add_timers(std::mem::take(&mut batch)).await? as usize;
+        }
+    }
+    n += store.add_timers(batch).await? as usize;
+    Ok(n)
+}
+
+/// `count` timers due at one instant (or spread over `spread`), fired by the real loop.
+/// Returns the throughput in timers per second.
+async fn burst(opts: &BenchOptions, tmp: &Path, backend: &str, count: usize, spread: Option<Duration>) -> anyhow::Result<f64> {
+    let name = if spread.is_some() { "halfcap" } else { "burst" };
+    let (store, _) = fresh_store(opts, tmp, name).await?;
+    let t0 = ms(chrono::Utc::now()) + 3000 + (count as i64 / 50); // time to insert first
+    let span = spread.map_or(0, |d| d.as_millis() as i64);
+    add_timers(&store, name, (0..count).map(|i| t0 + if count > 1 { span * i as i64 / (count as i64 - 1) } else { 0 })).await?;
+    let cat = catalog(1, crate::calendar::Calendar::default())?;
+    let e = Arc::new(Engine::new(store.clone(), cat, Arc::new(SystemClock), "bench"));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let lp = tokio::spawn(crate::scheduler::run(e.clone(), rx));
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if store.counts(ms(chrono::Utc::now()) + 3_600_000).await?.pending_timers == 0 && store.next_due_at().await?.is_none() {
+            break;
+        }
+    }
+    let _ = tx.send(true);
+    let _ = lp.await;
+    let rows = store.timers_with_prefix(&format!("{name}/")).await?;
+    let mut late: Vec<i64> = rows.iter().filter_map(|t| t.fired_at.map(|f| f - t.due_at)).collect();
+    late.sort_unstable();
+    let last = rows.iter().filter_map(|t| t.fired_at).max().unwrap_or(t0);
+    let drain = ((last - t0).max(1)) as f64 / 1000.0;
+    let rate = if spread.is_some() { count as f64 / (span as f64 / 1000.0).max(0.001) } else { count as f64 / drain };
+    report(name, serde_json::json!({"backend": backend, "timers": count, "fired": late.len(), "drain_s": drain, "fires_per_s": rate,
+        "lateness_ms": {"p50": percentile(&late, 0.5), "p99": percentile(&late, 0.99), "max": late.last().copied().unwrap_or(0)}}));
+    Ok(rate)
+}
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Start the real daemon on a database with `pending` timers; time to ready and its RSS.
+async fn restart(opts: &BenchOptions, tmp: &Path, backend: &str, pending: usize) -> anyhow::Result<()> {
+    let name = format!("restart{pending}");
+    let (store, url) = fresh_store(opts, tmp, &name).await?;
+    let far = ms(chrono::Utc::now()) + 86_400_000 * 30;
+    add_timers(&store, &name, (0..pending).map(|i| far + i as i64)).await?;
+    drop(store); // releases the SQLite lock for the daemon
+    let cfg = tmp.join(format!("{name}.toml"));
+    let root = std::env::current_dir()?;
+    std::fs::write(&cfg, format!(
+        "pid_file = \"{}\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"{url}\"\n[http]\nbind = \"\"\n",
+        tmp.join(format!("{name}.pid")).display(), tmp.join("no-workflows").display(), root.join("config/directory.yaml").display(), root.join("config/calendar").display()
+    ))?;
+    std::fs::create_dir_all(tmp.join("no-workflows"))?;
+    let log = tmp.join(format!("{name}.log"));
+    let t = Instant::now();
+    let mut child = std::process::Command::new(&opts.exe)
+        .args(["--config", cfg.to_str().unwrap_or_default(), "serve"])
+        .env("YANZHEN_LOG", "info")
+        .env_remove("YANZHEN_DATABASE_URL")
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let ready = loop {
+        if std::fs::read_to_string(&log).unwrap_or_default().contains("scheduler started") {
+            break t.elapsed();
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            break t.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await; // settle, then read the resident size
+    let rss = rss_kb(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let label = if pending == 0 { "idle" } else { "restart" };
+    report(label, serde_json::json!({"backend": backend, "pending_timers": pending, "ready_s": ready.as_secs_f64(), "rss_mb": rss.map(|k| k as f64 / 1024.0)}));
+    Ok(())
+}
+
+/// A loopback SMTP sink that accepts everything and counts messages.
+async fn sink() -> anyhow::Result<(u16, Arc<std::sync::atomic::AtomicUsize>)> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let c = c.clone();
+            tokio::spawn(async move {
+                // Without it, Nagle's algorithm and delayed ACKs add ~40 ms per reply.
+                let _ = stream.set_nodelay(true);
+                let (r, mut w) = stream.into_split();
+                let mut lines = BufReader::new(r).lines();
+                let _ = w.write_all(b"220 sink\r\n").await;
+                let mut data = false;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let reply: &[u8] = if data {
+                        if line == "." {
+                            data = false;
+                            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            b"250 ok\r\n"
+                        } else {
+                            continue;
+                        }
+                    } else {
+                        match line.get(..4).map(str::to_ascii_uppercase).as_deref() {
+                            Some("EHLO") => b"250-sink\r\n250 8BITMIME\r\n",
+                            Some("DATA") => {
+                                data = true;
+                                b"354 go\r\n"
+                            }
+                            Some("QUIT") => {
+                                let _ = w.write_all(b"221 bye\r\n").await;
+                                break;
+                            }
+                            _ => b"250 ok\r\n",
+                        }
+                    };
+                    if w.write_all(reply).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok((port, count))
+}
+
+async fn emails(opts: &BenchOptions, tmp: &Path, backend: &str, calendar: crate::calendar::Calendar) -> anyhow::Result<()> {
+    for limit in [None, Some(1200u32)] {
+        let (store, _) = fresh_store(opts, tmp, if limit.is_some() { "mailrl" } else { "mail" }).await?;
+        let (port, received) = sink().await?;
+        let mut notify = NotifyConfig {
+            mode: DeliveryMode::Deliver,
+            from: "bench <bench@example.gov.cn>".into(),
+            smtp: Some(SmtpConfig { host: "127.0.0.1".into(), port: Some(port), security: SmtpSecurity::None, username: None, password_env: None, timeout_seconds: 30, pool_size: 4 }),
+            ..NotifyConfig::default()
+        };
+        if let Some(l) = limit {
+            notify.rate_limits.insert("email".into(), l);
+        }
+        let mut cat = catalog(1, calendar.clone())?;
+        cat.config.notify = notify.clone();
+        let e = Arc::new(Engine::new(store.clone(), cat, Arc::new(SystemClock), "bench"));
+        let count = if limit.is_some() { 1400 } else { opts.emails };
+        // Enqueue through a fired timer, as the engine does; distinct recipients, no digests.
+        store.add_timers(vec![NewTimer { key: "mail".into(), round_id: None, task_key: None, kind: "stage_open".into(), due_at: 0, payload_json: "{}".into() }]).await?;
+        let claimed = store.claim_due_timers(ms(chrono::Utc::now()), "bench", 60_000, 1).await?;
+        let now = ms(chrono::Utc::now());
+        let notes = (0..count)
+            .map(|i| NewNotification {
+                key: format!("mail/{i}"), round_id: None, task_id: None, kind: "kickoff".into(), channel: "email".into(),
+                address: format!("b{i}@example.gov.cn"), recipient_json: "{\"party\":{\"kind\":\"unit\",\"id\":\"b\",\"name\":\"某社区\"}}".into(),
+                subject: "【提醒】基准测试".into(), body: "正文".into(), html: "<p>正文</p>".into(), item_json: "{}".into(), not_before: now, created_at: now,
+            })
+            .collect();
+        store.fire_timer(claimed[0].id, "bench", now, crate::store::FireEffects { notifications: notes, ..Default::default() }).await?;
+        let outbox = crate::notify::outbox::Outbox::new(e.clone(), notify)?;
+        let t = Instant::now();
+        outbox.deliver_due().await?;
+        let secs = t.elapsed().as_secs_f64();
+        let got = received.load(std::sync::atomic::Ordering::Relaxed);
+        let mut v = serde_json::json!({"backend": backend, "emails": count, "received": got, "seconds": secs, "emails_per_s": got as f64 / secs, "pool_size": 4});
+        if let Some(l) = limit {
+            // governor allows a burst of one minute's quota, then the steady rate.
+            let steady = (count as f64 - l as f64).max(0.0);
+            v["rate_limit_per_min"] = l.into();
+            v["expected_min_seconds"] = (steady / (l as f64 / 60.0)).into();
+            v["observed_steady_per_min"] = (steady / (secs.max(0.001)) * 60.0).into();
+        }
+        report(if limit.is_some() { "email_rate_limited" } else { "email" }, v);
+    }
+    Ok(())
+}
