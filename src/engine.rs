@@ -556,6 +556,10 @@ impl Engine {
             for t in batch {
                 let effects = match self.effects(&t, now).await {
                     Ok(e) => e,
+                    // The database failed, not the timer (e.g. it went away while the task
+                    // was read): firing now would drop the notifications. Leave the timer
+                    // claimed; it is fired when the lease expires, like after a crash.
+                    Err(e @ EngineError::Store(_)) => return Err(e),
                     Err(e) => {
                         // A timer whose effects cannot be computed is fired with an audit
                         // entry instead of retried forever.

@@ -16,6 +16,9 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
+/// The largest `reminders.overdue.max` a workflow may set.
+pub const MAX_OVERDUE_REMINDERS: u32 = 1000;
+
 /// Everything a round's plan depends on.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
@@ -467,11 +470,9 @@ impl<'a> Planner<'a> {
         // A wall time skipped by a DST change resolves to the first valid instant after it.
         match self.input.tz.from_local_datetime(&naive).earliest() {
             Some(x) => Some(x),
-            None => match self
-                .input
-                .tz
-                .from_local_datetime(&(naive + Duration::hours(1)))
-                .earliest()
+            None => match naive
+                .checked_add_signed(Duration::hours(1))
+                .and_then(|n| self.input.tz.from_local_datetime(&n).earliest())
             {
                 Some(x) => Some(x),
                 None => {
@@ -496,17 +497,22 @@ impl<'a> Planner<'a> {
         time: Option<TimeOfDay>,
     ) -> Option<DateTime<Tz>> {
         let t = time.unwrap_or(TimeOfDay(at.time()));
+        // Checked: an offset from a file can be any i64, and chrono panics past its range.
+        let Some(n) = sign.checked_mul(len_value(len)) else {
+            return self.out_of_range(loc, len);
+        };
         match len {
-            Len::Hours(h) => Some(at + Duration::hours(sign * h)),
-            Len::Days(d) => {
-                let date = at.date_naive() + Duration::days(sign * d);
-                self.local(loc, date, t)
+            Len::Hours(_) => match Duration::try_hours(n).and_then(|d| at.checked_add_signed(d)) {
+                Some(x) => Some(x),
+                None => self.out_of_range(loc, len),
+            },
+            Len::Days(_) => {
+                match Duration::try_days(n).and_then(|d| at.date_naive().checked_add_signed(d)) {
+                    Some(date) => self.local(loc, date, t),
+                    None => self.out_of_range(loc, len),
+                }
             }
-            Len::WorkingDays(n) => match self
-                .input
-                .calendar
-                .add_working_days(at.date_naive(), sign * n)
-            {
+            Len::WorkingDays(_) => match self.input.calendar.add_working_days(at.date_naive(), n) {
                 Ok(date) => self.local(loc, date, t),
                 Err(e) => {
                     self.cal_error(loc, e);
@@ -514,6 +520,24 @@ impl<'a> Planner<'a> {
                 }
             },
         }
+    }
+
+    fn out_of_range(&mut self, loc: Loc, len: Len) -> Option<DateTime<Tz>> {
+        self.error(
+            "invalid-offset",
+            loc,
+            format!(
+                "the offset `{}: {}` is out of range: the date would not exist",
+                match len {
+                    Len::Days(_) => "days",
+                    Len::WorkingDays(_) => "working_days",
+                    Len::Hours(_) => "hours",
+                },
+                len_value(len)
+            ),
+            Some("check the number for a typo".into()),
+        );
+        None
     }
 
     fn round_start(&mut self) -> Option<DateTime<Tz>> {
@@ -969,6 +993,18 @@ impl<'a> Planner<'a> {
                                 o.every.loc,
                                 "the overdue reminder interval must be positive".into(),
                                 None,
+                            );
+                        } else if o.max > MAX_OVERDUE_REMINDERS {
+                            // Each one is a timer per assignee; an unbounded count would
+                            // plan (and store) millions of them.
+                            self.error(
+                                "invalid-value",
+                                o.loc,
+                                format!(
+                                    "`max: {}` overdue reminders is too many; at most {MAX_OVERDUE_REMINDERS} are allowed",
+                                    o.max
+                                ),
+                                Some("escalate to a higher role instead of reminding forever".into()),
                             );
                         } else {
                             let mut t = at;

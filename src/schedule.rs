@@ -127,12 +127,14 @@ fn yearly_date(y: &Yearly, year: i32, cal: &Calendar) -> Result<Option<NaiveDate
         DayOfMonth::FirstWorkingDay => Some(cal.first_working_day_of_month(year, m)?),
         DayOfMonth::LastWorkingDay => Some(cal.last_working_day_of_month(year, m)?),
         DayOfMonth::Last => {
+            // The month is not range-checked on this path: u32::MAX must not overflow.
             let (ny, nm) = if m == 12 {
-                (year + 1, 1)
+                (year.checked_add(1), 1)
             } else {
-                (year, m + 1)
+                (Some(year), m.saturating_add(1))
             };
-            NaiveDate::from_ymd_opt(ny, nm, 1).and_then(|d| d.pred_opt())
+            ny.and_then(|ny| NaiveDate::from_ymd_opt(ny, nm, 1))
+                .and_then(|d| d.pred_opt())
         }
     })
 }
@@ -146,15 +148,21 @@ pub fn next_kickoff(
 ) -> Result<Option<DateTime<Tz>>, ScheduleError> {
     match (&s.yearly, &s.cron) {
         (Some(y), None) => {
-            let every = s.every_years.as_ref().map(|n| n.value).unwrap_or(1).max(1) as i32;
-            let since = s.since.unwrap_or(0);
+            // In i64 and stepping by `every`: `every_years` and `since` come straight from
+            // the file (any u32 / i32), so neither may overflow nor loop for billions of years.
+            let every = i64::from(s.every_years.as_ref().map(|n| n.value).unwrap_or(1).max(1));
+            let since = i64::from(s.since.unwrap_or(0));
             let local_after = after.with_timezone(&tz);
             let at = y.at.unwrap_or(TimeOfDay::hm(9, 0));
-            for year in local_after.year()..=local_after.year() + 2 * every + 1 {
-                if (year - since).rem_euclid(every) != 0 {
-                    continue;
-                }
-                let Some(date) = yearly_date(y, year, cal)? else {
+            let first = i64::from(local_after.year());
+            // The first year on or after `first` that is a multiple of `every` from `since`.
+            let mut year = first + (since - first).rem_euclid(every);
+            while year <= first + 2 * every + 1 {
+                let Ok(this) = i32::try_from(year) else {
+                    break;
+                };
+                year += every;
+                let Some(date) = yearly_date(y, this, cal)? else {
                     continue;
                 };
                 let Some(t) = tz.from_local_datetime(&date.and_time(at.0)).earliest() else {

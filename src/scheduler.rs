@@ -17,11 +17,16 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(2);
 
 /// One iteration: fire everything due now. Shared by `serve` and `simulate`.
 pub async fn step(engine: &Engine) -> Vec<Fired> {
+    try_step(engine).await.unwrap_or_default()
+}
+
+/// [`step`], or None (logged) when firing failed.
+async fn try_step(engine: &Engine) -> Option<Vec<Fired>> {
     match engine.fire_due().await {
-        Ok(f) => f,
+        Ok(f) => Some(f),
         Err(e) => {
             tracing::error!(error = %e, "firing due timers failed; will retry");
-            Vec::new()
+            None
         }
     }
 }
@@ -33,7 +38,7 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             break;
         }
-        step(&engine).await;
+        let failed = try_step(&engine).await.is_none();
         let clock = engine.clock().clone();
         let (until, max) = match engine.next_due_at().await {
             Ok(Some(next)) => (next, MAX_SLEEP),
@@ -43,8 +48,15 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
             ),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the next due instant; retrying");
-                (clock.now(), ERROR_BACKOFF)
+                (backoff(clock.now()), ERROR_BACKOFF)
             }
+        };
+        // Firing failed (the database refuses writes: disk full, read-only, ...) while
+        // reads still work: pause rather than retry at once in a hot loop.
+        let (until, max) = if failed {
+            (backoff(clock.now()), ERROR_BACKOFF)
+        } else {
+            (until, max)
         };
         // Something became due while we were firing: go round again at once (a short
         // pause only guards against a hot loop if a due timer cannot be claimed).
@@ -60,4 +72,8 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
         }
     }
     tracing::info!("scheduler stopped");
+}
+
+fn backoff(now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    now + chrono::Duration::from_std(ERROR_BACKOFF).unwrap_or_default()
 }

@@ -41,6 +41,10 @@ pub struct Outbox {
     webhook: Option<WebhookTransport>,
     limits: HashMap<String, Arc<DefaultDirectRateLimiter>>,
     lease_ms: i64,
+    /// Rows this sender has claimed and not yet settled. Left non-empty only by a pass
+    /// that failed (database error); the next pass hands them back at once instead of
+    /// leaving them to wait out the lease (90 s by default) with nobody sending them.
+    unsettled: std::sync::Mutex<Vec<i64>>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -99,6 +103,7 @@ impl Outbox {
             webhook,
             limits,
             lease_ms,
+            unsettled: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -107,6 +112,17 @@ impl Outbox {
         let store = self.engine.store().clone();
         let owner = format!("{}:outbox", self.engine.owner());
         let mut sent = 0;
+        let orphans = self.take_unsettled();
+        if !orphans.is_empty() {
+            let retry = Delivery::Retry {
+                at: ms(self.engine.clock().now()),
+                error: "claimed by a delivery pass that failed on a database error".into(),
+            };
+            if let Err(e) = store.settle_outbox(&orphans, &owner, retry).await {
+                self.track(&orphans);
+                return Err(e);
+            }
+        }
         loop {
             let now = self.engine.clock().now();
             let rows = store
@@ -115,6 +131,7 @@ impl Outbox {
             if rows.is_empty() {
                 return Ok(sent);
             }
+            self.track(&rows.iter().map(|r| r.id).collect::<Vec<_>>());
             for group in self.groups(rows) {
                 let ids: Vec<i64> = group.iter().map(|r| r.id).collect();
                 let mid = match group.iter().find_map(|r| r.message_id.clone()) {
@@ -146,8 +163,28 @@ impl Outbox {
                 if store.settle_outbox(&ids, &owner, delivery).await? == 0 {
                     tracing::warn!(message_id = %msg.message_id, "outbox claim lost while sending; another sender owns it");
                 }
+                self.untrack(&ids);
             }
         }
+    }
+
+    fn track(&self, ids: &[i64]) {
+        if let Ok(mut u) = self.unsettled.lock() {
+            u.extend_from_slice(ids);
+        }
+    }
+
+    fn untrack(&self, ids: &[i64]) {
+        if let Ok(mut u) = self.unsettled.lock() {
+            u.retain(|id| !ids.contains(id));
+        }
+    }
+
+    fn take_unsettled(&self) -> Vec<i64> {
+        self.unsettled
+            .lock()
+            .map(|mut u| std::mem::take(&mut *u))
+            .unwrap_or_default()
     }
 
     /// Run until `shutdown` turns true; a send in progress finishes first.
@@ -157,14 +194,26 @@ impl Outbox {
             if *shutdown.borrow() {
                 break;
             }
-            if let Err(e) = self.deliver_due().await {
-                tracing::error!(error = %e, "outbox delivery failed; will retry");
-            }
+            let failed = match self.deliver_due().await {
+                Ok(_) => false,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox delivery failed; will retry");
+                    true
+                }
+            };
             let clock = self.engine.clock().clone();
-            let next = match self.engine.store().next_outbox_at().await {
-                Ok(Some(n)) => from_ms(n),
-                Ok(None) => clock.now() + chrono::Duration::from_std(MAX_SLEEP).unwrap_or_default(),
-                Err(_) => clock.now() + chrono::Duration::seconds(2),
+            let next = if failed {
+                // Pause rather than retry the due rows at once in a hot loop (the disk may
+                // be full while reads still work).
+                clock.now() + chrono::Duration::seconds(2)
+            } else {
+                match self.engine.store().next_outbox_at().await {
+                    Ok(Some(n)) => from_ms(n),
+                    Ok(None) => {
+                        clock.now() + chrono::Duration::from_std(MAX_SLEEP).unwrap_or_default()
+                    }
+                    Err(_) => clock.now() + chrono::Duration::seconds(2),
+                }
             };
             tokio::select! {
                 _ = clock.sleep_until(next, MAX_SLEEP) => {}

@@ -25,7 +25,13 @@ pub type Millis = i64;
 pub enum StoreError {
     /// The database said no.
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(#[source] sqlx::Error),
+    /// No space left where the database lives (SQLite `SQLITE_FULL`, PostgreSQL
+    /// `53100 disk_full`); the change was rolled back.
+    #[error(
+        "no space left for the database ({0}): this change was not written; free space on the volume that holds the database, then try again"
+    )]
+    DiskFull(String),
     /// Applying migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -61,6 +67,23 @@ pub enum StoreError {
         /// Cause.
         source: std::io::Error,
     },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            // SQLITE_FULL is 13; PostgreSQL says disk_full (53100).
+            sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("13" | "53100")) => {
+                let backend = if d.code().as_deref() == Some("13") {
+                    "SQLite"
+                } else {
+                    "PostgreSQL"
+                };
+                StoreError::DiskFull(format!("{backend}: {}", d.message()))
+            }
+            _ => StoreError::Db(e),
+        }
+    }
 }
 
 /// Result alias.

@@ -109,6 +109,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal);
         let pool = SqlitePoolOptions::new()
             .max_connections(FILE_POOL_SIZE)
+            // A COMMIT that fails with SQLITE_FULL (disk full) is rolled back by SQLite
+            // itself, but sqlx still counts the transaction as open, so every later
+            // `BEGIN IMMEDIATE` on that connection fails ("attempted to call begin_with at
+            // non-zero transaction depth") even after space is freed. An idle connection is
+            // never really in a transaction: close such a one instead of handing it out.
+            .before_acquire(|conn, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            })
             .connect_with(options)
             .await?;
         Ok(Self { pool, _lock: lock })
