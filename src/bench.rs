@@ -45,14 +45,37 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 
 /// A directory of `n` branches (log-only contacts, so nothing is sent anywhere).
 fn directory(n: usize) -> Directory {
-    let contact = |name: &str| Contact { name: name.into(), title: None, email: None, phone: None, webhooks: vec![] };
+    let contact = |name: &str| Contact {
+        name: name.into(),
+        title: None,
+        email: None,
+        phone: None,
+        webhooks: vec![],
+    };
     Directory {
-        office: Office { id: "bench".into(), name: "基准测试街道".into() },
-        roles: vec![Role { id: Sp::bare("organization_office".into()), title: "组织办".into(), contacts: vec![contact("组织办")] }],
+        office: Office {
+            id: "bench".into(),
+            name: "基准测试街道".into(),
+        },
+        roles: vec![Role {
+            id: Sp::bare("organization_office".into()),
+            title: "组织办".into(),
+            contacts: vec![contact("组织办")],
+        }],
         units: (0..n)
-            .map(|i| Unit { id: Sp::bare(format!("b{i:06}")), name: format!("第{i}社区"), kind: UnitKind::Branch, contacts: vec![contact("书记")] })
+            .map(|i| Unit {
+                id: Sp::bare(format!("b{i:06}")),
+                name: format!("第{i}社区"),
+                kind: UnitKind::Branch,
+                contacts: vec![contact("书记")],
+            })
             .collect(),
-        groups: vec![Group { id: Sp::bare("branches".into()), title: "全体".into(), kind: Some(UnitKind::Branch), members: None }],
+        groups: vec![Group {
+            id: Sp::bare("branches".into()),
+            title: "全体".into(),
+            kind: Some(UnitKind::Branch),
+            members: None,
+        }],
     }
 }
 
@@ -75,19 +98,42 @@ fn catalog(n: usize, calendar: crate::calendar::Calendar) -> anyhow::Result<Cata
     let mut d = Diagnostics::new("bench");
     let wf = crate::yaml::parse(&source, &mut d).context("bench workflow")?;
     let mut workflows = std::collections::BTreeMap::new();
-    workflows.insert("bench".to_string(), LoadedWorkflow { workflow: wf, path: "bench.yaml".into(), hash: content_hash(&source), source });
-    Ok(Catalog { config: Config::default(), directory: directory(n), calendar, workflows })
+    workflows.insert(
+        "bench".to_string(),
+        LoadedWorkflow {
+            workflow: wf,
+            path: "bench.yaml".into(),
+            hash: content_hash(&source),
+            source,
+        },
+    );
+    Ok(Catalog {
+        config: Config::default(),
+        directory: directory(n),
+        calendar,
+        workflows,
+    })
 }
 
-async fn fresh_store(opts: &BenchOptions, dir: &Path, name: &str) -> anyhow::Result<(Arc<dyn Store>, String)> {
+async fn fresh_store(
+    opts: &BenchOptions,
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<(Arc<dyn Store>, String)> {
     let url = match &opts.database {
         Some(u) if u.starts_with("postgres") => {
             // A fresh database per measurement on the same server.
             use sqlx::Connection as _;
             let db = format!("yz_bench_{name}_{}", std::process::id());
             let mut admin = sqlx::PgConnection::connect(u).await?;
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))).execute(&mut admin).await;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut admin).await?;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+                .execute(&mut admin)
+                .await?;
             let base = u.rsplit_once('/').map_or(u.as_str(), |(b, _)| b);
             format!("{base}/{db}")
         }
@@ -105,22 +151,44 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     let tmp = tempfile_dir()?;
     let calendar = crate::calendar::Calendar::load_dir(Path::new("config/calendar"))
         .map_err(|e| anyhow::anyhow!("config/calendar: {e:?}"))?;
-    let backend = if opts.database.as_deref().is_some_and(|d| d.starts_with("postgres")) { "postgres" } else { "sqlite" };
+    let backend = if opts
+        .database
+        .as_deref()
+        .is_some_and(|d| d.starts_with("postgres"))
+    {
+        "postgres"
+    } else {
+        "sqlite"
+    };
     println!("# yanzhen bench on {backend}");
 
     for &n in &opts.branches {
         let (store, _) = fresh_store(&opts, &tmp, &format!("mat{n}")).await?;
-        let e = Engine::new(store.clone(), catalog(n, calendar.clone())?, Arc::new(SystemClock), "bench");
+        let e = Engine::new(
+            store.clone(),
+            catalog(n, calendar.clone())?,
+            Arc::new(SystemClock),
+            "bench",
+        );
         e.register_workflows().await?;
         let t = Instant::now();
         let id = e
-            .start_round(StartRound { workflow: "bench".into(), start: chrono::Utc::now().date_naive(), params: Default::default(), units: None, actor: "bench".into() })
+            .start_round(StartRound {
+                workflow: "bench".into(),
+                start: chrono::Utc::now().date_naive(),
+                params: Default::default(),
+                units: None,
+                actor: "bench".into(),
+            })
             .await?;
         let secs = t.elapsed().as_secs_f64();
         let tasks = n * 8;
         let timers = store.pending_timers(Some(id), i64::MAX).await?.len();
-        report("materialise", serde_json::json!({"backend": backend, "branches": n, "tasks": tasks, "timers": timers, "seconds": secs,
-            "tasks_per_s": tasks as f64 / secs, "timers_per_s": timers as f64 / secs}));
+        report(
+            "materialise",
+            serde_json::json!({"backend": backend, "branches": n, "tasks": tasks, "timers": timers, "seconds": secs,
+            "tasks_per_s": tasks as f64 / secs, "timers_per_s": timers as f64 / secs}),
+        );
     }
 
     let capacity = burst(&opts, &tmp, backend, opts.burst, None).await?;
@@ -140,11 +208,22 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-async fn add_timers(store: &Arc<dyn Store>, prefix: &str, dues: impl Iterator<Item = i64>) -> anyhow::Result<usize> {
+async fn add_timers(
+    store: &Arc<dyn Store>,
+    prefix: &str,
+    dues: impl Iterator<Item = i64>,
+) -> anyhow::Result<usize> {
     let mut batch = Vec::with_capacity(20_000);
     let mut n = 0;
     for (i, due) in dues.enumerate() {
-        batch.push(NewTimer { key: format!("{prefix}/{i}"), round_id: None, task_key: None, kind: "stage_open".into(), due_at: due, payload_json: "{}".into() });
+        batch.push(NewTimer {
+            key: format!("{prefix}/{i}"),
+            round_id: None,
+            task_key: None,
+            kind: "stage_open".into(),
+            due_at: due,
+            payload_json: "{}".into(),
+        });
         if batch.len() == 20_000 {
             n += store.add_timers(std::mem::take(&mut batch)).await? as usize;
         }
@@ -155,42 +234,90 @@ async fn add_timers(store: &Arc<dyn Store>, prefix: &str, dues: impl Iterator<It
 
 /// `count` timers due at one instant (or spread over `spread`), fired by the real loop.
 /// Returns the throughput in timers per second.
-async fn burst(opts: &BenchOptions, tmp: &Path, backend: &str, count: usize, spread: Option<Duration>) -> anyhow::Result<f64> {
+async fn burst(
+    opts: &BenchOptions,
+    tmp: &Path,
+    backend: &str,
+    count: usize,
+    spread: Option<Duration>,
+) -> anyhow::Result<f64> {
     let name = if spread.is_some() { "halfcap" } else { "burst" };
     let (store, _) = fresh_store(opts, tmp, name).await?;
     let t0 = ms(chrono::Utc::now()) + 3000 + (count as i64 / 50); // time to insert first
     let span = spread.map_or(0, |d| d.as_millis() as i64);
-    add_timers(&store, name, (0..count).map(|i| t0 + if count > 1 { span * i as i64 / (count as i64 - 1) } else { 0 })).await?;
+    add_timers(
+        &store,
+        name,
+        (0..count).map(|i| {
+            t0 + if count > 1 {
+                span * i as i64 / (count as i64 - 1)
+            } else {
+                0
+            }
+        }),
+    )
+    .await?;
     let cat = catalog(1, crate::calendar::Calendar::default())?;
-    let e = Arc::new(Engine::new(store.clone(), cat, Arc::new(SystemClock), "bench"));
+    let e = Arc::new(Engine::new(
+        store.clone(),
+        cat,
+        Arc::new(SystemClock),
+        "bench",
+    ));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let lp = tokio::spawn(crate::scheduler::run(e.clone(), rx));
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if store.counts(ms(chrono::Utc::now()) + 3_600_000).await?.pending_timers == 0 && store.next_due_at().await?.is_none() {
+        if store
+            .counts(ms(chrono::Utc::now()) + 3_600_000)
+            .await?
+            .pending_timers
+            == 0
+            && store.next_due_at().await?.is_none()
+        {
             break;
         }
     }
     let _ = tx.send(true);
     let _ = lp.await;
     let rows = store.timers_with_prefix(&format!("{name}/")).await?;
-    let mut late: Vec<i64> = rows.iter().filter_map(|t| t.fired_at.map(|f| f - t.due_at)).collect();
+    let mut late: Vec<i64> = rows
+        .iter()
+        .filter_map(|t| t.fired_at.map(|f| f - t.due_at))
+        .collect();
     late.sort_unstable();
     let last = rows.iter().filter_map(|t| t.fired_at).max().unwrap_or(t0);
     let drain = ((last - t0).max(1)) as f64 / 1000.0;
-    let rate = if spread.is_some() { count as f64 / (span as f64 / 1000.0).max(0.001) } else { count as f64 / drain };
-    report(name, serde_json::json!({"backend": backend, "timers": count, "fired": late.len(), "drain_s": drain, "fires_per_s": rate,
-        "lateness_ms": {"p50": percentile(&late, 0.5), "p99": percentile(&late, 0.99), "max": late.last().copied().unwrap_or(0)}}));
+    let rate = if spread.is_some() {
+        count as f64 / (span as f64 / 1000.0).max(0.001)
+    } else {
+        count as f64 / drain
+    };
+    report(
+        name,
+        serde_json::json!({"backend": backend, "timers": count, "fired": late.len(), "drain_s": drain, "fires_per_s": rate,
+        "lateness_ms": {"p50": percentile(&late, 0.5), "p99": percentile(&late, 0.99), "max": late.last().copied().unwrap_or(0)}}),
+    );
     Ok(rate)
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Start the real daemon on a database with `pending` timers; time to ready and its RSS.
-async fn restart(opts: &BenchOptions, tmp: &Path, backend: &str, pending: usize) -> anyhow::Result<()> {
+async fn restart(
+    opts: &BenchOptions,
+    tmp: &Path,
+    backend: &str,
+    pending: usize,
+) -> anyhow::Result<()> {
     let name = format!("restart{pending}");
     let (store, url) = fresh_store(opts, tmp, &name).await?;
     let far = ms(chrono::Utc::now()) + 86_400_000 * 30;
@@ -198,10 +325,16 @@ async fn restart(opts: &BenchOptions, tmp: &Path, backend: &str, pending: usize)
     drop(store); // releases the SQLite lock for the daemon
     let cfg = tmp.join(format!("{name}.toml"));
     let root = std::env::current_dir()?;
-    std::fs::write(&cfg, format!(
-        "pid_file = \"{}\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"{url}\"\n[http]\nbind = \"\"\n",
-        tmp.join(format!("{name}.pid")).display(), tmp.join("no-workflows").display(), root.join("config/directory.yaml").display(), root.join("config/calendar").display()
-    ))?;
+    std::fs::write(
+        &cfg,
+        format!(
+            "pid_file = \"{}\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"{url}\"\n[http]\nbind = \"\"\n",
+            tmp.join(format!("{name}.pid")).display(),
+            tmp.join("no-workflows").display(),
+            root.join("config/directory.yaml").display(),
+            root.join("config/calendar").display()
+        ),
+    )?;
     std::fs::create_dir_all(tmp.join("no-workflows"))?;
     let log = tmp.join(format!("{name}.log"));
     let t = Instant::now();
@@ -212,7 +345,10 @@ async fn restart(opts: &BenchOptions, tmp: &Path, backend: &str, pending: usize)
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;
     let ready = loop {
-        if std::fs::read_to_string(&log).unwrap_or_default().contains("scheduler started") {
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("scheduler started")
+        {
             break t.elapsed();
         }
         if t.elapsed() > Duration::from_secs(120) {
@@ -225,7 +361,10 @@ async fn restart(opts: &BenchOptions, tmp: &Path, backend: &str, pending: usize)
     let _ = child.kill();
     let _ = child.wait();
     let label = if pending == 0 { "idle" } else { "restart" };
-    report(label, serde_json::json!({"backend": backend, "pending_timers": pending, "ready_s": ready.as_secs_f64(), "rss_mb": rss.map(|k| k as f64 / 1024.0)}));
+    report(
+        label,
+        serde_json::json!({"backend": backend, "pending_timers": pending, "ready_s": ready.as_secs_f64(), "rss_mb": rss.map(|k| k as f64 / 1024.0)}),
+    );
     Ok(())
 }
 
@@ -279,14 +418,28 @@ async fn sink() -> anyhow::Result<(u16, Arc<std::sync::atomic::AtomicUsize>)> {
     Ok((port, count))
 }
 
-async fn emails(opts: &BenchOptions, tmp: &Path, backend: &str, calendar: crate::calendar::Calendar) -> anyhow::Result<()> {
+async fn emails(
+    opts: &BenchOptions,
+    tmp: &Path,
+    backend: &str,
+    calendar: crate::calendar::Calendar,
+) -> anyhow::Result<()> {
     for limit in [None, Some(1200u32)] {
-        let (store, _) = fresh_store(opts, tmp, if limit.is_some() { "mailrl" } else { "mail" }).await?;
+        let (store, _) =
+            fresh_store(opts, tmp, if limit.is_some() { "mailrl" } else { "mail" }).await?;
         let (port, received) = sink().await?;
         let mut notify = NotifyConfig {
             mode: DeliveryMode::Deliver,
             from: "bench <bench@example.gov.cn>".into(),
-            smtp: Some(SmtpConfig { host: "127.0.0.1".into(), port: Some(port), security: SmtpSecurity::None, username: None, password_env: None, timeout_seconds: 30, pool_size: 4 }),
+            smtp: Some(SmtpConfig {
+                host: "127.0.0.1".into(),
+                port: Some(port),
+                security: SmtpSecurity::None,
+                username: None,
+                password_env: None,
+                timeout_seconds: 30,
+                pool_size: 4,
+            }),
             ..NotifyConfig::default()
         };
         if let Some(l) = limit {
@@ -294,20 +447,57 @@ async fn emails(opts: &BenchOptions, tmp: &Path, backend: &str, calendar: crate:
         }
         let mut cat = catalog(1, calendar.clone())?;
         cat.config.notify = notify.clone();
-        let e = Arc::new(Engine::new(store.clone(), cat, Arc::new(SystemClock), "bench"));
+        let e = Arc::new(Engine::new(
+            store.clone(),
+            cat,
+            Arc::new(SystemClock),
+            "bench",
+        ));
         let count = if limit.is_some() { 1400 } else { opts.emails };
         // Enqueue through a fired timer, as the engine does; distinct recipients, no digests.
-        store.add_timers(vec![NewTimer { key: "mail".into(), round_id: None, task_key: None, kind: "stage_open".into(), due_at: 0, payload_json: "{}".into() }]).await?;
-        let claimed = store.claim_due_timers(ms(chrono::Utc::now()), "bench", 60_000, 1).await?;
+        store
+            .add_timers(vec![NewTimer {
+                key: "mail".into(),
+                round_id: None,
+                task_key: None,
+                kind: "stage_open".into(),
+                due_at: 0,
+                payload_json: "{}".into(),
+            }])
+            .await?;
+        let claimed = store
+            .claim_due_timers(ms(chrono::Utc::now()), "bench", 60_000, 1)
+            .await?;
         let now = ms(chrono::Utc::now());
         let notes = (0..count)
             .map(|i| NewNotification {
-                key: format!("mail/{i}"), round_id: None, task_id: None, kind: "kickoff".into(), channel: "email".into(),
-                address: format!("b{i}@example.gov.cn"), recipient_json: "{\"party\":{\"kind\":\"unit\",\"id\":\"b\",\"name\":\"某社区\"}}".into(),
-                subject: "【提醒】基准测试".into(), body: "正文".into(), html: "<p>正文</p>".into(), item_json: "{}".into(), not_before: now, created_at: now,
+                key: format!("mail/{i}"),
+                round_id: None,
+                task_id: None,
+                kind: "kickoff".into(),
+                channel: "email".into(),
+                address: format!("b{i}@example.gov.cn"),
+                recipient_json: "{\"party\":{\"kind\":\"unit\",\"id\":\"b\",\"name\":\"某社区\"}}"
+                    .into(),
+                subject: "【提醒】基准测试".into(),
+                body: "正文".into(),
+                html: "<p>正文</p>".into(),
+                item_json: "{}".into(),
+                not_before: now,
+                created_at: now,
             })
             .collect();
-        store.fire_timer(claimed[0].id, "bench", now, crate::store::FireEffects { notifications: notes, ..Default::default() }).await?;
+        store
+            .fire_timer(
+                claimed[0].id,
+                "bench",
+                now,
+                crate::store::FireEffects {
+                    notifications: notes,
+                    ..Default::default()
+                },
+            )
+            .await?;
         let outbox = crate::notify::outbox::Outbox::new(e.clone(), notify)?;
         let t = Instant::now();
         outbox.deliver_due().await?;
@@ -321,7 +511,14 @@ async fn emails(opts: &BenchOptions, tmp: &Path, backend: &str, calendar: crate:
             v["expected_min_seconds"] = (steady / (l as f64 / 60.0)).into();
             v["observed_steady_per_min"] = (steady / (secs.max(0.001)) * 60.0).into();
         }
-        report(if limit.is_some() { "email_rate_limited" } else { "email" }, v);
+        report(
+            if limit.is_some() {
+                "email_rate_limited"
+            } else {
+                "email"
+            },
+            v,
+        );
     }
     Ok(())
 }

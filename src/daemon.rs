@@ -251,9 +251,23 @@ pub async fn run_command(
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { database, branches, burst, pending, emails } => {
+        Command::Bench {
+            database,
+            branches,
+            burst,
+            pending,
+            emails,
+        } => {
             let exe = std::env::current_exe().context("locating the yanzhen binary")?;
-            crate::bench::run(crate::bench::BenchOptions { database, branches, burst, pending, emails, exe }).await?;
+            crate::bench::run(crate::bench::BenchOptions {
+                database,
+                branches,
+                burst,
+                pending,
+                emails,
+                exe,
+            })
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Reload => {

@@ -11,11 +11,11 @@
 
 mod common;
 
+use sqlx::Connection as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use sqlx::Connection as _;
 use yanzhen::store::Store;
 
 /// The small volume: the migrated database (132 KiB), its WAL and room for a few rounds.
@@ -264,7 +264,11 @@ async fn assert_calm(daemon: &mut Daemon, when: &str) {
     let before = full_disk_lines(&daemon.log()).len();
     let window = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(daemon.alive(), "the daemon died ({when}):\n{}", daemon.log());
+    assert!(
+        daemon.alive(),
+        "the daemon died ({when}):\n{}",
+        daemon.log()
+    );
     let log = daemon.log();
     assert!(!log.contains("panicked"), "{log}");
     let errors = full_disk_lines(&log);
@@ -284,7 +288,10 @@ async fn a_full_disk_gives_a_clear_error_corrupts_nothing_and_the_daemon_carries
     let volume = match Tmpfs::mount(&s.data(), SMALL_KB) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("disk-full test skipped: cannot mount a tmpfs (needs root): {}", e.trim());
+            eprintln!(
+                "disk-full test skipped: cannot mount a tmpfs (needs root): {}",
+                e.trim()
+            );
             return;
         }
     };

@@ -338,7 +338,10 @@ async fn postgres_restarted_under_a_running_daemon_it_reconnects_and_carries_on(
             "the daemon did not drain the burst within 60 s of the restart: {} of {} outbox rows unsent (e.g. {unsent:?}), next pending timers {:?}, alive {}\n{}",
             rows.iter().filter(|r| r.state != "sent").count(),
             rows.len(),
-            pending.iter().map(|t| (&t.key, t.due_at)).collect::<Vec<_>>(),
+            pending
+                .iter()
+                .map(|t| (&t.key, t.due_at))
+                .collect::<Vec<_>>(),
             daemon.alive(),
             daemon.log()
         );
@@ -412,16 +415,16 @@ async fn postgres_restarted_under_a_running_daemon_it_reconnects_and_carries_on(
             .any(|l| l.contains("timer fired") || l.contains("notification (log channel)")),
         "no work done after the last database error:\n{log}"
     );
-    assert!(
-        !log.contains("panicked"),
-        "the daemon panicked:\n{log}"
-    );
+    assert!(!log.contains("panicked"), "the daemon panicked:\n{log}");
     let notable: Vec<&str> = lines
         .iter()
         .filter(|l| l.contains("ERROR") || l.contains("WARN"))
         .copied()
         .collect();
-    eprintln!("{} warnings and errors in the daemon log, the first:", notable.len());
+    eprintln!(
+        "{} warnings and errors in the daemon log, the first:",
+        notable.len()
+    );
     for l in notable.iter().take(12) {
         eprintln!("  {}", l.chars().take(300).collect::<String>());
     }

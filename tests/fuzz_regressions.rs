@@ -168,7 +168,10 @@ fn saved_inputs_never_panic_and_invalid_ones_are_rejected() {
             count += 1;
         }
     }
-    assert!(count >= 30, "only {count} saved inputs found under {root:?}");
+    assert!(
+        count >= 30,
+        "only {count} saved inputs found under {root:?}"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -263,7 +266,8 @@ fn generated_hostile_inputs_are_rejected() {
     let mut failures = Vec::new();
     for (name, data) in &cases {
         for target in Target::ALL {
-            let checked = try_run(target, name, data.clone()).and_then(|o| rejected(target, name, &o));
+            let checked =
+                try_run(target, name, data.clone()).and_then(|o| rejected(target, name, &o));
             if let Err(e) = checked {
                 failures.push(e);
             }
