@@ -28,6 +28,14 @@ pub struct BenchOptions {
     pub emails: usize,
     /// Path of the yanzhen binary (for the restart/RSS measurements).
     pub exe: PathBuf,
+    /// Measurements to run; empty for all.
+    pub only: Vec<String>,
+}
+
+impl BenchOptions {
+    fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
 }
 
 /// A JSON line per measurement plus a human line.
@@ -162,7 +170,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     };
     println!("# yanzhen bench on {backend}");
 
-    for &n in &opts.branches {
+    for &n in opts.branches.iter().filter(|_| opts.wants("materialise")) {
         let (store, _) = fresh_store(&opts, &tmp, &format!("mat{n}")).await?;
         let e = Engine::new(
             store.clone(),
@@ -191,14 +199,24 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         );
     }
 
-    let capacity = burst(&opts, &tmp, backend, opts.burst, None).await?;
-    // Half capacity: timers spread over 10 s at half the measured rate.
-    let half = ((capacity / 2.0) * 10.0).max(10.0) as usize;
-    burst(&opts, &tmp, backend, half, Some(Duration::from_secs(10))).await?;
-
-    restart(&opts, &tmp, backend, opts.pending).await?;
-    restart(&opts, &tmp, backend, 0).await?;
-    emails(&opts, &tmp, backend, calendar).await?;
+    if opts.wants("burst") || opts.wants("halfcap") {
+        let capacity = burst(&opts, &tmp, backend, opts.burst, None).await?;
+        if opts.wants("halfcap") {
+            // Half capacity: timers spread over 10 s at half the measured rate.
+            let half = ((capacity / 2.0) * 10.0).max(10.0) as usize;
+            burst(&opts, &tmp, backend, half, Some(Duration::from_secs(10))).await?;
+        }
+    }
+    if opts.wants("restart") {
+        restart(&opts, &tmp, backend, opts.pending).await?;
+    }
+    if opts.wants("idle") {
+        restart(&opts, &tmp, backend, 0).await?;
+    }
+    if opts.wants("email") {
+        emails(&opts, &tmp, backend, calendar).await?;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
 

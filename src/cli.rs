@@ -81,7 +81,7 @@ pub enum Command {
         #[arg(long)]
         database: Option<String>,
         /// Branch counts for materialising a round of 8 tasks per branch.
-        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
         branches: Vec<usize>,
         /// Timers due in the same second.
         #[arg(long, default_value_t = 100_000)]
@@ -92,6 +92,9 @@ pub enum Command {
         /// Emails to the loopback SMTP sink.
         #[arg(long, default_value_t = 2000)]
         emails: usize,
+        /// Run only these measurements (materialise, burst, halfcap, restart, idle, email).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Workflow versions and their differences.
     #[command(subcommand)]

@@ -257,6 +257,7 @@ pub async fn run_command(
             burst,
             pending,
             emails,
+            only,
         } => {
             let exe = std::env::current_exe().context("locating the yanzhen binary")?;
             crate::bench::run(crate::bench::BenchOptions {
@@ -266,6 +267,7 @@ pub async fn run_command(
                 pending,
                 emails,
                 exe,
+                only,
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -600,11 +602,14 @@ async fn shutdown_signal() {
 }
 
 /// Reload on SIGHUP and when watched files change, until shutdown.
-async fn reload_loop(
+fn reload_loop(
     e: Arc<Engine>,
     config: std::path::PathBuf,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
+) -> impl std::future::Future<Output = ()> {
+    // The watcher and the SIGHUP handler are installed before this returns, i.e. before
+    // the daemon reports itself started: an edit or a `yanzhen reload` right after start
+    // must not be missed (an unhandled SIGHUP would even end the process).
     use tokio::signal::unix::{SignalKind, signal};
     let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
     let cat = e.catalog();
@@ -619,7 +624,7 @@ async fn reload_loop(
             dir.to_path_buf()
         });
     }
-    let _watcher = match crate::reload::watch(&paths, tx) {
+    let watcher = match crate::reload::watch(&paths, tx) {
         Ok(w) => Some(w),
         Err(err) => {
             tracing::warn!(error = %err, "file watching unavailable; reload with SIGHUP or `yanzhen reload`");
@@ -627,17 +632,20 @@ async fn reload_loop(
         }
     };
     let mut hup = signal(SignalKind::hangup()).ok();
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            Some(()) = changed.recv() => {
-                while changed.try_recv().is_ok() {}
-                tracing::info!("files changed; reloading");
+    async move {
+        let _keep_watching = watcher;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                Some(()) = changed.recv() => {
+                    while changed.try_recv().is_ok() {}
+                    tracing::info!("files changed; reloading");
+                }
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    tracing::info!("SIGHUP; reloading");
+                }
             }
-            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                tracing::info!("SIGHUP; reloading");
-            }
+            e.reload(&config).await;
         }
-        e.reload(&config).await;
     }
 }

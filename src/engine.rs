@@ -542,6 +542,9 @@ impl Engine {
     }
 
     /// Fire every timer due now, repeatedly, until none is due. Returns what fired.
+    ///
+    /// Each claimed batch is written in one transaction (a commit per timer capped the
+    /// firing rate at a few thousand per second on SQLite).
     pub async fn fire_due(&self) -> Result<Vec<Fired>> {
         let mut fired = Vec::new();
         loop {
@@ -553,56 +556,95 @@ impl Engine {
             if batch.is_empty() {
                 break;
             }
-            for t in batch {
-                let effects = match self.effects(&t, now).await {
+            let mut items = Vec::with_capacity(batch.len());
+            for t in &batch {
+                let effects = match self.effects(t, now).await {
                     Ok(e) => e,
                     // The database failed, not the timer (e.g. it went away while the task
                     // was read): firing now would drop the notifications. Leave the timer
                     // claimed; it is fired when the lease expires, like after a crash.
                     Err(e @ EngineError::Store(_)) => return Err(e),
-                    Err(e) => {
-                        // A timer whose effects cannot be computed is fired with an audit
-                        // entry instead of retried forever.
-                        tracing::error!(timer = %t.key, error = %e, "timer failed");
-                        FireEffects {
-                            audit: vec![audit(
-                                now,
-                                "daemon",
-                                "timer.error",
-                                &t.key,
-                                serde_json::json!({"error": e.to_string()}),
-                            )],
-                            ..Default::default()
-                        }
-                    }
+                    // A timer whose effects cannot be computed is fired with an audit
+                    // entry instead of retried forever.
+                    Err(e) => self.failed_effects(t, now, &e.to_string()),
                 };
-                let notifications = effects.notifications.len();
-                let started_round = effects.round.is_some();
-                if self
-                    .store
-                    .fire_timer(t.id, &self.owner, ms(now), effects)
-                    .await?
-                {
-                    tracing::info!(timer = %t.key, kind = %t.kind, late_ms = ms(now) - t.due_at, notifications, "timer fired");
-                    if notifications > 0 {
-                        self.wake_outbox();
-                    }
-                    metrics::counter!("yanzhen_timers_fired_total", "kind" => t.kind.clone())
-                        .increment(1);
-                    metrics::histogram!("yanzhen_timer_lateness_seconds")
-                        .record((ms(now) - t.due_at).max(0) as f64 / 1000.0);
-                    fired.push(Fired {
-                        timer: t,
-                        at: now,
-                        notifications,
-                        started_round,
-                    });
-                } else {
-                    tracing::warn!(timer = %t.key, "lease lost before firing; another daemon has it");
+                items.push((t.id, effects));
+            }
+            let outcome = match self.store.fire_timers(&self.owner, ms(now), &items).await {
+                Ok(o) => o,
+                Err(e) if is_data_error(&e) => {
+                    self.fire_one_by_one(&batch, &mut items, now).await?
                 }
+                Err(e) => return Err(e.into()),
+            };
+            let mut woke_outbox = false;
+            for ((t, (_, effects)), ok) in batch.into_iter().zip(items).zip(outcome) {
+                let notifications = effects.notifications.len();
+                if !ok {
+                    tracing::warn!(timer = %t.key, "lease lost before firing; another daemon has it");
+                    continue;
+                }
+                tracing::info!(timer = %t.key, kind = %t.kind, late_ms = ms(now) - t.due_at, notifications, "timer fired");
+                if notifications > 0 && !woke_outbox {
+                    self.wake_outbox();
+                    woke_outbox = true;
+                }
+                metrics::counter!("yanzhen_timers_fired_total", "kind" => t.kind.clone())
+                    .increment(1);
+                metrics::histogram!("yanzhen_timer_lateness_seconds")
+                    .record((ms(now) - t.due_at).max(0) as f64 / 1000.0);
+                fired.push(Fired {
+                    timer: t,
+                    at: now,
+                    notifications,
+                    started_round: effects.round.is_some(),
+                });
             }
         }
         Ok(fired)
+    }
+
+    /// The effects of a timer whose own effects could not be computed or written: an audit
+    /// entry saying why, so the timer fires once instead of failing forever.
+    fn failed_effects(&self, t: &TimerRow, now: DateTime<Utc>, error: &str) -> FireEffects {
+        tracing::error!(timer = %t.key, error = %error, "timer failed");
+        FireEffects {
+            audit: vec![audit(
+                now,
+                "daemon",
+                "timer.error",
+                &t.key,
+                serde_json::json!({"error": error}),
+            )],
+            ..Default::default()
+        }
+    }
+
+    /// A batch was refused because of one timer's data: fire them one at a time, so only
+    /// the faulty timer is fired with an error audit instead of its effects.
+    async fn fire_one_by_one(
+        &self,
+        batch: &[TimerRow],
+        items: &mut [(i64, FireEffects)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>> {
+        let mut out = Vec::with_capacity(items.len());
+        for (t, item) in batch.iter().zip(items.iter_mut()) {
+            let one = std::slice::from_ref(item);
+            match self.store.fire_timers(&self.owner, ms(now), one).await {
+                Ok(o) => out.push(o.first().copied().unwrap_or(false)),
+                Err(e) if is_data_error(&e) => {
+                    item.1 = self.failed_effects(t, now, &e.to_string());
+                    let o = self
+                        .store
+                        .fire_timers(&self.owner, ms(now), std::slice::from_ref(item))
+                        .await?;
+                    out.push(o.first().copied().unwrap_or(false));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
     }
 
     /// The earliest instant something becomes due.
@@ -1470,6 +1512,12 @@ impl Engine {
 /// Whole calendar days from `now` to `due` in the office's time zone (negative when past).
 pub fn days_between(now: DateTime<Utc>, due: DateTime<Utc>, tz: chrono_tz::Tz) -> i64 {
     (due.with_timezone(&tz).date_naive() - now.with_timezone(&tz).date_naive()).num_days()
+}
+
+/// A store error caused by the data written (a missing row, a refused state change), not
+/// by the database being unavailable: retrying the same write cannot succeed.
+fn is_data_error(e: &StoreError) -> bool {
+    matches!(e, StoreError::NotFound(_) | StoreError::WrongState { .. })
 }
 
 fn is_overdue(t: &TaskRow, now: Millis) -> bool {

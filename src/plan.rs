@@ -19,6 +19,9 @@ use std::collections::{BTreeMap, HashMap};
 /// The largest `reminders.overdue.max` a workflow may set.
 pub const MAX_OVERDUE_REMINDERS: u32 = 1000;
 
+/// How many dates one date may depend on through a chain of anchors.
+pub const MAX_DATE_CHAIN: usize = 100;
+
 /// Everything a round's plan depends on.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
@@ -565,6 +568,19 @@ impl<'a> Planner<'a> {
                 return None;
             }
             None => {}
+        }
+        // Resolution recurses once per link: a long forward chain would overflow the stack.
+        if self.stack.len() >= MAX_DATE_CHAIN {
+            self.error(
+                "invalid-when",
+                from_loc,
+                format!(
+                    "the {} depends on a chain of more than {MAX_DATE_CHAIN} other dates",
+                    self.point_name(pt)
+                ),
+                Some("count from `round_start`, an earlier stage or a fixed date".into()),
+            );
+            return None;
         }
         self.memo.insert(pt, State::Visiting);
         self.stack.push(pt);

@@ -14,6 +14,8 @@ use tokio::sync::watch;
 pub const MAX_SLEEP: Duration = Duration::from_secs(10);
 /// Pause after a failed iteration (database down) before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_secs(2);
+/// Pause when something is due but nothing could be claimed.
+const HOT_LOOP_PAUSE_MS: i64 = 50;
 
 /// One iteration: fire everything due now. Shared by `serve` and `simulate`.
 pub async fn step(engine: &Engine) -> Vec<Fired> {
@@ -38,7 +40,9 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             break;
         }
-        let failed = try_step(&engine).await.is_none();
+        let outcome = try_step(&engine).await;
+        let failed = outcome.is_none();
+        let fired_any = outcome.is_some_and(|f| !f.is_empty());
         let clock = engine.clock().clone();
         let (until, max) = match engine.next_due_at().await {
             Ok(Some(next)) => (next, MAX_SLEEP),
@@ -58,12 +62,16 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
         } else {
             (until, max)
         };
-        // Something became due while we were firing: go round again at once (a short
-        // pause only guards against a hot loop if a due timer cannot be claimed).
-        let max = if until <= clock.now() {
-            Duration::from_millis(50).min(max)
+        // Something became due while we were firing: go round again at once. If nothing
+        // could be claimed although something is due (another daemon holds the row lock),
+        // pause briefly instead of spinning.
+        let (until, max) = if until <= clock.now() && !fired_any {
+            (
+                clock.now() + chrono::Duration::milliseconds(HOT_LOOP_PAUSE_MS),
+                Duration::from_millis(HOT_LOOP_PAUSE_MS as u64).min(max),
+            )
         } else {
-            max
+            (until, max)
         };
         tokio::select! {
             _ = clock.sleep_until(until, max) => {}

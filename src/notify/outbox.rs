@@ -45,6 +45,10 @@ pub struct Outbox {
     /// that failed (database error); the next pass hands them back at once instead of
     /// leaving them to wait out the lease (90 s by default) with nobody sending them.
     unsettled: std::sync::Mutex<Vec<i64>>,
+    /// Set by [`run`](Self::run) when shutdown is asked for during a pass: the pass ends
+    /// after the message in hand and hands back the rest of its claim, instead of working
+    /// through a rate-limited backlog first.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -104,6 +108,7 @@ impl Outbox {
             limits,
             lease_ms,
             unsettled: std::sync::Mutex::new(Vec::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -112,18 +117,12 @@ impl Outbox {
         let store = self.engine.store().clone();
         let owner = format!("{}:outbox", self.engine.owner());
         let mut sent = 0;
-        let orphans = self.take_unsettled();
-        if !orphans.is_empty() {
-            let retry = Delivery::Retry {
-                at: ms(self.engine.clock().now()),
-                error: "claimed by a delivery pass that failed on a database error".into(),
-            };
-            if let Err(e) = store.settle_outbox(&orphans, &owner, retry).await {
-                self.track(&orphans);
-                return Err(e);
-            }
-        }
+        self.release_unsettled(&owner, "claimed by a delivery pass that failed")
+            .await?;
         loop {
+            if self.stopping() {
+                return Ok(sent);
+            }
             let now = self.engine.clock().now();
             let rows = store
                 .claim_outbox(ms(now), &owner, self.lease_ms, BATCH)
@@ -132,40 +131,98 @@ impl Outbox {
                 return Ok(sent);
             }
             self.track(&rows.iter().map(|r| r.id).collect::<Vec<_>>());
-            for group in self.groups(rows) {
-                let ids: Vec<i64> = group.iter().map(|r| r.id).collect();
-                let mid = match group.iter().find_map(|r| r.message_id.clone()) {
-                    Some(m) => m,
-                    None => {
-                        let keys: Vec<&str> = group.iter().map(|r| r.key.as_str()).collect();
-                        let m = message_id(&keys);
-                        store.assign_message_id(&ids, &owner, &m).await?;
-                        m
-                    }
-                };
-                let msg = self.message(&group, mid);
-                let outcome = self.attempt(&msg, &group).await;
-                let now = self.engine.clock().now();
-                let delivery = match outcome {
-                    Ok(()) => {
-                        sent += 1;
-                        Delivery::Sent { at: ms(now) }
-                    }
-                    Err(e) => self.failure(&group, &msg, e, now),
-                };
-                let outcome = match &delivery {
-                    Delivery::Sent { .. } => "sent",
-                    Delivery::Retry { .. } => "failed",
-                    Delivery::Dead { .. } => "dead",
-                };
-                metrics::counter!("yanzhen_notifications_total", "outcome" => outcome)
-                    .increment(ids.len() as u64);
-                if store.settle_outbox(&ids, &owner, delivery).await? == 0 {
-                    tracing::warn!(message_id = %msg.message_id, "outbox claim lost while sending; another sender owns it");
+            // Several messages in flight at once, one per pooled SMTP connection: a send is
+            // mostly waiting on the server.
+            use futures_util::StreamExt as _;
+            let mut passes = futures_util::stream::iter(self.groups(rows))
+                .map(|group| self.deliver_group(group, &owner))
+                .buffer_unordered(self.concurrency());
+            let mut failed = None;
+            while let Some(r) = passes.next().await {
+                match r {
+                    Ok(true) => sent += 1,
+                    Ok(false) => {}
+                    Err(e) => failed = Some(e),
                 }
-                self.untrack(&ids);
+            }
+            drop(passes);
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if self.stopping() {
+                self.release_unsettled(&owner, "the sender stopped before sending it")
+                    .await?;
+                return Ok(sent);
             }
         }
+    }
+
+    /// How many messages go out at once: the SMTP pool's size (at least one).
+    fn concurrency(&self) -> usize {
+        self.cfg
+            .smtp
+            .as_ref()
+            .map_or(1, |s| s.pool_size.max(1) as usize)
+    }
+
+    /// Send one group and settle its rows; true when it went out. A group reached after
+    /// shutdown was asked for is left claimed for [`release_unsettled`](Self::release_unsettled).
+    async fn deliver_group(&self, group: Vec<OutboxRow>, owner: &str) -> Result<bool, StoreError> {
+        if self.stopping() {
+            return Ok(false);
+        }
+        let store = self.engine.store();
+        let ids: Vec<i64> = group.iter().map(|r| r.id).collect();
+        let mid = match group.iter().find_map(|r| r.message_id.clone()) {
+            Some(m) => m,
+            None => {
+                let keys: Vec<&str> = group.iter().map(|r| r.key.as_str()).collect();
+                let m = message_id(&keys);
+                store.assign_message_id(&ids, owner, &m).await?;
+                m
+            }
+        };
+        let msg = self.message(&group, mid);
+        let outcome = self.attempt(&msg, &group).await;
+        let now = self.engine.clock().now();
+        let sent = outcome.is_ok();
+        let delivery = match outcome {
+            Ok(()) => Delivery::Sent { at: ms(now) },
+            Err(e) => self.failure(&group, &msg, e, now),
+        };
+        let outcome = match &delivery {
+            Delivery::Sent { .. } => "sent",
+            Delivery::Retry { .. } => "failed",
+            Delivery::Dead { .. } => "dead",
+        };
+        metrics::counter!("yanzhen_notifications_total", "outcome" => outcome)
+            .increment(ids.len() as u64);
+        if store.settle_outbox(&ids, owner, delivery).await? == 0 {
+            tracing::warn!(message_id = %msg.message_id, "outbox claim lost while sending; another sender owns it");
+        }
+        self.untrack(&ids);
+        Ok(sent)
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Hand back, due now, the rows this sender claimed and has not settled.
+    async fn release_unsettled(&self, owner: &str, why: &str) -> Result<(), StoreError> {
+        let ids = self.take_unsettled();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let retry = Delivery::Retry {
+            at: ms(self.engine.clock().now()),
+            error: why.into(),
+        };
+        if let Err(e) = self.engine.store().settle_outbox(&ids, owner, retry).await {
+            self.track(&ids);
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn track(&self, ids: &[i64]) {
@@ -187,14 +244,24 @@ impl Outbox {
             .unwrap_or_default()
     }
 
-    /// Run until `shutdown` turns true; a send in progress finishes first.
+    /// Run until `shutdown` turns true; a send in progress finishes first, and what the
+    /// pass had claimed beyond it is handed back.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(mode = ?self.cfg.mode, "outbox sender started");
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let failed = match self.deliver_due().await {
+            let pass = self.deliver_due();
+            tokio::pin!(pass);
+            let result = tokio::select! {
+                r = &mut pass => r,
+                true = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => {
+                    self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+                    pass.await
+                }
+            };
+            let failed = match result {
                 Ok(_) => false,
                 Err(e) => {
                     tracing::error!(error = %e, "outbox delivery failed; will retry");

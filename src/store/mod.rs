@@ -618,6 +618,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         effects: FireEffects,
     ) -> Result<bool>;
 
+    /// [`fire_timer`](Self::fire_timer) for several claimed timers in one transaction (a
+    /// commit per timer caps the firing rate). Returns, in order, whether each fired; one
+    /// whose claim `owner` lost is skipped with its effects. Any error rolls back them all.
+    async fn fire_timers(
+        &self,
+        owner: &str,
+        now: Millis,
+        batch: &[(i64, FireEffects)],
+    ) -> Result<Vec<bool>>;
+
     /// Give a claimed timer back (graceful shutdown) so another daemon can take it at once.
     async fn release_timer(&self, timer_id: i64, owner: &str) -> Result<()>;
 

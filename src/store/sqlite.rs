@@ -32,6 +32,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// `BEGIN IMMEDIATE` with the busy timeout).
 const FILE_POOL_SIZE: u32 = 4;
 
+/// Rows per multi-row INSERT (11 parameters a task row: well under SQLite's 32,766 and
+/// PostgreSQL's 65,535 bound parameters per statement).
+pub(crate) const INSERT_CHUNK: usize = 1000;
+
 /// How long a writer waits for the write lock before failing with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -606,11 +610,60 @@ macro_rules! store_impl {
                         .fetch_optional(&mut *c)
                         .await?;
                     let Some(id) = id else { return Ok(None) };
-                    for t in tasks {
-                        Self::insert_task(c, id, t, r.created_at).await?;
+                    // Multi-row inserts: a statement per row made a 100k-branch round take
+                    // minutes. Task ids come back with their keys for the timers.
+                    let mut task_ids = std::collections::HashMap::with_capacity(tasks.len());
+                    for chunk in tasks.chunks($crate::store::sqlite::INSERT_CHUNK) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO tasks (round_id, key, task, stage, title, assignee_kind, \
+                             assignee_id, assignee_name, due_at, state, completed_at, updated_at) ",
+                        );
+                        q.push_values(chunk, |mut b, t| {
+                            b.push_bind(id)
+                                .push_bind(t.key.clone())
+                                .push_bind(t.task.clone())
+                                .push_bind(t.stage.clone())
+                                .push_bind(t.title.clone())
+                                .push_bind(t.assignee_kind.clone())
+                                .push_bind(t.assignee_id.clone())
+                                .push_bind(t.assignee_name.clone())
+                                .push_bind(t.due_at)
+                                .push_bind(t.state.clone())
+                                .push_bind(None::<i64>)
+                                .push_bind(r.created_at);
+                        });
+                        q.push(" RETURNING id, key");
+                        let rows: Vec<(i64, String)> =
+                            q.build_query_as().fetch_all(&mut *c).await?;
+                        task_ids.extend(rows.into_iter().map(|(i, k)| (k, i)));
                     }
-                    for t in timers {
-                        Self::insert_timer(c, t, Some(id), None).await?;
+                    for chunk in timers.chunks($crate::store::sqlite::INSERT_CHUNK) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO timers (key, round_id, task_id, kind, due_at, payload_json) ",
+                        );
+                        let mut missing = None;
+                        q.push_values(chunk, |mut b, t| {
+                            let task_id = t.task_key.as_ref().and_then(|k| {
+                                let found = task_ids.get(k).copied();
+                                if found.is_none() {
+                                    missing = Some((k.clone(), t.key.clone()));
+                                }
+                                found
+                            });
+                            b.push_bind(t.key.clone())
+                                .push_bind(id)
+                                .push_bind(task_id)
+                                .push_bind(t.kind.clone())
+                                .push_bind(t.due_at)
+                                .push_bind(t.payload_json.clone());
+                        });
+                        if let Some((key, timer)) = missing {
+                            return Err(StoreError::NotFound(format!(
+                                "task `{key}` in round {id} for timer `{timer}`"
+                            )));
+                        }
+                        q.push(" ON CONFLICT (key) DO NOTHING");
+                        q.build().execute(&mut *c).await?;
                     }
                     Ok(Some(id))
                 }
@@ -987,32 +1040,50 @@ macro_rules! store_impl {
                     now: Millis,
                     effects: FireEffects,
                 ) -> Result<bool> {
+                    let fired = self.fire_timers(owner, now, &[(timer_id, effects)]).await?;
+                    Ok(fired.first().copied().unwrap_or(false))
+                }
+
+                async fn fire_timers(
+                    &self,
+                    owner: &str,
+                    now: Millis,
+                    batch: &[(i64, FireEffects)],
+                ) -> Result<Vec<bool>> {
+                    let mut out = Vec::with_capacity(batch.len());
                     let mut tx = self.begin_write().await?;
-                    let fired = sqlx::query(sql::TIMER_FIRE)
-                        .bind(timer_id)
-                        .bind(owner)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    if fired.rows_affected() == 0 {
+                    for (timer_id, effects) in batch {
+                        let fired = sqlx::query(sql::TIMER_FIRE)
+                            .bind(timer_id)
+                            .bind(owner)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                        if fired.rows_affected() == 0 {
+                            out.push(false);
+                            continue;
+                        }
+                        for n in &effects.notifications {
+                            Self::insert_notification(&mut tx, n).await?;
+                        }
+                        for t in &effects.timers {
+                            Self::insert_timer(&mut tx, t, None, None).await?;
+                        }
+                        if let Some((round, tasks, timers)) = &effects.round {
+                            // A used kickoff key means the round exists: nothing to add.
+                            Self::insert_round(&mut tx, round, tasks, timers).await?;
+                        }
+                        for a in &effects.audit {
+                            Self::insert_audit(&mut tx, a).await?;
+                        }
+                        out.push(true);
+                    }
+                    if out.iter().any(|f| *f) {
+                        tx.commit().await?;
+                    } else {
                         tx.rollback().await?;
-                        return Ok(false);
                     }
-                    for n in &effects.notifications {
-                        Self::insert_notification(&mut tx, n).await?;
-                    }
-                    for t in &effects.timers {
-                        Self::insert_timer(&mut tx, t, None, None).await?;
-                    }
-                    if let Some((round, tasks, timers)) = &effects.round {
-                        // A used kickoff key means the round exists: nothing to add.
-                        Self::insert_round(&mut tx, round, tasks, timers).await?;
-                    }
-                    for a in &effects.audit {
-                        Self::insert_audit(&mut tx, a).await?;
-                    }
-                    tx.commit().await?;
-                    Ok(true)
+                    Ok(out)
                 }
 
                 async fn release_timer(&self, timer_id: i64, owner: &str) -> Result<()> {

@@ -87,7 +87,9 @@ fn parse_args() -> Opts {
             "--engine" => o.engine = Some(val()),
             "--apalis-poll-ms" => o.apalis_poll_ms = val().parse().unwrap_or_else(|_| usage()),
             "--apalis-batch" => o.apalis_batch = val().parse().unwrap_or_else(|_| usage()),
-            "--apalis-heartbeat-s" => o.apalis_heartbeat_s = val().parse().unwrap_or_else(|_| usage()),
+            "--apalis-heartbeat-s" => {
+                o.apalis_heartbeat_s = val().parse().unwrap_or_else(|_| usage())
+            }
             "--timeout-s" => o.timeout_s = val().parse().unwrap_or_else(|_| usage()),
             "--baseline" => o.baseline = Some(val()),
             "-h" | "--help" => usage(),
@@ -106,11 +108,17 @@ fn parse_args() -> Opts {
 }
 
 fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock before 1970").as_micros() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock before 1970")
+        .as_micros() as i64
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock before 1970").as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock before 1970")
+        .as_secs()
 }
 
 /// ceil(us / 1e6): the whole Unix second a peer is asked to fire at (never before `us`).
@@ -121,7 +129,12 @@ fn ceil_secs(us: i64) -> u64 {
 /// Peak resident set size of this process (kB), from /proc/self/status.
 fn vm_hwm_kib() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Shared by every timer action: due times, first-run times and counters.
@@ -135,13 +148,21 @@ struct Shared {
 impl Shared {
     fn new(due_us: Vec<i64>) -> Self {
         let ran_us = due_us.iter().map(|_| AtomicI64::new(0)).collect();
-        Shared { due_us, ran_us, runs: AtomicUsize::new(0), duplicates: AtomicUsize::new(0) }
+        Shared {
+            due_us,
+            ran_us,
+            runs: AtomicUsize::new(0),
+            duplicates: AtomicUsize::new(0),
+        }
     }
 
     /// The timer action: count it and record when it ran (lateness = ran - due).
     fn fire(&self, i: usize) {
         let now = now_us();
-        if self.ran_us[i].compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if self.ran_us[i]
+            .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             self.duplicates.fetch_add(1, Ordering::Relaxed);
         }
         self.runs.fetch_add(1, Ordering::AcqRel);
@@ -154,7 +175,13 @@ fn workload(n: usize, spread: bool) -> (i64, Vec<i64>) {
     let t0 = ceil_secs(start + LEAD.as_micros() as i64) as i64 * 1_000_000;
     let span = WINDOW.as_micros() as i64;
     let dues = (0..n)
-        .map(|i| if spread && n > 1 { t0 + span * i as i64 / (n as i64 - 1) } else { t0 })
+        .map(|i| {
+            if spread && n > 1 {
+                t0 + span * i as i64 / (n as i64 - 1)
+            } else {
+                t0
+            }
+        })
         .collect();
     (t0, dues)
 }
@@ -208,7 +235,12 @@ fn summarise(o: &Opts, sh: &Shared, t0: i64, scheduled_at: i64, started: i64, s:
     late_ms.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     let fired = late_ms.len();
     // Longest stretch (after T0) in which no timer ran although some were due: a stall detector.
-    let mut ran: Vec<i64> = sh.ran_us.iter().map(|r| r.load(Ordering::Acquire)).filter(|&r| r != 0).collect();
+    let mut ran: Vec<i64> = sh
+        .ran_us
+        .iter()
+        .map(|r| r.load(Ordering::Acquire))
+        .filter(|&r| r != 0)
+        .collect();
     ran.sort_unstable();
     let mut max_gap = 0i64;
     let mut prev = t0;
@@ -296,11 +328,28 @@ async fn run_tcs(o: &Opts, big_channel: bool) -> Value {
     let scheduled_at = now_us();
     wait_all(&sh, last_due, Duration::from_secs(o.timeout_s)).await;
     let extra = json!({"channel_size": channel, "tick_interval_ms": 500, "store": "in-memory (default features)"});
-    let notes = "scheduler loop sleeps 500 ms between ticks (hard-coded); due times have 1 s resolution; \
+    let notes =
+        "scheduler loop sleeps 500 ms between ticks (hard-coded); due times have 1 s resolution; \
                  in-memory store: nothing survives a restart"
-        .to_string();
-    let variant = if big_channel { format!("channel_size {channel}") } else { "defaults (channel_size 200)".into() };
-    summarise(o, &sh, t0, scheduled_at, started, Setup { engine: "tokio-cron-scheduler", variant, notes, extra })
+            .to_string();
+    let variant = if big_channel {
+        format!("channel_size {channel}")
+    } else {
+        "defaults (channel_size 200)".into()
+    };
+    summarise(
+        o,
+        &sh,
+        t0,
+        scheduled_at,
+        started,
+        Setup {
+            engine: "tokio-cron-scheduler",
+            variant,
+            notes,
+            extra,
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -315,7 +364,10 @@ async fn run_tcs(o: &Opts, big_channel: bool) -> Value {
 // field that shows such stalls.
 // ---------------------------------------------------------------------------------------
 
-async fn apalis_fire(i: u32, sh: apalis::prelude::Data<Arc<Shared>>) -> Result<(), apalis::prelude::BoxDynError> {
+async fn apalis_fire(
+    i: u32,
+    sh: apalis::prelude::Data<Arc<Shared>>,
+) -> Result<(), apalis::prelude::BoxDynError> {
     sh.fire(i as usize);
     Ok(())
 }
@@ -330,10 +382,16 @@ async fn run_apalis(o: &Opts, concurrency: Option<usize>, heartbeat_s: Option<u6
     let started = now_us();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("apalis.sqlite3");
-    let pool = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&path).create_if_missing(true))
+    let pool = SqlitePool::connect_with(
+        SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true),
+    )
+    .await
+    .expect("open sqlite");
+    SqliteStorage::setup(&pool)
         .await
-        .expect("open sqlite");
-    SqliteStorage::setup(&pool).await.expect("apalis-sqlite setup");
+        .expect("apalis-sqlite setup");
     let journal: String = sqlx_journal_mode(&pool).await;
 
     let (t0, dues) = workload(o.n, o.spread);
@@ -342,18 +400,29 @@ async fn run_apalis(o: &Opts, concurrency: Option<usize>, heartbeat_s: Option<u6
     let config = Config::default()
         .batch_size(o.apalis_batch)
         .heartbeat_interval(Duration::from_secs(heartbeat_s));
-    let mut storage: SqliteStorage<u32> = SqliteStorage::new(&pool).with_config(config.clone().queue("peers"));
+    let mut storage: SqliteStorage<u32> =
+        SqliteStorage::new(&pool).with_config(config.clone().queue("peers"));
     let tasks: Vec<_> = (0..o.n)
-        .map(|i| TaskBuilder::new(i as u32).run_at_timestamp(ceil_secs(sh.due_us[i])).build())
+        .map(|i| {
+            TaskBuilder::new(i as u32)
+                .run_at_timestamp(ceil_secs(sh.due_us[i]))
+                .build()
+        })
         .collect();
-    storage.push_all(&mut futures::stream::iter(tasks)).await.expect("push_all");
+    storage
+        .push_all(&mut futures::stream::iter(tasks))
+        .await
+        .expect("push_all");
     let scheduled_at = now_us();
 
     let backend = storage.poll_with_interval(Duration::from_millis(o.apalis_poll_ms));
     let worker_sh = sh.clone();
     match concurrency {
         None => {
-            let w = WorkerBuilder::new("peers-1").backend(backend).data(worker_sh).build(apalis_fire);
+            let w = WorkerBuilder::new("peers-1")
+                .backend(backend)
+                .data(worker_sh)
+                .build(apalis_fire);
             tokio::spawn(async move { w.run().await });
         }
         Some(c) => {
@@ -385,7 +454,19 @@ async fn run_apalis(o: &Opts, concurrency: Option<usize>, heartbeat_s: Option<u6
         o.apalis_batch,
         heartbeat_s
     );
-    let v = summarise(o, &sh, t0, scheduled_at, started, Setup { engine: "apalis-sqlite", variant, notes, extra });
+    let v = summarise(
+        o,
+        &sh,
+        t0,
+        scheduled_at,
+        started,
+        Setup {
+            engine: "apalis-sqlite",
+            variant,
+            notes,
+            extra,
+        },
+    );
     drop(dir);
     v
 }
@@ -403,13 +484,21 @@ async fn sqlx_journal_mode(pool: &apalis_sqlite::SqlitePool) -> String {
 // ---------------------------------------------------------------------------------------
 
 fn child_args(o: &Opts, variant: &str) -> Vec<String> {
-    let mut a = vec!["--n".into(), o.n.to_string(), "--engine".into(), variant.into()];
+    let mut a = vec![
+        "--n".into(),
+        o.n.to_string(),
+        "--engine".into(),
+        variant.into(),
+    ];
     if o.spread {
         a.push("--spread".into());
     }
     a.extend(["--apalis-poll-ms".into(), o.apalis_poll_ms.to_string()]);
     a.extend(["--apalis-batch".into(), o.apalis_batch.to_string()]);
-    a.extend(["--apalis-heartbeat-s".into(), o.apalis_heartbeat_s.to_string()]);
+    a.extend([
+        "--apalis-heartbeat-s".into(),
+        o.apalis_heartbeat_s.to_string(),
+    ]);
     a.extend(["--timeout-s".into(), o.timeout_s.to_string()]);
     a
 }
@@ -418,10 +507,25 @@ fn run_children(o: &Opts) -> Vec<Value> {
     let exe = std::env::current_exe().expect("current_exe");
     let mut out = Vec::new();
     for v in VARIANTS {
-        eprintln!("# running {v} ({} timers, {})", o.n, if o.spread { "spread over 10 s" } else { "burst" });
-        let res = Command::new(&exe).args(child_args(o, v)).output().expect("spawn child");
+        eprintln!(
+            "# running {v} ({} timers, {})",
+            o.n,
+            if o.spread {
+                "spread over 10 s"
+            } else {
+                "burst"
+            }
+        );
+        let res = Command::new(&exe)
+            .args(child_args(o, v))
+            .output()
+            .expect("spawn child");
         let stdout = String::from_utf8_lossy(&res.stdout);
-        match stdout.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok()) {
+        match stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<Value>(l).ok())
+        {
             Some(j) if res.status.success() => {
                 println!("{j}");
                 out.push(j);
@@ -456,17 +560,28 @@ fn print_table(o: &Opts, rows: &[Value]) {
         "# {} — {} one-shot timers{}",
         if o.spread { "spread" } else { "burst" },
         o.n,
-        if o.spread { " spread evenly over 10 s" } else { " due at the same instant" }
+        if o.spread {
+            " spread evenly over 10 s"
+        } else {
+            " due at the same instant"
+        }
     );
     println!(
         "| {:<22} | {:<50} | {:>6} | {:>6} | {:>8} | {:>9} | {:>9} | {:>9} | {:>9} | {:>10} | {:>9} |",
         "engine", "variant", "fired", "missed", "drain s", "timers/s", "p50 ms", "p99 ms", "max ms", "max gap ms", "RSS MiB"
     );
-    println!("|{:-<24}|{:-<52}|{:->8}|{:->8}|{:->10}|{:->11}|{:->11}|{:->11}|{:->11}|{:->12}|{:->11}|", "", "", "", "", "", "", "", "", "", "", "");
+    println!(
+        "|{:-<24}|{:-<52}|{:->8}|{:->8}|{:->10}|{:->11}|{:->11}|{:->11}|{:->11}|{:->12}|{:->11}|",
+        "", "", "", "", "", "", "", "", "", "", ""
+    );
     for r in rows {
         let res = &r["result"];
         if let Some(e) = res.get("error") {
-            println!("| {:<22} | ERROR: {}", res["engine"].as_str().unwrap_or("?"), e);
+            println!(
+                "| {:<22} | ERROR: {}",
+                res["engine"].as_str().unwrap_or("?"),
+                e
+            );
             continue;
         }
         println!(
@@ -498,7 +613,11 @@ fn print_ratios(o: &Opts, rows: &[Value], path: &str) {
             return;
         }
     };
-    let want: &[&str] = if o.spread { &["spread", "halfcap"] } else { &["burst"] };
+    let want: &[&str] = if o.spread {
+        &["spread", "halfcap"]
+    } else {
+        &["burst"]
+    };
     let base = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -518,10 +637,19 @@ fn print_ratios(o: &Opts, rows: &[Value], path: &str) {
         fmt_opt(f(b, &["lateness_ms", "p99"]), 1)
     );
     if b["timers"].as_u64() != Some(o.n as u64) {
-        println!("# WARNING: yanzhen ran {} timers, peers ran {}: ratios compare different loads", b["timers"], o.n);
+        println!(
+            "# WARNING: yanzhen ran {} timers, peers ran {}: ratios compare different loads",
+            b["timers"], o.n
+        );
     }
-    println!("| {:<22} | {:<50} | {:>8} | {:>9} | {:>8} | {:>8} | {:>8} | {:>8} |", "engine", "variant", "drain", "timers/s", "p50", "p99", "max", "RSS");
-    println!("|{:-<24}|{:-<52}|{:->10}|{:->11}|{:->10}|{:->10}|{:->10}|{:->10}|", "", "", "", "", "", "", "", "");
+    println!(
+        "| {:<22} | {:<50} | {:>8} | {:>9} | {:>8} | {:>8} | {:>8} | {:>8} |",
+        "engine", "variant", "drain", "timers/s", "p50", "p99", "max", "RSS"
+    );
+    println!(
+        "|{:-<24}|{:-<52}|{:->10}|{:->11}|{:->10}|{:->10}|{:->10}|{:->10}|",
+        "", "", "", "", "", "", "", ""
+    );
     let ratio = |p: Option<f64>, y: Option<f64>| match (p, y) {
         (Some(p), Some(y)) if y.abs() > 1e-9 => format!("{:.2}x", p / y),
         _ => "-".into(),
@@ -537,9 +665,18 @@ fn print_ratios(o: &Opts, rows: &[Value], path: &str) {
             res["variant"].as_str().unwrap_or("?"),
             ratio(f(res, &["drain_s"]), f(b, &["drain_s"])),
             ratio(f(res, &["fires_per_s"]), f(b, &["fires_per_s"])),
-            ratio(f(res, &["lateness_ms", "p50"]), f(b, &["lateness_ms", "p50"])),
-            ratio(f(res, &["lateness_ms", "p99"]), f(b, &["lateness_ms", "p99"])),
-            ratio(f(res, &["lateness_ms", "max"]), f(b, &["lateness_ms", "max"])),
+            ratio(
+                f(res, &["lateness_ms", "p50"]),
+                f(b, &["lateness_ms", "p50"])
+            ),
+            ratio(
+                f(res, &["lateness_ms", "p99"]),
+                f(b, &["lateness_ms", "p99"])
+            ),
+            ratio(
+                f(res, &["lateness_ms", "max"]),
+                f(b, &["lateness_ms", "max"])
+            ),
             ratio(f(res, &["peak_rss_kib"]), b_rss),
         );
     }
@@ -548,7 +685,10 @@ fn print_ratios(o: &Opts, rows: &[Value], path: &str) {
 fn main() {
     let o = parse_args();
     if let Some(engine) = o.engine.clone() {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
         let v = rt.block_on(async {
             match engine.as_str() {
                 "tcs" => run_tcs(&o, false).await,
