@@ -22,6 +22,8 @@ pub struct BenchOptions {
     pub branches: Vec<usize>,
     /// Timers due in the same second for the burst benchmark.
     pub burst: usize,
+    /// Timers spread evenly over 10 s (the peers' `--spread` workload).
+    pub spread: usize,
     /// Pending timers for the restart benchmark.
     pub pending: usize,
     /// Emails for the delivery benchmark.
@@ -180,15 +182,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         );
         e.register_workflows().await?;
         let t = Instant::now();
-        let id = e
-            .start_round(StartRound {
-                workflow: "bench".into(),
-                start: chrono::Utc::now().date_naive(),
-                params: Default::default(),
-                units: None,
-                actor: "bench".into(),
-            })
-            .await?;
+        let id = start_bench_round(&e).await?;
         let secs = t.elapsed().as_secs_f64();
         let tasks = n * 8;
         let timers = store.pending_timers(Some(id), i64::MAX).await?.len();
@@ -199,12 +193,56 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         );
     }
 
-    if opts.wants("burst") || opts.wants("halfcap") {
-        let capacity = burst(&opts, &tmp, backend, opts.burst, None).await?;
-        if opts.wants("halfcap") {
-            // Half capacity: timers spread over 10 s at half the measured rate.
-            let half = ((capacity / 2.0) * 10.0).max(10.0) as usize;
-            burst(&opts, &tmp, backend, half, Some(Duration::from_secs(10))).await?;
+    let ten = Some(Duration::from_secs(10));
+    let (b, s) = (opts.burst, opts.spread);
+    for load in [Load::Plain, Load::Reminders] {
+        let suffix = if load == Load::Plain {
+            ""
+        } else {
+            "_reminders"
+        };
+        let wants = |m: &str| opts.wants(&format!("{m}{suffix}"));
+        let name = |m: &str| format!("{m}{suffix}");
+        if wants("burst") || wants("halfcap") {
+            let capacity = burst(
+                &opts,
+                &tmp,
+                &name("burst"),
+                backend,
+                b,
+                None,
+                load,
+                &calendar,
+            )
+            .await?;
+            if wants("halfcap") {
+                // Half capacity: timers spread over 10 s at half the measured rate.
+                let half = ((capacity / 2.0) * 10.0).max(10.0) as usize;
+                burst(
+                    &opts,
+                    &tmp,
+                    &name("halfcap"),
+                    backend,
+                    half,
+                    ten,
+                    load,
+                    &calendar,
+                )
+                .await?;
+            }
+        }
+        if wants("spread") {
+            burst(
+                &opts,
+                &tmp,
+                &name("spread"),
+                backend,
+                s,
+                ten,
+                load,
+                &calendar,
+            )
+            .await?;
         }
     }
     if opts.wants("restart") {
@@ -250,49 +288,89 @@ async fn add_timers(
     Ok(n)
 }
 
+/// What the timers of a firing measurement do when they fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// Stage-open timers: an audit entry each, no reads (the engine's own cost).
+    Plain,
+    /// Task reminders of a real round: the task and round are read, the reminder is
+    /// rendered from its templates and an outbox row is written (what a branch receives).
+    Reminders,
+}
+
 /// `count` timers due at one instant (or spread over `spread`), fired by the real loop.
 /// Returns the throughput in timers per second.
+///
+/// As in the peers' harness (`benches/peers`), the first timer is due at a whole second at
+/// least 2 s after the timers are written, and timer `i` of `count` at
+/// `T0 + spread · i/(count−1)`.
+#[allow(clippy::too_many_arguments)]
 async fn burst(
     opts: &BenchOptions,
     tmp: &Path,
+    name: &str,
     backend: &str,
     count: usize,
     spread: Option<Duration>,
+    load: Load,
+    calendar: &crate::calendar::Calendar,
 ) -> anyhow::Result<f64> {
-    let name = if spread.is_some() { "halfcap" } else { "burst" };
     let (store, _) = fresh_store(opts, tmp, name).await?;
-    let t0 = ms(chrono::Utc::now()) + 3000 + (count as i64 / 50); // time to insert first
-    let span = spread.map_or(0, |d| d.as_millis() as i64);
-    add_timers(
-        &store,
-        name,
-        (0..count).map(|i| {
-            t0 + if count > 1 {
-                span * i as i64 / (count as i64 - 1)
-            } else {
-                0
-            }
-        }),
-    )
-    .await?;
-    let cat = catalog(1, crate::calendar::Calendar::default())?;
+    let branches = match load {
+        Load::Plain => 1,
+        Load::Reminders => count.div_ceil(8),
+    };
     let e = Arc::new(Engine::new(
         store.clone(),
-        cat,
+        catalog(branches, calendar.clone())?,
         Arc::new(SystemClock),
         "bench",
     ));
+    let reminders = match load {
+        Load::Plain => Vec::new(),
+        Load::Reminders => reminder_timers(&e, count).await?,
+    };
+    // Inserting takes ~20 µs a plain timer and ~100 µs a reminder (its task is looked up).
+    let per_timer_us = if load == Load::Plain { 20 } else { 100 };
+    let lead = ms(chrono::Utc::now()) + 2000 + (count as i64 * per_timer_us / 1000);
+    let t0 = (lead + 999) / 1000 * 1000;
+    let span = spread.map_or(0, |d| d.as_millis() as i64);
+    let due = |i: usize| {
+        t0 + if count > 1 {
+            span * i as i64 / (count as i64 - 1)
+        } else {
+            0
+        }
+    };
+    match load {
+        Load::Plain => {
+            add_timers(&store, name, (0..count).map(due)).await?;
+        }
+        Load::Reminders => {
+            let timers: Vec<NewTimer> = reminders
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| NewTimer {
+                    key: format!("{name}/{i}"),
+                    due_at: due(i),
+                    ..t
+                })
+                .collect();
+            for chunk in timers.chunks(20_000) {
+                store.add_timers(chunk.to_vec()).await?;
+            }
+        }
+    }
+    if ms(chrono::Utc::now()) > t0 {
+        anyhow::bail!("{name}: writing the timers took longer than the lead time");
+    }
     let (tx, rx) = tokio::sync::watch::channel(false);
     let lp = tokio::spawn(crate::scheduler::run(e.clone(), rx));
+    // Done when nothing is claimable before the round's own (days away) timers.
+    let horizon = t0 + span + 3_600_000;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if store
-            .counts(ms(chrono::Utc::now()) + 3_600_000)
-            .await?
-            .pending_timers
-            == 0
-            && store.next_due_at().await?.is_none()
-        {
+        if store.next_due_at().await?.is_none_or(|n| n > horizon) {
             break;
         }
     }
@@ -313,16 +391,75 @@ async fn burst(
     };
     report(
         name,
-        serde_json::json!({"backend": backend, "timers": count, "fired": late.len(), "drain_s": drain, "fires_per_s": rate,
-        "lateness_ms": {"p50": percentile(&late, 0.5), "p99": percentile(&late, 0.99), "max": late.last().copied().unwrap_or(0)}}),
+        serde_json::json!({"backend": backend, "load": format!("{load:?}").to_lowercase(), "timers": count, "fired": late.len(), "drain_s": drain, "fires_per_s": rate,
+        "lateness_ms": {"p50": percentile(&late, 0.5), "p99": percentile(&late, 0.99), "max": late.last().copied().unwrap_or(0)},
+        // The whole process's peak: only this measurement's when run alone (`--only`).
+        "peak_rss_kib": peak_rss_kib()}),
     );
     Ok(rate)
 }
 
+/// Start the bench workflow's round today.
+async fn start_bench_round(e: &Engine) -> anyhow::Result<i64> {
+    Ok(e.start_round(StartRound {
+        workflow: "bench".into(),
+        start: chrono::Utc::now().date_naive(),
+        params: Default::default(),
+        units: None,
+        actor: "bench".into(),
+    })
+    .await?)
+}
+
+/// `count` reminder timers copied from the pending reminders of a freshly started round
+/// (key and due instant to be set by the caller).
+async fn reminder_timers(e: &Engine, count: usize) -> anyhow::Result<Vec<NewTimer>> {
+    e.register_workflows().await?;
+    let id = start_bench_round(e).await?;
+    let store = e.store();
+    let keys: std::collections::HashMap<i64, String> = store
+        .tasks(id)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.key))
+        .collect();
+    let timers: Vec<NewTimer> = store
+        .pending_timers(Some(id), i64::MAX)
+        .await?
+        .into_iter()
+        .filter(|t| t.kind == "reminder")
+        .take(count)
+        .map(|t| NewTimer {
+            key: String::new(),
+            round_id: Some(id),
+            task_key: t.task_id.and_then(|i| keys.get(&i).cloned()),
+            kind: t.kind,
+            due_at: 0,
+            payload_json: t.payload_json,
+        })
+        .collect();
+    if timers.len() < count {
+        anyhow::bail!(
+            "the bench round has {} reminders, not {count}",
+            timers.len()
+        );
+    }
+    Ok(timers)
+}
+
+/// VmHWM of this process.
+fn peak_rss_kib() -> Option<u64> {
+    status_kib("self", "VmHWM:")
+}
+
 fn rss_kb(pid: u32) -> Option<u64> {
+    status_kib(&pid.to_string(), "VmRSS:")
+}
+
+fn status_kib(pid: &str, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()

@@ -86,13 +86,17 @@ pub enum Command {
         /// Timers due in the same second.
         #[arg(long, default_value_t = 100_000)]
         burst: usize,
+        /// Timers spread evenly over 10 s (the peers' workload, for ratios).
+        #[arg(long, default_value_t = 10_000)]
+        spread: usize,
         /// Pending timers for the restart and memory measurement.
         #[arg(long, default_value_t = 1_000_000)]
         pending: usize,
         /// Emails to the loopback SMTP sink.
         #[arg(long, default_value_t = 2000)]
         emails: usize,
-        /// Run only these measurements (materialise, burst, halfcap, restart, idle, email).
+        /// Run only these measurements (materialise, burst, halfcap, spread, the same three with
+        /// `_reminders`, restart, idle, email).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },

@@ -935,7 +935,13 @@ impl Engine {
         let cat = self.catalog();
         let round = self.store.round(task.round_id).await?;
         let wf = match &round {
-            Some(r) => self.workflow_of(r.version_id).await.ok(),
+            // A database failure must leave the timer claimed (see `fire_due`); a stored
+            // version that no longer parses only loses the workflow's own templates.
+            Some(r) => match self.workflow_of(r.version_id).await {
+                Ok(w) => Some(w),
+                Err(e @ EngineError::Store(_)) => return Err(e),
+                Err(_) => None,
+            },
             None => None,
         };
         let tz = wf

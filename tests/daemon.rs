@@ -5,151 +5,22 @@
 
 mod common;
 
+use common::daemon::{Daemon, Setup, wait_for};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use yanzhen::store::Store;
-
-struct Setup {
-    dir: tempfile::TempDir,
-    /// A PostgreSQL URL overriding the config's SQLite file (`YANZHEN_DATABASE_URL`).
-    db_url: Option<String>,
-}
-
-impl Setup {
-    /// A config in a temp dir: shipped directory and calendar, one shipped workflow (plus
-    /// `extra` files), a fresh SQLite database.
-    fn new(extra: &[(&str, &str)]) -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let wf = dir.path().join("workflows");
-        std::fs::create_dir_all(&wf).expect("mkdir");
-        std::fs::copy(
-            common::workflow_path("community-reserve-selection"),
-            wf.join("community-reserve-selection.yaml"),
-        )
-        .expect("copy");
-        for (name, text) in extra {
-            std::fs::write(wf.join(name), text).expect("write");
-        }
-        let root = common::root();
-        let config = format!(
-            "timezone = \"Asia/Shanghai\"\npid_file = \"{}\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"sqlite://{}\"\n[http]\nbind = \"127.0.0.1:0\"\n",
-            dir.path().join("yanzhen.pid").display(),
-            wf.display(),
-            root.join("config/directory.yaml").display(),
-            root.join("config/calendar").display(),
-            dir.path().join("data/y.db").display()
-        );
-        std::fs::write(dir.path().join("yanzhen.toml"), config).expect("config");
-        Setup { dir, db_url: None }
-    }
-
-    /// Append TOML (e.g. a `[notify]` section) to the config.
-    fn add_config(&self, toml: &str) {
-        let path = self.config();
-        let mut text = std::fs::read_to_string(&path).expect("config");
-        text.push_str(toml);
-        std::fs::write(path, text).expect("config");
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("yanzhen.toml")
-    }
-
-    fn url(&self) -> String {
-        self.db_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.dir.path().join("data/y.db").display()))
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_yanzhen"));
-        c.arg("--config")
-            .arg(self.config())
-            .args(args)
-            .env_remove("YANZHEN_DATABASE_URL");
-        if let Some(u) = &self.db_url {
-            c.env("YANZHEN_DATABASE_URL", u);
-        }
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd(args).output().expect("run");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    /// Start `serve`; its log goes to a file (a pipe nobody reads would fill and block it).
-    fn serve(&self, envs: &[(&str, &str)]) -> Daemon {
-        let n = std::fs::read_dir(self.dir.path())
-            .map(|d| d.count())
-            .unwrap_or(0);
-        let log = self.dir.path().join(format!("serve-{n}.log"));
-        let file = std::fs::File::create(&log).expect("log");
-        let child = self
-            .cmd(&["serve"])
-            .envs(envs.iter().copied())
-            .env("YANZHEN_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn serve");
-        Daemon { child, log }
-    }
-
-    async fn store(&self) -> Arc<dyn Store> {
-        let s = yanzhen::store::open_shared(&self.url())
-            .await
-            .expect("open");
-        s.migrate().await.expect("migrate");
-        s
-    }
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// Ask it to stop (SIGTERM), wait, and return its log and whether it exited 0.
-    fn stop(mut self) -> (bool, String) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
-        (ok, std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-}
 
 fn stderr_of(child: Child) -> String {
     let out = child.wait_with_output().expect("wait");
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn serve_fires_a_due_timer_within_a_second_and_stops_cleanly_on_sigterm() {
-    let s = Setup::new(&[]);
+    let s = Setup::new();
     let store = s.store().await;
     let due = chrono::Utc::now() + chrono::Duration::milliseconds(2500);
     store
@@ -163,7 +34,7 @@ async fn serve_fires_a_due_timer_within_a_second_and_stops_cleanly_on_sigterm() 
         }])
         .await
         .expect("timer");
-    let daemon = s.serve(&[]);
+    let daemon = s.serve();
     wait_for("the probe timer to fire", Duration::from_secs(15), || {
         let store = store.clone();
         async move { store.timers_with_prefix("test/").await.unwrap()[0].state == "fired" }
@@ -185,20 +56,16 @@ async fn serve_fires_a_due_timer_within_a_second_and_stops_cleanly_on_sigterm() 
 
 #[tokio::test]
 async fn a_second_daemon_on_the_same_sqlite_file_is_refused_with_a_clear_error() {
-    let s = Setup::new(&[]);
+    let s = Setup::new();
     s.store().await;
-    let first = s.serve(&[]);
+    let first = s.serve();
     let lock = PathBuf::from(format!("{}.lock", s.url().trim_start_matches("sqlite://")));
-    let log = first.log.clone();
-    wait_for("the first daemon to start", Duration::from_secs(15), || {
-        let log = log.clone();
-        async move {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("scheduler started")
-        }
-    })
-    .await;
+    assert!(
+        first
+            .log_shows("scheduler started", Duration::from_secs(15))
+            .await,
+        "timed out waiting for the first daemon to start"
+    );
     assert!(lock.exists());
     let second = s.cmd(&["serve"]).output().expect("second");
     assert_eq!(second.status.code(), Some(1));
@@ -210,7 +77,7 @@ async fn a_second_daemon_on_the_same_sqlite_file_is_refused_with_a_clear_error()
 
 #[tokio::test]
 async fn serve_keeps_retrying_while_the_database_is_unreachable() {
-    let s = Setup::new(&[]);
+    let s = Setup::new();
     let mut child = s
         .cmd(&["serve"])
         .env(
@@ -231,19 +98,6 @@ async fn serve_keeps_retrying_while_the_database_is_unreachable() {
     assert!(err.contains("database unreachable; retrying"), "{err}");
 }
 
-/// Start `n` past rounds so that hundreds of timers are due at once.
-fn start_burst(s: &Setup, n: u32) {
-    for d in 1..=n {
-        s.run(&[
-            "round",
-            "start",
-            "community-reserve-selection",
-            "--start",
-            &format!("2019-07-{d:02}"),
-        ]);
-    }
-}
-
 async fn drained(store: &Arc<dyn Store>) -> bool {
     let now = chrono::Utc::now().timestamp_millis();
     store
@@ -255,11 +109,13 @@ async fn drained(store: &Arc<dyn Store>) -> bool {
         && store.next_due_at().await.unwrap().is_none_or(|n| n > now)
 }
 
-/// Drain a burst with one daemon and return how many notifications it produced.
-async fn clean_run(s: &Setup, rounds: u32) -> usize {
-    start_burst(s, rounds);
+/// Drain a burst of `rounds` past rounds with one daemon (1 s timer lease) on a fresh SQLite
+/// file and return how many notifications it produced.
+async fn clean_run(rounds: u32) -> usize {
+    let s = Setup::new().lease_ms(1000);
+    s.start_burst(rounds);
     let store = s.store().await;
-    let daemon = s.serve(&[("YANZHEN_LEASE_MS", "1000")]);
+    let daemon = s.serve();
     wait_for("the clean burst to drain", Duration::from_secs(120), || {
         let st = store.clone();
         async move { drained(&st).await }
@@ -269,24 +125,25 @@ async fn clean_run(s: &Setup, rounds: u32) -> usize {
     store.outbox_after(0, i64::MAX).await.unwrap().len()
 }
 
+/// Daemons with a 1 s timer lease on the database of `s`.
 async fn kill_9_mid_burst(s: Setup, expected: usize) {
-    start_burst(&s, 8);
+    let s = s.lease_ms(1000);
+    s.start_burst(8);
     let store = s.store().await;
-    let mut daemon = s.serve(&[("YANZHEN_LEASE_MS", "1000")]);
+    let mut daemon = s.serve();
     wait_for("the burst to start", Duration::from_secs(60), || {
         let st = store.clone();
         async move { st.outbox_after(0, i64::MAX).await.unwrap().len() > 50 }
     })
     .await;
-    daemon.child.kill().expect("kill -9"); // SIGKILL: no chance to release anything
-    daemon.child.wait().expect("reap");
+    daemon.kill_9();
     let at_kill = store.outbox_after(0, i64::MAX).await.unwrap().len();
     assert!(
         at_kill < expected,
         "killed after the burst had finished ({at_kill}/{expected}); make it larger"
     );
 
-    let daemon = s.serve(&[("YANZHEN_LEASE_MS", "1000")]);
+    let daemon = s.serve();
     wait_for(
         "the burst to drain after restart",
         Duration::from_secs(120),
@@ -317,13 +174,11 @@ async fn kill_9_mid_burst(s: Setup, expected: usize) {
 
 #[tokio::test]
 async fn kill_9_mid_burst_then_restart_loses_nothing_and_sends_nothing_twice() {
-    let expected = clean_run(&Setup::new(&[]), 8).await;
+    let expected = clean_run(8).await;
     assert!(expected > 500, "burst too small: {expected}");
-    kill_9_mid_burst(Setup::new(&[]), expected).await;
+    kill_9_mid_burst(Setup::new(), expected).await;
     if let Some((url, _guard)) = common::stores::postgres_database().await {
-        let mut s = Setup::new(&[]);
-        s.db_url = Some(url);
-        kill_9_mid_burst(s, expected).await;
+        kill_9_mid_burst(Setup::new().db_url(url), expected).await;
     }
 }
 
@@ -332,15 +187,12 @@ async fn three_daemons_on_one_postgres_fire_each_timer_exactly_once() {
     let Some((url, _guard)) = common::stores::postgres_database().await else {
         return;
     };
-    let expected = clean_run(&Setup::new(&[]), 6).await;
-    let mut s = Setup::new(&[]);
-    s.db_url = Some(url);
-    start_burst(&s, 6);
+    let expected = clean_run(6).await;
+    let s = Setup::new().db_url(url).lease_ms(1000);
+    s.start_burst(6);
     let store = s.store().await;
     let due = store.pending_timers(None, 100_000).await.unwrap().len();
-    let daemons: Vec<Daemon> = (0..3)
-        .map(|_| s.serve(&[("YANZHEN_LEASE_MS", "1000")]))
-        .collect();
+    let daemons: Vec<Daemon> = (0..3).map(|_| s.serve()).collect();
     wait_for(
         "three daemons to drain the burst",
         Duration::from_secs(120),
@@ -384,7 +236,7 @@ async fn three_daemons_on_one_postgres_fire_each_timer_exactly_once() {
 
 #[tokio::test]
 async fn round_task_and_status_commands_work_against_the_database() {
-    let s = Setup::new(&[]);
+    let s = Setup::new();
     let out = s.run(&[
         "round",
         "start",
@@ -509,8 +361,7 @@ fn simulate_prints_every_notification_and_escalation_of_a_shipped_round() {
 #[tokio::test]
 async fn serve_delivers_the_outbox_to_a_real_smtp_server() {
     let smtp = common::smtp::TestSmtp::start();
-    let s = Setup::new(&[]);
-    s.add_config(&format!(
+    let s = Setup::new().with_config(&format!(
         "[notify]\nmode = \"deliver\"\nfrom = \"清水街道党工委组织办 <noreply@qingshui.example.gov.cn>\"\n[notify.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
         smtp.port()
     ));
@@ -524,7 +375,7 @@ async fn serve_delivers_the_outbox_to_a_real_smtp_server() {
         "dongguan,xiguan",
     ]);
     let store = s.store().await;
-    let daemon = s.serve(&[]);
+    let daemon = s.serve();
     wait_for(
         "the outbox to be delivered",
         Duration::from_secs(60),
@@ -568,23 +419,16 @@ async fn serve_delivers_the_outbox_to_a_real_smtp_server() {
 
 #[tokio::test]
 async fn editing_files_under_a_running_daemon_applies_valid_edits_and_rejects_invalid_ones() {
-    let s = Setup::new(&[]);
+    let s = Setup::new();
     let store = s.store().await;
-    let daemon = s.serve(&[]);
-    let log = daemon.log.clone();
-    wait_for("the daemon to start", Duration::from_secs(20), || {
-        let log = log.clone();
-        async move {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("scheduler started")
-        }
-    })
-    .await;
-    let file = s
-        .dir
-        .path()
-        .join("workflows/community-reserve-selection.yaml");
+    let daemon = s.serve();
+    assert!(
+        daemon
+            .log_shows("scheduler started", Duration::from_secs(20))
+            .await,
+        "timed out waiting for the daemon to start"
+    );
+    let file = s.path().join("workflows/community-reserve-selection.yaml");
     let original = std::fs::read_to_string(&file).unwrap();
     let versions = |st: Arc<dyn Store>| async move {
         st.workflow_versions("community-reserve-selection")
@@ -595,7 +439,7 @@ async fn editing_files_under_a_running_daemon_applies_valid_edits_and_rejects_in
     assert_eq!(versions(store.clone()).await, 1);
 
     // A valid edit (saved the way editors do: write a temporary file, rename it over).
-    let tmp = s.dir.path().join("workflows/.edit.tmp");
+    let tmp = s.path().join("workflows/.edit.tmp");
     std::fs::write(
         &tmp,
         original.replace(
@@ -681,15 +525,12 @@ async fn editing_files_under_a_running_daemon_applies_valid_edits_and_rejects_in
     // `yanzhen reload` asks the daemon by SIGHUP.
     let out = s.run(&["reload"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("reload requested"));
-    wait_for("the SIGHUP reload", Duration::from_secs(20), || {
-        let log = log.clone();
-        async move {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("SIGHUP; reloading")
-        }
-    })
-    .await;
+    assert!(
+        daemon
+            .log_shows("SIGHUP; reloading", Duration::from_secs(20))
+            .await,
+        "timed out waiting for the SIGHUP reload"
+    );
     let (ok, log) = daemon.stop();
     assert!(ok, "{log}");
 }

@@ -11,9 +11,10 @@
 
 mod common;
 
+use common::daemon::{Daemon, Setup, wait_until};
 use sqlx::Connection as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use yanzhen::store::Store;
@@ -23,114 +24,15 @@ const SMALL_KB: u32 = 1024;
 /// The volume after "freeing space".
 const LARGE_KB: u32 = 32 * 1024;
 
-/// A temporary config whose SQLite database is `data/y.db` (a copy of the small `Setup` in
-/// tests/daemon.rs).
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new() -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let wf = dir.path().join("workflows");
-        std::fs::create_dir_all(&wf).expect("mkdir");
-        std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
-        std::fs::copy(
-            common::workflow_path("community-reserve-selection"),
-            wf.join("community-reserve-selection.yaml"),
-        )
-        .expect("copy");
-        let root = common::root();
-        let config = format!(
-            "timezone = \"Asia/Shanghai\"\npid_file = \"{}\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"sqlite://{}\"\n[http]\nbind = \"127.0.0.1:0\"\n[notify.rate_limits]\nemail = 12\n",
-            dir.path().join("yanzhen.pid").display(),
-            wf.display(),
-            root.join("config/directory.yaml").display(),
-            root.join("config/calendar").display(),
-            dir.path().join("data/y.db").display()
-        );
-        std::fs::write(dir.path().join("yanzhen.toml"), config).expect("config");
-        Setup { dir }
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn url(&self) -> String {
-        format!("sqlite://{}", self.data().join("y.db").display())
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_yanzhen"));
-        c.arg("--config")
-            .arg(self.dir.path().join("yanzhen.toml"))
-            .args(args)
-            .env_remove("YANZHEN_DATABASE_URL");
-        c
-    }
-
-    fn round_start(&self, day: u32) -> Output {
-        self.cmd(&[
-            "round",
-            "start",
-            "community-reserve-selection",
-            "--start",
-            &format!("2019-07-{day:02}"),
-        ])
-        .output()
-        .expect("run")
-    }
-
-    /// Start `serve` (1 s timer lease); its log goes to a file outside the small volume.
-    fn serve(&self) -> Daemon {
-        let log = self.dir.path().join("serve.log");
-        let file = std::fs::File::create(&log).expect("log");
-        let child = self
-            .cmd(&["serve"])
-            .env("YANZHEN_LEASE_MS", "1000")
-            .env("YANZHEN_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn serve");
-        Daemon { child, log }
-    }
-}
-
-/// A running `yanzhen serve`; killed if the test fails before stopping it.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, wait, and return whether it exited 0, and its log.
-    fn stop(mut self) -> (bool, String) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
-        (ok, self.log())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// A temporary config whose SQLite database is `data/y.db`, with email rate-limited to 12
+/// a minute, and whose daemons take timers with a 1 s lease. `data/` exists already (the
+/// mount point); the daemons' logs are outside it, so outside the small volume.
+fn setup() -> Setup {
+    let s = Setup::new()
+        .with_config("[notify.rate_limits]\nemail = 12\n")
+        .lease_ms(1000);
+    std::fs::create_dir_all(s.data()).expect("mkdir");
+    s
 }
 
 /// A tmpfs mounted for the test; unmounted when dropped.
@@ -195,22 +97,6 @@ async fn check_database(url: &str) -> (Vec<String>, usize) {
         .len();
     let _ = conn.close().await;
     (integrity, fk)
-}
-
-/// Poll `f` until it is true (true) or `timeout` has passed (false).
-async fn wait_until<F, Fut>(timeout: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        if start.elapsed() > timeout {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    true
 }
 
 /// Every due timer fired (none pending or claimed); false while the database cannot be read.
@@ -286,7 +172,7 @@ async fn assert_calm(daemon: &mut Daemon, when: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_gives_a_clear_error_corrupts_nothing_and_the_daemon_carries_on() {
-    let s = Setup::new();
+    let s = setup();
     let volume = match Tmpfs::mount(&s.data(), SMALL_KB) {
         Ok(v) => v,
         Err(e) => {
@@ -302,11 +188,9 @@ async fn a_full_disk_gives_a_clear_error_corrupts_nothing_and_the_daemon_carries
     // A daemon is running when the volume fills up: rounds are started (all in the past, so
     // their timers are due at once) faster than it fires them, until a command cannot write.
     let mut daemon = s.serve();
-    let started_up = wait_until(Duration::from_secs(20), || {
-        let log = daemon.log();
-        async move { log.contains("scheduler started") }
-    })
-    .await;
+    let started_up = daemon
+        .log_shows("scheduler started", Duration::from_secs(20))
+        .await;
     assert!(started_up, "the daemon did not start:\n{}", daemon.log());
     let store = yanzhen::store::open_shared(&s.url()).await.expect("open");
     let mut started = 0;

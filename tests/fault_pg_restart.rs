@@ -10,9 +10,9 @@
 
 mod common;
 
+use common::daemon::{Setup, wait_for, wait_until};
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use yanzhen::store::Store;
@@ -25,136 +25,8 @@ const ROUNDS: u32 = 8;
 /// error paths run, whatever it was doing when the server went away.
 const OUTAGE: Duration = Duration::from_secs(12);
 
-/// A temporary config (shipped directory and calendar, one shipped workflow) whose database
-/// is a SQLite file or, with `db_url`, a PostgreSQL database. A small copy of the `Setup`
-/// in tests/daemon.rs.
-struct Setup {
-    dir: tempfile::TempDir,
-    db_url: Option<String>,
-}
-
-impl Setup {
-    fn new(db_url: Option<String>) -> Setup {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let wf = dir.path().join("workflows");
-        std::fs::create_dir_all(&wf).expect("mkdir");
-        std::fs::copy(
-            common::workflow_path("community-reserve-selection"),
-            wf.join("community-reserve-selection.yaml"),
-        )
-        .expect("copy");
-        let root = common::root();
-        let config = format!(
-            "timezone = \"Asia/Shanghai\"\npid_file = \"{}\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"sqlite://{}\"\n[http]\nbind = \"127.0.0.1:0\"\n",
-            dir.path().join("yanzhen.pid").display(),
-            wf.display(),
-            root.join("config/directory.yaml").display(),
-            root.join("config/calendar").display(),
-            dir.path().join("data/y.db").display()
-        );
-        std::fs::write(dir.path().join("yanzhen.toml"), config).expect("config");
-        Setup { dir, db_url }
-    }
-
-    fn url(&self) -> String {
-        self.db_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.dir.path().join("data/y.db").display()))
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_yanzhen"));
-        c.arg("--config")
-            .arg(self.dir.path().join("yanzhen.toml"))
-            .args(args)
-            .env_remove("YANZHEN_DATABASE_URL");
-        if let Some(u) = &self.db_url {
-            c.env("YANZHEN_DATABASE_URL", u);
-        }
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd(args).output().expect("run");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    /// `ROUNDS` past rounds, all of whose timers are due.
-    fn start_burst(&self) {
-        for d in 1..=ROUNDS {
-            self.run(&[
-                "round",
-                "start",
-                "community-reserve-selection",
-                "--start",
-                &format!("2019-07-{d:02}"),
-            ]);
-        }
-    }
-
-    /// Start `serve` with a 1 s timer lease; its log goes to a file.
-    fn serve(&self, name: &str) -> Daemon {
-        let log = self.dir.path().join(format!("{name}.log"));
-        let file = std::fs::File::create(&log).expect("log");
-        let child = self
-            .cmd(&["serve"])
-            .env("YANZHEN_LEASE_MS", "1000")
-            .env("YANZHEN_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn serve");
-        Daemon { child, log }
-    }
-
-    async fn store(&self) -> Arc<dyn Store> {
-        let s = yanzhen::store::open_shared(&self.url())
-            .await
-            .expect("open");
-        s.migrate().await.expect("migrate");
-        s
-    }
-}
-
-/// A running `yanzhen serve`; killed if the test fails before stopping it.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, wait, and return whether it exited 0, and its log.
-    fn stop(mut self) -> (bool, String) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
-        (ok, self.log())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+/// The timer lease of the daemons here.
+const LEASE_MS: u32 = 1000;
 
 /// The local cluster behind `YANZHEN_TEST_POSTGRES_URL`: the newest version under
 /// /etc/postgresql, cluster `main`.
@@ -213,30 +85,6 @@ impl Drop for KeepUp<'_> {
     }
 }
 
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    assert!(wait_until(timeout, f).await, "timed out waiting for {what}");
-}
-
-/// Poll `f` until it is true (true) or `timeout` has passed (false).
-async fn wait_until<F, Fut>(timeout: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        if start.elapsed() > timeout {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    true
-}
-
 async fn outbox_len(store: &Arc<dyn Store>) -> Option<usize> {
     store.outbox_after(0, i64::MAX).await.ok().map(|r| r.len())
 }
@@ -261,10 +109,10 @@ async fn drained(store: &Arc<dyn Store>) -> bool {
 
 /// Drain the burst on a fresh SQLite database and return how many notifications it made.
 async fn clean_run() -> usize {
-    let s = Setup::new(None);
-    s.start_burst();
+    let s = Setup::new().lease_ms(LEASE_MS);
+    s.start_burst(ROUNDS);
     let store = s.store().await;
-    let daemon = s.serve("clean");
+    let daemon = s.serve();
     wait_for("the clean burst to drain", Duration::from_secs(60), || {
         let st = store.clone();
         async move { drained(&st).await }
@@ -291,10 +139,10 @@ async fn postgres_restarted_under_a_running_daemon_it_reconnects_and_carries_on(
 
     let expected = tokio::spawn(clean_run());
 
-    let s = Setup::new(Some(url));
-    s.start_burst();
+    let s = Setup::new().db_url(url).lease_ms(LEASE_MS);
+    s.start_burst(ROUNDS);
     let store = s.store().await;
-    let mut daemon = s.serve("serve");
+    let mut daemon = s.serve();
     wait_for("the burst to start", Duration::from_secs(30), || {
         let st = store.clone();
         async move { outbox_len(&st).await.is_some_and(|n| n > 20) }

@@ -14,7 +14,7 @@ mod harness;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use yanzhen::diagnostic::Severity;
+use yanzhen::diagnostic::{Diagnostics, Severity};
 
 /// Longest acceptable run of one input in an unoptimised test build. Generous: it only
 /// has to tell "slow" from "never ends".
@@ -75,11 +75,7 @@ fn try_run(target: Target, name: &str, data: Vec<u8>, stack: usize) -> Result<Ou
             let outcome = match target {
                 Target::Workflow => {
                     let (wf, d) = harness::workflow(&data);
-                    let errors = d
-                        .items()
-                        .iter()
-                        .filter(|x| x.severity == Severity::Error)
-                        .count();
+                    let errors = error_count(&d);
                     assert_eq!(
                         wf.is_some(),
                         errors == 0,
@@ -92,11 +88,7 @@ fn try_run(target: Target, name: &str, data: Vec<u8>, stack: usize) -> Result<Ou
                 }
                 Target::Directory => {
                     let (dir, d) = harness::directory(&data);
-                    let errors = d
-                        .items()
-                        .iter()
-                        .filter(|x| x.severity == Severity::Error)
-                        .count();
+                    let errors = error_count(&d);
                     Outcome {
                         accepted: dir.is_some() && errors == 0,
                         errors,
@@ -127,6 +119,14 @@ fn try_run(target: Target, name: &str, data: Vec<u8>, stack: usize) -> Result<Ou
             started.elapsed()
         )),
     }
+}
+
+/// How many of the diagnostics are errors.
+fn error_count(d: &Diagnostics) -> usize {
+    d.items()
+        .iter()
+        .filter(|x| x.severity == Severity::Error)
+        .count()
 }
 
 fn rejected(target: Target, name: &str, o: &Outcome) -> Result<(), String> {

@@ -1,6 +1,8 @@
-//! Shared test helpers: the shipped directory and calendar, and a fixed "today".
+//! Shared test helpers: the shipped directory and calendar, a fixed "today", and (in
+//! [`daemon`]) the real binary in a temporary config.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod smtp;
 pub mod stores;
 use chrono::NaiveDate;

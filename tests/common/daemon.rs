@@ -1,0 +1,250 @@
+//! The real `yanzhen` binary in a temporary config: [`Setup`] writes the config (shipped
+//! directory and calendar, one shipped workflow, a SQLite file or a PostgreSQL database) and
+//! runs commands against it; [`Daemon`] is a running `yanzhen serve`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use yanzhen::store::Store;
+
+/// The shipped workflow every [`Setup`] holds.
+pub const WORKFLOW: &str = "community-reserve-selection";
+
+/// A config in a temp dir: shipped directory and calendar, the shipped workflow
+/// [`WORKFLOW`], a fresh SQLite database at `data/y.db` (not created until something opens
+/// it) unless [`Setup::db_url`] points it elsewhere.
+pub struct Setup {
+    dir: tempfile::TempDir,
+    /// A PostgreSQL URL overriding the config's SQLite file (`YANZHEN_DATABASE_URL`).
+    db_url: Option<String>,
+    /// `YANZHEN_LEASE_MS` for every daemon [`Setup::serve`] starts.
+    lease_ms: Option<u32>,
+    /// How many daemons have been started (names their log files).
+    served: AtomicUsize,
+}
+
+impl Setup {
+    pub fn new() -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wf = dir.path().join("workflows");
+        std::fs::create_dir_all(&wf).expect("mkdir");
+        std::fs::copy(
+            super::workflow_path(WORKFLOW),
+            wf.join(format!("{WORKFLOW}.yaml")),
+        )
+        .expect("copy");
+        let root = super::root();
+        let config = format!(
+            "timezone = \"Asia/Shanghai\"\npid_file = \"{}\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"sqlite://{}\"\n[http]\nbind = \"127.0.0.1:0\"\n",
+            dir.path().join("yanzhen.pid").display(),
+            wf.display(),
+            root.join("config/directory.yaml").display(),
+            root.join("config/calendar").display(),
+            dir.path().join("data/y.db").display()
+        );
+        std::fs::write(dir.path().join("yanzhen.toml"), config).expect("config");
+        Setup {
+            dir,
+            db_url: None,
+            lease_ms: None,
+            served: AtomicUsize::new(0),
+        }
+    }
+
+    /// Use this PostgreSQL database instead of the SQLite file.
+    pub fn db_url(mut self, url: impl Into<String>) -> Setup {
+        self.db_url = Some(url.into());
+        self
+    }
+
+    /// Give every daemon started from now on this timer lease (`YANZHEN_LEASE_MS`).
+    pub fn lease_ms(mut self, ms: u32) -> Setup {
+        self.lease_ms = Some(ms);
+        self
+    }
+
+    /// Append TOML (e.g. a `[notify]` section) to the config.
+    pub fn with_config(self, toml: &str) -> Setup {
+        let path = self.config();
+        let mut text = std::fs::read_to_string(&path).expect("config");
+        text.push_str(toml);
+        std::fs::write(path, text).expect("config");
+        self
+    }
+
+    /// The temporary directory holding the config, `workflows/`, `data/` and the logs.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path().join("yanzhen.toml")
+    }
+
+    /// The folder of the SQLite database.
+    pub fn data(&self) -> PathBuf {
+        self.path().join("data")
+    }
+
+    /// The database URL the commands use.
+    pub fn url(&self) -> String {
+        self.db_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data().join("y.db").display()))
+    }
+
+    /// `yanzhen --config CONFIG ARGS`, with `YANZHEN_DATABASE_URL` set exactly when
+    /// [`Setup::db_url`] was given.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_yanzhen"));
+        c.arg("--config")
+            .arg(self.config())
+            .args(args)
+            .env_remove("YANZHEN_DATABASE_URL");
+        if let Some(u) = &self.db_url {
+            c.env("YANZHEN_DATABASE_URL", u);
+        }
+        c
+    }
+
+    /// Run a command that must succeed.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).output().expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `round start` of [`WORKFLOW`] on 2019-07-DAY (in the past: its timers are due at
+    /// once), whether it succeeds or not.
+    pub fn round_start(&self, day: u32) -> Output {
+        self.cmd(&round_start_args(&day_of_july(day)))
+            .output()
+            .expect("run")
+    }
+
+    /// Start `rounds` past rounds (each must succeed), so that hundreds of timers are due
+    /// at once.
+    pub fn start_burst(&self, rounds: u32) {
+        for d in 1..=rounds {
+            self.run(&round_start_args(&day_of_july(d)));
+        }
+    }
+
+    /// Start `serve` (`YANZHEN_LOG=info`, the [`Setup::lease_ms`] if any); its log goes to a
+    /// file of its own (a pipe nobody reads would fill and block it).
+    pub fn serve(&self) -> Daemon {
+        let n = self.served.fetch_add(1, Ordering::Relaxed);
+        let log = self.path().join(format!("serve-{n}.log"));
+        let file = std::fs::File::create(&log).expect("log");
+        let mut c = self.cmd(&["serve"]);
+        if let Some(ms) = self.lease_ms {
+            c.env("YANZHEN_LEASE_MS", ms.to_string());
+        }
+        let child = c
+            .env("YANZHEN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn serve");
+        Daemon { child, log }
+    }
+
+    /// The database, opened and migrated.
+    pub async fn store(&self) -> Arc<dyn Store> {
+        let s = yanzhen::store::open_shared(&self.url())
+            .await
+            .expect("open");
+        s.migrate().await.expect("migrate");
+        s
+    }
+}
+
+fn day_of_july(day: u32) -> String {
+    format!("2019-07-{day:02}")
+}
+
+fn round_start_args(date: &str) -> [&str; 5] {
+    ["round", "start", WORKFLOW, "--start", date]
+}
+
+/// A running `yanzhen serve`; killed if the test fails before stopping it.
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until its log contains `needle`; false if it does not within `timeout`.
+    pub async fn log_shows(&self, needle: &str, timeout: Duration) -> bool {
+        wait_until(timeout, || {
+            let log = self.log();
+            async move { log.contains(needle) }
+        })
+        .await
+    }
+
+    /// Kill it with SIGKILL (no chance to release anything) and reap it.
+    pub fn kill_9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// Ask it to stop (SIGTERM), wait, and return whether it exited 0, and its log.
+    pub fn stop(mut self) -> (bool, String) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
+        (ok, self.log())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Poll `f` until it is true (true) or `timeout` has passed (false).
+pub async fn wait_until<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        if start.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// [`wait_until`], failing the test on a time-out.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(wait_until(timeout, f).await, "timed out waiting for {what}");
+}
