@@ -264,22 +264,27 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// A stage-open timer `{prefix}/{i}` (fires with an audit entry only).
+fn plain_timer(prefix: &str, i: usize, due_at: i64) -> NewTimer {
+    NewTimer {
+        key: format!("{prefix}/{i}"),
+        round_id: None,
+        task_key: None,
+        kind: "stage_open".into(),
+        due_at,
+        payload_json: "{}".into(),
+    }
+}
+
+/// Insert timers in transactions of 20,000.
 async fn add_timers(
     store: &Arc<dyn Store>,
-    prefix: &str,
-    dues: impl Iterator<Item = i64>,
+    timers: impl Iterator<Item = NewTimer>,
 ) -> anyhow::Result<usize> {
     let mut batch = Vec::with_capacity(20_000);
     let mut n = 0;
-    for (i, due) in dues.enumerate() {
-        batch.push(NewTimer {
-            key: format!("{prefix}/{i}"),
-            round_id: None,
-            task_key: None,
-            kind: "stage_open".into(),
-            due_at: due,
-            payload_json: "{}".into(),
-        });
+    for t in timers {
+        batch.push(t);
         if batch.len() == 20_000 {
             n += store.add_timers(std::mem::take(&mut batch)).await? as usize;
         }
@@ -343,24 +348,16 @@ async fn burst(
         }
     };
     match load {
-        Load::Plain => {
-            add_timers(&store, name, (0..count).map(due)).await?;
-        }
+        Load::Plain => add_timers(&store, (0..count).map(|i| plain_timer(name, i, due(i)))).await?,
         Load::Reminders => {
-            let timers: Vec<NewTimer> = reminders
-                .into_iter()
-                .enumerate()
-                .map(|(i, t)| NewTimer {
-                    key: format!("{name}/{i}"),
-                    due_at: due(i),
-                    ..t
-                })
-                .collect();
-            for chunk in timers.chunks(20_000) {
-                store.add_timers(chunk.to_vec()).await?;
-            }
+            let timers = reminders.into_iter().enumerate().map(|(i, t)| NewTimer {
+                key: format!("{name}/{i}"),
+                due_at: due(i),
+                ..t
+            });
+            add_timers(&store, timers).await?
         }
-    }
+    };
     if ms(chrono::Utc::now()) > t0 {
         anyhow::bail!("{name}: writing the timers took longer than the lead time");
     }
@@ -476,7 +473,11 @@ async fn restart(
     let name = format!("restart{pending}");
     let (store, url) = fresh_store(opts, tmp, &name).await?;
     let far = ms(chrono::Utc::now()) + 86_400_000 * 30;
-    add_timers(&store, &name, (0..pending).map(|i| far + i as i64)).await?;
+    add_timers(
+        &store,
+        (0..pending).map(|i| plain_timer(&name, i, far + i as i64)),
+    )
+    .await?;
     drop(store); // releases the SQLite lock for the daemon
     let cfg = tmp.join(format!("{name}.toml"));
     let root = std::env::current_dir()?;
