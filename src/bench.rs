@@ -508,7 +508,18 @@ async fn restart(
             break t.elapsed();
         }
         if t.elapsed() > Duration::from_secs(120) {
-            break t.elapsed();
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!(
+                "the daemon did not report ready within 120 s with {pending} pending timers; see {}",
+                log.display()
+            );
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!(
+                "the daemon exited ({status}) before it was ready; see {}",
+                log.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };

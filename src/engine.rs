@@ -104,6 +104,13 @@ pub struct StartRound {
     pub actor: String,
 }
 
+/// What firing a claimed batch reads from the store, fetched once per batch.
+struct BatchReads {
+    tasks: HashMap<i64, TaskRow>,
+    /// Rounds read so far; `None` when the round is gone.
+    rounds: HashMap<i64, Option<RoundRow>>,
+}
+
 /// What a timer's payload carries.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Payload {
@@ -556,9 +563,10 @@ impl Engine {
             if batch.is_empty() {
                 break;
             }
+            let mut reads = self.batch_reads(&batch).await?;
             let mut items = Vec::with_capacity(batch.len());
             for t in &batch {
-                let effects = match self.effects(t, now).await {
+                let effects = match self.effects(t, now, &mut reads).await {
                     Ok(e) => e,
                     // The database failed, not the timer (e.g. it went away while the task
                     // was read): firing now would drop the notifications. Leave the timer
@@ -652,7 +660,31 @@ impl Engine {
         Ok(self.store.next_due_at().await?.map(from_ms))
     }
 
-    async fn effects(&self, t: &TimerRow, now: DateTime<Utc>) -> Result<FireEffects> {
+    /// The tasks of a claimed batch, read in one query, and a cache for their rounds.
+    async fn batch_reads(&self, batch: &[TimerRow]) -> Result<BatchReads> {
+        let ids: Vec<i64> = batch.iter().filter_map(|t| t.task_id).collect();
+        let tasks = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.store
+                .tasks_by_ids(&ids)
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect()
+        };
+        Ok(BatchReads {
+            tasks,
+            rounds: HashMap::new(),
+        })
+    }
+
+    async fn effects(
+        &self,
+        t: &TimerRow,
+        now: DateTime<Utc>,
+        reads: &mut BatchReads,
+    ) -> Result<FireEffects> {
         let payload: Payload = serde_json::from_str(&t.payload_json).unwrap_or(Payload {
             workflow: None,
             stage: None,
@@ -672,7 +704,7 @@ impl Engine {
                 )],
                 ..Default::default()
             }),
-            _ => self.task_timer_effects(t, &payload, now).await,
+            _ => self.task_timer_effects(t, &payload, now, reads).await,
         }
     }
 
@@ -890,12 +922,13 @@ impl Engine {
         t: &TimerRow,
         payload: &Payload,
         now: DateTime<Utc>,
+        reads: &mut BatchReads,
     ) -> Result<FireEffects> {
         let mut fx = FireEffects::default();
         let Some(task_id) = t.task_id else {
             return Ok(fx);
         };
-        let Some(task) = self.store.task(task_id).await? else {
+        let Some(task) = reads.tasks.get(&task_id).cloned() else {
             return Ok(fx);
         };
         if task.state != task_state::OPEN {
@@ -933,7 +966,14 @@ impl Engine {
             name: recipient.name.clone(),
         };
         let cat = self.catalog();
-        let round = self.store.round(task.round_id).await?;
+        let round = match reads.rounds.get(&task.round_id) {
+            Some(r) => r.clone(),
+            None => {
+                let r = self.store.round(task.round_id).await?;
+                reads.rounds.insert(task.round_id, r.clone());
+                r
+            }
+        };
         let wf = match &round {
             // A database failure must leave the timer claimed (see `fire_due`); a stored
             // version that no longer parses only loses the workflow's own templates.

@@ -331,6 +331,22 @@ async fn create_round_materialises_tasks_and_timers_and_a_used_kickoff_key_adds_
 }
 
 #[tokio::test]
+async fn tasks_by_ids_reads_the_known_ids_and_skips_the_missing() {
+    for (name, store, _g) in common::stores::stores().await {
+        let r = round_ab(&store, "r").await;
+        let tasks = store.tasks(r).await.expect("tasks");
+        let ids: Vec<i64> = tasks.iter().map(|t| t.id).chain([i64::MAX]).collect();
+        let mut got = store.tasks_by_ids(&ids).await.expect("by ids");
+        got.sort_by_key(|t| t.id);
+        assert_eq!(got, tasks, "{name}");
+        assert!(
+            store.tasks_by_ids(&[]).await.expect("none").is_empty(),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn create_round_is_atomic_when_a_timer_names_an_unknown_task() {
     for (name, store, _g) in common::stores::stores().await {
         let v = version(&store).await;
@@ -422,6 +438,103 @@ async fn claim_returns_due_timers_once() {
             .expect("claim");
         assert_eq!(last.len(), 1, "{name}");
         assert_eq!(last[0].key, "t/3", "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_fired_batch_writes_the_effects_of_only_the_timers_still_leased_to_the_owner() {
+    for (name, store, _g) in common::stores::stores().await {
+        store
+            .add_timers(vec![
+                timer("b/1", None, 100),
+                timer("b/2", None, 100),
+                timer("b/3", None, 300),
+            ])
+            .await
+            .expect("add");
+        let a = store
+            .claim_due_timers(100, "a", 50, 10)
+            .await
+            .expect("claim a");
+        assert_eq!(a.len(), 2, "{name}");
+        // b/3 is claimed by another daemon: "a" must not fire it.
+        let b = store
+            .claim_due_timers(300, "b", 1_000, 10)
+            .await
+            .expect("claim b");
+        let stolen: Vec<&str> = b.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(
+            stolen,
+            ["b/1", "b/2", "b/3"],
+            "{name}: a's lease ended at 150"
+        );
+        let fx = |n: &str| FireEffects {
+            notifications: vec![
+                notification(&format!("n/{n}"), n),
+                notification("n/shared", n),
+            ],
+            audit: vec![audit("timer.fire", n, 310)],
+            ..Default::default()
+        };
+        let by_key = |k: &str| {
+            b.iter()
+                .find(|t| t.key == k)
+                .map(|t| t.id)
+                .expect("claimed")
+        };
+        let batch = vec![(by_key("b/1"), fx("1")), (by_key("b/3"), fx("3"))];
+        assert_eq!(
+            store.fire_timers("a", 310, &batch).await.expect("fire a"),
+            [false, false],
+            "{name}: leases held by b"
+        );
+        assert!(
+            store.outbox_after(0, 10).await.expect("outbox").is_empty(),
+            "{name}"
+        );
+        assert_eq!(audit_count(&store).await, 0, "{name}");
+
+        let mut batch = batch;
+        batch.push((i64::MAX, fx("gone")));
+        assert_eq!(
+            store.fire_timers("b", 320, &batch).await.expect("fire b"),
+            [true, true, false],
+            "{name}: an unknown id is not fired"
+        );
+        let keys: HashSet<String> = store
+            .outbox_after(0, 10)
+            .await
+            .expect("outbox")
+            .into_iter()
+            .map(|n| n.key)
+            .collect();
+        let want: HashSet<String> = ["n/1", "n/3", "n/shared"].map(String::from).into();
+        assert_eq!(keys, want, "{name}: one row per key, none for the unfired");
+        assert_eq!(audit_count(&store).await, 2, "{name}");
+        let left = store.timers_with_prefix("b/").await.expect("timers");
+        let states: Vec<(&str, &str)> = left
+            .iter()
+            .map(|t| (t.key.as_str(), t.state.as_str()))
+            .collect();
+        assert!(
+            states.contains(&("b/2", timer_state::RUNNING)),
+            "{name}: {states:?}"
+        );
+        assert!(
+            states.contains(&("b/1", timer_state::FIRED)),
+            "{name}: {states:?}"
+        );
+        assert!(
+            states.contains(&("b/3", timer_state::FIRED)),
+            "{name}: {states:?}"
+        );
+        assert!(
+            store
+                .fire_timers("b", 330, &[])
+                .await
+                .expect("empty")
+                .is_empty()
+        );
     }
 }
 

@@ -585,6 +585,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// One task.
     async fn task(&self, id: i64) -> Result<Option<TaskRow>>;
 
+    /// Several tasks by id in one query (missing ids are absent), so firing a batch of
+    /// timers reads their tasks at once instead of one round trip each.
+    async fn tasks_by_ids(&self, ids: &[i64]) -> Result<Vec<TaskRow>>;
+
     /// A task by round and key.
     async fn task_by_key(&self, round_id: i64, key: &str) -> Result<Option<TaskRow>>;
 

@@ -312,6 +312,9 @@ pub(crate) mod shared {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)";
     pub(crate) const TASK_BY_ID: &str =
         concat!("SELECT ", cols!(task), " FROM tasks WHERE id = $1");
+    /// Followed by a bound id list and `)`.
+    pub(crate) const TASKS_BY_IDS: &str =
+        concat!("SELECT ", cols!(task), " FROM tasks WHERE id IN (");
     pub(crate) const TASK_BY_KEY: &str = concat!(
         "SELECT ",
         cols!(task),
@@ -355,9 +358,6 @@ pub(crate) mod shared {
          lease_owner = NULL, lease_until = NULL \
          WHERE (round_id = $1 OR task_id IN (SELECT id FROM tasks WHERE round_id = $1)) \
          AND state IN ('pending', 'running')";
-    pub(crate) const TIMER_FIRE: &str = "UPDATE timers SET state = 'fired', fired_at = $3, \
-         lease_owner = NULL, lease_until = NULL \
-         WHERE id = $1 AND state = 'running' AND lease_owner = $2";
     pub(crate) const TIMER_RELEASE: &str = "UPDATE timers SET state = 'pending', \
          lease_owner = NULL, lease_until = NULL \
          WHERE id = $1 AND state = 'running' AND lease_owner = $2";
@@ -377,10 +377,6 @@ pub(crate) mod shared {
         " FROM timers WHERE substr(key, 1, length($1)) = $1 ORDER BY due_at, id"
     );
 
-    pub(crate) const OUTBOX_INSERT: &str = "INSERT INTO outbox (key, round_id, task_id, kind, \
-         channel, address, recipient_json, subject, body, not_before, created_at, html, \
-         item_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         ON CONFLICT (key) DO NOTHING";
     pub(crate) const OUTBOX_ASSIGN: &str = "UPDATE outbox SET message_id = $3 \
          WHERE id = $1 AND lease_owner = $2 AND state = 'sending' AND message_id IS NULL";
     pub(crate) const OUTBOX_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = $3, \
@@ -668,23 +664,34 @@ macro_rules! store_impl {
                     Ok(Some(id))
                 }
 
-                async fn insert_notification(c: &mut $conn, n: &NewNotification) -> Result<()> {
-                    sqlx::query(sql::OUTBOX_INSERT)
-                        .bind(&n.key)
-                        .bind(n.round_id)
-                        .bind(n.task_id)
-                        .bind(&n.kind)
-                        .bind(&n.channel)
-                        .bind(&n.address)
-                        .bind(&n.recipient_json)
-                        .bind(&n.subject)
-                        .bind(&n.body)
-                        .bind(n.not_before)
-                        .bind(n.created_at)
-                        .bind(&n.html)
-                        .bind(&n.item_json)
-                        .execute(&mut *c)
-                        .await?;
+                /// Outbox rows in multi-row statements; a key already used is skipped.
+                async fn insert_notifications(
+                    c: &mut $conn,
+                    notifications: &[&NewNotification],
+                ) -> Result<()> {
+                    for chunk in notifications.chunks($crate::store::sqlite::INSERT_CHUNK) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO outbox (key, round_id, task_id, kind, channel, address, \
+                             recipient_json, subject, body, not_before, created_at, html, item_json) ",
+                        );
+                        q.push_values(chunk, |mut b, n| {
+                            b.push_bind(&n.key)
+                                .push_bind(n.round_id)
+                                .push_bind(n.task_id)
+                                .push_bind(&n.kind)
+                                .push_bind(&n.channel)
+                                .push_bind(&n.address)
+                                .push_bind(&n.recipient_json)
+                                .push_bind(&n.subject)
+                                .push_bind(&n.body)
+                                .push_bind(n.not_before)
+                                .push_bind(n.created_at)
+                                .push_bind(&n.html)
+                                .push_bind(&n.item_json);
+                        });
+                        q.push(" ON CONFLICT (key) DO NOTHING");
+                        q.build().execute(&mut *c).await?;
+                    }
                     Ok(())
                 }
 
@@ -926,6 +933,21 @@ macro_rules! store_impl {
                     Ok(row.map(Into::into))
                 }
 
+                async fn tasks_by_ids(&self, ids: &[i64]) -> Result<Vec<TaskRow>> {
+                    let mut out = Vec::with_capacity(ids.len());
+                    for chunk in ids.chunks($crate::store::sqlite::INSERT_CHUNK) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(sql::TASKS_BY_IDS);
+                        let mut list = q.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        q.push(")");
+                        let rows: Vec<sql::TaskDb> = q.build_query_as().fetch_all(&self.pool).await?;
+                        out.extend(rows.into_iter().map(Into::into));
+                    }
+                    Ok(out)
+                }
+
                 async fn task_by_key(&self, round_id: i64, key: &str) -> Result<Option<TaskRow>> {
                     let row = sqlx::query_as::<$db, sql::TaskDb>(sql::TASK_BY_KEY)
                         .bind(round_id)
@@ -1006,8 +1028,27 @@ macro_rules! store_impl {
                 async fn add_timers(&self, timers: Vec<NewTimer>) -> Result<u64> {
                     let mut tx = self.begin_write().await?;
                     let mut inserted = 0;
-                    for t in &timers {
+                    // Timers that name a task need its id looked up; the rest go in
+                    // multi-row statements.
+                    let (by_task, plain): (Vec<&NewTimer>, Vec<&NewTimer>) =
+                        timers.iter().partition(|t| t.task_key.is_some());
+                    for t in by_task {
                         inserted += Self::insert_timer(&mut tx, t, None, None).await?;
+                    }
+                    for chunk in plain.chunks($crate::store::sqlite::INSERT_CHUNK) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO timers (key, round_id, task_id, kind, due_at, payload_json) ",
+                        );
+                        q.push_values(chunk, |mut b, t| {
+                            b.push_bind(&t.key)
+                                .push_bind(t.round_id)
+                                .push_bind(None::<i64>)
+                                .push_bind(&t.kind)
+                                .push_bind(t.due_at)
+                                .push_bind(&t.payload_json);
+                        });
+                        q.push(" ON CONFLICT (key) DO NOTHING");
+                        inserted += q.build().execute(&mut *tx).await?.rows_affected();
                     }
                     tx.commit().await?;
                     Ok(inserted)
@@ -1050,22 +1091,42 @@ macro_rules! store_impl {
                     now: Millis,
                     batch: &[(i64, FireEffects)],
                 ) -> Result<Vec<bool>> {
-                    let mut out = Vec::with_capacity(batch.len());
+                    if batch.is_empty() {
+                        return Ok(Vec::new());
+                    }
                     let mut tx = self.begin_write().await?;
-                    for (timer_id, effects) in batch {
-                        let fired = sqlx::query(sql::TIMER_FIRE)
-                            .bind(timer_id)
-                            .bind(owner)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                        if fired.rows_affected() == 0 {
-                            out.push(false);
-                            continue;
+                    // A statement per row made a batch of reminders cost several round
+                    // trips each; one update and multi-row inserts keep it to a handful.
+                    let mut fired = std::collections::HashSet::with_capacity(batch.len());
+                    for chunk in batch.chunks($crate::store::sqlite::INSERT_CHUNK) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "UPDATE timers SET state = 'fired', fired_at = ",
+                        );
+                        q.push_bind(now);
+                        q.push(
+                            ", lease_owner = NULL, lease_until = NULL \
+                             WHERE state = 'running' AND lease_owner = ",
+                        );
+                        q.push_bind(owner);
+                        q.push(" AND id IN (");
+                        let mut list = q.separated(", ");
+                        for (id, _) in chunk {
+                            list.push_bind(*id);
                         }
-                        for n in &effects.notifications {
-                            Self::insert_notification(&mut tx, n).await?;
-                        }
+                        q.push(") RETURNING id");
+                        let ids: Vec<(i64,)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                        fired.extend(ids.into_iter().map(|(i,)| i));
+                    }
+                    let out: Vec<bool> = batch.iter().map(|(id, _)| fired.contains(id)).collect();
+                    if fired.is_empty() {
+                        tx.rollback().await?;
+                        return Ok(out);
+                    }
+                    let applied = || batch.iter().filter(|(id, _)| fired.contains(id)).map(|(_, e)| e);
+                    let notifications: Vec<&NewNotification> =
+                        applied().flat_map(|e| e.notifications.iter()).collect();
+                    Self::insert_notifications(&mut tx, &notifications).await?;
+                    for effects in applied() {
                         for t in &effects.timers {
                             Self::insert_timer(&mut tx, t, None, None).await?;
                         }
@@ -1073,16 +1134,22 @@ macro_rules! store_impl {
                             // A used kickoff key means the round exists: nothing to add.
                             Self::insert_round(&mut tx, round, tasks, timers).await?;
                         }
-                        for a in &effects.audit {
-                            Self::insert_audit(&mut tx, a).await?;
-                        }
-                        out.push(true);
                     }
-                    if out.iter().any(|f| *f) {
-                        tx.commit().await?;
-                    } else {
-                        tx.rollback().await?;
+                    let audit: Vec<&AuditEntry> = applied().flat_map(|e| e.audit.iter()).collect();
+                    for chunk in audit.chunks($crate::store::sqlite::INSERT_CHUNK) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO audit_log (at, actor, action, subject, detail_json) ",
+                        );
+                        q.push_values(chunk, |mut b, e| {
+                            b.push_bind(e.at)
+                                .push_bind(&e.actor)
+                                .push_bind(&e.action)
+                                .push_bind(&e.subject)
+                                .push_bind(&e.detail_json);
+                        });
+                        q.build().execute(&mut *tx).await?;
                     }
+                    tx.commit().await?;
                     Ok(out)
                 }
 
@@ -1202,9 +1269,8 @@ macro_rules! store_impl {
                         // Tell the office only if we really moved rows to dead (not on a
                         // lost lease, where another daemon owns the outcome).
                         if n > 0 {
-                            for notice in notices {
-                                Self::insert_notification(&mut tx, notice).await?;
-                            }
+                            let notices: Vec<&NewNotification> = notices.iter().collect();
+                            Self::insert_notifications(&mut tx, &notices).await?;
                         }
                     }
                     tx.commit().await?;
