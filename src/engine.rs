@@ -554,62 +554,68 @@ impl Engine {
     /// firing rate at a few thousand per second on SQLite).
     pub async fn fire_due(&self) -> Result<Vec<Fired>> {
         let mut fired = Vec::new();
-        loop {
-            let now = self.clock.now();
-            let batch = self
-                .store
-                .claim_due_timers(ms(now), &self.owner, self.lease_ms, CLAIM_BATCH)
-                .await?;
-            if batch.is_empty() {
-                break;
-            }
-            let mut reads = self.batch_reads(&batch).await?;
-            let mut items = Vec::with_capacity(batch.len());
-            for t in &batch {
-                let effects = match self.effects(t, now, &mut reads).await {
-                    Ok(e) => e,
-                    // The database failed, not the timer (e.g. it went away while the task
-                    // was read): firing now would drop the notifications. Leave the timer
-                    // claimed; it is fired when the lease expires, like after a crash.
-                    Err(e @ EngineError::Store(_)) => return Err(e),
-                    // A timer whose effects cannot be computed is fired with an audit
-                    // entry instead of retried forever.
-                    Err(e) => self.failed_effects(t, now, &e.to_string()),
-                };
-                items.push((t.id, effects));
-            }
-            let outcome = match self.store.fire_timers(&self.owner, ms(now), &items).await {
-                Ok(o) => o,
-                Err(e) if is_data_error(&e) => {
-                    self.fire_one_by_one(&batch, &mut items, now).await?
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let mut woke_outbox = false;
-            for ((t, (_, effects)), ok) in batch.into_iter().zip(items).zip(outcome) {
-                let notifications = effects.notifications.len();
-                if !ok {
-                    tracing::warn!(timer = %t.key, "lease lost before firing; another daemon has it");
-                    continue;
-                }
-                tracing::info!(timer = %t.key, kind = %t.kind, late_ms = ms(now) - t.due_at, notifications, "timer fired");
-                if notifications > 0 && !woke_outbox {
-                    self.wake_outbox();
-                    woke_outbox = true;
-                }
-                metrics::counter!("yanzhen_timers_fired_total", "kind" => t.kind.clone())
-                    .increment(1);
-                metrics::histogram!("yanzhen_timer_lateness_seconds")
-                    .record((ms(now) - t.due_at).max(0) as f64 / 1000.0);
-                fired.push(Fired {
-                    timer: t,
-                    at: now,
-                    notifications,
-                    started_round: effects.round.is_some(),
-                });
-            }
+        while let Some(batch) = self.fire_batch().await? {
+            fired.extend(batch);
         }
         Ok(fired)
+    }
+
+    /// Claim and fire one batch of due timers; None when nothing could be claimed. The
+    /// daemon's loop fires batch by batch, so a burst of 100k timers is never held in
+    /// memory at once and a shutdown is noticed between batches.
+    pub async fn fire_batch(&self) -> Result<Option<Vec<Fired>>> {
+        let mut fired = Vec::new();
+        let now = self.clock.now();
+        let batch = self
+            .store
+            .claim_due_timers(ms(now), &self.owner, self.lease_ms, CLAIM_BATCH)
+            .await?;
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let mut reads = self.batch_reads(&batch).await?;
+        let mut items = Vec::with_capacity(batch.len());
+        for t in &batch {
+            let effects = match self.effects(t, now, &mut reads).await {
+                Ok(e) => e,
+                // The database failed, not the timer (e.g. it went away while the task
+                // was read): firing now would drop the notifications. Leave the timer
+                // claimed; it is fired when the lease expires, like after a crash.
+                Err(e @ EngineError::Store(_)) => return Err(e),
+                // A timer whose effects cannot be computed is fired with an audit
+                // entry instead of retried forever.
+                Err(e) => self.failed_effects(t, now, &e.to_string()),
+            };
+            items.push((t.id, effects));
+        }
+        let outcome = match self.store.fire_timers(&self.owner, ms(now), &items).await {
+            Ok(o) => o,
+            Err(e) if is_data_error(&e) => self.fire_one_by_one(&batch, &mut items, now).await?,
+            Err(e) => return Err(e.into()),
+        };
+        let mut woke_outbox = false;
+        for ((t, (_, effects)), ok) in batch.into_iter().zip(items).zip(outcome) {
+            let notifications = effects.notifications.len();
+            if !ok {
+                tracing::warn!(timer = %t.key, "lease lost before firing; another daemon has it");
+                continue;
+            }
+            tracing::info!(timer = %t.key, kind = %t.kind, late_ms = ms(now) - t.due_at, notifications, "timer fired");
+            if notifications > 0 && !woke_outbox {
+                self.wake_outbox();
+                woke_outbox = true;
+            }
+            metrics::counter!("yanzhen_timers_fired_total", "kind" => t.kind.clone()).increment(1);
+            metrics::histogram!("yanzhen_timer_lateness_seconds")
+                .record((ms(now) - t.due_at).max(0) as f64 / 1000.0);
+            fired.push(Fired {
+                timer: t,
+                at: now,
+                notifications,
+                started_round: effects.round.is_some(),
+            });
+        }
+        Ok(Some(fired))
     }
 
     /// The effects of a timer whose own effects could not be computed or written: an audit

@@ -24,7 +24,11 @@ pub async fn step(engine: &Engine) -> Vec<Fired> {
 
 /// [`step`], or None (logged) when firing failed.
 async fn try_step(engine: &Engine) -> Option<Vec<Fired>> {
-    match engine.fire_due().await {
+    logged(engine.fire_due().await)
+}
+
+fn logged<T>(r: crate::engine::Result<T>) -> Option<T> {
+    match r {
         Ok(f) => Some(f),
         Err(e) => {
             tracing::error!(error = %e, "firing due timers failed; will retry");
@@ -40,9 +44,10 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             break;
         }
-        let outcome = try_step(&engine).await;
+        // One batch per turn: what fired is not kept, and shutdown is seen between batches.
+        let outcome = logged(engine.fire_batch().await);
         let failed = outcome.is_none();
-        let fired_any = outcome.is_some_and(|f| !f.is_empty());
+        let fired_any = outcome.is_some_and(|f| f.is_some_and(|f| !f.is_empty()));
         let clock = engine.clock().clone();
         let (until, max) = match engine.next_due_at().await {
             Ok(Some(next)) => (next, MAX_SLEEP),

@@ -389,8 +389,9 @@ pub(crate) mod shared {
          lease_owner = NULL, lease_until = NULL \
          WHERE id = $1 AND lease_owner = $2 AND state = 'sending'";
     pub(crate) const OUTBOX_NEXT: &str = "SELECT MIN(t) FROM (\
-         SELECT COALESCE(next_attempt_at, not_before) AS t FROM outbox WHERE state = 'pending' \
-         UNION ALL SELECT lease_until AS t FROM outbox WHERE state = 'sending') AS due";
+         SELECT MIN(COALESCE(next_attempt_at, not_before)) AS t FROM outbox \
+         WHERE state = 'pending' \
+         UNION ALL SELECT MIN(lease_until) AS t FROM outbox WHERE state = 'sending') AS due";
     pub(crate) const OUTBOX_AFTER: &str = concat!(
         "SELECT ",
         cols!(outbox),
@@ -465,28 +466,80 @@ macro_rules! store_impl {
                 $row_lock
             );
             /// Claim outbox rows like timers: pending and due, or sending with an expired lease.
-            const OUTBOX_CLAIM: &str = concat!(
+            // Claims come in two statements, expired leases then due rows, each an ordered
+            // range of one index: a single `a OR b ... ORDER BY` sorted every due row per
+            // batch, which made a 100k burst quadratic.
+            const OUTBOX_CLAIM_EXPIRED: &str = concat!(
                 "UPDATE outbox SET state = 'sending', lease_owner = $2, lease_until = $3, \
                  attempts = attempts + 1 WHERE id IN (SELECT id FROM outbox \
-                 WHERE (state = 'pending' AND COALESCE(next_attempt_at, not_before) <= $1) \
-                 OR (state = 'sending' AND lease_until < $1) ORDER BY id LIMIT $4",
+                 WHERE state = 'sending' AND lease_until < $1 ORDER BY id LIMIT $4",
                 $claim_lock,
                 ") RETURNING ",
                 cols!(outbox)
             );
-            /// Claim in one statement: due pending timers and running ones whose lease expired.
-            const CLAIM: &str = concat!(
+            const OUTBOX_CLAIM_DUE: &str = concat!(
+                "UPDATE outbox SET state = 'sending', lease_owner = $2, lease_until = $3, \
+                 attempts = attempts + 1 WHERE id IN (SELECT id FROM outbox \
+                 WHERE state = 'pending' AND COALESCE(next_attempt_at, not_before) <= $1 \
+                 ORDER BY COALESCE(next_attempt_at, not_before), id LIMIT $4",
+                $claim_lock,
+                ") RETURNING ",
+                cols!(outbox)
+            );
+            /// Running timers whose lease expired (their daemon died), then due pending ones.
+            const CLAIM_EXPIRED: &str = concat!(
                 "UPDATE timers SET state = 'running', lease_owner = $2, lease_until = $3, \
                  attempts = attempts + 1 WHERE id IN (SELECT id FROM timers \
-                 WHERE due_at <= $1 AND (state = 'pending' \
-                 OR (state = 'running' AND lease_until < $1)) \
+                 WHERE state = 'running' AND lease_until < $1 AND due_at <= $1 \
                  ORDER BY due_at, id LIMIT $4",
+                $claim_lock,
+                ") RETURNING ",
+                cols!(timer)
+            );
+            const CLAIM_DUE: &str = concat!(
+                "UPDATE timers SET state = 'running', lease_owner = $2, lease_until = $3, \
+                 attempts = attempts + 1 WHERE id IN (SELECT id FROM timers \
+                 WHERE state = 'pending' AND due_at <= $1 ORDER BY due_at, id LIMIT $4",
                 $claim_lock,
                 ") RETURNING ",
                 cols!(timer)
             );
 
             impl $store {
+                /// Run claim statements in one write transaction until `limit` rows are
+                /// claimed; each statement takes `now, owner, lease_until, limit`.
+                async fn claim<R>(
+                    &self,
+                    statements: [&'static str; 2],
+                    now: Millis,
+                    owner: &str,
+                    lease_ms: i64,
+                    limit: i64,
+                ) -> Result<Vec<R>>
+                where
+                    R: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+                {
+                    let mut tx = self.begin_write().await?;
+                    let mut rows = Vec::new();
+                    for claim in statements {
+                        let left = limit.max(0) - rows.len() as i64;
+                        if left <= 0 {
+                            break;
+                        }
+                        rows.extend(
+                            sqlx::query_as::<$db, R>(claim)
+                                .bind(now)
+                                .bind(owner)
+                                .bind(now.saturating_add(lease_ms))
+                                .bind(left)
+                                .fetch_all(&mut *tx)
+                                .await?,
+                        );
+                    }
+                    tx.commit().await?;
+                    Ok(rows)
+                }
+
                 async fn insert_audit(c: &mut $conn, e: &AuditEntry) -> Result<()> {
                     sqlx::query(sql::AUDIT_INSERT)
                         .bind(e.at)
@@ -1061,15 +1114,8 @@ macro_rules! store_impl {
                     lease_ms: i64,
                     limit: i64,
                 ) -> Result<Vec<TimerRow>> {
-                    let mut tx = self.begin_write().await?;
-                    let mut rows = sqlx::query_as::<$db, sql::TimerDb>(CLAIM)
-                        .bind(now)
-                        .bind(owner)
-                        .bind(now.saturating_add(lease_ms))
-                        .bind(limit.max(0))
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
+                    let mut rows: Vec<sql::TimerDb> =
+                        self.claim([CLAIM_EXPIRED, CLAIM_DUE], now, owner, lease_ms, limit).await?;
                     rows.sort_by_key(|r| (r.due_at, r.id));
                     Ok(rows.into_iter().map(Into::into).collect())
                 }
@@ -1207,15 +1253,8 @@ macro_rules! store_impl {
                     lease_ms: i64,
                     limit: i64,
                 ) -> Result<Vec<OutboxRow>> {
-                    let mut tx = self.begin_write().await?;
-                    let mut rows = sqlx::query_as::<$db, sql::OutboxDb>(OUTBOX_CLAIM)
-                        .bind(now)
-                        .bind(owner)
-                        .bind(now.saturating_add(lease_ms))
-                        .bind(limit.max(0))
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
+                    let mut rows: Vec<sql::OutboxDb> =
+                        self.claim([OUTBOX_CLAIM_EXPIRED, OUTBOX_CLAIM_DUE], now, owner, lease_ms, limit).await?;
                     rows.sort_by_key(|r| r.id);
                     Ok(rows.into_iter().map(Into::into).collect())
                 }
