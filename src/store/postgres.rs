@@ -12,7 +12,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::sqlite::store_impl;
-use super::{Result, StoreError};
+use super::{NewNotification, Result, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -50,6 +50,45 @@ impl PgStore {
     /// Start a write transaction (row locks are taken by the statements themselves).
     async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Postgres>> {
         self.pool.begin().await
+    }
+
+    /// Outbox rows in one statement over arrays; a key already used is skipped.
+    ///
+    /// One fixed statement whatever the row count: multi-row `VALUES` was a new statement
+    /// for every batch size, and preparing it cost more than the insert (37 ms a batch).
+    async fn insert_notifications(
+        c: &mut sqlx::PgConnection,
+        rows: &[&NewNotification],
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let text = |f: fn(&NewNotification) -> &String| -> Vec<&str> {
+            rows.iter().map(|n| f(n).as_str()).collect()
+        };
+        sqlx::query(
+            "INSERT INTO outbox (key, round_id, task_id, kind, channel, address, \
+             recipient_json, subject, body, not_before, created_at, html, item_json) \
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::int8[], \
+             $12::text[], $13::text[]) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(text(|n| &n.key))
+        .bind(rows.iter().map(|n| n.round_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|n| n.task_id).collect::<Vec<_>>())
+        .bind(text(|n| &n.kind))
+        .bind(text(|n| &n.channel))
+        .bind(text(|n| &n.address))
+        .bind(text(|n| &n.recipient_json))
+        .bind(text(|n| &n.subject))
+        .bind(text(|n| &n.body))
+        .bind(rows.iter().map(|n| n.not_before).collect::<Vec<_>>())
+        .bind(rows.iter().map(|n| n.created_at).collect::<Vec<_>>())
+        .bind(text(|n| &n.html))
+        .bind(text(|n| &n.item_json))
+        .execute(&mut *c)
+        .await?;
+        Ok(())
     }
 }
 

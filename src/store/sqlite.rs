@@ -426,8 +426,10 @@ pub(crate) mod shared {
 /// Generates the backend-neutral code for a store type: helpers running inside a transaction
 /// and the whole [`Store`](crate::store::Store) impl.
 ///
-/// The store must have a field `pool` and an inherent
-/// `async fn begin_write(&self) -> sqlx::Result<Transaction<'static, DB>>`. `row_lock` is
+/// The store must have a field `pool`, an inherent
+/// `async fn begin_write(&self) -> sqlx::Result<Transaction<'static, DB>>` and an inherent
+/// `async fn insert_notifications(c: &mut Conn, rows: &[&NewNotification]) -> Result<()>`
+/// (how to write many rows at once differs: multi-row `VALUES` or `UNNEST` of arrays). `row_lock` is
 /// appended to selects of rows that a transaction will change, `claim_lock` to the claim's
 /// inner select.
 macro_rules! store_impl {
@@ -715,37 +717,6 @@ macro_rules! store_impl {
                         q.build().execute(&mut *c).await?;
                     }
                     Ok(Some(id))
-                }
-
-                /// Outbox rows in multi-row statements; a key already used is skipped.
-                async fn insert_notifications(
-                    c: &mut $conn,
-                    notifications: &[&NewNotification],
-                ) -> Result<()> {
-                    for chunk in notifications.chunks($crate::store::sqlite::INSERT_CHUNK) {
-                        let mut q = sqlx::QueryBuilder::<$db>::new(
-                            "INSERT INTO outbox (key, round_id, task_id, kind, channel, address, \
-                             recipient_json, subject, body, not_before, created_at, html, item_json) ",
-                        );
-                        q.push_values(chunk, |mut b, n| {
-                            b.push_bind(&n.key)
-                                .push_bind(n.round_id)
-                                .push_bind(n.task_id)
-                                .push_bind(&n.kind)
-                                .push_bind(&n.channel)
-                                .push_bind(&n.address)
-                                .push_bind(&n.recipient_json)
-                                .push_bind(&n.subject)
-                                .push_bind(&n.body)
-                                .push_bind(n.not_before)
-                                .push_bind(n.created_at)
-                                .push_bind(&n.html)
-                                .push_bind(&n.item_json);
-                        });
-                        q.push(" ON CONFLICT (key) DO NOTHING");
-                        q.build().execute(&mut *c).await?;
-                    }
-                    Ok(())
                 }
 
                 /// Make a waiting task owed (other states are left alone).
@@ -1483,6 +1454,39 @@ macro_rules! store_impl {
     };
 }
 pub(crate) use store_impl;
+
+impl SqliteStore {
+    /// Outbox rows in multi-row statements; a key already used is skipped.
+    async fn insert_notifications(
+        c: &mut sqlx::SqliteConnection,
+        notifications: &[&super::NewNotification],
+    ) -> Result<()> {
+        for chunk in notifications.chunks(INSERT_CHUNK) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO outbox (key, round_id, task_id, kind, channel, address, \
+                 recipient_json, subject, body, not_before, created_at, html, item_json) ",
+            );
+            q.push_values(chunk, |mut b, n| {
+                b.push_bind(&n.key)
+                    .push_bind(n.round_id)
+                    .push_bind(n.task_id)
+                    .push_bind(&n.kind)
+                    .push_bind(&n.channel)
+                    .push_bind(&n.address)
+                    .push_bind(&n.recipient_json)
+                    .push_bind(&n.subject)
+                    .push_bind(&n.body)
+                    .push_bind(n.not_before)
+                    .push_bind(n.created_at)
+                    .push_bind(&n.html)
+                    .push_bind(&n.item_json);
+            });
+            q.push(" ON CONFLICT (key) DO NOTHING");
+            q.build().execute(&mut *c).await?;
+        }
+        Ok(())
+    }
+}
 
 // SQLite needs no row locks: `BEGIN IMMEDIATE` already holds the database's single write lock.
 store_impl! {
