@@ -144,8 +144,7 @@ async fn fresh_store(
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
                 .execute(&mut admin)
                 .await?;
-            let base = u.rsplit_once('/').map_or(u.as_str(), |(b, _)| b);
-            format!("{base}/{db}")
+            with_database(u, &db)
         }
         Some(u) => u.clone(),
         None => format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
@@ -153,6 +152,19 @@ async fn fresh_store(
     let store = crate::store::open(&url).await?;
     store.migrate().await?;
     Ok((store, url))
+}
+
+/// `url` with its database name replaced by `db`, keeping the query
+/// (`?host=/var/run/postgresql` for a Unix socket).
+fn with_database(url: &str, db: &str) -> String {
+    let (path, query) = url
+        .split_once('?')
+        .map_or((url, None), |(p, q)| (p, Some(q)));
+    let base = path.rsplit_once('/').map_or(path, |(b, _)| b);
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
 }
 
 /// Run every benchmark and print the results.
@@ -729,4 +741,21 @@ async fn emails(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn bench_database_url_replaces_the_name_and_keeps_the_query() {
+        assert_eq!(
+            with_database("postgres://u@127.0.0.1:5432/test", "yz_b"),
+            "postgres://u@127.0.0.1:5432/yz_b"
+        );
+        assert_eq!(
+            with_database("postgres://u@/test?host=/var/run/postgresql", "yz_b"),
+            "postgres://u@/yz_b?host=/var/run/postgresql"
+        );
+    }
 }

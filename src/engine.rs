@@ -566,6 +566,8 @@ impl Engine {
     pub async fn fire_batch(&self) -> Result<Option<Vec<Fired>>> {
         let mut fired = Vec::new();
         let now = self.clock.now();
+        // Phase durations, for `YANZHEN_LOG=yanzhen::engine=debug` when tuning a backend.
+        let claim_started = std::time::Instant::now();
         let batch = self
             .store
             .claim_due_timers(ms(now), &self.owner, self.lease_ms, CLAIM_BATCH)
@@ -573,7 +575,10 @@ impl Engine {
         if batch.is_empty() {
             return Ok(None);
         }
+        let claimed = claim_started.elapsed();
+        let started = std::time::Instant::now();
         let mut reads = self.batch_reads(&batch).await?;
+        let read = started.elapsed();
         let mut items = Vec::with_capacity(batch.len());
         for t in &batch {
             let effects = match self.effects(t, now, &mut reads).await {
@@ -588,11 +593,20 @@ impl Engine {
             };
             items.push((t.id, effects));
         }
+        let computed = started.elapsed();
         let outcome = match self.store.fire_timers(&self.owner, ms(now), &items).await {
             Ok(o) => o,
             Err(e) if is_data_error(&e) => self.fire_one_by_one(&batch, &mut items, now).await?,
             Err(e) => return Err(e.into()),
         };
+        tracing::debug!(
+            timers = batch.len(),
+            claim_ms = claimed.as_secs_f64() * 1e3,
+            read_ms = read.as_secs_f64() * 1e3,
+            effects_ms = (computed - read).as_secs_f64() * 1e3,
+            write_ms = (started.elapsed() - computed).as_secs_f64() * 1e3,
+            "batch fired"
+        );
         let mut woke_outbox = false;
         for ((t, (_, effects)), ok) in batch.into_iter().zip(items).zip(outcome) {
             let notifications = effects.notifications.len();
