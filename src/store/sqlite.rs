@@ -423,6 +423,9 @@ pub(crate) mod shared {
     );
 }
 
+/// How often storing a workflow version may lose the race for the next number.
+pub(crate) const VERSION_PUT_ATTEMPTS: usize = 32;
+
 /// Generates the backend-neutral code for a store type: helpers running inside a transaction
 /// and the whole [`Store`](crate::store::Store) impl.
 ///
@@ -829,7 +832,10 @@ macro_rules! store_impl {
                     source: &str,
                     at: Millis,
                 ) -> Result<VersionRow> {
-                    for _ in 0..3 {
+                    // Losing means another writer took the number and committed, so each
+                    // retry follows someone's progress; 3 attempts were too few when 8
+                    // daemons or requests stored 4 new versions at once (seen on Postgres).
+                    for _ in 0..$crate::store::sqlite::VERSION_PUT_ATTEMPTS {
                         if let Some(row) =
                             self.try_put_version(workflow_id, hash, source, at).await?
                         {
