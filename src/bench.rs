@@ -62,17 +62,17 @@ fn directory(n: usize) -> Directory {
         phone: None,
         webhooks: vec![],
     };
-    Directory {
-        office: Office {
+    Directory::new(
+        Office {
             id: "bench".into(),
             name: "基准测试街道".into(),
         },
-        roles: vec![Role {
+        vec![Role {
             id: Sp::bare("organization_office".into()),
             title: "组织办".into(),
             contacts: vec![contact("组织办")],
         }],
-        units: (0..n)
+        (0..n)
             .map(|i| Unit {
                 id: Sp::bare(format!("b{i:06}")),
                 name: format!("第{i}社区"),
@@ -80,13 +80,13 @@ fn directory(n: usize) -> Directory {
                 contacts: vec![contact("书记")],
             })
             .collect(),
-        groups: vec![Group {
+        vec![Group {
             id: Sp::bare("branches".into()),
             title: "全体".into(),
             kind: Some(UnitKind::Branch),
             members: None,
         }],
-    }
+    )
 }
 
 /// A round of 8 tasks per branch, each with a deadline and one reminder.

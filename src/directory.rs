@@ -6,7 +6,8 @@
 use crate::diagnostic::{Diagnostics, Sp, suggest};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 /// The whole directory of one office.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -23,6 +24,11 @@ pub struct Directory {
     /// Named sets of units that tasks fan out to.
     #[serde(default)]
     pub groups: Vec<Group>,
+    /// Unit positions by id, built on the first lookup: a county directory has thousands
+    /// of units and every notification looks its recipient up.
+    #[serde(skip)]
+    #[schemars(skip)]
+    unit_index: OnceLock<HashMap<String, usize>>,
 }
 
 /// The office (街道党工委 / 镇党委).
@@ -148,6 +154,17 @@ pub struct Party {
 }
 
 impl Directory {
+    /// A directory built in code (the bench's synthetic offices).
+    pub fn new(office: Office, roles: Vec<Role>, units: Vec<Unit>, groups: Vec<Group>) -> Self {
+        Directory {
+            office,
+            roles,
+            units,
+            groups,
+            unit_index: OnceLock::new(),
+        }
+    }
+
     /// Parse and check `directory.yaml`; every problem goes into `diags`.
     pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<Directory> {
         let dir: Directory = crate::yaml::parse(text, diags)?;
@@ -237,7 +254,19 @@ impl Directory {
 
     /// The unit with this id.
     pub fn unit(&self, id: &str) -> Option<&Unit> {
-        self.units.iter().find(|u| u.id.value == id)
+        let index = self.unit_index.get_or_init(|| {
+            let mut m = HashMap::with_capacity(self.units.len());
+            for (i, u) in self.units.iter().enumerate() {
+                m.entry(u.id.value.clone()).or_insert(i);
+            }
+            m
+        });
+        // `units` is public and may change after the first lookup (tests add units): an
+        // index entry is trusted only if it still points at that id, else scan.
+        match index.get(id).and_then(|&i| self.units.get(i)) {
+            Some(u) if u.id.value == id => Some(u),
+            _ => self.units.iter().find(|u| u.id.value == id),
+        }
     }
 
     /// Members of a group, in directory order.

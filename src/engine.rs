@@ -36,7 +36,7 @@ const LEASE_MS: i64 = 30_000;
 /// How soon a kickoff whose round cannot be planned yet is tried again.
 const KICKOFF_RETRY_MS: i64 = 3_600_000;
 /// Timers claimed per statement.
-const CLAIM_BATCH: i64 = 200;
+pub const CLAIM_BATCH: usize = 200;
 
 /// Engine failures.
 #[derive(Debug, thiserror::Error)]
@@ -570,7 +570,7 @@ impl Engine {
         let claim_started = std::time::Instant::now();
         let batch = self
             .store
-            .claim_due_timers(ms(now), &self.owner, self.lease_ms, CLAIM_BATCH)
+            .claim_due_timers(ms(now), &self.owner, self.lease_ms, CLAIM_BATCH as i64)
             .await?;
         if batch.is_empty() {
             return Ok(None);

@@ -5,7 +5,7 @@
 //! another process (a second daemon on PostgreSQL, a CLI command), is noticed within that
 //! bound; the SQL timer table stays the only record of what must fire.
 
-use crate::engine::{Engine, Fired};
+use crate::engine::{CLAIM_BATCH, Engine, Fired};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -38,8 +38,21 @@ fn logged<T>(r: crate::engine::Result<T>) -> Option<T> {
 }
 
 /// Run until `shutdown` turns true. In-flight work finishes before returning.
-pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
+///
+/// Runs as many firing loops as the store can write with at once
+/// ([`crate::store::Store::firing_loops`]); claims never hand one timer to two loops.
+pub async fn run(engine: Arc<Engine>, shutdown: watch::Receiver<bool>) {
     tracing::info!(owner = engine.owner(), "scheduler started");
+    let mut peers = tokio::task::JoinSet::new();
+    for _ in 1..engine.store().firing_loops().max(1) {
+        peers.spawn(fire_loop(engine.clone(), shutdown.clone()));
+    }
+    fire_loop(engine, shutdown).await;
+    while peers.join_next().await.is_some() {}
+    tracing::info!("scheduler stopped");
+}
+
+async fn fire_loop(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
     loop {
         if *shutdown.borrow() {
             break;
@@ -47,7 +60,14 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
         // One batch per turn: what fired is not kept, and shutdown is seen between batches.
         let outcome = logged(engine.fire_batch().await);
         let failed = outcome.is_none();
-        let fired_any = outcome.is_some_and(|f| f.is_some_and(|f| !f.is_empty()));
+        let fired = outcome.flatten().map_or(0, |f| f.len());
+        if fired >= CLAIM_BATCH {
+            // A full batch: more is likely due. Go round at once without asking, and wake
+            // a peer loop that may be sleeping.
+            engine.wake();
+            continue;
+        }
+        let fired_any = fired > 0;
         let clock = engine.clock().clone();
         let (until, max) = match engine.next_due_at().await {
             Ok(Some(next)) => (next, MAX_SLEEP),
@@ -84,7 +104,6 @@ pub async fn run(engine: Arc<Engine>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => {}
         }
     }
-    tracing::info!("scheduler stopped");
 }
 
 fn backoff(now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {

@@ -537,6 +537,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
+    /// How many scheduler loops claim and fire batches at once.
+    fn firing_loops(&self) -> usize;
+
     /// Apply embedded migrations.
     async fn migrate(&self) -> Result<()>;
 

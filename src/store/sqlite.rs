@@ -432,7 +432,9 @@ pub(crate) const VERSION_PUT_ATTEMPTS: usize = 32;
 /// The store must have a field `pool`, an inherent
 /// `async fn begin_write(&self) -> sqlx::Result<Transaction<'static, DB>>` and an inherent
 /// `async fn insert_notifications(c: &mut Conn, rows: &[&NewNotification]) -> Result<()>`
-/// (how to write many rows at once differs: multi-row `VALUES` or `UNNEST` of arrays). `row_lock` is
+/// (how to write many rows at once differs: multi-row `VALUES` or `UNNEST` of arrays), and
+/// an inherent `async fn after_timers_added(&self, added: u64) -> Result<()>` (planner
+/// statistics after a bulk insert, see the Postgres store). `row_lock` is
 /// appended to selects of rows that a transaction will change, `claim_lock` to the claim's
 /// inner select.
 macro_rules! store_impl {
@@ -443,7 +445,8 @@ macro_rules! store_impl {
         backend: $backend:literal,
         migrator: $migrator:ident,
         row_lock: $row_lock:literal,
-        claim_lock: $claim_lock:literal $(,)?
+        claim_lock: $claim_lock:literal,
+        firing_loops: $firing_loops:literal $(,)?
     ) => {
         const _: () = {
             use $crate::store::sqlite::shared::{self as sql, cols};
@@ -802,6 +805,10 @@ macro_rules! store_impl {
                     $backend
                 }
 
+                fn firing_loops(&self) -> usize {
+                    $firing_loops
+                }
+
                 async fn migrate(&self) -> Result<()> {
                     $migrator.run(&self.pool).await?;
                     Ok(())
@@ -879,6 +886,7 @@ macro_rules! store_impl {
                     };
                     Self::insert_audit(&mut tx, &audit).await?;
                     tx.commit().await?;
+                    self.after_timers_added(timers.len() as u64).await?;
                     Ok(Some(id))
                 }
 
@@ -1081,6 +1089,7 @@ macro_rules! store_impl {
                         inserted += q.build().execute(&mut *tx).await?.rows_affected();
                     }
                     tx.commit().await?;
+                    self.after_timers_added(inserted).await?;
                     Ok(inserted)
                 }
 
@@ -1462,6 +1471,11 @@ macro_rules! store_impl {
 pub(crate) use store_impl;
 
 impl SqliteStore {
+    /// Nothing to do: SQLite plans the claim as an ordered index range without statistics.
+    async fn after_timers_added(&self, _added: u64) -> Result<()> {
+        Ok(())
+    }
+
     /// Outbox rows in multi-row statements; a key already used is skipped.
     async fn insert_notifications(
         c: &mut sqlx::SqliteConnection,
@@ -1503,4 +1517,6 @@ store_impl! {
     migrator: MIGRATOR,
     row_lock: "",
     claim_lock: "",
+    // One writer at a time (`BEGIN IMMEDIATE`): a second loop would only queue on the lock.
+    firing_loops: 1,
 }
