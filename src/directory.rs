@@ -311,3 +311,53 @@ impl Unit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(id: &str, name: &str) -> Unit {
+        Unit {
+            id: Sp::bare(id.into()),
+            name: name.into(),
+            kind: UnitKind::Branch,
+            contacts: vec![],
+        }
+    }
+
+    fn office() -> Office {
+        Office {
+            id: "o".into(),
+            name: "街道".into(),
+        }
+    }
+
+    #[test]
+    fn unit_lookup_finds_every_unit_and_the_first_of_a_duplicate_id() {
+        let d = Directory::new(
+            office(),
+            vec![],
+            vec![unit("a", "甲"), unit("b", "乙"), unit("a", "重复")],
+            vec![],
+        );
+        assert_eq!(d.unit("b").map(|u| u.name.as_str()), Some("乙"));
+        assert_eq!(d.unit("a").map(|u| u.name.as_str()), Some("甲"));
+        assert!(d.unit("c").is_none());
+    }
+
+    #[test]
+    fn unit_lookup_sees_units_changed_after_the_index_was_built() {
+        let mut d = Directory::new(
+            office(),
+            vec![],
+            vec![unit("a", "甲"), unit("b", "乙")],
+            vec![],
+        );
+        assert!(d.unit("a").is_some());
+        d.units.remove(0);
+        d.units.push(unit("c", "丙"));
+        assert!(d.unit("a").is_none(), "removed unit still found");
+        assert_eq!(d.unit("b").map(|u| u.name.as_str()), Some("乙"));
+        assert_eq!(d.unit("c").map(|u| u.name.as_str()), Some("丙"));
+    }
+}
