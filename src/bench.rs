@@ -263,7 +263,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     if opts.wants("idle") {
         restart(&opts, &tmp, backend, 0).await?;
     }
-    if opts.wants("email") {
+    if opts.wants("email") || opts.wants("webhook") {
         emails(&opts, &tmp, backend, calendar).await?;
     }
     let _ = std::fs::remove_dir_all(&tmp);
@@ -638,108 +638,157 @@ async fn sink() -> anyhow::Result<(u16, Arc<std::sync::atomic::AtomicUsize>)> {
     Ok((port, count))
 }
 
+/// A loopback HTTP sink that answers 200 to every POST and counts them.
+async fn http_sink() -> anyhow::Result<(u16, Arc<std::sync::atomic::AtomicUsize>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let c = c.clone();
+            async move {
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                "ok"
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((port, count))
+}
+
+/// Deliveries through the real outbox sender: emails to the SMTP sink, webhook POSTs to the
+/// HTTP sink, each without and with a rate limit.
 async fn emails(
     opts: &BenchOptions,
     tmp: &Path,
     backend: &str,
     calendar: crate::calendar::Calendar,
 ) -> anyhow::Result<()> {
-    for limit in [None, Some(1200u32)] {
-        let (store, _) =
-            fresh_store(opts, tmp, if limit.is_some() { "mailrl" } else { "mail" }).await?;
-        let (port, received) = sink().await?;
-        let mut notify = NotifyConfig {
-            mode: DeliveryMode::Deliver,
-            from: "bench <bench@example.gov.cn>".into(),
-            smtp: Some(SmtpConfig {
-                host: "127.0.0.1".into(),
-                port: Some(port),
-                security: SmtpSecurity::None,
-                username: None,
-                password_env: None,
-                timeout_seconds: 30,
-                pool_size: 4,
-            }),
-            ..NotifyConfig::default()
-        };
-        if let Some(l) = limit {
-            notify.rate_limits.insert("email".into(), l);
+    for channel in ["email", "webhook"] {
+        if !opts.wants(channel) {
+            continue;
         }
-        let mut cat = catalog(1, calendar.clone())?;
-        cat.config.notify = notify.clone();
-        let e = Arc::new(Engine::new(
-            store.clone(),
-            cat,
-            Arc::new(SystemClock),
-            "bench",
-        ));
-        let count = if limit.is_some() { 1400 } else { opts.emails };
-        // Enqueue through a fired timer, as the engine does; distinct recipients, no digests.
-        store
-            .add_timers(vec![NewTimer {
-                key: "mail".into(),
-                round_id: None,
-                task_key: None,
-                kind: "stage_open".into(),
-                due_at: 0,
-                payload_json: "{}".into(),
-            }])
-            .await?;
-        let claimed = store
-            .claim_due_timers(ms(chrono::Utc::now()), "bench", 60_000, 1)
-            .await?;
-        let now = ms(chrono::Utc::now());
-        let notes = (0..count)
-            .map(|i| NewNotification {
-                key: format!("mail/{i}"),
-                round_id: None,
-                task_id: None,
-                kind: "kickoff".into(),
-                channel: "email".into(),
-                address: format!("b{i}@example.gov.cn"),
-                recipient_json: "{\"party\":{\"kind\":\"unit\",\"id\":\"b\",\"name\":\"某社区\"}}"
-                    .into(),
-                subject: "【提醒】基准测试".into(),
-                body: "正文".into(),
-                html: "<p>正文</p>".into(),
-                item_json: "{}".into(),
-                not_before: now,
-                created_at: now,
-            })
-            .collect();
-        store
-            .fire_timer(
-                claimed[0].id,
-                "bench",
-                now,
-                crate::store::FireEffects {
-                    notifications: notes,
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let outbox = crate::notify::outbox::Outbox::new(e.clone(), notify)?;
-        let t = Instant::now();
-        outbox.deliver_due().await?;
-        let secs = t.elapsed().as_secs_f64();
-        let got = received.load(std::sync::atomic::Ordering::Relaxed);
-        let mut v = serde_json::json!({"backend": backend, "emails": count, "received": got, "seconds": secs, "emails_per_s": got as f64 / secs, "pool_size": 4});
-        if let Some(l) = limit {
-            // governor allows a burst of one minute's quota, then the steady rate.
-            let steady = (count as f64 - l as f64).max(0.0);
-            v["rate_limit_per_min"] = l.into();
-            v["expected_min_seconds"] = (steady / (l as f64 / 60.0)).into();
-            v["observed_steady_per_min"] = (steady / (secs.max(0.001)) * 60.0).into();
+        for limit in [None, Some(1200u32)] {
+            deliveries(opts, tmp, backend, &calendar, channel, limit).await?;
         }
-        report(
-            if limit.is_some() {
-                "email_rate_limited"
-            } else {
-                "email"
-            },
-            v,
-        );
     }
+    Ok(())
+}
+
+async fn deliveries(
+    opts: &BenchOptions,
+    tmp: &Path,
+    backend: &str,
+    calendar: &crate::calendar::Calendar,
+    channel: &str,
+    limit: Option<u32>,
+) -> anyhow::Result<()> {
+    let name = match limit {
+        Some(_) => format!("{channel}_rate_limited"),
+        None => channel.to_string(),
+    };
+    let (store, _) = fresh_store(opts, tmp, &name.replace('_', "")).await?;
+    let (smtp_port, smtp_received) = sink().await?;
+    let (http_port, http_received) = http_sink().await?;
+    let received = if channel == "email" {
+        smtp_received
+    } else {
+        http_received
+    };
+    let mut notify = NotifyConfig {
+        mode: DeliveryMode::Deliver,
+        from: "bench <bench@example.gov.cn>".into(),
+        smtp: Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: Some(smtp_port),
+            security: SmtpSecurity::None,
+            username: None,
+            password_env: None,
+            timeout_seconds: 30,
+            pool_size: 4,
+        }),
+        ..NotifyConfig::default()
+    };
+    if let Some(l) = limit {
+        notify.rate_limits.insert(channel.into(), l);
+    }
+    let mut cat = catalog(1, calendar.clone())?;
+    cat.config.notify = notify.clone();
+    let e = Arc::new(Engine::new(
+        store.clone(),
+        cat,
+        Arc::new(SystemClock),
+        "bench",
+    ));
+    let count = if limit.is_some() { 1400 } else { opts.emails };
+    // Enqueue through a fired timer, as the engine does; distinct recipients, no digests.
+    store
+        .add_timers(vec![NewTimer {
+            key: "mail".into(),
+            round_id: None,
+            task_key: None,
+            kind: "stage_open".into(),
+            due_at: 0,
+            payload_json: "{}".into(),
+        }])
+        .await?;
+    let claimed = store
+        .claim_due_timers(ms(chrono::Utc::now()), "bench", 60_000, 1)
+        .await?;
+    let now = ms(chrono::Utc::now());
+    let notes = (0..count)
+        .map(|i| NewNotification {
+            key: format!("mail/{i}"),
+            round_id: None,
+            task_id: None,
+            kind: "kickoff".into(),
+            channel: channel.into(),
+            address: match channel {
+                "email" => format!("b{i}@example.gov.cn"),
+                _ => format!("http://127.0.0.1:{http_port}/hook?b={i}"),
+            },
+            recipient_json: "{\"party\":{\"kind\":\"unit\",\"id\":\"b\",\"name\":\"某社区\"}}"
+                .into(),
+            subject: "【提醒】基准测试".into(),
+            body: "正文".into(),
+            html: "<p>正文</p>".into(),
+            item_json: "{}".into(),
+            not_before: now,
+            created_at: now,
+        })
+        .collect();
+    store
+        .fire_timer(
+            claimed[0].id,
+            "bench",
+            now,
+            crate::store::FireEffects {
+                notifications: notes,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let outbox = crate::notify::outbox::Outbox::new(e.clone(), notify)?;
+    let t = Instant::now();
+    outbox.deliver_due().await?;
+    let secs = t.elapsed().as_secs_f64();
+    let got = received.load(std::sync::atomic::Ordering::Relaxed);
+    let mut v = serde_json::json!({"backend": backend, "channel": channel, "sent": count, "received": got, "seconds": secs, "per_s": got as f64 / secs});
+    if channel == "email" {
+        v["pool_size"] = 4.into();
+    }
+    if let Some(l) = limit {
+        // governor allows a burst of one minute's quota, then the steady rate.
+        let steady = (count as f64 - l as f64).max(0.0);
+        v["rate_limit_per_min"] = l.into();
+        v["expected_min_seconds"] = (steady / (l as f64 / 60.0)).into();
+        v["observed_steady_per_min"] = (steady / (secs.max(0.001)) * 60.0).into();
+    }
+    report(&name, v);
     Ok(())
 }
 

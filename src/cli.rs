@@ -92,11 +92,11 @@ pub enum Command {
         /// Pending timers for the restart and memory measurement.
         #[arg(long, default_value_t = 1_000_000)]
         pending: usize,
-        /// Emails to the loopback SMTP sink.
+        /// Emails to the loopback SMTP sink, and as many webhook POSTs to the HTTP sink.
         #[arg(long, default_value_t = 2000)]
         emails: usize,
         /// Run only these measurements (materialise, burst, halfcap, spread, the same three with
-        /// `_reminders`, restart, idle, email).
+        /// `_reminders`, restart, idle, email, webhook).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
