@@ -264,7 +264,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         restart(&opts, &tmp, backend, 0).await?;
     }
     if opts.wants("email") || opts.wants("webhook") {
-        emails(&opts, &tmp, backend, calendar).await?;
+        deliveries_per_channel(&opts, &tmp, backend, calendar).await?;
     }
     let _ = std::fs::remove_dir_all(&tmp);
     drop_bench_databases(&opts).await;
@@ -662,7 +662,7 @@ async fn http_sink() -> anyhow::Result<(u16, Arc<std::sync::atomic::AtomicUsize>
 
 /// Deliveries through the real outbox sender: emails to the SMTP sink, webhook POSTs to the
 /// HTTP sink, each without and with a rate limit.
-async fn emails(
+async fn deliveries_per_channel(
     opts: &BenchOptions,
     tmp: &Path,
     backend: &str,

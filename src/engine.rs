@@ -567,7 +567,7 @@ impl Engine {
         let mut fired = Vec::new();
         let now = self.clock.now();
         // Phase durations, for `YANZHEN_LOG=yanzhen::engine=debug` when tuning a backend.
-        let claim_started = std::time::Instant::now();
+        let started = std::time::Instant::now();
         let batch = self
             .store
             .claim_due_timers(ms(now), &self.owner, self.lease_ms, CLAIM_BATCH as i64)
@@ -575,8 +575,7 @@ impl Engine {
         if batch.is_empty() {
             return Ok(None);
         }
-        let claimed = claim_started.elapsed();
-        let started = std::time::Instant::now();
+        let claimed = started.elapsed();
         let mut reads = self.batch_reads(&batch).await?;
         let read = started.elapsed();
         let mut items = Vec::with_capacity(batch.len());
@@ -602,7 +601,7 @@ impl Engine {
         tracing::debug!(
             timers = batch.len(),
             claim_ms = claimed.as_secs_f64() * 1e3,
-            read_ms = read.as_secs_f64() * 1e3,
+            read_ms = (read - claimed).as_secs_f64() * 1e3,
             effects_ms = (computed - read).as_secs_f64() * 1e3,
             write_ms = (started.elapsed() - computed).as_secs_f64() * 1e3,
             "batch fired"

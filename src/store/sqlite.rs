@@ -1158,13 +1158,16 @@ macro_rules! store_impl {
                     let notifications: Vec<&NewNotification> =
                         applied().flat_map(|e| e.notifications.iter()).collect();
                     Self::insert_notifications(&mut tx, &notifications).await?;
+                    let mut round_timers = 0;
                     for effects in applied() {
                         for t in &effects.timers {
                             Self::insert_timer(&mut tx, t, None, None).await?;
                         }
                         if let Some((round, tasks, timers)) = &effects.round {
                             // A used kickoff key means the round exists: nothing to add.
-                            Self::insert_round(&mut tx, round, tasks, timers).await?;
+                            if Self::insert_round(&mut tx, round, tasks, timers).await?.is_some() {
+                                round_timers += timers.len() as u64;
+                            }
                         }
                     }
                     let audit: Vec<&AuditEntry> = applied().flat_map(|e| e.audit.iter()).collect();
@@ -1182,6 +1185,8 @@ macro_rules! store_impl {
                         q.build().execute(&mut *tx).await?;
                     }
                     tx.commit().await?;
+                    // A kickoff can start a round as large as `create_round` does.
+                    self.after_timers_added(round_timers).await?;
                     Ok(out)
                 }
 
