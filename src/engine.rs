@@ -35,6 +35,14 @@ const MISFIRE_GRACE_MS: i64 = 60_000;
 const LEASE_MS: i64 = 30_000;
 /// How soon a kickoff whose round cannot be planned yet is tried again.
 const KICKOFF_RETRY_MS: i64 = 3_600_000;
+/// How long a link in a message stays valid after the message is sent (and after the
+/// task's deadline).
+pub const LINK_VALID_DAYS: i64 = 30;
+
+/// The expiry (epoch seconds) of a link valid for [`LINK_VALID_DAYS`] after `from_ms`.
+fn link_expiry(from_ms: Millis) -> i64 {
+    from_ms.div_euclid(1000) + LINK_VALID_DAYS * 86_400
+}
 /// Timers claimed per statement.
 pub const CLAIM_BATCH: usize = 200;
 
@@ -264,19 +272,60 @@ impl Engine {
         }
     }
 
-    /// The signed "mark done" link of a branch's task, valid until 30 days after its deadline.
-    pub fn task_link(&self, task: &TaskRow) -> Option<String> {
+    /// The signed "mark done" link of a branch's task in a message made at `now`: valid
+    /// until [`LINK_VALID_DAYS`] after its deadline or after `now`, whichever is later, so a
+    /// late notice never carries a link that has already expired.
+    pub fn task_link(&self, task: &TaskRow, now: DateTime<Utc>) -> Option<String> {
         let base = self.catalog().config.notify.link_base.clone()?;
         if task.assignee_kind != "unit" {
             return None;
         }
         let signer = self.links.read().ok()?.clone()?;
-        let expires = task.due_at.unwrap_or(0) / 1000 + 30 * 86_400;
+        let expires = link_expiry(task.due_at.unwrap_or(0).max(ms(now)));
         Some(format!(
             "{}{}",
             base.trim_end_matches('/'),
             signer.task_link(&task.assignee_id, task.id, expires)
         ))
+    }
+
+    /// Sign the links of a message again as it is sent (a message may wait in the outbox for
+    /// retries, a rate limit or a stopped daemon long after it was rendered): each link then
+    /// stays valid for [`LINK_VALID_DAYS`] after `now`. Links are replaced wherever the
+    /// message shows them: its items (digests, webhooks), text, and HTML as the templates
+    /// escape it. A link a custom template altered (e.g. `urlencode`) keeps its fire-time
+    /// expiry.
+    pub fn refresh_links(&self, msg: &mut crate::notify::Message, now: DateTime<Utc>) {
+        let Some(signer) = self.links.read().ok().and_then(|l| l.clone()) else {
+            return;
+        };
+        let expires = link_expiry(ms(now));
+        for item in &mut msg.items {
+            let Some(old) = item.link.clone() else {
+                continue;
+            };
+            let Some(new) = signer.extend(&old, expires) else {
+                continue;
+            };
+            if new == old {
+                continue;
+            }
+            for (from, to) in [
+                (old.clone(), new.clone()),
+                (
+                    minijinja::HtmlEscape(&old).to_string(),
+                    minijinja::HtmlEscape(&new).to_string(),
+                ),
+                (
+                    crate::notify::render::escape_html(&old),
+                    crate::notify::render::escape_html(&new),
+                ),
+            ] {
+                msg.text = msg.text.replace(&from, &to);
+                msg.html = msg.html.replace(&from, &to);
+            }
+            item.link = Some(new);
+        }
     }
 
     /// The message renderer.
@@ -1011,7 +1060,7 @@ impl Engine {
             .map(|d| zh_datetime(&d.with_timezone(&tz)))
             .unwrap_or_default();
         let days_left = due.map_or(0, |d| days_between(now, d, tz));
-        let link = self.task_link(&task);
+        let link = self.task_link(&task, now);
         let item = Item {
             title: task.title.clone(),
             assignee: task.assignee_name.clone(),
@@ -1484,7 +1533,7 @@ impl Engine {
                     summary: format!("截止：{}", t.title),
                     description: format!("{}（{}）", wf_title, round.start_date),
                     due: from_ms(due),
-                    url: self.task_link(&t),
+                    url: self.task_link(&t, self.clock.now()),
                     done: t.state == task_state::DONE || t.state == task_state::WAIVED,
                 });
             }

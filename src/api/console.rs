@@ -1715,8 +1715,21 @@ fn link_refused(ui: &Ui<'_>, e: LinkError, exp: Option<&str>) -> Response {
     ui.page(
         StatusCode::FORBIDDEN,
         "link_error.html",
-        json!({"branch": true, "reason": reason, "title": title, "text": text}),
+        json!({"branch": true, "reason": reason, "title": title, "text": text, "contact": office_contact(ui)}),
     )
+}
+
+/// Whom a branch calls about a link that no longer works: the first contact of the office
+/// role (`notify.dead_letter_role`, the organization office), from the directory.
+fn office_contact(ui: &Ui<'_>) -> serde_json::Value {
+    let role_id = &ui.catalog.config.notify.dead_letter_role;
+    let Some(role) = ui.catalog.directory.role(role_id) else {
+        return json!({"role": ui.office()});
+    };
+    match role.contacts.first() {
+        Some(c) => json!({"role": role.title, "name": c.name, "title": c.title, "phone": c.phone, "email": c.email}),
+        None => json!({"role": role.title}),
+    }
 }
 
 async fn branch_page(
