@@ -223,11 +223,20 @@ mod tests {
             unit: "dongguan".into(),
             task: 7,
         };
-        let sig = longer.rsplit_once("sig=").map(|(_, s)| s).unwrap_or_default();
+        let sig = longer
+            .rsplit_once("sig=")
+            .map(|(_, s)| s)
+            .unwrap_or_default();
         assert_eq!(s.verify(&g, 5000, sig, 4999), Ok(()));
-        assert_eq!(s.extend(&task, 500).as_deref(), Some(task.as_str()), "never shortened");
+        assert_eq!(
+            s.extend(&task, 500).as_deref(),
+            Some(task.as_str()),
+            "never shortened"
+        );
         let unit = s.unit_link("b", 1000);
-        let u = s.extend(&unit, 2000).expect("a unit link, even of a unit named b");
+        let u = s
+            .extend(&unit, 2000)
+            .expect("a unit link, even of a unit named b");
         assert_eq!(u, s.unit_link("b", 2000));
         assert_eq!(LinkSigner::new("other").extend(&task, 5000), None);
         assert_eq!(s.extend(&task.replace("/t/7", "/t/8"), 5000), None);

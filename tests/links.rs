@@ -179,7 +179,8 @@ async fn a_late_notice_fired_long_after_the_deadline_carries_a_link_that_opens_t
         assert_eq!(status, StatusCode::OK, "{name}: {body}");
         assert!(body.contains("报送材料"), "{name}: the task page: {body}");
         // Read on its last valid day, it still opens.
-        s.clock.set(fired + Duration::days(LINK_VALID_DAYS) - Duration::minutes(1));
+        s.clock
+            .set(fired + Duration::days(LINK_VALID_DAYS) - Duration::minutes(1));
         assert_eq!(s.get(&links[0]).await.0, StatusCode::OK, "{name}");
     }
 }
