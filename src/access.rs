@@ -132,6 +132,42 @@ impl LinkSigner {
         };
         format!("/b/{unit}?{}", self.query(&grant, expires))
     }
+
+    /// A link of ours (task or unit, with or without the `link_base` in front) signed again
+    /// to expire no earlier than `expires`; the same text when it already does. None when
+    /// the text is not a link this signer made (a message is then left as it is).
+    pub fn extend(&self, link: &str, expires: i64) -> Option<String> {
+        let (path, query) = link.rsplit_once('?')?;
+        let (mut old_exp, mut sig) = (None, None);
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("exp", v)) => old_exp = v.parse::<i64>().ok(),
+                Some(("sig", v)) => sig = Some(v),
+                _ => {}
+            }
+        }
+        let (old_exp, sig) = (old_exp?, sig?);
+        let seg: Vec<&str> = path.split('/').collect();
+        let n = seg.len();
+        let grant = if n >= 4 && seg[n - 2] == "t" && seg[n - 4] == "b" {
+            Grant::Task {
+                unit: seg[n - 3].to_string(),
+                task: seg[n - 1].parse().ok()?,
+            }
+        } else if n >= 2 && seg[n - 2] == "b" {
+            Grant::Unit {
+                unit: seg[n - 1].to_string(),
+            }
+        } else {
+            return None;
+        };
+        // The old expiry may have passed: only the signature matters here.
+        self.verify(&grant, old_exp, sig, i64::MIN).ok()?;
+        if old_exp >= expires {
+            return Some(link.to_string());
+        }
+        Some(format!("{path}?{}", self.query(&grant, expires)))
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +210,38 @@ mod tests {
             LinkSigner::new("other").verify(&g, 1000, &sig, 999),
             Err(LinkError::BadSignature)
         );
+    }
+
+    #[test]
+    fn a_link_is_extended_only_forward_and_only_when_it_is_ours() {
+        let s = LinkSigner::new("k");
+        let base = "https://yz.example.gov.cn";
+        let task = format!("{base}{}", s.task_link("dongguan", 7, 1000));
+        let longer = s.extend(&task, 5000).expect("ours");
+        assert!(longer.starts_with(&format!("{base}/b/dongguan/t/7?exp=5000&sig=")));
+        let g = Grant::Task {
+            unit: "dongguan".into(),
+            task: 7,
+        };
+        let sig = longer
+            .rsplit_once("sig=")
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        assert_eq!(s.verify(&g, 5000, sig, 4999), Ok(()));
+        assert_eq!(
+            s.extend(&task, 500).as_deref(),
+            Some(task.as_str()),
+            "never shortened"
+        );
+        let unit = s.unit_link("b", 1000);
+        let u = s
+            .extend(&unit, 2000)
+            .expect("a unit link, even of a unit named b");
+        assert_eq!(u, s.unit_link("b", 2000));
+        assert_eq!(LinkSigner::new("other").extend(&task, 5000), None);
+        assert_eq!(s.extend(&task.replace("/t/7", "/t/8"), 5000), None);
+        assert_eq!(s.extend("https://example.com/?exp=1&sig=00", 5000), None);
+        assert_eq!(s.extend("no link at all", 5000), None);
     }
 
     #[test]

@@ -18,6 +18,16 @@ use std::time::Duration;
 /// Load the catalog; config, directory or calendar errors are fatal, invalid workflows are
 /// reported and left out.
 pub fn load_catalog(config: &Path, today: NaiveDate, daemon: bool) -> anyhow::Result<Catalog> {
+    Ok(load_catalog_reporting(config, today, daemon)?.0)
+}
+
+/// [`load_catalog`], also returning every diagnostic (the daemon records them as its
+/// state at start-up).
+fn load_catalog_reporting(
+    config: &Path,
+    today: NaiveDate,
+    daemon: bool,
+) -> anyhow::Result<(Catalog, Vec<crate::diagnostic::Diagnostic>)> {
     let (cat, diags) = catalog::load(config, today);
     for d in &diags {
         match d.severity {
@@ -28,7 +38,7 @@ pub fn load_catalog(config: &Path, today: NaiveDate, daemon: bool) -> anyhow::Re
         }
     }
     match cat {
-        Some(c) => Ok(c),
+        Some(c) => Ok((c, diags)),
         None => bail!("configuration is not valid (see the errors above); run `yanzhen validate`"),
     }
 }
@@ -89,14 +99,14 @@ pub fn redact(url: &str) -> String {
 }
 
 fn owner() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
-    format!("{host}-{}", std::process::id())
+    format!("{}-{}", this_host(), std::process::id())
 }
 
 async fn engine(config: &Path, today: NaiveDate, daemon: bool) -> anyhow::Result<Arc<Engine>> {
-    let cat = load_catalog(config, today, daemon)?;
+    engine_from(load_catalog(config, today, daemon)?, daemon).await
+}
+
+async fn engine_from(cat: Catalog, daemon: bool) -> anyhow::Result<Arc<Engine>> {
     let url = database_url(&cat);
     let retry = if daemon {
         Duration::from_secs(u64::MAX / 4)
@@ -461,44 +471,121 @@ async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::
             );
         }
     }
-    if let Some(report) = e.store().setting("last_reload").await?
-        && let Ok(r) = serde_json::from_str::<serde_json::Value>(&report)
-    {
-        let errors: Vec<&serde_json::Value> = r["diagnostics"]
-            .as_array()
-            .map(|d| d.iter().filter(|x| x["severity"] == "error").collect())
-            .unwrap_or_default();
+    print_reload_state(&e).await?;
+    for b in e.blocked_kickoffs().await? {
         println!(
-            "last reload: {} — {}",
-            r["at"].as_str().unwrap_or("?"),
-            if r["applied"] == true {
-                "applied"
-            } else {
-                "REJECTED (running the last good state)"
-            }
+            "BLOCKED kickoff: {} scheduled {}: {}{} (blocked since {}; retried {}, or at once when the workflow is loaded)",
+            b.workflow,
+            fmt(Some(b.scheduled)),
+            b.reason_zh,
+            b.error.map(|e| format!(" ({e})")).unwrap_or_default(),
+            fmt(Some(b.since)),
+            fmt(Some(b.retry_at))
         );
-        for id in r["rejected"].as_array().into_iter().flatten() {
-            println!(
-                "  rejected workflow file: {} (its previous version keeps running)",
-                id.as_str().unwrap_or("?")
-            );
-        }
-        for d in errors {
-            println!(
-                "  error[{}]: {}:{}:{}: {}",
-                d["code"].as_str().unwrap_or(""),
-                d["file"].as_str().unwrap_or(""),
-                d["loc"]["line"],
-                d["loc"]["column"],
-                d["message"].as_str().unwrap_or("")
-            );
-        }
     }
     let kickoffs = e.store().timers_with_prefix("kickoff:").await?;
-    for k in kickoffs.iter().filter(|k| k.state == "pending") {
+    for k in kickoffs
+        .iter()
+        .filter(|k| k.state == "pending" && !k.key.contains(":retry:"))
+    {
         println!("next kickoff: {}  {}", fmt(Some(from_ms(k.due_at))), k.key);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The running daemon's reload state (its load at start-up, or its last reload). A state
+/// left by a daemon that no longer runs (on this host) is not shown as current.
+async fn print_reload_state(e: &Engine) -> anyhow::Result<()> {
+    let Some(text) = e
+        .store()
+        .setting(crate::reload::RELOAD_STATE)
+        .await?
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(());
+    };
+    let Ok(r) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Ok(());
+    };
+    let tz = e.catalog().config.tz();
+    let when = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| zh_datetime(&t.with_timezone(&tz)))
+            .unwrap_or_else(|| "?".into())
+    };
+    let owner = r["owner"].as_str().unwrap_or_default();
+    if owner.is_empty() {
+        return Ok(()); // written by a daemon of an older version: not this one's
+    }
+    if daemon_alive(owner) == Some(false) {
+        println!("daemon {owner} is not running (its reload state is not shown)");
+        return Ok(());
+    }
+    let errors: Vec<&serde_json::Value> = r["diagnostics"]
+        .as_array()
+        .map(|d| d.iter().filter(|x| x["severity"] == "error").collect())
+        .unwrap_or_default();
+    println!(
+        "daemon {owner}, running since {}",
+        when(&r["daemon_started"])
+    );
+    let what = if r["kind"] == "start" {
+        "loaded at start"
+    } else {
+        "last reload"
+    };
+    println!(
+        "{what}: {} — {}",
+        when(&r["at"]),
+        if r["applied"] == true {
+            "applied"
+        } else {
+            "REJECTED (running the last good state)"
+        }
+    );
+    for id in r["rejected"].as_array().into_iter().flatten() {
+        println!(
+            "  rejected workflow file: {} (its previous version keeps running)",
+            id.as_str().unwrap_or("?")
+        );
+    }
+    for f in r["not_loaded"].as_array().into_iter().flatten() {
+        println!(
+            "  workflow file not loaded: {} (fix it; the daemon loads it when it is saved)",
+            f.as_str().unwrap_or("?")
+        );
+    }
+    for d in errors {
+        println!(
+            "  error[{}]: {}:{}:{}: {}",
+            d["code"].as_str().unwrap_or(""),
+            d["file"].as_str().unwrap_or(""),
+            d["loc"]["line"],
+            d["loc"]["column"],
+            d["message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// Whether the daemon named `host-pid` still runs: None when it is on another host (or the
+/// name is not of that form) and cannot be checked from here.
+fn daemon_alive(owner: &str) -> Option<bool> {
+    let (host, pid) = owner.rsplit_once('-')?;
+    let pid: i32 = pid.parse().ok()?;
+    if host != this_host() || pid <= 0 {
+        return None;
+    }
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    Some(r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into())
 }
 
 /// The secret that signs branch links: `YANZHEN_LINK_SECRET`, else one generated at first
@@ -524,7 +611,8 @@ async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> {
         .and_then(|b| b.install_recorder())
         .map_err(|e| tracing::warn!(error = %e, "metrics disabled"))
         .ok();
-    let e = engine(config, today, true).await?;
+    let (cat, load_diagnostics) = load_catalog_reporting(config, today, true)?;
+    let e = engine_from(cat, true).await?;
     let signer = link_signer(&e).await?;
     e.set_link_signer(signer.clone());
     tracing::info!(
@@ -532,6 +620,7 @@ async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> {
         workflows = e.catalog().workflows.len(),
         "yanzhen serving"
     );
+    e.record_start(load_diagnostics).await;
     e.ensure_kickoffs().await?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -574,9 +663,10 @@ async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> {
         tracing::warn!(path = %pid_file.display(), error = %err, "cannot write the pid file; `yanzhen reload` will not find this daemon");
     }
     let reloader = tokio::spawn(reload_loop(e.clone(), config.to_path_buf(), rx.clone()));
-    crate::scheduler::run(e, rx).await;
+    crate::scheduler::run(e.clone(), rx).await;
     let _ = sender.await;
     let _ = reloader.await;
+    e.forget_reload_state().await;
     let _ = std::fs::remove_file(&pid_file);
     if let Some(h) = http {
         match h.await {

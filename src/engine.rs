@@ -35,6 +35,14 @@ const MISFIRE_GRACE_MS: i64 = 60_000;
 const LEASE_MS: i64 = 30_000;
 /// How soon a kickoff whose round cannot be planned yet is tried again.
 const KICKOFF_RETRY_MS: i64 = 3_600_000;
+/// How long a link in a message stays valid after the message is sent (and after the
+/// task's deadline).
+pub const LINK_VALID_DAYS: i64 = 30;
+
+/// The expiry (epoch seconds) of a link valid for [`LINK_VALID_DAYS`] after `from_ms`.
+fn link_expiry(from_ms: Millis) -> i64 {
+    from_ms.div_euclid(1000) + LINK_VALID_DAYS * 86_400
+}
 /// Timers claimed per statement.
 pub const CLAIM_BATCH: usize = 200;
 
@@ -112,7 +120,7 @@ struct BatchReads {
 }
 
 /// What a timer's payload carries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Payload {
     /// Workflow, for kickoffs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +137,49 @@ struct Payload {
     /// For a retried kickoff: the scheduled instant of the round it still owes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scheduled_ms: Option<Millis>,
+    /// For a retried kickoff: why its round could not start ([`BLOCKED_NOT_LOADED`],
+    /// [`BLOCKED_PLAN_FAILED`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    blocked: Option<String>,
+    /// When the kickoff first failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    blocked_since: Option<Millis>,
+    /// The error, for a round that could not be planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// A kickoff blocked because its workflow is not loaded (its file is invalid or gone).
+pub const BLOCKED_NOT_LOADED: &str = "not_loaded";
+/// A kickoff blocked because its round cannot be planned.
+pub const BLOCKED_PLAN_FAILED: &str = "plan_failed";
+
+/// Why a kickoff is blocked, for the office (Chinese).
+pub fn blocked_reason_zh(reason: &str) -> &'static str {
+    match reason {
+        BLOCKED_NOT_LOADED => "该工作流当前未加载：工作流文件未通过校验或已被删除",
+        BLOCKED_PLAN_FAILED => "该工作流无法排出本轮日程",
+        _ => "原因未知",
+    }
+}
+
+/// A scheduled round that is owed but could not start yet.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockedKickoff {
+    /// Workflow id.
+    pub workflow: String,
+    /// The instant the round was scheduled for (its start date).
+    pub scheduled: DateTime<Utc>,
+    /// [`BLOCKED_NOT_LOADED`] or [`BLOCKED_PLAN_FAILED`].
+    pub reason: String,
+    /// The reason in Chinese.
+    pub reason_zh: String,
+    /// The planner's error, if that was the reason.
+    pub error: Option<String>,
+    /// When it first failed.
+    pub since: DateTime<Utc>,
+    /// When it is tried again (at once after a reload that loads the workflow).
+    pub retry_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -210,6 +261,7 @@ pub struct Engine {
     renderer: Renderer,
     outbox_wake: Notify,
     links: RwLock<Option<crate::access::LinkSigner>>,
+    started: DateTime<Utc>,
 }
 
 impl Engine {
@@ -220,6 +272,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         owner: impl Into<String>,
     ) -> Self {
+        let started = clock.now();
         Engine {
             store,
             catalog: RwLock::new(Arc::new(catalog)),
@@ -233,6 +286,7 @@ impl Engine {
             renderer: Renderer::new(),
             outbox_wake: Notify::new(),
             links: RwLock::new(None),
+            started,
         }
     }
 
@@ -257,6 +311,11 @@ impl Engine {
         &self.owner
     }
 
+    /// When this engine (the daemon) started, by its clock.
+    pub fn started(&self) -> DateTime<Utc> {
+        self.started
+    }
+
     /// Sign "mark done" links in messages with this signer (needs `notify.link_base`).
     pub fn set_link_signer(&self, signer: crate::access::LinkSigner) {
         if let Ok(mut l) = self.links.write() {
@@ -264,19 +323,60 @@ impl Engine {
         }
     }
 
-    /// The signed "mark done" link of a branch's task, valid until 30 days after its deadline.
-    pub fn task_link(&self, task: &TaskRow) -> Option<String> {
+    /// The signed "mark done" link of a branch's task in a message made at `now`: valid
+    /// until [`LINK_VALID_DAYS`] after its deadline or after `now`, whichever is later, so a
+    /// late notice never carries a link that has already expired.
+    pub fn task_link(&self, task: &TaskRow, now: DateTime<Utc>) -> Option<String> {
         let base = self.catalog().config.notify.link_base.clone()?;
         if task.assignee_kind != "unit" {
             return None;
         }
         let signer = self.links.read().ok()?.clone()?;
-        let expires = task.due_at.unwrap_or(0) / 1000 + 30 * 86_400;
+        let expires = link_expiry(task.due_at.unwrap_or(0).max(ms(now)));
         Some(format!(
             "{}{}",
             base.trim_end_matches('/'),
             signer.task_link(&task.assignee_id, task.id, expires)
         ))
+    }
+
+    /// Sign the links of a message again as it is sent (a message may wait in the outbox for
+    /// retries, a rate limit or a stopped daemon long after it was rendered): each link then
+    /// stays valid for [`LINK_VALID_DAYS`] after `now`. Links are replaced wherever the
+    /// message shows them: its items (digests, webhooks), text, and HTML as the templates
+    /// escape it. A link a custom template altered (e.g. `urlencode`) keeps its fire-time
+    /// expiry.
+    pub fn refresh_links(&self, msg: &mut crate::notify::Message, now: DateTime<Utc>) {
+        let Some(signer) = self.links.read().ok().and_then(|l| l.clone()) else {
+            return;
+        };
+        let expires = link_expiry(ms(now));
+        for item in &mut msg.items {
+            let Some(old) = item.link.clone() else {
+                continue;
+            };
+            let Some(new) = signer.extend(&old, expires) else {
+                continue;
+            };
+            if new == old {
+                continue;
+            }
+            for (from, to) in [
+                (old.clone(), new.clone()),
+                (
+                    minijinja::HtmlEscape(&old).to_string(),
+                    minijinja::HtmlEscape(&new).to_string(),
+                ),
+                (
+                    crate::notify::render::escape_html(&old),
+                    crate::notify::render::escape_html(&new),
+                ),
+            ] {
+                msg.text = msg.text.replace(&from, &to);
+                msg.html = msg.html.replace(&from, &to);
+            }
+            item.link = Some(new);
+        }
     }
 
     /// The message renderer.
@@ -515,6 +615,15 @@ impl Engine {
             };
             let prefix = format!("kickoff:{id}:");
             let existing = self.store.timers_with_prefix(&prefix).await?;
+            // A kickoff blocked while this workflow was not loaded (or did not plan) is
+            // tried at once now that it is: through the normal claim, so exactly once.
+            for t in existing.iter().filter(|t| {
+                t.state == timer_state::PENDING && t.due_at > ms(now) && t.key.contains(":retry:")
+            }) {
+                if self.store.bring_forward_timer(t.id, ms(now)).await? {
+                    tracing::info!(workflow = %id, kickoff = %t.key, "blocked kickoff is tried again now");
+                }
+            }
             if existing
                 .iter()
                 .any(|t| t.state == timer_state::PENDING || t.state == timer_state::RUNNING)
@@ -704,13 +813,7 @@ impl Engine {
         now: DateTime<Utc>,
         reads: &mut BatchReads,
     ) -> Result<FireEffects> {
-        let payload: Payload = serde_json::from_str(&t.payload_json).unwrap_or(Payload {
-            workflow: None,
-            stage: None,
-            task: None,
-            recipient: None,
-            scheduled_ms: None,
-        });
+        let payload: Payload = serde_json::from_str(&t.payload_json).unwrap_or_default();
         match t.kind.as_str() {
             "kickoff" => self.kickoff_effects(t, &payload, now),
             "stage_open" | "stage_close" => Ok(FireEffects {
@@ -736,15 +839,24 @@ impl Engine {
         let cat = self.catalog();
         let id = payload.workflow.clone().unwrap_or_default();
         let mut fx = FireEffects::default();
-        let Some(loaded) = cat.workflows.get(&id) else {
-            fx.audit.push(audit(
+        // A retried kickoff still owes the round of its original instant.
+        let scheduled = payload.scheduled_ms.unwrap_or(t.due_at);
+        let due = from_ms(scheduled);
+        let kickoff_key = kickoff_timer(&id, due).key;
+        let (Some(loaded), Some(version_id)) = (cat.workflows.get(&id), self.version_id(&id))
+        else {
+            // The file is invalid or gone (e.g. the daemon started while it did not
+            // validate). The round is still owed: it waits, and starts once the workflow
+            // is loaded again.
+            return Ok(self.blocked_kickoff(
+                payload,
+                &id,
+                &kickoff_key,
+                scheduled,
                 now,
-                "daemon",
-                "kickoff.skipped",
-                &t.key,
-                serde_json::json!({"reason": "workflow no longer loaded"}),
+                BLOCKED_NOT_LOADED,
+                None,
             ));
-            return Ok(fx);
         };
         let wf = &loaded.workflow;
         let Some(schedule) = &wf.schedule else {
@@ -758,12 +870,13 @@ impl Engine {
             return Ok(fx);
         };
         let tz = workflow_tz(wf, cat.config.tz());
-        // A retried kickoff still owes the round of its original instant.
-        let scheduled = payload.scheduled_ms.unwrap_or(t.due_at);
-        let due = from_ms(scheduled);
-        let kickoff_key = kickoff_timer(&id, due).key;
         let late = ms(now) - scheduled;
-        if late > MISFIRE_GRACE_MS && schedule.misfire.unwrap_or_default() == Misfire::Skip {
+        // `misfire` is about the kickoff itself being late (the daemon was down); a
+        // blocked kickoff retried later still owes its round.
+        if payload.scheduled_ms.is_none()
+            && late > MISFIRE_GRACE_MS
+            && schedule.misfire.unwrap_or_default() == Misfire::Skip
+        {
             fx.audit.push(audit(
                 now,
                 "daemon",
@@ -776,32 +889,20 @@ impl Engine {
             return Ok(fx);
         }
         let start = due.with_timezone(&tz).date_naive();
-        let version_id = self
-            .version_id(&id)
-            .ok_or_else(|| EngineError::NotFound(format!("version of {id}")))?;
         let p = match self.plan_round(wf, start, &BTreeMap::new(), None, None) {
             Ok(p) => p,
             Err(e) => {
-                // Typically next year's holiday notice is not in config/calendar yet. The
-                // round is still owed: retry hourly until it plans (after a reload).
-                tracing::error!(workflow = %id, error = %e, "kickoff cannot plan the round; retrying in an hour");
-                fx.audit.push(audit(
-                    now,
-                    "daemon",
-                    "kickoff.failed",
+                // E.g. the holiday calendar lacks a year the round needs. The round is
+                // still owed: it waits, and starts once it plans (after a reload).
+                return Ok(self.blocked_kickoff(
+                    payload,
+                    &id,
                     &kickoff_key,
-                    serde_json::json!({"error": e.to_string(), "retry_at": ms(now) + KICKOFF_RETRY_MS}),
+                    scheduled,
+                    now,
+                    BLOCKED_PLAN_FAILED,
+                    Some(e.to_string()),
                 ));
-                fx.timers.push(NewTimer {
-                    key: format!("{kickoff_key}:retry:{}", ms(now)),
-                    round_id: None,
-                    task_key: None,
-                    kind: "kickoff".into(),
-                    due_at: ms(now) + KICKOFF_RETRY_MS,
-                    payload_json: serde_json::json!({"workflow": id, "scheduled_ms": scheduled})
-                        .to_string(),
-                });
-                return Ok(fx);
             }
         };
         // The next kickoff counts from now, so kickoffs missed during an outage collapse
@@ -834,6 +935,139 @@ impl Engine {
             timers,
         ));
         Ok(fx)
+    }
+
+    /// The effects of a kickoff that cannot start its round now: an audit entry, the same
+    /// kickoff again in an hour (under a `:retry:` key, still owing the round of
+    /// `scheduled`; a reload that makes the workflow valid brings it forward, see
+    /// [`Engine::ensure_kickoffs`]), and, when the reason is new, a notice to the office.
+    #[allow(clippy::too_many_arguments)]
+    fn blocked_kickoff(
+        &self,
+        payload: &Payload,
+        id: &str,
+        kickoff_key: &str,
+        scheduled: Millis,
+        now: DateTime<Utc>,
+        reason: &str,
+        error: Option<String>,
+    ) -> FireEffects {
+        let retry_at = ms(now) + KICKOFF_RETRY_MS;
+        let since = payload.blocked_since.unwrap_or(ms(now));
+        tracing::error!(workflow = %id, kickoff = %kickoff_key, reason, error = ?error, "kickoff cannot start its round; it waits and is retried");
+        let mut fx = FireEffects::default();
+        fx.audit.push(audit(
+            now,
+            "daemon",
+            "kickoff.failed",
+            kickoff_key,
+            serde_json::json!({"reason": reason, "error": error, "retry_at": retry_at}),
+        ));
+        let blocked = Payload {
+            workflow: Some(id.to_string()),
+            stage: None,
+            task: None,
+            recipient: None,
+            scheduled_ms: Some(scheduled),
+            blocked: Some(reason.to_string()),
+            blocked_since: Some(since),
+            error: error.clone(),
+        };
+        fx.timers.push(NewTimer {
+            key: format!("{kickoff_key}:retry:{}", ms(now)),
+            round_id: None,
+            task_key: None,
+            kind: "kickoff".into(),
+            due_at: retry_at,
+            payload_json: serde_json::to_string(&blocked).unwrap_or_else(|_| "{}".into()),
+        });
+        if payload.blocked.as_deref() != Some(reason) {
+            fx.notifications =
+                self.kickoff_blocked_notice(id, kickoff_key, scheduled, reason, error, now);
+        }
+        fx
+    }
+
+    /// The office's notice that a scheduled round could not start (kind `kickoff_blocked`).
+    fn kickoff_blocked_notice(
+        &self,
+        id: &str,
+        kickoff_key: &str,
+        scheduled: Millis,
+        reason: &str,
+        error: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Vec<NewNotification> {
+        let cat = self.catalog();
+        let tz = cat.workflows.get(id).map_or(cat.config.tz(), |w| {
+            workflow_tz(&w.workflow, cat.config.tz())
+        });
+        let title = cat
+            .workflows
+            .get(id)
+            .map_or_else(|| id.to_string(), |w| w.workflow.title.clone());
+        let party = cat
+            .directory
+            .role_party(&cat.config.notify.dead_letter_role);
+        let ctx = minijinja::context! {
+            recipient => minijinja::context!{ id => party.id.clone(), name => party.name.clone() },
+            workflow => minijinja::context!{ id => id, title => title.clone() },
+            scheduled => zh_datetime(&from_ms(scheduled).with_timezone(&tz)),
+            retry_at => zh_datetime(&from_ms(ms(now) + KICKOFF_RETRY_MS).with_timezone(&tz)),
+            reason => blocked_reason_zh(reason),
+            error => error,
+            office => minijinja::context!{ name => cat.directory.office.name.clone() },
+        };
+        let rendered = match self.renderer.render("kickoff_blocked", &[], &ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "kickoff_blocked template failed");
+                return Vec::new();
+            }
+        };
+        let item = Item {
+            title: format!("「{title}」定期启动受阻"),
+            assignee: party.name.clone(),
+            deadline: zh_datetime(&from_ms(scheduled).with_timezone(&tz)),
+            days_left: 0,
+            link: None,
+        };
+        let item_json = serde_json::to_string(&item).unwrap_or_else(|_| "{}".into());
+        self.to_contacts(
+            &format!("{kickoff_key}/blocked:{reason}"),
+            None,
+            "kickoff_blocked",
+            &party,
+            &rendered,
+            &item_json,
+            now,
+        )
+    }
+
+    /// Scheduled rounds that are owed but could not start (their kickoff waits for a retry).
+    pub async fn blocked_kickoffs(&self) -> Result<Vec<BlockedKickoff>> {
+        let mut out = Vec::new();
+        for t in self.store.timers_with_prefix("kickoff:").await? {
+            if t.state != timer_state::PENDING && t.state != timer_state::RUNNING {
+                continue;
+            }
+            let Ok(p) = serde_json::from_str::<Payload>(&t.payload_json) else {
+                continue;
+            };
+            let (Some(reason), Some(scheduled)) = (p.blocked, p.scheduled_ms) else {
+                continue;
+            };
+            out.push(BlockedKickoff {
+                workflow: p.workflow.unwrap_or_default(),
+                scheduled: from_ms(scheduled),
+                reason_zh: blocked_reason_zh(&reason).to_string(),
+                reason,
+                error: p.error,
+                since: from_ms(p.blocked_since.unwrap_or(t.due_at)),
+                retry_at: from_ms(t.due_at),
+            });
+        }
+        Ok(out)
     }
 
     /// The next kickoff after this one, or an audit entry saying why there is none.
@@ -1011,7 +1245,7 @@ impl Engine {
             .map(|d| zh_datetime(&d.with_timezone(&tz)))
             .unwrap_or_default();
         let days_left = due.map_or(0, |d| days_between(now, d, tz));
-        let link = self.task_link(&task);
+        let link = self.task_link(&task, now);
         let item = Item {
             title: task.title.clone(),
             assignee: task.assignee_name.clone(),
@@ -1484,7 +1718,7 @@ impl Engine {
                     summary: format!("截止：{}", t.title),
                     description: format!("{}（{}）", wf_title, round.start_date),
                     due: from_ms(due),
-                    url: self.task_link(&t),
+                    url: self.task_link(&t, self.clock.now()),
                     done: t.state == task_state::DONE || t.state == task_state::WAIVED,
                 });
             }
@@ -1636,11 +1870,10 @@ pub fn timer_row(tag: &str, t: &PlannedTimer, now: DateTime<Utc>) -> Option<NewT
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
     let payload = Payload {
-        workflow: None,
         stage: Some(t.stage.clone()),
         task: t.task.clone(),
         recipient: t.recipient.as_ref().map(PartyJson::from),
-        scheduled_ms: None,
+        ..Default::default()
     };
     Some(NewTimer {
         key: format!("{tag}/{}", t.key),

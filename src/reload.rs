@@ -83,20 +83,40 @@ impl Impact {
     }
 }
 
-/// The result of a reload.
-#[derive(Debug, Clone, Default, Serialize)]
+/// The result of a reload, or of the daemon's load at start-up. Stored (setting
+/// `last_reload`) with the daemon that wrote it, so `status` shows the running daemon's
+/// state and never one left by an earlier process.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct ReloadReport {
+    /// `start` (the load at start-up) or `reload`.
+    #[serde(default)]
+    pub kind: String,
+    /// The daemon that wrote it (its lease owner name, `host-pid`).
+    #[serde(default)]
+    pub owner: String,
+    /// When that daemon started.
+    #[serde(default)]
+    pub daemon_started: Option<DateTime<Utc>>,
     /// When.
     pub at: Option<DateTime<Utc>>,
     /// True when the new config/directory/calendar were taken.
     pub applied: bool,
     /// Workflows whose new file was rejected (the previous version keeps running).
     pub rejected: Vec<String>,
+    /// Workflow files with errors that nothing was loaded from (at start-up there is no
+    /// previous version to keep).
+    #[serde(default)]
+    pub not_loaded: Vec<String>,
     /// Every diagnostic of the reload.
+    #[serde(default, skip_deserializing)]
     pub diagnostics: Vec<Diagnostic>,
     /// Re-projected rounds with their changes.
+    #[serde(default, skip_deserializing)]
     pub reprojected: Vec<Impact>,
 }
+
+/// The setting that holds the running daemon's last [`ReloadReport`] (JSON).
+pub const RELOAD_STATE: &str = "last_reload";
 
 fn planned_key<'a>(tag: &str, key: &'a str) -> Option<&'a str> {
     let rest = key.strip_prefix(tag)?.strip_prefix('/')?;
@@ -430,6 +450,9 @@ impl Engine {
         let today = now.with_timezone(&old.config.tz()).date_naive();
         let (loaded, diagnostics) = catalog::load(config_path, today);
         let mut report = ReloadReport {
+            kind: "reload".into(),
+            owner: self.owner().to_string(),
+            daemon_started: Some(self.started()),
             at: Some(now),
             diagnostics,
             ..Default::default()
@@ -487,6 +510,46 @@ impl Engine {
         report
     }
 
+    /// Record the daemon's load at start-up as its reload state: the workflow files it
+    /// could not load, with their errors. This replaces whatever an earlier process left.
+    pub async fn record_start(&self, diagnostics: Vec<Diagnostic>) {
+        let loaded: BTreeSet<String> = self
+            .catalog()
+            .workflows
+            .values()
+            .map(|w| w.path.display().to_string())
+            .collect();
+        let not_loaded: BTreeSet<String> = diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error && !loaded.contains(&d.file))
+            .map(|d| d.file.clone())
+            .collect();
+        let report = ReloadReport {
+            kind: "start".into(),
+            owner: self.owner().to_string(),
+            daemon_started: Some(self.started()),
+            at: Some(self.clock().now()),
+            applied: true,
+            not_loaded: not_loaded.into_iter().collect(),
+            diagnostics,
+            ..Default::default()
+        };
+        self.save_report(&report).await;
+    }
+
+    /// Forget this daemon's reload state as it stops (another daemon's is left alone).
+    pub async fn forget_reload_state(&self) {
+        let ours = match self.store().setting(RELOAD_STATE).await {
+            Ok(Some(text)) => {
+                serde_json::from_str::<ReloadReport>(&text).is_ok_and(|r| r.owner == self.owner())
+            }
+            _ => false,
+        };
+        if ours && let Err(e) = self.store().put_setting(RELOAD_STATE, "").await {
+            tracing::warn!(error = %e, "cannot clear the reload state");
+        }
+    }
+
     async fn save_report(&self, report: &ReloadReport) {
         let json = serde_json::to_string(report).unwrap_or_default();
         let now = ms(self.clock().now());
@@ -500,7 +563,7 @@ impl Engine {
                 detail_json: json.clone(),
             })
             .await;
-        let _ = self.store().put_setting("last_reload", &json).await;
+        let _ = self.store().put_setting(RELOAD_STATE, &json).await;
     }
 }
 

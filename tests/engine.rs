@@ -72,22 +72,16 @@ async fn round_start_writes_every_task_and_timer_of_the_plan() {
             .expect("start");
         let tasks = store.tasks(id).await.expect("tasks");
         assert_eq!(tasks.len(), 26, "{name}");
-        let waiting: Vec<&str> = tasks
-            .iter()
-            .filter(|t| t.state == task_state::WAITING)
-            .map(|t| t.task.as_str())
-            .collect();
-        assert_eq!(
-            waiting, ["department_opinions"; 4],
-            "{name}: tasks counted from a completion wait"
+        assert!(
+            tasks.iter().all(|t| t.state == task_state::OPEN),
+            "{name}: every deadline of seed 000 is dated from the round"
         );
         let pending = store
             .pending_timers(Some(id), 10_000)
             .await
             .expect("timers");
-        // The plan has 238 timers; the 9 of each of the four waiting tasks (2 reminders,
-        // deadline, 3 overdue, 3 rungs) are created only when they become owed.
-        assert_eq!(pending.len(), 238 - 4 * 9, "{name}");
+        // The plan has 235 timers, all still ahead at the round's start.
+        assert_eq!(pending.len(), 235, "{name}");
         assert!(pending.iter().all(|t| t.round_id == Some(id)), "{name}");
     }
 }
@@ -186,20 +180,42 @@ async fn reminders_fire_at_their_instant_and_completion_stops_the_rest() {
     }
 }
 
+/// Seed 000's nomination with the departments' opinions counted from its completion (the
+/// shipped workflow dates the opinions from the round instead).
+const JOIN: &str = r#"id: join
+title: 推荐后征求部门意见
+defaults:
+  due_at: "18:00"
+stages:
+  - id: implementation
+    title: 组织实施
+    closes: {from: round_start, days: 17}
+    tasks:
+      - id: nomination
+        title: 组织推荐
+        assignee: {group: communities}
+        due: {from: round_start, days: 11}
+      - id: department_opinions
+        title: 反馈推荐人选的部门意见
+        assignee: {group: seed000_reviewers}
+        after: [nomination]
+        due: {from: {done: nomination}, working_days: 2}
+"#;
+
 #[tokio::test]
 async fn completing_all_nominations_makes_the_department_opinions_owed_from_that_moment() {
     for (name, store, _g) in common::stores::stores().await {
         let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
         let e = engine_on(
             store.clone(),
-            common::catalog_with(&[], true),
+            common::catalog_with(&[JOIN], false),
             clock.clone(),
             "a",
         )
         .await;
         let id = e
             .start_round(start(
-                "community-reserve-selection",
+                "join",
                 date(2019, 7, 1),
                 Some(vec!["dongguan", "xiguan", "jiwei"]),
             ))

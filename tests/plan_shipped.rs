@@ -3,7 +3,7 @@
 
 mod common;
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, TimeZone};
 use std::collections::BTreeMap;
 use yanzhen::definition::Workflow;
 use yanzhen::diagnostic::Diagnostics;
@@ -163,6 +163,18 @@ fn seed_000_community_round_matches_the_2019_dates_of_the_seed() {
     assert_eq!(
         due_of(&p, "decision@role:committee_head"),
         "2019年7月18日（星期四）18:00"
+    );
+    // The departments' opinions are part of 街道考察 (7月17日前), dated from the round: they
+    // are not held until the last community has nominated.
+    let opinions = p
+        .tasks
+        .iter()
+        .find(|t| t.key == "department_opinions@jiwei")
+        .expect("opinions task");
+    assert!(!opinions.due.projected && opinions.after_done.is_none());
+    assert_eq!(
+        due_of(&p, "department_opinions@jiwei"),
+        "2019年7月17日（星期三）18:00"
     );
     assert_eq!(
         due_of(&p, "registration_forms@xinhe"),
@@ -326,6 +338,131 @@ fn branches_option_limits_the_fan_out() {
     );
 }
 
+/// The id of every shipped workflow, from the workflow folder.
+fn shipped_ids() -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(common::root().join("workflows"))
+        .expect("workflows")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.file_stem().expect("stem").to_string_lossy().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn no_shipped_role_task_escalates_to_its_own_role_and_each_has_a_rung_above_it() {
+    for id in shipped_ids() {
+        let p = plan_of(&id, None, &[]);
+        for t in p.tasks.iter().filter(|t| t.assignee.kind == "role") {
+            let rungs: Vec<&str> = p
+                .timers
+                .iter()
+                .filter(|x| x.kind == TimerKind::Escalation && x.task.as_deref() == Some(&t.key))
+                .filter_map(|x| x.recipient.as_ref().map(|r| r.id.as_str()))
+                .collect();
+            assert!(
+                !rungs.contains(&t.assignee.id.as_str()),
+                "{id}: {} escalates to its own role: {rungs:?}",
+                t.key
+            );
+            // Event-owed tasks have no instants until the event; every other one is
+            // escalated to somebody when late.
+            if t.due.at.is_some() {
+                assert!(!rungs.is_empty(), "{id}: {} escalates to nobody", t.key);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_shipped_workflow_validates_without_errors_or_escalation_warnings() {
+    let (dir, cal) = (common::directory(), common::calendar());
+    for id in shipped_ids() {
+        let path = common::workflow_path(&id);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let ctx = yanzhen::validate::Context {
+            directory: &dir,
+            calendar: &cal,
+            default_tz: chrono_tz::Asia::Shanghai,
+            today: common::today(),
+        };
+        let (wf, d) = yanzhen::validate::validate_workflow(&path.display().to_string(), &text, ctx);
+        assert!(wf.is_some() && !d.has_errors(), "{id}: {:?}", d.items());
+        let warned: Vec<_> = d
+            .items()
+            .iter()
+            .filter(|x| x.code.starts_with("escalation"))
+            .collect();
+        assert!(warned.is_empty(), "{id}: {warned:?}");
+    }
+}
+
+#[test]
+fn seed_001_term_end_assessment_runs_every_two_years_and_ends_each_term_in_december() {
+    let wf = load("term-end-assessment");
+    let schedule = wf.schedule.as_ref().expect("a schedule");
+    let cal = common::calendar();
+    let next = |y: i32, m: u32, d: u32| {
+        let after = chrono_tz::Asia::Shanghai
+            .with_ymd_and_hms(y, m, d, 0, 0, 0)
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let k = yanzhen::schedule::next_kickoff(
+            &schedule.value,
+            chrono_tz::Asia::Shanghai,
+            &cal,
+            after,
+        )
+        .expect("computable")
+        .expect("a kickoff");
+        zh_datetime(&k)
+    };
+    assert_eq!(next(2023, 1, 1), "2023年11月1日（星期三）09:00");
+    assert_eq!(
+        next(2023, 11, 2),
+        "2025年11月3日（星期一）09:00",
+        "two-year terms: nothing in 2024"
+    );
+    let p = plan_of("term-end-assessment", None, &[]);
+    let last = p.stages.last().expect("stages");
+    assert_eq!(last.id, "adjustment");
+    assert_eq!(
+        zh_datetime(&last.closes.at.expect("closes")),
+        "2025年12月29日（星期一）18:00",
+        "the pool is adjusted before the next term starts in January"
+    );
+    let talk = p
+        .tasks
+        .iter()
+        .find(|t| t.key == "term_talks@dongguan")
+        .expect("talk");
+    assert_eq!(talk.after_done.as_deref(), Some("decide_roster"));
+}
+
+#[test]
+fn health_checkup_is_addressed_to_branch_secretaries_for_themselves_and_their_reserve_cadres() {
+    let wf = load("health-checkup");
+    assert!(
+        wf.title.contains("党组织书记") && wf.title.contains("后备干部"),
+        "{}",
+        wf.title
+    );
+    let p = plan_of("health-checkup", None, &[]);
+    for task in ["submit_roster", "confirm_attendance"] {
+        let t = p.tasks.iter().find(|t| t.task == task).expect("task");
+        assert_eq!(
+            t.assignee.kind, "unit",
+            "{task} goes to each branch (its secretary)"
+        );
+        assert!(
+            t.title.contains("书记本人") && t.title.contains("后备干部"),
+            "{task}: {}",
+            t.title
+        );
+    }
+}
+
 macro_rules! snapshot_plan {
     ($name:ident, $id:expr) => {
         #[test]
@@ -350,3 +487,4 @@ snapshot_plan!(plan_snapshot_yearly_training, "yearly-training");
 snapshot_plan!(plan_snapshot_branch_yearly_cycle, "branch-yearly-cycle");
 snapshot_plan!(plan_snapshot_head_goose_evaluation, "head-goose-evaluation");
 snapshot_plan!(plan_snapshot_cadre_talks, "cadre-talks");
+snapshot_plan!(plan_snapshot_term_end_assessment, "term-end-assessment");

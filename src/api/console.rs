@@ -515,13 +515,32 @@ async fn rounds_page(Shared(state): Shared<State>, ConsoleUser(user): ConsoleUse
                 .get(&workflow)
                 .map(|w| w.workflow.title.clone())
                 .unwrap_or_else(|| workflow.clone());
-            json!({"workflow": workflow, "title": title, "at": ui.at(t.due_at)})
+            let blocked = serde_json::from_str::<serde_json::Value>(&t.payload_json)
+                .ok()
+                .is_some_and(|p| p.get("blocked").is_some());
+            json!({"workflow": workflow, "title": title, "at": ui.at(t.due_at), "blocked": blocked})
         })
         .collect();
+    let blocked: Vec<serde_json::Value> = match state.engine.blocked_kickoffs().await {
+        Ok(b) => b
+            .into_iter()
+            .map(|k| {
+                let title = ui
+                    .catalog
+                    .workflows
+                    .get(&k.workflow)
+                    .map_or_else(|| k.workflow.clone(), |w| w.workflow.title.clone());
+                json!({"workflow": k.workflow, "title": title, "scheduled": ui.at_utc(k.scheduled),
+                       "reason": k.reason_zh, "error": k.error, "since": ui.at_utc(k.since),
+                       "retry_at": ui.at_utc(k.retry_at)})
+            })
+            .collect(),
+        Err(e) => return ui.fail(e),
+    };
     ui.page(
         StatusCode::OK,
         "rounds.html",
-        json!({"active": "rounds", "rounds": out, "kickoffs": kickoffs, "now": ui.at_utc(ui.now())}),
+        json!({"active": "rounds", "rounds": out, "kickoffs": kickoffs, "blocked": blocked, "now": ui.at_utc(ui.now())}),
     )
 }
 
@@ -1715,8 +1734,23 @@ fn link_refused(ui: &Ui<'_>, e: LinkError, exp: Option<&str>) -> Response {
     ui.page(
         StatusCode::FORBIDDEN,
         "link_error.html",
-        json!({"branch": true, "reason": reason, "title": title, "text": text}),
+        json!({"branch": true, "reason": reason, "title": title, "text": text, "contact": office_contact(ui)}),
     )
+}
+
+/// Whom a branch calls about a link that no longer works: the first contact of the office
+/// role (`notify.dead_letter_role`, the organization office), from the directory.
+fn office_contact(ui: &Ui<'_>) -> serde_json::Value {
+    let role_id = &ui.catalog.config.notify.dead_letter_role;
+    let Some(role) = ui.catalog.directory.role(role_id) else {
+        return json!({"role": ui.office()});
+    };
+    match role.contacts.first() {
+        Some(c) => {
+            json!({"role": role.title, "name": c.name, "title": c.title, "phone": c.phone, "email": c.email})
+        }
+        None => json!({"role": role.title}),
+    }
 }
 
 async fn branch_page(

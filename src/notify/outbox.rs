@@ -182,7 +182,9 @@ impl Outbox {
                 m
             }
         };
-        let msg = self.message(&group, mid);
+        let mut msg = self.message(&group, mid);
+        self.engine
+            .refresh_links(&mut msg, self.engine.clock().now());
         let outcome = self.attempt(&msg, &group).await;
         let now = self.engine.clock().now();
         let sent = outcome.is_ok();

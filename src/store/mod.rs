@@ -638,6 +638,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Give a claimed timer back (graceful shutdown) so another daemon can take it at once.
     async fn release_timer(&self, timer_id: i64, owner: &str) -> Result<()>;
 
+    /// Make a pending timer due at `due_at` if it was due later (a blocked kickoff whose
+    /// workflow became valid again fires at once); true when it moved. A timer that is
+    /// claimed, fired or cancelled is left alone.
+    async fn bring_forward_timer(&self, timer_id: i64, due_at: Millis) -> Result<bool>;
+
     /// The earliest instant at which some timer becomes claimable (pending due_at, or the
     /// lease expiry of a running one).
     async fn next_due_at(&self) -> Result<Option<Millis>>;

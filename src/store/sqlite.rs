@@ -361,6 +361,8 @@ pub(crate) mod shared {
     pub(crate) const TIMER_RELEASE: &str = "UPDATE timers SET state = 'pending', \
          lease_owner = NULL, lease_until = NULL \
          WHERE id = $1 AND state = 'running' AND lease_owner = $2";
+    pub(crate) const TIMER_BRING_FORWARD: &str = "UPDATE timers SET due_at = $2 \
+         WHERE id = $1 AND state = 'pending' AND due_at > $2";
     pub(crate) const NEXT_DUE: &str = "SELECT MIN(t) FROM (\
          SELECT MIN(due_at) AS t FROM timers WHERE state = 'pending' \
          UNION ALL SELECT MIN(lease_until) AS t FROM timers WHERE state = 'running') AS m";
@@ -1199,6 +1201,18 @@ macro_rules! store_impl {
                         .await?;
                     tx.commit().await?;
                     Ok(())
+                }
+
+                async fn bring_forward_timer(&self, timer_id: i64, due_at: Millis) -> Result<bool> {
+                    let mut tx = self.begin_write().await?;
+                    let n = sqlx::query(sql::TIMER_BRING_FORWARD)
+                        .bind(timer_id)
+                        .bind(due_at)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    tx.commit().await?;
+                    Ok(n > 0)
                 }
 
                 async fn next_due_at(&self) -> Result<Option<Millis>> {
