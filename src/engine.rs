@@ -129,6 +129,9 @@ struct Payload {
     /// For a retried kickoff: the scheduled instant of the round it still owes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scheduled_ms: Option<Millis>,
+    /// The instant was counted over a year without a holiday file (provisional calendar).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    provisional: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -172,6 +175,10 @@ pub struct StageProgress {
     pub opens: Option<DateTime<Utc>>,
     /// Closing instant.
     pub closes: Option<DateTime<Utc>>,
+    /// The opening was counted over a year without a holiday file.
+    pub opens_provisional: bool,
+    /// The closing was counted over a year without a holiday file.
+    pub closes_provisional: bool,
     /// Task instances in this stage.
     pub total: usize,
     /// Done or waived.
@@ -435,6 +442,7 @@ impl Engine {
                         task_state::WAITING
                     }
                     .to_string(),
+                    provisional: fixed && t.due.provisional,
                 }
             })
             .collect();
@@ -710,6 +718,7 @@ impl Engine {
             task: None,
             recipient: None,
             scheduled_ms: None,
+            provisional: false,
         });
         match t.kind.as_str() {
             "kickoff" => self.kickoff_effects(t, &payload, now),
@@ -887,7 +896,11 @@ impl Engine {
                     title: t.title.clone(),
                     assignee: party.name.clone(),
                     deadline: match t.due.at {
-                        Some(a) if !t.due.projected => zh_datetime(&a),
+                        Some(a) if !t.due.projected => format!(
+                            "{}{}",
+                            zh_datetime(&a),
+                            crate::timefmt::provisional_mark(t.due.provisional)
+                        ),
                         _ => "视前序工作或事件而定".to_string(),
                     },
                     days_left: t
@@ -906,7 +919,7 @@ impl Engine {
                 office => minijinja::context!{ name => cat.directory.office.name.clone() },
                 items => minijinja::Value::from(minijinja::value::Serde(&items)),
                 // The party's earliest dated deadline, for templates that name one date.
-                deadline => p.tasks.iter().filter(|t| &t.assignee == party && !t.due.projected).filter_map(|t| t.due.at).min().map(|a| zh_datetime(&a)),
+                deadline => p.tasks.iter().filter(|t| &t.assignee == party && !t.due.projected).filter_map(|t| t.due.at.map(|a| (a, t.due.provisional))).min().map(|(a, prov)| format!("{}{}", zh_datetime(&a), crate::timefmt::provisional_mark(prov))),
                 days_left => p.tasks.iter().filter(|t| &t.assignee == party && !t.due.projected).filter_map(|t| t.due.at).min().map(|a| days_between(now, a.with_timezone(&Utc), tz)),
             };
             let rendered = match self
@@ -1008,7 +1021,13 @@ impl Engine {
             .map_or(cat.config.tz(), |w| workflow_tz(w, cat.config.tz()));
         let due = task.due_at.map(from_ms);
         let deadline = due
-            .map(|d| zh_datetime(&d.with_timezone(&tz)))
+            .map(|d| {
+                format!(
+                    "{}{}",
+                    zh_datetime(&d.with_timezone(&tz)),
+                    crate::timefmt::provisional_mark(task.provisional)
+                )
+            })
             .unwrap_or_default();
         let days_left = due.map_or(0, |d| days_between(now, d, tz));
         let link = self.task_link(&task);
@@ -1442,6 +1461,7 @@ impl Engine {
                 round_id: round.id,
                 task_key: t.key.clone(),
                 due_at: ms(due.with_timezone(&Utc)),
+                provisional: planned.due.provisional,
                 timers,
             });
         }
@@ -1481,8 +1501,21 @@ impl Engine {
                 }
                 events.push(crate::notify::ics::FeedEvent {
                     uid: format!("{}/{}@yanzhen", round.tag, t.key),
-                    summary: format!("截止：{}", t.title),
-                    description: format!("{}（{}）", wf_title, round.start_date),
+                    summary: format!(
+                        "{}截止：{}",
+                        if t.provisional { "（预计）" } else { "" },
+                        t.title
+                    ),
+                    description: format!(
+                        "{}（{}）{}",
+                        wf_title,
+                        round.start_date,
+                        if t.provisional {
+                            "\n截止时间暂按预计日历推算：该年节假日安排尚未发布，按周末和法定节假日计算，正式安排发布后可能调整。"
+                        } else {
+                            ""
+                        }
+                    ),
                     due: from_ms(due),
                     url: self.task_link(&t),
                     done: t.state == task_state::DONE || t.state == task_state::WAIVED,
@@ -1549,6 +1582,8 @@ impl Engine {
                     closes: window
                         .and_then(|w| w.closes.at)
                         .map(|a| a.with_timezone(&Utc)),
+                    opens_provisional: window.is_some_and(|w| w.opens.provisional),
+                    closes_provisional: window.is_some_and(|w| w.closes.provisional),
                     total: mine.len(),
                     done: mine
                         .iter()
@@ -1641,6 +1676,7 @@ pub fn timer_row(tag: &str, t: &PlannedTimer, now: DateTime<Utc>) -> Option<NewT
         task: t.task.clone(),
         recipient: t.recipient.as_ref().map(PartyJson::from),
         scheduled_ms: None,
+        provisional: t.provisional,
     };
     Some(NewTimer {
         key: format!("{tag}/{}", t.key),
@@ -1650,6 +1686,12 @@ pub fn timer_row(tag: &str, t: &PlannedTimer, now: DateTime<Utc>) -> Option<NewT
         due_at: ms(at),
         payload_json: serde_json::to_string(&payload).unwrap_or_else(|_| "{}".into()),
     })
+}
+
+/// Whether a stored timer's instant was counted over a year without a holiday file (its
+/// payload says so); a payload that does not parse is not provisional.
+pub fn timer_is_provisional(t: &TimerRow) -> bool {
+    serde_json::from_str::<Payload>(&t.payload_json).is_ok_and(|p| p.provisional)
 }
 
 trait HistoryExt {
