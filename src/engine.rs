@@ -306,6 +306,8 @@ impl Engine {
         }
         self.register_workflows().await?;
         self.ensure_kickoffs().await?;
+        self.reproject_kickoffs().await?;
+        self.ensure_calendar_notice().await?;
         self.wake();
         Ok(())
     }
@@ -722,6 +724,7 @@ impl Engine {
         });
         match t.kind.as_str() {
             "kickoff" => self.kickoff_effects(t, &payload, now),
+            crate::provisional::NOTICE_KIND => Ok(self.calendar_notice_effects(t, now)),
             "stage_open" | "stage_close" => Ok(FireEffects {
                 audit: vec![audit(
                     now,

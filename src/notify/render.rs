@@ -4,7 +4,8 @@
 use crate::definition::{MessageTemplate, Templates};
 use minijinja::{Environment, UndefinedBehavior, Value};
 
-/// Template kinds a workflow may override, plus the built-in digest and dead-letter notices.
+/// Template kinds a workflow may override, plus the built-in digest, dead-letter and
+/// missing-calendar notices.
 pub const KINDS: &[&str] = &[
     "reminder",
     "due_today",
@@ -13,6 +14,7 @@ pub const KINDS: &[&str] = &[
     "kickoff",
     "digest",
     "dead_letter",
+    "calendar_missing",
 ];
 
 macro_rules! builtin {
@@ -34,7 +36,8 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "escalation",
     "kickoff",
     "digest",
-    "dead_letter"
+    "dead_letter",
+    "calendar_missing"
 );
 
 /// A rendered message.

@@ -700,6 +700,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Counts for the metrics endpoint, at `now`.
     async fn counts(&self, now: Millis) -> Result<Counts>;
 
+    /// Replace a pending timer: cancel `old` and insert `new` with `audit`, in one
+    /// transaction. Returns false (and changes nothing) when `old` is no longer pending,
+    /// so of several daemons re-projecting the same timer exactly one replaces it.
+    async fn replace_timer(&self, old: i64, new: NewTimer, audit: AuditEntry) -> Result<bool>;
+
     /// Append an audit entry on its own.
     async fn append_audit(&self, entry: AuditEntry) -> Result<()>;
 

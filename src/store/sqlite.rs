@@ -1460,6 +1460,28 @@ macro_rules! store_impl {
                     })
                 }
 
+                async fn replace_timer(
+                    &self,
+                    old: i64,
+                    new: NewTimer,
+                    audit: AuditEntry,
+                ) -> Result<bool> {
+                    let mut tx = self.begin_write().await?;
+                    let cancelled = sqlx::query(sql::TIMER_CANCEL_PENDING)
+                        .bind(old)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if cancelled == 0 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    Self::insert_timer(&mut tx, &new, None, None).await?;
+                    Self::insert_audit(&mut tx, &audit).await?;
+                    tx.commit().await?;
+                    Ok(true)
+                }
+
                 async fn append_audit(&self, entry: AuditEntry) -> Result<()> {
                     let mut tx = self.begin_write().await?;
                     Self::insert_audit(&mut tx, &entry).await?;
