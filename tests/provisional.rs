@@ -178,3 +178,296 @@ async fn a_2027_round_is_planned_provisionally_and_reprojected_when_the_2027_fil
         assert!(again.changes.is_empty(), "{name}: {:?}", again.changes);
     }
 }
+
+#[test]
+fn the_plan_marks_exactly_the_instants_counted_over_2027_in_text_and_json() {
+    let text = std::fs::read_to_string(common::workflow_path("annual-assessment")).unwrap();
+    let mut d = yanzhen::diagnostic::Diagnostics::new("annual-assessment");
+    let wf: yanzhen::definition::Workflow = yanzhen::yaml::parse(&text, &mut d).unwrap();
+    let (dir, cal) = (common::directory(), common::calendar());
+    let (plan, problems) = yanzhen::plan::plan(yanzhen::plan::PlanInput {
+        workflow: &wf,
+        directory: &dir,
+        calendar: &cal,
+        tz: Shanghai,
+        start: date(2026, 12, 1),
+        params: &BTreeMap::new(),
+        units: None,
+        done: None,
+    });
+    let plan = plan.unwrap_or_else(|| panic!("the 2026-12-01 round plans: {problems:?}"));
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.severity == yanzhen::diagnostic::Severity::Warning),
+        "{problems:?}"
+    );
+    assert!(problems.iter().any(|p| p.code == "calendar-provisional"));
+    assert_eq!(plan.provisional_year, Some(2027));
+    let stage = |id: &str| plan.stages.iter().find(|s| s.id == id).unwrap();
+    // Tue 12-01 + 15 working days = Tue 12-22: inside 2026.
+    assert!(!stage("assessment").closes.provisional);
+    // 12-22 + 15 working days crosses Fri 2027-01-01: Wed 2027-01-13, provisional.
+    let filing = stage("filing");
+    assert!(!filing.opens.provisional);
+    assert!(filing.closes.provisional);
+    assert_eq!(
+        filing.closes.at.unwrap().with_timezone(&Utc),
+        at(2027, 1, 13, 18, 0)
+    );
+    let task = |key: &str| plan.tasks.iter().find(|t| t.key == key).unwrap();
+    // 12-22 + 5 working days = Tue 12-29: no 2027 day looked at.
+    let compile = task("compile_and_file@role:organization_office");
+    assert!(!compile.due.provisional);
+    let timers: Vec<_> = plan
+        .timers
+        .iter()
+        .filter(|t| t.task.as_deref() == Some("compile_and_file@role:organization_office"))
+        .map(|t| (t.key.rsplit('@').next().unwrap().to_string(), t.provisional))
+        .collect();
+    // Overdue every 2 working days from 12-29: Thu 12-31 (2026 only), then over New
+    // Year's Day: 2027-01-05 and 01-07. The rung 2 working days after 12-29 is 12-31.
+    for (key, provisional) in [
+        ("role:organization_office/overdue/1", false),
+        ("role:organization_office/overdue/2", true),
+        ("role:organization_office/overdue/3", true),
+        ("role:organization_office/escalation/0", false),
+    ] {
+        assert!(
+            timers.contains(&(key.to_string(), provisional)),
+            "{key}: {timers:?}"
+        );
+    }
+    let table = plan.to_table();
+    assert!(
+        table.contains("2027年1月13日（星期三）18:00（暂按预计日历）"),
+        "{table}"
+    );
+    assert!(table.contains("2026年12月22日（星期二）18:00 —"), "{table}");
+    assert!(table.contains("注：标“暂按预计日历”的时间涉及2027年"), "{table}");
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json["provisional_year"], 2027);
+    let filing_json = json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "filing")
+        .unwrap();
+    assert_eq!(filing_json["closes"]["provisional"], true);
+    assert!(filing_json["opens"].get("provisional").is_none());
+}
+
+#[tokio::test]
+async fn the_shipped_year_end_assessment_kickoff_on_2026_12_01_starts_its_round_and_2027_kickoffs_are_scheduled()
+ {
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2026, 11, 20, 12, 0)));
+        let e = Engine::new(store.clone(), common::catalog_with(&[], true), clock.clone(), "k")
+            .with_lease_ms(5_000);
+        e.register_workflows().await.unwrap();
+        e.ensure_kickoffs().await.unwrap();
+        let pending = |prefix: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .timers_with_prefix(prefix)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|t| t.state == "pending")
+                    .collect::<Vec<_>>()
+            }
+        };
+        // The January and March 2027 kickoffs are scheduled, on the provisional calendar:
+        // Fri 01-01 is New Year's Day, so the first working day is Mon 01-04.
+        let january = pending("kickoff:branch-yearly-cycle:").await;
+        assert_eq!(january.len(), 1, "{name}");
+        assert_eq!(january[0].due_at, ms(at(2027, 1, 4, 9, 0)), "{name}");
+        assert!(e.kickoff_is_provisional(&january[0]), "{name}");
+        let march = pending("kickoff:health-checkup:").await;
+        assert_eq!(march.len(), 1, "{name}");
+        assert_eq!(march[0].due_at, ms(at(2027, 3, 1, 9, 0)), "{name}");
+        // A fixed-date kickoff does not depend on the calendar.
+        let june = pending("kickoff:yearly-training:").await;
+        assert!(!e.kickoff_is_provisional(&june[0]), "{name}");
+
+        clock.set(at(2026, 12, 1, 9, 0));
+        e.fire_due().await.unwrap();
+        let rounds: Vec<_> = store
+            .rounds()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.workflow_id == "annual-assessment")
+            .collect();
+        assert_eq!(rounds.len(), 1, "{name}: the year-end round started");
+        assert_eq!(rounds[0].start_date, "2026-12-01", "{name}");
+        let audit = store.audit_after(0, 10_000).await.unwrap();
+        assert!(
+            !audit.iter().any(|a| a.entry.action == "kickoff.failed"),
+            "{name}: no hourly retry"
+        );
+        let status = e.status(rounds[0].id).await.unwrap();
+        let filing = status.stages.iter().find(|s| s.id == "filing").unwrap();
+        assert!(filing.closes_provisional && !filing.opens_provisional, "{name}");
+
+        // The 2027 notice makes Mon 01-04 a day off too: the January kickoff moves to
+        // Tue 01-05, audited with both instants.
+        let y2027 = r#"{"year": 2027, "papers": [], "days": [
+  {"name": "元旦", "date": "2027-01-01", "isOffDay": true},
+  {"name": "元旦", "date": "2027-01-04", "isOffDay": true}
+]}"#;
+        let mut cat = common::catalog_with(&[], true);
+        cat.calendar = calendar_plus(&[("2027.json", y2027)]);
+        e.set_catalog(cat).await.unwrap();
+        let january = pending("kickoff:branch-yearly-cycle:").await;
+        assert_eq!(january.len(), 1, "{name}: {january:?}");
+        assert_eq!(january[0].due_at, ms(at(2027, 1, 5, 9, 0)), "{name}");
+        assert!(!e.kickoff_is_provisional(&january[0]), "{name}");
+        let march = pending("kickoff:health-checkup:").await;
+        assert_eq!(
+            march[0].due_at,
+            ms(at(2027, 3, 1, 9, 0)),
+            "{name}: unchanged"
+        );
+        let moved: Vec<_> = store
+            .audit_after(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.entry.action == "kickoff.reproject")
+            .collect();
+        assert_eq!(moved.len(), 1, "{name}: {moved:?}");
+        assert!(
+            moved[0].entry.detail_json.contains("2027-01-04T01:00:00Z")
+                && moved[0].entry.detail_json.contains("2027-01-05T01:00:00Z"),
+            "{name}: {}",
+            moved[0].entry.detail_json
+        );
+    }
+}
+
+#[tokio::test]
+async fn from_1_november_the_office_is_told_once_a_week_where_to_put_next_years_file_even_by_two_daemons()
+ {
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2026, 10, 20, 12, 0)));
+        let e1 = engine(store.clone(), clock.clone(), &[]).await;
+        let e2 = engine(store.clone(), clock.clone(), &[]).await;
+        for e in [&e1, &e2] {
+            e.set_catalog(common::catalog_with(&[], false)).await.unwrap();
+        }
+        let notices = || {
+            let store = store.clone();
+            async move {
+                store
+                    .timers_with_prefix("calendar:2027:")
+                    .await
+                    .unwrap()
+            }
+        };
+        let t = notices().await;
+        assert_eq!(t.len(), 1, "{name}: two daemons write one timer: {t:?}");
+        assert_eq!(
+            t[0].due_at,
+            ms(at(2026, 11, 1, 9, 0)),
+            "{name}: written ahead for 1 November"
+        );
+        let messages = || {
+            let store = store.clone();
+            async move {
+                store
+                    .outbox_after(0, i64::MAX)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|r| r.kind == "calendar_missing")
+                    .collect::<Vec<_>>()
+            }
+        };
+        // Nothing before 1 November.
+        clock.set(at(2026, 10, 31, 23, 0));
+        e1.fire_due().await.unwrap();
+        assert!(messages().await.is_empty(), "{name}");
+        // Both daemons fire what is due at once: one message.
+        clock.set(at(2026, 11, 1, 9, 0));
+        let (a, b) = tokio::join!(e1.fire_due(), e2.fire_due());
+        a.unwrap();
+        b.unwrap();
+        let m = messages().await;
+        assert_eq!(m.len(), 1, "{name}: {m:?}");
+        assert_eq!(m[0].address, "zzb@qingshui.example.gov.cn", "{name}");
+        assert!(m[0].subject.contains("2027年节假日安排文件尚未添加"), "{name}");
+        for needle in ["config/calendar/2027.json", "holiday-cn", "isOffDay", "暂按预计日历"] {
+            assert!(m[0].body.contains(needle), "{name}: {needle}: {}", m[0].body);
+        }
+        // A restart in between writes nothing new; the next week's notice is pending.
+        e2.set_catalog(common::catalog_with(&[], false)).await.unwrap();
+        let pending: Vec<_> = notices()
+            .await
+            .into_iter()
+            .filter(|t| t.state == "pending")
+            .collect();
+        assert_eq!(pending.len(), 1, "{name}");
+        assert_eq!(pending[0].due_at, ms(at(2026, 11, 8, 9, 0)), "{name}");
+        clock.set(at(2026, 11, 5, 9, 0));
+        e1.fire_due().await.unwrap();
+        assert_eq!(messages().await.len(), 1, "{name}: once a week");
+        clock.set(at(2026, 11, 8, 9, 0));
+        e2.fire_due().await.unwrap();
+        assert_eq!(messages().await.len(), 2, "{name}: the second week");
+
+        // The file is added: the next notice stops, and nothing new is written.
+        let mut cat = common::catalog_with(&[], false);
+        cat.calendar = calendar_plus(&[("2027.json", Y2027)]);
+        e1.set_catalog(cat.clone()).await.unwrap();
+        e2.set_catalog(cat).await.unwrap();
+        clock.set(at(2026, 11, 22, 9, 0));
+        e1.fire_due().await.unwrap();
+        assert_eq!(messages().await.len(), 2, "{name}: no message once the file is there");
+        assert!(
+            notices().await.iter().all(|t| t.state != "pending"),
+            "{name}: the series ends"
+        );
+        let audit = store.audit_after(0, 10_000).await.unwrap();
+        assert!(
+            audit.iter().any(|a| a.entry.action == "calendar.notice.stopped"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn messages_and_the_ics_feed_mark_a_provisional_deadline() {
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2026, 12, 14, 8, 0)));
+        let e = engine(store.clone(), clock.clone(), &[WINTER]).await;
+        start(&e, "winter", date(2026, 12, 14), Some(&["dongguan"])).await;
+        // The reminder on Fri 2027-01-08 names the provisional deadline.
+        clock.set(at(2027, 1, 8, 18, 0));
+        e.fire_due().await.unwrap();
+        let rows = store.outbox_after(0, i64::MAX).await.unwrap();
+        let reminder = rows
+            .iter()
+            .find(|r| r.kind == "reminder")
+            .unwrap_or_else(|| panic!("{name}: no reminder in {rows:?}"));
+        assert!(
+            reminder
+                .body
+                .contains("2027年1月12日（星期二）18:00（暂按预计日历）截止"),
+            "{name}: {}",
+            reminder.body
+        );
+        assert!(
+            reminder.subject.contains("（暂按预计日历）"),
+            "{name}: {}",
+            reminder.subject
+        );
+        let feed = e.feed("dongguan").await.unwrap().replace("\r\n ", "");
+        assert!(
+            feed.contains("SUMMARY:（预计）截止：谈心谈话"),
+            "{name}: {feed}"
+        );
+        assert!(feed.contains("暂按预计日历"), "{name}: {feed}");
+    }
+}
