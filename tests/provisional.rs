@@ -471,3 +471,78 @@ async fn messages_and_the_ics_feed_mark_a_provisional_deadline() {
         assert!(feed.contains("暂按预计日历"), "{name}: {feed}");
     }
 }
+
+#[test]
+fn the_plan_status_and_task_list_commands_print_the_mark() {
+    let plan = std::process::Command::new(env!("CARGO_BIN_EXE_yanzhen"))
+        .args(["plan", "annual-assessment", "--start", "2026-12-01"])
+        .current_dir(common::root())
+        .env("YANZHEN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(plan.status.success(), "{plan:?}");
+    let out = String::from_utf8_lossy(&plan.stdout);
+    assert!(out.contains("2027年1月13日（星期三）18:00（暂按预计日历）"), "{out}");
+    let err = String::from_utf8_lossy(&plan.stderr);
+    assert!(err.contains("warning[calendar-provisional]"), "{err}");
+    let json = std::process::Command::new(env!("CARGO_BIN_EXE_yanzhen"))
+        .args(["plan", "annual-assessment", "--start", "2026-12-01", "--format", "json"])
+        .current_dir(common::root())
+        .env("YANZHEN_LOG", "warn")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["provisional_year"], 2027);
+
+    let s = common::daemon::Setup::new();
+    std::fs::write(s.path().join("workflows/winter.yaml"), WINTER).unwrap();
+    s.run(&["round", "start", "winter", "--start", "2026-12-14", "--branches", "dongguan"]);
+    let list = String::from_utf8_lossy(&s.run(&["task", "list", "1"]).stdout).to_string();
+    assert!(
+        list.contains("截止 2027年1月12日（星期二）18:00（暂按预计日历）"),
+        "{list}"
+    );
+    let status = String::from_utf8_lossy(&s.run(&["status", "1"]).stdout).to_string();
+    assert!(
+        status.contains("— 2027年1月12日（星期二）18:00（暂按预计日历）"),
+        "the stage's closing: {status}"
+    );
+    // The missing-file line depends on today's date: from 1 November 2026 on, as long as
+    // config/calendar has no 2027.json.
+    let today = Utc::now().with_timezone(&Shanghai).date_naive();
+    if let Some(year) = common::calendar().wanted_year(today) {
+        assert!(
+            status.contains(&format!("calendar: {year}年节假日安排文件尚未添加")),
+            "{status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_daemon_starting_after_the_file_was_added_reprojects_rounds_that_still_carry_marks() {
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2026, 12, 14, 8, 0)));
+        let e = engine(store.clone(), clock.clone(), &[WINTER]).await;
+        let id = start(&e, "winter", date(2026, 12, 14), Some(&["dongguan"])).await;
+        drop(e);
+        // The 2027 file was added while no daemon ran; the next one starts with it.
+        clock.set(at(2026, 12, 16, 8, 0));
+        let mut cat = common::catalog_with(&[WINTER], false);
+        cat.calendar = calendar_plus(&[("2027.json", Y2027)]);
+        let e = Engine::new(store.clone(), cat, clock.clone(), "q");
+        e.register_workflows().await.unwrap();
+        assert_eq!(e.reproject_provisional_rounds().await.unwrap(), 1, "{name}");
+        let task = store
+            .task_by_key(id, "talk@dongguan")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(task.due_at, Some(ms(at(2027, 1, 11, 18, 0))), "{name}");
+        assert!(!task.provisional, "{name}");
+        assert_eq!(
+            e.reproject_provisional_rounds().await.unwrap(),
+            0,
+            "{name}: nothing is marked any more"
+        );
+    }
+}
