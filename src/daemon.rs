@@ -514,11 +514,9 @@ async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::
         );
     }
     let cat = e.catalog();
-    if let Some(notice) = crate::provisional::missing_file_notice(
-        &cat.calendar,
-        &cat.config.calendar_dir,
-        today,
-    ) {
+    if let Some(notice) =
+        crate::provisional::missing_file_notice(&cat.calendar, &cat.config.calendar_dir, today)
+    {
         println!("calendar: {notice}");
     }
     Ok(ExitCode::SUCCESS)

@@ -279,6 +279,9 @@ enum Len {
     Hours(i64),
 }
 
+/// One timer of a task before fan-out: kind, number, instant, provisional, escalation role.
+type TaskTimer = (TimerKind, u32, DateTime<Tz>, bool, Option<String>);
+
 struct Planner<'a> {
     input: PlanInput<'a>,
     tasks: Vec<(usize, &'a Task)>,
@@ -1020,9 +1023,7 @@ impl<'a> Planner<'a> {
             };
             let reminders = task.reminders.as_ref().or(wf.defaults.reminders.as_ref());
             let chain = task.escalation.as_ref().or(wf.defaults.escalation.as_ref());
-            // (kind, number, instant, provisional, escalation role)
-            let mut task_timers: Vec<(TimerKind, u32, DateTime<Tz>, bool, Option<String>)> =
-                Vec::new();
+            let mut task_timers: Vec<TaskTimer> = Vec::new();
             if let Some(at) = due.at {
                 task_timers.push((TimerKind::Deadline, 0, at, due.provisional, None));
                 if let Some(r) = reminders {

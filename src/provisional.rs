@@ -15,9 +15,7 @@
 
 use crate::calendar::Calendar;
 use crate::engine::{Engine, EngineError, from_ms, kickoff_timer, ms};
-use crate::store::{
-    AuditEntry, FireEffects, NewTimer, TimerRow, task_state, timer_state,
-};
+use crate::store::{AuditEntry, FireEffects, NewTimer, TimerRow, task_state, timer_state};
 use crate::validate::workflow_tz;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -98,7 +96,10 @@ impl Engine {
             if year <= last || cat.calendar.covers(year) {
                 continue;
             }
-            let existing = self.store().timers_with_prefix(&notice_prefix(year)).await?;
+            let existing = self
+                .store()
+                .timers_with_prefix(&notice_prefix(year))
+                .await?;
             if existing
                 .iter()
                 .any(|t| t.state == timer_state::PENDING || t.state == timer_state::RUNNING)
@@ -160,7 +161,9 @@ impl Engine {
         }
         let tz = cat.config.tz();
         let file = cat.config.calendar_dir.join(format!("{year}.json"));
-        let party = cat.directory.role_party(&cat.config.notify.dead_letter_role);
+        let party = cat
+            .directory
+            .role_party(&cat.config.notify.dead_letter_role);
         let ctx = minijinja::context! {
             recipient => minijinja::context!{ id => party.id.clone(), name => party.name.clone() },
             office => minijinja::context!{ name => cat.directory.office.name.clone() },
@@ -202,7 +205,11 @@ impl Engine {
         let cat = self.catalog();
         let workflow = serde_json::from_str::<serde_json::Value>(&t.payload_json)
             .ok()
-            .and_then(|p| p.get("workflow").and_then(|w| w.as_str()).map(str::to_string));
+            .and_then(|p| {
+                p.get("workflow")
+                    .and_then(|w| w.as_str())
+                    .map(str::to_string)
+            });
         let Some(loaded) = workflow.and_then(|w| cat.workflows.get(&w)) else {
             return false;
         };
@@ -243,8 +250,7 @@ impl Engine {
                     .map(|t| t.due_at)
                     .max();
                 let after = previous.map_or(now, from_ms);
-                let next = match crate::schedule::next_kickoff(schedule, tz, &cat.calendar, after)
-                {
+                let next = match crate::schedule::next_kickoff(schedule, tz, &cat.calendar, after) {
                     Ok(Some(n)) => n.with_timezone(&Utc),
                     _ => continue,
                 };
@@ -366,11 +372,9 @@ mod tests {
 
     #[test]
     fn the_missing_file_notice_names_the_file_and_the_year() {
-        let cal = Calendar::from_sources([(
-            "2026.json",
-            r#"{"year": 2026, "papers": [], "days": []}"#,
-        )])
-        .expect("calendar");
+        let cal =
+            Calendar::from_sources([("2026.json", r#"{"year": 2026, "papers": [], "days": []}"#)])
+                .expect("calendar");
         let dir = Path::new("config/calendar");
         assert_eq!(
             missing_file_notice(&cal, dir, NaiveDate::from_ymd_opt(2026, 10, 31).expect("d")),

@@ -1403,7 +1403,10 @@ async fn a_round_on_the_provisional_calendar_is_marked_and_the_office_is_shown_w
             "{name}: a dashed diamond"
         );
         assert!(svg.contains("（休息日，暂按预计日历）"), "{name}");
-        assert!(body.contains("暂按预计日历（该年节假日安排尚未发布）"), "{name}: legend");
+        assert!(
+            body.contains("暂按预计日历（该年节假日安排尚未发布）"),
+            "{name}: legend"
+        );
         // The pending January kickoff (first working day of 2027) is marked too.
         let (_, rounds) = c.get("/console", Some(&c.reader)).await;
         assert!(
@@ -1411,9 +1414,7 @@ async fn a_round_on_the_provisional_calendar_is_marked_and_the_office_is_shown_w
             "{name}: {rounds}"
         );
         // Branches see the mark but not the office's banner.
-        let page = c
-            .signer()
-            .unit_link("dongguan", c.now_secs() + 86_400);
+        let page = c.signer().unit_link("dongguan", c.now_secs() + 86_400);
         let (status, branch) = c.get(&page, None).await;
         assert_eq!(status, StatusCode::OK, "{name}");
         assert!(!branch.contains("calendar-notice"), "{name}");

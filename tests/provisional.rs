@@ -244,7 +244,10 @@ fn the_plan_marks_exactly_the_instants_counted_over_2027_in_text_and_json() {
         "{table}"
     );
     assert!(table.contains("2026年12月22日（星期二）18:00 —"), "{table}");
-    assert!(table.contains("注：标“暂按预计日历”的时间涉及2027年"), "{table}");
+    assert!(
+        table.contains("注：标“暂按预计日历”的时间涉及2027年"),
+        "{table}"
+    );
     let json = serde_json::to_value(&plan).unwrap();
     assert_eq!(json["provisional_year"], 2027);
     let filing_json = json["stages"]
@@ -262,8 +265,13 @@ async fn the_shipped_year_end_assessment_kickoff_on_2026_12_01_starts_its_round_
  {
     for (name, store, _g) in common::stores::stores().await {
         let clock = Arc::new(VirtualClock::new(at(2026, 11, 20, 12, 0)));
-        let e = Engine::new(store.clone(), common::catalog_with(&[], true), clock.clone(), "k")
-            .with_lease_ms(5_000);
+        let e = Engine::new(
+            store.clone(),
+            common::catalog_with(&[], true),
+            clock.clone(),
+            "k",
+        )
+        .with_lease_ms(5_000);
         e.register_workflows().await.unwrap();
         e.ensure_kickoffs().await.unwrap();
         let pending = |prefix: &'static str| {
@@ -309,7 +317,10 @@ async fn the_shipped_year_end_assessment_kickoff_on_2026_12_01_starts_its_round_
         );
         let status = e.status(rounds[0].id).await.unwrap();
         let filing = status.stages.iter().find(|s| s.id == "filing").unwrap();
-        assert!(filing.closes_provisional && !filing.opens_provisional, "{name}");
+        assert!(
+            filing.closes_provisional && !filing.opens_provisional,
+            "{name}"
+        );
 
         // The 2027 notice makes Mon 01-04 a day off too: the January kickoff moves to
         // Tue 01-05, audited with both instants.
@@ -355,16 +366,13 @@ async fn from_1_november_the_office_is_told_once_a_week_where_to_put_next_years_
         let e1 = engine(store.clone(), clock.clone(), &[]).await;
         let e2 = engine(store.clone(), clock.clone(), &[]).await;
         for e in [&e1, &e2] {
-            e.set_catalog(common::catalog_with(&[], false)).await.unwrap();
+            e.set_catalog(common::catalog_with(&[], false))
+                .await
+                .unwrap();
         }
         let notices = || {
             let store = store.clone();
-            async move {
-                store
-                    .timers_with_prefix("calendar:2027:")
-                    .await
-                    .unwrap()
-            }
+            async move { store.timers_with_prefix("calendar:2027:").await.unwrap() }
         };
         let t = notices().await;
         assert_eq!(t.len(), 1, "{name}: two daemons write one timer: {t:?}");
@@ -397,12 +405,26 @@ async fn from_1_november_the_office_is_told_once_a_week_where_to_put_next_years_
         let m = messages().await;
         assert_eq!(m.len(), 1, "{name}: {m:?}");
         assert_eq!(m[0].address, "zzb@qingshui.example.gov.cn", "{name}");
-        assert!(m[0].subject.contains("2027年节假日安排文件尚未添加"), "{name}");
-        for needle in ["config/calendar/2027.json", "holiday-cn", "isOffDay", "暂按预计日历"] {
-            assert!(m[0].body.contains(needle), "{name}: {needle}: {}", m[0].body);
+        assert!(
+            m[0].subject.contains("2027年节假日安排文件尚未添加"),
+            "{name}"
+        );
+        for needle in [
+            "config/calendar/2027.json",
+            "holiday-cn",
+            "isOffDay",
+            "暂按预计日历",
+        ] {
+            assert!(
+                m[0].body.contains(needle),
+                "{name}: {needle}: {}",
+                m[0].body
+            );
         }
         // A restart in between writes nothing new; the next week's notice is pending.
-        e2.set_catalog(common::catalog_with(&[], false)).await.unwrap();
+        e2.set_catalog(common::catalog_with(&[], false))
+            .await
+            .unwrap();
         let pending: Vec<_> = notices()
             .await
             .into_iter()
@@ -424,14 +446,20 @@ async fn from_1_november_the_office_is_told_once_a_week_where_to_put_next_years_
         e2.set_catalog(cat).await.unwrap();
         clock.set(at(2026, 11, 22, 9, 0));
         e1.fire_due().await.unwrap();
-        assert_eq!(messages().await.len(), 2, "{name}: no message once the file is there");
+        assert_eq!(
+            messages().await.len(),
+            2,
+            "{name}: no message once the file is there"
+        );
         assert!(
             notices().await.iter().all(|t| t.state != "pending"),
             "{name}: the series ends"
         );
         let audit = store.audit_after(0, 10_000).await.unwrap();
         assert!(
-            audit.iter().any(|a| a.entry.action == "calendar.notice.stopped"),
+            audit
+                .iter()
+                .any(|a| a.entry.action == "calendar.notice.stopped"),
             "{name}"
         );
     }
@@ -482,11 +510,21 @@ fn the_plan_status_and_task_list_commands_print_the_mark() {
         .unwrap();
     assert!(plan.status.success(), "{plan:?}");
     let out = String::from_utf8_lossy(&plan.stdout);
-    assert!(out.contains("2027年1月13日（星期三）18:00（暂按预计日历）"), "{out}");
+    assert!(
+        out.contains("2027年1月13日（星期三）18:00（暂按预计日历）"),
+        "{out}"
+    );
     let err = String::from_utf8_lossy(&plan.stderr);
     assert!(err.contains("warning[calendar-provisional]"), "{err}");
     let json = std::process::Command::new(env!("CARGO_BIN_EXE_yanzhen"))
-        .args(["plan", "annual-assessment", "--start", "2026-12-01", "--format", "json"])
+        .args([
+            "plan",
+            "annual-assessment",
+            "--start",
+            "2026-12-01",
+            "--format",
+            "json",
+        ])
         .current_dir(common::root())
         .env("YANZHEN_LOG", "warn")
         .output()
@@ -496,7 +534,15 @@ fn the_plan_status_and_task_list_commands_print_the_mark() {
 
     let s = common::daemon::Setup::new();
     std::fs::write(s.path().join("workflows/winter.yaml"), WINTER).unwrap();
-    s.run(&["round", "start", "winter", "--start", "2026-12-14", "--branches", "dongguan"]);
+    s.run(&[
+        "round",
+        "start",
+        "winter",
+        "--start",
+        "2026-12-14",
+        "--branches",
+        "dongguan",
+    ]);
     let list = String::from_utf8_lossy(&s.run(&["task", "list", "1"]).stdout).to_string();
     assert!(
         list.contains("截止 2027年1月12日（星期二）18:00（暂按预计日历）"),

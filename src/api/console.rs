@@ -913,7 +913,9 @@ fn gantt(
         range: format!("{} 至 {}", zh_date(first), zh_date(last)),
         ticks,
         rest,
-        provisional: calendar.provisional_year().is_some_and(|y| first.year() <= y && y <= last.year()),
+        provisional: calendar
+            .provisional_year()
+            .is_some_and(|y| first.year() <= y && y <= last.year()),
         rows,
         now: now_line,
     })
