@@ -592,3 +592,59 @@ async fn a_daemon_starting_after_the_file_was_added_reprojects_rounds_that_still
         );
     }
 }
+
+#[tokio::test]
+async fn saving_the_2027_file_in_the_calendar_folder_and_reloading_moves_the_marked_deadline() {
+    for (name, store, _g) in common::stores::stores().await {
+        let dir = tempfile::tempdir().unwrap();
+        let (wf_dir, cal_dir) = (dir.path().join("workflows"), dir.path().join("calendar"));
+        std::fs::create_dir_all(&wf_dir).unwrap();
+        std::fs::create_dir_all(&cal_dir).unwrap();
+        std::fs::write(wf_dir.join("winter.yaml"), WINTER).unwrap();
+        for e in std::fs::read_dir(common::root().join("config/calendar")).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, cal_dir.join(p.file_name().unwrap())).unwrap();
+        }
+        let config = dir.path().join("yanzhen.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "timezone = \"Asia/Shanghai\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n",
+                wf_dir.display(),
+                common::root().join("config/directory.yaml").display(),
+                cal_dir.display()
+            ),
+        )
+        .unwrap();
+        let (cat, diags) = yanzhen::catalog::load(&config, date(2026, 12, 14));
+        assert!(
+            diags.iter().any(
+                |d| d.code == "calendar-file-missing" && d.file.ends_with("calendar/2027.json")
+            ),
+            "{name}: the catalog warns: {diags:?}"
+        );
+        let clock = Arc::new(VirtualClock::new(at(2026, 12, 14, 8, 0)));
+        let e = Engine::new(store.clone(), cat.unwrap(), clock.clone(), "r");
+        e.register_workflows().await.unwrap();
+        let id = start(&e, "winter", date(2026, 12, 14), Some(&["dongguan"])).await;
+        std::fs::write(cal_dir.join("2027.json"), Y2027).unwrap();
+        clock.set(at(2026, 12, 15, 9, 0));
+        let report = e.reload(&config).await;
+        assert!(report.applied, "{name}: {:?}", report.diagnostics);
+        assert!(
+            !report
+                .diagnostics
+                .iter()
+                .any(|d| d.code == "calendar-file-missing"),
+            "{name}: the warning is gone"
+        );
+        assert_eq!(report.reprojected.len(), 1, "{name}");
+        let task = store
+            .task_by_key(id, "talk@dongguan")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(task.due_at, Some(ms(at(2027, 1, 11, 18, 0))), "{name}");
+        assert!(!task.provisional, "{name}");
+    }
+}
