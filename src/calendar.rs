@@ -1572,6 +1572,22 @@ mod tests {
     }
 
     #[test]
+    fn statutory_days_off_compute_for_every_supported_year_without_panicking() {
+        // The provisional year is whatever follows the last file: every year in range must
+        // give New Year's Day, a Spring Festival in January or February and 11+ days.
+        for year in STATUTORY_RULE_FROM..=STATUTORY_RULE_UNTIL {
+            let days = statutory_days_off(year).unwrap_or_else(|| panic!("{year}"));
+            assert!(days.len() >= 10, "{year}: {days:?}");
+            assert!(
+                days.iter().all(|(d, _)| d.year() == year),
+                "{year}: {days:?}"
+            );
+            let spring = days.iter().find(|(_, n)| *n == "春节").expect("spring");
+            assert!(spring.0.month() <= 2, "{year}: {spring:?}");
+        }
+    }
+
+    #[test]
     fn the_provisional_year_has_weekends_and_statutory_holidays_but_no_make_up_days() {
         let c = cal(&[("2026.json", r#"{"year": 2026, "papers": [], "days": []}"#)]);
         // Fri 2027-02-05 (New Year's Eve) to Mon 02-08 are off; Tue 02-09 is worked.
