@@ -54,7 +54,7 @@ pub struct Dated {
     pub provisional: bool,
 }
 
-/// The first year the statutory rule below is known for (the 2013 revision).
+/// The first year [`statutory_days_off`] knows the rule for (the 2013 revision).
 const STATUTORY_RULE_FROM: i32 = 2014;
 /// The last year a provisional calendar is computed for (far beyond any real use; the
 /// lunar and solar-term computations are checked well inside it).

@@ -274,11 +274,16 @@ fn check_next_kickoff(
         .into_iter()
         .filter(|p| p.code == "calendar-year-missing" || p.code == "calendar-provisional")
     {
+        let what = if p.code == "calendar-provisional" {
+            "is planned provisionally"
+        } else {
+            "cannot be planned yet"
+        };
         d.warning(
             p.code,
             p.loc,
             format!(
-                "the next round ({}) cannot be planned yet: {}",
+                "the next round ({}) {what}: {}",
                 crate::timefmt::zh_date(next.date_naive()),
                 p.message
             ),

@@ -648,3 +648,39 @@ async fn saving_the_2027_file_in_the_calendar_folder_and_reloading_moves_the_mar
         assert!(!task.provisional, "{name}");
     }
 }
+
+#[test]
+fn validate_warns_about_a_provisional_next_kickoff_and_from_1_november_about_the_missing_file() {
+    let (dir, cal) = (common::directory(), common::calendar());
+    let text = std::fs::read_to_string(common::workflow_path("branch-yearly-cycle")).unwrap();
+    let ctx = yanzhen::validate::Context {
+        directory: &dir,
+        calendar: &cal,
+        default_tz: Shanghai,
+        today: date(2026, 11, 20),
+    };
+    let (wf, d) = yanzhen::validate::validate_workflow("branch-yearly-cycle.yaml", &text, ctx);
+    assert!(wf.is_some(), "a warning, not an error: {:?}", d.items());
+    let all = d.into_sorted();
+    let kickoff = all
+        .iter()
+        .find(|x| x.code == "calendar-provisional" && x.message.starts_with("the next kickoff"))
+        .unwrap_or_else(|| panic!("{all:?}"));
+    assert!(
+        kickoff.message.contains("2027年1月4日（星期一）"),
+        "{}",
+        kickoff.message
+    );
+    assert!(
+        !all.iter()
+            .any(|x| x.message.contains("cannot be planned yet")),
+        "{all:?}"
+    );
+    let config = yanzhen::config::Config::default();
+    assert!(yanzhen::catalog::calendar_diagnostics(&config, &cal, date(2026, 10, 31)).is_empty());
+    let missing = yanzhen::catalog::calendar_diagnostics(&config, &cal, date(2026, 11, 1));
+    assert_eq!(missing.len(), 1);
+    assert_eq!(missing[0].code, "calendar-file-missing");
+    assert_eq!(missing[0].severity, yanzhen::diagnostic::Severity::Warning);
+    assert!(missing[0].file.ends_with("2027.json"), "{:?}", missing[0]);
+}
