@@ -8,9 +8,15 @@
 //! notice). So each year's schedule is a file, `config/calendar/YYYY.json` in the
 //! NateScarlet/holiday-cn layout, that an administrator adds when the notice is out.
 //!
-//! The module never guesses: any answer that needs a date in a year without a loaded
-//! file is [`CalendarError::YearNotCovered`], not a silent Monday-to-Friday rule. It is
-//! pure (no clock, no I/O) except for the thin loader [`Calendar::load_dir`].
+//! The notice for a year comes out in November of the year before, but rounds that cross
+//! the year must start before that. So the year right after the last file is answered by a
+//! **provisional calendar**: weekends off plus the statutory holidays that the national
+//! regulations fix (全国年节及纪念日放假办法, as revised in 2024), with the lunar dates
+//! and the Qingming solar term computed by `tyme4rs`; no bridge days and no make-up
+//! working days, which only the notice can name. Every answer that looked at that year
+//! says so ([`Dated::provisional`]), so callers can mark it. Any other year without a file
+//! is [`CalendarError::YearNotCovered`], never a silent Monday-to-Friday rule. The module
+//! is pure (no clock, no I/O) except for the thin loader [`Calendar::load_dir`].
 
 use chrono::{Datelike, NaiveDate, Weekday};
 use serde::Deserialize;
@@ -25,7 +31,34 @@ pub struct Calendar {
     special: BTreeMap<NaiveDate, Special>,
     /// Years for which a year file was loaded.
     years: BTreeSet<i32>,
+    /// The year after the last file, answered by the statutory rule until its file is added.
+    provisional: Option<Provisional>,
 }
+
+/// The provisional year: its statutory days off, by date, with the festival name.
+#[derive(Debug, Clone)]
+struct Provisional {
+    /// The year.
+    year: i32,
+    /// Statutory days off (weekends are off anyway).
+    off: BTreeMap<NaiveDate, &'static str>,
+}
+
+/// A date a calendar walk arrived at, and whether the walk looked at a provisional year
+/// (so the date may move once that year's file is added).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dated {
+    /// The date.
+    pub date: NaiveDate,
+    /// True when a day of the provisional year was consulted on the way.
+    pub provisional: bool,
+}
+
+/// The first year [`statutory_days_off`] knows the rule for (the 2013 revision).
+const STATUTORY_RULE_FROM: i32 = 2014;
+/// The last year a provisional calendar is computed for (far beyond any real use; the
+/// lunar and solar-term computations are checked well inside it).
+const STATUTORY_RULE_UNTIL: i32 = 2199;
 
 /// One date named by a notice.
 #[derive(Debug, Clone)]
@@ -173,6 +206,14 @@ impl Calendar {
             calendar.load_one(file, text, &mut year_files, &mut seen, &mut errors);
         }
         if errors.is_empty() {
+            calendar.provisional = calendar
+                .years
+                .last()
+                .and_then(|y| y.checked_add(1))
+                .and_then(|year| {
+                    let off = statutory_days_off(year)?.into_iter().collect();
+                    Some(Provisional { year, off })
+                });
             Ok(calendar)
         } else {
             Err(errors)
@@ -388,9 +429,33 @@ impl Calendar {
         self.years.contains(&year)
     }
 
-    /// The kind of day `date` is; errors if its year is not covered.
+    /// The year answered provisionally (the one after the last file), if any.
+    pub fn provisional_year(&self) -> Option<i32> {
+        self.provisional.as_ref().map(|p| p.year)
+    }
+
+    /// Whether `year` is answered by the provisional calendar (no file yet).
+    pub fn is_provisional(&self, year: i32) -> bool {
+        self.provisional_year() == Some(year)
+    }
+
+    /// The year whose file the office should add now, as of `today`: from 1 November the
+    /// next year, and the current year itself while it is still missing. None when that
+    /// file is there, or when the calendar has no file at all to count from (nothing is
+    /// configured, so there is nobody to remind of a routine update).
+    pub fn wanted_year(&self, today: NaiveDate) -> Option<i32> {
+        let last = *self.years.last()?;
+        let this = today.year();
+        let next = this.checked_add(1)?;
+        if !self.covers(this) && this > last {
+            return Some(this);
+        }
+        (today.month() >= 11 && !self.covers(next) && next > last).then_some(next)
+    }
+
+    /// The kind of day `date` is; errors if its year is neither covered nor provisional.
     pub fn day_kind(&self, date: NaiveDate) -> Result<DayKind, CalendarError> {
-        self.require(date.year())?;
+        let provisional = self.require(date.year())?;
         Ok(match self.special.get(&date) {
             Some(s) if s.off => DayKind::Holiday {
                 name: s.name.clone(),
@@ -398,18 +463,19 @@ impl Calendar {
             Some(s) => DayKind::MakeUpWorkday {
                 name: s.name.clone(),
             },
-            None if is_weekend(date) => DayKind::Weekend,
-            None => DayKind::Workday,
+            None => match self.statutory_off(date, provisional) {
+                Some(name) => DayKind::Holiday {
+                    name: name.to_string(),
+                },
+                None if is_weekend(date) => DayKind::Weekend,
+                None => DayKind::Workday,
+            },
         })
     }
 
-    /// Whether `date` is worked; errors if its year is not covered.
+    /// Whether `date` is worked; errors if its year is neither covered nor provisional.
     pub fn is_working_day(&self, date: NaiveDate) -> Result<bool, CalendarError> {
-        self.require(date.year())?;
-        Ok(match self.special.get(&date) {
-            Some(s) => !s.off,
-            None => !is_weekend(date),
-        })
+        self.working(date).map(|(worked, _)| worked)
     }
 
     /// n > 0: the n-th working day strictly after `date`; n < 0: the |n|-th working day strictly before;
@@ -418,33 +484,83 @@ impl Calendar {
     /// `date` itself is only looked at when n == 0. Every walk ends: it either counts
     /// down or steps into a year without data and returns [`CalendarError::YearNotCovered`].
     pub fn add_working_days(&self, date: NaiveDate, n: i64) -> Result<NaiveDate, CalendarError> {
+        self.add_working_days_dated(date, n).map(|d| d.date)
+    }
+
+    /// [`add_working_days`](Self::add_working_days), saying whether the walk looked at a
+    /// day of the provisional year.
+    pub fn add_working_days_dated(&self, date: NaiveDate, n: i64) -> Result<Dated, CalendarError> {
         if n == 0 {
-            return self.roll(date, Roll::Forward);
+            return self.roll_dated(date, Roll::Forward);
         }
         let forward = n > 0;
         let mut left = n.unsigned_abs();
         let mut day = date;
+        let mut provisional = false;
         while left > 0 {
             day = self.step(day, forward)?;
-            if self.is_working_day(day)? {
+            let (worked, p) = self.working(day)?;
+            provisional |= p;
+            if worked {
                 left -= 1;
             }
         }
-        Ok(day)
+        Ok(Dated {
+            date: day,
+            provisional,
+        })
     }
 
     /// Keep: date unchanged (never needs data); Forward: next working day on/after; Backward: previous on/before.
     pub fn roll(&self, date: NaiveDate, roll: Roll) -> Result<NaiveDate, CalendarError> {
+        self.roll_dated(date, roll).map(|d| d.date)
+    }
+
+    /// [`roll`](Self::roll), saying whether a day of the provisional year was looked at.
+    pub fn roll_dated(&self, date: NaiveDate, roll: Roll) -> Result<Dated, CalendarError> {
         let forward = match roll {
-            Roll::Keep => return Ok(date),
+            Roll::Keep => {
+                return Ok(Dated {
+                    date,
+                    provisional: false,
+                });
+            }
             Roll::Forward => true,
             Roll::Backward => false,
         };
         let mut day = date;
-        while !self.is_working_day(day)? {
+        let mut provisional = false;
+        loop {
+            let (worked, p) = self.working(day)?;
+            provisional |= p;
+            if worked {
+                return Ok(Dated {
+                    date: day,
+                    provisional,
+                });
+            }
             day = self.step(day, forward)?;
         }
-        Ok(day)
+    }
+
+    /// (worked, provisional) for one date; the hot path of every walk.
+    fn working(&self, date: NaiveDate) -> Result<(bool, bool), CalendarError> {
+        let provisional = self.require(date.year())?;
+        let off = match self.special.get(&date) {
+            Some(s) => s.off,
+            None => is_weekend(date) || self.statutory_off(date, provisional).is_some(),
+        };
+        Ok((!off, provisional))
+    }
+
+    /// The statutory festival of a date in the provisional year, if it is one.
+    fn statutory_off(&self, date: NaiveDate, provisional: bool) -> Option<&'static str> {
+        if !provisional {
+            return None;
+        }
+        self.provisional
+            .as_ref()
+            .and_then(|p| p.off.get(&date).copied())
     }
 
     /// The first working day on or after the 1st of the month.
@@ -507,10 +623,13 @@ impl Calendar {
         Ok(count)
     }
 
-    /// Ok if `year` is covered, else the coverage error.
-    fn require(&self, year: i32) -> Result<(), CalendarError> {
+    /// Ok(false) if `year` has a file, Ok(true) if it is the provisional year, else the
+    /// coverage error.
+    fn require(&self, year: i32) -> Result<bool, CalendarError> {
         if self.covers(year) {
-            Ok(())
+            Ok(false)
+        } else if self.is_provisional(year) {
+            Ok(true)
         } else {
             Err(CalendarError::YearNotCovered {
                 year,
@@ -551,6 +670,64 @@ impl Calendar {
             }),
         }
     }
+}
+
+/// The days off that the national holiday regulations (全国年节及纪念日放假办法) fix for
+/// every citizen in `year`, with the festival name as holiday-cn writes it, by date; None
+/// for years outside 2014–2199.
+///
+/// From 2025 (the 2024 revision): New Year's Day (Jan 1), Spring Festival from New Year's
+/// Eve to the third day of the first lunar month (4 days), Qingming (the day of the solar
+/// term), Labour Day (May 1–2), Dragon Boat (5/5 lunar), Mid-Autumn (8/15 lunar) and
+/// National Day (Oct 1–3). From 2014 to 2024 (the 2013 revision) the Spring Festival was the
+/// first to third day and Labour Day May 1 only; those years are here so the rule can be
+/// checked against the shipped notices. Bridge days, make-up working days and the
+/// weekday a holiday falling on a weekend is made up on are left to each year's notice.
+pub fn statutory_days_off(year: i32) -> Option<Vec<(NaiveDate, &'static str)>> {
+    use tyme4rs::tyme::lunar::LunarDay;
+    use tyme4rs::tyme::solar::{SolarDay, SolarTerm};
+    if !(STATUTORY_RULE_FROM..=STATUTORY_RULE_UNTIL).contains(&year) {
+        return None;
+    }
+    let y = year as isize;
+    let naive = |s: SolarDay| {
+        let (Ok(m), Ok(d)) = (u32::try_from(s.get_month()), u32::try_from(s.get_day())) else {
+            return None;
+        };
+        NaiveDate::from_ymd_opt(i32::try_from(s.get_year()).ok()?, m, d)
+    };
+    let lunar = |month: isize, day: usize| {
+        LunarDay::new(y, month, day)
+            .ok()
+            .and_then(|l| naive(l.get_solar_day()))
+    };
+    let ymd = |m: u32, d: u32| NaiveDate::from_ymd_opt(year, m, d);
+    let revised = year >= 2025;
+    let new_year = lunar(1, 1)?;
+    let mut days: Vec<(NaiveDate, &'static str)> = Vec::new();
+    days.push((ymd(1, 1)?, "元旦"));
+    if revised {
+        days.push((new_year.pred_opt()?, "春节"));
+    }
+    for k in 0..3 {
+        days.push((new_year.checked_add_days(chrono::Days::new(k))?, "春节"));
+    }
+    let qingming = SolarTerm::new(y, "清明").ok().map(|t| t.get_solar_day())?;
+    days.push((naive(qingming)?, "清明节"));
+    days.push((ymd(5, 1)?, "劳动节"));
+    if revised {
+        days.push((ymd(5, 2)?, "劳动节"));
+    }
+    days.push((lunar(5, 5)?, "端午节"));
+    // National Day first: when Mid-Autumn falls on Oct 1–3 the day is one day off either way.
+    for d in 1..=3 {
+        days.push((ymd(10, d)?, "国庆节"));
+    }
+    days.push((lunar(8, 15)?, "中秋节"));
+    let mut seen = BTreeSet::new();
+    days.retain(|(d, _)| seen.insert(*d));
+    days.sort();
+    Some(days)
 }
 
 /// "calendar covers 2019–2026", "calendar covers 2019–2021, 2023" or "calendar covers no years".
@@ -1168,11 +1345,20 @@ mod tests {
         let y2025 = r#"{"year": 2025, "papers": [], "days": [
   {"name": "x", "date": "2025-12-31", "isOffDay": true}]}"#;
         let c = cal(&[("2025.json", y2025)]);
-        // Wed 12-31 is off, Thu 2026-01-01 has no data.
+        // Wed 12-31 is off; 2026 is provisional: Thu 2026-01-01 is New Year's Day, so Fri 01-02.
+        assert_eq!(
+            c.roll_dated(d("2025-12-31"), Roll::Forward),
+            Ok(Dated {
+                date: d("2026-01-02"),
+                provisional: true
+            })
+        );
+        // 2027 is more than one year past the last file: an error, not a guess.
         assert!(matches!(
-            c.roll(d("2025-12-31"), Roll::Forward),
-            Err(CalendarError::YearNotCovered { year: 2026, .. })
+            c.roll(d("2027-01-02"), Roll::Forward),
+            Err(CalendarError::YearNotCovered { year: 2027, .. })
         ));
+        // A year before the first file is never provisional.
         assert!(matches!(
             c.roll(d("2024-06-01"), Roll::Forward),
             Err(CalendarError::YearNotCovered { year: 2024, .. })
@@ -1227,13 +1413,14 @@ mod tests {
     #[test]
     fn add_walking_off_the_covered_years_errors_and_terminates() {
         let c = cal(&[("2024.json", MINI_2024)]);
+        // 2025 is provisional; 2026 is more than one year past the last file.
         assert!(matches!(
-            c.add_working_days(d("2024-12-30"), 5),
-            Err(CalendarError::YearNotCovered { year: 2025, .. })
+            c.add_working_days(d("2025-12-30"), 5),
+            Err(CalendarError::YearNotCovered { year: 2026, .. })
         ));
         assert!(matches!(
             c.add_working_days(d("2024-06-01"), i64::MAX),
-            Err(CalendarError::YearNotCovered { year: 2025, .. })
+            Err(CalendarError::YearNotCovered { year: 2026, .. })
         ));
         assert!(matches!(
             c.add_working_days(d("2024-06-01"), i64::MIN),
@@ -1310,16 +1497,186 @@ mod tests {
 
     #[test]
     fn working_days_between_names_the_first_uncovered_year() {
-        let c = cal(&[("2024.json", MINI_2024)]);
+        let c = cal(&[
+            ("2023.json", r#"{"year": 2023, "papers": [], "days": []}"#),
+            ("2024.json", MINI_2024),
+        ]);
+        assert!(matches!(
+            c.working_days_between(d("2022-12-30"), d("2026-06-01")),
+            Err(CalendarError::YearNotCovered { year: 2022, .. })
+        ));
+        // 2025 is provisional; 2026 is not covered at all.
         assert!(matches!(
             c.working_days_between(d("2024-12-30"), d("2026-06-01")),
-            Err(CalendarError::YearNotCovered { year: 2025, .. })
+            Err(CalendarError::YearNotCovered { year: 2026, .. })
         ));
-        // `to` is exclusive: [2024-12-30, 2025-01-01) needs only 2024.
+        // `to` is exclusive: [2025-12-30, 2026-01-01) needs only 2025.
         assert_eq!(
-            c.working_days_between(d("2024-12-30"), d("2025-01-01")),
+            c.working_days_between(d("2025-12-30"), d("2026-01-01")),
             Ok(2)
         );
+    }
+
+    // ---- the provisional year ----
+
+    #[test]
+    fn the_year_after_the_last_file_is_provisional_and_no_other() {
+        let c = cal(&[("2024.json", MINI_2024), ("2025.json", EMPTY_2025)]);
+        assert_eq!(c.provisional_year(), Some(2026));
+        assert!(c.is_provisional(2026));
+        assert!(!c.is_provisional(2025) && !c.is_provisional(2027));
+        assert!(
+            !c.covers(2026),
+            "a provisional year is not covered by a file"
+        );
+        assert_eq!(c.covered_years(), vec![2024, 2025]);
+        assert_eq!(Calendar::default().provisional_year(), None);
+        // Adding the file moves the provisional year on.
+        let c = cal(&[
+            ("2025.json", EMPTY_2025),
+            ("2026.json", r#"{"year": 2026, "papers": [], "days": []}"#),
+        ]);
+        assert_eq!(c.provisional_year(), Some(2027));
+    }
+
+    #[test]
+    fn statutory_days_off_of_2027_follow_the_2024_revision() {
+        let got: Vec<(String, &str)> = statutory_days_off(2027)
+            .expect("2027 is in range")
+            .into_iter()
+            .map(|(d, n)| (d.to_string(), n))
+            .collect();
+        let want: Vec<(String, &str)> = [
+            ("2027-01-01", "元旦"),
+            // Lunar new year 2027 is Sat 02-06; New Year's Eve is Fri 02-05.
+            ("2027-02-05", "春节"),
+            ("2027-02-06", "春节"),
+            ("2027-02-07", "春节"),
+            ("2027-02-08", "春节"),
+            ("2027-04-05", "清明节"),
+            ("2027-05-01", "劳动节"),
+            ("2027-05-02", "劳动节"),
+            ("2027-06-09", "端午节"),
+            ("2027-09-15", "中秋节"),
+            ("2027-10-01", "国庆节"),
+            ("2027-10-02", "国庆节"),
+            ("2027-10-03", "国庆节"),
+        ]
+        .into_iter()
+        .map(|(d, n)| (d.to_string(), n))
+        .collect();
+        assert_eq!(got, want);
+        assert_eq!(statutory_days_off(2013), None);
+        assert_eq!(statutory_days_off(2200), None);
+        assert_eq!(statutory_days_off(i32::MAX), None);
+    }
+
+    #[test]
+    fn statutory_days_off_compute_for_every_supported_year_without_panicking() {
+        // The provisional year is whatever follows the last file: every year in range must
+        // give New Year's Day, a Spring Festival in January or February and 11+ days.
+        for year in STATUTORY_RULE_FROM..=STATUTORY_RULE_UNTIL {
+            let days = statutory_days_off(year).unwrap_or_else(|| panic!("{year}"));
+            assert!(days.len() >= 10, "{year}: {days:?}");
+            assert!(
+                days.iter().all(|(d, _)| d.year() == year),
+                "{year}: {days:?}"
+            );
+            let spring = days.iter().find(|(_, n)| *n == "春节").expect("spring");
+            assert!(spring.0.month() <= 2, "{year}: {spring:?}");
+        }
+    }
+
+    #[test]
+    fn the_provisional_year_has_weekends_and_statutory_holidays_but_no_make_up_days() {
+        let c = cal(&[("2026.json", r#"{"year": 2026, "papers": [], "days": []}"#)]);
+        // Fri 2027-02-05 (New Year's Eve) to Mon 02-08 are off; Tue 02-09 is worked.
+        assert_eq!(
+            c.day_kind(d("2027-02-05")),
+            Ok(DayKind::Holiday {
+                name: "春节".into()
+            })
+        );
+        assert_eq!(c.is_working_day(d("2027-02-08")), Ok(false));
+        assert_eq!(c.is_working_day(d("2027-02-09")), Ok(true));
+        // No Saturday is ever a make-up working day.
+        assert_eq!(c.day_kind(d("2027-02-20")), Ok(DayKind::Weekend));
+        // Thu 2026-12-31 + 1 working day: Fri 01-01 is New Year's Day, so Mon 01-04.
+        assert_eq!(
+            c.add_working_days_dated(d("2026-12-31"), 1),
+            Ok(Dated {
+                date: d("2027-01-04"),
+                provisional: true
+            })
+        );
+    }
+
+    #[test]
+    fn a_walk_is_provisional_only_if_it_looked_at_the_provisional_year() {
+        let c = cal(&[("2026.json", r#"{"year": 2026, "papers": [], "days": []}"#)]);
+        // Inside 2026.
+        assert_eq!(
+            c.add_working_days_dated(d("2026-12-01"), 10),
+            Ok(Dated {
+                date: d("2026-12-15"),
+                provisional: false
+            })
+        );
+        // From a 2027 date backwards into 2026: the start itself is not looked at.
+        assert_eq!(
+            c.add_working_days_dated(d("2027-01-01"), -1),
+            Ok(Dated {
+                date: d("2026-12-31"),
+                provisional: false
+            })
+        );
+        // But stepping over a 2027 day on the way is.
+        assert_eq!(
+            c.add_working_days_dated(d("2027-01-04"), -1),
+            Ok(Dated {
+                date: d("2026-12-31"),
+                provisional: true
+            })
+        );
+        // Keep never looks; a rolled working day in 2027 was looked at.
+        assert!(
+            !c.roll_dated(d("2027-03-06"), Roll::Keep)
+                .expect("keep")
+                .provisional
+        );
+        assert!(
+            c.roll_dated(d("2027-03-05"), Roll::Forward)
+                .expect("roll")
+                .provisional
+        );
+    }
+
+    #[test]
+    fn an_entry_of_the_last_file_dated_in_the_provisional_year_wins_over_the_rule() {
+        // A notice for 2026 that already names Sat 2027-01-02 as a make-up working day.
+        let y2026 = r#"{"year": 2026, "papers": [], "days": [
+  {"name": "元旦", "date": "2027-01-02", "isOffDay": false}]}"#;
+        let c = cal(&[("2026.json", y2026)]);
+        assert_eq!(c.is_working_day(d("2027-01-02")), Ok(true));
+        assert_eq!(c.is_working_day(d("2027-01-01")), Ok(false));
+    }
+
+    #[test]
+    fn the_wanted_year_is_next_year_from_november_and_a_missing_current_year() {
+        let c = cal(&[("2025.json", EMPTY_2025)]);
+        assert_eq!(c.wanted_year(d("2025-10-31")), None);
+        assert_eq!(c.wanted_year(d("2025-11-01")), Some(2026));
+        assert_eq!(c.wanted_year(d("2025-12-31")), Some(2026));
+        assert_eq!(c.wanted_year(d("2026-03-01")), Some(2026));
+        let c = cal(&[
+            ("2025.json", EMPTY_2025),
+            ("2026.json", r#"{"year": 2026, "papers": [], "days": []}"#),
+        ]);
+        assert_eq!(c.wanted_year(d("2025-11-15")), None);
+        assert_eq!(c.wanted_year(d("2026-11-15")), Some(2027));
+        // Years before the first file are history, not a routine update.
+        assert_eq!(c.wanted_year(d("2019-11-15")), None);
+        assert_eq!(Calendar::default().wanted_year(d("2026-11-15")), None);
     }
 
     // ---- load_dir ----
@@ -1390,6 +1747,53 @@ mod tests {
     #[test]
     fn shipped_files_cover_2019_to_2026() {
         assert_eq!(REAL.covered_years(), (2019..=2026).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_statutory_day_off_is_a_day_off_in_the_shipped_notices() {
+        // The rule must never invent a working day's absence the notice did not grant; the
+        // notices add bridge days and make-up days on top, which the rule leaves out.
+        for year in 2019..=2026 {
+            let days = statutory_days_off(year).expect("in range");
+            // 11 days (13 from 2025), one fewer when Mid-Autumn falls on National Day (2020).
+            assert!(days.len() >= 10, "{year}: {days:?}");
+            for (date, name) in days {
+                assert_eq!(
+                    REAL.is_working_day(date),
+                    Ok(false),
+                    "{year}: {date} ({name}) is statutory but worked in the notice"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_provisional_rule_differs_from_a_notice_only_by_bridge_and_make_up_days() {
+        // Rebuild 2025 and 2026 provisionally (drop their files) and compare day by day:
+        // every difference is a bridge day (off in the notice, worked provisionally) or a
+        // make-up day (worked in the notice, a weekend provisionally).
+        for year in [2025, 2026] {
+            let prev = format!("{}.json", year - 1);
+            let prev_text = match year {
+                2025 => include_str!("../config/calendar/2024.json"),
+                _ => include_str!("../config/calendar/2025.json"),
+            };
+            let provisional = cal(&[(prev.as_str(), prev_text)]);
+            assert!(provisional.is_provisional(year));
+            let mut day = NaiveDate::from_ymd_opt(year, 1, 1).expect("date");
+            while day.year() == year {
+                let official = REAL.day_kind(day).expect("covered");
+                let guess = provisional.day_kind(day).expect("provisional");
+                if official.is_working() != guess.is_working() {
+                    match (&official, &guess) {
+                        (DayKind::Holiday { .. }, DayKind::Workday) => {}
+                        (DayKind::MakeUpWorkday { .. }, DayKind::Weekend) => {}
+                        _ => panic!("{day}: notice {official:?}, provisional {guess:?}"),
+                    }
+                }
+                day = day.succ_opt().expect("date");
+            }
+        }
     }
 
     /// A date in [2020-01-01, 2025-12-31], far enough from the edges of the data that

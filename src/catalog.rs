@@ -94,6 +94,33 @@ pub fn load_base(config_path: &Path) -> (Option<(Config, Directory, Calendar)>, 
     }
 }
 
+/// A warning when the holiday file the office should add by now is missing (from 1
+/// November next year's, and the current year's all year): until it is added, dates in that
+/// year are planned on the provisional calendar.
+pub fn calendar_diagnostics(
+    config: &Config,
+    calendar: &Calendar,
+    today: NaiveDate,
+) -> Vec<Diagnostic> {
+    let Some(year) = calendar.wanted_year(today) else {
+        return Vec::new();
+    };
+    let file = config.calendar_dir.join(format!("{year}.json"));
+    vec![Diagnostic {
+        severity: crate::diagnostic::Severity::Warning,
+        code: "calendar-file-missing",
+        file: file.display().to_string(),
+        loc: Loc::default(),
+        message: format!(
+            "no holiday file for {year} yet: dates in {year} are planned on a provisional calendar (weekends and statutory holidays, no bridge days or make-up working days) and marked 暂按预计日历"
+        ),
+        hint: Some(format!(
+            "when the State Council notice for {year} is out, save it as {} in the holiday-cn layout ({{\"year\": {year}, \"papers\": [...], \"days\": [{{\"name\": ..., \"date\": \"{year}-MM-DD\", \"isOffDay\": true}}]}}); running rounds are re-projected onto it",
+            file.display()
+        )),
+    }]
+}
+
 /// Every `*.yaml`/`*.yml` file under `paths` (files as given, folders one level deep), sorted.
 pub fn workflow_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
     let mut out = Vec::new();
@@ -188,6 +215,7 @@ pub fn load(config_path: &Path, today: NaiveDate) -> (Option<Catalog>, Vec<Diagn
     let Some((config, directory, calendar)) = base else {
         return (None, diags);
     };
+    diags.extend(calendar_diagnostics(&config, &calendar, today));
     let files = match workflow_files(std::slice::from_ref(&config.workflows_dir)) {
         Ok(f) => f,
         Err(d) => {

@@ -351,6 +351,7 @@ fn validate(
 ) -> ExitCode {
     let (base, mut diags) = catalog::load_base(config);
     if let Some((cfg, dir, cal)) = base {
+        diags.extend(catalog::calendar_diagnostics(&cfg, &cal, today));
         let paths = if paths.is_empty() {
             vec![cfg.workflows_dir.clone()]
         } else {

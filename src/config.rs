@@ -75,7 +75,8 @@ pub struct NotifyConfig {
     /// Base URL of the web console, for links in messages (e.g. `https://yanzhen.example.gov.cn`).
     #[serde(default)]
     pub link_base: Option<String>,
-    /// Directory role told when a message is dead-lettered.
+    /// Directory role told when a message is dead-lettered, and weekly from 1 November
+    /// while next year's holiday file is missing (the office role).
     #[serde(default = "default_dead_letter_role")]
     pub dead_letter_role: String,
     /// SMTP server; required for email in `deliver` mode.

@@ -7,7 +7,7 @@ use crate::clock::SystemClock;
 use crate::diagnostic::Severity;
 use crate::engine::{Engine, StartRound, from_ms};
 use crate::store::{self, Store, StoreError};
-use crate::timefmt::zh_datetime;
+use crate::timefmt::{provisional_mark, zh_datetime};
 use anyhow::{Context as _, bail};
 use chrono::NaiveDate;
 use std::path::Path;
@@ -394,7 +394,13 @@ async fn task_command(
             for t in e.store().tasks(round).await? {
                 let due = t
                     .due_at
-                    .map(|d| zh_datetime(&from_ms(d).with_timezone(&tz)))
+                    .map(|d| {
+                        format!(
+                            "{}{}",
+                            zh_datetime(&from_ms(d).with_timezone(&tz)),
+                            provisional_mark(t.provisional)
+                        )
+                    })
                     .unwrap_or_else(|| "—".into());
                 println!(
                     "{:>6}  {:<9} {:<40} {}  截止 {}",
@@ -440,10 +446,12 @@ async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::
         );
         for st in &s.stages {
             println!(
-                "  {:<22} {} — {}  done {}/{}  overdue {}",
+                "  {:<22} {}{} — {}{}  done {}/{}  overdue {}",
                 format!("{} {}", st.id, st.title),
                 fmt(st.opens),
+                provisional_mark(st.opens_provisional && st.opens.is_some()),
                 fmt(st.closes),
+                provisional_mark(st.closes_provisional && st.closes.is_some()),
                 st.done,
                 st.total,
                 st.overdue
@@ -453,19 +461,21 @@ async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::
             println!("  overdue:");
             for t in &s.overdue {
                 println!(
-                    "    {:>6} {} {}  截止 {}",
+                    "    {:>6} {} {}  截止 {}{}",
                     t.id,
                     t.key,
                     t.assignee_name,
-                    fmt(t.due_at.map(from_ms))
+                    fmt(t.due_at.map(from_ms)),
+                    provisional_mark(t.provisional)
                 );
             }
         }
         println!("  next:");
         for t in &s.next {
             println!(
-                "    {}  {:<11} {}",
+                "    {}{}  {:<11} {}",
                 fmt(Some(from_ms(t.due_at))),
+                provisional_mark(crate::engine::timer_is_provisional(t)),
                 t.kind,
                 t.key
             );
@@ -488,7 +498,18 @@ async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::
         .iter()
         .filter(|k| k.state == "pending" && !k.key.contains(":retry:"))
     {
-        println!("next kickoff: {}  {}", fmt(Some(from_ms(k.due_at))), k.key);
+        println!(
+            "next kickoff: {}{}  {}",
+            fmt(Some(from_ms(k.due_at))),
+            provisional_mark(e.kickoff_is_provisional(k)),
+            k.key
+        );
+    }
+    let cat = e.catalog();
+    if let Some(notice) =
+        crate::provisional::missing_file_notice(&cat.calendar, &cat.config.calendar_dir, today)
+    {
+        println!("calendar: {notice}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -622,6 +643,10 @@ async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> {
     );
     e.record_start(load_diagnostics).await;
     e.ensure_kickoffs().await?;
+    // A holiday file may have been added while no daemon ran.
+    e.reproject_kickoffs().await?;
+    e.reproject_provisional_rounds().await?;
+    e.ensure_calendar_notice().await?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;

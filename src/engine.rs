@@ -147,6 +147,9 @@ struct Payload {
     /// The error, for a round that could not be planned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// The instant was counted over a year without a holiday file (provisional calendar).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    provisional: bool,
 }
 
 /// A kickoff blocked because its workflow is not loaded (its file is invalid or gone).
@@ -223,6 +226,10 @@ pub struct StageProgress {
     pub opens: Option<DateTime<Utc>>,
     /// Closing instant.
     pub closes: Option<DateTime<Utc>>,
+    /// The opening was counted over a year without a holiday file.
+    pub opens_provisional: bool,
+    /// The closing was counted over a year without a holiday file.
+    pub closes_provisional: bool,
     /// Task instances in this stage.
     pub total: usize,
     /// Done or waived.
@@ -399,6 +406,8 @@ impl Engine {
         }
         self.register_workflows().await?;
         self.ensure_kickoffs().await?;
+        self.reproject_kickoffs().await?;
+        self.ensure_calendar_notice().await?;
         self.wake();
         Ok(())
     }
@@ -535,6 +544,7 @@ impl Engine {
                         task_state::WAITING
                     }
                     .to_string(),
+                    provisional: fixed && t.due.provisional,
                 }
             })
             .collect();
@@ -816,6 +826,7 @@ impl Engine {
         let payload: Payload = serde_json::from_str(&t.payload_json).unwrap_or_default();
         match t.kind.as_str() {
             "kickoff" => self.kickoff_effects(t, &payload, now),
+            crate::provisional::NOTICE_KIND => Ok(self.calendar_notice_effects(t, now)),
             "stage_open" | "stage_close" => Ok(FireEffects {
                 audit: vec![audit(
                     now,
@@ -972,6 +983,7 @@ impl Engine {
             blocked: Some(reason.to_string()),
             blocked_since: Some(since),
             error: error.clone(),
+            provisional: false,
         };
         fx.timers.push(NewTimer {
             key: format!("{kickoff_key}:retry:{}", ms(now)),
@@ -1121,7 +1133,11 @@ impl Engine {
                     title: t.title.clone(),
                     assignee: party.name.clone(),
                     deadline: match t.due.at {
-                        Some(a) if !t.due.projected => zh_datetime(&a),
+                        Some(a) if !t.due.projected => format!(
+                            "{}{}",
+                            zh_datetime(&a),
+                            crate::timefmt::provisional_mark(t.due.provisional)
+                        ),
                         _ => "视前序工作或事件而定".to_string(),
                     },
                     days_left: t
@@ -1140,7 +1156,7 @@ impl Engine {
                 office => minijinja::context!{ name => cat.directory.office.name.clone() },
                 items => minijinja::Value::from(minijinja::value::Serde(&items)),
                 // The party's earliest dated deadline, for templates that name one date.
-                deadline => p.tasks.iter().filter(|t| &t.assignee == party && !t.due.projected).filter_map(|t| t.due.at).min().map(|a| zh_datetime(&a)),
+                deadline => p.tasks.iter().filter(|t| &t.assignee == party && !t.due.projected).filter_map(|t| t.due.at.map(|a| (a, t.due.provisional))).min().map(|(a, prov)| format!("{}{}", zh_datetime(&a), crate::timefmt::provisional_mark(prov))),
                 days_left => p.tasks.iter().filter(|t| &t.assignee == party && !t.due.projected).filter_map(|t| t.due.at).min().map(|a| days_between(now, a.with_timezone(&Utc), tz)),
             };
             let rendered = match self
@@ -1242,7 +1258,13 @@ impl Engine {
             .map_or(cat.config.tz(), |w| workflow_tz(w, cat.config.tz()));
         let due = task.due_at.map(from_ms);
         let deadline = due
-            .map(|d| zh_datetime(&d.with_timezone(&tz)))
+            .map(|d| {
+                format!(
+                    "{}{}",
+                    zh_datetime(&d.with_timezone(&tz)),
+                    crate::timefmt::provisional_mark(task.provisional)
+                )
+            })
             .unwrap_or_default();
         let days_left = due.map_or(0, |d| days_between(now, d, tz));
         let link = self.task_link(&task, now);
@@ -1676,6 +1698,7 @@ impl Engine {
                 round_id: round.id,
                 task_key: t.key.clone(),
                 due_at: ms(due.with_timezone(&Utc)),
+                provisional: planned.due.provisional,
                 timers,
             });
         }
@@ -1715,8 +1738,21 @@ impl Engine {
                 }
                 events.push(crate::notify::ics::FeedEvent {
                     uid: format!("{}/{}@yanzhen", round.tag, t.key),
-                    summary: format!("截止：{}", t.title),
-                    description: format!("{}（{}）", wf_title, round.start_date),
+                    summary: format!(
+                        "{}截止：{}",
+                        if t.provisional { "（预计）" } else { "" },
+                        t.title
+                    ),
+                    description: format!(
+                        "{}（{}）{}",
+                        wf_title,
+                        round.start_date,
+                        if t.provisional {
+                            "\n截止时间暂按预计日历推算：该年节假日安排尚未发布，按周末和法定节假日计算，正式安排发布后可能调整。"
+                        } else {
+                            ""
+                        }
+                    ),
                     due: from_ms(due),
                     url: self.task_link(&t, self.clock.now()),
                     done: t.state == task_state::DONE || t.state == task_state::WAIVED,
@@ -1783,6 +1819,8 @@ impl Engine {
                     closes: window
                         .and_then(|w| w.closes.at)
                         .map(|a| a.with_timezone(&Utc)),
+                    opens_provisional: window.is_some_and(|w| w.opens.provisional),
+                    closes_provisional: window.is_some_and(|w| w.closes.provisional),
                     total: mine.len(),
                     done: mine
                         .iter()
@@ -1873,6 +1911,7 @@ pub fn timer_row(tag: &str, t: &PlannedTimer, now: DateTime<Utc>) -> Option<NewT
         stage: Some(t.stage.clone()),
         task: t.task.clone(),
         recipient: t.recipient.as_ref().map(PartyJson::from),
+        provisional: t.provisional,
         ..Default::default()
     };
     Some(NewTimer {
@@ -1883,6 +1922,12 @@ pub fn timer_row(tag: &str, t: &PlannedTimer, now: DateTime<Utc>) -> Option<NewT
         due_at: ms(at),
         payload_json: serde_json::to_string(&payload).unwrap_or_else(|_| "{}".into()),
     })
+}
+
+/// Whether a stored timer's instant was counted over a year without a holiday file (its
+/// payload says so); a payload that does not parse is not provisional.
+pub fn timer_is_provisional(t: &TimerRow) -> bool {
+    serde_json::from_str::<Payload>(&t.payload_json).is_ok_and(|p| p.provisional)
 }
 
 trait HistoryExt {

@@ -17,6 +17,7 @@ pub mod directory;
 pub mod engine;
 pub mod notify;
 pub mod plan;
+pub mod provisional;
 pub mod reload;
 pub mod schedule;
 pub mod scheduler;

@@ -67,6 +67,10 @@ pub struct Moment {
     /// True when the instant assumes an earlier task is completed exactly at its deadline.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub projected: bool,
+    /// True when the instant was counted over a day of the provisional calendar year
+    /// (no holiday file yet), so it may move when the file is added.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
     /// The outside event this waits for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
@@ -152,6 +156,9 @@ pub struct PlannedTimer {
     /// True when it assumes an earlier task completes exactly at its deadline.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub projected: bool,
+    /// True when it was counted over a day of the provisional calendar year.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
     /// Stage id.
     pub stage: String,
     /// Task instance key, for task timers.
@@ -181,6 +188,9 @@ pub struct Plan {
     pub tasks: Vec<PlannedTask>,
     /// Timers sorted by instant, then key.
     pub timers: Vec<PlannedTimer>,
+    /// The year without a holiday file that the instants marked `provisional` rest on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisional_year: Option<i32>,
 }
 
 /// A resolved parameter value.
@@ -269,6 +279,9 @@ enum Len {
     Hours(i64),
 }
 
+/// One timer of a task before fan-out: kind, number, instant, provisional, escalation role.
+type TaskTimer = (TimerKind, u32, DateTime<Tz>, bool, Option<String>);
+
 struct Planner<'a> {
     input: PlanInput<'a>,
     tasks: Vec<(usize, &'a Task)>,
@@ -279,6 +292,8 @@ struct Planner<'a> {
     due_at: TimeOfDay,
     opens_at: TimeOfDay,
     roll: Roll,
+    /// Where the first instant counted over the provisional year was defined.
+    provisional_at: Option<Loc>,
 }
 
 /// Plan one round. Returns the plan (None if any error) and every problem found.
@@ -294,6 +309,7 @@ pub fn plan(input: PlanInput<'_>) -> (Option<Plan>, Vec<Problem>) {
         due_at: wf.defaults.due_at.unwrap_or(TimeOfDay::hm(18, 0)),
         opens_at: wf.defaults.opens_at.unwrap_or(TimeOfDay::hm(9, 0)),
         roll: wf.defaults.if_non_working.unwrap_or(Roll::Keep),
+        provisional_at: None,
     };
     p.resolve_params();
     let plan = p.build();
@@ -461,7 +477,7 @@ impl<'a> Planner<'a> {
     fn cal_error(&mut self, loc: Loc, e: CalendarError) {
         let hint = match &e {
             CalendarError::YearNotCovered { .. } => {
-                "working days need the holiday notice of that year; until it is published, count in calendar `days`".to_string()
+                "working days need the holiday notice of that year (the year after the last file is planned provisionally, later years are not); add the file, or count in calendar `days`".to_string()
             }
             _ => "check the month and year".to_string(),
         };
@@ -491,6 +507,16 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Note that the instant defined at `loc` was counted over the provisional year.
+    fn provisional(&mut self, loc: Loc, provisional: bool) -> bool {
+        if provisional && self.provisional_at.is_none() {
+            self.provisional_at = Some(loc);
+        }
+        provisional
+    }
+
+    /// `at` moved by `len` (times `sign`), and whether the move counted over the
+    /// provisional year.
     fn shift(
         &mut self,
         loc: Loc,
@@ -498,7 +524,7 @@ impl<'a> Planner<'a> {
         len: Len,
         sign: i64,
         time: Option<TimeOfDay>,
-    ) -> Option<DateTime<Tz>> {
+    ) -> Option<(DateTime<Tz>, bool)> {
         let t = time.unwrap_or(TimeOfDay(at.time()));
         // Checked: an offset from a file can be any i64, and chrono panics past its range.
         let Some(n) = sign.checked_mul(len_value(len)) else {
@@ -506,26 +532,35 @@ impl<'a> Planner<'a> {
         };
         match len {
             Len::Hours(_) => match Duration::try_hours(n).and_then(|d| at.checked_add_signed(d)) {
-                Some(x) => Some(x),
+                Some(x) => Some((x, false)),
                 None => self.out_of_range(loc, len),
             },
             Len::Days(_) => {
                 match Duration::try_days(n).and_then(|d| at.date_naive().checked_add_signed(d)) {
-                    Some(date) => self.local(loc, date, t),
+                    Some(date) => self.local(loc, date, t).map(|x| (x, false)),
                     None => self.out_of_range(loc, len),
                 }
             }
-            Len::WorkingDays(_) => match self.input.calendar.add_working_days(at.date_naive(), n) {
-                Ok(date) => self.local(loc, date, t),
-                Err(e) => {
-                    self.cal_error(loc, e);
-                    None
+            Len::WorkingDays(_) => {
+                match self
+                    .input
+                    .calendar
+                    .add_working_days_dated(at.date_naive(), n)
+                {
+                    Ok(d) => {
+                        let p = self.provisional(loc, d.provisional);
+                        self.local(loc, d.date, t).map(|x| (x, p))
+                    }
+                    Err(e) => {
+                        self.cal_error(loc, e);
+                        None
+                    }
                 }
-            },
+            }
         }
     }
 
-    fn out_of_range(&mut self, loc: Loc, len: Len) -> Option<DateTime<Tz>> {
+    fn out_of_range<T>(&mut self, loc: Loc, len: Len) -> Option<T> {
         self.error(
             "invalid-offset",
             loc,
@@ -619,9 +654,10 @@ impl<'a> Planner<'a> {
                         let len = self.offset(d)?;
                         match open.at {
                             Some(at) => {
-                                let at = self.shift(d.loc, at, len, 1, None)?;
+                                let (at, p) = self.shift(d.loc, at, len, 1, None)?;
                                 Some(Moment {
                                     at: Some(at),
+                                    provisional: open.provisional || p,
                                     ..open
                                 })
                             }
@@ -716,6 +752,7 @@ impl<'a> Planner<'a> {
                     Some(Moment {
                         at: None,
                         projected: false,
+                        provisional: false,
                         event: Some(id.clone()),
                         wait: None,
                     })
@@ -805,24 +842,26 @@ impl<'a> Planner<'a> {
                 ..base
             });
         };
-        let mut result = match len {
+        let (mut result, mut provisional) = match len {
             Some(l @ (Len::Days(_) | Len::WorkingDays(_))) => {
                 self.shift(w.loc, base_at, l, 1, Some(at.unwrap_or(default_time)))?
             }
             Some(l @ Len::Hours(_)) => self.shift(w.loc, base_at, l, 1, None)?,
             None => match at {
-                Some(t) if w.on.is_none() => self.local(w.loc, base_at.date_naive(), t)?,
-                _ => base_at,
+                Some(t) if w.on.is_none() => (self.local(w.loc, base_at.date_naive(), t)?, false),
+                _ => (base_at, false),
             },
         };
         if !matches!(len, Some(Len::WorkingDays(_))) {
             let roll = w.if_non_working.unwrap_or(self.roll);
             if roll != Roll::Keep {
-                match self.input.calendar.roll(result.date_naive(), roll) {
-                    Ok(d) if d != result.date_naive() => {
-                        result = self.local(w.loc, d, TimeOfDay(result.time()))?;
+                match self.input.calendar.roll_dated(result.date_naive(), roll) {
+                    Ok(d) => {
+                        provisional |= self.provisional(w.loc, d.provisional);
+                        if d.date != result.date_naive() {
+                            result = self.local(w.loc, d.date, TimeOfDay(result.time()))?;
+                        }
                     }
-                    Ok(_) => {}
                     Err(e) => {
                         self.cal_error(w.loc, e);
                         return None;
@@ -832,6 +871,7 @@ impl<'a> Planner<'a> {
         }
         Some(Moment {
             at: Some(result),
+            provisional: base.provisional || provisional,
             ..base
         })
     }
@@ -899,7 +939,10 @@ impl<'a> Planner<'a> {
                             None,
                         );
                     }
-                    for (kind, at) in [(TimerKind::StageOpen, oa), (TimerKind::StageClose, ca)] {
+                    for (kind, at, provisional) in [
+                        (TimerKind::StageOpen, oa, o.provisional),
+                        (TimerKind::StageClose, ca, c.provisional),
+                    ] {
                         timers.push(PlannedTimer {
                             key: format!(
                                 "stage:{}/{}",
@@ -913,6 +956,7 @@ impl<'a> Planner<'a> {
                             kind,
                             at,
                             projected: o.projected || c.projected,
+                            provisional,
                             stage: s.id.value.clone(),
                             task: None,
                             recipient: None,
@@ -979,9 +1023,9 @@ impl<'a> Planner<'a> {
             };
             let reminders = task.reminders.as_ref().or(wf.defaults.reminders.as_ref());
             let chain = task.escalation.as_ref().or(wf.defaults.escalation.as_ref());
-            let mut task_timers: Vec<(TimerKind, u32, DateTime<Tz>, Option<String>)> = Vec::new();
+            let mut task_timers: Vec<TaskTimer> = Vec::new();
             if let Some(at) = due.at {
-                task_timers.push((TimerKind::Deadline, 0, at, None));
+                task_timers.push((TimerKind::Deadline, 0, at, due.provisional, None));
                 if let Some(r) = reminders {
                     for (n, off) in r.before.iter().enumerate() {
                         let Some(len) = self.offset(off) else {
@@ -996,8 +1040,9 @@ impl<'a> Planner<'a> {
                             );
                             continue;
                         }
-                        if let Some(t) = self.shift(off.loc, at, len, -1, None) {
-                            task_timers.push((TimerKind::Reminder, n as u32, t, None));
+                        if let Some((t, p)) = self.shift(off.loc, at, len, -1, None) {
+                            let p = due.provisional || p;
+                            task_timers.push((TimerKind::Reminder, n as u32, t, p, None));
                         }
                     }
                     if let Some(o) = &r.overdue
@@ -1023,13 +1068,14 @@ impl<'a> Planner<'a> {
                                 Some("escalate to a higher role instead of reminding forever".into()),
                             );
                         } else {
-                            let mut t = at;
+                            let (mut t, mut p) = (at, due.provisional);
                             for k in 1..=o.max {
-                                let Some(next) = self.shift(o.every.loc, t, len, 1, None) else {
+                                let Some((next, q)) = self.shift(o.every.loc, t, len, 1, None)
+                                else {
                                     break;
                                 };
-                                t = next;
-                                task_timers.push((TimerKind::Overdue, k, t, None));
+                                (t, p) = (next, p || q);
+                                task_timers.push((TimerKind::Overdue, k, t, p, None));
                             }
                         }
                     }
@@ -1037,7 +1083,7 @@ impl<'a> Planner<'a> {
                 if let Some(chain) = chain {
                     let mut last: Option<DateTime<Tz>> = None;
                     for (n, rung) in chain.iter().enumerate() {
-                        let Some(t) = self.rung(rung, at) else {
+                        let Some((t, p)) = self.rung(rung, at) else {
                             continue;
                         };
                         if last.is_some_and(|l| t < l) {
@@ -1053,6 +1099,7 @@ impl<'a> Planner<'a> {
                             TimerKind::Escalation,
                             n as u32,
                             t,
+                            due.provisional || p,
                             Some(rung.to.value.clone()),
                         ));
                     }
@@ -1075,7 +1122,7 @@ impl<'a> Planner<'a> {
                         Some(format!("give the task its own `escalation` with a rung above `{}`, or `escalation: []` if nobody is to be told", a.id)),
                     );
                 }
-                for (kind, n, at, to) in &task_timers {
+                for (kind, n, at, provisional, to) in &task_timers {
                     if *at < round_start {
                         continue; // an instant before the round exists never fires
                     }
@@ -1098,6 +1145,7 @@ impl<'a> Planner<'a> {
                         kind: *kind,
                         at: *at,
                         projected: due.projected,
+                        provisional: *provisional,
                         stage: stage.id.value.clone(),
                         task: Some(key.clone()),
                         recipient: Some(recipient),
@@ -1119,7 +1167,22 @@ impl<'a> Planner<'a> {
         for (k, v) in &self.params {
             params.insert(k.clone(), v.json());
         }
+        let provisional_year = self.provisional_at.and_then(|loc| {
+            let year = self.input.calendar.provisional_year()?;
+            self.warning(
+                "calendar-provisional",
+                loc,
+                format!(
+                    "dates in {year} are planned on a provisional calendar: there is no holiday file for {year} yet"
+                ),
+                Some(format!(
+                    "the provisional calendar has weekends and the statutory holidays but no bridge days or make-up working days; add config/calendar/{year}.json when the State Council notice is out, and running rounds are re-projected onto it"
+                )),
+            );
+            Some(year)
+        });
         Some(Plan {
+            provisional_year,
             workflow: wf.id.value.clone(),
             title: wf.title.clone(),
             timezone: self.input.tz.name().to_string(),
@@ -1131,7 +1194,7 @@ impl<'a> Planner<'a> {
         })
     }
 
-    fn rung(&mut self, rung: &Sp<Rung>, due: DateTime<Tz>) -> Option<DateTime<Tz>> {
+    fn rung(&mut self, rung: &Sp<Rung>, due: DateTime<Tz>) -> Option<(DateTime<Tz>, bool)> {
         if self.input.directory.role(&rung.to.value).is_none() {
             self.error(
                 "unknown-reference",
@@ -1187,6 +1250,7 @@ fn fixed(at: DateTime<Tz>) -> Moment {
     Moment {
         at: Some(at),
         projected: false,
+        provisional: false,
         event: None,
         wait: None,
     }
@@ -1199,9 +1263,10 @@ impl Plan {
         use std::fmt::Write;
         let moment = |m: &Moment| match (&m.at, &m.event) {
             (Some(at), _) => format!(
-                "{}{}",
+                "{}{}{}",
                 zh_datetime(at),
-                if m.projected { "（预计）" } else { "" }
+                if m.projected { "（预计）" } else { "" },
+                crate::timefmt::provisional_mark(m.provisional)
             ),
             (None, Some(e)) => format!("事件「{e}」发生后{}", m.wait.as_deref().unwrap_or("")),
             (None, None) => "—".to_string(),
@@ -1250,12 +1315,20 @@ impl Plan {
             let who = t.recipient.as_ref().map(|r| r.name.as_str()).unwrap_or("");
             let _ = writeln!(
                 out,
-                "  {}{}  {:<6} {}  {}",
+                "  {}{}{}  {:<6} {}  {}",
                 zh_datetime(&t.at),
                 if t.projected { "（预计）" } else { "" },
+                crate::timefmt::provisional_mark(t.provisional),
                 t.kind.zh(),
                 t.task.as_deref().unwrap_or(&format!("stage:{}", t.stage)),
                 who
+            );
+        }
+        if let Some(year) = self.provisional_year {
+            let _ = writeln!(
+                out,
+                "\n注：标“{}”的时间涉及{year}年，该年节假日安排尚未发布，暂按周末和法定节假日推算（不含调休上班日）；添加 {year}.json 后将按正式安排重新推算。",
+                crate::timefmt::PROVISIONAL_MARK.trim_matches(['（', '）'])
             );
         }
         out

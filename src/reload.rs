@@ -16,10 +16,12 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-/// One pending item that moves, appears or vanishes.
+/// One pending item that moves, appears or vanishes, or whose instant stays but stops (or
+/// starts) resting on the provisional calendar.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
-    /// `moved`, `appears` or `vanishes`.
+    /// `moved`, `appears`, `vanishes`, `confirmed` (same instant, no longer provisional:
+    /// the year's holiday file was added) or `provisional` (same instant, now provisional).
     pub change: &'static str,
     /// `task` (its deadline) or a timer kind (`reminder`, `escalation` ...).
     pub what: String,
@@ -118,6 +120,15 @@ pub struct ReloadReport {
 /// The setting that holds the running daemon's last [`ReloadReport`] (JSON).
 pub const RELOAD_STATE: &str = "last_reload";
 
+/// The change of an item whose instant stays while its provisional mark flips.
+fn remarked(provisional: bool) -> &'static str {
+    if provisional {
+        "provisional"
+    } else {
+        "confirmed"
+    }
+}
+
 fn planned_key<'a>(tag: &str, key: &'a str) -> Option<&'a str> {
     let rest = key.strip_prefix(tag)?.strip_prefix('/')?;
     Some(rest.split('~').next().unwrap_or(rest))
@@ -213,6 +224,7 @@ impl Engine {
                             task_state::WAITING
                         }
                         .to_string(),
+                        provisional: fixed.is_some() && pt.due.provisional,
                     });
                     if fixed.is_some() {
                         live.insert(pt.key.clone());
@@ -222,18 +234,24 @@ impl Engine {
                 Some(t) if t.state == task_state::OPEN => {
                     live.insert(pt.key.clone());
                     // A deadline counted from a completion keeps the instant it got then.
-                    if let (Some(new), false) = (fixed, pt.after_done.is_some())
-                        && t.due_at != Some(ms(new))
-                    {
-                        changes.push(Change {
-                            change: "moved",
-                            what: "task".into(),
-                            key: pt.key.clone(),
-                            who: pt.assignee.name.clone(),
-                            old: t.due_at.map(from_ms),
-                            new: Some(new),
-                        });
-                        r.due_changes.push((t.id, Some(ms(new))));
+                    if let (Some(new), false) = (fixed, pt.after_done.is_some()) {
+                        let moved = t.due_at != Some(ms(new));
+                        if moved || t.provisional != pt.due.provisional {
+                            changes.push(Change {
+                                change: if moved {
+                                    "moved"
+                                } else {
+                                    remarked(pt.due.provisional)
+                                },
+                                what: "task".into(),
+                                key: pt.key.clone(),
+                                who: pt.assignee.name.clone(),
+                                old: t.due_at.map(from_ms),
+                                new: Some(new),
+                            });
+                            r.due_changes
+                                .push((t.id, Some(ms(new)), pt.due.provisional));
+                        }
                     }
                 }
                 Some(_) => {} // done, waived, cancelled or waiting: left alone
@@ -300,6 +318,24 @@ impl Engine {
                     }
                     changes.push(Change {
                         change: "moved",
+                        what,
+                        key: pt.key.clone(),
+                        who,
+                        old: Some(from_ms(p.due_at)),
+                        new: Some(at),
+                    });
+                    r.cancel_timers.push(p.id);
+                    r.new_timers.extend(self.timer_for(
+                        &round.tag,
+                        pt,
+                        now,
+                        &format!("~r{}", ms(now)),
+                    ));
+                } else if at >= now && crate::engine::timer_is_provisional(p) != pt.provisional {
+                    // Same instant, but its mark flips: replace the row so it says so (one
+                    // already due fires in a moment; replacing it could drop a reminder).
+                    changes.push(Change {
+                        change: remarked(pt.provisional),
                         what,
                         key: pt.key.clone(),
                         who,

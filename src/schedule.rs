@@ -139,6 +139,23 @@ fn yearly_date(y: &Yearly, year: i32, cal: &Calendar) -> Result<Option<NaiveDate
     })
 }
 
+/// Whether a kickoff of this schedule on `date` was found on the provisional calendar: a
+/// working-day rule (`first_working_day`, `last_working_day`) in a year without a holiday
+/// file. Such a kickoff moves if the file, once added, says otherwise.
+pub fn is_provisional(s: &Schedule, cal: &Calendar, date: NaiveDate) -> bool {
+    uses_working_days(s) && cal.is_provisional(date.year())
+}
+
+/// Whether the kickoff date depends on the holiday calendar at all.
+pub fn uses_working_days(s: &Schedule) -> bool {
+    s.yearly.as_ref().is_some_and(|y| {
+        matches!(
+            y.day.value,
+            DayOfMonth::FirstWorkingDay | DayOfMonth::LastWorkingDay
+        )
+    })
+}
+
 /// The first kickoff strictly after `after`, in the workflow's time zone.
 pub fn next_kickoff(
     s: &Schedule,

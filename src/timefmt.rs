@@ -15,6 +15,15 @@ pub fn zh_date(d: NaiveDate) -> String {
     )
 }
 
+/// Written after an instant counted over a year without a holiday file (a provisional
+/// calendar year): it may still move when the State Council notice is added.
+pub const PROVISIONAL_MARK: &str = "（暂按预计日历）";
+
+/// [`PROVISIONAL_MARK`] when `provisional`, else nothing.
+pub fn provisional_mark(provisional: bool) -> &'static str {
+    if provisional { PROVISIONAL_MARK } else { "" }
+}
+
 /// "2019年7月12日（星期五）18:00"
 pub fn zh_datetime<Tz: TimeZone>(t: &DateTime<Tz>) -> String {
     format!(

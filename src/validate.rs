@@ -10,7 +10,7 @@ use crate::definition::{Anchor, Workflow};
 use crate::diagnostic::{Diagnostics, Loc, Severity, Sp, suggest};
 use crate::directory::Directory;
 use crate::plan::{PlanInput, Problem, plan};
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -210,8 +210,9 @@ fn check(wf: &Workflow, ctx: Context<'_>, d: &mut Diagnostics) {
 }
 
 /// The next real kickoff may need a year the calendar lacks. The file is still valid (the
-/// notice is often published late in the year), so this is a warning; the daemon refuses
-/// to guess when the round actually starts.
+/// notice is often published late in the year), so this is a warning: a year right after
+/// the last holiday file is planned on the provisional calendar (and marked), a later one
+/// cannot be planned until the files are added.
 fn check_next_kickoff(
     wf: &Workflow,
     s: &Sp<crate::definition::Schedule>,
@@ -237,6 +238,20 @@ fn check_next_kickoff(
         }
         Err(_) => return, // shape and cron errors are reported by schedule::check
     };
+    if crate::schedule::is_provisional(s, ctx.calendar, next.date_naive()) {
+        let year = next.year();
+        d.warning(
+            "calendar-provisional",
+            s.loc,
+            format!(
+                "the next kickoff ({}) falls on a working day of {year}, which has no holiday file yet: it is the provisional calendar's date",
+                crate::timefmt::zh_date(next.date_naive())
+            ),
+            Some(format!(
+                "add config/calendar/{year}.json when the State Council notice is out; the kickoff moves if the notice says otherwise"
+            )),
+        );
+    }
     if wf
         .example_start
         .as_ref()
@@ -257,13 +272,18 @@ fn check_next_kickoff(
     });
     for p in problems
         .into_iter()
-        .filter(|p| p.code == "calendar-year-missing")
+        .filter(|p| p.code == "calendar-year-missing" || p.code == "calendar-provisional")
     {
+        let what = if p.code == "calendar-provisional" {
+            "is planned provisionally"
+        } else {
+            "cannot be planned yet"
+        };
         d.warning(
             p.code,
             p.loc,
             format!(
-                "the next round ({}) cannot be planned yet: {}",
+                "the next round ({}) {what}: {}",
                 crate::timefmt::zh_date(next.date_naive()),
                 p.message
             ),

@@ -273,20 +273,29 @@ fn working_days_remaining_from_sept_30_2025_to_oct_10_is_two() {
 // ---- the edges of the data ----
 
 #[test]
-fn adding_working_days_past_2026_errors_with_year_2027_not_covered() {
-    // Wed 2026-12-30 -> Thu 12-31 (1st) -> 2027-01-01 has no data.
-    let err = CAL.add_working_days(d("2026-12-30"), 5);
+fn adding_working_days_past_2026_is_provisional_in_2027_and_an_error_in_2028() {
+    // Wed 2026-12-30 -> Thu 12-31 (1st) -> Fri 2027-01-01 New Year's Day on the provisional
+    // calendar -> Mon 01-04 (2nd) .. Thu 01-07 (5th).
+    assert_eq!(
+        CAL.add_working_days_dated(d("2026-12-30"), 5),
+        Ok(yanzhen::calendar::Dated {
+            date: d("2027-01-07"),
+            provisional: true
+        })
+    );
+    // 2028 is more than one year past the last file: never guessed.
+    let err = CAL.add_working_days(d("2027-12-30"), 5);
     assert_eq!(
         err,
         Err(CalendarError::YearNotCovered {
-            year: 2027,
+            year: 2028,
             covered: (2019..=2026).collect()
         })
     );
     let message = err.map_err(|e| e.to_string()).expect_err("error");
     assert_eq!(
         message,
-        "no holiday data for 2027 (calendar covers 2019–2026); add config/calendar/2027.json from the State Council notice"
+        "no holiday data for 2028 (calendar covers 2019–2026); add config/calendar/2028.json from the State Council notice"
     );
 }
 

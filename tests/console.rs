@@ -1358,3 +1358,69 @@ async fn a_save_under_a_broken_config_keeps_the_running_catalog_and_says_why() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_round_on_the_provisional_calendar_is_marked_and_the_office_is_shown_where_to_put_next_years_file()
+ {
+    for c in consoles().await {
+        let name = c.name;
+        // 2026-11-20: the 2027 holiday notice is not in config/calendar yet.
+        c.clock.set(at(2026, 11, 20, 10, 0));
+        let id = c
+            .engine()
+            .start_round(StartRound {
+                workflow: "annual-assessment".into(),
+                start: date(2026, 12, 14),
+                params: BTreeMap::new(),
+                units: Some(vec!["dongguan".into()]),
+                actor: "test".into(),
+            })
+            .await
+            .expect("a round reaching into 2027 starts");
+        c.engine().ensure_kickoffs().await.expect("kickoffs");
+        let (status, body) = c
+            .get(&format!("/console/rounds/{id}"), Some(&c.reader))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(body.contains("id=\"calendar-notice\""), "{name}: banner");
+        assert!(body.contains("2027年节假日安排文件尚未添加"), "{name}");
+        assert!(
+            body.contains(&escaped("config/calendar/2027.json")),
+            "{name}: where the file goes"
+        );
+        // Mon 12-14 + 15 working days crosses Fri 2027-01-01: Tue 01-05, provisional.
+        assert!(
+            body.contains("2027年1月5日（星期二）18:00（暂按预计日历）"),
+            "{name}: the marked deadline: {body}"
+        );
+        let svg = body
+            .split("<svg class=\"gantt\"")
+            .nth(1)
+            .and_then(|s| s.split("</svg>").next())
+            .unwrap_or_else(|| panic!("{name}: no Gantt svg"));
+        assert!(
+            svg.contains("provisional\" points="),
+            "{name}: a dashed diamond"
+        );
+        assert!(svg.contains("（休息日，暂按预计日历）"), "{name}");
+        assert!(
+            body.contains("暂按预计日历（该年节假日安排尚未发布）"),
+            "{name}: legend"
+        );
+        // The pending January kickoff (first working day of 2027) is marked too.
+        let (_, rounds) = c.get("/console", Some(&c.reader)).await;
+        assert!(
+            rounds.contains("2027年1月4日（星期一）09:00（暂按预计日历）"),
+            "{name}: {rounds}"
+        );
+        // Branches see the mark but not the office's banner.
+        let page = c.signer().unit_link("dongguan", c.now_secs() + 86_400);
+        let (status, branch) = c.get(&page, None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(!branch.contains("calendar-notice"), "{name}");
+        assert!(
+            branch.contains("2027年1月5日（星期二）18:00（暂按预计日历）"),
+            "{name}: {branch}"
+        );
+    }
+}

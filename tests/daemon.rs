@@ -209,7 +209,12 @@ async fn three_daemons_on_one_postgres_fire_each_timer_exactly_once() {
     for d in daemons {
         let (ok, log) = d.stop();
         assert!(ok);
-        let mine: Vec<&str> = log.lines().filter(|l| l.contains("timer fired")).collect();
+        // The weekly missing-calendar notice (written at start-up while next year's
+        // holiday file is missing) is not part of the burst.
+        let mine: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("timer fired") && !l.contains("timer=calendar:"))
+            .collect();
         busy += usize::from(!mine.is_empty());
         for l in mine {
             let key = l

@@ -683,9 +683,10 @@ async fn a_round_finishes_when_every_task_is_done_or_waived_and_reopening_revive
 
 #[tokio::test]
 async fn a_kickoff_that_cannot_be_planned_yet_is_retried_not_lost() {
-    // Planning this round needs working days of 2027, which the calendar lacks until the
-    // administrator adds next year's holiday notice.
-    const DECEMBER: &str = "id: december\ntitle: 年末\nschedule:\n  yearly: {month: 12, day: 1, at: \"09:00\"}\nexample_start: 2025-12-01\nstages:\n  - id: s\n    title: 阶段\n    closes: {from: round_start, working_days: 30}\n    tasks:\n      - id: a\n        title: 甲\n        assignee: {role: organization_office}\n        due: {from: stage_close}\n";
+    // Planning this round needs working days of 2028: more than one year past the last
+    // holiday file (2026), so not even the provisional calendar answers until the
+    // administrator adds the 2027 notice.
+    const DECEMBER: &str = "id: december\ntitle: 年末\nschedule:\n  yearly: {month: 12, day: 1, at: \"09:00\"}\nexample_start: 2025-12-01\nstages:\n  - id: s\n    title: 阶段\n    closes: {from: round_start, working_days: 300}\n    tasks:\n      - id: a\n        title: 甲\n        assignee: {role: organization_office}\n        due: {from: stage_close}\n";
     for (name, store, _g) in common::stores::stores().await {
         let clock = Arc::new(VirtualClock::new(at(2026, 11, 20, 12, 0)));
         let e = engine_on(
@@ -709,7 +710,7 @@ async fn a_kickoff_that_cannot_be_planned_yet_is_retried_not_lost() {
         assert_eq!(pending.len(), 1, "{name}: only the retry is pending");
         assert!(pending[0].key.contains(":retry:"), "{name}");
         let audit = store.audit_after(0, 1000).await.unwrap();
-        assert!(audit.iter().any(|a| a.entry.action == "kickoff.failed" && a.entry.detail_json.contains("2027")), "{name}");
+        assert!(audit.iter().any(|a| a.entry.action == "kickoff.failed" && a.entry.detail_json.contains("2028")), "{name}");
 
         // The 2027 notice is added (a file with no holidays is enough for the test).
         let mut cat = common::catalog_with(&[DECEMBER], false);

@@ -47,6 +47,7 @@ fn task(key: &str, state: &str, due_at: Option<Millis>) -> NewTask {
         assignee_name: "Unit one".into(),
         due_at,
         state: state.into(),
+        provisional: false,
     }
 }
 
@@ -796,6 +797,7 @@ async fn transition_complete_cancels_timers_writes_history_and_activates_waiting
             round_id,
             task_key: "b@u1".into(),
             due_at: 8_000,
+            provisional: true,
             timers: vec![timer("x/b/remind", None, 7_000)],
         }];
         let done = store.transition(t).await.expect("complete");
@@ -848,6 +850,10 @@ async fn transition_complete_cancels_timers_writes_history_and_activates_waiting
         assert_eq!(
             (b_now.state.as_str(), b_now.due_at),
             (task_state::OPEN, Some(8_000))
+        );
+        assert!(
+            b_now.provisional,
+            "{name}: an activated deadline keeps its provisional mark"
         );
         let b_history = store.task_history(b.id).await.expect("history");
         assert_eq!(b_history.len(), 1, "{name}");
@@ -923,6 +929,7 @@ async fn transition_from_a_wrong_state_fails_and_changes_nothing() {
             round_id,
             task_key: "b@u1".into(),
             due_at: 8_000,
+            provisional: false,
             timers: vec![],
         }];
         match store.transition(t).await {

@@ -35,7 +35,7 @@ use crate::directory::UnitKind;
 use crate::engine::{EngineError, RoundStatus, days_between, from_ms, local_date};
 use crate::plan::{PlanInput, plan};
 use crate::store::{AuditEntry, RoundRow, StoreError, TaskRow, task_state, timer_state};
-use crate::timefmt::{zh_date, zh_datetime};
+use crate::timefmt::{provisional_mark, zh_date, zh_datetime};
 use crate::validate::{Context, validate_workflow, workflow_tz};
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
@@ -282,6 +282,12 @@ impl<'a> Ui<'a> {
         zh_datetime(&t.with_timezone(&self.tz()))
     }
 
+    /// A task's deadline, marked when it rests on the provisional calendar.
+    fn due(&self, t: &TaskRow) -> Option<String> {
+        t.due_at
+            .map(|d| format!("{}{}", self.at(d), provisional_mark(t.provisional)))
+    }
+
     /// "逾期 3 天" for an open task past its deadline, else None.
     fn overdue_text(&self, t: &TaskRow) -> Option<String> {
         let due = t.due_at?;
@@ -303,6 +309,18 @@ impl<'a> Ui<'a> {
             map.insert("office".into(), self.office().into());
             map.entry("branch").or_insert(false.into());
             map.entry("active").or_insert("".into());
+            // Office pages say when next year's holiday file is due (branches need not know).
+            let notice = if map.get("branch") == Some(&serde_json::Value::Bool(true)) {
+                None
+            } else {
+                let today = local_date(self.now(), self.tz());
+                crate::provisional::missing_file_notice(
+                    &self.catalog.calendar,
+                    &self.catalog.config.calendar_dir,
+                    today,
+                )
+            };
+            map.insert("calendar_notice".into(), notice.into());
             map.insert(
                 "user".into(),
                 match self.user {
@@ -428,6 +446,7 @@ fn timer_kind_zh(kind: &str) -> &'static str {
         "overdue" => "逾期催办",
         "escalation" => "逐级上报",
         "kickoff" => "启动轮次",
+        crate::provisional::NOTICE_KIND => "节假日文件提醒",
         _ => "定时",
     }
 }
@@ -518,7 +537,12 @@ async fn rounds_page(Shared(state): Shared<State>, ConsoleUser(user): ConsoleUse
             let blocked = serde_json::from_str::<serde_json::Value>(&t.payload_json)
                 .ok()
                 .is_some_and(|p| p.get("blocked").is_some());
-            json!({"workflow": workflow, "title": title, "at": ui.at(t.due_at), "blocked": blocked})
+            let at = format!(
+                "{}{}",
+                ui.at(t.due_at),
+                provisional_mark(state.engine.kickoff_is_provisional(&t))
+            );
+            json!({"workflow": workflow, "title": title, "at": at, "blocked": blocked})
         })
         .collect();
     let blocked: Vec<serde_json::Value> = match state.engine.blocked_kickoffs().await {
@@ -573,7 +597,8 @@ async fn round_page(
         .map(|s| {
             json!({
                 "id": s.id, "title": s.title,
-                "opens": s.opens.map(|t| ui.at_utc(t)), "closes": s.closes.map(|t| ui.at_utc(t)),
+                "opens": s.opens.map(|t| format!("{}{}", ui.at_utc(t), provisional_mark(s.opens_provisional))),
+                "closes": s.closes.map(|t| format!("{}{}", ui.at_utc(t), provisional_mark(s.closes_provisional))),
                 "done": s.done, "total": s.total, "pct": pct(s.done, s.total), "overdue": s.overdue,
             })
         })
@@ -585,14 +610,14 @@ async fn round_page(
                 "id": t.id, "key": t.key, "title": t.title,
                 "stage": stage_title.get(t.stage.as_str()).copied().unwrap_or(t.stage.as_str()),
                 "assignee": t.assignee_name, "state": t.state, "state_zh": state_zh(&t.state),
-                "due": t.due_at.map(|d| ui.at(d)), "overdue": ui.overdue_text(t),
+                "due": ui.due(t), "overdue": ui.overdue_text(t),
             })
         })
         .collect();
     let next: Vec<serde_json::Value> = status
         .next
         .iter()
-        .map(|t| json!({"at": ui.at(t.due_at), "kind": timer_kind_zh(&t.kind), "key": t.key.split_once('/').map(|(_, k)| k).unwrap_or(&t.key)}))
+        .map(|t| json!({"at": format!("{}{}", ui.at(t.due_at), provisional_mark(crate::engine::timer_is_provisional(t))), "kind": timer_kind_zh(&t.kind), "key": t.key.split_once('/').map(|(_, k)| k).unwrap_or(&t.key)}))
         .collect();
     let done = tasks
         .iter()
@@ -642,6 +667,8 @@ struct Gantt {
     rest: Vec<Span>,
     rows: Vec<GanttRow>,
     now: Option<NowLine>,
+    /// Some instant or shaded day rests on the provisional calendar (the legend says so).
+    provisional: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -684,6 +711,8 @@ struct Bar {
 struct Diamond {
     points: String,
     cls: &'static str,
+    /// The deadline rests on the provisional calendar (drawn dashed).
+    provisional: bool,
     tip: String,
 }
 
@@ -764,7 +793,11 @@ fn gantt(
             rest.push(Span {
                 x: px,
                 w: r1(ppd),
-                tip: format!("{}（休息日）", zh_date(d)),
+                tip: if calendar.is_provisional(d.year()) {
+                    format!("{}（休息日，暂按预计日历）", zh_date(d))
+                } else {
+                    format!("{}（休息日）", zh_date(d))
+                },
             });
         }
         ticks.push(Tick {
@@ -797,10 +830,12 @@ fn gantt(
                             r1(w * s.done as f64 / s.total as f64)
                         },
                         tip: format!(
-                            "{}：{} — {}，完成 {}/{}",
+                            "{}：{}{} — {}{}，完成 {}/{}",
                             s.title,
                             zh_datetime(&o.with_timezone(&tz)),
+                            provisional_mark(s.opens_provisional),
                             zh_datetime(&c.with_timezone(&tz)),
+                            provisional_mark(s.closes_provisional),
                             s.done,
                             s.total
                         ),
@@ -830,7 +865,9 @@ fn gantt(
                         .iter()
                         .filter(|t| t.state == task_state::DONE || t.state == task_state::WAIVED)
                         .count();
+                    let provisional = ts.iter().any(|t| t.provisional);
                     Diamond {
+                        provisional,
                         points: format!(
                             "{},{} {},{} {},{} {},{}",
                             dx,
@@ -850,8 +887,9 @@ fn gantt(
                             "pending"
                         },
                         tip: format!(
-                            "截止 {}：{}（{} 项，已完成 {}）",
+                            "截止 {}{}：{}（{} 项，已完成 {}）",
                             zh_datetime(&from_ms(due).with_timezone(&tz)),
+                            provisional_mark(provisional),
                             titles.join("、"),
                             ts.len(),
                             done
@@ -894,6 +932,9 @@ fn gantt(
         range: format!("{} 至 {}", zh_date(first), zh_date(last)),
         ticks,
         rest,
+        provisional: calendar
+            .provisional_year()
+            .is_some_and(|y| first.year() <= y && y <= last.year()),
         rows,
         now: now_line,
     })
@@ -954,7 +995,7 @@ async fn overdue_page(Shared(state): Shared<State>, ConsoleUser(user): ConsoleUs
             let item = json!({
                 "id": t.id, "title": t.title, "round_id": round.id,
                 "round": format!("{title}（{}）", round.start_date),
-                "due": ui.at(due), "days_text": ui.overdue_text(&t).unwrap_or_default(),
+                "due": format!("{}{}", ui.at(due), provisional_mark(t.provisional)), "days_text": ui.overdue_text(&t).unwrap_or_default(),
                 "fired": fired.len(), "steps": rungs.len(), "reached": reached, "next": next,
             });
             groups
@@ -1110,7 +1151,7 @@ async fn render_task(
             "task": {
                 "id": task.id, "round_id": task.round_id, "key": task.key, "title": task.title,
                 "stage": stage, "assignee": task.assignee_name, "state": task.state,
-                "state_zh": state_zh(&task.state), "due": task.due_at.map(|d| ui.at(d)),
+                "state_zh": state_zh(&task.state), "due": ui.due(&task),
                 "overdue": ui.overdue_text(&task), "completed": task.completed_at.map(|d| ui.at(d)),
             },
             "round_title": round_title,
@@ -1798,7 +1839,7 @@ async fn branch_page(
                 t.due_at.unwrap_or(i64::MAX),
                 json!({
                     "id": t.id, "title": t.title, "workflow": workflow, "start": round.start_date,
-                    "due": t.due_at.map(|d| ui.at(d)), "overdue": ui.overdue_text(t), "left": left,
+                    "due": ui.due(t), "overdue": ui.overdue_text(t), "left": left,
                     "action": action,
                 }),
             ));
@@ -1918,7 +1959,7 @@ async fn branch_task(
             "workflow": round.as_ref().map(|r| round_title(&ui, r)).unwrap_or_default(),
             "start": round.as_ref().map(|r| r.start_date.clone()).unwrap_or_default(),
             "task": {"title": task.title, "state": task.state, "state_zh": state_zh(&task.state),
-                     "due": task.due_at.map(|d| ui.at(d)), "overdue": ui.overdue_text(&task)},
+                     "due": ui.due(&task), "overdue": ui.overdue_text(&task)},
             "action": format!("/b/{unit}/t/{}?{}", task.id, q.query()),
         }),
     )

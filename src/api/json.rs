@@ -295,7 +295,7 @@ fn task_json(t: &TaskRow, now: i64) -> Value {
     json!({
         "id": t.id, "round": t.round_id, "key": t.key, "task": t.task, "stage": t.stage, "title": t.title,
         "assignee": {"kind": t.assignee_kind, "id": t.assignee_id, "name": t.assignee_name},
-        "due": t.due_at.map(from_ms), "state": t.state,
+        "due": t.due_at.map(from_ms), "provisional": t.provisional, "state": t.state,
         "overdue": t.state == task_state::OPEN && t.due_at.is_some_and(|d| d < now),
         "completed_at": t.completed_at.map(from_ms), "updated_at": from_ms(t.updated_at),
     })
@@ -364,7 +364,7 @@ async fn round(
         "title": st.title,
         "stages": st.stages,
         "overdue": st.overdue.iter().map(|t| task_json(t, now)).collect::<Vec<_>>(),
-        "next": st.next.iter().map(|t| json!({"key": t.key, "kind": t.kind, "due": from_ms(t.due_at)})).collect::<Vec<_>>(),
+        "next": st.next.iter().map(|t| json!({"key": t.key, "kind": t.kind, "due": from_ms(t.due_at), "provisional": crate::engine::timer_is_provisional(t)})).collect::<Vec<_>>(),
     })))
 }
 

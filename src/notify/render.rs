@@ -5,7 +5,7 @@ use crate::definition::{MessageTemplate, Templates};
 use minijinja::{Environment, UndefinedBehavior, Value};
 
 /// Template kinds a workflow may override, plus the built-in digest, dead-letter and
-/// blocked-kickoff notices.
+/// blocked-kickoff and missing-calendar notices.
 pub const KINDS: &[&str] = &[
     "reminder",
     "due_today",
@@ -15,6 +15,7 @@ pub const KINDS: &[&str] = &[
     "digest",
     "dead_letter",
     "kickoff_blocked",
+    "calendar_missing",
 ];
 
 macro_rules! builtin {
@@ -37,7 +38,8 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "kickoff",
     "digest",
     "dead_letter",
-    "kickoff_blocked"
+    "kickoff_blocked",
+    "calendar_missing"
 );
 
 /// A rendered message.

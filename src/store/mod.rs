@@ -200,6 +200,8 @@ pub struct NewTask {
     pub due_at: Option<Millis>,
     /// `open` or `waiting`.
     pub state: String,
+    /// The deadline was counted over a year without a holiday file (provisional calendar).
+    pub provisional: bool,
 }
 
 /// A stored task instance.
@@ -231,6 +233,8 @@ pub struct TaskRow {
     pub completed_at: Option<Millis>,
     /// Last change.
     pub updated_at: Millis,
+    /// The deadline was counted over a year without a holiday file (provisional calendar).
+    pub provisional: bool,
 }
 
 /// One entry of a task's history.
@@ -402,8 +406,8 @@ pub struct Reprojection {
     pub new_tasks: Vec<NewTask>,
     /// Open or waiting tasks that vanish (cancelled, with history).
     pub cancel_tasks: Vec<i64>,
-    /// New deadlines of open or waiting tasks.
-    pub due_changes: Vec<(i64, Option<Millis>)>,
+    /// New deadlines of open or waiting tasks, with their provisional mark.
+    pub due_changes: Vec<(i64, Option<Millis>, bool)>,
     /// Timers that appear or replace moved ones.
     pub new_timers: Vec<NewTimer>,
     /// When.
@@ -487,6 +491,8 @@ pub struct Activation {
     pub task_key: String,
     /// Its deadline.
     pub due_at: Millis,
+    /// The deadline was counted over a year without a holiday file.
+    pub provisional: bool,
     /// Its timers.
     pub timers: Vec<NewTimer>,
 }
@@ -698,6 +704,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Counts for the metrics endpoint, at `now`.
     async fn counts(&self, now: Millis) -> Result<Counts>;
+
+    /// Replace a pending timer: cancel `old` and insert `new` with `audit`, in one
+    /// transaction. Returns false (and changes nothing) when `old` is no longer pending,
+    /// so of several daemons re-projecting the same timer exactly one replaces it.
+    async fn replace_timer(&self, old: i64, new: NewTimer, audit: AuditEntry) -> Result<bool>;
 
     /// Append an audit entry on its own.
     async fn append_audit(&self, entry: AuditEntry) -> Result<()>;

@@ -32,7 +32,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// `BEGIN IMMEDIATE` with the busy timeout).
 const FILE_POOL_SIZE: u32 = 4;
 
-/// Rows per multi-row INSERT (11 parameters a task row: well under SQLite's 32,766 and
+/// Rows per multi-row INSERT (12 parameters a task row: well under SQLite's 32,766 and
 /// PostgreSQL's 65,535 bound parameters per statement).
 pub(crate) const INSERT_CHUNK: usize = 1000;
 
@@ -174,7 +174,7 @@ pub(crate) mod shared {
         };
         (task) => {
             "id, round_id, key, task, stage, title, assignee_kind, assignee_id, \
-             assignee_name, due_at, state, completed_at, updated_at"
+             assignee_name, due_at, state, completed_at, updated_at, provisional"
         };
         (timer) => {
             "id, key, round_id, task_id, kind, due_at, payload_json, state, attempts, \
@@ -223,6 +223,7 @@ pub(crate) mod shared {
         id: i64, round_id: i64, key: String, task: String, stage: String, title: String,
         assignee_kind: String, assignee_id: String, assignee_name: String,
         due_at: Option<i64>, state: String, completed_at: Option<i64>, updated_at: i64,
+        provisional: bool,
     });
     db_row!(TimerDb => TimerRow {
         id: i64, key: String, round_id: Option<i64>, task_id: Option<i64>, kind: String,
@@ -308,8 +309,8 @@ pub(crate) mod shared {
     pub(crate) const ROUND_SET_STATUS: &str = "UPDATE rounds SET status = $2 WHERE id = $1";
 
     pub(crate) const TASK_INSERT: &str = "INSERT INTO tasks (round_id, key, task, stage, title, \
-         assignee_kind, assignee_id, assignee_name, due_at, state, completed_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)";
+         assignee_kind, assignee_id, assignee_name, due_at, state, completed_at, updated_at, \
+         provisional) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12)";
     pub(crate) const TASK_BY_ID: &str =
         concat!("SELECT ", cols!(task), " FROM tasks WHERE id = $1");
     /// Followed by a bound id list and `)`.
@@ -328,8 +329,8 @@ pub(crate) mod shared {
     );
     pub(crate) const TASK_SET_STATE: &str =
         "UPDATE tasks SET state = $2, updated_at = $3, completed_at = $4 WHERE id = $1";
-    pub(crate) const TASK_ACTIVATE: &str =
-        "UPDATE tasks SET state = 'open', due_at = $2, updated_at = $3 WHERE id = $1";
+    pub(crate) const TASK_ACTIVATE: &str = "UPDATE tasks SET state = 'open', due_at = $2, \
+         updated_at = $3, provisional = $4 WHERE id = $1";
     pub(crate) const TASK_CANCEL: &str =
         "UPDATE tasks SET state = 'cancelled', updated_at = $2 WHERE id = $1";
 
@@ -337,8 +338,8 @@ pub(crate) mod shared {
         "UPDATE rounds SET version_id = $2, units_json = $3 WHERE id = $1";
     pub(crate) const TIMER_CANCEL_PENDING: &str =
         "UPDATE timers SET state = 'cancelled' WHERE id = $1 AND state = 'pending'";
-    pub(crate) const TASK_SET_DUE: &str = "UPDATE tasks SET due_at = $2, updated_at = $3 \
-         WHERE id = $1 AND state IN ('open', 'waiting')";
+    pub(crate) const TASK_SET_DUE: &str = "UPDATE tasks SET due_at = $2, updated_at = $3, \
+         provisional = $4 WHERE id = $1 AND state IN ('open', 'waiting')";
 
     pub(crate) const HISTORY_INSERT: &str = "INSERT INTO task_history \
          (task_id, at, from_state, to_state, actor, note) VALUES ($1, $2, $3, $4, $5, $6)";
@@ -645,6 +646,7 @@ macro_rules! store_impl {
                         .bind(t.due_at)
                         .bind(&t.state)
                         .bind(at)
+                        .bind(t.provisional)
                         .execute(&mut *c)
                         .await?;
                     Ok(())
@@ -675,7 +677,8 @@ macro_rules! store_impl {
                     for chunk in tasks.chunks($crate::store::sqlite::INSERT_CHUNK) {
                         let mut q = sqlx::QueryBuilder::<$db>::new(
                             "INSERT INTO tasks (round_id, key, task, stage, title, assignee_kind, \
-                             assignee_id, assignee_name, due_at, state, completed_at, updated_at) ",
+                             assignee_id, assignee_name, due_at, state, completed_at, updated_at, \
+                             provisional) ",
                         );
                         q.push_values(chunk, |mut b, t| {
                             b.push_bind(id)
@@ -689,7 +692,8 @@ macro_rules! store_impl {
                                 .push_bind(t.due_at)
                                 .push_bind(t.state.clone())
                                 .push_bind(None::<i64>)
-                                .push_bind(r.created_at);
+                                .push_bind(r.created_at)
+                                .push_bind(t.provisional);
                         });
                         q.push(" RETURNING id, key");
                         let rows: Vec<(i64, String)> =
@@ -751,6 +755,7 @@ macro_rules! store_impl {
                         .bind(dep.id)
                         .bind(a.due_at)
                         .bind(t.at)
+                        .bind(a.provisional)
                         .execute(&mut *c)
                         .await?;
                     let (from, to) = (task_state::WAITING, task_state::OPEN);
@@ -1436,11 +1441,12 @@ macro_rules! store_impl {
                         )
                         .await?;
                     }
-                    for (id, due) in &r.due_changes {
+                    for (id, due, provisional) in &r.due_changes {
                         sqlx::query(sql::TASK_SET_DUE)
                             .bind(id)
                             .bind(*due)
                             .bind(r.at)
+                            .bind(*provisional)
                             .execute(&mut *tx)
                             .await?;
                     }
@@ -1466,6 +1472,28 @@ macro_rules! store_impl {
                         outbox_pending,
                         outbox_dead,
                     })
+                }
+
+                async fn replace_timer(
+                    &self,
+                    old: i64,
+                    new: NewTimer,
+                    audit: AuditEntry,
+                ) -> Result<bool> {
+                    let mut tx = self.begin_write().await?;
+                    let cancelled = sqlx::query(sql::TIMER_CANCEL_PENDING)
+                        .bind(old)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if cancelled == 0 {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    Self::insert_timer(&mut tx, &new, None, None).await?;
+                    Self::insert_audit(&mut tx, &audit).await?;
+                    tx.commit().await?;
+                    Ok(true)
                 }
 
                 async fn append_audit(&self, entry: AuditEntry) -> Result<()> {
