@@ -4,7 +4,8 @@
 use crate::definition::{MessageTemplate, Templates};
 use minijinja::{Environment, UndefinedBehavior, Value};
 
-/// Template kinds a workflow may override, plus the built-in digest and dead-letter notices.
+/// Template kinds a workflow may override, plus the built-in digest, dead-letter and
+/// catch-up notices.
 pub const KINDS: &[&str] = &[
     "reminder",
     "due_today",
@@ -13,6 +14,7 @@ pub const KINDS: &[&str] = &[
     "kickoff",
     "digest",
     "dead_letter",
+    "catch_up",
 ];
 
 macro_rules! builtin {
@@ -34,7 +36,8 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "escalation",
     "kickoff",
     "digest",
-    "dead_letter"
+    "dead_letter",
+    "catch_up"
 );
 
 /// A rendered message.
@@ -234,6 +237,30 @@ mod tests {
         assert_eq!(r.subject, "【逾期上报】2项工作逾期未完成");
         assert!(r.text.contains("东关社区党委") && r.text.contains("西关社区党委"));
         assert!(r.text.contains("已逾期3天"));
+    }
+
+    #[test]
+    fn catch_up_lists_each_overdue_item_with_its_days_late() {
+        let c = context! { items => vec![
+            context!{ title => "组织推荐", assignee => "东关社区党委", deadline => "7月12日", days_left => -3, link => "https://x/t/1" },
+            context!{ title => "材料上报", assignee => "东关社区党委", deadline => "7月15日", days_left => -1 },
+        ], round => context!{ start => "2019-07-01" }, ..ctx() };
+        let r = Renderer::new().render("catch_up", &[], &c).unwrap();
+        assert_eq!(
+            r.subject,
+            "【补发提醒】街道社区后备干部选拔培养：2项工作已过截止时间"
+        );
+        assert!(
+            r.text.contains("「组织推荐」，7月12日截止，已逾期3天"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains("「材料上报」，7月15日截止，已逾期1天"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("标记完成：https://x/t/1"), "{}", r.text);
     }
 
     #[test]
