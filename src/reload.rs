@@ -139,6 +139,16 @@ impl Engine {
         units.extend(add_units.iter().cloned());
         let units: Vec<String> = units.into_iter().collect();
         let plan = self.plan_version(&round, version, &units).await?;
+        let wf = self.workflow_of(version).await?;
+        // A task that appears waits, like at the round's start, while it has prerequisites
+        // in the round (`after:`, `{done: …}`).
+        let blocked = |task: &str| {
+            wf.task(task).is_some_and(|(_, def)| {
+                crate::activation::prerequisites(def)
+                    .iter()
+                    .any(|pre| plan.tasks.iter().any(|x| x.task == *pre))
+            })
+        };
         let by_key: HashMap<&str, &crate::store::TaskRow> =
             tasks.iter().map(|t| (t.key.as_str(), t)).collect();
         let timers = store.timers_with_prefix(&format!("{}/", round.tag)).await?;
@@ -187,14 +197,14 @@ impl Engine {
                         assignee_id: pt.assignee.id.clone(),
                         assignee_name: pt.assignee.name.clone(),
                         due_at: fixed.map(ms),
-                        state: if fixed.is_some() {
+                        state: if fixed.is_some() && !blocked(&pt.task) {
                             task_state::OPEN
                         } else {
                             task_state::WAITING
                         }
                         .to_string(),
                     });
-                    if fixed.is_some() {
+                    if fixed.is_some() && !blocked(&pt.task) {
                         live.insert(pt.key.clone());
                         fresh.insert(pt.key.clone());
                     }
@@ -216,7 +226,25 @@ impl Engine {
                         r.due_changes.push((t.id, Some(ms(new))));
                     }
                 }
-                Some(_) => {} // done, waived, cancelled or waiting: left alone
+                // A waiting task keeps its fixed deadline up to date; its timers are made
+                // when it becomes owed.
+                Some(t) if t.state == task_state::WAITING => {
+                    if let (Some(new), false) = (fixed, pt.after_done.is_some())
+                        && t.due_at.is_some()
+                        && t.due_at != Some(ms(new))
+                    {
+                        changes.push(Change {
+                            change: "moved",
+                            what: "task".into(),
+                            key: pt.key.clone(),
+                            who: pt.assignee.name.clone(),
+                            old: t.due_at.map(from_ms),
+                            new: Some(new),
+                        });
+                        r.due_changes.push((t.id, Some(ms(new))));
+                    }
+                }
+                Some(_) => {} // done, waived or cancelled: left alone
             }
         }
         let planned: BTreeSet<&str> = plan.tasks.iter().map(|t| t.key.as_str()).collect();

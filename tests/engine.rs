@@ -1189,3 +1189,49 @@ async fn status_reports_a_task_that_still_waits_although_its_prerequisites_are_d
         assert_eq!(stuck, ["collect@role:organization_office"], "{name}");
     }
 }
+
+/// Each community's `d` follows its own `a`.
+const PAIRED: &str = "id: paired\ntitle: 配对\nstages:\n  - id: s\n    title: 阶段\n    closes: {from: round_start, days: 20}\n    tasks:\n      - id: a\n        title: 甲\n        assignee: {group: communities}\n        due: {from: round_start, days: 5}\n      - id: d\n        title: 丁\n        assignee: {group: communities}\n        after: [a]\n        due: {from: round_start, days: 10}\n        reminders: {before: [{days: 2}]}\n";
+
+#[tokio::test]
+async fn a_branch_added_to_a_round_waits_for_its_own_prerequisite_like_the_others() {
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2025, 3, 3, 0, 0)));
+        let e = engine_on(
+            store.clone(),
+            common::catalog_with(&[PAIRED], false),
+            clock.clone(),
+            "a",
+        )
+        .await;
+        let id = e
+            .start_round(start("paired", date(2025, 3, 3), Some(vec!["dongguan"])))
+            .await
+            .unwrap();
+        e.complete_task(task_id(&store, id, "a@dongguan").await, "test", None)
+            .await
+            .unwrap();
+        let d = store.task_by_key(id, "d@dongguan").await.unwrap().unwrap();
+        assert_eq!(d.state, task_state::OPEN, "{name}: its own a is done");
+        e.reproject(id, None, &["xiguan".to_string()], false, "test", "add")
+            .await
+            .unwrap();
+        let d = store.task_by_key(id, "d@xiguan").await.unwrap().unwrap();
+        assert_eq!(d.state, task_state::WAITING, "{name}: xiguan's a is open");
+        assert_eq!(d.due_at, Some(ms(at(2025, 3, 13, 18, 0))), "{name}");
+        let timers = store.task_timers(&[d.id]).await.unwrap();
+        assert!(
+            timers.is_empty(),
+            "{name}: no reminders while it waits: {timers:?}"
+        );
+        e.complete_task(task_id(&store, id, "a@xiguan").await, "test", None)
+            .await
+            .unwrap();
+        let d = store.task(d.id).await.unwrap().unwrap();
+        assert_eq!(d.state, task_state::OPEN, "{name}");
+        assert!(
+            !store.task_timers(&[d.id]).await.unwrap().is_empty(),
+            "{name}"
+        );
+    }
+}
