@@ -1690,7 +1690,21 @@ impl Engine {
         let fixed = with_fixed_deadline(&wf, &task.task, at).ok_or_else(|| {
             EngineError::NotFound(format!("task `{}` in the workflow", task.task))
         })?;
-        let p = round_plan(&cat, &fixed, &round, None)?;
+        // The office's date is checked like a planned one (e.g. not before the task's stage
+        // opens), but the fault is the date's, not the workflow's.
+        let p = round_plan(&cat, &fixed, &round, None).map_err(|e| match e {
+            EngineError::Plan { problems, .. } => EngineError::Invalid(format!(
+                "the new deadline {} cannot be used: {}",
+                zh_datetime(&at),
+                problems
+                    .iter()
+                    .filter(|p| p.severity == Severity::Error)
+                    .map(|p| p.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            e => e,
+        })?;
         let history = self.store.task_history(task_id).await?;
         let suffix = format!(
             "reopen{}",

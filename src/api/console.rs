@@ -1201,7 +1201,9 @@ async fn task_action(
             render_task(&ui, id, StatusCode::CONFLICT, None, Some(msg)).await
         }
         Err(EngineError::Invalid(e)) => {
-            let msg = format!("不能重新打开：{e}");
+            let msg = format!(
+                "不能重新打开：新截止时间不可用（须晚于现在，且不早于任务所在阶段的开始时间）。详情：{e}"
+            );
             render_task(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(msg)).await
         }
         Err(e) => ui.fail(e),
