@@ -14,6 +14,7 @@
 
 use crate::definition::{Anchor, Task, Workflow};
 use crate::store::{Millis, TaskRow, task_state};
+use std::collections::HashMap;
 
 /// The workflow task ids a task waits for: its `after:` list, then the task its deadline
 /// counts from, without repeats.
@@ -35,13 +36,13 @@ pub fn done_anchor(task: &Task) -> Option<&str> {
     }
 }
 
-/// Every workflow task id that is a prerequisite or waits for one: the rows a decision
-/// needs. Empty when no task of the workflow waits for another.
-pub fn involved(wf: &Workflow) -> Vec<String> {
+/// The workflow task ids whose rows decide what finishing task `task` releases: every task
+/// that waits for it, and everything those wait for. Empty when nothing waits for it.
+pub fn to_read(wf: &Workflow, task: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for (_, t) in wf.tasks() {
         let pre = prerequisites(t);
-        if pre.is_empty() {
+        if !pre.contains(&task) {
             continue;
         }
         for id in pre.into_iter().chain([t.id.value.as_str()]) {
@@ -70,21 +71,70 @@ fn finished(t: &TaskRow) -> bool {
     t.state == task_state::DONE || t.state == task_state::WAIVED
 }
 
-fn same_assignee(a: &TaskRow, b: &TaskRow) -> bool {
-    a.assignee_kind == b.assignee_kind && a.assignee_id == b.assignee_id
+/// Whether a set of instances is all finished, and when the last of them was.
+#[derive(Debug, Clone, Copy)]
+struct Summary {
+    finished: bool,
+    last: Option<Millis>,
 }
 
-/// The instances of prerequisite `pre` that `t` waits for: the one of its own assignee when
-/// there is one, else all of them. Cancelled instances (a branch that left) hold nothing back.
-fn instances<'a>(pre: &str, t: &TaskRow, tasks: &'a [TaskRow]) -> Vec<&'a TaskRow> {
-    let all: Vec<&TaskRow> = tasks
-        .iter()
-        .filter(|x| x.task == pre && x.state != task_state::CANCELLED)
-        .collect();
-    if all.iter().any(|x| same_assignee(x, t)) {
-        all.into_iter().filter(|x| same_assignee(x, t)).collect()
-    } else {
-        all
+impl Summary {
+    fn of<'a>(rows: impl IntoIterator<Item = &'a TaskRow>) -> Summary {
+        let mut s = Summary {
+            finished: true,
+            last: None,
+        };
+        for x in rows {
+            s.finished &= finished(x);
+            let at = x.completed_at.unwrap_or(x.updated_at);
+            s.last = Some(s.last.map_or(at, |l: Millis| l.max(at)));
+        }
+        s
+    }
+}
+
+/// The rows of a round indexed for the decision (a round may have many thousands): the
+/// summary of every task's instances and of every assignee's instance. Cancelled instances
+/// (a branch that left) hold nothing back.
+struct Index<'a> {
+    all: HashMap<&'a str, Summary>,
+    own: HashMap<(&'a str, &'a str, &'a str), Summary>,
+}
+
+impl<'a> Index<'a> {
+    fn new(tasks: &'a [TaskRow]) -> Index<'a> {
+        let mut by_task: HashMap<&str, Vec<&TaskRow>> = HashMap::new();
+        let mut by_own: HashMap<(&str, &str, &str), Vec<&TaskRow>> = HashMap::new();
+        for t in tasks.iter().filter(|t| t.state != task_state::CANCELLED) {
+            by_task.entry(&t.task).or_default().push(t);
+            by_own
+                .entry((&t.task, &t.assignee_kind, &t.assignee_id))
+                .or_default()
+                .push(t);
+        }
+        Index {
+            all: by_task
+                .into_iter()
+                .map(|(k, v)| (k, Summary::of(v)))
+                .collect(),
+            own: by_own
+                .into_iter()
+                .map(|(k, v)| (k, Summary::of(v)))
+                .collect(),
+        }
+    }
+
+    /// The instances of prerequisite `pre` that `t` waits for: the one of its own assignee
+    /// when there is one, else all of them (none at all: nothing to wait for).
+    fn of(&self, pre: &str, t: &TaskRow) -> Summary {
+        self.own
+            .get(&(pre, t.assignee_kind.as_str(), t.assignee_id.as_str()))
+            .or_else(|| self.all.get(pre))
+            .copied()
+            .unwrap_or(Summary {
+                finished: true,
+                last: None,
+            })
     }
 }
 
@@ -94,6 +144,7 @@ fn instances<'a>(pre: &str, t: &TaskRow, tasks: &'a [TaskRow]) -> Vec<&'a TaskRo
 /// or for nothing this module knows (e.g. a task of another workflow version), are left alone.
 pub fn ready(wf: &Workflow, tasks: &[TaskRow], now: Millis) -> Vec<Ready> {
     let mut out = Vec::new();
+    let index = Index::new(tasks);
     for t in tasks.iter().filter(|t| t.state == task_state::WAITING) {
         let Some((_, def)) = wf.task(&t.task) else {
             continue;
@@ -108,24 +159,10 @@ pub fn ready(wf: &Workflow, tasks: &[TaskRow], now: Millis) -> Vec<Ready> {
         if pre.is_empty() {
             continue;
         }
-        let mut blocked = false;
-        for p in &pre {
-            if instances(p, t, tasks).iter().any(|x| !finished(x)) {
-                blocked = true;
-                break;
-            }
-        }
-        if blocked {
+        if pre.iter().any(|p| !index.of(p, t).finished) {
             continue;
         }
-        let done = done_anchor(def).map(|d| {
-            let at = instances(d, t, tasks)
-                .iter()
-                .map(|x| x.completed_at.unwrap_or(x.updated_at))
-                .max()
-                .unwrap_or(now);
-            (d.to_string(), at)
-        });
+        let done = done_anchor(def).map(|d| (d.to_string(), index.of(d, t).last.unwrap_or(now)));
         out.push(Ready {
             id: t.id,
             key: t.key.clone(),
@@ -182,7 +219,9 @@ mod tests {
         assert_eq!(pre("join"), ["a", "b"]);
         assert_eq!(pre("pair"), ["a"]);
         assert!(pre("free").is_empty());
-        assert_eq!(involved(&wf), ["a", "b", "join", "pair", "event"]);
+        assert_eq!(to_read(&wf, "a"), ["a", "b", "join", "pair", "event"]);
+        assert_eq!(to_read(&wf, "b"), ["a", "b", "join"]);
+        assert!(to_read(&wf, "join").is_empty());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::validate::workflow_tz;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Notify;
@@ -250,7 +250,7 @@ struct Joins {
     wf: Arc<Workflow>,
     round: RoundRow,
     /// The workflow task ids whose rows the decision reads.
-    involved: Vec<String>,
+    read: Vec<String>,
     actor: String,
     now: DateTime<Utc>,
 }
@@ -274,7 +274,18 @@ impl Joins {
                 serde_json::json!({"key": r.key, "error": error}),
             )
         };
-        let base = match round_plan(&self.catalog, &self.wf, &self.round, None) {
+        // Only the units of the ready tasks are planned (role tasks always are): this runs
+        // inside the transaction, and a whole round of thousands of branches is planned in
+        // seconds, not milliseconds.
+        let mut units: Vec<String> = rows
+            .iter()
+            .filter(|t| t.assignee_kind == "unit" && ready.iter().any(|r| r.id == t.id))
+            .map(|t| t.assignee_id.clone())
+            .collect();
+        units.sort();
+        units.dedup();
+        let units = Some(units.as_slice());
+        let base = match round_plan(&self.catalog, &self.wf, &self.round, None, units) {
             Ok(p) => p,
             Err(e) => {
                 out.audit
@@ -305,7 +316,7 @@ impl Joins {
                 None => Ok(base.clone()),
                 Some((task, at)) => {
                     let map = BTreeMap::from([(task.clone(), from_ms(*at))]);
-                    round_plan(&self.catalog, &self.wf, &self.round, Some(&map))
+                    round_plan(&self.catalog, &self.wf, &self.round, Some(&map), units)
                 }
             };
             let p = match plan {
@@ -357,19 +368,24 @@ impl Joins {
     }
 }
 
-/// Plan a stored round (its start, parameters and units) with a catalog.
+/// Plan a stored round (its start, parameters and units, or only the units `only`) with a
+/// catalog.
 fn round_plan(
     cat: &Catalog,
     wf: &Workflow,
     round: &RoundRow,
     done: Option<&BTreeMap<String, DateTime<Utc>>>,
+    only: Option<&[String]>,
 ) -> Result<Plan> {
     let params: BTreeMap<String, String> =
         serde_json::from_str(&round.params_json).unwrap_or_default();
-    let units: Option<Vec<String>> = round
-        .units_json
-        .as_deref()
-        .and_then(|u| serde_json::from_str(u).ok());
+    let units: Option<Vec<String>> = match only {
+        Some(u) => Some(u.to_vec()),
+        None => round
+            .units_json
+            .as_deref()
+            .and_then(|u| serde_json::from_str(u).ok()),
+    };
     let start = NaiveDate::parse_from_str(&round.start_date, "%Y-%m-%d")
         .map_err(|_| EngineError::NotFound(format!("start date of round {}", round.id)))?;
     let (p, problems) = plan(PlanInput {
@@ -687,22 +703,25 @@ impl Engine {
         p: &Plan,
         now: DateTime<Utc>,
     ) -> (Vec<NewTask>, Vec<NewTimer>) {
-        let blocked = |task: &str| {
-            wf.task(task).is_some_and(|(_, def)| {
+        let present: HashSet<&str> = p.tasks.iter().map(|t| t.task.as_str()).collect();
+        let blocked: HashSet<&str> = wf
+            .tasks()
+            .filter(|(_, def)| {
                 crate::activation::prerequisites(def)
                     .iter()
-                    .any(|pre| p.tasks.iter().any(|x| x.task == *pre))
+                    .any(|pre| present.contains(pre))
             })
-        };
-        let mut waiting: Vec<&str> = Vec::new();
+            .map(|(_, def)| def.id.value.as_str())
+            .collect();
+        let mut waiting: HashSet<&str> = HashSet::new();
         let tasks = p
             .tasks
             .iter()
             .map(|t| {
                 let fixed = t.due.at.is_some() && !t.due.projected;
-                let waits = !fixed || blocked(&t.task);
+                let waits = !fixed || blocked.contains(t.task.as_str());
                 if waits {
-                    waiting.push(&t.key);
+                    waiting.insert(&t.key);
                 }
                 NewTask {
                     key: t.key.clone(),
@@ -1507,20 +1526,22 @@ impl Engine {
             .render("catch_up", &[], &ctx)
             .map_err(|e| EngineError::NotFound(e.to_string()))?;
         let item_json = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
-        let mut fx = FireEffects::default();
-        fx.notifications =
+        let mut notifications =
             self.to_contacts(&t.key, None, "catch_up", &party, &rendered, &item_json, now);
-        for n in &mut fx.notifications {
+        for n in &mut notifications {
             n.round_id = Some(round_id);
         }
-        fx.audit.push(audit(
-            now,
-            "daemon",
-            "round.catch_up",
-            &format!("round:{round_id}"),
-            serde_json::json!({"to": party.id, "overdue": items.len(), "timer": t.key}),
-        ));
-        Ok(fx)
+        Ok(FireEffects {
+            notifications,
+            audit: vec![audit(
+                now,
+                "daemon",
+                "round.catch_up",
+                &format!("round:{round_id}"),
+                serde_json::json!({"to": party.id, "overdue": items.len(), "timer": t.key}),
+            )],
+            ..Default::default()
+        })
     }
 
     /// One notification per channel of every contact of a party (a `log` entry when the
@@ -1692,7 +1713,11 @@ impl Engine {
         })?;
         // The office's date is checked like a planned one (e.g. not before the task's stage
         // opens), but the fault is the date's, not the workflow's.
-        let p = round_plan(&cat, &fixed, &round, None).map_err(|e| match e {
+        let only: Vec<String> = (task.assignee_kind == "unit")
+            .then(|| task.assignee_id.clone())
+            .into_iter()
+            .collect();
+        let p = round_plan(&cat, &fixed, &round, None, Some(&only)).map_err(|e| match e {
             EngineError::Plan { problems, .. } => EngineError::Invalid(format!(
                 "the new deadline {} cannot be used: {}",
                 zh_datetime(&at),
@@ -1801,37 +1826,42 @@ impl Engine {
             ),
         };
         let joins = if cancel_timers {
-            self.joins(task.round_id, actor, now).await?
+            self.joins(task, actor, now).await?
         } else {
             None
         };
         Ok(match &joins {
             Some(j) => {
                 let decide = |rows: &[TaskRow]| j.decide(rows);
-                self.store.transition_with(t, &j.involved, &decide).await?
+                self.store.transition_with(t, &j.read, &decide).await?
             }
             None => self.store.transition(t).await?,
         })
     }
 
-    /// What deciding activations in a round needs, read before the transaction; None when
-    /// no task of the round's workflow waits for another.
-    async fn joins(&self, round_id: i64, actor: &str, now: DateTime<Utc>) -> Result<Option<Joins>> {
+    /// What deciding the activations `task` may release needs, read before the transaction;
+    /// None when no task waits for it.
+    async fn joins(
+        &self,
+        task: &TaskRow,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Joins>> {
         let round = self
             .store
-            .round(round_id)
+            .round(task.round_id)
             .await?
-            .ok_or_else(|| EngineError::NotFound(format!("round {round_id}")))?;
+            .ok_or_else(|| EngineError::NotFound(format!("round {}", task.round_id)))?;
         let wf = self.workflow_of(round.version_id).await?;
-        let involved = crate::activation::involved(&wf);
-        if involved.is_empty() {
+        let read = crate::activation::to_read(&wf, &task.task);
+        if read.is_empty() {
             return Ok(None);
         }
         Ok(Some(Joins {
             catalog: self.catalog(),
             wf,
             round,
-            involved,
+            read,
             actor: actor.to_string(),
             now,
         }))
@@ -1875,7 +1905,7 @@ impl Engine {
         done: Option<&BTreeMap<String, DateTime<Utc>>>,
     ) -> Result<Plan> {
         let wf = self.workflow_of(round.version_id).await?;
-        round_plan(&self.catalog(), &wf, round, done)
+        round_plan(&self.catalog(), &wf, round, done, None)
     }
     /// A unit's deadlines in running rounds as an iCalendar feed (done and waived tasks
     /// stay in the feed, marked done, so a subscribed calendar shows the whole round).

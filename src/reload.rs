@@ -142,11 +142,12 @@ impl Engine {
         let wf = self.workflow_of(version).await?;
         // A task that appears waits, like at the round's start, while it has prerequisites
         // in the round (`after:`, `{done: …}`).
+        let present: BTreeSet<&str> = plan.tasks.iter().map(|t| t.task.as_str()).collect();
         let blocked = |task: &str| {
             wf.task(task).is_some_and(|(_, def)| {
                 crate::activation::prerequisites(def)
                     .iter()
-                    .any(|pre| plan.tasks.iter().any(|x| x.task == *pre))
+                    .any(|pre| present.contains(pre))
             })
         };
         let by_key: HashMap<&str, &crate::store::TaskRow> =
