@@ -120,8 +120,8 @@ impl Setup {
         out
     }
 
-    /// `round start` of [`WORKFLOW`] on 2019-07-DAY (in the past: its timers are due at
-    /// once), whether it succeeds or not.
+    /// `round start` of [`WORKFLOW`] on 2019-07-DAY (in the past: its past instants are
+    /// skipped and its catch-up messages are due at once), whether it succeeds or not.
     pub fn round_start(&self, day: u32) -> Output {
         self.cmd(&round_start_args(&day_of_july(day)))
             .output()
