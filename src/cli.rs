@@ -217,13 +217,21 @@ pub enum TaskCommand {
         #[arg(long)]
         reason: String,
     },
-    /// Reopen a done or waived task.
+    /// Reopen a done or waived task with a new deadline (default: the workflow's
+    /// `defaults.reopen_working_days`, 5, working days from today); its reminders and
+    /// escalations are planned again from it.
     Reopen {
         /// Task id.
         id: i64,
         /// Why.
         #[arg(long)]
         reason: Option<String>,
+        /// New deadline, YYYY-MM-DD (at the task's time of day) or YYYY-MM-DDTHH:MM.
+        #[arg(long, value_parser = parse_deadline, conflicts_with = "in_working_days")]
+        due: Option<crate::engine::NewDeadline>,
+        /// New deadline: this many working days from today.
+        #[arg(long = "in", value_name = "N")]
+        in_working_days: Option<u32>,
     },
 }
 
@@ -234,6 +242,11 @@ pub enum Format {
     Text,
     /// For programs.
     Json,
+}
+
+fn parse_deadline(s: &str) -> Result<crate::engine::NewDeadline, String> {
+    crate::engine::NewDeadline::parse_date(s)
+        .ok_or_else(|| format!("`{s}` is not YYYY-MM-DD or YYYY-MM-DDTHH:MM"))
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {

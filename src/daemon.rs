@@ -411,7 +411,28 @@ async fn task_command(
         }
         TaskCommand::Complete { id, note } => e.complete_task(id, "cli", note).await?,
         TaskCommand::Waive { id, reason } => e.waive_task(id, "cli", Some(reason)).await?,
-        TaskCommand::Reopen { id, reason } => e.reopen_task(id, "cli", reason).await?,
+        TaskCommand::Reopen {
+            id,
+            reason,
+            due,
+            in_working_days,
+        } => {
+            let due = match (due, in_working_days) {
+                (Some(d), _) => d,
+                (None, Some(n)) => crate::engine::NewDeadline::WorkingDays(n),
+                (None, None) => crate::engine::NewDeadline::Default,
+            };
+            let row = e.reopen_task_due(id, "cli", reason, due).await?;
+            let due = row
+                .due_at
+                .map(|d| zh_datetime(&from_ms(d).with_timezone(&tz)))
+                .unwrap_or_else(|| "—".into());
+            println!(
+                "task {} ({}) is now {}, due {due}",
+                row.id, row.key, row.state
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     println!("task {} ({}) is now {}", row.id, row.key, row.state);
     Ok(ExitCode::SUCCESS)
@@ -468,6 +489,12 @@ async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::
                     fmt(t.due_at.map(from_ms)),
                     provisional_mark(t.provisional)
                 );
+            }
+        }
+        if !s.stuck.is_empty() {
+            println!("  STUCK (every prerequisite is done, yet still waiting):");
+            for t in &s.stuck {
+                println!("    {:>6} {} {}", t.id, t.key, t.assignee_name);
             }
         }
         println!("  next:");

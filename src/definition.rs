@@ -112,6 +112,10 @@ pub struct Defaults {
     /// Escalation chain for every task that does not set its own.
     #[serde(default)]
     pub escalation: Option<Vec<Sp<Rung>>>,
+    /// Working days a reopened task gets from the day it is reopened, unless the office
+    /// gives a deadline (default 5).
+    #[serde(default)]
+    pub reopen_working_days: Option<u32>,
 }
 
 /// A stage: a window in the round, holding tasks.

@@ -8,22 +8,22 @@
 
 use crate::catalog::Catalog;
 use crate::clock::Clock;
-use crate::definition::{Anchor, Misfire, Workflow};
+use crate::definition::{Misfire, Workflow};
 use crate::diagnostic::Severity;
 use crate::directory::{Contact, Party};
 use crate::notify::Item;
 use crate::notify::render::{Rendered, Renderer};
 use crate::plan::{Plan, PlanInput, PlannedTimer, Problem, TimerKind, plan};
 use crate::store::{
-    Activation, AuditEntry, FireEffects, Millis, NewNotification, NewRound, NewTask, NewTimer,
-    RoundRow, Store, StoreError, TaskRow, TimerRow, Transition, task_state, timer_state,
+    Activation, AuditEntry, Decided, FireEffects, Millis, NewNotification, NewRound, NewTask,
+    NewTimer, RoundRow, Store, StoreError, TaskRow, TimerRow, Transition, task_state, timer_state,
 };
 use crate::timefmt::zh_datetime;
 use crate::validate::workflow_tz;
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::Notify;
@@ -45,6 +45,9 @@ fn link_expiry(from_ms: Millis) -> i64 {
 }
 /// Timers claimed per statement.
 pub const CLAIM_BATCH: usize = 200;
+/// Working days a reopened task gets when neither the caller nor the workflow
+/// (`defaults.reopen_working_days`) says.
+pub const DEFAULT_REOPEN_WORKING_DAYS: u32 = 5;
 
 /// Engine failures.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,9 @@ pub enum EngineError {
     /// Something asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// A value given by the caller cannot be used (e.g. a new deadline in the past).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 fn render_problems(p: &[Problem]) -> String {
@@ -117,6 +123,9 @@ struct BatchReads {
     tasks: HashMap<i64, TaskRow>,
     /// Rounds read so far; `None` when the round is gone.
     rounds: HashMap<i64, Option<RoundRow>>,
+    /// Every timer of the tasks whose overdue reminders or escalations fire late (after
+    /// downtime), to tell whether a later one of the same kind is due as well.
+    siblings: HashMap<i64, Vec<TimerRow>>,
 }
 
 /// What a timer's payload carries.
@@ -249,8 +258,290 @@ pub struct RoundStatus {
     pub stages: Vec<StageProgress>,
     /// Open tasks past their deadline.
     pub overdue: Vec<TaskRow>,
+    /// Waiting tasks whose prerequisites are all done or waived: stuck, something is wrong
+    /// (the office should look, e.g. at an activation that could not be planned).
+    pub stuck: Vec<TaskRow>,
     /// The next pending timers.
     pub next: Vec<TimerRow>,
+}
+
+/// The deadline of a reopened task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NewDeadline {
+    /// `defaults.reopen_working_days` working days from today (5 when unset).
+    #[default]
+    Default,
+    /// This many working days from today.
+    WorkingDays(u32),
+    /// This date (local), at the task's time of day.
+    On(NaiveDate),
+    /// This local date and time.
+    At(NaiveDateTime),
+}
+
+impl NewDeadline {
+    /// Parse `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM` (also with a space instead of `T`).
+    pub fn parse_date(s: &str) -> Option<NewDeadline> {
+        let s = s.trim();
+        if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            return Some(NewDeadline::On(d));
+        }
+        ["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+            .map(NewDeadline::At)
+    }
+}
+
+/// What a task state change does besides the state.
+enum Change {
+    /// Done or waived: its timers stop and waiting tasks may become owed.
+    Finish,
+    /// Reopened: a new deadline and the timers planned from it.
+    Reopen {
+        timers: Vec<NewTimer>,
+        due: Millis,
+        provisional: bool,
+    },
+}
+
+/// Everything deciding activations needs besides the rows read in the transaction, so the
+/// decision is a plain function of (workflow, the round's tasks, now).
+struct Joins {
+    catalog: Arc<Catalog>,
+    wf: Arc<Workflow>,
+    round: RoundRow,
+    /// The workflow task ids whose rows the decision reads.
+    read: Vec<String>,
+    actor: String,
+    now: DateTime<Utc>,
+}
+
+impl Joins {
+    /// The waiting tasks that become owed, with the deadline and timers of each, planned
+    /// from when their prerequisites were finished; an activation that cannot be planned
+    /// leaves its task waiting, with an audit entry (and `status` reports it).
+    fn decide(&self, rows: &[TaskRow]) -> Decided {
+        let ready = crate::activation::ready(&self.wf, rows, ms(self.now));
+        let mut out = Decided::default();
+        if ready.is_empty() {
+            return out;
+        }
+        let failed = |r: &crate::activation::Ready, error: &str| {
+            audit(
+                self.now,
+                &self.actor,
+                "task.activation_failed",
+                &format!("task:{}", r.id),
+                serde_json::json!({"key": r.key, "error": error}),
+            )
+        };
+        // Only the units of the ready tasks are planned (role tasks always are): this runs
+        // inside the transaction, and a whole round of thousands of branches is planned in
+        // seconds, not milliseconds.
+        let mut units: Vec<String> = rows
+            .iter()
+            .filter(|t| t.assignee_kind == "unit" && ready.iter().any(|r| r.id == t.id))
+            .map(|t| t.assignee_id.clone())
+            .collect();
+        units.sort();
+        units.dedup();
+        let units = Some(units.as_slice());
+        let base = match round_plan(&self.catalog, &self.wf, &self.round, None, units) {
+            Ok(p) => p,
+            Err(e) => {
+                out.audit
+                    .extend(ready.iter().map(|r| failed(r, &e.to_string())));
+                return out;
+            }
+        };
+        // A completion before the dependent's stage opens counts from the opening, so
+        // finishing early never makes the next task due before its stage.
+        let mut groups: BTreeMap<Option<(String, Millis)>, Vec<&crate::activation::Ready>> =
+            BTreeMap::new();
+        for r in &ready {
+            let done = r.done.clone().map(|(task, at)| {
+                let opens = base
+                    .tasks
+                    .iter()
+                    .find(|t| t.key == r.key)
+                    .and_then(|t| base.stages.iter().find(|s| s.id == t.stage))
+                    .filter(|s| !s.opens.projected)
+                    .and_then(|s| s.opens.at)
+                    .map(|a| ms(a.with_timezone(&Utc)));
+                (task, opens.map_or(at, |o| o.max(at)))
+            });
+            groups.entry(done).or_default().push(r);
+        }
+        for (done, list) in groups {
+            let plan = match &done {
+                None => Ok(base.clone()),
+                Some((task, at)) => {
+                    let map = BTreeMap::from([(task.clone(), from_ms(*at))]);
+                    round_plan(&self.catalog, &self.wf, &self.round, Some(&map), units)
+                }
+            };
+            let p = match plan {
+                Ok(p) => p,
+                Err(e) => {
+                    out.audit
+                        .extend(list.iter().map(|r| failed(r, &e.to_string())));
+                    continue;
+                }
+            };
+            for r in list {
+                let planned = p
+                    .tasks
+                    .iter()
+                    .find(|x| x.key == r.key)
+                    .filter(|x| !x.due.projected);
+                let provisional = planned.is_some_and(|x| x.due.provisional);
+                let due = planned.and_then(|x| x.due.at);
+                let Some(due) = due else {
+                    out.audit.push(failed(r, "its deadline cannot be dated"));
+                    continue;
+                };
+                let timers = p
+                    .timers
+                    .iter()
+                    .filter(|x| x.task.as_deref() == Some(&r.key) && !x.projected)
+                    .filter_map(|x| timer_row(&self.round.tag, x, self.now))
+                    .map(|mut x| {
+                        x.round_id = Some(self.round.id);
+                        x
+                    })
+                    .collect();
+                let due = ms(due.with_timezone(&Utc));
+                out.audit.push(audit(
+                    self.now,
+                    &self.actor,
+                    "task.activate",
+                    &format!("task:{}", r.id),
+                    serde_json::json!({"key": r.key, "due": from_ms(due), "counted_from": done.as_ref().map(|(t, at)| serde_json::json!({"task": t, "at": from_ms(*at)}))}),
+                ));
+                out.activate.push(Activation {
+                    round_id: self.round.id,
+                    task_key: r.key.clone(),
+                    due_at: due,
+                    provisional,
+                    timers,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Plan a stored round (its start, parameters and units, or only the units `only`) with a
+/// catalog.
+fn round_plan(
+    cat: &Catalog,
+    wf: &Workflow,
+    round: &RoundRow,
+    done: Option<&BTreeMap<String, DateTime<Utc>>>,
+    only: Option<&[String]>,
+) -> Result<Plan> {
+    let params: BTreeMap<String, String> =
+        serde_json::from_str(&round.params_json).unwrap_or_default();
+    let units: Option<Vec<String>> = match only {
+        Some(u) => Some(u.to_vec()),
+        None => round
+            .units_json
+            .as_deref()
+            .and_then(|u| serde_json::from_str(u).ok()),
+    };
+    let start = NaiveDate::parse_from_str(&round.start_date, "%Y-%m-%d")
+        .map_err(|_| EngineError::NotFound(format!("start date of round {}", round.id)))?;
+    let (p, problems) = plan(PlanInput {
+        workflow: wf,
+        directory: &cat.directory,
+        calendar: &cat.calendar,
+        tz: workflow_tz(wf, cat.config.tz()),
+        start,
+        params: &params,
+        units: units.as_deref(),
+        done,
+    });
+    p.ok_or_else(|| EngineError::Plan {
+        workflow: wf.id.value.clone(),
+        problems,
+    })
+}
+
+/// When a reopened task is due: a date keeps the task's time of day (its old deadline's,
+/// else the workflow's `defaults.due_at`, else 18:00); it must lie in the future.
+fn reopen_deadline(
+    wf: &Workflow,
+    calendar: &crate::calendar::Calendar,
+    tz: chrono_tz::Tz,
+    task: &TaskRow,
+    due: NewDeadline,
+    now: DateTime<Utc>,
+) -> Result<DateTime<chrono_tz::Tz>> {
+    let time = task
+        .due_at
+        .map(|d| from_ms(d).with_timezone(&tz).time())
+        .or(wf.defaults.due_at.map(|t| t.0))
+        .unwrap_or_else(|| NaiveTime::from_hms_opt(18, 0, 0).unwrap_or_default());
+    let today = local_date(now, tz);
+    let working_days = |n: u32| {
+        calendar
+            .add_working_days(today, i64::from(n))
+            .map_err(|e| EngineError::Invalid(format!("cannot count {n} working days: {e}")))
+    };
+    let local = match due {
+        NewDeadline::Default => working_days(
+            wf.defaults
+                .reopen_working_days
+                .unwrap_or(DEFAULT_REOPEN_WORKING_DAYS),
+        )?
+        .and_time(time),
+        NewDeadline::WorkingDays(n) => working_days(n)?.and_time(time),
+        NewDeadline::On(d) => d.and_time(time),
+        NewDeadline::At(dt) => dt,
+    };
+    let at = tz
+        .from_local_datetime(&local)
+        .earliest()
+        .ok_or_else(|| EngineError::Invalid(format!("{local} does not exist in {tz}")))?;
+    if at.with_timezone(&Utc) <= now {
+        return Err(EngineError::Invalid(format!(
+            "the new deadline {} is not in the future",
+            zh_datetime(&at)
+        )));
+    }
+    Ok(at)
+}
+
+/// The workflow with one task's deadline fixed at an instant, so the planner dates its
+/// reminders, overdue reminders and escalations from there. None when the task is not in it.
+fn with_fixed_deadline(wf: &Workflow, task: &str, at: DateTime<chrono_tz::Tz>) -> Option<Workflow> {
+    use crate::calendar::Roll;
+    use crate::definition::{TimeOfDay, Val, When};
+    use crate::diagnostic::Sp;
+    let mut wf = wf.clone();
+    let t = wf
+        .stages
+        .iter_mut()
+        .flat_map(|s| s.tasks.iter_mut())
+        .find(|t| t.id.value == task)?;
+    let loc = t.due.loc;
+    t.due = Sp {
+        value: When {
+            on: Some(Sp {
+                value: Val::Lit(at.date_naive()),
+                loc,
+            }),
+            at: Some(Sp {
+                value: Val::Lit(TimeOfDay(at.time())),
+                loc,
+            }),
+            if_non_working: Some(Roll::Keep),
+            ..When::default()
+        },
+        loc,
+    };
+    Some(wf)
 }
 
 /// The engine.
@@ -518,13 +809,35 @@ impl Engine {
     }
 
     /// Tasks and timers of a planned round. Reminders already in the past are not created
-    /// (a round started late should not send a burst of stale reminders).
-    fn materialise(tag: &str, p: &Plan, now: DateTime<Utc>) -> (Vec<NewTask>, Vec<NewTimer>) {
+    /// (a round started late should not send a burst of stale reminders). A task waits when
+    /// its deadline is not known yet or it has prerequisites (`after:`, `{done: …}`) with
+    /// instances in the round; a waiting task's timers are created when it becomes owed.
+    fn materialise(
+        tag: &str,
+        wf: &Workflow,
+        p: &Plan,
+        now: DateTime<Utc>,
+    ) -> (Vec<NewTask>, Vec<NewTimer>) {
+        let present: HashSet<&str> = p.tasks.iter().map(|t| t.task.as_str()).collect();
+        let blocked: HashSet<&str> = wf
+            .tasks()
+            .filter(|(_, def)| {
+                crate::activation::prerequisites(def)
+                    .iter()
+                    .any(|pre| present.contains(pre))
+            })
+            .map(|(_, def)| def.id.value.as_str())
+            .collect();
+        let mut waiting: HashSet<&str> = HashSet::new();
         let tasks = p
             .tasks
             .iter()
             .map(|t| {
                 let fixed = t.due.at.is_some() && !t.due.projected;
+                let waits = !fixed || blocked.contains(t.task.as_str());
+                if waits {
+                    waiting.insert(&t.key);
+                }
                 NewTask {
                     key: t.key.clone(),
                     task: t.task.clone(),
@@ -538,10 +851,10 @@ impl Engine {
                     } else {
                         None
                     },
-                    state: if fixed {
-                        task_state::OPEN
-                    } else {
+                    state: if waits {
                         task_state::WAITING
+                    } else {
+                        task_state::OPEN
                     }
                     .to_string(),
                     provisional: fixed && t.due.provisional,
@@ -552,6 +865,11 @@ impl Engine {
             .timers
             .iter()
             .filter(|t| !t.projected)
+            .filter(|t| {
+                t.task
+                    .as_ref()
+                    .is_none_or(|k| !waiting.contains(&k.as_str()))
+            })
             .filter_map(|t| timer_row(tag, t, now))
             .collect();
         (tasks, timers)
@@ -584,7 +902,10 @@ impl Engine {
             None,
         )?;
         let tag = format!("m{}", self.tag(&req.workflow));
-        let (tasks, timers) = Self::materialise(&tag, &p, now);
+        let (tasks, mut timers) = Self::materialise(&tag, &loaded.workflow, &p, now);
+        // Started late: what is overdue already is told once per assignee, instead of by
+        // the deadlines, overdue reminders and escalations of the past (see `effects`).
+        timers.extend(catch_up_timers(&tag, &p, now));
         let round = NewRound {
             tag: tag.clone(),
             workflow_id: req.workflow.clone(),
@@ -695,7 +1016,7 @@ impl Engine {
             return Ok(None);
         }
         let claimed = started.elapsed();
-        let mut reads = self.batch_reads(&batch).await?;
+        let mut reads = self.batch_reads(&batch, now).await?;
         let read = started.elapsed();
         let mut items = Vec::with_capacity(batch.len());
         for t in &batch {
@@ -798,8 +1119,9 @@ impl Engine {
         Ok(self.store.next_due_at().await?.map(from_ms))
     }
 
-    /// The tasks of a claimed batch, read in one query, and a cache for their rounds.
-    async fn batch_reads(&self, batch: &[TimerRow]) -> Result<BatchReads> {
+    /// The tasks of a claimed batch, read in one query, a cache for their rounds, and the
+    /// timers of tasks whose overdue reminders or escalations fire late.
+    async fn batch_reads(&self, batch: &[TimerRow], now: DateTime<Utc>) -> Result<BatchReads> {
         let ids: Vec<i64> = batch.iter().filter_map(|t| t.task_id).collect();
         let tasks = if ids.is_empty() {
             HashMap::new()
@@ -811,10 +1133,38 @@ impl Engine {
                 .map(|t| (t.id, t))
                 .collect()
         };
+        // Two overdue reminders or rungs of one task are at least an hour apart, so only a
+        // timer this late can have a later sibling that is due too (the daemon was down).
+        let mut late: Vec<i64> = batch
+            .iter()
+            .filter(|t| is_chain(&t.kind) && ms(now) - t.due_at >= MISFIRE_GRACE_MS)
+            .filter_map(|t| t.task_id)
+            .collect();
+        late.sort_unstable();
+        late.dedup();
+        let mut siblings: HashMap<i64, Vec<TimerRow>> = HashMap::new();
+        if !late.is_empty() {
+            for t in self.store.task_timers(&late).await? {
+                if let Some(task) = t.task_id {
+                    siblings.entry(task).or_default().push(t);
+                }
+            }
+        }
         Ok(BatchReads {
             tasks,
             rounds: HashMap::new(),
+            siblings,
         })
+    }
+
+    /// A round, read once per batch.
+    async fn round_cached(&self, id: i64, reads: &mut BatchReads) -> Result<Option<RoundRow>> {
+        if let Some(r) = reads.rounds.get(&id) {
+            return Ok(r.clone());
+        }
+        let r = self.store.round(id).await?;
+        reads.rounds.insert(id, r.clone());
+        Ok(r)
     }
 
     async fn effects(
@@ -824,8 +1174,19 @@ impl Engine {
         reads: &mut BatchReads,
     ) -> Result<FireEffects> {
         let payload: Payload = serde_json::from_str(&t.payload_json).unwrap_or_default();
+        if t.kind != "kickoff"
+            && t.kind != "catch_up"
+            && let Some(round_id) = t.round_id
+            && let Some(round) = self.round_cached(round_id, reads).await?
+            && t.due_at < round.created_at - MISFIRE_GRACE_MS
+        {
+            // The round was started with a date in the past: its instants before that are
+            // recorded, not acted on; the catch-up message tells what is overdue.
+            return Ok(skipped(t, now, "before the round was started"));
+        }
         match t.kind.as_str() {
             "kickoff" => self.kickoff_effects(t, &payload, now),
+            "catch_up" => self.catch_up_effects(t, &payload, now, reads).await,
             crate::provisional::NOTICE_KIND => Ok(self.calendar_notice_effects(t, now)),
             "stage_open" | "stage_close" => Ok(FireEffects {
                 audit: vec![audit(
@@ -921,7 +1282,7 @@ impl Engine {
         fx.timers
             .extend(self.next_kickoff(&id, schedule, tz, due, now, &mut fx.audit));
         let tag = format!("k{}", short_hash(&kickoff_key));
-        let (tasks, timers) = Self::materialise(&tag, &p, now);
+        let (tasks, timers) = Self::materialise(&tag, wf, &p, now);
         fx.audit.push(audit(
             now,
             "daemon",
@@ -1235,14 +1596,22 @@ impl Engine {
             name: recipient.name.clone(),
         };
         let cat = self.catalog();
-        let round = match reads.rounds.get(&task.round_id) {
-            Some(r) => r.clone(),
-            None => {
-                let r = self.store.round(task.round_id).await?;
-                reads.rounds.insert(task.round_id, r.clone());
-                r
-            }
-        };
+        if is_chain(&t.kind)
+            && reads.siblings.get(&task_id).is_some_and(|timers| {
+                timers.iter().any(|u| {
+                    u.id != t.id
+                        && u.kind == t.kind
+                        && u.state != timer_state::CANCELLED
+                        && u.due_at > t.due_at
+                        && u.due_at <= ms(now)
+                })
+            })
+        {
+            // After downtime only the latest due overdue reminder, and only the highest due
+            // rung, are sent: one catch-up, not the whole chain in one second.
+            return Ok(skipped(t, now, "a later one is due as well"));
+        }
+        let round = self.round_cached(task.round_id, reads).await?;
         let wf = match &round {
             // A database failure must leave the timer claimed (see `fire_due`); a stored
             // version that no longer parses only loses the workflow's own templates.
@@ -1256,6 +1625,13 @@ impl Engine {
         let tz = wf
             .as_ref()
             .map_or(cat.config.tz(), |w| workflow_tz(w, cat.config.tz()));
+        if t.kind == "deadline"
+            && local_date(now, tz) != local_date(from_ms(task.due_at.unwrap_or(t.due_at)), tz)
+        {
+            // 【今日截止】 is true on the deadline's own day only; later, the overdue
+            // reminders speak.
+            return Ok(skipped(t, now, "the deadline's day has passed"));
+        }
         let due = task.due_at.map(from_ms);
         let deadline = due
             .map(|d| {
@@ -1347,6 +1723,93 @@ impl Engine {
         Ok(fx)
     }
 
+    /// The one catch-up message of an assignee of a round started late: everything of theirs
+    /// that is overdue when it fires (nothing, when they caught up meanwhile).
+    async fn catch_up_effects(
+        &self,
+        t: &TimerRow,
+        payload: &Payload,
+        now: DateTime<Utc>,
+        reads: &mut BatchReads,
+    ) -> Result<FireEffects> {
+        let (Some(round_id), Some(recipient)) = (t.round_id, &payload.recipient) else {
+            return Ok(skipped(t, now, "no round or recipient"));
+        };
+        let Some(round) = self.round_cached(round_id, reads).await? else {
+            return Ok(skipped(t, now, "the round is gone"));
+        };
+        let wf = match self.workflow_of(round.version_id).await {
+            Ok(w) => Some(w),
+            Err(e @ EngineError::Store(_)) => return Err(e),
+            Err(_) => None,
+        };
+        let cat = self.catalog();
+        let tz = wf
+            .as_ref()
+            .map_or(cat.config.tz(), |w| workflow_tz(w, cat.config.tz()));
+        let tasks = self.store.tasks(round_id).await?;
+        let items: Vec<Item> = tasks
+            .iter()
+            .filter(|x| x.assignee_kind == recipient.kind && x.assignee_id == recipient.id)
+            .filter(|x| is_overdue(x, ms(now)))
+            .filter_map(|x| {
+                let due = from_ms(x.due_at?);
+                Some(Item {
+                    title: x.title.clone(),
+                    assignee: x.assignee_name.clone(),
+                    deadline: format!(
+                        "{}{}",
+                        zh_datetime(&due.with_timezone(&tz)),
+                        crate::timefmt::provisional_mark(x.provisional)
+                    ),
+                    days_left: days_between(now, due, tz),
+                    link: self.task_link(x, now),
+                })
+            })
+            .collect();
+        if items.is_empty() {
+            return Ok(skipped(t, now, "nothing overdue any more"));
+        }
+        let party = Party {
+            kind: if recipient.kind == "role" {
+                "role"
+            } else {
+                "unit"
+            },
+            id: recipient.id.clone(),
+            name: recipient.name.clone(),
+        };
+        let ctx = minijinja::context! {
+            workflow => minijinja::context!{ id => round.workflow_id.clone(), title => wf.as_ref().map(|w| w.title.clone()) },
+            round => minijinja::context!{ id => round.id, start => round.start_date.clone() },
+            recipient => minijinja::context!{ id => party.id.clone(), name => party.name.clone() },
+            assignee => minijinja::context!{ id => party.id.clone(), name => party.name.clone() },
+            items => minijinja::Value::from(minijinja::value::Serde(&items)),
+            office => minijinja::context!{ name => cat.directory.office.name.clone() },
+        };
+        let rendered = self
+            .renderer
+            .render("catch_up", &[], &ctx)
+            .map_err(|e| EngineError::NotFound(e.to_string()))?;
+        let item_json = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
+        let mut notifications =
+            self.to_contacts(&t.key, None, "catch_up", &party, &rendered, &item_json, now);
+        for n in &mut notifications {
+            n.round_id = Some(round_id);
+        }
+        Ok(FireEffects {
+            notifications,
+            audit: vec![audit(
+                now,
+                "daemon",
+                "round.catch_up",
+                &format!("round:{round_id}"),
+                serde_json::json!({"to": party.id, "overdue": items.len(), "timer": t.key}),
+            )],
+            ..Default::default()
+        })
+    }
+
     /// One notification per channel of every contact of a party (a `log` entry when the
     /// party has no reachable contact, so nothing disappears silently).
     #[allow(clippy::too_many_arguments)]
@@ -1414,7 +1877,7 @@ impl Engine {
     }
 
     /// Mark a task done: its reminders and escalations stop, and tasks waiting on it
-    /// become owed (counted from now).
+    /// become owed (counted from now). Allowed before the task's stage or round has begun.
     pub async fn complete_task(
         &self,
         task_id: i64,
@@ -1423,8 +1886,7 @@ impl Engine {
     ) -> Result<TaskRow> {
         let task = self.task_or_err(task_id).await?;
         let now = self.clock.now();
-        let activate = self.activations_after(&task, now).await?;
-        let detail = serde_json::json!({"key": task.key, "note": note, "activated": activate.iter().map(|a| &a.task_key).collect::<Vec<_>>()});
+        let detail = serde_json::json!({"key": task.key, "note": note});
         let row = self
             .change(
                 &task,
@@ -1434,9 +1896,7 @@ impl Engine {
                 task_state::DONE,
                 "complete",
                 note,
-                true,
-                vec![],
-                activate,
+                Change::Finish,
                 detail,
             )
             .await?;
@@ -1445,7 +1905,8 @@ impl Engine {
         Ok(row)
     }
 
-    /// Excuse a task: its reminders and escalations stop; nothing waiting on it starts.
+    /// Excuse a task: its reminders and escalations stop; tasks waiting on it become owed
+    /// as if it were done (counted from now).
     pub async fn waive_task(
         &self,
         task_id: i64,
@@ -1464,9 +1925,7 @@ impl Engine {
                 task_state::WAIVED,
                 "waive",
                 reason,
-                true,
-                vec![],
-                vec![],
+                Change::Finish,
                 detail,
             )
             .await?;
@@ -1475,12 +1934,26 @@ impl Engine {
         Ok(row)
     }
 
-    /// Reopen a done or waived task: its remaining timers are created again under new keys.
+    /// Reopen a done or waived task with the workflow's default new deadline
+    /// (`defaults.reopen_working_days` working days from today, 5 when unset).
     pub async fn reopen_task(
         &self,
         task_id: i64,
         actor: &str,
         reason: Option<String>,
+    ) -> Result<TaskRow> {
+        self.reopen_task_due(task_id, actor, reason, NewDeadline::Default)
+            .await
+    }
+
+    /// Reopen a done or waived task with a new deadline: its reminders, overdue reminders
+    /// and escalations are planned again from that deadline, under new keys.
+    pub async fn reopen_task_due(
+        &self,
+        task_id: i64,
+        actor: &str,
+        reason: Option<String>,
+        due: NewDeadline,
     ) -> Result<TaskRow> {
         let task = self.task_or_err(task_id).await?;
         let round = self
@@ -1488,8 +1961,41 @@ impl Engine {
             .round(task.round_id)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("round {}", task.round_id)))?;
+        if task.state != task_state::DONE && task.state != task_state::WAIVED {
+            return Err(StoreError::WrongState {
+                task: task.id,
+                state: task.state.clone(),
+                action: "reopen".into(),
+            }
+            .into());
+        }
         let now = self.clock.now();
-        let p = self.replan(&round, None).await?;
+        let wf = self.workflow_of(round.version_id).await?;
+        let cat = self.catalog();
+        let tz = workflow_tz(&wf, cat.config.tz());
+        let at = reopen_deadline(&wf, &cat.calendar, tz, &task, due, now)?;
+        let fixed = with_fixed_deadline(&wf, &task.task, at).ok_or_else(|| {
+            EngineError::NotFound(format!("task `{}` in the workflow", task.task))
+        })?;
+        // The office's date is checked like a planned one (e.g. not before the task's stage
+        // opens), but the fault is the date's, not the workflow's.
+        let only: Vec<String> = (task.assignee_kind == "unit")
+            .then(|| task.assignee_id.clone())
+            .into_iter()
+            .collect();
+        let p = round_plan(&cat, &fixed, &round, None, Some(&only)).map_err(|e| match e {
+            EngineError::Plan { problems, .. } => EngineError::Invalid(format!(
+                "the new deadline {} cannot be used: {}",
+                zh_datetime(&at),
+                problems
+                    .iter()
+                    .filter(|p| p.severity == Severity::Error)
+                    .map(|p| p.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+            e => e,
+        })?;
         let history = self.store.task_history(task_id).await?;
         let suffix = format!(
             "reopen{}",
@@ -1506,7 +2012,13 @@ impl Engine {
                 t
             })
             .collect();
-        let detail = serde_json::json!({"key": task.key, "reason": reason});
+        let due_ms = ms(at.with_timezone(&Utc));
+        let provisional = p
+            .tasks
+            .iter()
+            .find(|x| x.key == task.key)
+            .is_some_and(|x| x.due.provisional);
+        let detail = serde_json::json!({"key": task.key, "reason": reason, "old_due": task.due_at.map(from_ms), "new_due": from_ms(due_ms)});
         let row = self
             .change(
                 &task,
@@ -1516,9 +2028,11 @@ impl Engine {
                 task_state::OPEN,
                 "reopen",
                 reason,
-                false,
-                timers,
-                vec![],
+                Change::Reopen {
+                    timers,
+                    due: due_ms,
+                    provisional,
+                },
                 detail,
             )
             .await?;
@@ -1541,7 +2055,11 @@ impl Engine {
         Ok(row)
     }
 
-    /// Apply a task state change with its history and audit entry (`task.{action}`).
+    /// Apply a task state change with its history and audit entry (`task.{action}`). A
+    /// finished task stops its timers, and which waiting tasks become owed is decided inside
+    /// the store's transaction, on the round's tasks as read there under the round's lock:
+    /// deciding from reads made before it let two completions at the same moment each
+    /// miss the other's, and the join waited forever.
     #[allow(clippy::too_many_arguments)]
     async fn change(
         &self,
@@ -1552,33 +2070,77 @@ impl Engine {
         to: &str,
         action: &str,
         note: Option<String>,
-        cancel_timers: bool,
-        new_timers: Vec<NewTimer>,
-        activate: Vec<Activation>,
+        what: Change,
         detail: serde_json::Value,
     ) -> Result<TaskRow> {
-        Ok(self
+        let (cancel_timers, new_timers, set_due) = match what {
+            Change::Finish => (true, vec![], None),
+            Change::Reopen {
+                timers,
+                due,
+                provisional,
+            } => (false, timers, Some((due, provisional))),
+        };
+        let t = Transition {
+            task_id: task.id,
+            from: from.iter().map(|s| s.to_string()).collect(),
+            to: to.to_string(),
+            at: ms(now),
+            actor: actor.to_string(),
+            note,
+            action: action.to_string(),
+            cancel_timers,
+            new_timers,
+            activate: vec![],
+            set_due,
+            audit: audit(
+                now,
+                actor,
+                &format!("task.{action}"),
+                &format!("task:{}", task.id),
+                detail,
+            ),
+        };
+        let joins = if cancel_timers {
+            self.joins(task, actor, now).await?
+        } else {
+            None
+        };
+        Ok(match &joins {
+            Some(j) => {
+                let decide = |rows: &[TaskRow]| j.decide(rows);
+                self.store.transition_with(t, &j.read, &decide).await?
+            }
+            None => self.store.transition(t).await?,
+        })
+    }
+
+    /// What deciding the activations `task` may release needs, read before the transaction;
+    /// None when no task waits for it.
+    async fn joins(
+        &self,
+        task: &TaskRow,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Joins>> {
+        let round = self
             .store
-            .transition(Transition {
-                task_id: task.id,
-                from: from.iter().map(|s| s.to_string()).collect(),
-                to: to.to_string(),
-                at: ms(now),
-                actor: actor.to_string(),
-                note,
-                action: action.to_string(),
-                cancel_timers,
-                new_timers,
-                activate,
-                audit: audit(
-                    now,
-                    actor,
-                    &format!("task.{action}"),
-                    &format!("task:{}", task.id),
-                    detail,
-                ),
-            })
-            .await?)
+            .round(task.round_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("round {}", task.round_id)))?;
+        let wf = self.workflow_of(round.version_id).await?;
+        let read = crate::activation::to_read(&wf, &task.task);
+        if read.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Joins {
+            catalog: self.catalog(),
+            wf,
+            round,
+            read,
+            actor: actor.to_string(),
+            now,
+        }))
     }
 
     /// A round whose every task is done, waived or cancelled is finished.
@@ -1619,92 +2181,8 @@ impl Engine {
         done: Option<&BTreeMap<String, DateTime<Utc>>>,
     ) -> Result<Plan> {
         let wf = self.workflow_of(round.version_id).await?;
-        let params: BTreeMap<String, String> =
-            serde_json::from_str(&round.params_json).unwrap_or_default();
-        let units: Option<Vec<String>> = round
-            .units_json
-            .as_deref()
-            .and_then(|u| serde_json::from_str(u).ok());
-        let start = NaiveDate::parse_from_str(&round.start_date, "%Y-%m-%d")
-            .map_err(|_| EngineError::NotFound(format!("start date of round {}", round.id)))?;
-        self.plan_round(&wf, start, &params, units.as_deref(), done)
+        round_plan(&self.catalog(), &wf, round, done, None)
     }
-
-    /// Waiting tasks that become owed when `task` is completed now.
-    async fn activations_after(
-        &self,
-        task: &TaskRow,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Activation>> {
-        let round = self
-            .store
-            .round(task.round_id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(format!("round {}", task.round_id)))?;
-        let wf = self.workflow_of(round.version_id).await?;
-        let dependents: Vec<&str> = wf
-            .tasks()
-            .filter(|(_, t)| matches!(&t.due.from, Some(a) if a.value == Anchor::Done(task.task.clone())))
-            .map(|(_, t)| t.id.value.as_str())
-            .collect();
-        if dependents.is_empty() {
-            return Ok(vec![]);
-        }
-        let all = self.store.tasks(round.id).await?;
-        let siblings_left = all
-            .iter()
-            .filter(|t| t.task == task.task && t.id != task.id)
-            .any(|t| t.state == task_state::OPEN || t.state == task_state::WAITING);
-        // A dependent instance pairs with the instance of the same unit when both fan out
-        // over it (each branch's talk follows that branch's assessment); otherwise it is
-        // owed once every instance it waits for is finished.
-        let same_unit = |t: &TaskRow, u: &TaskRow| {
-            t.assignee_kind == u.assignee_kind && t.assignee_id == u.assignee_id
-        };
-        let eligible: Vec<&TaskRow> = all
-            .iter()
-            .filter(|t| t.state == task_state::WAITING && dependents.contains(&t.task.as_str()))
-            .filter(|t| {
-                let paired = all.iter().any(|x| x.task == task.task && same_unit(x, t));
-                if paired {
-                    same_unit(t, task)
-                } else {
-                    !siblings_left
-                }
-            })
-            .collect();
-        if eligible.is_empty() {
-            return Ok(vec![]);
-        }
-        let done = BTreeMap::from([(task.task.clone(), now)]);
-        let p = self.replan(&round, Some(&done)).await?;
-        let mut out = Vec::new();
-        for t in eligible {
-            let Some(planned) = p.tasks.iter().find(|x| x.key == t.key) else {
-                continue;
-            };
-            let Some(due) = planned.due.at else { continue };
-            let timers = p
-                .timers
-                .iter()
-                .filter(|x| x.task.as_deref() == Some(&t.key))
-                .filter_map(|x| timer_row(&round.tag, x, now))
-                .map(|mut x| {
-                    x.round_id = Some(round.id);
-                    x
-                })
-                .collect();
-            out.push(Activation {
-                round_id: round.id,
-                task_key: t.key.clone(),
-                due_at: ms(due.with_timezone(&Utc)),
-                provisional: planned.due.provisional,
-                timers,
-            });
-        }
-        Ok(out)
-    }
-
     /// A unit's deadlines in running rounds as an iCalendar feed (done and waived tasks
     /// stay in the feed, marked done, so a subscribed calendar shows the whole round).
     pub async fn feed(&self, unit_id: &str) -> Result<String> {
@@ -1835,12 +2313,22 @@ impl Engine {
             .filter(|t| is_overdue(t, now))
             .cloned()
             .collect();
+        let ready: Vec<i64> = crate::activation::ready(&wf, &tasks, now)
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        let stuck = tasks
+            .iter()
+            .filter(|t| ready.contains(&t.id))
+            .cloned()
+            .collect();
         let next = self.store.pending_timers(Some(round_id), 10).await?;
         Ok(RoundStatus {
             title: wf.title.clone(),
             round,
             stages,
             overdue,
+            stuck,
             next,
         })
     }
@@ -1859,6 +2347,56 @@ fn is_data_error(e: &StoreError) -> bool {
 
 fn is_overdue(t: &TaskRow, now: Millis) -> bool {
     t.state == task_state::OPEN && t.due_at.is_some_and(|d| d < now)
+}
+
+/// Timer kinds that repeat or climb after the deadline.
+fn is_chain(kind: &str) -> bool {
+    kind == "overdue" || kind == "escalation"
+}
+
+/// A timer fired without effect, with the reason in the audit log.
+fn skipped(t: &TimerRow, now: DateTime<Utc>, reason: &str) -> FireEffects {
+    FireEffects {
+        audit: vec![audit(
+            now,
+            "daemon",
+            "timer.skipped",
+            &t.key,
+            serde_json::json!({"reason": reason, "due_at": from_ms(t.due_at)}),
+        )],
+        ..Default::default()
+    }
+}
+
+/// One `catch_up` timer, due now, for each assignee with work already overdue when the
+/// round is started (a start date in the past).
+fn catch_up_timers(tag: &str, p: &Plan, now: DateTime<Utc>) -> Vec<NewTimer> {
+    let mut late: Vec<&Party> = Vec::new();
+    for t in &p.tasks {
+        let overdue = !t.due.projected && t.due.at.is_some_and(|a| a.with_timezone(&Utc) < now);
+        if overdue && !late.contains(&&t.assignee) {
+            late.push(&t.assignee);
+        }
+    }
+    late.into_iter()
+        .map(|party| {
+            let payload = Payload {
+                workflow: None,
+                stage: None,
+                task: None,
+                recipient: Some(PartyJson::from(party)),
+                ..Default::default()
+            };
+            NewTimer {
+                key: format!("{tag}/catch_up@{}:{}", party.kind, party.id),
+                round_id: None,
+                task_key: None,
+                kind: "catch_up".into(),
+                due_at: ms(now),
+                payload_json: serde_json::to_string(&payload).unwrap_or_else(|_| "{}".into()),
+            }
+        })
+        .collect()
 }
 
 fn short_hash(s: &str) -> String {

@@ -3,6 +3,7 @@
 //! See `docs/architecture.md` for the map of modules.
 
 pub mod access;
+pub mod activation;
 pub mod api;
 pub mod bench;
 pub mod calendar;

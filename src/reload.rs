@@ -170,6 +170,17 @@ impl Engine {
         units.extend(add_units.iter().cloned());
         let units: Vec<String> = units.into_iter().collect();
         let plan = self.plan_version(&round, version, &units).await?;
+        let wf = self.workflow_of(version).await?;
+        // A task that appears waits, like at the round's start, while it has prerequisites
+        // in the round (`after:`, `{done: …}`).
+        let present: BTreeSet<&str> = plan.tasks.iter().map(|t| t.task.as_str()).collect();
+        let blocked = |task: &str| {
+            wf.task(task).is_some_and(|(_, def)| {
+                crate::activation::prerequisites(def)
+                    .iter()
+                    .any(|pre| present.contains(pre))
+            })
+        };
         let by_key: HashMap<&str, &crate::store::TaskRow> =
             tasks.iter().map(|t| (t.key.as_str(), t)).collect();
         let timers = store.timers_with_prefix(&format!("{}/", round.tag)).await?;
@@ -218,7 +229,7 @@ impl Engine {
                         assignee_id: pt.assignee.id.clone(),
                         assignee_name: pt.assignee.name.clone(),
                         due_at: fixed.map(ms),
-                        state: if fixed.is_some() {
+                        state: if fixed.is_some() && !blocked(&pt.task) {
                             task_state::OPEN
                         } else {
                             task_state::WAITING
@@ -226,7 +237,7 @@ impl Engine {
                         .to_string(),
                         provisional: fixed.is_some() && pt.due.provisional,
                     });
-                    if fixed.is_some() {
+                    if fixed.is_some() && !blocked(&pt.task) {
                         live.insert(pt.key.clone());
                         fresh.insert(pt.key.clone());
                     }
@@ -254,7 +265,32 @@ impl Engine {
                         }
                     }
                 }
-                Some(_) => {} // done, waived, cancelled or waiting: left alone
+                // A waiting task keeps its fixed deadline up to date; its timers are made
+                // when it becomes owed.
+                Some(t) if t.state == task_state::WAITING => {
+                    if let (Some(new), false) = (fixed, pt.after_done.is_some())
+                        && t.due_at.is_some()
+                    {
+                        let moved = t.due_at != Some(ms(new));
+                        if moved || t.provisional != pt.due.provisional {
+                            changes.push(Change {
+                                change: if moved {
+                                    "moved"
+                                } else {
+                                    remarked(pt.due.provisional)
+                                },
+                                what: "task".into(),
+                                key: pt.key.clone(),
+                                who: pt.assignee.name.clone(),
+                                old: t.due_at.map(from_ms),
+                                new: Some(new),
+                            });
+                            r.due_changes
+                                .push((t.id, Some(ms(new)), pt.due.provisional));
+                        }
+                    }
+                }
+                Some(_) => {} // done, waived or cancelled: left alone
             }
         }
         let planned: BTreeSet<&str> = plan.tasks.iter().map(|t| t.key.as_str()).collect();

@@ -615,3 +615,61 @@ async fn health_readiness_and_prometheus_metrics() {
         assert!(text.contains(metric), "{metric} missing:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn reopening_through_the_api_takes_a_date_or_working_days_and_refuses_a_past_deadline() {
+    for (name, store, _g) in common::stores::stores().await {
+        let s = server(store).await;
+        let id = s.start_round().await;
+        let t = s
+            .store
+            .task_by_key(id, "nomination@dongguan")
+            .await
+            .unwrap()
+            .unwrap();
+        let complete = format!("/api/tasks/{}/complete", t.id);
+        let reopen = format!("/api/tasks/{}/reopen", t.id);
+        s.post(&complete, Some(&s.admin), None).await;
+        let (st, v) = s
+            .post(
+                &reopen,
+                Some(&s.admin),
+                Some(json!({"reason": "材料不全", "due": "2019-07-20"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{name}: {v}");
+        assert_eq!(
+            v["due"], "2019-07-20T10:00:00Z",
+            "{name}: the date at the task's time of day (18:00 in Shanghai)"
+        );
+        s.post(&complete, Some(&s.admin), None).await;
+        // Monday 7-1 plus five working days is Monday 7-8.
+        let (st, v) = s
+            .post(&reopen, Some(&s.admin), Some(json!({"in_working_days": 5})))
+            .await;
+        assert_eq!(
+            (st, v["due"].as_str()),
+            (StatusCode::OK, Some("2019-07-08T10:00:00Z")),
+            "{name}: {v}"
+        );
+        s.post(&complete, Some(&s.admin), None).await;
+        for body in [
+            json!({"due": "2019-06-01"}),
+            json!({"due": "2019-07-04", "reason": "before its stage opens on 7-5"}),
+            json!({"due": "2019-07-20", "in_working_days": 3}),
+            json!({"due": "next week"}),
+        ] {
+            let (st, v) = s.post(&reopen, Some(&s.admin), Some(body.clone())).await;
+            assert_eq!(
+                (st, v["error"]["code"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")),
+                "{name}: {body} → {v}"
+            );
+        }
+        assert_eq!(
+            s.store.task(t.id).await.unwrap().unwrap().state,
+            "done",
+            "{name}: a refused reopen changes nothing"
+        );
+    }
+}

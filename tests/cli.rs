@@ -166,3 +166,198 @@ fn schema_rejects_unknown_keys_so_editors_flag_typos() {
     assert_eq!(v["additionalProperties"], false);
     assert_eq!(v["$defs"]["Task"]["additionalProperties"], false);
 }
+
+/// A role task that waits for a task fanned out to the branches (a join), dated from its
+/// completion in calendar days so the test does not depend on next year's holiday notice.
+const JOIN: &str = "id: join\ntitle: 汇总测试\nstages:\n  - id: s\n    title: 阶段\n    closes: {from: round_start, days: 10}\n    tasks:\n      - id: report\n        title: 上报材料\n        assignee: {group: branches}\n        due: {from: stage_close}\n      - id: collect\n        title: 汇总材料\n        assignee: {role: organization_office}\n        after: [report]\n        due: {from: {done: report}, days: 2}\n";
+
+/// Start `rounds` rounds of [`JOIN`] for two branches, then for each round complete both
+/// branches' `report` with two `yanzhen task complete` processes started together. Returns
+/// the rounds whose `collect` is still waiting, and checks it was activated at most once.
+async fn concurrent_join_completions(s: common::daemon::Setup, rounds: usize) -> Vec<i64> {
+    std::fs::write(s.path().join("workflows/join.yaml"), JOIN).expect("write workflow");
+    for _ in 0..rounds {
+        s.run(&[
+            "round",
+            "start",
+            "join",
+            "--start",
+            "2025-03-03",
+            "--branches",
+            "dongguan,xiguan",
+        ]);
+    }
+    let store = s.store().await;
+    let mut stuck = Vec::new();
+    for round in store.rounds().await.expect("rounds") {
+        let tasks = store.tasks(round.id).await.expect("tasks");
+        let id = |key: &str| {
+            tasks
+                .iter()
+                .find(|t| t.key == key)
+                .unwrap_or_else(|| panic!("{key} in {tasks:?}"))
+                .id
+                .to_string()
+        };
+        let (a, b) = (id("report@dongguan"), id("report@xiguan"));
+        let children: Vec<std::process::Child> = [a, b]
+            .iter()
+            .map(|t| {
+                s.cmd(&["task", "complete", t])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().expect("wait");
+            assert!(
+                out.status.success(),
+                "round {}: {}",
+                round.id,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let collect = store
+            .task_by_key(round.id, "collect@role:organization_office")
+            .await
+            .expect("read")
+            .expect("collect task");
+        if collect.state == yanzhen::store::task_state::WAITING {
+            stuck.push(round.id);
+        }
+        let activations = store
+            .task_history(collect.id)
+            .await
+            .expect("history")
+            .iter()
+            .filter(|h| h.from_state == "waiting" && h.to_state == "open")
+            .count();
+        assert!(
+            activations <= 1,
+            "round {}: activated {activations} times",
+            round.id
+        );
+    }
+    stuck
+}
+
+#[tokio::test]
+async fn two_processes_completing_a_join_at_once_on_sqlite_leave_no_round_waiting() {
+    let stuck = concurrent_join_completions(common::daemon::Setup::new(), 200).await;
+    assert!(
+        stuck.is_empty(),
+        "{} of 200 rounds left waiting: {stuck:?}",
+        stuck.len()
+    );
+}
+
+#[tokio::test]
+async fn two_processes_completing_a_join_at_once_on_postgres_leave_no_round_waiting() {
+    let Some((url, _guard)) = common::stores::postgres_database().await else {
+        return;
+    };
+    let s = common::daemon::Setup::new().db_url(url);
+    let stuck = concurrent_join_completions(s, 200).await;
+    assert!(
+        stuck.is_empty(),
+        "{} of 200 rounds left waiting: {stuck:?}",
+        stuck.len()
+    );
+}
+
+#[tokio::test]
+async fn reopen_takes_a_new_deadline_and_status_names_a_task_stuck_waiting() {
+    let s = common::daemon::Setup::new();
+    std::fs::write(s.path().join("workflows/join.yaml"), JOIN).expect("write workflow");
+    s.run(&[
+        "round",
+        "start",
+        "join",
+        "--start",
+        "2025-03-03",
+        "--branches",
+        "dongguan,xiguan",
+    ]);
+    let store = s.store().await;
+    let report = |key: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .task_by_key(1, key)
+                .await
+                .expect("read")
+                .expect("task")
+                .id
+        }
+    };
+    let a = report("report@dongguan").await;
+    s.run(&["task", "complete", &a.to_string()]);
+    let out = s.run(&[
+        "task",
+        "reopen",
+        &a.to_string(),
+        "--reason",
+        "材料不全",
+        "--due",
+        "2099-01-05",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("is now open, due 2099年1月5日"), "{text}");
+    let row = store.task(a).await.expect("read").expect("task");
+    assert_eq!(
+        row.due_at,
+        Some(
+            chrono::DateTime::parse_from_rfc3339("2099-01-05T18:00:00+08:00")
+                .expect("instant")
+                .timestamp_millis()
+        ),
+        "the date at the task's time of day"
+    );
+    let bad = s
+        .cmd(&["task", "reopen", &a.to_string(), "--due", "2099-13-40"])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("is not YYYY-MM-DD"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    // Both reports done behind the engine's back: `collect` waits with nothing to wait for.
+    for id in [a, report("report@xiguan").await] {
+        let now = chrono::Utc::now().timestamp_millis();
+        let t = store.task(id).await.expect("read").expect("task");
+        store
+            .transition(yanzhen::store::Transition {
+                task_id: id,
+                from: vec![t.state.clone()],
+                to: "done".into(),
+                at: now,
+                actor: "test".into(),
+                note: None,
+                action: "complete".into(),
+                cancel_timers: true,
+                new_timers: vec![],
+                activate: vec![],
+                set_due: None,
+                audit: yanzhen::store::AuditEntry {
+                    at: now,
+                    actor: "test".into(),
+                    action: "task.complete".into(),
+                    subject: format!("task:{id}"),
+                    detail_json: "{}".into(),
+                },
+            })
+            .await
+            .expect("raw completion");
+    }
+    let out = s.run(&["status", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("STUCK") && text.contains("collect@role:organization_office"),
+        "{text}"
+    );
+}

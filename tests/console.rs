@@ -1424,3 +1424,61 @@ async fn a_round_on_the_provisional_calendar_is_marked_and_the_office_is_shown_w
         );
     }
 }
+
+#[tokio::test]
+async fn reopening_in_the_console_takes_the_new_deadline_from_the_form() {
+    for c in consoles().await {
+        let name = c.name;
+        let t = c.task("nomination@xiguan").await;
+        let post = |action: &'static str, form: Vec<(&'static str, &'static str)>| {
+            let c = &c;
+            async move {
+                c.post(
+                    &format!("/console/tasks/{}/{action}", t.id),
+                    Some(&c.admin),
+                    &form,
+                )
+                .await
+            }
+        };
+        post("complete", vec![]).await;
+        let (status, page) = c
+            .get(&format!("/console/tasks/{}", t.id), Some(&c.admin))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(
+            page.contains("name=\"due\"") && page.contains("name=\"in_working_days\""),
+            "{name}"
+        );
+        let resp = post(
+            "reopen",
+            vec![
+                ("note", "材料不全"),
+                ("due", "2019-07-22"),
+                ("in_working_days", ""),
+            ],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
+        let row = c.store.task(t.id).await.expect("task").expect("exists");
+        assert_eq!(row.state, task_state::OPEN, "{name}");
+        assert_eq!(
+            row.due_at,
+            Some(at(2019, 7, 22, 18, 0).timestamp_millis()),
+            "{name}: the form's date at the task's time of day"
+        );
+        post("complete", vec![]).await;
+        let resp = post(
+            "reopen",
+            vec![("note", ""), ("due", "2019-06-30"), ("in_working_days", "")],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+        let body = resp.text().await.expect("body");
+        assert!(
+            body.contains("新截止时间不可用") && body.contains("not in the future"),
+            "{name}: {body}"
+        );
+        assert_eq!(c.snapshot(t.id).await.0, task_state::DONE, "{name}");
+    }
+}

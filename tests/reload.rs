@@ -77,7 +77,9 @@ async fn migrating_a_round_to_a_new_version_shows_the_impact_then_applies_it_ato
             .unwrap();
         e.complete_task(done.id, "test", None).await.unwrap();
 
-        // v2: nomination a day later, the summary forms dropped, a new 1-day reminder on inspection.
+        // v2: nomination a day later, the summary forms dropped, a new 1-day reminder on
+        // inspection (which waits for the nominations: it has no timers to move yet and gets
+        // v2's when it becomes owed).
         let v1 =
             std::fs::read_to_string(common::workflow_path("community-reserve-selection")).unwrap();
         let v2 = v1

@@ -92,6 +92,7 @@ fn transition(task_id: i64, from: &[&str], to: &str, at: Millis, action: &str) -
         cancel_timers: false,
         new_timers: vec![],
         activate: vec![],
+        set_due: None,
         audit: audit(&format!("task.{action}"), &format!("task:{task_id}"), at),
     }
 }

@@ -32,7 +32,7 @@ use crate::catalog::{self, Catalog, content_hash};
 use crate::definition::Workflow;
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::directory::UnitKind;
-use crate::engine::{EngineError, RoundStatus, days_between, from_ms, local_date};
+use crate::engine::{EngineError, NewDeadline, RoundStatus, days_between, from_ms, local_date};
 use crate::plan::{PlanInput, plan};
 use crate::store::{AuditEntry, RoundRow, StoreError, TaskRow, task_state, timer_state};
 use crate::timefmt::{provisional_mark, zh_date, zh_datetime};
@@ -635,6 +635,7 @@ async fn round_page(
             "stages": stages, "tasks": task_rows, "next": next, "gantt": gantt,
             "total": tasks.iter().filter(|t| t.state != task_state::CANCELLED).count(),
             "done": done, "overdue": status.overdue.len(), "now": ui.at_utc(ui.now()),
+            "stuck": status.stuck.iter().map(|t| json!({"id": t.id, "title": t.title, "assignee": t.assignee_name})).collect::<Vec<_>>(),
         }),
     )
 }
@@ -1089,7 +1090,7 @@ async fn task_page(
     let flash = match q.done.as_deref() {
         Some("complete") => Some("已标记完成。"),
         Some("waive") => Some("已免除。"),
-        Some("reopen") => Some("已重新打开，提醒和催办将按计划继续。"),
+        Some("reopen") => Some("已重新打开，提醒和催办按新的截止时间重新安排。"),
         _ => None,
     };
     match parse_id(&ui, &id, "任务") {
@@ -1129,6 +1130,11 @@ async fn render_task(
         .and_then(|w| w.workflow.stages.iter().find(|s| s.id.value == task.stage))
         .map(|s| s.title.clone())
         .unwrap_or_else(|| task.stage.clone());
+    let reopen_days = round
+        .as_ref()
+        .and_then(|r| ui.catalog.workflows.get(&r.workflow_id))
+        .and_then(|w| w.workflow.defaults.reopen_working_days)
+        .unwrap_or(crate::engine::DEFAULT_REOPEN_WORKING_DAYS);
     let expires = ui.now().timestamp() + LINK_DAYS * 86_400;
     let link = (task.assignee_kind == "unit"
         && (task.state == task_state::OPEN || task.state == task_state::WAITING))
@@ -1157,15 +1163,17 @@ async fn render_task(
             "round_title": round_title,
             "history": history, "flash": flash, "error": error,
             "link": link, "link_expires": ui.at_utc(from_ms(expires * 1000)),
+            "reopen_days": reopen_days,
         }),
     )
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum TaskAction {
     Complete,
     Waive,
-    Reopen,
+    /// With the new deadline, or why the form's deadline cannot be read.
+    Reopen(std::result::Result<NewDeadline, String>),
 }
 
 async fn task_complete(
@@ -1186,13 +1194,33 @@ async fn task_waive(
     task_action(&state, &user, &id, TaskAction::Waive, form.note).await
 }
 
+/// The reopen form: a reason and, optionally, the new deadline as a date or a number of
+/// working days from today (empty: the workflow's default).
+#[derive(Debug, Deserialize)]
+struct ReopenForm {
+    note: String,
+    #[serde(default)]
+    due: String,
+    #[serde(default)]
+    in_working_days: String,
+}
+
 async fn task_reopen(
     Shared(state): Shared<State>,
     ConsoleUser(user): ConsoleUser,
     Path(id): Path<String>,
-    Form(form): Form<NoteForm>,
+    Form(form): Form<ReopenForm>,
 ) -> Response {
-    task_action(&state, &user, &id, TaskAction::Reopen, form.note).await
+    let due = match (form.due.trim(), form.in_working_days.trim()) {
+        ("", "") => Ok(NewDeadline::Default),
+        (d, "") => NewDeadline::parse_date(d).ok_or(format!("「{d}」不是日期（年-月-日）。")),
+        ("", n) => n
+            .parse::<u32>()
+            .map(NewDeadline::WorkingDays)
+            .map_err(|_| format!("「{n}」不是工作日天数。")),
+        _ => Err("新截止日期和工作日天数只填一项。".to_string()),
+    };
+    task_action(&state, &user, &id, TaskAction::Reopen(due), form.note).await
 }
 
 /// Apply a console action through the engine, then back to the task page (303), or the
@@ -1218,13 +1246,25 @@ async fn task_action(
     let (result, verb) = match action {
         TaskAction::Complete => (engine.complete_task(id, &actor, note).await, "complete"),
         TaskAction::Waive => (engine.waive_task(id, &actor, note).await, "waive"),
-        TaskAction::Reopen => (engine.reopen_task(id, &actor, note).await, "reopen"),
+        TaskAction::Reopen(Err(msg)) => {
+            return render_task(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(msg)).await;
+        }
+        TaskAction::Reopen(Ok(due)) => (
+            engine.reopen_task_due(id, &actor, note, due).await,
+            "reopen",
+        ),
     };
     match result {
         Ok(_) => Redirect::to(&format!("/console/tasks/{id}?done={verb}")).into_response(),
         Err(EngineError::Store(StoreError::WrongState { state: s, .. })) => {
             let msg = format!("任务当前为「{}」，不能{}。", state_zh(&s), action_zh(verb));
             render_task(&ui, id, StatusCode::CONFLICT, None, Some(msg)).await
+        }
+        Err(EngineError::Invalid(e)) => {
+            let msg = format!(
+                "不能重新打开：新截止时间不可用（须晚于现在，且不早于任务所在阶段的开始时间）。详情：{e}"
+            );
+            render_task(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(msg)).await
         }
         Err(e) => ui.fail(e),
     }

@@ -5,7 +5,7 @@
 //! call, one transaction).
 
 use super::{ApiError, Principal, State};
-use crate::engine::{StartRound, from_ms, ms};
+use crate::engine::{NewDeadline, StartRound, from_ms, ms};
 use crate::store::{RoundRow, TaskRow, task_state};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State as AxState};
@@ -58,7 +58,7 @@ endpoints! {
     get "/api/tasks/{id}" task Some("read"), "A task with its history.";
     post "/api/tasks/{id}/complete" complete Some("admin"), "Mark a task done (body: {note?}).";
     post "/api/tasks/{id}/waive" waive Some("admin"), "Excuse a task (body: {reason}).";
-    post "/api/tasks/{id}/reopen" reopen Some("admin"), "Reopen a done or waived task (body: {reason?}).";
+    post "/api/tasks/{id}/reopen" reopen Some("admin"), "Reopen a done or waived task with a new deadline (body: {reason?, due?: \"YYYY-MM-DD[THH:MM]\", in_working_days?}; default: the workflow's reopen_working_days).";
     get "/api/escalations" escalations Some("read"), "Open tasks whose escalation chain has started.";
     get "/api/directory" directory Some("read"), "The directory: office, roles, units, groups.";
     get "/api/audit" audit Some("read"), "The append-only audit log (after, limit).";
@@ -364,6 +364,7 @@ async fn round(
         "title": st.title,
         "stages": st.stages,
         "overdue": st.overdue.iter().map(|t| task_json(t, now)).collect::<Vec<_>>(),
+        "stuck": st.stuck.iter().map(|t| task_json(t, now)).collect::<Vec<_>>(),
         "next": st.next.iter().map(|t| json!({"key": t.key, "kind": t.kind, "due": from_ms(t.due_at), "provisional": crate::engine::timer_is_provisional(t)})).collect::<Vec<_>>(),
     })))
 }
@@ -456,6 +457,12 @@ struct NoteBody {
     note: Option<String>,
     #[serde(default)]
     reason: Option<String>,
+    /// Reopen: the new deadline, `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM` (local time).
+    #[serde(default)]
+    due: Option<String>,
+    /// Reopen: the new deadline, this many working days from today.
+    #[serde(default)]
+    in_working_days: Option<u32>,
 }
 
 /// An optional JSON body: empty is fine, malformed is a 400.
@@ -517,9 +524,27 @@ async fn reopen(
 ) -> Result<Json<Value>, ApiError> {
     p.require_admin()?;
     let b = note_body(req).await?;
+    let due = match (b.due.as_deref(), b.in_working_days) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "give `due` or `in_working_days`, not both",
+            ));
+        }
+        (Some(d), None) => NewDeadline::parse_date(d).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("`due` must be YYYY-MM-DD or YYYY-MM-DDTHH:MM, not `{d}`"),
+            )
+        })?,
+        (None, Some(n)) => NewDeadline::WorkingDays(n),
+        (None, None) => NewDeadline::Default,
+    };
     let t = s
         .engine
-        .reopen_task(id, &p.actor(), b.reason.or(b.note))
+        .reopen_task_due(id, &p.actor(), b.reason.or(b.note), due)
         .await?;
     Ok(Json(task_json(&t, ms(s.engine.clock().now()))))
 }

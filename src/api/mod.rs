@@ -106,6 +106,9 @@ impl From<EngineError> for ApiError {
                 "cannot_plan",
                 e.to_string(),
             ),
+            EngineError::Invalid(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
+            }
             EngineError::Store(StoreError::WrongState { .. }) => {
                 ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string())
             }

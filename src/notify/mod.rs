@@ -59,7 +59,7 @@ pub struct Message {
     pub to_name: String,
     /// Email address or webhook URL.
     pub to_address: String,
-    /// `reminder`, `due_today`, `overdue`, `escalation`, `kickoff`, `digest`, `dead_letter`.
+    /// `reminder`, `due_today`, `overdue`, `escalation`, `kickoff`, `digest`, `dead_letter`, `catch_up`.
     pub kind: String,
     /// Subject line.
     pub subject: String,

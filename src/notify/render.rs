@@ -5,7 +5,7 @@ use crate::definition::{MessageTemplate, Templates};
 use minijinja::{Environment, UndefinedBehavior, Value};
 
 /// Template kinds a workflow may override, plus the built-in digest, dead-letter and
-/// blocked-kickoff and missing-calendar notices.
+/// blocked-kickoff, missing-calendar and catch-up notices.
 pub const KINDS: &[&str] = &[
     "reminder",
     "due_today",
@@ -16,6 +16,7 @@ pub const KINDS: &[&str] = &[
     "dead_letter",
     "kickoff_blocked",
     "calendar_missing",
+    "catch_up",
 ];
 
 macro_rules! builtin {
@@ -39,7 +40,8 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "digest",
     "dead_letter",
     "kickoff_blocked",
-    "calendar_missing"
+    "calendar_missing",
+    "catch_up"
 );
 
 /// A rendered message.
@@ -239,6 +241,30 @@ mod tests {
         assert_eq!(r.subject, "【逾期上报】2项工作逾期未完成");
         assert!(r.text.contains("东关社区党委") && r.text.contains("西关社区党委"));
         assert!(r.text.contains("已逾期3天"));
+    }
+
+    #[test]
+    fn catch_up_lists_each_overdue_item_with_its_days_late() {
+        let c = context! { items => vec![
+            context!{ title => "组织推荐", assignee => "东关社区党委", deadline => "7月12日", days_left => -3, link => "https://x/t/1" },
+            context!{ title => "材料上报", assignee => "东关社区党委", deadline => "7月15日", days_left => -1 },
+        ], round => context!{ start => "2019-07-01" }, ..ctx() };
+        let r = Renderer::new().render("catch_up", &[], &c).unwrap();
+        assert_eq!(
+            r.subject,
+            "【补发提醒】街道社区后备干部选拔培养：2项工作已过截止时间"
+        );
+        assert!(
+            r.text.contains("「组织推荐」，7月12日截止，已逾期3天"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains("「材料上报」，7月15日截止，已逾期1天"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("标记完成：https://x/t/1"), "{}", r.text);
     }
 
     #[test]

@@ -520,9 +520,26 @@ pub struct Transition {
     pub new_timers: Vec<NewTimer>,
     /// Dependent tasks that become owed now.
     pub activate: Vec<Activation>,
+    /// A new deadline for the task (reopening with a new date), and whether it was counted
+    /// over a provisional calendar year.
+    pub set_due: Option<(Millis, bool)>,
     /// Audit entry.
     pub audit: AuditEntry,
 }
+
+/// What a transition's caller decides inside its transaction, from the round's task rows as
+/// read there (see [`Store::transition_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct Decided {
+    /// Waiting tasks that become owed.
+    pub activate: Vec<Activation>,
+    /// Audit entries (activations, and activations that could not be planned).
+    pub audit: Vec<AuditEntry>,
+}
+
+/// The decision run inside a transition's transaction: given the round's rows of the
+/// workflow tasks asked for (the changed task already in its new state), what else changes.
+pub type Decide<'a> = &'a (dyn Fn(&[TaskRow]) -> Decided + Send + Sync);
 
 /// What firing one timer causes, applied atomically with marking it fired.
 #[derive(Debug, Clone, Default)]
@@ -605,7 +622,23 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn task_history(&self, task_id: i64) -> Result<Vec<HistoryRow>>;
 
     /// Apply a task state change atomically (see [`Transition`]).
-    async fn transition(&self, t: Transition) -> Result<TaskRow>;
+    async fn transition(&self, t: Transition) -> Result<TaskRow> {
+        self.transition_with(t, &[], &|_| Decided::default()).await
+    }
+
+    /// [`transition`](Self::transition), and in the same transaction: lock the task's round
+    /// (every transition does, so transitions of one round are serialised), read the round's
+    /// tasks whose workflow task id is in `read` (after the change), and apply what `decide`
+    /// makes of them. Nothing is read or decided when `read` is empty.
+    async fn transition_with(
+        &self,
+        t: Transition,
+        read: &[String],
+        decide: Decide<'_>,
+    ) -> Result<TaskRow>;
+
+    /// Timers of these tasks, any state, by task then due instant.
+    async fn task_timers(&self, task_ids: &[i64]) -> Result<Vec<TimerRow>>;
 
     /// Insert timers whose keys are new; returns how many were inserted.
     async fn add_timers(&self, timers: Vec<NewTimer>) -> Result<u64>;

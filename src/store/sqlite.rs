@@ -322,6 +322,13 @@ pub(crate) mod shared {
         " FROM tasks WHERE round_id = $1 AND key = $2"
     );
     pub(crate) const TASK_ID_BY_KEY: &str = "SELECT id FROM tasks WHERE round_id = $1 AND key = $2";
+    pub(crate) const ROUND_OF_TASK: &str = "SELECT round_id FROM tasks WHERE id = $1";
+    /// Followed by a bound round id, ` AND task IN (`, a bound list and `) ORDER BY id`.
+    pub(crate) const TASKS_OF_ROUND_BY_TASK: &str =
+        concat!("SELECT ", cols!(task), " FROM tasks WHERE round_id = ");
+    /// Followed by a bound id list and `) ORDER BY task_id, due_at, id`.
+    pub(crate) const TIMERS_OF_TASKS: &str =
+        concat!("SELECT ", cols!(timer), " FROM timers WHERE task_id IN (");
     pub(crate) const TASKS_OF_ROUND: &str = concat!(
         "SELECT ",
         cols!(task),
@@ -471,6 +478,11 @@ macro_rules! store_impl {
                 " FROM tasks WHERE round_id = $1 AND key = $2",
                 $row_lock
             );
+            /// The round row, locked: every transition of a task takes it first (as do
+            /// cancelling and re-projecting a round), so transitions of one round run one
+            /// after the other and each reads what the one before committed.
+            const ROUND_LOCK: &str =
+                concat!("SELECT id FROM rounds WHERE id = $1", $row_lock);
             const TASKS_TO_CANCEL: &str = concat!(
                 "SELECT id, state FROM tasks WHERE round_id = $1 \
                  AND state IN ('open', 'waiting') ORDER BY id",
@@ -1010,8 +1022,22 @@ macro_rules! store_impl {
                     Ok(rows.into_iter().map(Into::into).collect())
                 }
 
-                async fn transition(&self, t: Transition) -> Result<TaskRow> {
+                async fn transition_with(
+                    &self,
+                    t: Transition,
+                    read: &[String],
+                    decide: $crate::store::Decide<'_>,
+                ) -> Result<TaskRow> {
                     let mut tx = self.begin_write().await?;
+                    let round_id = sqlx::query_scalar::<$db, i64>(sql::ROUND_OF_TASK)
+                        .bind(t.task_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound(format!("task {}", t.task_id)))?;
+                    sqlx::query_scalar::<$db, i64>(ROUND_LOCK)
+                        .bind(round_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                     let task = sqlx::query_as::<$db, sql::TaskDb>(TASK_BY_ID_LOCKED)
                         .bind(t.task_id)
                         .fetch_optional(&mut *tx)
@@ -1048,6 +1074,15 @@ macro_rules! store_impl {
                         note,
                     )
                     .await?;
+                    if let Some((due, provisional)) = t.set_due {
+                        sqlx::query(sql::TASK_SET_DUE)
+                            .bind(task.id)
+                            .bind(due)
+                            .bind(t.at)
+                            .bind(provisional)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     if t.cancel_timers {
                         sqlx::query(sql::TIMERS_CANCEL_OF_TASK)
                             .bind(task.id)
@@ -1062,12 +1097,47 @@ macro_rules! store_impl {
                         Self::activate(&mut tx, &t, a).await?;
                     }
                     Self::insert_audit(&mut tx, &t.audit).await?;
+                    if !read.is_empty() {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(sql::TASKS_OF_ROUND_BY_TASK);
+                        q.push_bind(task.round_id);
+                        q.push(" AND task IN (");
+                        let mut list = q.separated(", ");
+                        for id in read {
+                            list.push_bind(id.as_str());
+                        }
+                        q.push(") ORDER BY id");
+                        let rows: Vec<sql::TaskDb> = q.build_query_as().fetch_all(&mut *tx).await?;
+                        let rows: Vec<TaskRow> = rows.into_iter().map(Into::into).collect();
+                        let decided = decide(&rows);
+                        for a in &decided.activate {
+                            Self::activate(&mut tx, &t, a).await?;
+                        }
+                        for e in &decided.audit {
+                            Self::insert_audit(&mut tx, e).await?;
+                        }
+                    }
                     let row = sqlx::query_as::<$db, sql::TaskDb>(sql::TASK_BY_ID)
                         .bind(task.id)
                         .fetch_one(&mut *tx)
                         .await?;
                     tx.commit().await?;
                     Ok(row.into())
+                }
+
+                async fn task_timers(&self, task_ids: &[i64]) -> Result<Vec<TimerRow>> {
+                    let mut out = Vec::new();
+                    for chunk in task_ids.chunks($crate::store::sqlite::INSERT_CHUNK) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(sql::TIMERS_OF_TASKS);
+                        let mut list = q.separated(", ");
+                        for id in chunk {
+                            list.push_bind(*id);
+                        }
+                        q.push(") ORDER BY task_id, due_at, id");
+                        let rows: Vec<sql::TimerDb> =
+                            q.build_query_as().fetch_all(&self.pool).await?;
+                        out.extend(rows.into_iter().map(Into::into));
+                    }
+                    Ok(out)
                 }
 
                 async fn add_timers(&self, timers: Vec<NewTimer>) -> Result<u64> {

@@ -120,20 +120,57 @@ impl Setup {
         out
     }
 
-    /// `round start` of [`WORKFLOW`] on 2019-07-DAY (in the past: its timers are due at
-    /// once), whether it succeeds or not.
+    /// `round start` of [`WORKFLOW`] on 2019-07-DAY (in the past: its past instants are
+    /// skipped and its catch-up messages are due at once), whether it succeeds or not.
     pub fn round_start(&self, day: u32) -> Output {
         self.cmd(&round_start_args(&day_of_july(day)))
             .output()
             .expect("run")
     }
 
-    /// Start `rounds` past rounds (each must succeed), so that hundreds of timers are due
-    /// at once.
+    /// Start `rounds` past rounds (each must succeed) and make every pending timer due now,
+    /// so that hundreds of timers are due at once. (A round started in the past only
+    /// records its past instants and sends one catch-up message per assignee; moving the
+    /// timers to now gives the burst of a daemon that must fire them all in the same second.)
     pub fn start_burst(&self, rounds: u32) {
         for d in 1..=rounds {
             self.run(&round_start_args(&day_of_july(d)));
         }
+        let url = self.url();
+        let now = chrono::Utc::now().timestamp_millis();
+        // Its own thread and runtime: this helper is called from sync and async tests.
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                use sqlx::Connection;
+                let sql =
+                    "UPDATE timers SET due_at = $1 WHERE state = 'pending' AND kind <> 'kickoff'";
+                if url.starts_with("sqlite:") {
+                    let mut c = sqlx::SqliteConnection::connect(&url)
+                        .await
+                        .expect("connect");
+                    sqlx::query(sql)
+                        .bind(now)
+                        .execute(&mut c)
+                        .await
+                        .expect("update");
+                    c.close().await.expect("close");
+                } else {
+                    let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+                    sqlx::query(sql)
+                        .bind(now)
+                        .execute(&mut c)
+                        .await
+                        .expect("update");
+                    c.close().await.expect("close");
+                }
+            });
+        })
+        .join()
+        .expect("make the burst due");
     }
 
     /// Start `serve` (`YANZHEN_LOG=info`, the [`Setup::lease_ms`] if any); its log goes to a
