@@ -172,7 +172,8 @@ pub struct StageProgress {
     pub opens: Option<DateTime<Utc>>,
     /// Closing instant.
     pub closes: Option<DateTime<Utc>>,
-    /// Task instances in this stage.
+    /// Task instances in this stage that are still owed or settled (cancelled ones, e.g. of
+    /// a branch removed from the round, are left out).
     pub total: usize,
     /// Done or waived.
     pub done: usize,
@@ -1536,7 +1537,10 @@ impl Engine {
             .stages
             .iter()
             .map(|s| {
-                let mine: Vec<&TaskRow> = tasks.iter().filter(|t| t.stage == s.id.value).collect();
+                let mine: Vec<&TaskRow> = tasks
+                    .iter()
+                    .filter(|t| t.stage == s.id.value && t.state != task_state::CANCELLED)
+                    .collect();
                 let window = p
                     .as_ref()
                     .and_then(|p| p.stages.iter().find(|x| x.id == s.id.value));

@@ -740,3 +740,48 @@ async fn a_kickoff_that_cannot_be_planned_yet_is_retried_not_lost() {
         assert_eq!(next[0].due_at, ms(at(2027, 12, 1, 9, 0)), "{name}");
     }
 }
+
+#[tokio::test]
+async fn cancelled_tasks_are_left_out_of_the_stage_totals() {
+    const TWO: &str = "id: two\ntitle: 二\nstages:\n  - id: s\n    title: 阶段\n    closes: {from: round_start, days: 5}\n    tasks:\n      - id: a\n        title: 甲\n        assignee: {group: communities}\n        due: {from: stage_close}\n";
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2025, 3, 3, 0, 0)));
+        let e = engine_on(
+            store.clone(),
+            common::catalog_with(&[TWO], false),
+            clock.clone(),
+            "a",
+        )
+        .await;
+        let id = e
+            .start_round(start(
+                "two",
+                date(2025, 3, 3),
+                Some(vec!["dongguan", "xiguan"]),
+            ))
+            .await
+            .unwrap();
+        let dongguan = store.task_by_key(id, "a@dongguan").await.unwrap().unwrap();
+        e.complete_task(dongguan.id, "test", None).await.unwrap();
+        // xiguan leaves the directory: the re-projection cancels its task.
+        let mut cat = common::catalog_with(&[TWO], false);
+        cat.directory.units.retain(|u| u.id.value != "xiguan");
+        for g in cat.directory.groups.iter_mut() {
+            if let Some(m) = g.members.as_mut() {
+                m.retain(|m| m.value != "xiguan");
+            }
+        }
+        e.set_catalog(cat).await.unwrap();
+        e.reproject(id, None, &[], false, "test", "reload")
+            .await
+            .unwrap();
+        let xiguan = store.task_by_key(id, "a@xiguan").await.unwrap().unwrap();
+        assert_eq!(xiguan.state, task_state::CANCELLED, "{name}");
+        let s = e.status(id).await.unwrap();
+        assert_eq!(
+            (s.stages[0].done, s.stages[0].total),
+            (1, 1),
+            "{name}: the cancelled task is not owed, so the stage is complete"
+        );
+    }
+}
