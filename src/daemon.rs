@@ -129,14 +129,16 @@ pub async fn run_command(
             start,
             params,
             branches,
+            only_listed,
         }) => {
             let e = engine(config, today, false).await?;
+            let units = branches.map(|b| e.catalog().directory.round_units(&b, only_listed));
             let id = e
                 .start_round(StartRound {
                     workflow,
                     start,
                     params: params.into_iter().collect(),
-                    units: branches,
+                    units,
                     actor: "cli".into(),
                 })
                 .await?;

@@ -66,12 +66,30 @@ pub enum EngineError {
     /// Something asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// A round was asked for with unit ids that are not in the directory: each with a hint.
+    #[error("{}", render_unknown_units(.0))]
+    UnknownUnits(Vec<(String, String)>),
 }
 
 fn render_problems(p: &[Problem]) -> String {
     p.iter()
         .filter(|p| p.severity == Severity::Error)
-        .map(|p| format!("line {}:{}: {}", p.loc.line, p.loc.column, p.message))
+        .map(|p| {
+            // A problem of the round's input (a `--param`), not of a line, has no position.
+            if p.loc.line == 0 {
+                p.message.clone()
+            } else {
+                format!("line {}:{}: {}", p.loc.line, p.loc.column, p.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn render_unknown_units(units: &[(String, String)]) -> String {
+    units
+        .iter()
+        .map(|(id, hint)| format!("no unit `{id}` in the directory ({hint})"))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -458,6 +476,12 @@ impl Engine {
                 hint: crate::diagnostic::suggest(&req.workflow, ids.iter().copied()),
             });
         };
+        if let Some(units) = &req.units {
+            let unknown = cat.directory.unknown_units(units);
+            if !unknown.is_empty() {
+                return Err(EngineError::UnknownUnits(unknown));
+            }
+        }
         let version_id = match self.version_id(&req.workflow) {
             Some(v) => v,
             None => {

@@ -247,6 +247,7 @@ async fn round_task_and_status_commands_work_against_the_database() {
         "2019-07-01",
         "--branches",
         "dongguan,xiguan,jiwei",
+        "--only-listed",
     ]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("round 1 started"),
@@ -535,4 +536,72 @@ async fn editing_files_under_a_running_daemon_applies_valid_edits_and_rejects_in
     );
     let (ok, log) = daemon.stop();
     assert!(ok, "{log}");
+}
+
+#[tokio::test]
+async fn deliver_mode_logs_one_line_per_sent_email_with_recipient_kind_and_message_id_of_the_from_domain()
+ {
+    let smtp = common::smtp::TestSmtp::start();
+    let s = Setup::new().with_config(&format!(
+        "[notify]\nmode = \"deliver\"\nfrom = \"清水街道党工委组织办 <noreply@qingshui.example.gov.cn>\"\n[notify.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+        smtp.port()
+    ));
+    s.run(&[
+        "round",
+        "start",
+        "community-reserve-selection",
+        "--start",
+        "2019-07-01",
+        "--branches",
+        "dongguan",
+        "--only-listed",
+    ]);
+    let store = s.store().await;
+    let daemon = s.serve();
+    wait_for(
+        "the outbox to be delivered",
+        Duration::from_secs(60),
+        || {
+            let st = store.clone();
+            async move {
+                let rows = st.outbox_after(0, i64::MAX).await.unwrap();
+                drained(&st).await && !rows.is_empty() && rows.iter().all(|r| r.state == "sent")
+            }
+        },
+    )
+    .await;
+    let (ok, log) = daemon.stop();
+    assert!(ok, "{log}");
+    let got = smtp.messages();
+    assert!(!got.is_empty());
+    let sent_lines: Vec<&str> = log.lines().filter(|l| l.contains(" sent ")).collect();
+    assert_eq!(sent_lines.len(), got.len(), "one line per email:\n{log}");
+    for m in &got {
+        let parsed = mailparse::parse_mail(&m.data).expect("mail");
+        let value = |name: &str| {
+            parsed
+                .headers
+                .iter()
+                .find(|h| h.get_key() == name)
+                .map(|h| h.get_value())
+                .unwrap_or_default()
+        };
+        let id = value("Message-ID")
+            .trim_matches(['<', '>', ' '])
+            .to_string();
+        assert!(
+            id.ends_with("@qingshui.example.gov.cn"),
+            "the Message-ID's domain is the from address's: {id}"
+        );
+        let line = sent_lines
+            .iter()
+            .find(|l| l.contains(&format!("message_id={id}")))
+            .unwrap_or_else(|| panic!("no log line for {id}:\n{log}"));
+        let to = m.to.first().cloned().unwrap_or_default();
+        assert!(line.contains(&format!("to={to}")), "{line}");
+        assert!(
+            line.contains(&format!("kind={}", value("X-Yanzhen-Kind"))),
+            "{line}"
+        );
+    }
 }

@@ -785,3 +785,31 @@ async fn cancelled_tasks_are_left_out_of_the_stage_totals() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_round_for_unknown_unit_ids_is_refused_with_a_hint() {
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
+        let e = engine_on(
+            store.clone(),
+            common::catalog_with(&[], true),
+            clock.clone(),
+            "a",
+        )
+        .await;
+        let err = e
+            .start_round(start(
+                "community-reserve-selection",
+                date(2019, 7, 1),
+                Some(vec!["dongguan", "dongguang"]),
+            ))
+            .await
+            .expect_err("unknown unit");
+        let text = err.to_string();
+        assert!(
+            text.contains("no unit `dongguang`") && text.contains("did you mean `dongguan`?"),
+            "{name}: {text}"
+        );
+        assert!(store.rounds().await.unwrap().is_empty(), "{name}");
+    }
+}
