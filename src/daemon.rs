@@ -33,6 +33,35 @@ pub fn load_catalog(config: &Path, today: NaiveDate, daemon: bool) -> anyhow::Re
     }
 }
 
+/// The engine for commands that only read the database (`status`, `task list`): a broken
+/// directory or calendar is reported as a warning and does not stop them (see
+/// [`catalog::load_for_reading`]); workflow files are not registered as versions.
+async fn read_only_engine(config: &Path, today: NaiveDate) -> anyhow::Result<Arc<Engine>> {
+    let (cat, diags) = catalog::load_for_reading(config, today);
+    let errors: Vec<_> = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    for d in &errors {
+        tracing::warn!("{d}");
+    }
+    let Some(cat) = cat else {
+        bail!("configuration is not valid (see the errors above); run `yanzhen validate`")
+    };
+    if !errors.is_empty() {
+        tracing::warn!(
+            "the files above have errors; showing what the database holds (run `yanzhen validate`)"
+        );
+    }
+    let store = open_store(&database_url(&cat), false, Duration::from_secs(5)).await?;
+    Ok(Arc::new(Engine::new(
+        store,
+        cat,
+        Arc::new(SystemClock),
+        owner(),
+    )))
+}
+
 /// The database URL: `YANZHEN_DATABASE_URL`, else the config file's.
 pub fn database_url(cat: &Catalog) -> String {
     std::env::var("YANZHEN_DATABASE_URL").unwrap_or_else(|_| cat.config.database.url.clone())
@@ -379,7 +408,11 @@ async fn task_command(
     today: NaiveDate,
     cmd: TaskCommand,
 ) -> anyhow::Result<ExitCode> {
-    let e = engine(config, today, false).await?;
+    let e = if matches!(cmd, TaskCommand::List { .. }) {
+        read_only_engine(config, today).await?
+    } else {
+        engine(config, today, false).await?
+    };
     let tz = e.catalog().config.tz();
     let row = match cmd {
         TaskCommand::List { round } => {
@@ -404,7 +437,7 @@ async fn task_command(
 }
 
 async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::Result<ExitCode> {
-    let e = engine(config, today, false).await?;
+    let e = read_only_engine(config, today).await?;
     let tz = e.catalog().config.tz();
     let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map(|t| zh_datetime(&t.with_timezone(&tz)))
@@ -486,12 +519,15 @@ async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::
             );
         }
         for d in errors {
+            // Line 0 means "no position" (an unreadable file): never print `:0:0`.
+            let pos = match d["loc"]["line"].as_u64() {
+                Some(line) if line > 0 => format!(":{line}:{}", d["loc"]["column"]),
+                _ => String::new(),
+            };
             println!(
-                "  error[{}]: {}:{}:{}: {}",
+                "  error[{}]: {}{pos}: {}",
                 d["code"].as_str().unwrap_or(""),
                 d["file"].as_str().unwrap_or(""),
-                d["loc"]["line"],
-                d["loc"]["column"],
                 d["message"].as_str().unwrap_or("")
             );
         }

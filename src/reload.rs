@@ -435,6 +435,14 @@ impl Engine {
             ..Default::default()
         };
         let Some(mut fresh) = loaded else {
+            // Each problem itself (file:line:col, code, message), so the log says what to fix.
+            for d in report
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+            {
+                tracing::error!("reload: {d}");
+            }
             tracing::error!(
                 errors = report.diagnostics.len(),
                 "reload rejected: config, directory or calendar has errors; keeping the running state"

@@ -605,3 +605,105 @@ async fn deliver_mode_logs_one_line_per_sent_email_with_recipient_kind_and_messa
         );
     }
 }
+
+/// A [`Setup`] whose directory is a copy in its temp dir (so a test can break it), and
+/// that copy's path.
+fn with_own_directory(s: &Setup) -> PathBuf {
+    // In a folder of its own: the daemon watches the directory file's folder, and the
+    // temp dir's root holds the daemon's own log.
+    std::fs::create_dir_all(s.path().join("dir")).unwrap();
+    let copy = s.path().join("dir/directory.yaml");
+    std::fs::copy(common::root().join("config/directory.yaml"), &copy).unwrap();
+    let config = std::fs::read_to_string(s.config()).unwrap();
+    let shipped = common::root().join("config/directory.yaml");
+    let config = config.replace(
+        &format!("directory = \"{}\"", shipped.display()),
+        &format!("directory = \"{}\"", copy.display()),
+    );
+    assert!(config.contains(&copy.display().to_string()));
+    std::fs::write(s.config(), config).unwrap();
+    copy
+}
+
+/// Break the directory: a group member that does not exist. Returns `file:line:col` of it.
+fn break_directory(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let needle = "members: [dongguan, xiguan";
+    let line = text
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect("communities group")
+        + 1;
+    let column = text
+        .lines()
+        .nth(line - 1)
+        .unwrap()
+        .find("dongguan")
+        .unwrap()
+        + 1;
+    std::fs::write(path, text.replace(needle, "members: [dongguann, xiguan")).unwrap();
+    format!("{}:{line}:{column}", path.display())
+}
+
+#[tokio::test]
+async fn a_broken_directory_does_not_block_status_or_task_list_and_reload_logs_each_error() {
+    let s = Setup::new();
+    let dir_file = with_own_directory(&s);
+    s.run(&[
+        "round",
+        "start",
+        "community-reserve-selection",
+        "--start",
+        "2019-07-01",
+        "--branches",
+        "dongguan",
+    ]);
+    let daemon = s.serve();
+    assert!(
+        daemon
+            .log_shows("scheduler started", Duration::from_secs(20))
+            .await,
+        "timed out waiting for the daemon to start"
+    );
+    let at = break_directory(&dir_file);
+    assert!(
+        daemon
+            .log_shows(
+                &format!("reload: error[unknown-reference]: {at}: "),
+                Duration::from_secs(20)
+            )
+            .await,
+        "the daemon logs the directory's error itself:\n{}",
+        daemon.log()
+    );
+    let (ok, log) = daemon.stop();
+    assert!(ok, "{log}");
+
+    let status = s.cmd(&["status", "1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "{err}");
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("round 1 "),
+        "{status:?}"
+    );
+    assert!(err.contains(&at), "the problem is still shown: {err}");
+    let list = s.cmd(&["task", "list", "1"]).output().unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(String::from_utf8_lossy(&list.stdout).contains("nomination@dongguan"));
+    // Commands that change rounds still refuse to run on a broken directory.
+    let start = s
+        .cmd(&[
+            "round",
+            "start",
+            "community-reserve-selection",
+            "--start",
+            "2019-07-02",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(start.status.code(), Some(1));
+}
