@@ -148,7 +148,8 @@ pub enum RoundCommand {
     /// List rounds.
     List,
     /// Move a running round to another version of its workflow: what moves, appears or
-    /// vanishes per assignee; applied atomically without `--dry-run`.
+    /// vanishes per assignee, and which titles, descriptions and templates change; applied
+    /// atomically without `--dry-run`.
     Migrate {
         /// Round id.
         round: i64,
@@ -190,7 +191,8 @@ pub enum WorkflowCommand {
         id: String,
     },
     /// What changed between two versions (default: the two newest): stages, deadlines,
-    /// reminders and escalation chains, as dated at the newer version's example start.
+    /// reminders and escalation chains, as dated at the newer version's example start, and
+    /// titles, descriptions and message templates.
     Diff {
         /// Workflow id.
         id: String,

@@ -257,6 +257,10 @@ pub async fn run_command(
                 e.plan_source(&b.source, Some(&b.source)).await?,
             );
             let changes = crate::reload::diff_plans(&pa, &pb);
+            let texts = crate::reload::diff_texts(
+                &*e.workflow_of(a.id).await?,
+                &*e.workflow_of(b.id).await?,
+            );
             println!(
                 "{id}: v{} → v{}, dated at {}: {} change(s)",
                 a.version,
@@ -279,6 +283,12 @@ pub async fn run_command(
                     t(&c.old),
                     t(&c.new)
                 );
+            }
+            if !texts.is_empty() {
+                println!("wording: {} change(s)", texts.len());
+                for c in &texts {
+                    println!("{}", c.line());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -707,3 +707,33 @@ async fn a_broken_directory_does_not_block_status_or_task_list_and_reload_logs_e
         .unwrap();
     assert_eq!(start.status.code(), Some(1));
 }
+
+#[test]
+fn workflow_diff_reports_wording_changes_not_only_dates() {
+    let s = Setup::new();
+    s.run(&["workflow", "versions", "community-reserve-selection"]);
+    let file = s.path().join("workflows/community-reserve-selection.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(
+            "title: 组织推荐：确定推荐人选并公示，报送附件1",
+            "title: 组织推荐：确定推荐人选并公示",
+        ),
+    )
+    .unwrap();
+    let out = s.run(&["workflow", "diff", "community-reserve-selection"]);
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        diff.contains("v1 → v2") && diff.contains(": 0 change(s)"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("wording: 1 change(s)")
+            && diff.lines().any(|l| l.contains("changed")
+                && l.contains("title")
+                && l.contains("task:nomination")
+                && l.contains("→ 「组织推荐：确定推荐人选并公示」")),
+        "{diff}"
+    );
+}
