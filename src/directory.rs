@@ -166,9 +166,14 @@ impl Directory {
     }
 
     /// Parse and check `directory.yaml`; every problem goes into `diags`.
+    /// A directory with errors is still returned (as far as it could be read), so that
+    /// read-only commands can use it; callers decide by `diags.has_errors()`.
     pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<Directory> {
-        let dir: Directory = crate::yaml::parse(text, diags)?;
+        let (dir, gaps) = crate::yaml::parse_partial::<Directory>(text, diags);
+        let dir = dir?;
+        let before = diags.items().len();
         dir.check(diags);
+        diags.retain_from(before, |d| !gaps.covers(d));
         Some(dir)
     }
 
