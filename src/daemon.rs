@@ -385,16 +385,15 @@ pub async fn run_command(
         Command::Simulate { scenario, format } => {
             let text = std::fs::read_to_string(&scenario)
                 .with_context(|| format!("reading {}", scenario.display()))?;
-            let mut d = crate::diagnostic::Diagnostics::new(scenario.display().to_string());
-            let Some(sc) = crate::yaml::parse::<crate::simulate::Scenario>(&text, &mut d) else {
+            let cat = load_catalog(config, today, false)?;
+            let (sc, d) = crate::simulate::load(&scenario.display().to_string(), &text, &cat);
+            let Some(sc) = sc else {
                 crate::cli::report(&d.into_sorted(), Format::Text);
                 return Ok(ExitCode::from(1));
             };
-            if d.has_errors() {
-                crate::cli::report(&d.into_sorted(), Format::Text);
-                return Ok(ExitCode::from(1));
+            for w in d.items() {
+                eprintln!("{w}");
             }
-            let cat = load_catalog(config, today, false)?;
             let tz = cat.config.tz();
             let effects = crate::simulate::run(&sc, cat).await?;
             match format {

@@ -394,6 +394,9 @@ enum Patch {
     Rename { line: u64, column: u64, len: u64 },
     /// Blank a block-list item: from its dash to the end of `line`, and lines up to `last`.
     Blank { line: u64, column: u64, last: u64 },
+    /// Add `key: value` after the end of the text: a stand-in for a required top-level key
+    /// whose value was taken out, so that the rest of the document can still be checked.
+    Append { key: String, value: &'static str },
 }
 
 fn apply(text: &str, patches: &[Patch]) -> String {
@@ -428,7 +431,40 @@ fn apply(text: &str, patches: &[Patch]) -> String {
         }
         out.extend(chars);
     }
+    for p in patches {
+        if let Patch::Append { key, value } = p {
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&format!("{key}: {value}\n"));
+        }
+    }
     out
+}
+
+/// A value of the type the schema gives for top-level `key` that reads as the type and means
+/// nothing (for an [`Patch::Append`] stand-in), None for types without one.
+fn stand_in(schema: &Value, key: &str) -> Option<&'static str> {
+    let mut v = schema.get("properties")?.get(key)?;
+    for _ in 0..8 {
+        match v
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/$defs/"))
+        {
+            Some(name) => v = schema.get("$defs")?.get(name)?,
+            None => break,
+        }
+    }
+    let format = v.get("format").and_then(Value::as_str);
+    match (v.get("type").and_then(Value::as_str), format) {
+        (Some("string"), Some("date")) => Some("1970-01-01"),
+        (Some("string"), None) => Some("\"\""),
+        (Some("array"), _) => Some("[]"),
+        (Some("integer"), _) => Some("0"),
+        (Some("boolean"), _) => Some("false"),
+        _ => None,
+    }
 }
 
 /// Indentation (leading spaces) of a line, None for blank and comment-only lines.
@@ -579,6 +615,12 @@ impl Repair<'_> {
             self.removed.insert(i);
             self.collect_ids(i);
             let region = match self.flat[i].attach {
+                // A top-level key: only the entry itself (the whole document would hide
+                // everything else).
+                Attach::Value { key_loc, .. } if parent == 0 => Region {
+                    span: (key_loc, self.extent(i).1),
+                    holes: Vec::new(),
+                },
                 // The mapping lacks a key: its own values may be reported for it, but not
                 // what is nested in its other mappings and lists.
                 Attach::Value { .. } => Region {
@@ -1027,6 +1069,16 @@ pub fn parse_partial<T: DeserializeOwned + schemars::JsonSchema>(
         renamed_locs: BTreeSet::new(),
         gaps: Gaps::default(),
     };
+    // Where stand-ins go: the line after the text (see `apply`).
+    let newlines = text.matches('\n').count() as u64;
+    let end_of_text = Loc {
+        line: if text.is_empty() || text.ends_with('\n') {
+            newlines + 1
+        } else {
+            newlines + 2
+        },
+        column: 1,
+    };
     let mut unknown: BTreeMap<Loc, (String, String, Vec<String>)> = BTreeMap::new();
     let mut reported: BTreeSet<(Loc, String)> = BTreeSet::new();
     for _ in 0..MAX_REPAIRS {
@@ -1083,10 +1135,14 @@ pub fn parse_partial<T: DeserializeOwned + schemars::JsonSchema>(
         // The entry to take out, and where to report the problem.
         let (target, at) = match missing {
             Some(field) => {
-                let map = repair
-                    .map_with_key_at(loc)
-                    .or_else(|| repair.node_at(loc))
-                    .filter(|&m| repair.flat[m].kind == Kind::Map);
+                let map = if loc >= end_of_text {
+                    Some(0) // the top level, whose last key is a stand-in
+                } else {
+                    repair
+                        .map_with_key_at(loc)
+                        .or_else(|| repair.node_at(loc))
+                        .filter(|&m| repair.flat[m].kind == Kind::Map)
+                };
                 match map {
                     Some(m) => {
                         let start = repair.extent(m).0;
@@ -1108,9 +1164,36 @@ pub fn parse_partial<T: DeserializeOwned + schemars::JsonSchema>(
                 diags.error(code, at, msg, hint);
             }
         }
-        let progressed = match target {
-            Some(t) => repair.remove(t),
-            None => false,
+        // Past the end of the text: a problem of a stand-in itself; nothing more to learn.
+        if loc >= end_of_text && missing.is_none() {
+            break;
+        }
+        let stand_in_for = match (missing, target) {
+            // A required top-level key that is missing or was taken out: add a stand-in
+            // (block documents only) and read on.
+            (Some(field), Some(0)) if repair.flat[0].loc.column == 1 => {
+                stand_in(&schema, field).map(|v| (field, v))
+            }
+            _ => None,
+        };
+        let progressed = match (stand_in_for, target) {
+            (Some((field, value)), _) => {
+                let patch = Patch::Append {
+                    key: field.to_string(),
+                    value,
+                };
+                let fresh = !repair.patches.contains(&patch);
+                if fresh {
+                    repair.patches.push(patch);
+                    repair.gaps.regions.push(Region {
+                        span: (end_of_text, None),
+                        holes: Vec::new(),
+                    });
+                }
+                fresh
+            }
+            (None, Some(t)) => repair.remove(t),
+            (None, None) => false,
         };
         if !progressed {
             break;

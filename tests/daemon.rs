@@ -737,3 +737,31 @@ fn workflow_diff_reports_wording_changes_not_only_dates() {
         "{diff}"
     );
 }
+
+#[test]
+fn simulate_prints_stage_openings_and_closings() {
+    let out = Command::new(env!("CARGO_BIN_EXE_yanzhen"))
+        .args(["simulate", "examples/seed000-scenario.yaml"])
+        .current_dir(common::root())
+        .output()
+        .expect("simulate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stages: Vec<&str> = text.lines().filter(|l| l.contains("  阶段")).collect();
+    assert_eq!(
+        stages,
+        [
+            "2019年7月1日（星期一）09:00  阶段开始  工作部署（deployment）",
+            "2019年7月4日（星期四）18:00  阶段结束  工作部署（deployment）",
+            "2019年7月5日（星期五）09:00  阶段开始  组织实施（implementation）",
+            "2019年7月18日（星期四）18:00  阶段结束  组织实施（implementation）",
+            "2019年7月19日（星期五）09:00  阶段开始  总结（summary）",
+            "2019年7月20日（星期六）18:00  阶段结束  总结（summary）",
+        ],
+        "{text}"
+    );
+}

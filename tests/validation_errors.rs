@@ -532,3 +532,105 @@ fn a_problem_without_a_position_names_the_file_without_zero_line_and_column() {
     );
     assert!(!text.contains(":0:0"), "{text}");
 }
+
+#[test]
+fn every_problem_of_a_scenario_file_is_reported_at_once_with_positions_and_hints() {
+    let text = "workflow: community-reserve-selection\nstart: 2019-07-01\nuntil: 2019-07-31\nparams: {min_candidatez: 3}\nbranches: [dongguan, xiguang]\nfrobnicate: 1\ncompletions:\n  - {task: nomination, assignee: dongguan, at: \"2019-07-11 09:30\"}\n  - {task: nominaton, assignee: dongguan, at: \"2019-07-11T09:30\"}\n  - {task: nomination, assignee: nanmen, at: \"2019-07-12T09:30\"}\n  - {task: nomination, assignee: dongguan, at: \"2019-08-02T09:30\"}\n";
+    let cat = common::catalog_with(&[], true);
+    let (sc, d) = yanzhen::simulate::load("s.yaml", text, &cat);
+    assert!(sc.is_none());
+    let all = d.into_sorted();
+    let found: Vec<(&str, Loc)> = all.iter().map(|d| (d.code, d.loc)).collect();
+    assert_eq!(
+        found,
+        [
+            ("unknown-parameter", Loc { line: 4, column: 9 }),
+            (
+                "unknown-reference",
+                Loc {
+                    line: 5,
+                    column: 22
+                }
+            ),
+            ("unknown-key", Loc { line: 6, column: 1 }),
+            (
+                "invalid-value",
+                Loc {
+                    line: 8,
+                    column: 48
+                }
+            ),
+            (
+                "unknown-reference",
+                Loc {
+                    line: 9,
+                    column: 12
+                }
+            ),
+            (
+                "unknown-reference",
+                Loc {
+                    line: 10,
+                    column: 34
+                }
+            ),
+            (
+                "outside-simulation",
+                Loc {
+                    line: 11,
+                    column: 48
+                }
+            ),
+        ],
+        "{}",
+        render(&all)
+    );
+    insta::assert_snapshot!(render(&all));
+
+    // A scenario that names a bad date is still checked for the rest.
+    let text = "workflow: community-reserv-selection\nstart: 2019-07-01\nuntil: 2019-13-31\n";
+    let (_, d) = yanzhen::simulate::load("s.yaml", text, &cat);
+    let all = d.into_sorted();
+    let codes: Vec<&str> = all.iter().map(|d| d.code).collect();
+    assert_eq!(
+        codes,
+        ["unknown-reference", "invalid-value"],
+        "{}",
+        render(&all)
+    );
+    assert!(
+        all[0]
+            .hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("did you mean `community-reserve-selection`?"),
+        "{}",
+        render(&all)
+    );
+}
+
+#[test]
+fn a_bad_or_missing_top_level_value_does_not_stop_the_other_checks() {
+    let yaml = BASE
+        .replace("id: t\n", "id: [t]\n")
+        .replace("title: 测试\n", "")
+        .replace("{group: branches}", "{group: branchez}");
+    let all = check(&yaml);
+    let found: Vec<(&str, Loc)> = all.iter().map(|d| (d.code, d.loc)).collect();
+    assert_eq!(
+        found,
+        [
+            ("missing-key", Loc { line: 1, column: 1 }),
+            ("invalid-value", Loc { line: 1, column: 5 }),
+            (
+                "unknown-reference",
+                Loc {
+                    line: 10,
+                    column: 19
+                }
+            ),
+        ],
+        "{}",
+        render(&all)
+    );
+}
