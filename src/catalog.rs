@@ -122,7 +122,7 @@ fn io_diag(p: &Path, e: std::io::Error) -> Diagnostic {
         file: p.display().to_string(),
         loc: Loc::default(),
         message: format!("cannot read: {e}"),
-        hint: None,
+        hint: Some("check that the path exists, is readable and holds UTF-8 text".into()),
     }
 }
 
