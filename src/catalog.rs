@@ -149,7 +149,7 @@ fn io_diag(p: &Path, e: std::io::Error) -> Diagnostic {
         file: p.display().to_string(),
         loc: Loc::default(),
         message: format!("cannot read: {e}"),
-        hint: None,
+        hint: Some("check that the path exists, is readable and holds UTF-8 text".into()),
     }
 }
 
@@ -234,4 +234,40 @@ pub fn load(config_path: &Path, today: NaiveDate) -> (Option<Catalog>, Vec<Diagn
         }),
         diags,
     )
+}
+
+/// What commands that only read the database (`status`, `task list`) run from: the full
+/// catalog when everything loads; otherwise the config with the directory and calendar as far
+/// as they load (an empty directory or calendar when they do not) and no workflows, so a
+/// broken `directory.yaml` does not hide the state of running rounds. None only when the
+/// config itself is broken: it names the database. The diagnostics are returned either way.
+pub fn load_for_reading(
+    config_path: &Path,
+    today: NaiveDate,
+) -> (Option<Catalog>, Vec<Diagnostic>) {
+    let (full, diags) = load(config_path, today);
+    if let Some(c) = full {
+        return (Some(c), diags);
+    }
+    let Some(config) = Config::load(config_path, &mut Diagnostics::new("")) else {
+        return (None, diags);
+    };
+    let directory = std::fs::read_to_string(&config.directory)
+        .ok()
+        .and_then(|text| Directory::parse(&text, &mut Diagnostics::new("")))
+        .unwrap_or_else(|| {
+            let office = crate::directory::Office {
+                id: String::new(),
+                name: String::new(),
+            };
+            Directory::new(office, Vec::new(), Vec::new(), Vec::new())
+        });
+    let calendar = Calendar::load_dir(&config.calendar_dir).unwrap_or_default();
+    let catalog = Catalog {
+        config,
+        directory,
+        calendar,
+        workflows: BTreeMap::new(),
+    };
+    (Some(catalog), diags)
 }

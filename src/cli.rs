@@ -52,9 +52,13 @@ pub enum Command {
         /// Parameter value, `name=value`; repeatable.
         #[arg(long = "param", value_parser = parse_kv)]
         params: Vec<(String, String)>,
-        /// Only these unit ids take part (comma-separated).
+        /// Only these branches take part (comma-separated unit ids); every department and
+        /// role still gets its tasks unless `--only-listed`.
         #[arg(long, value_delimiter = ',')]
         branches: Option<Vec<String>>,
+        /// With `--branches`: leave out the departments not listed too.
+        #[arg(long, requires = "branches")]
+        only_listed: bool,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -133,14 +137,19 @@ pub enum RoundCommand {
         /// Parameter value, `name=value`; repeatable.
         #[arg(long = "param", value_parser = parse_kv)]
         params: Vec<(String, String)>,
-        /// Only these unit ids take part (comma-separated).
+        /// Only these branches take part (comma-separated unit ids); every department and
+        /// role still gets its tasks unless `--only-listed`.
         #[arg(long, value_delimiter = ',')]
         branches: Option<Vec<String>>,
+        /// With `--branches`: leave out the departments not listed too.
+        #[arg(long, requires = "branches")]
+        only_listed: bool,
     },
     /// List rounds.
     List,
     /// Move a running round to another version of its workflow: what moves, appears or
-    /// vanishes per assignee; applied atomically without `--dry-run`.
+    /// vanishes per assignee, and which titles, descriptions and templates change; applied
+    /// atomically without `--dry-run`.
     Migrate {
         /// Round id.
         round: i64,
@@ -182,7 +191,8 @@ pub enum WorkflowCommand {
         id: String,
     },
     /// What changed between two versions (default: the two newest): stages, deadlines,
-    /// reminders and escalation chains, as dated at the newer version's example start.
+    /// reminders and escalation chains, as dated at the newer version's example start, and
+    /// titles, descriptions and message templates.
     Diff {
         /// Workflow id.
         id: String,
@@ -296,13 +306,14 @@ pub fn main() -> ExitCode {
             start,
             params,
             branches,
+            only_listed,
             format,
         } => plan_cmd(
             &cli.config,
             &workflow,
             start,
             params,
-            branches,
+            branches.map(|b| (b, only_listed)),
             format,
             today,
         ),
@@ -396,7 +407,7 @@ fn plan_cmd(
     workflow: &str,
     start: Option<NaiveDate>,
     params: Vec<(String, String)>,
-    branches: Option<Vec<String>>,
+    branches: Option<(Vec<String>, bool)>,
     format: Format,
     today: NaiveDate,
 ) -> ExitCode {
@@ -436,6 +447,19 @@ fn plan_cmd(
     };
     let start = start.unwrap_or_else(|| default_start(wf, ctx));
     let params: BTreeMap<String, String> = params.into_iter().collect();
+    let units = match branches {
+        Some((listed, only_listed)) => {
+            let unknown = dir.unknown_units(&listed);
+            for (id, hint) in &unknown {
+                eprintln!("error: --branches: no unit `{id}` in the directory\n  hint: {hint}");
+            }
+            if !unknown.is_empty() {
+                return ExitCode::from(1);
+            }
+            Some(dir.round_units(&listed, only_listed))
+        }
+        None => None,
+    };
     let (plan, problems) = plan(PlanInput {
         workflow: wf,
         directory: &dir,
@@ -443,7 +467,7 @@ fn plan_cmd(
         tz: workflow_tz(wf, cfg.tz()),
         start,
         params: &params,
-        units: branches.as_deref(),
+        units: units.as_deref(),
         done: None,
     });
     let mut pd = crate::diagnostic::Diagnostics::new(loaded.path.display().to_string());

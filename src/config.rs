@@ -306,7 +306,12 @@ impl Config {
             Ok(text) => Config::parse(&text, diags),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Config::default()),
             Err(e) => {
-                diags.error("io", Loc::default(), format!("cannot read: {e}"), None);
+                diags.error(
+                    "io",
+                    Loc::default(),
+                    format!("cannot read: {e}"),
+                    Some("check that the file is readable and holds UTF-8 text".into()),
+                );
                 None
             }
         }

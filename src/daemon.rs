@@ -43,6 +43,35 @@ fn load_catalog_reporting(
     }
 }
 
+/// The engine for commands that only read the database (`status`, `task list`): a broken
+/// directory or calendar is reported as a warning and does not stop them (see
+/// [`catalog::load_for_reading`]); workflow files are not registered as versions.
+async fn read_only_engine(config: &Path, today: NaiveDate) -> anyhow::Result<Arc<Engine>> {
+    let (cat, diags) = catalog::load_for_reading(config, today);
+    let errors: Vec<_> = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    for d in &errors {
+        tracing::warn!("{d}");
+    }
+    let Some(cat) = cat else {
+        bail!("configuration is not valid (see the errors above); run `yanzhen validate`")
+    };
+    if !errors.is_empty() {
+        tracing::warn!(
+            "the files above have errors; showing what the database holds (run `yanzhen validate`)"
+        );
+    }
+    let store = open_store(&database_url(&cat), false, Duration::from_secs(5)).await?;
+    Ok(Arc::new(Engine::new(
+        store,
+        cat,
+        Arc::new(SystemClock),
+        owner(),
+    )))
+}
+
 /// The database URL: `YANZHEN_DATABASE_URL`, else the config file's.
 pub fn database_url(cat: &Catalog) -> String {
     std::env::var("YANZHEN_DATABASE_URL").unwrap_or_else(|_| cat.config.database.url.clone())
@@ -139,14 +168,16 @@ pub async fn run_command(
             start,
             params,
             branches,
+            only_listed,
         }) => {
             let e = engine(config, today, false).await?;
+            let units = branches.map(|b| e.catalog().directory.round_units(&b, only_listed));
             let id = e
                 .start_round(StartRound {
                     workflow,
                     start,
                     params: params.into_iter().collect(),
-                    units: branches,
+                    units,
                     actor: "cli".into(),
                 })
                 .await?;
@@ -236,6 +267,10 @@ pub async fn run_command(
                 e.plan_source(&b.source, Some(&b.source)).await?,
             );
             let changes = crate::reload::diff_plans(&pa, &pb);
+            let texts = crate::reload::diff_texts(
+                &*e.workflow_of(a.id).await?,
+                &*e.workflow_of(b.id).await?,
+            );
             println!(
                 "{id}: v{} → v{}, dated at {}: {} change(s)",
                 a.version,
@@ -258,6 +293,12 @@ pub async fn run_command(
                     t(&c.old),
                     t(&c.new)
                 );
+            }
+            if !texts.is_empty() {
+                println!("wording: {} change(s)", texts.len());
+                for c in &texts {
+                    println!("{}", c.line());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -354,16 +395,15 @@ pub async fn run_command(
         Command::Simulate { scenario, format } => {
             let text = std::fs::read_to_string(&scenario)
                 .with_context(|| format!("reading {}", scenario.display()))?;
-            let mut d = crate::diagnostic::Diagnostics::new(scenario.display().to_string());
-            let Some(sc) = crate::yaml::parse::<crate::simulate::Scenario>(&text, &mut d) else {
+            let cat = load_catalog(config, today, false)?;
+            let (sc, d) = crate::simulate::load(&scenario.display().to_string(), &text, &cat);
+            let Some(sc) = sc else {
                 crate::cli::report(&d.into_sorted(), Format::Text);
                 return Ok(ExitCode::from(1));
             };
-            if d.has_errors() {
-                crate::cli::report(&d.into_sorted(), Format::Text);
-                return Ok(ExitCode::from(1));
+            for w in d.items() {
+                eprintln!("{w}");
             }
-            let cat = load_catalog(config, today, false)?;
             let tz = cat.config.tz();
             let effects = crate::simulate::run(&sc, cat).await?;
             match format {
@@ -387,7 +427,11 @@ async fn task_command(
     today: NaiveDate,
     cmd: TaskCommand,
 ) -> anyhow::Result<ExitCode> {
-    let e = engine(config, today, false).await?;
+    let e = if matches!(cmd, TaskCommand::List { .. }) {
+        read_only_engine(config, today).await?
+    } else {
+        engine(config, today, false).await?
+    };
     let tz = e.catalog().config.tz();
     let row = match cmd {
         TaskCommand::List { round } => {
@@ -439,7 +483,7 @@ async fn task_command(
 }
 
 async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::Result<ExitCode> {
-    let e = engine(config, today, false).await?;
+    let e = read_only_engine(config, today).await?;
     let tz = e.catalog().config.tz();
     let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map(|t| zh_datetime(&t.with_timezone(&tz)))
@@ -605,12 +649,15 @@ async fn print_reload_state(e: &Engine) -> anyhow::Result<()> {
         );
     }
     for d in errors {
+        // Line 0 means "no position" (an unreadable file): never print `:0:0`.
+        let pos = match d["loc"]["line"].as_u64() {
+            Some(line) if line > 0 => format!(":{line}:{}", d["loc"]["column"]),
+            _ => String::new(),
+        };
         println!(
-            "  error[{}]: {}:{}:{}: {}",
+            "  error[{}]: {}{pos}: {}",
             d["code"].as_str().unwrap_or(""),
             d["file"].as_str().unwrap_or(""),
-            d["loc"]["line"],
-            d["loc"]["column"],
             d["message"].as_str().unwrap_or("")
         );
     }

@@ -125,11 +125,17 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(
-            f,
-            "{sev}[{}]: {}:{}:{}: {}",
-            self.code, self.file, self.loc.line, self.loc.column, self.message
-        )?;
+        // Line 0 means the problem has no position (an unreadable file, a command-line
+        // value): name the file alone rather than print `:0:0`.
+        if self.loc.line == 0 {
+            write!(f, "{sev}[{}]: {}: {}", self.code, self.file, self.message)?;
+        } else {
+            write!(
+                f,
+                "{sev}[{}]: {}:{}:{}: {}",
+                self.code, self.file, self.loc.line, self.loc.column, self.message
+            )?;
+        }
         if let Some(h) = &self.hint {
             write!(f, "\n  hint: {h}")?;
         }
@@ -215,6 +221,16 @@ impl Diagnostics {
     /// Read access to what was recorded so far.
     pub fn items(&self) -> &[Diagnostic] {
         &self.items
+    }
+
+    /// Keep, of the diagnostics recorded from index `start` on, those for which `keep` is
+    /// true (the earlier ones all stay).
+    pub fn retain_from(&mut self, start: usize, keep: impl Fn(&Diagnostic) -> bool) {
+        let mut i = 0;
+        self.items.retain(|d| {
+            i += 1;
+            i <= start || keep(d)
+        });
     }
 }
 

@@ -166,9 +166,14 @@ impl Directory {
     }
 
     /// Parse and check `directory.yaml`; every problem goes into `diags`.
+    /// A directory with errors is still returned (as far as it could be read), so that
+    /// read-only commands can use it; callers decide by `diags.has_errors()`.
     pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<Directory> {
-        let dir: Directory = crate::yaml::parse(text, diags)?;
+        let (dir, gaps) = crate::yaml::parse_partial::<Directory>(text, diags);
+        let dir = dir?;
+        let before = diags.items().len();
         dir.check(diags);
+        diags.retain_from(before, |d| !gaps.covers(d));
         Some(dir)
     }
 
@@ -288,6 +293,46 @@ impl Directory {
         self.groups.iter().map(|g| g.id.value.as_str())
     }
 
+    /// Ids in `ids` that name no unit, each with a hint (a close id, or where units are
+    /// listed: a county directory has too many to list them all).
+    pub fn unknown_units(&self, ids: &[String]) -> Vec<(String, String)> {
+        ids.iter()
+            .filter(|id| self.unit(id).is_none())
+            .map(|id| {
+                let close =
+                    crate::diagnostic::did_you_mean(id, self.units.iter().map(|u| u.id.value.as_str()));
+                let hint = match close {
+                    Some(d) => d,
+                    None => format!(
+                        "no unit id is close; the {} units are listed under `units:` in the directory file",
+                        self.units.len()
+                    ),
+                };
+                (id.clone(), hint)
+            })
+            .collect()
+    }
+
+    /// The units a round limited to `listed` runs with: the listed ones and, unless
+    /// `only_listed`, every department, so that tasks for the reviewing departments (joint
+    /// review, opinions) still reach them when only some branches take part. Role tasks
+    /// never depend on this list. Unknown ids are the caller's to reject
+    /// ([`unknown_units`](Self::unknown_units)).
+    pub fn round_units(&self, listed: &[String], only_listed: bool) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let departments = self
+            .units
+            .iter()
+            .filter(|u| !only_listed && u.kind == UnitKind::Department)
+            .map(|u| &u.id.value);
+        for id in listed.iter().chain(departments) {
+            if !out.contains(id) {
+                out.push(id.clone());
+            }
+        }
+        out
+    }
+
     /// A role as a party.
     pub fn role_party(&self, id: &str) -> Party {
         Party {
@@ -343,6 +388,35 @@ mod tests {
         assert_eq!(d.unit("b").map(|u| u.name.as_str()), Some("乙"));
         assert_eq!(d.unit("a").map(|u| u.name.as_str()), Some("甲"));
         assert!(d.unit("c").is_none());
+    }
+
+    #[test]
+    fn round_units_keep_every_department_unless_only_the_listed_ones_are_asked_for() {
+        let mut dept = unit("jiwei", "纪委");
+        dept.kind = UnitKind::Department;
+        let d = Directory::new(
+            office(),
+            vec![],
+            vec![unit("a", "甲"), unit("b", "乙"), dept],
+            vec![],
+        );
+        let listed = vec!["a".to_string()];
+        assert_eq!(d.round_units(&listed, false), ["a", "jiwei"]);
+        assert_eq!(d.round_units(&listed, true), ["a"]);
+        let both = vec!["jiwei".to_string(), "a".to_string()];
+        assert_eq!(d.round_units(&both, false), ["jiwei", "a"]);
+    }
+
+    #[test]
+    fn unknown_unit_ids_are_named_with_the_closest_known_id() {
+        let d = Directory::new(office(), vec![], vec![unit("dongguan", "东关")], vec![]);
+        let bad = d.unknown_units(&["dongguan".into(), "dongguang".into(), "zzz".into()]);
+        assert_eq!(bad.len(), 2);
+        assert_eq!(
+            bad[0],
+            ("dongguang".into(), "did you mean `dongguan`?".into())
+        );
+        assert!(bad[1].1.contains("1 units are listed"), "{:?}", bad[1]);
     }
 
     #[test]

@@ -80,12 +80,30 @@ pub enum EngineError {
     /// A value given by the caller cannot be used (e.g. a new deadline in the past).
     #[error("{0}")]
     Invalid(String),
+    /// A round was asked for with unit ids that are not in the directory: each with a hint.
+    #[error("{}", render_unknown_units(.0))]
+    UnknownUnits(Vec<(String, String)>),
 }
 
 fn render_problems(p: &[Problem]) -> String {
     p.iter()
         .filter(|p| p.severity == Severity::Error)
-        .map(|p| format!("line {}:{}: {}", p.loc.line, p.loc.column, p.message))
+        .map(|p| {
+            // A problem of the round's input (a `--param`), not of a line, has no position.
+            if p.loc.line == 0 {
+                p.message.clone()
+            } else {
+                format!("line {}:{}: {}", p.loc.line, p.loc.column, p.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn render_unknown_units(units: &[(String, String)]) -> String {
+    units
+        .iter()
+        .map(|(id, hint)| format!("no unit `{id}` in the directory ({hint})"))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -239,7 +257,8 @@ pub struct StageProgress {
     pub opens_provisional: bool,
     /// The closing was counted over a year without a holiday file.
     pub closes_provisional: bool,
-    /// Task instances in this stage.
+    /// Task instances in this stage that are still owed or settled (cancelled ones, e.g. of
+    /// a branch removed from the round, are left out).
     pub total: usize,
     /// Done or waived.
     pub done: usize,
@@ -885,6 +904,12 @@ impl Engine {
                 hint: crate::diagnostic::suggest(&req.workflow, ids.iter().copied()),
             });
         };
+        if let Some(units) = &req.units {
+            let unknown = cat.directory.unknown_units(units);
+            if !unknown.is_empty() {
+                return Err(EngineError::UnknownUnits(unknown));
+            }
+        }
         let version_id = match self.version_id(&req.workflow) {
             Some(v) => v,
             None => {
@@ -2284,7 +2309,10 @@ impl Engine {
             .stages
             .iter()
             .map(|s| {
-                let mine: Vec<&TaskRow> = tasks.iter().filter(|t| t.stage == s.id.value).collect();
+                let mine: Vec<&TaskRow> = tasks
+                    .iter()
+                    .filter(|t| t.stage == s.id.value && t.state != task_state::CANCELLED)
+                    .collect();
                 let window = p
                     .as_ref()
                     .and_then(|p| p.stages.iter().find(|x| x.id == s.id.value));

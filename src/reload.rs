@@ -35,6 +35,149 @@ pub struct Change {
     pub new: Option<DateTime<Utc>>,
 }
 
+/// A change of wording between two versions: a title, a description or a message template.
+/// Dates are in [`Change`]; these take effect for every message sent after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TextChange {
+    /// `changed`, `appears` or `vanishes`.
+    pub change: &'static str,
+    /// `title`, `description` or `template`.
+    pub what: &'static str,
+    /// Where: `workflow`, `stage:ID`, `task:ID`, `templates.reminder.subject`,
+    /// `task:ID/templates.overdue.text` …
+    pub key: String,
+    /// The text before.
+    pub old: Option<String>,
+    /// The text after.
+    pub new: Option<String>,
+}
+
+impl TextChange {
+    /// One line for the command line: the change, what, where, and both texts shortened.
+    pub fn line(&self) -> String {
+        let show = |t: &Option<String>| t.as_deref().map_or_else(|| "—".to_string(), short);
+        format!(
+            "  {:<8} {:<11} {:<45} {} → {}",
+            self.change,
+            self.what,
+            self.key,
+            show(&self.old),
+            show(&self.new)
+        )
+    }
+}
+
+/// A text on one line, at most 40 characters: newlines shown as `⏎`, the rest elided.
+fn short(text: &str) -> String {
+    let flat: String = text
+        .trim()
+        .chars()
+        .map(|c| if c == '\n' { '⏎' } else { c })
+        .collect();
+    if flat.chars().count() > 40 {
+        format!("「{}…」", flat.chars().take(40).collect::<String>())
+    } else {
+        format!("「{flat}」")
+    }
+}
+
+/// Titles, descriptions and templates that differ between two versions of a workflow. A stage
+/// or task that exists in only one of them is left out (its dates appear or vanish in
+/// [`diff_plans`]); templates are compared everywhere.
+pub fn diff_texts(
+    old: &crate::definition::Workflow,
+    new: &crate::definition::Workflow,
+) -> Vec<TextChange> {
+    use crate::definition::{Templates, Workflow};
+    type Texts = BTreeMap<(String, &'static str), String>;
+    fn templates(out: &mut Texts, prefix: &str, t: &Templates) {
+        for (kind, m) in t.iter() {
+            let mut put = |part: &str, text: &str| {
+                out.insert(
+                    (format!("{prefix}templates.{kind}.{part}"), "template"),
+                    text.to_string(),
+                );
+            };
+            put("subject", &m.subject.value);
+            put("text", &m.text.value);
+            if let Some(h) = &m.html {
+                put("html", &h.value);
+            }
+        }
+    }
+    fn texts(wf: &Workflow, stages: &BTreeSet<&str>, tasks: &BTreeSet<&str>) -> Texts {
+        let mut out = Texts::new();
+        out.insert(("workflow".into(), "title"), wf.title.clone());
+        if let Some(d) = &wf.description {
+            out.insert(("workflow".into(), "description"), d.clone());
+        }
+        templates(&mut out, "", &wf.templates);
+        for s in wf
+            .stages
+            .iter()
+            .filter(|s| stages.contains(s.id.value.as_str()))
+        {
+            let key = format!("stage:{}", s.id.value);
+            out.insert((key.clone(), "title"), s.title.clone());
+            if let Some(d) = &s.description {
+                out.insert((key, "description"), d.clone());
+            }
+        }
+        for (_, t) in wf.tasks() {
+            let key = format!("task:{}", t.id.value);
+            if let Some(tt) = &t.templates {
+                templates(&mut out, &format!("{key}/"), tt);
+            }
+            if !tasks.contains(t.id.value.as_str()) {
+                continue;
+            }
+            out.insert((key.clone(), "title"), t.title.clone());
+            if let Some(d) = &t.description {
+                out.insert((key, "description"), d.value.clone());
+            }
+        }
+        out
+    }
+    let ids = |wf: &Workflow| -> (BTreeSet<String>, BTreeSet<String>) {
+        (
+            wf.stages.iter().map(|s| s.id.value.clone()).collect(),
+            wf.tasks().map(|(_, t)| t.id.value.clone()).collect(),
+        )
+    };
+    let ((s1, t1), (s2, t2)) = (ids(old), ids(new));
+    let stages: BTreeSet<&str> = s1.intersection(&s2).map(String::as_str).collect();
+    let tasks: BTreeSet<&str> = t1.intersection(&t2).map(String::as_str).collect();
+    let (a, b) = (texts(old, &stages, &tasks), texts(new, &stages, &tasks));
+    let mut out = Vec::new();
+    for ((key, what), x) in &a {
+        let change = match b.get(&(key.clone(), *what)) {
+            Some(y) if y == x => continue,
+            Some(_) => "changed",
+            None => "vanishes",
+        };
+        out.push(TextChange {
+            change,
+            what,
+            key: key.clone(),
+            old: Some(x.clone()),
+            new: b.get(&(key.clone(), *what)).cloned(),
+        });
+    }
+    for ((key, what), y) in &b {
+        if !a.contains_key(&(key.clone(), *what)) {
+            out.push(TextChange {
+                change: "appears",
+                what,
+                key: key.clone(),
+                old: None,
+                new: Some(y.clone()),
+            });
+        }
+    }
+    out.sort_by(|x, y| (&x.key, x.what).cmp(&(&y.key, y.what)));
+    out
+}
+
 /// What a re-projection does (or would do).
 #[derive(Debug, Clone, Serialize)]
 pub struct Impact {
@@ -50,6 +193,8 @@ pub struct Impact {
     pub to_number: i64,
     /// Every change, sorted by who, then key.
     pub changes: Vec<Change>,
+    /// Titles, descriptions and templates that change with the version.
+    pub texts: Vec<TextChange>,
 }
 
 impl Impact {
@@ -80,6 +225,12 @@ impl Impact {
                 t(&c.old),
                 t(&c.new)
             );
+        }
+        if !self.texts.is_empty() {
+            let _ = writeln!(out, "wording: {} change(s)", self.texts.len());
+            for c in &self.texts {
+                let _ = writeln!(out, "{}", c.line());
+            }
         }
         out
     }
@@ -242,7 +393,14 @@ impl Engine {
                         fresh.insert(pt.key.clone());
                     }
                 }
-                Some(t) if t.state == task_state::OPEN => {
+                Some(t) if t.state == task_state::OPEN || t.state == task_state::WAITING => {
+                    // An owed task takes the new version's title; done ones keep theirs.
+                    if t.title != pt.title {
+                        r.title_changes.push((t.id, pt.title.clone()));
+                    }
+                    if t.state == task_state::WAITING {
+                        continue;
+                    }
                     live.insert(pt.key.clone());
                     // A deadline counted from a completion keeps the instant it got then.
                     if let (Some(new), false) = (fixed, pt.after_done.is_some()) {
@@ -436,6 +594,14 @@ impl Engine {
             .workflow_version(version)
             .await?
             .map_or(0, |v| v.version);
+        let texts = if version == round.version_id {
+            Vec::new()
+        } else {
+            diff_texts(
+                &*self.workflow_of(round.version_id).await?,
+                &*self.workflow_of(version).await?,
+            )
+        };
         let impact = Impact {
             round: round_id,
             from_version: round.version_id,
@@ -443,6 +609,7 @@ impl Engine {
             from_number,
             to_number,
             changes,
+            texts,
         };
         if dry_run
             || (impact.changes.is_empty() && version == round.version_id && add_units.is_empty())
@@ -465,7 +632,7 @@ impl Engine {
             actor: actor.to_string(),
             action: "round.migrate".into(),
             subject: format!("round:{round_id}"),
-            detail_json: serde_json::json!({"reason": reason, "from_version": round.version_id, "to_version": version, "changes": impact.changes.len(), "added_units": add_units}).to_string(),
+            detail_json: serde_json::json!({"reason": reason, "from_version": round.version_id, "to_version": version, "changes": impact.changes.len(), "texts": impact.texts, "added_units": add_units}).to_string(),
         });
         store.reproject(r).await?;
         self.wake();
@@ -530,6 +697,14 @@ impl Engine {
             ..Default::default()
         };
         let Some(mut fresh) = loaded else {
+            // Each problem itself (file:line:col, code, message), so the log says what to fix.
+            for d in report
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+            {
+                tracing::error!("reload: {d}");
+            }
             tracing::error!(
                 errors = report.diagnostics.len(),
                 "reload rejected: config, directory or calendar has errors; keeping the running state"
@@ -770,4 +945,54 @@ pub fn watch(
         debouncer.watch(p, RecursiveMode::NonRecursive)?;
     }
     Ok(debouncer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wf(text: &str) -> crate::definition::Workflow {
+        let mut d = crate::diagnostic::Diagnostics::new("t.yaml");
+        let w = crate::yaml::parse(text, &mut d).expect("parses");
+        assert!(!d.has_errors(), "{:?}", d.items());
+        w
+    }
+
+    const V1: &str = "id: t\ntitle: 测试\nstages:\n  - id: s\n    title: 阶段\n    closes: {from: round_start, days: 5}\n    tasks:\n      - id: a\n        title: 任务甲\n        description: 说明一\n        assignee: {group: branches}\n        due: {from: stage_close}\n      - id: b\n        title: 任务乙\n        assignee: {group: branches}\n        due: {from: stage_close}\n";
+
+    #[test]
+    fn text_diff_reports_titles_descriptions_and_templates_but_not_removed_tasks() {
+        let v2 = V1
+            .replace("title: 任务甲", "title: 任务甲（修订）")
+            .replace("description: 说明一", "description: 说明二")
+            .replace(
+                "      - id: b\n        title: 任务乙\n        assignee: {group: branches}\n        due: {from: stage_close}\n",
+                "",
+            )
+            + "templates:\n  reminder:\n    subject: 【提醒】{{ task.title }}\n    text: 请按时完成。\n";
+        let got = diff_texts(&wf(V1), &wf(&v2));
+        let rows: Vec<(&str, &str, &str)> = got
+            .iter()
+            .map(|c| (c.change, c.what, c.key.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("changed", "description", "task:a"),
+                ("changed", "title", "task:a"),
+                ("appears", "template", "templates.reminder.subject"),
+                ("appears", "template", "templates.reminder.text"),
+            ]
+        );
+        assert_eq!(got[1].old.as_deref(), Some("任务甲"));
+        assert_eq!(got[1].new.as_deref(), Some("任务甲（修订）"));
+        assert_eq!(
+            got[1].line(),
+            format!(
+                "  changed  title       {:<45} 「任务甲」 → 「任务甲（修订）」",
+                "task:a"
+            )
+        );
+        assert!(diff_texts(&wf(V1), &wf(V1)).is_empty());
+    }
 }

@@ -361,3 +361,78 @@ async fn reopen_takes_a_new_deadline_and_status_names_a_task_stuck_waiting() {
         "{text}"
     );
 }
+
+fn plan_task_keys(args: &[&str]) -> Vec<String> {
+    let out = yanzhen(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    plan["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["key"].as_str().expect("key").to_string())
+        .collect()
+}
+
+#[test]
+fn plan_for_some_branches_keeps_department_and_role_tasks_unless_only_listed() {
+    let base = [
+        "plan",
+        "community-reserve-selection",
+        "--start",
+        "2019-07-01",
+        "--format",
+        "json",
+        "--branches",
+        "dongguan",
+    ];
+    let keys = plan_task_keys(&base);
+    for k in [
+        "nomination@dongguan",
+        "department_opinions@jiwei",
+        "department_opinions@paichusuo",
+        "department_opinions@sifasuo",
+        "department_opinions@jishengban",
+        "inspection@role:organization_office",
+    ] {
+        assert!(keys.iter().any(|x| x == k), "{k} missing: {keys:?}");
+    }
+    assert!(!keys.iter().any(|x| x.ends_with("@xiguan")), "{keys:?}");
+    let mut only = base.to_vec();
+    only.push("--only-listed");
+    let keys = plan_task_keys(&only);
+    assert!(
+        !keys.iter().any(|x| x.starts_with("department_opinions@")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|x| x == "inspection@role:organization_office"),
+        "role tasks never depend on the unit list: {keys:?}"
+    );
+}
+
+#[test]
+fn plan_refuses_unknown_branch_ids_naming_each_with_a_hint() {
+    let out = yanzhen(&[
+        "plan",
+        "community-reserve-selection",
+        "--start",
+        "2019-07-01",
+        "--branches",
+        "dongguan,xiguang,zzz",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no unit `xiguang` in the directory")
+            && err.contains("did you mean `xiguan`?")
+            && err.contains("no unit `zzz` in the directory"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no plan is printed");
+}

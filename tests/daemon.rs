@@ -252,6 +252,7 @@ async fn round_task_and_status_commands_work_against_the_database() {
         "2019-07-01",
         "--branches",
         "dongguan,xiguan,jiwei",
+        "--only-listed",
     ]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("round 1 started"),
@@ -540,4 +541,232 @@ async fn editing_files_under_a_running_daemon_applies_valid_edits_and_rejects_in
     );
     let (ok, log) = daemon.stop();
     assert!(ok, "{log}");
+}
+
+#[tokio::test]
+async fn deliver_mode_logs_one_line_per_sent_email_with_recipient_kind_and_message_id_of_the_from_domain()
+ {
+    let smtp = common::smtp::TestSmtp::start();
+    let s = Setup::new().with_config(&format!(
+        "[notify]\nmode = \"deliver\"\nfrom = \"清水街道党工委组织办 <noreply@qingshui.example.gov.cn>\"\n[notify.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+        smtp.port()
+    ));
+    s.run(&[
+        "round",
+        "start",
+        "community-reserve-selection",
+        "--start",
+        "2019-07-01",
+        "--branches",
+        "dongguan",
+        "--only-listed",
+    ]);
+    let store = s.store().await;
+    let daemon = s.serve();
+    wait_for(
+        "the outbox to be delivered",
+        Duration::from_secs(60),
+        || {
+            let st = store.clone();
+            async move {
+                let rows = st.outbox_after(0, i64::MAX).await.unwrap();
+                drained(&st).await && !rows.is_empty() && rows.iter().all(|r| r.state == "sent")
+            }
+        },
+    )
+    .await;
+    let (ok, log) = daemon.stop();
+    assert!(ok, "{log}");
+    let got = smtp.messages();
+    assert!(!got.is_empty());
+    let sent_lines: Vec<&str> = log.lines().filter(|l| l.contains(" sent ")).collect();
+    assert_eq!(sent_lines.len(), got.len(), "one line per email:\n{log}");
+    for m in &got {
+        let parsed = mailparse::parse_mail(&m.data).expect("mail");
+        let value = |name: &str| {
+            parsed
+                .headers
+                .iter()
+                .find(|h| h.get_key() == name)
+                .map(|h| h.get_value())
+                .unwrap_or_default()
+        };
+        let id = value("Message-ID")
+            .trim_matches(['<', '>', ' '])
+            .to_string();
+        assert!(
+            id.ends_with("@qingshui.example.gov.cn"),
+            "the Message-ID's domain is the from address's: {id}"
+        );
+        let line = sent_lines
+            .iter()
+            .find(|l| l.contains(&format!("message_id={id}")))
+            .unwrap_or_else(|| panic!("no log line for {id}:\n{log}"));
+        let to = m.to.first().cloned().unwrap_or_default();
+        assert!(line.contains(&format!("to={to}")), "{line}");
+        assert!(
+            line.contains(&format!("kind={}", value("X-Yanzhen-Kind"))),
+            "{line}"
+        );
+    }
+}
+
+/// A [`Setup`] whose directory is a copy in its temp dir (so a test can break it), and
+/// that copy's path.
+fn with_own_directory(s: &Setup) -> PathBuf {
+    // In a folder of its own: the daemon watches the directory file's folder, and the
+    // temp dir's root holds the daemon's own log.
+    std::fs::create_dir_all(s.path().join("dir")).unwrap();
+    let copy = s.path().join("dir/directory.yaml");
+    std::fs::copy(common::root().join("config/directory.yaml"), &copy).unwrap();
+    let config = std::fs::read_to_string(s.config()).unwrap();
+    let shipped = common::root().join("config/directory.yaml");
+    let config = config.replace(
+        &format!("directory = \"{}\"", shipped.display()),
+        &format!("directory = \"{}\"", copy.display()),
+    );
+    assert!(config.contains(&copy.display().to_string()));
+    std::fs::write(s.config(), config).unwrap();
+    copy
+}
+
+/// Break the directory: a group member that does not exist. Returns `file:line:col` of it.
+fn break_directory(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let needle = "members: [dongguan, xiguan";
+    let line = text
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect("communities group")
+        + 1;
+    let column = text
+        .lines()
+        .nth(line - 1)
+        .unwrap()
+        .find("dongguan")
+        .unwrap()
+        + 1;
+    std::fs::write(path, text.replace(needle, "members: [dongguann, xiguan")).unwrap();
+    format!("{}:{line}:{column}", path.display())
+}
+
+#[tokio::test]
+async fn a_broken_directory_does_not_block_status_or_task_list_and_reload_logs_each_error() {
+    let s = Setup::new();
+    let dir_file = with_own_directory(&s);
+    s.run(&[
+        "round",
+        "start",
+        "community-reserve-selection",
+        "--start",
+        "2019-07-01",
+        "--branches",
+        "dongguan",
+    ]);
+    let daemon = s.serve();
+    assert!(
+        daemon
+            .log_shows("scheduler started", Duration::from_secs(20))
+            .await,
+        "timed out waiting for the daemon to start"
+    );
+    let at = break_directory(&dir_file);
+    assert!(
+        daemon
+            .log_shows(
+                &format!("reload: error[unknown-reference]: {at}: "),
+                Duration::from_secs(20)
+            )
+            .await,
+        "the daemon logs the directory's error itself:\n{}",
+        daemon.log()
+    );
+    let (ok, log) = daemon.stop();
+    assert!(ok, "{log}");
+
+    let status = s.cmd(&["status", "1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "{err}");
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("round 1 "),
+        "{status:?}"
+    );
+    assert!(err.contains(&at), "the problem is still shown: {err}");
+    let list = s.cmd(&["task", "list", "1"]).output().unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(String::from_utf8_lossy(&list.stdout).contains("nomination@dongguan"));
+    // Commands that change rounds still refuse to run on a broken directory.
+    let start = s
+        .cmd(&[
+            "round",
+            "start",
+            "community-reserve-selection",
+            "--start",
+            "2019-07-02",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(start.status.code(), Some(1));
+}
+
+#[test]
+fn workflow_diff_reports_wording_changes_not_only_dates() {
+    let s = Setup::new();
+    s.run(&["workflow", "versions", "community-reserve-selection"]);
+    let file = s.path().join("workflows/community-reserve-selection.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(
+            "title: 组织推荐：确定推荐人选并公示，报送附件1",
+            "title: 组织推荐：确定推荐人选并公示",
+        ),
+    )
+    .unwrap();
+    let out = s.run(&["workflow", "diff", "community-reserve-selection"]);
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        diff.contains("v1 → v2") && diff.contains(": 0 change(s)"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("wording: 1 change(s)")
+            && diff.lines().any(|l| l.contains("changed")
+                && l.contains("title")
+                && l.contains("task:nomination")
+                && l.contains("→ 「组织推荐：确定推荐人选并公示」")),
+        "{diff}"
+    );
+}
+
+#[test]
+fn simulate_prints_stage_openings_and_closings() {
+    let out = Command::new(env!("CARGO_BIN_EXE_yanzhen"))
+        .args(["simulate", "examples/seed000-scenario.yaml"])
+        .current_dir(common::root())
+        .output()
+        .expect("simulate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stages: Vec<&str> = text.lines().filter(|l| l.contains("  阶段")).collect();
+    assert_eq!(
+        stages,
+        [
+            "2019年7月1日（星期一）09:00  阶段开始  工作部署（deployment）",
+            "2019年7月4日（星期四）18:00  阶段结束  工作部署（deployment）",
+            "2019年7月5日（星期五）09:00  阶段开始  组织实施（implementation）",
+            "2019年7月18日（星期四）18:00  阶段结束  组织实施（implementation）",
+            "2019年7月19日（星期五）09:00  阶段开始  总结（summary）",
+            "2019年7月20日（星期六）18:00  阶段结束  总结（summary）",
+        ],
+        "{text}"
+    );
 }

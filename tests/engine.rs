@@ -629,9 +629,12 @@ async fn serve_loop_and_simulate_produce_the_same_effects_for_the_same_inputs() 
         branches: Some(vec!["dongguan".into(), "xiguan".into()]),
         completions: vec![],
     };
-    let simulated = yanzhen::simulate::run(&scenario, cat.clone())
+    let simulated: Vec<_> = yanzhen::simulate::run(&scenario, cat.clone())
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.what == "notify")
+        .collect();
     assert!(simulated.len() > 20);
 
     // The daemon's loop (`scheduler::run`) on its own store, with a virtual clock that
@@ -1252,5 +1255,78 @@ async fn a_branch_added_to_a_round_waits_for_its_own_prerequisite_like_the_other
             !store.task_timers(&[d.id]).await.unwrap().is_empty(),
             "{name}"
         );
+    }
+}
+
+#[tokio::test]
+async fn cancelled_tasks_are_left_out_of_the_stage_totals() {
+    const TWO: &str = "id: two\ntitle: 二\nstages:\n  - id: s\n    title: 阶段\n    closes: {from: round_start, days: 5}\n    tasks:\n      - id: a\n        title: 甲\n        assignee: {group: communities}\n        due: {from: stage_close}\n";
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2025, 3, 3, 0, 0)));
+        let e = engine_on(
+            store.clone(),
+            common::catalog_with(&[TWO], false),
+            clock.clone(),
+            "a",
+        )
+        .await;
+        let id = e
+            .start_round(start(
+                "two",
+                date(2025, 3, 3),
+                Some(vec!["dongguan", "xiguan"]),
+            ))
+            .await
+            .unwrap();
+        let dongguan = store.task_by_key(id, "a@dongguan").await.unwrap().unwrap();
+        e.complete_task(dongguan.id, "test", None).await.unwrap();
+        // xiguan leaves the directory: the re-projection cancels its task.
+        let mut cat = common::catalog_with(&[TWO], false);
+        cat.directory.units.retain(|u| u.id.value != "xiguan");
+        for g in cat.directory.groups.iter_mut() {
+            if let Some(m) = g.members.as_mut() {
+                m.retain(|m| m.value != "xiguan");
+            }
+        }
+        e.set_catalog(cat).await.unwrap();
+        e.reproject(id, None, &[], false, "test", "reload")
+            .await
+            .unwrap();
+        let xiguan = store.task_by_key(id, "a@xiguan").await.unwrap().unwrap();
+        assert_eq!(xiguan.state, task_state::CANCELLED, "{name}");
+        let s = e.status(id).await.unwrap();
+        assert_eq!(
+            (s.stages[0].done, s.stages[0].total),
+            (1, 1),
+            "{name}: the cancelled task is not owed, so the stage is complete"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_round_for_unknown_unit_ids_is_refused_with_a_hint() {
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
+        let e = engine_on(
+            store.clone(),
+            common::catalog_with(&[], true),
+            clock.clone(),
+            "a",
+        )
+        .await;
+        let err = e
+            .start_round(start(
+                "community-reserve-selection",
+                date(2019, 7, 1),
+                Some(vec!["dongguan", "dongguang"]),
+            ))
+            .await
+            .expect_err("unknown unit");
+        let text = err.to_string();
+        assert!(
+            text.contains("no unit `dongguang`") && text.contains("did you mean `dongguan`?"),
+            "{name}: {text}"
+        );
+        assert!(store.rounds().await.unwrap().is_empty(), "{name}");
     }
 }

@@ -418,3 +418,103 @@ async fn a_branch_added_to_a_running_round_gets_its_tasks_and_a_removed_one_is_c
         );
     }
 }
+
+#[tokio::test]
+async fn migrate_reports_title_description_and_template_changes_and_renames_owed_tasks() {
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
+        let e = Engine::new(
+            store.clone(),
+            common::catalog_with(&[], true),
+            clock.clone(),
+            "w",
+        );
+        e.register_workflows().await.unwrap();
+        let id = start(
+            &e,
+            "community-reserve-selection",
+            NaiveDate::from_ymd_opt(2019, 7, 1).unwrap(),
+            &["dongguan", "xiguan"],
+        )
+        .await;
+        let done = store
+            .task_by_key(id, "nomination@xiguan")
+            .await
+            .unwrap()
+            .unwrap();
+        e.complete_task(done.id, "test", None).await.unwrap();
+        // v2 changes only wording: a title, a description, and a reminder template.
+        let v1 =
+            std::fs::read_to_string(common::workflow_path("community-reserve-selection")).unwrap();
+        let v2 = v1
+            .replace(
+                "title: 组织推荐：确定推荐人选并公示，报送附件1",
+                "title: 组织推荐：确定推荐人选并公示",
+            )
+            .replace(
+                "在街道考察截止前全部反馈考察工作组。",
+                "尽快反馈。",
+            )
+            + "templates:\n  reminder:\n    subject: 【提醒】{{ task.title }}\n    text: 请于{{ deadline }}前完成。\n";
+        e.set_catalog(with_source(
+            common::catalog_with(&[], true),
+            "community-reserve-selection",
+            &v2,
+        ))
+        .await
+        .unwrap();
+        let versions = store
+            .workflow_versions("community-reserve-selection")
+            .await
+            .unwrap();
+        let dry = e
+            .reproject(id, Some(versions[1].id), &[], true, "test", "migrate")
+            .await
+            .unwrap();
+        assert!(
+            dry.changes.is_empty(),
+            "{name}: no date moves: {:?}",
+            dry.changes
+        );
+        let texts: Vec<(&str, &str, &str)> = dry
+            .texts
+            .iter()
+            .map(|c| (c.change, c.what, c.key.as_str()))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                ("changed", "description", "task:department_opinions"),
+                ("changed", "title", "task:nomination"),
+                ("appears", "template", "templates.reminder.subject"),
+                ("appears", "template", "templates.reminder.text"),
+            ],
+            "{name}"
+        );
+        let table = dry.to_table(Shanghai);
+        assert!(
+            table.contains("wording: 4 change(s)")
+                && table.contains(
+                    "「组织推荐：确定推荐人选并公示，报送附件1」 → 「组织推荐：确定推荐人选并公示」"
+                ),
+            "{name}: {table}"
+        );
+        e.reproject(id, Some(versions[1].id), &[], false, "test", "migrate")
+            .await
+            .unwrap();
+        let title = |key: &'static str| {
+            let store = store.clone();
+            async move { store.task_by_key(id, key).await.unwrap().unwrap().title }
+        };
+        assert_eq!(
+            title("nomination@dongguan").await,
+            "组织推荐：确定推荐人选并公示",
+            "{name}: an owed task takes the new title"
+        );
+        assert_eq!(
+            title("nomination@xiguan").await,
+            "组织推荐：确定推荐人选并公示，报送附件1",
+            "{name}: a done task keeps the title it was done under"
+        );
+    }
+}

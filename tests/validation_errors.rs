@@ -113,6 +113,11 @@ fn misspelt_enum_value_suggests_the_right_one() {
 fn missing_required_key_is_reported() {
     let all = check(&BASE.replace("        title: 任务A\n", ""));
     assert_eq!(all[0].code, "missing-key");
+    assert_eq!(
+        all[0].loc,
+        Loc { line: 9, column: 9 },
+        "at the start of the task's mapping (`id: a`), not at its last key"
+    );
     insta::assert_snapshot!(render(&all));
 }
 
@@ -365,4 +370,286 @@ fn directory_errors_name_the_unknown_member_and_duplicate_id() {
         }
     );
     insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn one_bad_value_does_not_hide_the_other_errors_of_the_file() {
+    let yaml = BASE
+        .replace(
+            "example_start: 2025-03-03\n",
+            "example_start: 2025-03-03\ndefaults:\n  due_at: \"25:00\"\n",
+        )
+        .replace(
+            "closes: {from: round_start, days: 5}",
+            "closes: {from: round_start, days: 5, at: \"25:00\"}",
+        )
+        .replace("{group: branches}", "{group: branchez}")
+        .replace(
+            "        due: {from: stage_close}\n",
+            "        due: {from: stage_close, at: \"26:00\"}\n        dayz: 3\n        after: [zzz]\n      - id: b\n        assignee: {group: branches}\n        due: {from: stage_clse}\n",
+        );
+    let all = check(&yaml);
+    let found: Vec<(&str, u64)> = all.iter().map(|d| (d.code, d.loc.line)).collect();
+    assert_eq!(
+        found,
+        [
+            ("invalid-value", 5),
+            ("invalid-value", 9),
+            ("unknown-reference", 13),
+            ("invalid-value", 14),
+            ("unknown-key", 15),
+            ("unknown-reference", 16),
+            ("missing-key", 17),
+            ("unknown-value", 19),
+        ],
+        "{}",
+        render(&all)
+    );
+    insta::assert_snapshot!(render(&all));
+}
+
+#[test]
+fn a_value_left_out_causes_no_follow_on_errors() {
+    // Without its bad `from`, the deadline has no base and the stage no end; neither is
+    // reported, only the bad values themselves.
+    let yaml = BASE
+        .replace(
+            "closes: {from: round_start, days: 5}",
+            "closes: {from: round_strat, days: 5}",
+        )
+        .replace("due: {from: stage_close}", "due: {from: stage_clse}");
+    let all = check(&yaml);
+    let found: Vec<(&str, Loc)> = all.iter().map(|d| (d.code, d.loc)).collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "unknown-value",
+                Loc {
+                    line: 7,
+                    column: 20
+                }
+            ),
+            (
+                "unknown-value",
+                Loc {
+                    line: 12,
+                    column: 21
+                }
+            ),
+        ],
+        "{}",
+        render(&all)
+    );
+}
+
+#[test]
+fn a_duplicate_key_is_a_plain_diagnostic_and_the_rest_is_still_checked() {
+    let yaml = BASE
+        .replace("title: 测试", "title: 测试\ntitle: 又一个")
+        .replace("{group: branches}", "{group: branchez}");
+    let all = check(&yaml);
+    let found: Vec<(&str, u64)> = all.iter().map(|d| (d.code, d.loc.line)).collect();
+    assert_eq!(
+        found,
+        [("duplicate-key", 3), ("unknown-reference", 12)],
+        "{}",
+        render(&all)
+    );
+    let text = render(&all);
+    assert!(
+        !text.contains("DuplicateKeyPolicy") && !text.contains("Options"),
+        "{text}"
+    );
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn a_huge_document_is_too_large_in_plain_words() {
+    let mut yaml = String::from("id: t\ntitle: 大\nstages:\n");
+    for i in 0..90_000 {
+        yaml.push_str(&format!(
+            "  - id: s{i}\n    title: x\n    closes: {{from: round_start, days: 1}}\n"
+        ));
+    }
+    let all = check(&yaml);
+    assert_eq!(all.len(), 1, "{}", render(&all));
+    assert_eq!(all[0].code, "too-large");
+    assert!(all[0].loc.line > 0);
+    let text = render(&all);
+    assert!(
+        !text.contains("budget") && !text.contains("Nodes {"),
+        "{text}"
+    );
+    assert!(text.contains("too large to read"), "{text}");
+}
+
+#[test]
+fn a_deeply_nested_document_is_too_large_in_plain_words() {
+    let yaml = format!(
+        "id: t\ntitle: 深\nstages: {}{}\n",
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let all = check(&yaml);
+    assert_eq!(all.len(), 1, "{}", render(&all));
+    assert_eq!(all[0].code, "too-large");
+    assert!(
+        render(&all).contains("nests too deeply"),
+        "{}",
+        render(&all)
+    );
+}
+
+#[test]
+fn parser_internals_never_reach_the_message() {
+    for (yaml, code) in [
+        ("id: t\ntitle: x\nstages: []\n---\nid: u\n", "yaml-syntax"),
+        ("a: &a [*a]\n", "yaml-syntax"),
+        ("id: t\ntitle: x\nstages: 5\n", "invalid-value"),
+        (
+            "id: t\ntitle: x\nexample_start: 2025-13-45\nstages: []\n",
+            "invalid-value",
+        ),
+        ("id: t\ntitle: !!int x\nstages: []\n", "invalid-value"),
+    ] {
+        let all = check(yaml);
+        let text = render(&all);
+        assert_eq!(all[0].code, code, "{text}");
+        assert!(all[0].loc.line > 0, "{text}");
+        for internal in [
+            "from_str_multiple",
+            "weak recursion types",
+            "sequence start",
+            "input is out of range",
+            "invalid u64",
+            "variant",
+        ] {
+            assert!(!text.contains(internal), "`{internal}` in:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn a_problem_without_a_position_names_the_file_without_zero_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, b"\xff\xfe not utf-8").unwrap();
+    let cfg = yanzhen::config::Config::default();
+    let (_, diags) = yanzhen::catalog::load_workflows(
+        std::slice::from_ref(&bad),
+        &cfg,
+        &common::directory(),
+        &common::calendar(),
+        common::today(),
+    );
+    assert_eq!(diags.len(), 1);
+    let text = diags[0].to_string();
+    assert!(
+        text.starts_with(&format!("error[io]: {}: ", bad.display())),
+        "{text}"
+    );
+    assert!(!text.contains(":0:0"), "{text}");
+}
+
+#[test]
+fn every_problem_of_a_scenario_file_is_reported_at_once_with_positions_and_hints() {
+    let text = "workflow: community-reserve-selection\nstart: 2019-07-01\nuntil: 2019-07-31\nparams: {min_candidatez: 3}\nbranches: [dongguan, xiguang]\nfrobnicate: 1\ncompletions:\n  - {task: nomination, assignee: dongguan, at: \"2019-07-11 09:30\"}\n  - {task: nominaton, assignee: dongguan, at: \"2019-07-11T09:30\"}\n  - {task: nomination, assignee: nanmen, at: \"2019-07-12T09:30\"}\n  - {task: nomination, assignee: dongguan, at: \"2019-08-02T09:30\"}\n";
+    let cat = common::catalog_with(&[], true);
+    let (sc, d) = yanzhen::simulate::load("s.yaml", text, &cat);
+    assert!(sc.is_none());
+    let all = d.into_sorted();
+    let found: Vec<(&str, Loc)> = all.iter().map(|d| (d.code, d.loc)).collect();
+    assert_eq!(
+        found,
+        [
+            ("unknown-parameter", Loc { line: 4, column: 9 }),
+            (
+                "unknown-reference",
+                Loc {
+                    line: 5,
+                    column: 22
+                }
+            ),
+            ("unknown-key", Loc { line: 6, column: 1 }),
+            (
+                "invalid-value",
+                Loc {
+                    line: 8,
+                    column: 48
+                }
+            ),
+            (
+                "unknown-reference",
+                Loc {
+                    line: 9,
+                    column: 12
+                }
+            ),
+            (
+                "unknown-reference",
+                Loc {
+                    line: 10,
+                    column: 34
+                }
+            ),
+            (
+                "outside-simulation",
+                Loc {
+                    line: 11,
+                    column: 48
+                }
+            ),
+        ],
+        "{}",
+        render(&all)
+    );
+    insta::assert_snapshot!(render(&all));
+
+    // A scenario that names a bad date is still checked for the rest.
+    let text = "workflow: community-reserv-selection\nstart: 2019-07-01\nuntil: 2019-13-31\n";
+    let (_, d) = yanzhen::simulate::load("s.yaml", text, &cat);
+    let all = d.into_sorted();
+    let codes: Vec<&str> = all.iter().map(|d| d.code).collect();
+    assert_eq!(
+        codes,
+        ["unknown-reference", "invalid-value"],
+        "{}",
+        render(&all)
+    );
+    assert!(
+        all[0]
+            .hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("did you mean `community-reserve-selection`?"),
+        "{}",
+        render(&all)
+    );
+}
+
+#[test]
+fn a_bad_or_missing_top_level_value_does_not_stop_the_other_checks() {
+    let yaml = BASE
+        .replace("id: t\n", "id: [t]\n")
+        .replace("title: 测试\n", "")
+        .replace("{group: branches}", "{group: branchez}");
+    let all = check(&yaml);
+    let found: Vec<(&str, Loc)> = all.iter().map(|d| (d.code, d.loc)).collect();
+    assert_eq!(
+        found,
+        [
+            ("missing-key", Loc { line: 1, column: 1 }),
+            ("invalid-value", Loc { line: 1, column: 5 }),
+            (
+                "unknown-reference",
+                Loc {
+                    line: 10,
+                    column: 19
+                }
+            ),
+        ],
+        "{}",
+        render(&all)
+    );
 }

@@ -52,7 +52,7 @@ endpoints! {
     post "/api/workflows/validate" validate_draft Some("read"), "Validate a draft workflow (body: {source}).";
     post "/api/workflows/plan" plan_draft Some("read"), "Plan a draft workflow (body: {source, start?, params?}).";
     get "/api/rounds" rounds Some("read"), "All rounds.";
-    post "/api/rounds" start_round Some("admin"), "Start a round (body: {workflow, start, params?, branches?}).";
+    post "/api/rounds" start_round Some("admin"), "Start a round (body: {workflow, start, params?, branches?, only_listed?}); with `branches`, every department still takes part unless `only_listed` is true.";
     get "/api/rounds/{id}" round Some("read"), "A round with progress per stage, overdue tasks and next timers.";
     get "/api/tasks" tasks Some("read"), "Tasks, filtered by round, state, assignee, overdue.";
     get "/api/tasks/{id}" task Some("read"), "A task with its history.";
@@ -315,6 +315,8 @@ struct NewRoundBody {
     params: BTreeMap<String, String>,
     #[serde(default)]
     branches: Option<Vec<String>>,
+    #[serde(default)]
+    only_listed: bool,
 }
 
 async fn start_round(
@@ -323,27 +325,16 @@ async fn start_round(
     Body(b): Body<NewRoundBody>,
 ) -> Result<Response, ApiError> {
     p.require_admin()?;
-    if let Some(units) = &b.branches {
-        let cat = s.engine.catalog();
-        if let Some(bad) = units.iter().find(|u| cat.directory.unit(u).is_none()) {
-            let ids = cat.directory.units.iter().map(|u| u.id.value.as_str());
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_unit",
-                format!(
-                    "no unit `{bad}` in the directory; {}",
-                    crate::diagnostic::suggest(bad, ids)
-                ),
-            ));
-        }
-    }
+    // Unknown ids are refused by the engine (422 `unknown_unit`, every one with a hint).
     let id = s
         .engine
         .start_round(StartRound {
             workflow: b.workflow,
             start: b.start,
             params: b.params,
-            units: b.branches,
+            units: b
+                .branches
+                .map(|u| s.engine.catalog().directory.round_units(&u, b.only_listed)),
             actor: p.actor(),
         })
         .await?;

@@ -101,6 +101,11 @@ impl From<EngineError> for ApiError {
             EngineError::UnknownWorkflow { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "unknown_workflow", e.to_string())
             }
+            EngineError::UnknownUnits(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_unit",
+                e.to_string(),
+            ),
             EngineError::Plan { .. } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "cannot_plan",

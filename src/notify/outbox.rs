@@ -8,7 +8,7 @@ use crate::directory::{Contact, Party, WebhookKind};
 use crate::engine::{Engine, from_ms, ms};
 use crate::notify::email::EmailTransport;
 use crate::notify::webhook::WebhookTransport;
-use crate::notify::{Channel, Item, Message, SendError, message_id};
+use crate::notify::{Channel, Item, Message, SendError, message_id_in};
 use crate::store::{Delivery, OutboxRow, StoreError};
 use backon::BackoffBuilder;
 use chrono::{DateTime, Utc};
@@ -177,7 +177,7 @@ impl Outbox {
             Some(m) => m,
             None => {
                 let keys: Vec<&str> = group.iter().map(|r| r.key.as_str()).collect();
-                let m = message_id(&keys);
+                let m = message_id_in(&keys, &crate::notify::id_domain(&self.cfg.from));
                 store.assign_message_id(&ids, owner, &m).await?;
                 m
             }
@@ -188,6 +188,14 @@ impl Outbox {
         let outcome = self.attempt(&msg, &group).await;
         let now = self.engine.clock().now();
         let sent = outcome.is_ok();
+        if sent && self.cfg.mode == DeliveryMode::Deliver && msg.channel != Channel::Log {
+            // One line per message that left (log-channel messages are logged by `attempt`).
+            let to = match msg.channel {
+                Channel::Email => msg.to_address.clone(),
+                _ => crate::notify::webhook::redact_url(&msg.to_address),
+            };
+            tracing::info!(to = %to, name = %msg.to_name, kind = %msg.kind, message_id = %msg.message_id, rows = ids.len(), "sent");
+        }
         let delivery = match outcome {
             Ok(()) => Delivery::Sent { at: ms(now) },
             Err(e) => self.failure(&group, &msg, e, now),

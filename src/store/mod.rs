@@ -408,6 +408,8 @@ pub struct Reprojection {
     pub cancel_tasks: Vec<i64>,
     /// New deadlines of open or waiting tasks, with their provisional mark.
     pub due_changes: Vec<(i64, Option<Millis>, bool)>,
+    /// New titles of open or waiting tasks (a new workflow version renamed them).
+    pub title_changes: Vec<(i64, String)>,
     /// Timers that appear or replace moved ones.
     pub new_timers: Vec<NewTimer>,
     /// When.

@@ -348,6 +348,9 @@ pub(crate) mod shared {
     pub(crate) const TASK_SET_DUE: &str = "UPDATE tasks SET due_at = $2, updated_at = $3, \
          provisional = $4 WHERE id = $1 AND state IN ('open', 'waiting')";
 
+    pub(crate) const TASK_SET_TITLE: &str = "UPDATE tasks SET title = $2, updated_at = $3 \
+         WHERE id = $1 AND state IN ('open', 'waiting')";
+
     pub(crate) const HISTORY_INSERT: &str = "INSERT INTO task_history \
          (task_id, at, from_state, to_state, actor, note) VALUES ($1, $2, $3, $4, $5, $6)";
     pub(crate) const HISTORY_OF: &str = concat!(
@@ -1517,6 +1520,14 @@ macro_rules! store_impl {
                             .bind(*due)
                             .bind(r.at)
                             .bind(*provisional)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    for (id, title) in &r.title_changes {
+                        sqlx::query(sql::TASK_SET_TITLE)
+                            .bind(id)
+                            .bind(title)
+                            .bind(r.at)
                             .execute(&mut *tx)
                             .await?;
                     }
