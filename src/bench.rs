@@ -537,8 +537,7 @@ async fn restart(
     std::fs::write(
         &cfg,
         format!(
-            "pid_file = \"{}\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"{url}\"\n[http]\nbind = \"\"\n",
-            tmp.join(format!("{name}.pid")).display(),
+            "workflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"{url}\"\n[http]\nbind = \"\"\n",
             tmp.join("no-workflows").display(),
             root.join("config/directory.yaml").display(),
             root.join("config/calendar").display()
@@ -782,7 +781,7 @@ async fn deliveries(
         v["pool_size"] = 4.into();
     }
     if let Some(l) = limit {
-        // governor allows a burst of one minute's quota, then the steady rate.
+        // The shared budget allows a burst of one minute's quota, then the steady rate.
         let steady = (count as f64 - l as f64).max(0.0);
         v["rate_limit_per_min"] = l.into();
         v["expected_min_seconds"] = (steady / (l as f64 / 60.0)).into();
