@@ -545,6 +545,26 @@ async fn editing_files_under_a_running_daemon_applies_valid_edits_and_rejects_in
     assert!(ok, "{log}");
 }
 
+/// Run `cmd` to its end, or kill it after `limit` (then None): a command expected to exit
+/// must not hang the test when it does not.
+fn output_within(mut cmd: Command, limit: Duration) -> Option<std::process::Output> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if child.try_wait().expect("try_wait").is_some() {
+            return Some(child.wait_with_output().expect("output"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
 /// The `addr=` of the daemon's "http listening" log line.
 async fn http_addr(daemon: &Daemon) -> String {
     assert!(
@@ -625,18 +645,12 @@ async fn a_missing_postgres_database_or_unknown_user_stops_serve_at_once_with_wh
         (unknown_user.as_str(), "check the user name and password"),
     ] {
         let s = Setup::new().db_url(url);
-        let started = std::time::Instant::now();
-        let out = s
-            .cmd(&["serve"])
-            .env("YANZHEN_LOG", "info")
-            .output()
-            .unwrap();
+        let mut serve = s.cmd(&["serve"]);
+        serve.env("YANZHEN_LOG", "info");
+        let out = output_within(serve, Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{url}: still retrying after 15 s"));
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{url}: {err}");
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{url}: not retried"
-        );
         assert!(
             err.contains("PostgreSQL refused") && err.contains(expect),
             "{url}: {err}"
@@ -734,14 +748,13 @@ async fn a_symlink_to_a_running_daemons_sqlite_file_is_refused() {
     );
     let link = s.data().join("another-name.db");
     std::os::unix::fs::symlink(s.data().join("y.db"), &link).unwrap();
-    let second = s
-        .cmd(&["serve"])
-        .env(
-            "YANZHEN_DATABASE_URL",
-            format!("sqlite://{}", link.display()),
-        )
-        .output()
-        .unwrap();
+    let mut serve = s.cmd(&["serve"]);
+    serve.env(
+        "YANZHEN_DATABASE_URL",
+        format!("sqlite://{}", link.display()),
+    );
+    let second = output_within(serve, Duration::from_secs(15))
+        .expect("the second daemon must be refused, not start");
     assert_eq!(second.status.code(), Some(1));
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("in use by another yanzhen process"), "{err}");

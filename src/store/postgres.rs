@@ -152,6 +152,9 @@ store_impl! {
     // Outbox claims take turns (a transaction-scoped advisory lock; the key is arbitrary
     // but fixed), so two daemons never split one digest between them.
     outbox_lock: "SELECT pg_advisory_xact_lock(7315221004)",
+    // The planner finds the partial indexes by itself.
+    held_index: "",
+    free_index: "",
     // Claims skip each other's rows, so two loops overlap one's round trips and commit
     // with the other's claiming and rendering.
     firing_loops: 2,

@@ -228,6 +228,8 @@ pub(crate) mod shared {
         };
     }
 
+    pub(crate) use {outbox_free, outbox_held};
+
     /// The columns of an outbox row that decide which message it belongs to.
     #[derive(sqlx::FromRow, Debug)]
     pub(crate) struct SeedDb {
@@ -439,36 +441,10 @@ pub(crate) mod shared {
     pub(crate) const OUTBOX_DEAD: &str = "UPDATE outbox SET state = 'dead', last_error = $3, \
          lease_owner = NULL, lease_until = NULL \
          WHERE id = $1 AND lease_owner = $2 AND state = 'sending'";
-    /// The earliest due free row, the earliest held row (released later by the sender's
-    /// rule) and the earliest lease expiry; each one probe of a partial index.
-    pub(crate) const OUTBOX_NEXT: &str = concat!(
-        "SELECT (SELECT MIN(COALESCE(next_attempt_at, not_before)) FROM outbox \
-         WHERE state = 'pending' AND ",
-        outbox_free!(),
-        "), (SELECT MIN(not_before) FROM outbox WHERE state = 'pending' AND ",
-        outbox_held!(),
-        "), (SELECT MIN(lease_until) FROM outbox WHERE state = 'sending')"
-    );
-
     /// Seeds of a claim: light columns of the rows that can start a message.
     pub(crate) const OUTBOX_SEEDS_EXPIRED: &str = "SELECT id, kind, channel, address, \
          not_before, message_id FROM outbox WHERE state = 'sending' AND lease_until < $1 \
          ORDER BY id LIMIT $2";
-    /// Held rows (reminders, escalations not yet attempted) whose digest is released.
-    pub(crate) const OUTBOX_SEEDS_HELD: &str = concat!(
-        "SELECT id, kind, channel, address, not_before, message_id FROM outbox \
-         WHERE state = 'pending' AND ",
-        outbox_held!(),
-        " AND not_before <= $1 ORDER BY not_before, id LIMIT $2"
-    );
-    /// Every other pending row that is due.
-    pub(crate) const OUTBOX_SEEDS_FREE: &str = concat!(
-        "SELECT id, kind, channel, address, not_before, message_id FROM outbox \
-         WHERE state = 'pending' AND ",
-        outbox_free!(),
-        " AND COALESCE(next_attempt_at, not_before) <= $1 \
-         ORDER BY COALESCE(next_attempt_at, not_before), id LIMIT $2"
-    );
     /// Rows a claim may take at `$3`: pending and due, or sending with an expired lease.
     macro_rules! claim_outbox_set {
         () => {
@@ -569,6 +545,8 @@ macro_rules! store_impl {
         row_lock: $row_lock:literal,
         claim_lock: $claim_lock:literal,
         outbox_lock: $outbox_lock:literal,
+        held_index: $held_index:literal,
+        free_index: $free_index:literal,
         firing_loops: $firing_loops:literal $(,)?
     ) => {
         const _: () = {
@@ -595,6 +573,38 @@ macro_rules! store_impl {
                 "SELECT id, state FROM tasks WHERE round_id = $1 \
                  AND state IN ('open', 'waiting') ORDER BY id",
                 $row_lock
+            );
+            /// Held rows (reminders, escalations not yet attempted) whose digest is
+            /// released, by the partial index of held rows (`held_index`: SQLite's planner
+            /// prefers the full `(state, …)` indexes, which walk every held row).
+            const OUTBOX_SEEDS_HELD: &str = concat!(
+                "SELECT id, kind, channel, address, not_before, message_id FROM outbox",
+                $held_index,
+                " WHERE state = 'pending' AND ",
+                sql::outbox_held!(),
+                " AND not_before <= $1 ORDER BY not_before, id LIMIT $2"
+            );
+            /// Every other pending row that is due (`free_index`).
+            const OUTBOX_SEEDS_FREE: &str = concat!(
+                "SELECT id, kind, channel, address, not_before, message_id FROM outbox",
+                $free_index,
+                " WHERE state = 'pending' AND ",
+                sql::outbox_free!(),
+                " AND COALESCE(next_attempt_at, not_before) <= $1 \
+                 ORDER BY COALESCE(next_attempt_at, not_before), id LIMIT $2"
+            );
+            /// The earliest due free row, the earliest held row (released later by the
+            /// sender's rule) and the earliest lease expiry; each one probe of an index.
+            const OUTBOX_NEXT: &str = concat!(
+                "SELECT (SELECT MIN(COALESCE(next_attempt_at, not_before)) FROM outbox",
+                $free_index,
+                " WHERE state = 'pending' AND ",
+                sql::outbox_free!(),
+                "), (SELECT MIN(not_before) FROM outbox",
+                $held_index,
+                " WHERE state = 'pending' AND ",
+                sql::outbox_held!(),
+                "), (SELECT MIN(lease_until) FROM outbox WHERE state = 'sending')"
             );
             const BUDGET_GET: &str = concat!(
                 "SELECT tat_us FROM rate_budget WHERE channel = $1",
@@ -670,13 +680,13 @@ macro_rules! store_impl {
                         .bind(scan)
                         .fetch_all(&mut *c)
                         .await?;
-                    let mut due = sqlx::query_as::<$db, sql::SeedDb>(sql::OUTBOX_SEEDS_HELD)
+                    let mut due = sqlx::query_as::<$db, sql::SeedDb>(OUTBOX_SEEDS_HELD)
                         .bind(req.hold.ripe(now))
                         .bind(scan)
                         .fetch_all(&mut *c)
                         .await?;
                     due.extend(
-                        sqlx::query_as::<$db, sql::SeedDb>(sql::OUTBOX_SEEDS_FREE)
+                        sqlx::query_as::<$db, sql::SeedDb>(OUTBOX_SEEDS_FREE)
                             .bind(now)
                             .bind(scan)
                             .fetch_all(&mut *c)
@@ -1651,7 +1661,7 @@ macro_rules! store_impl {
                 ) -> Result<Option<Millis>> {
                     let (free, held, lease) =
                         sqlx::query_as::<$db, (Option<i64>, Option<i64>, Option<i64>)>(
-                            sql::OUTBOX_NEXT,
+                            OUTBOX_NEXT,
                         )
                         .fetch_one(&self.pool)
                         .await?;
@@ -1895,6 +1905,9 @@ store_impl! {
     claim_lock: "",
     // `BEGIN IMMEDIATE` already serialises outbox claims.
     outbox_lock: "SELECT 1",
+    // Without this its planner walks `outbox_state_due`, held rows and all.
+    held_index: " INDEXED BY outbox_held_due",
+    free_index: " INDEXED BY outbox_free_due",
     // One writer at a time (`BEGIN IMMEDIATE`): a second loop would only queue on the lock.
     firing_loops: 1,
 }
