@@ -773,7 +773,18 @@ async fn deliveries(
         .await?;
     let outbox = crate::notify::outbox::Outbox::new(e.clone(), notify)?;
     let t = Instant::now();
-    outbox.deliver_due().await?;
+    // A pass ends when the shared budget runs out; the next one starts when it refills.
+    loop {
+        outbox.deliver_due().await?;
+        let Some(next) = outbox.next_send_at().await? else {
+            break;
+        };
+        if store.counts(ms(chrono::Utc::now())).await?.outbox_pending == 0 {
+            break;
+        }
+        let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+    }
     let secs = t.elapsed().as_secs_f64();
     let got = received.load(std::sync::atomic::Ordering::Relaxed);
     let mut v = serde_json::json!({"backend": backend, "channel": channel, "sent": count, "received": got, "seconds": secs, "per_s": got as f64 / secs});

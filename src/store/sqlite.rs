@@ -518,7 +518,8 @@ pub(crate) mod shared {
     );
 }
 
-/// Seed rows read per scan of an outbox claim (expired, held-and-released, free).
+/// Most seed rows read per scan of an outbox claim (expired, held-and-released, free); a
+/// claim of few messages reads four rows per message it may take.
 pub(crate) const OUTBOX_SEED_SCAN: i64 = 200;
 
 /// How often storing a workflow version may lose the race for the next number.
@@ -674,7 +675,9 @@ macro_rules! store_impl {
                     use std::collections::{BTreeMap, HashSet};
                     let now = req.now;
                     let lease_until = now.saturating_add(req.lease_ms);
-                    let scan = $crate::store::sqlite::OUTBOX_SEED_SCAN;
+                    let scan = (req.max_messages as i64)
+                        .saturating_mul(4)
+                        .clamp(16, $crate::store::sqlite::OUTBOX_SEED_SCAN);
                     let mut seeds = sqlx::query_as::<$db, sql::SeedDb>(sql::OUTBOX_SEEDS_EXPIRED)
                         .bind(now)
                         .bind(scan)
