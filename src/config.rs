@@ -324,11 +324,13 @@ impl Config {
 }
 
 /// Line and column of the setting at `path` (e.g. `["notify", "rate_limits", "email"]`) in
-/// a TOML text: its key, or the nearest enclosing key or table that is there.
+/// a TOML text: its key, or the nearest enclosing key or table that is there, else the
+/// file's start.
 pub fn key_loc(text: &str, path: &[&str]) -> Loc {
     use toml::de::{DeTable, DeValue};
+    let start = Loc { line: 1, column: 1 };
     let Ok(root) = DeTable::parse(text) else {
-        return Loc::default();
+        return start;
     };
     let mut table = root.get_ref();
     let mut found = None;
@@ -342,7 +344,7 @@ pub fn key_loc(text: &str, path: &[&str]) -> Loc {
             _ => break,
         }
     }
-    found.map(|o| locate(text, o)).unwrap_or_default()
+    found.map(|o| locate(text, o)).unwrap_or(start)
 }
 
 /// Line and column of a byte offset.

@@ -746,6 +746,22 @@ async fn a_symlink_to_a_running_daemons_sqlite_file_is_refused() {
         "{}",
         first.log()
     );
+    // Once serving, the same listener answers with the whole router.
+    yanzhen::notify::install_tls_provider();
+    let addr = http_addr(&first).await;
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let api = http
+        .get(format!("http://{addr}/api/rounds"))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(api.status(), 401, "the API asks for a token");
     let link = s.data().join("another-name.db");
     std::os::unix::fs::symlink(s.data().join("y.db"), &link).unwrap();
     let mut serve = s.cmd(&["serve"]);
