@@ -537,8 +537,7 @@ async fn restart(
     std::fs::write(
         &cfg,
         format!(
-            "pid_file = \"{}\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"{url}\"\n[http]\nbind = \"\"\n",
-            tmp.join(format!("{name}.pid")).display(),
+            "workflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"{url}\"\n[http]\nbind = \"\"\n",
             tmp.join("no-workflows").display(),
             root.join("config/directory.yaml").display(),
             root.join("config/calendar").display()
@@ -774,7 +773,18 @@ async fn deliveries(
         .await?;
     let outbox = crate::notify::outbox::Outbox::new(e.clone(), notify)?;
     let t = Instant::now();
-    outbox.deliver_due().await?;
+    // A pass ends when the shared budget runs out; the next one starts when it refills.
+    loop {
+        outbox.deliver_due().await?;
+        let Some(next) = outbox.next_send_at().await? else {
+            break;
+        };
+        if store.counts(ms(chrono::Utc::now())).await?.outbox_pending == 0 {
+            break;
+        }
+        let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+    }
     let secs = t.elapsed().as_secs_f64();
     let got = received.load(std::sync::atomic::Ordering::Relaxed);
     let mut v = serde_json::json!({"backend": backend, "channel": channel, "sent": count, "received": got, "seconds": secs, "per_s": got as f64 / secs});
@@ -782,7 +792,7 @@ async fn deliveries(
         v["pool_size"] = 4.into();
     }
     if let Some(l) = limit {
-        // governor allows a burst of one minute's quota, then the steady rate.
+        // The shared budget allows a burst of one minute's quota, then the steady rate.
         let steady = (count as f64 - l as f64).max(0.0);
         v["rate_limit_per_min"] = l.into();
         v["expected_min_seconds"] = (steady / (l as f64 / 60.0)).into();

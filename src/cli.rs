@@ -107,7 +107,8 @@ pub enum Command {
     /// Workflow versions and their differences.
     #[command(subcommand)]
     Workflow(WorkflowCommand),
-    /// Ask the running daemon to reload config, directory, calendar and workflows (SIGHUP).
+    /// Ask every daemon on the database to reload config, directory, calendar and workflows
+    /// (through the database; reports which daemons took the request).
     Reload,
     /// Print a unit's deadlines as an iCalendar (.ics) feed.
     Feed {
@@ -376,6 +377,8 @@ fn validate(
     let (base, mut diags) = catalog::load_base(config);
     if let Some((cfg, dir, cal)) = base {
         diags.extend(catalog::calendar_diagnostics(&cfg, &cal, today));
+        // What `serve` would refuse in [notify] is an error here too.
+        diags.extend(crate::daemon::notify_diagnostics(config, &cfg, false));
         let paths = if paths.is_empty() {
             vec![cfg.workflows_dir.clone()]
         } else {

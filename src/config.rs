@@ -31,13 +31,10 @@ pub struct Config {
     /// The HTTP server (API, console, branch links).
     #[serde(default)]
     pub http: HttpConfig,
-    /// Where `serve` writes its process id (for `yanzhen reload`).
-    #[serde(default = "default_pid_file")]
-    pub pid_file: PathBuf,
-}
-
-fn default_pid_file() -> PathBuf {
-    "data/yanzhen.pid".into()
+    /// No longer used: `yanzhen reload` asks the daemons through the database. Accepted so
+    /// that an older config still loads; `validate` and `serve` warn about it.
+    #[serde(default)]
+    pub pid_file: Option<PathBuf>,
 }
 
 /// The HTTP server.
@@ -91,6 +88,11 @@ pub struct NotifyConfig {
     /// Retries of transient failures.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Minutes the first reminder (or escalation) of a recipient in a clock hour waits for
+    /// others to merge into one digest, never past the end of that hour (0 to 60; 0 merges
+    /// only what is due together).
+    #[serde(default = "default_digest_window")]
+    pub digest_window_minutes: u32,
 }
 
 /// Dry run or real delivery.
@@ -170,7 +172,7 @@ pub struct RetryConfig {
     /// First retry delay, seconds.
     #[serde(default = "default_min_delay")]
     pub min_delay_seconds: u64,
-    /// Longest retry delay, seconds.
+    /// Longest retry delay, seconds: a ceiling, jitter included.
     #[serde(default = "default_max_delay")]
     pub max_delay_seconds: u64,
 }
@@ -196,6 +198,7 @@ impl Default for NotifyConfig {
             webhook: WebhookConfig::default(),
             rate_limits: Default::default(),
             retry: RetryConfig::default(),
+            digest_window_minutes: default_digest_window(),
         }
     }
 }
@@ -223,6 +226,9 @@ fn default_min_delay() -> u64 {
 }
 fn default_max_delay() -> u64 {
     3600
+}
+fn default_digest_window() -> u32 {
+    15
 }
 
 /// Where state is kept.
@@ -266,7 +272,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             notify: NotifyConfig::default(),
             http: HttpConfig::default(),
-            pid_file: default_pid_file(),
+            pid_file: None,
         }
     }
 }
@@ -321,6 +327,30 @@ impl Config {
     pub fn tz(&self) -> chrono_tz::Tz {
         self.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai)
     }
+}
+
+/// Line and column of the setting at `path` (e.g. `["notify", "rate_limits", "email"]`) in
+/// a TOML text: its key, or the nearest enclosing key or table that is there, else the
+/// file's start.
+pub fn key_loc(text: &str, path: &[&str]) -> Loc {
+    use toml::de::{DeTable, DeValue};
+    let start = Loc { line: 1, column: 1 };
+    let Ok(root) = DeTable::parse(text) else {
+        return start;
+    };
+    let mut table = root.get_ref();
+    let mut found = None;
+    for key in path {
+        let Some((k, v)) = table.get_key_value(*key) else {
+            break;
+        };
+        found = Some(k.span().start);
+        match v.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    found.map(|o| locate(text, o)).unwrap_or(start)
 }
 
 /// Line and column of a byte offset.

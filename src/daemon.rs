@@ -83,6 +83,19 @@ pub async fn open_store(
     daemon: bool,
     retry_for: Duration,
 ) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_reporting(url, daemon, retry_for, &|_| {}).await
+}
+
+/// [`open_store`], telling `report` why the database is not usable yet at every retry
+/// (what `/readyz` says while the daemon starts). A database that refuses the URL for good
+/// (it does not exist, wrong user or password), a SQLite file in use, a bad URL or a failed
+/// migration end the retrying at once.
+async fn open_store_reporting(
+    url: &str,
+    daemon: bool,
+    retry_for: Duration,
+    report: &(dyn Fn(String) + Sync),
+) -> anyhow::Result<Arc<dyn Store>> {
     let started = std::time::Instant::now();
     let mut wait = Duration::from_millis(500);
     loop {
@@ -93,14 +106,22 @@ pub async fn open_store(
         };
         match res {
             Ok(s) => {
+                report("applying database migrations".into());
                 s.migrate().await.context("applying database migrations")?;
                 return Ok(s);
             }
             Err(
-                e @ (StoreError::Locked { .. } | StoreError::BadUrl(_) | StoreError::Migrate(_)),
+                e @ (StoreError::Locked { .. }
+                | StoreError::BadUrl(_)
+                | StoreError::Refused(_)
+                | StoreError::Migrate(_)),
             ) => return Err(e.into()),
             Err(e) if started.elapsed() < retry_for => {
                 tracing::error!(database = %redact(url), error = %e, retry_in_ms = wait.as_millis() as u64, "database unreachable; retrying");
+                report(format!(
+                    "database {} unreachable: {e}; retrying",
+                    redact(url)
+                ));
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(15));
             }
@@ -115,16 +136,7 @@ pub async fn open_store(
 
 /// A URL with any password replaced, for logs.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+    store::redact_url(url)
 }
 
 fn owner() -> String {
@@ -143,6 +155,11 @@ async fn engine_from(cat: Catalog, daemon: bool) -> anyhow::Result<Arc<Engine>> 
         Duration::from_secs(5)
     };
     let store = open_store(&url, daemon, retry).await?;
+    engine_on(store, cat).await
+}
+
+/// The engine over an open store (`YANZHEN_LEASE_MS` sets the timer lease).
+async fn engine_on(store: Arc<dyn Store>, cat: Catalog) -> anyhow::Result<Arc<Engine>> {
     let mut engine = Engine::new(store, cat, Arc::new(SystemClock), owner());
     if let Some(ms) = std::env::var("YANZHEN_LEASE_MS")
         .ok()
@@ -325,28 +342,7 @@ pub async fn run_command(
             .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Reload => {
-            let cat = load_catalog(config, today, false)?;
-            let pid_text = std::fs::read_to_string(&cat.config.pid_file).with_context(|| {
-                format!(
-                    "no running daemon: cannot read {}",
-                    cat.config.pid_file.display()
-                )
-            })?;
-            let pid: i32 = pid_text
-                .trim()
-                .parse()
-                .with_context(|| format!("bad pid file {}", cat.config.pid_file.display()))?;
-            // SAFETY: kill(2) with a pid read from our own pid file and a plain signal.
-            if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
-                bail!(
-                    "cannot signal process {pid}: {}",
-                    std::io::Error::last_os_error()
-                );
-            }
-            println!("reload requested (SIGHUP to {pid}); see the daemon log or `yanzhen status`");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Reload => reload_command(config, today).await,
         Command::Round(RoundCommand::List) => {
             let e = engine(config, today, false).await?;
             for r in e.store().rounds().await? {
@@ -697,6 +693,90 @@ async fn link_signer(e: &Engine) -> anyhow::Result<crate::access::LinkSigner> {
     Ok(crate::access::LinkSigner::new(secret))
 }
 
+/// The setting `yanzhen reload` writes (a fresh token each time) for every daemon on the
+/// database to see.
+const RELOAD_REQUEST: &str = "reload_request";
+/// Prefix of the settings by which each daemon says it took a reload request
+/// (`reload_ack:OWNER` = the request's token).
+const RELOAD_ACK: &str = "reload_ack:";
+/// How often a daemon looks for a reload request.
+const RELOAD_POLL: Duration = Duration::from_secs(2);
+/// How long `yanzhen reload` waits for daemons to take its request.
+const RELOAD_WAIT: Duration = Duration::from_secs(10);
+
+/// `yanzhen reload`: ask every daemon on the database, and report which took the request.
+async fn reload_command(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> {
+    let cat = load_catalog(config, today, false)?;
+    let url = database_url(&cat);
+    let store = open_store(&url, false, Duration::from_secs(5)).await?;
+    store.delete_settings_with_prefix(RELOAD_ACK).await?;
+    let token = format!(
+        "{}-{}",
+        crate::engine::ms(chrono::Utc::now()),
+        std::process::id()
+    );
+    store.put_setting(RELOAD_REQUEST, &token).await?;
+    let started = std::time::Instant::now();
+    let mut took: Vec<String> = Vec::new();
+    // Every daemon looks within one poll interval; wait that long (plus a margin) after
+    // the first answer, or the whole wait when nobody answers.
+    while started.elapsed() < RELOAD_WAIT
+        && (took.is_empty() || started.elapsed() < RELOAD_POLL * 2)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        took = store
+            .settings_with_prefix(RELOAD_ACK)
+            .await?
+            .into_iter()
+            .filter(|(_, v)| *v == token)
+            .map(|(k, _)| k[RELOAD_ACK.len()..].to_string())
+            .collect();
+    }
+    if took.is_empty() {
+        bail!(
+            "no daemon took the reload request within {} s: is `yanzhen serve` running on {}? (it reloads by itself when files change)",
+            RELOAD_WAIT.as_secs(),
+            redact(&url)
+        );
+    }
+    println!(
+        "reload requested; taken by {} daemon(s): {}; see the daemon log or `yanzhen status`",
+        took.len(),
+        took.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `[notify]` settings `serve` cannot start with, as diagnostics of the config file
+/// (also what `yanzhen validate` reports). `environment` problems (an unset password
+/// variable) are errors only when `for_serve`.
+pub fn notify_diagnostics(
+    config_path: &Path,
+    cfg: &crate::config::Config,
+    for_serve: bool,
+) -> Vec<crate::diagnostic::Diagnostic> {
+    let text = std::fs::read_to_string(config_path).unwrap_or_default();
+    let mut d = crate::diagnostic::Diagnostics::new(config_path.display().to_string());
+    for p in crate::notify::outbox::config_problems(&cfg.notify) {
+        let keys: Vec<&str> = p.key.iter().map(String::as_str).collect();
+        let loc = crate::config::key_loc(&text, &keys);
+        if p.environment && !for_serve {
+            d.warning("invalid-config", loc, p.message, Some(p.hint));
+        } else {
+            d.error("invalid-config", loc, p.message, Some(p.hint));
+        }
+    }
+    if cfg.pid_file.is_some() {
+        d.warning(
+            "deprecated",
+            crate::config::key_loc(&text, &["pid_file"]),
+            "pid_file is no longer used",
+            Some("remove it: `yanzhen reload` asks every daemon through the database".into()),
+        );
+    }
+    d.into_sorted()
+}
+
 async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
@@ -706,67 +786,96 @@ async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> {
         .and_then(|b| b.install_recorder())
         .map_err(|e| tracing::warn!(error = %e, "metrics disabled"))
         .ok();
+    // Everything that can refuse to start is checked before anything runs, and "serving"
+    // is logged only once it all did.
     let (cat, load_diagnostics) = load_catalog_reporting(config, today, true)?;
-    let e = engine_from(cat, true).await?;
+    let problems = notify_diagnostics(config, &cat.config, true);
+    for d in &problems {
+        match d.severity {
+            Severity::Error => tracing::error!("{d}"),
+            Severity::Warning => tracing::warn!("{d}"),
+        }
+    }
+    if problems.iter().any(|d| d.severity == Severity::Error) {
+        bail!("the [notify] settings cannot work (see the errors above); run `yanzhen validate`");
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    // The HTTP server comes first, so that /healthz answers (and /readyz says why not
+    // ready) while the database is still unreachable.
+    let bind = cat.config.http.bind.clone();
+    let (http, switch) = if bind.is_empty() {
+        (None, None)
+    } else {
+        let listener = tokio::net::TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind} ([http] bind in the config)"))?;
+        let switch = crate::api::Switch::starting("opening the database");
+        let mut stop = rx.clone();
+        let server = tokio::spawn(crate::api::serve_switch(
+            listener,
+            switch.clone(),
+            async move {
+                let _ = stop.wait_for(|v| *v).await;
+            },
+        ));
+        (Some(server), Some(switch))
+    };
+    let url = database_url(&cat);
+    let report = |why: String| {
+        if let Some(s) = &switch {
+            s.set_reason(why);
+        }
+    };
+    let store =
+        open_store_reporting(&url, true, Duration::from_secs(u64::MAX / 4), &report).await?;
+    let e = engine_on(store, cat).await?;
     let signer = link_signer(&e).await?;
     e.set_link_signer(signer.clone());
-    tracing::info!(
-        backend = e.store().backend(),
-        workflows = e.catalog().workflows.len(),
-        "yanzhen serving"
-    );
     e.record_start(load_diagnostics).await;
     e.ensure_kickoffs().await?;
     // A holiday file may have been added while no daemon ran.
     e.reproject_kickoffs().await?;
     e.reproject_provisional_rounds().await?;
     e.ensure_calendar_notice().await?;
-    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut outbox =
+        crate::notify::outbox::Outbox::new(e.clone(), e.catalog().config.notify.clone())?;
+    if let Some(ms) = std::env::var("YANZHEN_DIGEST_WINDOW_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        outbox = outbox.with_digest_window_ms(ms);
+    }
+    let outbox = Arc::new(outbox);
+    let reload_seen = e.store().setting(RELOAD_REQUEST).await?;
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutdown requested; finishing in-flight work");
         let _ = tx.send(true);
     });
-    let outbox = Arc::new(crate::notify::outbox::Outbox::new(
-        e.clone(),
-        e.catalog().config.notify.clone(),
-    )?);
     let sender = tokio::spawn(outbox.run(rx.clone()));
-    let bind = e.catalog().config.http.bind.clone();
-    let http = if bind.is_empty() {
-        None
-    } else {
-        let listener = tokio::net::TcpListener::bind(&bind)
-            .await
-            .with_context(|| format!("cannot listen on {bind} ([http] bind in the config)"))?;
-        let state = Arc::new(crate::api::AppState {
+    if let Some(s) = &switch {
+        s.ready(Arc::new(crate::api::AppState {
             engine: e.clone(),
             links: signer,
             metrics,
             config_path: config.to_path_buf(),
-        });
-        let mut stop = rx.clone();
-        Some(tokio::spawn(crate::api::serve(
-            listener,
-            state,
-            async move {
-                let _ = stop.wait_for(|v| *v).await;
-            },
-        )))
-    };
-    let pid_file = e.catalog().config.pid_file.clone();
-    if let Some(dir) = pid_file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = std::fs::create_dir_all(dir);
+        }));
     }
-    if let Err(err) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
-        tracing::warn!(path = %pid_file.display(), error = %err, "cannot write the pid file; `yanzhen reload` will not find this daemon");
-    }
-    let reloader = tokio::spawn(reload_loop(e.clone(), config.to_path_buf(), rx.clone()));
+    let reloader = tokio::spawn(reload_loop(
+        e.clone(),
+        config.to_path_buf(),
+        reload_seen,
+        rx.clone(),
+    ));
+    tracing::info!(
+        backend = e.store().backend(),
+        workflows = e.catalog().workflows.len(),
+        "yanzhen serving"
+    );
     crate::scheduler::run(e.clone(), rx).await;
     let _ = sender.await;
     let _ = reloader.await;
     e.forget_reload_state().await;
-    let _ = std::fs::remove_file(&pid_file);
     if let Some(h) = http {
         match h.await {
             Ok(Err(err)) => tracing::error!(error = %err, "http server failed"),
@@ -792,15 +901,17 @@ async fn shutdown_signal() {
     }
 }
 
-/// Reload on SIGHUP and when watched files change, until shutdown.
+/// Reload on SIGHUP, when watched files change, and when `yanzhen reload` asks through the
+/// database (`seen`: the request already there at start-up), until shutdown.
 fn reload_loop(
     e: Arc<Engine>,
     config: std::path::PathBuf,
+    mut seen: Option<String>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> impl std::future::Future<Output = ()> {
     // The watcher and the SIGHUP handler are installed before this returns, i.e. before
-    // the daemon reports itself started: an edit or a `yanzhen reload` right after start
-    // must not be missed (an unhandled SIGHUP would even end the process).
+    // the daemon reports itself started: an edit or a SIGHUP right after start must not be
+    // missed (an unhandled SIGHUP would even end the process).
     use tokio::signal::unix::{SignalKind, signal};
     let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
     let cat = e.catalog();
@@ -825,6 +936,8 @@ fn reload_loop(
     let mut hup = signal(SignalKind::hangup()).ok();
     async move {
         let _keep_watching = watcher;
+        let mut poll = tokio::time::interval(RELOAD_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -834,6 +947,25 @@ fn reload_loop(
                 }
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                     tracing::info!("SIGHUP; reloading");
+                }
+                _ = poll.tick() => {
+                    let asked = match e.store().setting(RELOAD_REQUEST).await {
+                        Ok(v) => v,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "cannot read reload requests");
+                            continue;
+                        }
+                    };
+                    if asked.is_none() || asked == seen {
+                        continue;
+                    }
+                    seen = asked;
+                    let token = seen.clone().unwrap_or_default();
+                    let ack = format!("{RELOAD_ACK}{}", e.owner());
+                    if let Err(err) = e.store().put_setting(&ack, &token).await {
+                        tracing::warn!(error = %err, "cannot acknowledge the reload request");
+                    }
+                    tracing::info!("reload requested through the database (`yanzhen reload`); reloading");
                 }
             }
             e.reload(&config).await;

@@ -436,3 +436,40 @@ fn plan_refuses_unknown_branch_ids_naming_each_with_a_hint() {
     );
     assert!(out.stdout.is_empty(), "no plan is printed");
 }
+
+#[test]
+fn validate_reports_what_serve_would_refuse_in_notify_with_positions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = common::root();
+    let config = dir.path().join("yanzhen.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "workflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\npid_file = \"data/yanzhen.pid\"\n\n[notify]\nmode = \"deliver\"\n\n[notify.rate_limits]\nemail = 0\nemial = 10\n",
+            root.join("workflows").display(),
+            root.join("config/directory.yaml").display(),
+            root.join("config/calendar").display()
+        ),
+    )
+    .expect("config");
+    let out = yanzhen(&["--config", config.to_str().expect("utf8"), "validate"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("yanzhen.toml:7:1: mode = \"deliver\" needs an [notify.smtp] section"),
+        "{err}"
+    );
+    assert!(
+        err.contains("yanzhen.toml:10:1: rate_limits.email = 0 would never send anything"),
+        "{err}"
+    );
+    assert!(
+        err.contains("yanzhen.toml:11:1: unknown channel `emial` in rate_limits")
+            && err.contains("email"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning[deprecated]") && err.contains("pid_file is no longer used"),
+        "{err}"
+    );
+}

@@ -1,12 +1,15 @@
 //! The real binary against a real SQLite file: `serve` fires on time and stops on SIGTERM,
 //! survives kill -9 mid-burst without losing or duplicating work, refuses a second daemon
-//! on the same file, retries an unreachable database; `round`, `task`, `status` and
-//! `simulate` from the command line.
+//! on the same file (under any name), retries an unreachable database (answering
+//! `/healthz` meanwhile) but stops at once on a missing database or unknown user; two
+//! daemons on one Postgres share one rate limit and send each message once; `reload`
+//! reaches every daemon through the database; `round`, `task`, `status` and `simulate`
+//! from the command line.
 
 mod common;
 
 use common::daemon::{Daemon, Setup, wait_for};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -530,17 +533,406 @@ async fn editing_files_under_a_running_daemon_applies_valid_edits_and_rejects_in
     })
     .await;
 
-    // `yanzhen reload` asks the daemon by SIGHUP.
+    // `yanzhen reload` asks the daemon through the database.
     let out = s.run(&["reload"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("reload requested"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("reload requested; taken by 1 daemon(s)")
+    );
     assert!(
         daemon
-            .log_shows("SIGHUP; reloading", Duration::from_secs(20))
+            .log_shows(
+                "reload requested through the database",
+                Duration::from_secs(20)
+            )
             .await,
-        "timed out waiting for the SIGHUP reload"
+        "timed out waiting for the reload"
     );
     let (ok, log) = daemon.stop();
     assert!(ok, "{log}");
+}
+
+/// Run `cmd` to its end, or kill it after `limit` (then None): a command expected to exit
+/// must not hang the test when it does not.
+fn output_within(mut cmd: Command, limit: Duration) -> Option<std::process::Output> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if child.try_wait().expect("try_wait").is_some() {
+            return Some(child.wait_with_output().expect("output"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// The `addr=` of the daemon's "http listening" log line.
+async fn http_addr(daemon: &Daemon) -> String {
+    assert!(
+        daemon
+            .log_shows("http listening", Duration::from_secs(20))
+            .await,
+        "no http listener: {}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("http listening"))
+        .expect("line");
+    line.split("addr=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("addr")
+        .to_string()
+}
+
+#[tokio::test]
+async fn healthz_answers_and_readyz_says_why_while_the_database_is_unreachable() {
+    yanzhen::notify::install_tls_provider();
+    let s = Setup::new().db_url("postgres://postgres@127.0.0.1:1/none");
+    let daemon = s.serve();
+    let addr = http_addr(&daemon).await;
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200, "liveness does not need the database");
+    let mut reason = String::new();
+    for _ in 0..50 {
+        let ready = http
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(ready.status(), 503);
+        let body: serde_json::Value = ready.json().await.expect("json");
+        reason = body["reason"].as_str().unwrap_or_default().to_string();
+        if reason.contains("unreachable") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        reason.contains("database postgres://postgres@127.0.0.1:1/none unreachable"),
+        "{reason}"
+    );
+    let api = http
+        .get(format!("http://{addr}/api/rounds"))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(api.status(), 503, "nothing else is served yet");
+    let (_, log) = daemon.stop();
+    assert!(!log.contains("yanzhen serving"), "{log}");
+}
+
+#[tokio::test]
+async fn a_missing_postgres_database_or_unknown_user_stops_serve_at_once_with_what_to_fix() {
+    let Ok(admin) = std::env::var(common::stores::POSTGRES_URL_VAR) else {
+        eprintln!("postgres tests skipped");
+        return;
+    };
+    let missing = common::stores::with_database(&admin, "yz_no_such_database");
+    let unknown_user = admin.replacen("postgres://postgres@", "postgres://yz_no_such_user@", 1);
+    assert_ne!(
+        unknown_user, admin,
+        "the test expects a postgres://postgres@ URL"
+    );
+    for (url, expect) in [
+        (missing.as_str(), "createdb"),
+        (unknown_user.as_str(), "check the user name and password"),
+    ] {
+        let s = Setup::new().db_url(url);
+        let mut serve = s.cmd(&["serve"]);
+        serve.env("YANZHEN_LOG", "info");
+        let out = output_within(serve, Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{url}: still retrying after 15 s"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{url}: {err}");
+        assert!(
+            err.contains("PostgreSQL refused") && err.contains(expect),
+            "{url}: {err}"
+        );
+        assert!(
+            !err.contains("retrying") && !err.contains("yanzhen serving"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn serve_refuses_deliver_mode_without_smtp_before_it_says_serving() {
+    let s = Setup::new().with_config("[notify]\nmode = \"deliver\"\n");
+    let out = s
+        .cmd(&["serve"])
+        .env("YANZHEN_LOG", "info")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("yanzhen.toml:") && err.contains("needs an [notify.smtp] section"),
+        "{err}"
+    );
+    assert!(!err.contains("yanzhen serving"), "{err}");
+}
+
+#[tokio::test]
+async fn reload_without_a_running_daemon_says_so() {
+    let s = Setup::new();
+    s.store().await;
+    let out = s.cmd(&["reload"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no daemon took the reload request"), "{err}");
+}
+
+#[tokio::test]
+async fn reload_reaches_the_daemon_still_running_after_another_one_on_the_database_stopped() {
+    let Some((url, _guard)) = common::stores::postgres_database().await else {
+        return;
+    };
+    let s = Setup::new().db_url(url);
+    s.store().await;
+    let first = s.serve();
+    assert!(
+        first
+            .log_shows("yanzhen serving", Duration::from_secs(20))
+            .await,
+        "{}",
+        first.log()
+    );
+    let second = s.serve();
+    assert!(
+        second
+            .log_shows("yanzhen serving", Duration::from_secs(20))
+            .await,
+        "{}",
+        second.log()
+    );
+    let (ok, _) = second.stop();
+    assert!(ok);
+    let out = s.cmd(&["reload"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("taken by 1 daemon(s)"), "{said}");
+    assert!(
+        first
+            .log_shows(
+                "reload requested through the database",
+                Duration::from_secs(10)
+            )
+            .await
+    );
+    let (ok, log) = first.stop();
+    assert!(ok, "{log}");
+}
+
+#[tokio::test]
+async fn a_symlink_to_a_running_daemons_sqlite_file_is_refused() {
+    let s = Setup::new();
+    s.store().await;
+    let first = s.serve();
+    assert!(
+        first
+            .log_shows("yanzhen serving", Duration::from_secs(20))
+            .await,
+        "{}",
+        first.log()
+    );
+    // Once serving, the same listener answers with the whole router.
+    yanzhen::notify::install_tls_provider();
+    let addr = http_addr(&first).await;
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let api = http
+        .get(format!("http://{addr}/api/rounds"))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(api.status(), 401, "the API asks for a token");
+    let link = s.data().join("another-name.db");
+    std::os::unix::fs::symlink(s.data().join("y.db"), &link).unwrap();
+    let mut serve = s.cmd(&["serve"]);
+    serve.env(
+        "YANZHEN_DATABASE_URL",
+        format!("sqlite://{}", link.display()),
+    );
+    let second = output_within(serve, Duration::from_secs(15))
+        .expect("the second daemon must be refused, not start");
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another yanzhen process"), "{err}");
+    let (ok, _) = first.stop();
+    assert!(ok);
+}
+
+/// The measurement: two `serve` on one Postgres, 60 messages a minute, 250
+/// reminders to 250 addresses of a real SMTP server. SMTP and webhook timeouts of 1 s make
+/// the old lease (2 × timeout + 30 s = 32 s) run out while a daemon waits on its rate limit:
+/// that is what sent 349 mails for 250. Takes a little over three minutes (the shared
+/// budget allows 60 at once, then one a second).
+#[tokio::test]
+async fn two_daemons_on_one_postgres_at_60_a_minute_deliver_250_reminders_exactly_once() {
+    let Some((url, _guard)) = common::stores::postgres_database().await else {
+        return;
+    };
+    let smtp = common::smtp::TestSmtp::start();
+    let s = Setup::new().db_url(url).with_config(&format!(
+        "[notify]\nmode = \"deliver\"\nfrom = \"清水街道党工委组织办 <noreply@qingshui.example.gov.cn>\"\n[notify.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\ntimeout_seconds = 1\n[notify.webhook]\ntimeout_seconds = 1\n[notify.rate_limits]\nemail = 60\n",
+        smtp.port()
+    ));
+    let store = s.store().await;
+    let now = chrono::Utc::now().timestamp_millis();
+    store
+        .add_timers(vec![yanzhen::store::NewTimer {
+            key: "probe/reminders".into(),
+            round_id: None,
+            task_key: None,
+            kind: "stage_open".into(),
+            due_at: 0,
+            payload_json: "{}".into(),
+        }])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_due_timers(now, "test", 60_000, 1)
+        .await
+        .unwrap();
+    let reminders = (0..250)
+        .map(|i| yanzhen::store::NewNotification {
+            key: format!("probe/reminders#email:r{i:03}@example.gov.cn"),
+            round_id: None,
+            task_id: None,
+            kind: "reminder".into(),
+            channel: "email".into(),
+            address: format!("r{i:03}@example.gov.cn"),
+            recipient_json: format!(
+                "{{\"party\":{{\"kind\":\"unit\",\"id\":\"r{i:03}\",\"name\":\"第{i}社区党支部\"}}}}"
+            ),
+            subject: format!("【提醒】第{i}社区：请报送名册"),
+            body: "请报送名册。".into(),
+            html: "<p>请报送名册。</p>".into(),
+            item_json: "{}".into(),
+            not_before: now,
+            created_at: now,
+        })
+        .collect();
+    assert!(
+        store
+            .fire_timer(
+                claimed[0].id,
+                "test",
+                now,
+                yanzhen::store::FireEffects {
+                    notifications: reminders,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+    );
+    let daemons = [s.serve(), s.serve()];
+    let started = std::time::Instant::now();
+    let mut first_at: Option<std::time::Instant> = None;
+    let mut over_budget = Vec::new();
+    loop {
+        let got = smtp.messages().len();
+        if got > 0 && first_at.is_none() {
+            first_at = Some(std::time::Instant::now());
+        }
+        if let Some(t0) = first_at {
+            // 60 at once, then one a second (and a little slack for polling).
+            let allowed = 60 + t0.elapsed().as_secs() as usize + 3;
+            if got > allowed {
+                over_budget.push((t0.elapsed().as_secs(), got));
+            }
+        }
+        let rows = store.outbox_after(0, 1000).await.unwrap();
+        if rows.iter().all(|r| r.state == "sent") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(330),
+            "not delivered within 330 s: {} of 250 mails",
+            smtp.messages().len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Anything sent twice would arrive within a lease or two; give it the time.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut logs = Vec::new();
+    for d in daemons {
+        let (ok, log) = d.stop();
+        assert!(ok, "{log}");
+        logs.push(log);
+    }
+    // Besides the reminders, the office gets the weekly notice that next year's holiday
+    // file is missing (from 1 November, while config/calendar has no such file).
+    let (got, other): (Vec<_>, Vec<_>) = smtp
+        .messages()
+        .into_iter()
+        .partition(|m| m.to.iter().all(|t| t.ends_with("@example.gov.cn")));
+    assert!(
+        other
+            .iter()
+            .all(|m| m.to == ["zzb@qingshui.example.gov.cn"]),
+        "only the office's calendar notice besides the reminders: {:?}",
+        other.iter().map(|m| &m.to).collect::<Vec<_>>()
+    );
+    assert!(other.len() <= 1, "the calendar notice once, not per daemon");
+    let ids: HashSet<String> = got
+        .iter()
+        .map(|m| {
+            let parsed = mailparse::parse_mail(&m.data).expect("mail");
+            parsed
+                .headers
+                .iter()
+                .find(|h| h.get_key() == "Message-ID")
+                .map(|h| h.get_value())
+                .unwrap_or_default()
+        })
+        .collect();
+    let to: HashSet<&String> = got.iter().flat_map(|m| &m.to).collect();
+    assert_eq!(
+        (got.len(), ids.len(), to.len()),
+        (250, 250, 250),
+        "exactly 250 mails, 250 Message-IDs, 250 recipients"
+    );
+    let rows = store.outbox_after(0, 1000).await.unwrap();
+    assert!(
+        rows.iter().all(|r| r.attempts == 1),
+        "one delivery attempt each"
+    );
+    assert!(
+        over_budget.is_empty(),
+        "the two daemons together stayed within 60 a minute (burst 60): {over_budget:?}"
+    );
+    let elapsed = first_at.map(|t| t.elapsed().as_secs()).unwrap_or(0);
+    assert!(
+        elapsed >= 180,
+        "190 s at one a second after the burst, took {elapsed} s"
+    );
+    for log in &logs {
+        assert!(log.contains("outbox sender started"), "{log}");
+    }
 }
 
 #[tokio::test]

@@ -79,12 +79,7 @@ async fn round_start_writes_every_task_and_timer_of_the_plan() {
             .collect();
         assert_eq!(
             waiting,
-            [
-                "inspection",
-                "decision",
-                "report_to_district",
-                "archive"
-            ],
+            ["inspection", "decision", "report_to_district", "archive"],
             "{name}: tasks counted from a completion, or with `after:`, wait"
         );
         let pending = store

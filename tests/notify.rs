@@ -1,6 +1,7 @@
 //! Notifications end to end: timers fire into the outbox, the outbox sender delivers to a
 //! real SMTP server on loopback (and a local webhook receiver), merging a recipient's
-//! reminders and escalations of the same hour, retrying transient failures with the same
+//! reminders and escalations of the same hour (the first waits up to the digest window,
+//! 15 minutes by default, for companions), retrying transient failures with the same
 //! Message-ID, and dead-lettering permanent ones with a notice to the office.
 
 mod common;
@@ -92,12 +93,7 @@ impl Rig {
             self.engine.fire_due().await.unwrap();
             self.outbox.deliver_due().await.unwrap();
             let next_timer = self.engine.next_due_at().await.unwrap();
-            let next_send = self
-                .store
-                .next_outbox_at()
-                .await
-                .unwrap()
-                .map(yanzhen::engine::from_ms);
+            let next_send = self.outbox.next_send_at().await.unwrap();
             let next = [next_timer, next_send]
                 .into_iter()
                 .flatten()
@@ -173,7 +169,8 @@ async fn reminders_for_one_recipient_in_the_same_hour_go_out_as_one_digest() {
             &["dongguan"],
         )
         .await;
-        r.run_until(at(2025, 3, 7, 18, 0)).await; // reminders at 3-7 18:00 for both tasks
+        // Reminders at 3-7 18:00 for both tasks; the digest leaves after its 15-minute wait.
+        r.run_until(at(2025, 3, 7, 18, 30)).await;
         let got: Vec<Received> = smtp.messages().into_iter().skip(before).collect();
         assert_eq!(got.len(), 1, "{name}: one message, not two");
         assert_eq!(
@@ -219,7 +216,7 @@ async fn escalations_reaching_the_office_in_the_same_hour_are_one_message_listin
         &["dongguan", "xiguan", "nanmen"],
     )
     .await;
-    r.run_until(at(2019, 7, 15, 18, 0)).await;
+    r.run_until(at(2019, 7, 15, 18, 30)).await;
     let to_office: Vec<Received> = smtp
         .messages()
         .into_iter()
@@ -262,6 +259,7 @@ async fn smtp_down_then_up_delivers_every_message_once_with_its_first_message_id
         .await;
         r.clock.set(at(2019, 7, 2, 18, 0)); // two-day reminders of the deployment meeting
         r.engine.fire_due().await.unwrap();
+        r.clock.set(at(2019, 7, 2, 18, 15)); // the end of their digest wait
         r.outbox.deliver_due().await.unwrap(); // nobody listening
         let rows = r.store.outbox_after(0, 100).await.unwrap();
         assert_eq!(rows.len(), 2, "{name}");
@@ -320,7 +318,7 @@ async fn a_permanent_failure_is_dead_lettered_at_once_and_the_office_is_told() {
         &["dongguan"],
     )
     .await;
-    r.run_until(at(2019, 7, 2, 18, 0)).await;
+    r.run_until(at(2019, 7, 2, 18, 30)).await;
     let rows = r.store.outbox_after(0, 100).await.unwrap();
     let failed = rows
         .iter()
@@ -340,7 +338,12 @@ async fn a_permanent_failure_is_dead_lettered_at_once_and_the_office_is_told() {
         "{}",
         header(&got[0], "Subject")
     );
-    assert!(text_part(&got[0]).contains("这不是邮箱"));
+    let text = text_part(&got[0]);
+    assert!(text.contains("这不是邮箱"), "{text}");
+    assert!(
+        text.contains("投递被拒绝（永久性错误）") && !text.contains("多次"),
+        "one permanent rejection is not \"many failed attempts\": {text}"
+    );
 }
 
 #[tokio::test]
@@ -363,7 +366,7 @@ async fn transient_failures_stop_after_max_attempts_and_a_failed_notice_raises_n
     .await;
     r.clock.set(at(2019, 7, 2, 18, 0));
     r.engine.fire_due().await.unwrap();
-    for hour in 0..6 {
+    for hour in 0..8 {
         r.clock
             .set(at(2019, 7, 2, 18, 0) + chrono::Duration::hours(hour));
         r.outbox.deliver_due().await.unwrap();
@@ -378,6 +381,11 @@ async fn transient_failures_stop_after_max_attempts_and_a_failed_notice_raises_n
         "it failed too (451 for everyone) ..."
     );
     assert_eq!(rows.len(), 2, "... and raised no notice of its own");
+    assert!(
+        notices[0].body.contains("经3次投递均未成功"),
+        "{}",
+        notices[0].body
+    );
     assert!(smtp.messages().is_empty());
 }
 
@@ -402,15 +410,31 @@ async fn a_send_claimed_by_a_crashed_sender_is_resent_with_the_same_message_id()
         r.clock.set(at(2019, 7, 2, 18, 0));
         r.engine.fire_due().await.unwrap();
         // A sender claims the row, fixes its Message-ID and dies mid-send.
+        let now = yanzhen::engine::ms(r.clock.now());
         let claimed = store
-            .claim_outbox(yanzhen::engine::ms(r.clock.now()), "crashed", 60_000, 10)
+            .claim_outbox(&yanzhen::store::OutboxClaim {
+                now,
+                owner: "crashed".into(),
+                lease_ms: 60_000,
+                hold: yanzhen::store::DigestHold::new(0, 0),
+                max_messages: 10,
+                per_minute: Default::default(),
+            })
             .await
-            .unwrap();
+            .unwrap()
+            .messages;
         assert_eq!(claimed.len(), 1, "{name}");
-        store
-            .assign_message_id(&[claimed[0].id], "crashed", "fixed-before-crash@yanzhen")
-            .await
-            .unwrap();
+        assert!(
+            store
+                .begin_attempt(
+                    &[claimed[0][0].id],
+                    "crashed",
+                    now + 60_000,
+                    "fixed-before-crash@yanzhen"
+                )
+                .await
+                .unwrap()
+        );
         r.outbox.deliver_due().await.unwrap();
         assert_eq!(
             smtp.messages().len(),
@@ -425,6 +449,12 @@ async fn a_send_claimed_by_a_crashed_sender_is_resent_with_the_same_message_id()
             header(&got[0], "Message-ID"),
             "<fixed-before-crash@yanzhen>",
             "{name}"
+        );
+        let row = &store.outbox_after(0, 10).await.unwrap()[0];
+        assert_eq!(
+            (row.state.as_str(), row.attempts),
+            ("sent", 2),
+            "{name}: the crashed send and the repeat; the claims are not counted"
         );
     }
 }
@@ -445,7 +475,7 @@ async fn log_mode_marks_messages_sent_without_contacting_anyone() {
         &["dongguan"],
     )
     .await;
-    r.run_until(at(2019, 7, 2, 18, 0)).await;
+    r.run_until(at(2019, 7, 2, 18, 30)).await;
     let rows = r.store.outbox_after(0, 100).await.unwrap();
     assert!(
         !rows.is_empty() && rows.iter().all(|o| o.state == "sent"),
@@ -492,11 +522,293 @@ async fn the_per_channel_rate_limit_holds_back_the_message_over_the_limit() {
     .await;
     r.clock.set(at(2019, 7, 2, 18, 0));
     r.engine.fire_due().await.unwrap(); // two reminders, two recipients: two messages
-    // The second message must wait about a minute for the limiter; give it one second.
+    r.clock.set(at(2019, 7, 2, 18, 15));
+    // The second message must wait a minute for the budget; give the pass one second.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), r.outbox.deliver_due()).await;
     assert_eq!(
         smtp.messages().len(),
         1,
         "only the first message went out within the limit"
+    );
+    let rows = r.store.outbox_after(0, 100).await.unwrap();
+    let waiting: Vec<_> = rows.iter().filter(|o| o.state != "sent").collect();
+    assert_eq!(waiting.len(), 1, "{rows:?}");
+    assert_eq!(
+        (waiting[0].state.as_str(), waiting[0].attempts),
+        ("pending", 0),
+        "what the budget does not allow now is not claimed (no lease to run out)"
+    );
+    assert_eq!(
+        r.outbox.next_send_at().await.unwrap(),
+        Some(at(2019, 7, 2, 18, 16)),
+        "the sender wakes when the budget refills"
+    );
+    r.clock.set(at(2019, 7, 2, 18, 16));
+    r.outbox.deliver_due().await.unwrap();
+    assert_eq!(smtp.messages().len(), 2);
+}
+
+/// A directory of `n` branches, each with its own email address.
+fn branches_directory(n: usize) -> String {
+    let mut d = String::from(
+        "office:\n  id: bench\n  name: 测试街道党工委\nroles:\n  - id: organization_office\n    title: 组织办\n    contacts:\n      - name: 组织办\n        email: zzb@example.gov.cn\nunits:\n",
+    );
+    for i in 0..n {
+        d.push_str(&format!(
+            "  - id: b{i:03}\n    name: 第{i}社区党支部\n    kind: branch\n    contacts:\n      - name: 书记{i}\n        email: b{i:03}@example.gov.cn\n"
+        ));
+    }
+    d.push_str("groups:\n  - id: branches\n    title: 全体党组织\n    kind: branch\n");
+    d
+}
+
+/// A catalog of the shipped calendar, this directory and these workflows.
+fn catalog_of(directory: &str, workflows: &[&str]) -> Catalog {
+    use yanzhen::catalog::{LoadedWorkflow, content_hash};
+    use yanzhen::validate::{Context, validate_workflow};
+    let mut d = yanzhen::diagnostic::Diagnostics::new("directory.yaml");
+    let directory = yanzhen::directory::Directory::parse(directory, &mut d).expect("directory");
+    assert!(!d.has_errors(), "{:?}", d.items());
+    let calendar = common::calendar();
+    let config = yanzhen::config::Config::default();
+    let mut loaded = std::collections::BTreeMap::new();
+    for (i, text) in workflows.iter().enumerate() {
+        let ctx = Context {
+            directory: &directory,
+            calendar: &calendar,
+            default_tz: config.tz(),
+            today: common::today(),
+        };
+        let (wf, d) = validate_workflow(&format!("w{i}.yaml"), text, ctx);
+        let wf = wf.unwrap_or_else(|| panic!("invalid: {:?}", d.items()));
+        loaded.insert(
+            wf.id.value.clone(),
+            LoadedWorkflow {
+                workflow: wf,
+                path: format!("w{i}.yaml").into(),
+                hash: content_hash(text),
+                source: text.to_string(),
+            },
+        );
+    }
+    Catalog {
+        config,
+        directory,
+        calendar,
+        workflows: loaded,
+    }
+}
+
+#[tokio::test]
+async fn five_hundred_branches_with_two_tasks_due_at_once_get_five_hundred_digests() {
+    let smtp = TestSmtp::start();
+    for (name, store, _g) in common::stores::stores().await {
+        let before = smtp.messages().len();
+        let mut cfg = deliver_to(smtp.port());
+        if let Some(smtp) = cfg.smtp.as_mut() {
+            smtp.pool_size = 8; // 500 mails in a few seconds
+        }
+        let r = rig(
+            store,
+            catalog_of(&branches_directory(500), &[TWO_TASKS]),
+            cfg,
+            at(2025, 3, 3, 0, 0),
+        )
+        .await;
+        r.engine
+            .start_round(StartRound {
+                workflow: "two-tasks".into(),
+                start: NaiveDate::from_ymd_opt(2025, 3, 3).unwrap(),
+                params: BTreeMap::new(),
+                units: None,
+                actor: "test".into(),
+            })
+            .await
+            .unwrap();
+        r.run_until(at(2025, 3, 7, 18, 30)).await; // 1,000 reminders at 18:00
+        let rows = r.store.outbox_after(0, 10_000).await.unwrap();
+        assert_eq!(rows.len(), 1000, "{name}");
+        let got: Vec<Received> = smtp.messages().into_iter().skip(before).collect();
+        assert_eq!(got.len(), 500, "{name}: one digest per branch");
+        let recipients: HashSet<&String> = got.iter().flat_map(|m| &m.to).collect();
+        assert_eq!(recipients.len(), 500, "{name}");
+        assert!(
+            got.iter()
+                .all(|m| header(m, "Subject") == "【工作提醒】您有2项工作需要办理"),
+            "{name}"
+        );
+        let ids: HashSet<&Option<String>> = rows.iter().map(|o| &o.message_id).collect();
+        assert_eq!(ids.len(), 500, "{name}: two rows share each Message-ID");
+    }
+}
+
+/// Two tasks of one branch with deadlines `first` and `second` (HH:MM) on the same day,
+/// reminded a day before: two reminders `second − first` apart.
+fn two_deadlines(first: &str, second: &str) -> String {
+    format!(
+        r#"id: two-deadlines
+title: 两项工作
+stages:
+  - id: s
+    title: 阶段
+    closes: {{from: round_start, days: 5}}
+    tasks:
+      - id: a
+        title: 报送名册
+        assignee: {{group: branches}}
+        due: {{from: round_start, days: 5, at: "{first}"}}
+        reminders:
+          before: [{{days: 1}}]
+      - id: b
+        title: 报送总结
+        assignee: {{group: branches}}
+        due: {{from: round_start, days: 5, at: "{second}"}}
+        reminders:
+          before: [{{days: 1}}]
+"#
+    )
+}
+
+/// Sent rows: (subject of the message the row went in, local send time HH:MM).
+async fn sent_rows(store: &Arc<dyn Store>) -> Vec<(Option<String>, String)> {
+    store
+        .outbox_after(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.kind == "reminder")
+        .map(|o| {
+            (
+                o.message_id,
+                yanzhen::engine::from_ms(o.sent_at.expect("sent"))
+                    .with_timezone(&Shanghai)
+                    .format("%H:%M")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn two_reminders_ten_minutes_apart_in_one_hour_go_out_as_one_digest() {
+    let smtp = TestSmtp::start();
+    for (name, store, _g) in common::stores::stores().await {
+        let before = smtp.messages().len();
+        let wf = two_deadlines("18:00", "18:10");
+        let r = rig(
+            store,
+            catalog_of(&branches_directory(1), &[&wf]),
+            deliver_to(smtp.port()),
+            at(2025, 3, 3, 0, 0),
+        )
+        .await;
+        r.start(
+            "two-deadlines",
+            NaiveDate::from_ymd_opt(2025, 3, 3).unwrap(),
+            &["b000"],
+        )
+        .await;
+        r.run_until(at(2025, 3, 7, 19, 0)).await; // reminders 3-7 18:00 and 18:10
+        let got: Vec<Received> = smtp.messages().into_iter().skip(before).collect();
+        assert_eq!(got.len(), 1, "{name}: one message, not two");
+        let text = text_part(&got[0]);
+        assert!(
+            text.contains("「报送名册」") && text.contains("「报送总结」"),
+            "{name}: {text}"
+        );
+        let sent = sent_rows(&r.store).await;
+        assert_eq!(sent.len(), 2, "{name}");
+        assert!(sent[0].0.is_some() && sent[0].0 == sent[1].0, "{name}");
+        assert_eq!(
+            sent[0].1, "18:15",
+            "{name}: the first reminder waited its 15 minutes, no longer"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_digest_never_waits_past_the_end_of_its_hour_and_hours_are_not_merged() {
+    let smtp = TestSmtp::start();
+    for (name, store, _g) in common::stores::stores().await {
+        let before = smtp.messages().len();
+        let wf = two_deadlines("18:50", "19:05");
+        let r = rig(
+            store,
+            catalog_of(&branches_directory(1), &[&wf]),
+            deliver_to(smtp.port()),
+            at(2025, 3, 3, 0, 0),
+        )
+        .await;
+        r.start(
+            "two-deadlines",
+            NaiveDate::from_ymd_opt(2025, 3, 3).unwrap(),
+            &["b000"],
+        )
+        .await;
+        r.run_until(at(2025, 3, 7, 20, 0)).await;
+        let got: Vec<Received> = smtp.messages().into_iter().skip(before).collect();
+        assert_eq!(got.len(), 2, "{name}: one message per clock hour");
+        let sent = sent_rows(&r.store).await;
+        let times: Vec<&str> = sent.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(
+            times,
+            ["19:00", "19:20"],
+            "{name}: 18:50 waits only until its hour ends; 19:05 waits its 15 minutes"
+        );
+    }
+}
+
+#[tokio::test]
+async fn retries_never_wait_longer_than_max_delay_seconds_jitter_included() {
+    let smtp = TestSmtp::start();
+    smtp.set_reply(Some(451));
+    let (_, store, _g) = common::stores::sqlite().await;
+    let mut cfg = deliver_to(smtp.port());
+    cfg.retry.max_attempts = 12;
+    cfg.retry.min_delay_seconds = 60;
+    cfg.retry.max_delay_seconds = 600;
+    let r = rig(
+        store,
+        common::catalog_with(&[], true),
+        cfg,
+        at(2019, 7, 1, 0, 0),
+    )
+    .await;
+    r.start(
+        "community-reserve-selection",
+        NaiveDate::from_ymd_opt(2019, 7, 1).unwrap(),
+        &["dongguan"],
+    )
+    .await;
+    r.clock.set(at(2019, 7, 2, 18, 0));
+    r.engine.fire_due().await.unwrap();
+    r.clock.set(at(2019, 7, 2, 18, 15));
+    let mut delays = Vec::new();
+    loop {
+        r.outbox.deliver_due().await.unwrap();
+        let row = r
+            .store
+            .outbox_after(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|o| o.kind == "reminder")
+            .unwrap();
+        if row.state == "dead" {
+            assert_eq!(row.attempts, 12);
+            break;
+        }
+        let next = row.next_attempt_at.expect("a retry instant");
+        delays.push((next - yanzhen::engine::ms(r.clock.now())) / 1000);
+        r.clock.set(yanzhen::engine::from_ms(next));
+    }
+    assert_eq!(delays.len(), 11, "{delays:?}");
+    assert!(
+        delays.iter().all(|d| (60..=600).contains(d)),
+        "every retry within [min_delay, max_delay]: {delays:?}"
+    );
+    assert!(
+        delays[6..].iter().all(|d| *d >= 300),
+        "at the ceiling the jitter spreads below it, not above: {delays:?}"
     );
 }

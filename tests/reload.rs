@@ -451,10 +451,7 @@ async fn migrate_reports_title_description_and_template_changes_and_renames_owed
                 "title: 组织推荐：确定推荐人选并公示，报送附件1",
                 "title: 组织推荐：确定推荐人选并公示",
             )
-            .replace(
-                "在街道考察截止前全部反馈考察工作组。",
-                "尽快反馈。",
-            )
+            .replace("在街道考察截止前全部反馈考察工作组。", "尽快反馈。")
             + "templates:\n  reminder:\n    subject: 【提醒】{{ task.title }}\n    text: 请于{{ deadline }}前完成。\n";
         e.set_catalog(with_source(
             common::catalog_with(&[], true),

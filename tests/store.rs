@@ -1352,50 +1352,73 @@ async fn sqlite_memory_store_works() {
     );
 }
 
+/// A claim at `now` by `owner`: whole messages, no digest wait, no budget.
+fn claim(now: Millis, owner: &str) -> yanzhen::store::OutboxClaim {
+    yanzhen::store::OutboxClaim {
+        now,
+        owner: owner.into(),
+        lease_ms: 1000,
+        hold: yanzhen::store::DigestHold::new(0, 0),
+        max_messages: 10,
+        per_minute: Default::default(),
+    }
+}
+
+/// Enqueue notifications through a fired timer, as the engine does.
+async fn enqueue(store: &Arc<dyn Store>, key: &str, notifications: Vec<NewNotification>) {
+    store.add_timers(vec![timer(key, None, 1)]).await.unwrap();
+    let claimed = store.claim_due_timers(10, "d", 1000, 10).await.unwrap();
+    let effects = yanzhen::store::FireEffects {
+        notifications,
+        ..Default::default()
+    };
+    assert!(
+        store
+            .fire_timer(claimed[0].id, "d", 10, effects)
+            .await
+            .unwrap()
+    );
+}
+
 #[tokio::test]
 async fn outbox_rows_are_claimed_once_retried_after_their_backoff_and_dead_letters_add_notices() {
     use yanzhen::store::Delivery;
     for (name, store, _g) in common::stores::stores().await {
-        // Enqueue through a fired timer, as the engine does.
-        store
-            .add_timers(vec![timer("t/outbox", None, 1)])
-            .await
-            .unwrap();
-        let claimed = store.claim_due_timers(10, "d", 1000, 10).await.unwrap();
-        let effects = yanzhen::store::FireEffects {
-            notifications: vec![notification("n1", "一"), notification("n2", "二")],
-            ..Default::default()
-        };
+        let (mut a, mut b) = (notification("n1", "一"), notification("n2", "二"));
+        b.kind = "kickoff".into(); // not merged with the reminder
+        a.address = "office-a".into();
+        enqueue(&store, "t/outbox", vec![a, b]).await;
+
+        let claimed = store.claim_outbox(&claim(10, "s1")).await.unwrap();
+        assert_eq!(claimed.messages.len(), 2, "{name}");
+        let rows: Vec<_> = claimed.messages.into_iter().flatten().collect();
+        assert!(
+            rows.iter().all(|r| r.state == "sending" && r.attempts == 0),
+            "{name}: a claim is not an attempt"
+        );
         assert!(
             store
-                .fire_timer(claimed[0].id, "d", 10, effects)
+                .claim_outbox(&claim(10, "s2"))
+                .await
+                .unwrap()
+                .messages
+                .is_empty(),
+            "{name}: claimed once"
+        );
+        assert!(
+            store
+                .begin_attempt(&[rows[0].id, rows[1].id], "s1", 1010, "m@yanzhen")
                 .await
                 .unwrap(),
             "{name}"
         );
-
-        let rows = store.claim_outbox(10, "s1", 1000, 10).await.unwrap();
-        assert_eq!(rows.len(), 2, "{name}");
         assert!(
-            rows.iter().all(|r| r.state == "sending" && r.attempts == 1),
-            "{name}"
-        );
-        assert!(
-            store
-                .claim_outbox(10, "s2", 1000, 10)
+            !store
+                .begin_attempt(&[rows[0].id], "s2", 1010, "other@yanzhen")
                 .await
-                .unwrap()
-                .is_empty(),
-            "{name}: claimed once"
+                .unwrap(),
+            "{name}: not s2's claim"
         );
-        store
-            .assign_message_id(&[rows[0].id, rows[1].id], "s1", "m@yanzhen")
-            .await
-            .unwrap();
-        store
-            .assign_message_id(&[rows[0].id], "s1", "other@yanzhen")
-            .await
-            .unwrap(); // kept
         let n = store
             .settle_outbox(
                 &[rows[0].id],
@@ -1408,26 +1431,33 @@ async fn outbox_rows_are_claimed_once_retried_after_their_backoff_and_dead_lette
             .await
             .unwrap();
         assert_eq!(n, 1, "{name}");
+        let hold = yanzhen::store::DigestHold::new(0, 0);
         assert_eq!(
-            store.next_outbox_at().await.unwrap(),
+            store.next_outbox_at(hold).await.unwrap(),
             Some(500),
             "{name}: the retry comes before the other row's lease expiry"
         );
         assert!(
             store
-                .claim_outbox(499, "s2", 1000, 10)
+                .claim_outbox(&claim(499, "s2"))
                 .await
                 .unwrap()
+                .messages
                 .is_empty(),
             "{name}: not before its backoff"
         );
-        let again = store.claim_outbox(500, "s2", 1000, 10).await.unwrap();
+        let again = store
+            .claim_outbox(&claim(500, "s2"))
+            .await
+            .unwrap()
+            .messages;
         assert_eq!(again.len(), 1, "{name}");
         assert_eq!(
-            (again[0].attempts, again[0].message_id.as_deref()),
-            (2, Some("m@yanzhen")),
-            "{name}"
+            (again[0][0].attempts, again[0][0].message_id.as_deref()),
+            (1, Some("m@yanzhen")),
+            "{name}: one attempt so far, the Message-ID fixed at it"
         );
+        let again = &again[0];
         // s1 lost its claim on nothing else; a settle by the wrong owner changes nothing.
         assert_eq!(
             store
@@ -1469,4 +1499,94 @@ async fn outbox_rows_are_claimed_once_retried_after_their_backoff_and_dead_lette
             "{name}"
         );
     }
+}
+
+#[tokio::test]
+async fn claiming_and_handing_back_count_no_attempt_only_a_started_send_does() {
+    for (name, store, _g) in common::stores::stores().await {
+        enqueue(&store, "t/attempts", vec![notification("n1", "一")]).await;
+        let first = store.claim_outbox(&claim(10, "s1")).await.unwrap().messages;
+        let ids: Vec<i64> = first[0].iter().map(|r| r.id).collect();
+        assert_eq!(store.release_outbox(&ids, "s1").await.unwrap(), 1, "{name}");
+        // Claimed again, and this time the lease runs out unsent (a sender that died
+        // between claim and send).
+        let second = store.claim_outbox(&claim(20, "s2")).await.unwrap().messages;
+        assert_eq!(second.len(), 1, "{name}");
+        let third = store
+            .claim_outbox(&claim(2000, "s3"))
+            .await
+            .unwrap()
+            .messages;
+        assert_eq!(third.len(), 1, "{name}: the expired lease is claimable");
+        assert_eq!(third[0][0].attempts, 0, "{name}: three claims, no attempt");
+        assert!(
+            store
+                .begin_attempt(&ids, "s3", 3000, "m@yanzhen")
+                .await
+                .unwrap()
+        );
+        let row = &store.outbox_after(0, 10).await.unwrap()[0];
+        assert_eq!(row.attempts, 1, "{name}: one send begun");
+    }
+}
+
+#[tokio::test]
+async fn one_rate_budget_is_shared_by_every_claimer_and_refunds_come_back() {
+    for (name, store, _g) in common::stores::stores().await {
+        let notes = (0..10)
+            .map(|i| {
+                let mut n = notification(&format!("k{i}"), "提醒");
+                n.kind = "kickoff".into();
+                n.channel = "email".into();
+                n.address = format!("b{i}@example.gov.cn");
+                n
+            })
+            .collect();
+        enqueue(&store, "t/budget", notes).await;
+        let limited = |owner: &str, now: Millis| {
+            let mut c = claim(now, owner);
+            c.per_minute.insert("email".into(), 3);
+            c
+        };
+        let a = store.claim_outbox(&limited("a", 10)).await.unwrap();
+        assert_eq!(a.messages.len(), 3, "{name}: the burst of 3");
+        let b = store.claim_outbox(&limited("b", 10)).await.unwrap();
+        assert!(b.messages.is_empty(), "{name}: b draws on the same budget");
+        assert_eq!(
+            b.throttled_until,
+            Some(20_010),
+            "{name}: one message every 20 s from now"
+        );
+        store.refund_budget("email", 3, 1).await.unwrap();
+        let b = store.claim_outbox(&limited("b", 10)).await.unwrap();
+        assert_eq!(b.messages.len(), 1, "{name}: the refunded message");
+        let later = store.claim_outbox(&limited("b", 20_010)).await.unwrap();
+        assert_eq!(later.messages.len(), 1, "{name}: one more after 20 s");
+    }
+}
+
+#[tokio::test]
+async fn a_second_name_for_a_locked_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.db");
+    let first = yanzhen::store::SqliteStore::open(&format!("sqlite://{}", real.display()))
+        .await
+        .expect("first open");
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let dotted = dir.path().join(".").join("real.db");
+    for other in [&link, &dotted] {
+        let err = yanzhen::store::SqliteStore::open(&format!("sqlite://{}", other.display()))
+            .await
+            .expect_err("a second daemon on the same file");
+        assert!(
+            matches!(err, yanzhen::store::StoreError::Locked { .. }),
+            "{}: {err}",
+            other.display()
+        );
+    }
+    drop(first);
+    yanzhen::store::SqliteStore::open(&format!("sqlite://{}", link.display()))
+        .await
+        .expect("free once the first store is gone");
 }

@@ -43,8 +43,8 @@ macro_rules! endpoints {
 }
 
 endpoints! {
-    get "/healthz" healthz None, "Liveness: the process answers.";
-    get "/readyz" readyz None, "Readiness: the database answers and migrations are applied.";
+    get "/healthz" healthz None, "Liveness: the process answers (also while the database is unreachable).";
+    get "/readyz" readyz None, "Readiness: the database answers and migrations are applied; 503 with the reason otherwise.";
     get "/metrics" metrics None, "Prometheus metrics.";
     get "/api/openapi.json" openapi None, "This document.";
     get "/api/workflows" workflows Some("read"), "Loaded workflows.";
@@ -100,7 +100,16 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(AxState(s): AxState<State>) -> Response {
-    match s.engine.store().ready().await {
+    // An unreachable database can take the pool's whole acquire timeout to fail.
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(3), s.engine.store().ready());
+    let Ok(answer) = answer.await else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": "the database did not answer within 3 s"})),
+        )
+            .into_response();
+    };
+    match answer {
         Ok(true) => {
             Json(json!({"ready": true, "database": s.engine.store().backend()})).into_response()
         }

@@ -55,6 +55,96 @@ pub async fn serve(
         .await
 }
 
+/// The HTTP service of a daemon: while it starts (the database may be unreachable for a
+/// while) `/healthz` answers 200, `/readyz` answers 503 with the reason and everything else
+/// 503; [`Switch::ready`] then puts the whole [`router`] in place, on the same listener.
+#[derive(Debug, Clone)]
+pub struct Switch {
+    current: Arc<std::sync::RwLock<Router>>,
+    reason: Arc<std::sync::Mutex<String>>,
+}
+
+impl Switch {
+    /// A service that is starting, for `reason`.
+    pub fn starting(reason: &str) -> Switch {
+        let reason = Arc::new(std::sync::Mutex::new(reason.to_string()));
+        Switch {
+            current: Arc::new(std::sync::RwLock::new(starting_router(reason.clone()))),
+            reason,
+        }
+    }
+
+    /// What `/readyz` says until [`ready`](Self::ready).
+    pub fn set_reason(&self, reason: String) {
+        if let Ok(mut r) = self.reason.lock() {
+            *r = reason;
+        }
+    }
+
+    /// Serve the whole router from now on.
+    pub fn ready(&self, state: State) {
+        if let Ok(mut r) = self.current.write() {
+            *r = router(state);
+        }
+    }
+
+    fn current(&self) -> Router {
+        self.current
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+}
+
+fn starting_router(reason: Arc<std::sync::Mutex<String>>) -> Router {
+    use axum::routing::get;
+    let unavailable = |message: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"error": {"code": "starting", "message": message}})),
+        )
+    };
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let why = reason.lock().map(|r| r.clone()).unwrap_or_default();
+                async move {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({"ready": false, "reason": why})),
+                    )
+                }
+            }),
+        )
+        .fallback(move || async move {
+            unavailable("the daemon is starting; /readyz says why it is not ready yet".into())
+        })
+}
+
+/// Serve `switch` until `shutdown` completes; in-flight requests finish first.
+pub async fn serve_switch(
+    listener: tokio::net::TcpListener,
+    switch: Switch,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use tower::ServiceExt as _;
+    tracing::info!(addr = %listener.local_addr()?, "http listening");
+    let app = Router::new().fallback(move |req: axum::extract::Request| {
+        let current = switch.current();
+        async move {
+            match current.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            }
+        }
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// A JSON error: `{"error": {"code": "...", "message": "..."}}` with an HTTP status.
 #[derive(Debug, Clone)]
 pub struct ApiError {

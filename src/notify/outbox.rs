@@ -1,28 +1,31 @@
-//! The outbox sender: claims outbox rows, merges a recipient's reminders (and escalations)
-//! of the same hour into one message, delivers by email, webhook or log, and records the
-//! outcome — retrying transient failures with exponential backoff and jitter, stopping at
-//! once on permanent ones, dead-lettering (and telling the office) when attempts run out.
+//! The outbox sender: claims whole messages — a recipient's reminders (and escalations) of
+//! the same clock hour merged into one digest, after a short wait for companions — within
+//! a per-channel budget shared by every daemon on the database, checks right before each
+//! send that the claim is still its own, delivers by email, webhook or log, and records the
+//! outcome: transient failures are retried with exponential backoff and jitter (never
+//! longer than `max_delay_seconds`), permanent ones stop at once, and a message given up
+//! is dead-lettered with a notice to the office. docs/decisions.md §22 and §23.
 
 use crate::config::{DeliveryMode, NotifyConfig};
 use crate::directory::{Contact, Party, WebhookKind};
 use crate::engine::{Engine, from_ms, ms};
-use crate::notify::email::EmailTransport;
+use crate::notify::email::{EmailConfigError, EmailTransport};
 use crate::notify::webhook::WebhookTransport;
 use crate::notify::{Channel, Item, Message, SendError, message_id_in};
-use crate::store::{Delivery, OutboxRow, StoreError};
-use backon::BackoffBuilder;
-use chrono::{DateTime, Utc};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use std::collections::{BTreeMap, HashMap};
-use std::num::NonZeroU32;
+use crate::store::{
+    ClaimedOutbox, Delivery, DigestHold, Millis, OutboxClaim, OutboxRow, StoreError,
+};
+use chrono::{DateTime, Offset as _, TimeZone as _, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Rows claimed per pass.
-const BATCH: i64 = 200;
+/// Messages claimed per pass in log mode (nothing to wait on).
+const BATCH: usize = 200;
 /// Longest sleep between checks of the outbox (rows written by other processes).
 const MAX_SLEEP: Duration = Duration::from_secs(10);
+/// Channels a rate limit may name.
+const LIMITED_CHANNELS: [&str; 2] = ["email", "webhook"];
 
 /// Configuration problems that stop delivery from starting.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,128 @@ pub enum OutboxError {
     Config(String),
 }
 
+/// A `[notify]` setting that cannot work, found by [`config_problems`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Where it is in `config/yanzhen.toml`, e.g. `["notify", "rate_limits", "email"]`.
+    pub key: Vec<String>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: String,
+    /// It depends on the environment the daemon runs in (an unset password variable):
+    /// `serve` refuses it, `validate` (often run elsewhere) warns.
+    pub environment: bool,
+}
+
+fn problem(key: &[&str], message: String, hint: &str) -> ConfigProblem {
+    ConfigProblem {
+        key: key.iter().map(|k| k.to_string()).collect(),
+        message,
+        hint: hint.to_string(),
+        environment: false,
+    }
+}
+
+/// Every `[notify]` setting that `serve` refuses to start with. `serve` and `validate`
+/// both ask this one function, so `validate` reports exactly what would stop the daemon.
+pub fn config_problems(cfg: &NotifyConfig) -> Vec<ConfigProblem> {
+    let mut out = Vec::new();
+    if cfg.mode == DeliveryMode::Deliver {
+        match &cfg.smtp {
+            None => out.push(problem(
+                &["notify", "mode"],
+                "mode = \"deliver\" needs an [notify.smtp] section (host, port, security)".into(),
+                "add [notify.smtp] (the shipped config/yanzhen.toml has a commented example), or set mode = \"log\"",
+            )),
+            Some(smtp) => {
+                if let Err(e) = EmailTransport::new(smtp, &cfg.from) {
+                    let (key, environment): (&[&str], bool) = match &e {
+                        EmailConfigError::BadFrom { .. } => (&["notify", "from"], false),
+                        EmailConfigError::MissingPassword { .. } => {
+                            (&["notify", "smtp", "password_env"], true)
+                        }
+                        EmailConfigError::BadHost { .. } => (&["notify", "smtp", "host"], false),
+                        EmailConfigError::Invalid { field, .. } => match *field {
+                            "timeout_seconds" => (&["notify", "smtp", "timeout_seconds"], false),
+                            "password_env" => (&["notify", "smtp", "username"], false),
+                            _ => (&["notify", "smtp", "password_env"], false),
+                        },
+                    };
+                    let mut p = problem(key, e.to_string(), "see [notify.smtp] in the shipped config/yanzhen.toml");
+                    p.environment = environment;
+                    out.push(p);
+                }
+            }
+        }
+        if cfg.webhook.timeout_seconds == 0 {
+            out.push(problem(
+                &["notify", "webhook", "timeout_seconds"],
+                "webhook.timeout_seconds = 0 would fail every webhook".into(),
+                "give the seconds one POST may take, e.g. 10",
+            ));
+        }
+    }
+    for (channel, per_minute) in &cfg.rate_limits {
+        if !LIMITED_CHANNELS.contains(&channel.as_str()) {
+            out.push(problem(
+                &["notify", "rate_limits", channel],
+                format!("unknown channel `{channel}` in rate_limits"),
+                &crate::diagnostic::suggest(channel, LIMITED_CHANNELS.iter().copied()),
+            ));
+        } else if *per_minute == 0 {
+            out.push(problem(
+                &["notify", "rate_limits", channel],
+                format!("rate_limits.{channel} = 0 would never send anything"),
+                "give messages per minute (at least 1), or remove the line for no limit",
+            ));
+        }
+    }
+    if cfg.retry.max_attempts == 0 {
+        out.push(problem(
+            &["notify", "retry", "max_attempts"],
+            "retry.max_attempts = 0 would give up on every message before trying it".into(),
+            "at least 1 (the shipped value is 8)",
+        ));
+    }
+    if cfg.retry.min_delay_seconds > cfg.retry.max_delay_seconds {
+        out.push(problem(
+            &["notify", "retry", "min_delay_seconds"],
+            format!(
+                "retry.min_delay_seconds ({}) is above retry.max_delay_seconds ({})",
+                cfg.retry.min_delay_seconds, cfg.retry.max_delay_seconds
+            ),
+            "the first retry delay must not exceed the longest one",
+        ));
+    }
+    if cfg.digest_window_minutes > 60 {
+        out.push(problem(
+            &["notify", "digest_window_minutes"],
+            format!(
+                "digest_window_minutes = {} is longer than the hour a digest covers",
+                cfg.digest_window_minutes
+            ),
+            "0 to 60 (the shipped value is 15)",
+        ));
+    }
+    out
+}
+
+/// The wait before retry number `retry` (1 after the first failed attempt): `min` doubled
+/// at each retry with jitter, uniformly within `[max(min, hi / 2), hi]` where
+/// `hi = min(2 × base, max)` — so never below `min` and never above `max`, jitter included.
+/// `jitter` is a uniform draw from `[0, 1)`.
+pub fn retry_delay(retry: u32, min: Duration, max: Duration, jitter: f64) -> Duration {
+    let max = max.max(min);
+    let base = min
+        .checked_mul(2u32.saturating_pow(retry.saturating_sub(1)))
+        .unwrap_or(max)
+        .min(max);
+    let hi = base.saturating_mul(2).min(max);
+    let lo = (hi / 2).max(min).min(hi);
+    lo + (hi - lo).mul_f64(jitter.clamp(0.0, 1.0))
+}
+
 /// The outbox sender.
 #[derive(Debug)]
 pub struct Outbox {
@@ -39,15 +164,19 @@ pub struct Outbox {
     cfg: NotifyConfig,
     email: Option<EmailTransport>,
     webhook: Option<WebhookTransport>,
-    limits: HashMap<String, Arc<DefaultDirectRateLimiter>>,
     lease_ms: i64,
-    /// Rows this sender has claimed and not yet settled. Left non-empty only by a pass
-    /// that failed (database error); the next pass hands them back at once instead of
-    /// leaving them to wait out the lease (90 s by default) with nobody sending them.
-    unsettled: std::sync::Mutex<Vec<i64>>,
+    /// How long a digest's first row waits for companions.
+    window_ms: i64,
+    /// Messages per claim: what the pool sends within one lease in deliver mode.
+    max_messages: usize,
+    /// Messages this sender has claimed and not yet settled (their rows and channel). Left
+    /// non-empty only by a pass that failed (database error); the next pass hands them
+    /// back at once instead of leaving them to wait out the lease with nobody sending them.
+    unsettled: std::sync::Mutex<Vec<(Vec<i64>, String)>>,
+    /// When the shared budget of a channel with messages left over refills (last claim).
+    throttled_until: std::sync::Mutex<Option<Millis>>,
     /// Set by [`run`](Self::run) when shutdown is asked for during a pass: the pass ends
-    /// after the message in hand and hands back the rest of its claim, instead of working
-    /// through a rate-limited backlog first.
+    /// after the message in hand and hands back the rest of its claim.
     stopping: std::sync::atomic::AtomicBool,
 }
 
@@ -67,17 +196,14 @@ struct PartyJson {
 
 impl Outbox {
     /// A sender for the engine's store with these settings; builds the transports.
+    /// Refuses what [`config_problems`] finds.
     pub fn new(engine: Arc<Engine>, cfg: NotifyConfig) -> Result<Self, OutboxError> {
         crate::notify::install_tls_provider();
-        let (email, webhook) = match cfg.mode {
-            DeliveryMode::Log => (None, None),
-            DeliveryMode::Deliver => {
-                let smtp = cfg.smtp.as_ref().ok_or_else(|| {
-                    OutboxError::Config(
-                        "mode = \"deliver\" needs an [notify.smtp] section (host, port, security)"
-                            .into(),
-                    )
-                })?;
+        if let Some(p) = config_problems(&cfg).into_iter().next() {
+            return Err(OutboxError::Config(p.message));
+        }
+        let (email, webhook) = match (cfg.mode, &cfg.smtp) {
+            (DeliveryMode::Deliver, Some(smtp)) => {
                 let email = EmailTransport::new(smtp, &cfg.from)
                     .map_err(|e| OutboxError::Config(e.to_string()))?;
                 let webhook =
@@ -85,56 +211,87 @@ impl Outbox {
                         .map_err(OutboxError::Config)?;
                 (Some(email), Some(webhook))
             }
+            _ => (None, None),
         };
-        let mut limits = HashMap::new();
-        for (channel, per_minute) in &cfg.rate_limits {
-            let n = NonZeroU32::new(*per_minute).ok_or_else(|| {
-                OutboxError::Config(format!(
-                    "rate_limits.{channel} must be at least 1 per minute"
-                ))
-            })?;
-            limits.insert(
-                channel.clone(),
-                Arc::new(RateLimiter::direct(Quota::per_minute(n))),
-            );
-        }
         let smtp_timeout = cfg.smtp.as_ref().map_or(30, |s| s.timeout_seconds);
         let lease_ms = ((smtp_timeout.max(cfg.webhook.timeout_seconds) * 2 + 30) * 1000) as i64;
+        let concurrency = cfg.smtp.as_ref().map_or(1, |s| s.pool_size.max(1) as usize);
+        // A claim is sent in at most two rounds of the pool, each send bounded by its
+        // timeout: well within the lease, which every send renews anyway.
+        let max_messages = match cfg.mode {
+            DeliveryMode::Log => BATCH,
+            DeliveryMode::Deliver => concurrency * 2,
+        };
         Ok(Outbox {
             engine,
+            window_ms: i64::from(cfg.digest_window_minutes.min(60)) * 60_000,
             cfg,
             email,
             webhook,
-            limits,
             lease_ms,
+            max_messages,
             unsettled: std::sync::Mutex::new(Vec::new()),
+            throttled_until: std::sync::Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// One pass: deliver everything that is due now. Returns how many messages were sent.
+    /// The same sender with a digest window in milliseconds instead of the configured
+    /// minutes (`YANZHEN_DIGEST_WINDOW_MS`, for tests and operators).
+    pub fn with_digest_window_ms(mut self, window_ms: i64) -> Self {
+        self.window_ms = window_ms.clamp(0, 3_600_000);
+        self
+    }
+
+    /// The digest rule at `now` (the office's time zone decides where clock hours start).
+    fn hold(&self, now: DateTime<Utc>) -> DigestHold {
+        let tz = self.engine.catalog().config.tz();
+        let offset = tz
+            .offset_from_utc_datetime(&now.naive_utc())
+            .fix()
+            .local_minus_utc();
+        DigestHold::new(self.window_ms, i64::from(offset) * 1000)
+    }
+
+    fn owner(&self) -> String {
+        format!("{}:outbox", self.engine.owner())
+    }
+
+    /// One pass: deliver everything that can go now. Returns how many messages were sent.
     pub async fn deliver_due(&self) -> Result<usize, StoreError> {
         let store = self.engine.store().clone();
-        let owner = format!("{}:outbox", self.engine.owner());
+        let owner = self.owner();
         let mut sent = 0;
-        self.release_unsettled(&owner, "claimed by a delivery pass that failed")
-            .await?;
+        self.release_unsettled(&owner).await?;
         loop {
             if self.stopping() {
                 return Ok(sent);
             }
             let now = self.engine.clock().now();
-            let rows = store
-                .claim_outbox(ms(now), &owner, self.lease_ms, BATCH)
+            let ClaimedOutbox {
+                messages,
+                throttled_until,
+            } = store
+                .claim_outbox(&OutboxClaim {
+                    now: ms(now),
+                    owner: owner.clone(),
+                    lease_ms: self.lease_ms,
+                    hold: self.hold(now),
+                    max_messages: self.max_messages,
+                    per_minute: self.cfg.rate_limits.clone(),
+                })
                 .await?;
-            if rows.is_empty() {
+            if let Ok(mut t) = self.throttled_until.lock() {
+                *t = throttled_until;
+            }
+            if messages.is_empty() {
                 return Ok(sent);
             }
-            self.track(&rows.iter().map(|r| r.id).collect::<Vec<_>>());
+            self.track(&messages);
             // Several messages in flight at once, one per pooled SMTP connection: a send is
             // mostly waiting on the server.
             use futures_util::StreamExt as _;
-            let mut passes = futures_util::stream::iter(self.groups(rows))
+            let mut passes = futures_util::stream::iter(messages)
                 .map(|group| self.deliver_group(group, &owner))
                 .buffer_unordered(self.concurrency());
             let mut failed = None;
@@ -150,11 +307,25 @@ impl Outbox {
                 return Err(e);
             }
             if self.stopping() {
-                self.release_unsettled(&owner, "the sender stopped before sending it")
-                    .await?;
+                self.release_unsettled(&owner).await?;
                 return Ok(sent);
             }
         }
+    }
+
+    /// When the next pass has something to do: a due row, a digest's release, an expired
+    /// lease, or (when the last claim left messages for lack of budget) the budget's refill.
+    pub async fn next_send_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let now = self.engine.clock().now();
+        let next = self.engine.store().next_outbox_at(self.hold(now)).await?;
+        let throttled = self.throttled_until.lock().ok().and_then(|t| *t);
+        Ok(match (next, throttled) {
+            // What is due now is waiting for the budget: wake when it refills.
+            (Some(n), Some(t)) if n <= ms(now) => Some(t),
+            (Some(n), Some(t)) => Some(n.min(t)),
+            (n, t) => n.or(t),
+        }
+        .map(from_ms))
     }
 
     /// How many messages go out at once: the SMTP pool's size (at least one).
@@ -165,8 +336,10 @@ impl Outbox {
             .map_or(1, |s| s.pool_size.max(1) as usize)
     }
 
-    /// Send one group and settle its rows; true when it went out. A group reached after
-    /// shutdown was asked for is left claimed for [`release_unsettled`](Self::release_unsettled).
+    /// Send one message and settle its rows; true when it went out. Right before the send
+    /// the claim is checked and renewed ([`crate::store::Store::begin_attempt`]): a message
+    /// another sender took over meanwhile is left to it. A message reached after shutdown
+    /// was asked for is left claimed for [`release_unsettled`](Self::release_unsettled).
     async fn deliver_group(&self, group: Vec<OutboxRow>, owner: &str) -> Result<bool, StoreError> {
         if self.stopping() {
             return Ok(false);
@@ -177,11 +350,17 @@ impl Outbox {
             Some(m) => m,
             None => {
                 let keys: Vec<&str> = group.iter().map(|r| r.key.as_str()).collect();
-                let m = message_id_in(&keys, &crate::notify::id_domain(&self.cfg.from));
-                store.assign_message_id(&ids, owner, &m).await?;
-                m
+                message_id_in(&keys, &crate::notify::id_domain(&self.cfg.from))
             }
         };
+        let lease_until = ms(self.engine.clock().now()) + self.lease_ms;
+        if !store.begin_attempt(&ids, owner, lease_until, &mid).await? {
+            tracing::warn!(message_id = %mid, "outbox claim lost before sending; another sender has it");
+            self.untrack(&ids);
+            self.refund(&group[0].channel, 1).await;
+            return Ok(false);
+        }
+        let attempts = group.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
         let mut msg = self.message(&group, mid);
         self.engine
             .refresh_links(&mut msg, self.engine.clock().now());
@@ -198,7 +377,7 @@ impl Outbox {
         }
         let delivery = match outcome {
             Ok(()) => Delivery::Sent { at: ms(now) },
-            Err(e) => self.failure(&group, &msg, e, now),
+            Err(e) => self.failure(&group, &msg, e, now, attempts),
         };
         let outcome = match &delivery {
             Delivery::Sent { .. } => "sent",
@@ -214,40 +393,71 @@ impl Outbox {
         Ok(sent)
     }
 
+    /// Give budget back for `messages` of `channel` that were not sent (best effort: a
+    /// failure only costs some throughput until the budget refills).
+    async fn refund(&self, channel: &str, messages: u32) {
+        let Some(per_minute) = self.cfg.rate_limits.get(channel) else {
+            return;
+        };
+        if let Err(e) = self
+            .engine
+            .store()
+            .refund_budget(channel, *per_minute, messages)
+            .await
+        {
+            tracing::warn!(channel, error = %e, "cannot give back unused rate-limit budget");
+        }
+    }
+
     fn stopping(&self) -> bool {
         self.stopping.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Hand back, due now, the rows this sender claimed and has not settled.
-    async fn release_unsettled(&self, owner: &str, why: &str) -> Result<(), StoreError> {
-        let ids = self.take_unsettled();
-        if ids.is_empty() {
+    /// Hand back, due now and with no attempt counted, the messages this sender claimed
+    /// and has not settled, and the budget they took.
+    async fn release_unsettled(&self, owner: &str) -> Result<(), StoreError> {
+        let held = self.take_unsettled();
+        if held.is_empty() {
             return Ok(());
         }
-        let retry = Delivery::Retry {
-            at: ms(self.engine.clock().now()),
-            error: why.into(),
-        };
-        if let Err(e) = self.engine.store().settle_outbox(&ids, owner, retry).await {
-            self.track(&ids);
+        let ids: Vec<i64> = held
+            .iter()
+            .flat_map(|(ids, _)| ids.iter().copied())
+            .collect();
+        if let Err(e) = self.engine.store().release_outbox(&ids, owner).await {
+            if let Ok(mut u) = self.unsettled.lock() {
+                u.extend(held);
+            }
             return Err(e);
+        }
+        let mut per_channel: std::collections::BTreeMap<&str, u32> = Default::default();
+        for (_, channel) in &held {
+            *per_channel.entry(channel.as_str()).or_default() += 1;
+        }
+        for (channel, n) in per_channel {
+            self.refund(channel, n).await;
         }
         Ok(())
     }
 
-    fn track(&self, ids: &[i64]) {
+    fn track(&self, messages: &[Vec<OutboxRow>]) {
         if let Ok(mut u) = self.unsettled.lock() {
-            u.extend_from_slice(ids);
+            u.extend(messages.iter().map(|m| {
+                (
+                    m.iter().map(|r| r.id).collect(),
+                    m.first().map(|r| r.channel.clone()).unwrap_or_default(),
+                )
+            }));
         }
     }
 
     fn untrack(&self, ids: &[i64]) {
         if let Ok(mut u) = self.unsettled.lock() {
-            u.retain(|id| !ids.contains(id));
+            u.retain(|(m, _)| !m.iter().any(|id| ids.contains(id)));
         }
     }
 
-    fn take_unsettled(&self) -> Vec<i64> {
+    fn take_unsettled(&self) -> Vec<(Vec<i64>, String)> {
         self.unsettled
             .lock()
             .map(|mut u| std::mem::take(&mut *u))
@@ -284,8 +494,8 @@ impl Outbox {
                 // be full while reads still work).
                 clock.now() + chrono::Duration::seconds(2)
             } else {
-                match self.engine.store().next_outbox_at().await {
-                    Ok(Some(n)) => from_ms(n),
+                match self.next_send_at().await {
+                    Ok(Some(n)) => n,
                     Ok(None) => {
                         clock.now() + chrono::Duration::from_std(MAX_SLEEP).unwrap_or_default()
                     }
@@ -299,32 +509,6 @@ impl Outbox {
             }
         }
         tracing::info!("outbox sender stopped");
-    }
-
-    /// Rows that go out as one message: the rows of an already fixed Message-ID together;
-    /// otherwise a recipient's reminders (reminder, due today, overdue) of the same local
-    /// hour become one digest, and likewise escalations; anything else goes alone.
-    fn groups(&self, rows: Vec<OutboxRow>) -> Vec<Vec<OutboxRow>> {
-        let tz = self.engine.catalog().config.tz();
-        let mut groups: BTreeMap<(String, String, String, String), Vec<OutboxRow>> =
-            BTreeMap::new();
-        for r in rows {
-            let class = match r.kind.as_str() {
-                "reminder" | "due_today" | "overdue" => "remind".to_string(),
-                "escalation" => "escalate".to_string(),
-                _ => format!("single:{}", r.id),
-            };
-            let hour = from_ms(r.not_before)
-                .with_timezone(&tz)
-                .format("%Y%m%d%H")
-                .to_string();
-            let key = match &r.message_id {
-                Some(m) => ("mid".to_string(), m.clone(), String::new(), String::new()),
-                None => (r.channel.clone(), r.address.clone(), class, hour),
-            };
-            groups.entry(key).or_default().push(r);
-        }
-        groups.into_values().collect()
     }
 
     fn recipient(row: &OutboxRow) -> (Party, Option<Contact>) {
@@ -440,9 +624,6 @@ impl Outbox {
             Channel::Webhook { .. } => "webhook",
             Channel::Log => "log",
         };
-        if let Some(limit) = self.limits.get(channel_name) {
-            limit.until_ready().await;
-        }
         match (&msg.channel, self.cfg.mode) {
             (Channel::Log, _) | (_, DeliveryMode::Log) => {
                 tracing::info!(
@@ -472,18 +653,16 @@ impl Outbox {
         msg: &Message,
         e: SendError,
         now: DateTime<Utc>,
+        attempts: i64,
     ) -> Delivery {
-        let attempts = group.iter().map(|r| r.attempts).max().unwrap_or(1).max(1);
         let retry = &self.cfg.retry;
         if e.is_transient() && attempts < i64::from(retry.max_attempts) {
-            let delay = backon::ExponentialBuilder::default()
-                .with_min_delay(Duration::from_secs(retry.min_delay_seconds))
-                .with_max_delay(Duration::from_secs(retry.max_delay_seconds))
-                .with_jitter()
-                .with_max_times(retry.max_attempts as usize)
-                .build()
-                .nth((attempts - 1) as usize)
-                .unwrap_or(Duration::from_secs(retry.max_delay_seconds));
+            let delay = retry_delay(
+                u32::try_from(attempts).unwrap_or(u32::MAX),
+                Duration::from_secs(retry.min_delay_seconds),
+                Duration::from_secs(retry.max_delay_seconds),
+                rand::random::<f64>(),
+            );
             tracing::warn!(message_id = %msg.message_id, to = %msg.to_address, attempts, retry_in_s = delay.as_secs(), error = %e, "delivery failed; will retry");
             return Delivery::Retry {
                 at: ms(now) + delay.as_millis() as i64,
@@ -494,7 +673,7 @@ impl Outbox {
         let notices = if group.iter().any(|r| r.kind == "dead_letter") {
             Vec::new() // never a notice about a failed notice
         } else {
-            self.dead_letter_notices(group, msg, &e, now)
+            self.dead_letter_notices(group, msg, &e, now, attempts)
         };
         Delivery::Dead {
             error: e.to_string(),
@@ -508,6 +687,7 @@ impl Outbox {
         msg: &Message,
         e: &SendError,
         now: DateTime<Utc>,
+        attempts: i64,
     ) -> Vec<crate::store::NewNotification> {
         let cat = self.engine.catalog();
         let role = &self.cfg.dead_letter_role;
@@ -526,6 +706,9 @@ impl Outbox {
             recipient => minijinja::context!{ id => party.id.clone(), name => party.name.clone() },
             items => minijinja::Value::from(minijinja::value::Serde(&items)),
             error => e.to_string(),
+            // Says "refused" after a permanent rejection, "N attempts" once retries ran out.
+            permanent => !e.is_transient(),
+            attempts => attempts,
             office => minijinja::context!{ name => cat.directory.office.name.clone() },
         };
         let Ok(rendered) = self.engine.renderer().render("dead_letter", &[], &ctx) else {
@@ -550,5 +733,38 @@ impl Outbox {
                 n
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn a_retry_delay_stays_within_min_and_max_whatever_the_jitter() {
+        let (min, max) = (Duration::from_secs(30), Duration::from_secs(3600));
+        for retry in 1..=40 {
+            for jitter in [0.0, 0.25, 0.5, 0.999_999] {
+                let d = retry_delay(retry, min, max, jitter);
+                assert!(
+                    d >= min && d <= max,
+                    "retry {retry}, jitter {jitter}: {d:?}"
+                );
+            }
+        }
+        assert_eq!(
+            retry_delay(1, min, max, 0.0),
+            min,
+            "the first retry after min"
+        );
+        assert_eq!(retry_delay(1, min, max, 1.0), 2 * min);
+        assert_eq!(retry_delay(3, min, max, 0.0), 4 * min, "doubling");
+        assert_eq!(
+            retry_delay(30, min, max, 0.0),
+            max / 2,
+            "spread below the ceiling"
+        );
+        assert_eq!(retry_delay(30, min, max, 1.0), max);
     }
 }

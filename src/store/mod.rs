@@ -11,6 +11,7 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 
+pub mod budget;
 mod postgres;
 mod sqlite;
 
@@ -59,6 +60,10 @@ pub enum StoreError {
         /// What was asked.
         action: String,
     },
+    /// The database server answered but refuses this URL for good (the database does not
+    /// exist, unknown user, wrong password): retrying cannot help.
+    #[error("{0}")]
+    Refused(String),
     /// Local I/O (lock file, directories).
     #[error("i/o error on {path}: {source}")]
     Io {
@@ -435,6 +440,141 @@ pub struct Counts {
     pub outbox_dead: i64,
 }
 
+/// Outbox kinds that are merged into one message per recipient and clock hour, by class:
+/// a recipient's reminders (reminder, due today, overdue) form one digest, its escalations
+/// another. The claim SQL and the partial indexes of `0007_outbox_digests_and_budget.sql`
+/// spell the same list.
+pub const DIGEST_CLASSES: [(&str, &[&str]); 2] = [
+    ("remind", &["reminder", "due_today", "overdue"]),
+    ("escalate", &["escalation"]),
+];
+
+/// The digest class of an outbox kind, if it is merged at all.
+pub fn digest_class(kind: &str) -> Option<&'static str> {
+    DIGEST_CLASSES
+        .iter()
+        .find(|(_, kinds)| kinds.contains(&kind))
+        .map(|(class, _)| *class)
+}
+
+/// One hour in milliseconds.
+const HOUR_MS: i64 = 3_600_000;
+
+/// How a reminder or escalation waits for companions before it is sent (docs/decisions.md
+/// §22): the first row of a recipient's digest waits `window_ms`, but never past the end of
+/// its clock hour; every row of that recipient, class and hour due by then goes with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestHold {
+    /// How long the first row of a digest waits for companions; 0 merges only rows that
+    /// are due together.
+    pub window_ms: i64,
+    /// The time zone's UTC offset modulo one hour: local clock hours start this long after
+    /// UTC hour boundaries (0 for whole-hour zones such as Asia/Shanghai).
+    pub hour_shift_ms: i64,
+}
+
+impl DigestHold {
+    /// A hold of `window_ms` in a time zone whose UTC offset is `offset_ms` now.
+    pub fn new(window_ms: i64, offset_ms: i64) -> DigestHold {
+        DigestHold {
+            window_ms: window_ms.clamp(0, HOUR_MS),
+            hour_shift_ms: offset_ms.rem_euclid(HOUR_MS),
+        }
+    }
+
+    /// Start of the local clock hour that contains `t`.
+    pub fn hour_start(&self, t: Millis) -> Millis {
+        (t + self.hour_shift_ms).div_euclid(HOUR_MS) * HOUR_MS - self.hour_shift_ms
+    }
+
+    /// When a digest whose first row became due at `t` is sent: after the window, or at the
+    /// end of `t`'s hour if that comes first.
+    pub fn release(&self, t: Millis) -> Millis {
+        (t.saturating_add(self.window_ms)).min(self.hour_start(t) + HOUR_MS)
+    }
+
+    /// The latest due instant of a first row whose digest may go at `now`: a row due at
+    /// `t` is released iff `t <= ripe(now)` (its window has passed, or its hour has ended).
+    pub fn ripe(&self, now: Millis) -> Millis {
+        (now - self.window_ms).max(self.hour_start(now) - 1)
+    }
+}
+
+/// What the outbox sender asks of one claim ([`Store::claim_outbox`]).
+#[derive(Debug, Clone)]
+pub struct OutboxClaim {
+    /// The sender's clock.
+    pub now: Millis,
+    /// Who claims (the lease owner).
+    pub owner: String,
+    /// Lease length; the sender renews it right before each send
+    /// ([`Store::begin_attempt`]).
+    pub lease_ms: i64,
+    /// How digest rows wait for companions.
+    pub hold: DigestHold,
+    /// Most messages to claim (a digest of several rows is one message).
+    pub max_messages: usize,
+    /// Messages per minute per channel, a budget shared by every daemon on the database;
+    /// channels not listed are not limited.
+    pub per_minute: std::collections::BTreeMap<String, u32>,
+}
+
+/// What a claim returned.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimedOutbox {
+    /// Claimed messages, each the rows that go out together (one, or a digest's rows, or
+    /// the rows of an already fixed Message-ID), in due order; rows in id order.
+    pub messages: Vec<Vec<OutboxRow>>,
+    /// When the budget of a channel that had messages left unclaimed refills.
+    pub throttled_until: Option<Millis>,
+}
+
+/// How rows go out together: the key of one message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum MessageKey {
+    /// Rows whose Message-ID is already fixed (a retry, a crash-repeat).
+    Fixed(String),
+    /// A recipient's digest of one class and clock hour.
+    Digest {
+        /// `email`, `webhook`, `log`.
+        channel: String,
+        /// Where it goes.
+        address: String,
+        /// See [`DIGEST_CLASSES`].
+        class: &'static str,
+        /// Start of the clock hour.
+        hour: Millis,
+    },
+    /// A row that goes alone.
+    Row(i64),
+}
+
+impl MessageKey {
+    /// The message a row belongs to.
+    pub(crate) fn of(
+        id: i64,
+        kind: &str,
+        channel: &str,
+        address: &str,
+        not_before: Millis,
+        message_id: Option<&str>,
+        hold: &DigestHold,
+    ) -> MessageKey {
+        if let Some(m) = message_id {
+            return MessageKey::Fixed(m.to_string());
+        }
+        match digest_class(kind) {
+            Some(class) => MessageKey::Digest {
+                channel: channel.to_string(),
+                address: address.to_string(),
+                class,
+                hour: hold.hour_start(not_before),
+            },
+            None => MessageKey::Row(id),
+        }
+    }
+}
+
 /// How a delivery attempt ended, for [`Store::settle_outbox`].
 #[derive(Debug, Clone)]
 pub enum Delivery {
@@ -697,26 +837,39 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Outbox rows, in insertion order, with id greater than `after_id`.
     async fn outbox_after(&self, after_id: i64, limit: i64) -> Result<Vec<OutboxRow>>;
 
-    /// Claim up to `limit` outbox rows ready to send at `now` (pending and due, or sending
-    /// with an expired lease), oldest first. Increments `attempts`.
-    async fn claim_outbox(
-        &self,
-        now: Millis,
-        owner: &str,
-        lease_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<OutboxRow>>;
+    /// Claim whole messages ready to send at `now` (see [`OutboxClaim`]): rows due (a
+    /// reminder or escalation only once its digest is released, [`DigestHold`]) and rows
+    /// whose lease expired, grouped by [`MessageKey`] with every row of each chosen message,
+    /// at most `max_messages` and no more than each channel's shared budget allows; the
+    /// budget is spent in the same transaction. Claims are serialised across daemons, so a
+    /// message is never split between two. Does not count an attempt.
+    async fn claim_outbox(&self, claim: &OutboxClaim) -> Result<ClaimedOutbox>;
 
-    /// Fix the Message-ID of claimed rows (a digest shares one) before the first attempt;
-    /// rows that already have one keep it.
-    async fn assign_message_id(&self, ids: &[i64], owner: &str, message_id: &str) -> Result<()>;
+    /// Right before a send: check that `owner` still holds every row of the message, extend
+    /// its lease to `lease_until`, fix the Message-ID where none is set, and count one
+    /// delivery attempt. False (and nothing changed) when any row was lost to another sender.
+    async fn begin_attempt(
+        &self,
+        ids: &[i64],
+        owner: &str,
+        lease_until: Millis,
+        message_id: &str,
+    ) -> Result<bool>;
+
+    /// Hand claimed rows back unsent (shutdown, a failed pass): pending again at once, no
+    /// attempt counted. Returns how many rows `owner` still held.
+    async fn release_outbox(&self, ids: &[i64], owner: &str) -> Result<u64>;
+
+    /// Give back budget spent on messages that were not sent (claim lost, handed back).
+    async fn refund_budget(&self, channel: &str, per_minute: u32, messages: u32) -> Result<()>;
 
     /// Record the outcome of an attempt for rows still claimed by `owner`; returns how many
     /// rows were updated.
     async fn settle_outbox(&self, ids: &[i64], owner: &str, outcome: Delivery) -> Result<u64>;
 
-    /// The earliest instant some outbox row becomes sendable.
-    async fn next_outbox_at(&self) -> Result<Option<Millis>>;
+    /// The earliest instant some outbox row becomes sendable under `hold` (a held digest at
+    /// its release), or a lease expires.
+    async fn next_outbox_at(&self, hold: DigestHold) -> Result<Option<Millis>>;
 
     /// Store a new token (by hash) and an audit entry; fails if the name exists.
     async fn create_token(&self, token: TokenRow, audit: AuditEntry) -> Result<()>;
@@ -734,6 +887,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// A setting's value.
     async fn setting(&self, key: &str) -> Result<Option<String>>;
 
+    /// Every setting whose key starts with `prefix`, by key.
+    async fn settings_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>>;
+
+    /// Remove every setting whose key starts with `prefix`; returns how many.
+    async fn delete_settings_with_prefix(&self, prefix: &str) -> Result<u64>;
+
     /// Apply a re-projection of a round in one transaction.
     async fn reproject(&self, r: Reprojection) -> Result<()>;
 
@@ -750,6 +909,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Audit entries with id greater than `after_id`, oldest first.
     async fn audit_after(&self, after_id: i64, limit: i64) -> Result<Vec<AuditRow>>;
+}
+
+/// A database URL with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// Open the store named by a URL (`sqlite://path`, `sqlite::memory:`, `postgres://...`).
@@ -771,5 +944,45 @@ pub async fn open_shared(url: &str) -> Result<Arc<dyn Store>> {
         Ok(Arc::new(SqliteStore::open_shared(url).await?))
     } else {
         open(url).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DigestHold, digest_class};
+
+    #[test]
+    fn a_digest_is_released_after_its_window_or_at_the_end_of_its_hour() {
+        let h = DigestHold::new(15 * 60_000, 8 * 3_600_000); // Asia/Shanghai
+        let at = |hh: i64, mm: i64| hh * 3_600_000 + mm * 60_000;
+        assert_eq!(h.release(at(10, 0)), at(10, 15));
+        assert_eq!(h.release(at(10, 50)), at(11, 0), "never past its hour");
+        assert_eq!(h.ripe(at(10, 15)), at(10, 0));
+        assert_eq!(
+            h.ripe(at(11, 0)),
+            at(11, 0) - 1,
+            "the whole last hour is released"
+        );
+        for t in [at(10, 0), at(10, 7), at(10, 50), at(10, 59)] {
+            let r = h.release(t);
+            assert!(
+                t <= h.ripe(r) && t > h.ripe(r - 1),
+                "{t}: ripe exactly at {r}"
+            );
+        }
+    }
+
+    #[test]
+    fn clock_hours_follow_a_half_hour_time_zone() {
+        let h = DigestHold::new(0, 5 * 3_600_000 + 30 * 60_000); // Asia/Kolkata
+        assert_eq!(h.hour_start(3 * 3_600_000), 2 * 3_600_000 + 30 * 60_000);
+    }
+
+    #[test]
+    fn reminders_and_escalations_are_digested_separately_and_nothing_else_is() {
+        assert_eq!(digest_class("due_today"), Some("remind"));
+        assert_eq!(digest_class("escalation"), Some("escalate"));
+        assert_eq!(digest_class("kickoff"), None);
+        assert_eq!(digest_class("dead_letter"), None);
     }
 }

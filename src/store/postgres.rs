@@ -40,7 +40,11 @@ impl PgStore {
         // One plain connection first: the pool retries a refused connection until its
         // acquire timeout, which would hide "unreachable" from the caller's retry loop.
         use sqlx::Connection as _;
-        sqlx::PgConnection::connect(url).await?.close().await?;
+        sqlx::PgConnection::connect(url)
+            .await
+            .map_err(|e| refused(url, e))?
+            .close()
+            .await?;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -107,6 +111,36 @@ impl PgStore {
     }
 }
 
+/// A connection error that no retry can fix — the URL cannot be parsed, the database does
+/// not exist (SQLSTATE 3D000), the user is unknown or its password wrong (28000, 28P01) —
+/// as [`StoreError::Refused`] with what to fix; anything else (refused, timed out, the
+/// server starting up) stays a plain error the caller retries.
+fn refused(url: &str, e: sqlx::Error) -> StoreError {
+    let shown = super::redact_url(url);
+    match &e {
+        sqlx::Error::Configuration(c) => StoreError::Refused(format!(
+            "the database URL {shown} is not valid: {c}; fix [database] url in the config or YANZHEN_DATABASE_URL"
+        )),
+        sqlx::Error::Database(d) => {
+            let hint = match d.code().as_deref() {
+                Some("3D000") => {
+                    "create it (`createdb NAME` as a PostgreSQL superuser) or fix the name in [database] url / YANZHEN_DATABASE_URL"
+                }
+                Some("28P01" | "28000") => {
+                    "check the user name and password in [database] url / YANZHEN_DATABASE_URL, and that pg_hba.conf lets this user connect"
+                }
+                _ => return e.into(),
+            };
+            StoreError::Refused(format!(
+                "PostgreSQL refused {shown}: {} (SQLSTATE {}); {hint}",
+                d.message(),
+                d.code().unwrap_or_default()
+            ))
+        }
+        _ => e.into(),
+    }
+}
+
 store_impl! {
     store: PgStore,
     db: sqlx::Postgres,
@@ -115,6 +149,12 @@ store_impl! {
     migrator: MIGRATOR,
     row_lock: " FOR UPDATE",
     claim_lock: " FOR UPDATE SKIP LOCKED",
+    // Outbox claims take turns (a transaction-scoped advisory lock; the key is arbitrary
+    // but fixed), so two daemons never split one digest between them.
+    outbox_lock: "SELECT pg_advisory_xact_lock(7315221004)",
+    // The planner finds the partial indexes by itself.
+    held_index: "",
+    free_index: "",
     // Claims skip each other's rows, so two loops overlap one's round trips and commit
     // with the other's claiming and rendering.
     firing_loops: 2,

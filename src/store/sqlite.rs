@@ -11,8 +11,9 @@
 //! - how the pool is opened, and the migrations directory.
 //!
 //! Only one daemon may use a SQLite file: [`SqliteStore::open`] takes an exclusive OS lock on
-//! `<file>.lock` and keeps it for the life of the store ([`SqliteStore::open_shared`], for
-//! short-lived commands, does not).
+//! `<file>.lock` next to the file's canonical path (symlinks resolved, so a second name for
+//! the same file is refused too) and keeps it for the life of the store
+//! ([`SqliteStore::open_shared`], for short-lived commands, does not).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::PathBuf;
@@ -103,7 +104,7 @@ impl SqliteStore {
             })?;
         }
         let lock = if exclusive {
-            Some(lock_file(&path)?)
+            Some(lock_file(&canonical_file(&path)?)?)
         } else {
             None
         };
@@ -130,6 +131,23 @@ impl SqliteStore {
     async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Sqlite>> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
+}
+
+/// The database file's one true path, so that the lock is keyed on the file and not on
+/// the name it was reached by (a symlink, `./`, `..`, a relative path). The file is
+/// created first (SQLite takes an empty file as an empty database): only an existing file
+/// can be resolved.
+fn canonical_file(db: &std::path::Path) -> Result<PathBuf> {
+    let io = |source| StoreError::Io {
+        path: db.display().to_string(),
+        source,
+    };
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(db)
+        .map_err(io)?;
+    std::fs::canonicalize(db).map_err(io)
 }
 
 /// Take the exclusive lock on `<db>.lock`, or fail with [`StoreError::Locked`].
@@ -193,6 +211,35 @@ pub(crate) mod shared {
         };
     }
     pub(crate) use cols;
+
+    /// Pending reminders and escalations not yet attempted: they wait for their digest.
+    /// Spelled exactly as in the partial index `outbox_held_due` (SQLite uses a partial
+    /// index only when the query repeats its terms).
+    macro_rules! outbox_held {
+        () => {
+            "kind IN ('reminder', 'due_today', 'overdue', 'escalation') AND message_id IS NULL"
+        };
+    }
+    /// Every other pending row (partial index `outbox_free_due`).
+    macro_rules! outbox_free {
+        () => {
+            "(kind NOT IN ('reminder', 'due_today', 'overdue', 'escalation') \
+             OR message_id IS NOT NULL)"
+        };
+    }
+
+    pub(crate) use {outbox_free, outbox_held};
+
+    /// The columns of an outbox row that decide which message it belongs to.
+    #[derive(sqlx::FromRow, Debug)]
+    pub(crate) struct SeedDb {
+        pub(crate) id: i64,
+        pub(crate) kind: String,
+        pub(crate) channel: String,
+        pub(crate) address: String,
+        pub(crate) not_before: i64,
+        pub(crate) message_id: Option<String>,
+    }
 
     /// A `FromRow` twin of a public row type, with the conversion.
     macro_rules! db_row {
@@ -390,8 +437,14 @@ pub(crate) mod shared {
         " FROM timers WHERE substr(key, 1, length($1)) = $1 ORDER BY due_at, id"
     );
 
-    pub(crate) const OUTBOX_ASSIGN: &str = "UPDATE outbox SET message_id = $3 \
-         WHERE id = $1 AND lease_owner = $2 AND state = 'sending' AND message_id IS NULL";
+    /// A claimed row of a message, right before its send: still ours, lease extended,
+    /// Message-ID fixed if unset, one more attempt.
+    pub(crate) const OUTBOX_BEGIN_ATTEMPT: &str = "UPDATE outbox SET lease_until = $3, \
+         attempts = attempts + 1, message_id = COALESCE(message_id, $4) \
+         WHERE id = $1 AND lease_owner = $2 AND state = 'sending'";
+    pub(crate) const OUTBOX_RELEASE: &str = "UPDATE outbox SET state = 'pending', \
+         lease_owner = NULL, lease_until = NULL \
+         WHERE id = $1 AND lease_owner = $2 AND state = 'sending'";
     pub(crate) const OUTBOX_SENT: &str = "UPDATE outbox SET state = 'sent', sent_at = $3, \
          last_error = NULL, lease_owner = NULL, lease_until = NULL \
          WHERE id = $1 AND lease_owner = $2 AND state = 'sending'";
@@ -401,10 +454,52 @@ pub(crate) mod shared {
     pub(crate) const OUTBOX_DEAD: &str = "UPDATE outbox SET state = 'dead', last_error = $3, \
          lease_owner = NULL, lease_until = NULL \
          WHERE id = $1 AND lease_owner = $2 AND state = 'sending'";
-    pub(crate) const OUTBOX_NEXT: &str = "SELECT MIN(t) FROM (\
-         SELECT MIN(COALESCE(next_attempt_at, not_before)) AS t FROM outbox \
-         WHERE state = 'pending' \
-         UNION ALL SELECT MIN(lease_until) AS t FROM outbox WHERE state = 'sending') AS due";
+    /// Seeds of a claim: light columns of the rows that can start a message.
+    pub(crate) const OUTBOX_SEEDS_EXPIRED: &str = "SELECT id, kind, channel, address, \
+         not_before, message_id FROM outbox WHERE state = 'sending' AND lease_until < $1 \
+         ORDER BY id LIMIT $2";
+    /// Rows a claim may take at `$3`: pending and due, or sending with an expired lease.
+    macro_rules! claim_outbox_set {
+        () => {
+            "UPDATE outbox SET state = 'sending', lease_owner = $1, lease_until = $2 \
+             WHERE ((state = 'pending' AND COALESCE(next_attempt_at, not_before) <= $3) \
+             OR (state = 'sending' AND lease_until < $3)) AND "
+        };
+    }
+    /// Ends the claim of single rows, built with a bound id list (`claim_outbox_in`).
+    pub(crate) const OUTBOX_RETURNING: &str = concat!(" RETURNING ", cols!(outbox));
+    pub(crate) const OUTBOX_CLAIM_FIXED: &str = concat!(
+        claim_outbox_set!(),
+        "message_id = $4 RETURNING ",
+        cols!(outbox)
+    );
+    /// A recipient's reminders of one clock hour ([`crate::store::DIGEST_CLASSES`]).
+    pub(crate) const OUTBOX_CLAIM_REMIND: &str = concat!(
+        claim_outbox_set!(),
+        "address = $4 AND channel = $5 AND message_id IS NULL \
+         AND kind IN ('reminder', 'due_today', 'overdue') \
+         AND not_before >= $6 AND not_before < $7 RETURNING ",
+        cols!(outbox)
+    );
+    /// A recipient's escalations of one clock hour.
+    pub(crate) const OUTBOX_CLAIM_ESCALATE: &str = concat!(
+        claim_outbox_set!(),
+        "address = $4 AND channel = $5 AND message_id IS NULL \
+         AND kind IN ('escalation') \
+         AND not_before >= $6 AND not_before < $7 RETURNING ",
+        cols!(outbox)
+    );
+
+    pub(crate) const BUDGET_INSERT: &str = "INSERT INTO rate_budget (channel, tat_us) \
+         VALUES ($1, 0) ON CONFLICT (channel) DO NOTHING";
+    pub(crate) const BUDGET_PUT: &str = "UPDATE rate_budget SET tat_us = $2 WHERE channel = $1";
+    pub(crate) const BUDGET_REFUND: &str =
+        "UPDATE rate_budget SET tat_us = tat_us - $2 WHERE channel = $1";
+
+    pub(crate) const SETTINGS_WITH_PREFIX: &str = "SELECT key, value FROM settings \
+         WHERE substr(key, 1, length($1)) = $1 ORDER BY key";
+    pub(crate) const SETTINGS_DELETE_PREFIX: &str =
+        "DELETE FROM settings WHERE substr(key, 1, length($1)) = $1";
     pub(crate) const OUTBOX_AFTER: &str = concat!(
         "SELECT ",
         cols!(outbox),
@@ -436,6 +531,10 @@ pub(crate) mod shared {
     );
 }
 
+/// Most seed rows read per scan of an outbox claim (expired, held-and-released, free); a
+/// claim of few messages reads four rows per message it may take.
+pub(crate) const OUTBOX_SEED_SCAN: i64 = 200;
+
 /// How often storing a workflow version may lose the race for the next number.
 pub(crate) const VERSION_PUT_ATTEMPTS: usize = 32;
 
@@ -459,6 +558,9 @@ macro_rules! store_impl {
         migrator: $migrator:ident,
         row_lock: $row_lock:literal,
         claim_lock: $claim_lock:literal,
+        outbox_lock: $outbox_lock:literal,
+        held_index: $held_index:literal,
+        free_index: $free_index:literal,
         firing_loops: $firing_loops:literal $(,)?
     ) => {
         const _: () = {
@@ -491,26 +593,41 @@ macro_rules! store_impl {
                  AND state IN ('open', 'waiting') ORDER BY id",
                 $row_lock
             );
-            /// Claim outbox rows like timers: pending and due, or sending with an expired lease.
-            // Claims come in two statements, expired leases then due rows, each an ordered
-            // range of one index: a single `a OR b ... ORDER BY` sorted every due row per
-            // batch, which made a 100k burst quadratic.
-            const OUTBOX_CLAIM_EXPIRED: &str = concat!(
-                "UPDATE outbox SET state = 'sending', lease_owner = $2, lease_until = $3, \
-                 attempts = attempts + 1 WHERE id IN (SELECT id FROM outbox \
-                 WHERE state = 'sending' AND lease_until < $1 ORDER BY id LIMIT $4",
-                $claim_lock,
-                ") RETURNING ",
-                cols!(outbox)
+            /// Held rows (reminders, escalations not yet attempted) whose digest is
+            /// released, by the partial index of held rows (`held_index`: SQLite's planner
+            /// prefers the full `(state, …)` indexes, which walk every held row).
+            const OUTBOX_SEEDS_HELD: &str = concat!(
+                "SELECT id, kind, channel, address, not_before, message_id FROM outbox",
+                $held_index,
+                " WHERE state = 'pending' AND ",
+                sql::outbox_held!(),
+                " AND not_before <= $1 ORDER BY not_before, id LIMIT $2"
             );
-            const OUTBOX_CLAIM_DUE: &str = concat!(
-                "UPDATE outbox SET state = 'sending', lease_owner = $2, lease_until = $3, \
-                 attempts = attempts + 1 WHERE id IN (SELECT id FROM outbox \
-                 WHERE state = 'pending' AND COALESCE(next_attempt_at, not_before) <= $1 \
-                 ORDER BY COALESCE(next_attempt_at, not_before), id LIMIT $4",
-                $claim_lock,
-                ") RETURNING ",
-                cols!(outbox)
+            /// Every other pending row that is due (`free_index`).
+            const OUTBOX_SEEDS_FREE: &str = concat!(
+                "SELECT id, kind, channel, address, not_before, message_id FROM outbox",
+                $free_index,
+                " WHERE state = 'pending' AND ",
+                sql::outbox_free!(),
+                " AND COALESCE(next_attempt_at, not_before) <= $1 \
+                 ORDER BY COALESCE(next_attempt_at, not_before), id LIMIT $2"
+            );
+            /// The earliest due free row, the earliest held row (released later by the
+            /// sender's rule) and the earliest lease expiry; each one probe of an index.
+            const OUTBOX_NEXT: &str = concat!(
+                "SELECT (SELECT MIN(COALESCE(next_attempt_at, not_before)) FROM outbox",
+                $free_index,
+                " WHERE state = 'pending' AND ",
+                sql::outbox_free!(),
+                "), (SELECT MIN(not_before) FROM outbox",
+                $held_index,
+                " WHERE state = 'pending' AND ",
+                sql::outbox_held!(),
+                "), (SELECT MIN(lease_until) FROM outbox WHERE state = 'sending')"
+            );
+            const BUDGET_GET: &str = concat!(
+                "SELECT tat_us FROM rate_budget WHERE channel = $1",
+                $row_lock
             );
             /// Running timers whose lease expired (their daemon died), then due pending ones.
             const CLAIM_EXPIRED: &str = concat!(
@@ -564,6 +681,199 @@ macro_rules! store_impl {
                     }
                     tx.commit().await?;
                     Ok(rows)
+                }
+
+                /// The body of [`Store::claim_outbox`], inside its transaction.
+                async fn claim_outbox_in(
+                    c: &mut $conn,
+                    req: &$crate::store::OutboxClaim,
+                ) -> Result<$crate::store::ClaimedOutbox> {
+                    use $crate::store::budget::Rate;
+                    use $crate::store::MessageKey;
+                    use std::collections::{BTreeMap, HashSet};
+                    let now = req.now;
+                    let lease_until = now.saturating_add(req.lease_ms);
+                    let scan = (req.max_messages as i64)
+                        .saturating_mul(4)
+                        .clamp(16, $crate::store::sqlite::OUTBOX_SEED_SCAN);
+                    let mut seeds = sqlx::query_as::<$db, sql::SeedDb>(sql::OUTBOX_SEEDS_EXPIRED)
+                        .bind(now)
+                        .bind(scan)
+                        .fetch_all(&mut *c)
+                        .await?;
+                    let mut due = sqlx::query_as::<$db, sql::SeedDb>(OUTBOX_SEEDS_HELD)
+                        .bind(req.hold.ripe(now))
+                        .bind(scan)
+                        .fetch_all(&mut *c)
+                        .await?;
+                    due.extend(
+                        sqlx::query_as::<$db, sql::SeedDb>(OUTBOX_SEEDS_FREE)
+                            .bind(now)
+                            .bind(scan)
+                            .fetch_all(&mut *c)
+                            .await?,
+                    );
+                    // Held rows are due at `not_before`; free rows never carry a retry
+                    // instant older than their own, so not_before orders both well enough.
+                    due.sort_by_key(|s| (s.not_before, s.id));
+                    seeds.extend(due);
+
+                    // Messages in seed order, each with its channel.
+                    let mut seen = HashSet::new();
+                    let mut keys: Vec<(MessageKey, String)> = Vec::new();
+                    for s in &seeds {
+                        let key = MessageKey::of(
+                            s.id,
+                            &s.kind,
+                            &s.channel,
+                            &s.address,
+                            s.not_before,
+                            s.message_id.as_deref(),
+                            &req.hold,
+                        );
+                        if seen.insert(key.clone()) {
+                            keys.push((key, s.channel.clone()));
+                        }
+                    }
+
+                    // The shared budget of every limited channel that has something due.
+                    let now_us = now.saturating_mul(1000);
+                    let mut budgets: BTreeMap<String, (Rate, i64, i64)> = BTreeMap::new();
+                    for (_, channel) in &keys {
+                        let Some(n) = req.per_minute.get(channel) else {
+                            continue;
+                        };
+                        if budgets.contains_key(channel) {
+                            continue;
+                        }
+                        sqlx::query(sql::BUDGET_INSERT)
+                            .bind(channel)
+                            .execute(&mut *c)
+                            .await?;
+                        let tat = sqlx::query_scalar::<$db, i64>(BUDGET_GET)
+                            .bind(channel)
+                            .fetch_one(&mut *c)
+                            .await?;
+                        budgets.insert(channel.clone(), (Rate::per_minute(*n), tat, 0));
+                    }
+
+                    let mut throttled_until: Option<Millis> = None;
+                    let mut picked: Vec<&MessageKey> = Vec::new();
+                    for (key, channel) in &keys {
+                        if picked.len() >= req.max_messages {
+                            break;
+                        }
+                        if let Some((rate, tat, taken)) = budgets.get_mut(channel) {
+                            if rate.available(*tat, now_us) <= *taken {
+                                let free_us = rate.next_free_us(rate.take(*tat, now_us, *taken));
+                                let free_ms = (free_us + 999).div_euclid(1000);
+                                throttled_until =
+                                    Some(throttled_until.map_or(free_ms, |t| t.min(free_ms)));
+                                continue;
+                            }
+                            *taken += 1;
+                        }
+                        picked.push(key);
+                    }
+
+                    // Claim every row of each picked message.
+                    let mut claimed: std::collections::HashMap<MessageKey, Vec<sql::OutboxDb>> =
+                        std::collections::HashMap::new();
+                    let singles: Vec<i64> = picked
+                        .iter()
+                        .filter_map(|k| match k {
+                            MessageKey::Row(id) => Some(*id),
+                            _ => None,
+                        })
+                        .collect();
+                    for chunk in singles.chunks($crate::store::sqlite::INSERT_CHUNK) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "UPDATE outbox SET state = 'sending', lease_owner = ",
+                        );
+                        q.push_bind(req.owner.as_str())
+                            .push(", lease_until = ")
+                            .push_bind(lease_until)
+                            .push(
+                                " WHERE ((state = 'pending' \
+                                 AND COALESCE(next_attempt_at, not_before) <= ",
+                            )
+                            .push_bind(now)
+                            .push(") OR (state = 'sending' AND lease_until < ")
+                            .push_bind(now)
+                            .push(")) AND id IN (");
+                        let mut ids = q.separated(", ");
+                        for id in chunk {
+                            ids.push_bind(*id);
+                        }
+                        ids.push_unseparated(")");
+                        q.push(sql::OUTBOX_RETURNING);
+                        let rows: Vec<sql::OutboxDb> =
+                            q.build_query_as().fetch_all(&mut *c).await?;
+                        for r in rows {
+                            claimed.entry(MessageKey::Row(r.id)).or_default().push(r);
+                        }
+                    }
+                    for key in &picked {
+                        let q = match key {
+                            MessageKey::Row(_) => continue,
+                            MessageKey::Fixed(mid) => {
+                                sqlx::query_as::<$db, sql::OutboxDb>(sql::OUTBOX_CLAIM_FIXED)
+                                    .bind(req.owner.as_str())
+                                    .bind(lease_until)
+                                    .bind(now)
+                                    .bind(mid.as_str())
+                            }
+                            MessageKey::Digest {
+                                channel,
+                                address,
+                                class,
+                                hour,
+                            } => sqlx::query_as::<$db, sql::OutboxDb>(if *class == "escalate" {
+                                sql::OUTBOX_CLAIM_ESCALATE
+                            } else {
+                                sql::OUTBOX_CLAIM_REMIND
+                            })
+                            .bind(req.owner.as_str())
+                            .bind(lease_until)
+                            .bind(now)
+                            .bind(address.as_str())
+                            .bind(channel.as_str())
+                            .bind(*hour)
+                            .bind(*hour + 3_600_000),
+                        };
+                        let rows = q.fetch_all(&mut *c).await?;
+                        claimed.insert((*key).clone(), rows);
+                    }
+
+                    // Spend the budget of what was claimed.
+                    let mut spent: BTreeMap<&str, i64> = BTreeMap::new();
+                    let mut messages = Vec::with_capacity(picked.len());
+                    for key in picked {
+                        let Some(mut rows) = claimed.remove(key) else {
+                            continue;
+                        };
+                        if rows.is_empty() {
+                            continue;
+                        }
+                        rows.sort_by_key(|r| r.id);
+                        if let Some((channel, _)) = budgets.get_key_value(rows[0].channel.as_str()) {
+                            *spent.entry(channel.as_str()).or_default() += 1;
+                        }
+                        messages.push(rows.into_iter().map(Into::into).collect());
+                    }
+                    for (channel, n) in spent {
+                        if let Some((rate, tat, _)) = budgets.get(channel) {
+                            sqlx::query(sql::BUDGET_PUT)
+                                .bind(channel)
+                                .bind(rate.take(*tat, now_us, n))
+                                .execute(&mut *c)
+                                .await?;
+                        }
+                    }
+                    Ok($crate::store::ClaimedOutbox {
+                        messages,
+                        throttled_until,
+                    })
                 }
 
                 async fn insert_audit(c: &mut $conn, e: &AuditEntry) -> Result<()> {
@@ -1331,32 +1641,73 @@ macro_rules! store_impl {
 
                 async fn claim_outbox(
                     &self,
-                    now: Millis,
-                    owner: &str,
-                    lease_ms: i64,
-                    limit: i64,
-                ) -> Result<Vec<OutboxRow>> {
-                    let mut rows: Vec<sql::OutboxDb> =
-                        self.claim([OUTBOX_CLAIM_EXPIRED, OUTBOX_CLAIM_DUE], now, owner, lease_ms, limit).await?;
-                    rows.sort_by_key(|r| r.id);
-                    Ok(rows.into_iter().map(Into::into).collect())
+                    c: &$crate::store::OutboxClaim,
+                ) -> Result<$crate::store::ClaimedOutbox> {
+                    let mut tx = self.begin_write().await?;
+                    // One claimer at a time: seeds read and messages claimed by one daemon
+                    // are never split with another (SQLite's write lock already does this).
+                    sqlx::query($outbox_lock).execute(&mut *tx).await?;
+                    let out = Self::claim_outbox_in(&mut tx, c).await?;
+                    tx.commit().await?;
+                    Ok(out)
                 }
 
-                async fn assign_message_id(
+                async fn begin_attempt(
                     &self,
                     ids: &[i64],
                     owner: &str,
+                    lease_until: Millis,
                     message_id: &str,
-                ) -> Result<()> {
+                ) -> Result<bool> {
                     let mut tx = self.begin_write().await?;
+                    let mut n = 0;
                     for id in ids {
-                        sqlx::query(sql::OUTBOX_ASSIGN)
+                        n += sqlx::query(sql::OUTBOX_BEGIN_ATTEMPT)
                             .bind(id)
                             .bind(owner)
+                            .bind(lease_until)
                             .bind(message_id)
                             .execute(&mut *tx)
-                            .await?;
+                            .await?
+                            .rows_affected();
                     }
+                    if n as usize != ids.len() {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    tx.commit().await?;
+                    Ok(true)
+                }
+
+                async fn release_outbox(&self, ids: &[i64], owner: &str) -> Result<u64> {
+                    let mut tx = self.begin_write().await?;
+                    let mut n = 0;
+                    for id in ids {
+                        n += sqlx::query(sql::OUTBOX_RELEASE)
+                            .bind(id)
+                            .bind(owner)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                    }
+                    tx.commit().await?;
+                    Ok(n)
+                }
+
+                async fn refund_budget(
+                    &self,
+                    channel: &str,
+                    per_minute: u32,
+                    messages: u32,
+                ) -> Result<()> {
+                    let rate = $crate::store::budget::Rate::per_minute(per_minute);
+                    let back = rate.take(0, 0, i64::from(messages));
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(sql::BUDGET_REFUND)
+                        .bind(channel)
+                        .bind(back)
+                        .execute(&mut *tx)
+                        .await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -1399,10 +1750,22 @@ macro_rules! store_impl {
                     Ok(n)
                 }
 
-                async fn next_outbox_at(&self) -> Result<Option<Millis>> {
-                    Ok(sqlx::query_scalar::<$db, Option<i64>>(sql::OUTBOX_NEXT)
+                async fn next_outbox_at(
+                    &self,
+                    hold: $crate::store::DigestHold,
+                ) -> Result<Option<Millis>> {
+                    let (free, held, lease) =
+                        sqlx::query_as::<$db, (Option<i64>, Option<i64>, Option<i64>)>(
+                            OUTBOX_NEXT,
+                        )
                         .fetch_one(&self.pool)
-                        .await?)
+                        .await?;
+                    // Held rows are released in due order (`release` is monotonic), so the
+                    // earliest held row's release is the earliest of them all.
+                    Ok([free, held.map(|t| hold.release(t)), lease]
+                        .into_iter()
+                        .flatten()
+                        .min())
                 }
 
                 async fn create_token(
@@ -1466,6 +1829,27 @@ macro_rules! store_impl {
                         .bind(key)
                         .fetch_optional(&self.pool)
                         .await?)
+                }
+
+                async fn settings_with_prefix(
+                    &self,
+                    prefix: &str,
+                ) -> Result<Vec<(String, String)>> {
+                    Ok(sqlx::query_as::<$db, (String, String)>(sql::SETTINGS_WITH_PREFIX)
+                        .bind(prefix)
+                        .fetch_all(&self.pool)
+                        .await?)
+                }
+
+                async fn delete_settings_with_prefix(&self, prefix: &str) -> Result<u64> {
+                    let mut tx = self.begin_write().await?;
+                    let n = sqlx::query(sql::SETTINGS_DELETE_PREFIX)
+                        .bind(prefix)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    tx.commit().await?;
+                    Ok(n)
                 }
 
                 async fn reproject(&self, r: $crate::store::Reprojection) -> Result<()> {
@@ -1645,6 +2029,11 @@ store_impl! {
     migrator: MIGRATOR,
     row_lock: "",
     claim_lock: "",
+    // `BEGIN IMMEDIATE` already serialises outbox claims.
+    outbox_lock: "SELECT 1",
+    // Without this its planner walks `outbox_state_due`, held rows and all.
+    held_index: " INDEXED BY outbox_held_due",
+    free_index: " INDEXED BY outbox_free_due",
     // One writer at a time (`BEGIN IMMEDIATE`): a second loop would only queue on the lock.
     firing_loops: 1,
 }

@@ -37,8 +37,7 @@ impl Setup {
         .expect("copy");
         let root = super::root();
         let config = format!(
-            "timezone = \"Asia/Shanghai\"\npid_file = \"{}\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"sqlite://{}\"\n[http]\nbind = \"127.0.0.1:0\"\n",
-            dir.path().join("yanzhen.pid").display(),
+            "timezone = \"Asia/Shanghai\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n[database]\nurl = \"sqlite://{}\"\n[http]\nbind = \"127.0.0.1:0\"\n",
             wf.display(),
             root.join("config/directory.yaml").display(),
             root.join("config/calendar").display(),
@@ -173,8 +172,8 @@ impl Setup {
         .expect("make the burst due");
     }
 
-    /// Start `serve` (`YANZHEN_LOG=info`, the [`Setup::lease_ms`] if any); its log goes to a
-    /// file of its own (a pipe nobody reads would fill and block it).
+    /// Start `serve` (`YANZHEN_LOG=info`, no digest wait, the [`Setup::lease_ms`] if any);
+    /// its log goes to a file of its own (a pipe nobody reads would fill and block it).
     pub fn serve(&self) -> Daemon {
         let n = self.served.fetch_add(1, Ordering::Relaxed);
         let log = self.path().join(format!("serve-{n}.log"));
@@ -183,7 +182,10 @@ impl Setup {
         if let Some(ms) = self.lease_ms {
             c.env("YANZHEN_LEASE_MS", ms.to_string());
         }
+        // Digests go as soon as their rows are due (no 15-minute wait for companions),
+        // as tests of past rounds expect; tests/notify.rs covers the wait.
         let child = c
+            .env("YANZHEN_DIGEST_WINDOW_MS", "0")
             .env("YANZHEN_LOG", "info")
             .stdout(Stdio::null())
             .stderr(file)
