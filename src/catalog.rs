@@ -2,12 +2,12 @@
 //! together. This is the I/O edge around the pure loaders; it returns the value and *all*
 //! diagnostics, so a caller (CLI, daemon reload) can keep its last good catalog.
 
-use crate::calendar::Calendar;
 use crate::config::Config;
-use crate::definition::Workflow;
-use crate::diagnostic::{Diagnostic, Diagnostics, Loc};
-use crate::directory::Directory;
-use crate::validate::{Context, validate_workflow};
+use crate::core::calendar::Calendar;
+use crate::core::definition::Workflow;
+use crate::core::diagnostic::{Diagnostic, Diagnostics, Loc};
+use crate::core::directory::Directory;
+use crate::core::validate::{Context, validate_workflow};
 use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -74,7 +74,7 @@ pub fn load_base(config_path: &Path) -> (Option<(Config, Directory, Calendar)>, 
         Err(errs) => {
             for e in errs {
                 all.push(Diagnostic {
-                    severity: crate::diagnostic::Severity::Error,
+                    severity: crate::core::diagnostic::Severity::Error,
                     code: "calendar-file",
                     file: e.file.clone(),
                     loc: Loc {
@@ -107,7 +107,7 @@ pub fn calendar_diagnostics(
     };
     let file = config.calendar_dir.join(format!("{year}.json"));
     vec![Diagnostic {
-        severity: crate::diagnostic::Severity::Warning,
+        severity: crate::core::diagnostic::Severity::Warning,
         code: "calendar-file-missing",
         file: file.display().to_string(),
         loc: Loc::default(),
@@ -144,7 +144,7 @@ pub fn workflow_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Diagnostic> {
 
 fn io_diag(p: &Path, e: std::io::Error) -> Diagnostic {
     Diagnostic {
-        severity: crate::diagnostic::Severity::Error,
+        severity: crate::core::diagnostic::Severity::Error,
         code: "io",
         file: p.display().to_string(),
         loc: Loc::default(),
@@ -185,7 +185,7 @@ pub fn load_workflows(
             let id = wf.id.value.clone();
             if let Some(prev) = out.get(&id) {
                 diags.push(Diagnostic {
-                    severity: crate::diagnostic::Severity::Error,
+                    severity: crate::core::diagnostic::Severity::Error,
                     code: "duplicate-id",
                     file: name.clone(),
                     loc: wf.id.loc,
@@ -256,7 +256,7 @@ pub fn load_for_reading(
         .ok()
         .and_then(|text| Directory::parse(&text, &mut Diagnostics::new("")))
         .unwrap_or_else(|| {
-            let office = crate::directory::Office {
+            let office = crate::core::directory::Office {
                 id: String::new(),
                 name: String::new(),
             };

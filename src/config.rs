@@ -1,7 +1,7 @@
 //! `config/yanzhen.toml`: where the directory, calendar and workflows are, the time zone
 //! and the database.
 
-use crate::diagnostic::{Diagnostics, Loc};
+use crate::core::diagnostic::{Diagnostics, Loc};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 

@@ -9,6 +9,7 @@
 //! The database lives on a small tmpfs mounted for the test, so this needs root; without
 //! it the test says so and passes. One test in its own binary, as it mounts.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::daemon::{Daemon, Setup, wait_until};
@@ -227,7 +228,7 @@ async fn a_full_disk_gives_a_clear_error_corrupts_nothing_and_the_daemon_carries
 
     // The daemon cannot write either: it says why, and keeps running without spinning.
     wait_for_log(&daemon, "the scheduler to report the full disk", |l| {
-        l.contains("yanzhen::scheduler")
+        l.contains("yanzhen::runtime::scheduler")
     })
     .await;
     assert_calm(&mut daemon, "the scheduler on the full disk").await;

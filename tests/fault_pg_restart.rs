@@ -11,6 +11,7 @@
 //! `YANZHEN_TEST_POSTGRES_URL` pointing at a local cluster managed by `pg_ctlcluster`, and
 //! the rights to restart it (root or the postgres user).
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::daemon::{Setup, wait_for, wait_until};

@@ -8,12 +8,12 @@ use chrono::NaiveDate;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::LazyLock;
-use yanzhen::calendar::{Calendar, CalendarFileError};
-use yanzhen::definition::Workflow;
-use yanzhen::diagnostic::Diagnostics;
-use yanzhen::directory::Directory;
-use yanzhen::plan::{PlanInput, plan};
-use yanzhen::validate::{Context, validate_workflow, workflow_tz};
+use yanzhen::core::calendar::{Calendar, CalendarFileError};
+use yanzhen::core::definition::Workflow;
+use yanzhen::core::diagnostic::Diagnostics;
+use yanzhen::core::directory::Directory;
+use yanzhen::core::plan::{PlanInput, plan};
+use yanzhen::core::validate::{Context, validate_workflow, workflow_tz};
 
 /// The repository root: the crate that compiles this file is either the main crate or
 /// `fuzz/` inside it.

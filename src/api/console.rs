@@ -29,14 +29,14 @@
 use super::{AppState, Principal, Rights, State, authenticate, request_token};
 use crate::access::{Grant, LinkError};
 use crate::catalog::{self, Catalog, content_hash};
-use crate::definition::Workflow;
-use crate::diagnostic::{Diagnostic, Severity};
-use crate::directory::UnitKind;
+use crate::core::definition::Workflow;
+use crate::core::diagnostic::{Diagnostic, Severity};
+use crate::core::directory::UnitKind;
+use crate::core::plan::{PlanInput, plan};
+use crate::core::timefmt::{provisional_mark, zh_date, zh_datetime};
+use crate::core::validate::{Context, validate_workflow, workflow_tz};
 use crate::engine::{EngineError, NewDeadline, RoundStatus, days_between, from_ms, local_date};
-use crate::plan::{PlanInput, plan};
 use crate::store::{AuditEntry, RoundRow, StoreError, TaskRow, task_state, timer_state};
-use crate::timefmt::{provisional_mark, zh_date, zh_datetime};
-use crate::validate::{Context, validate_workflow, workflow_tz};
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Form, FromRequestParts, Path, Query, State as Shared};
@@ -314,7 +314,7 @@ impl<'a> Ui<'a> {
                 None
             } else {
                 let today = local_date(self.now(), self.tz());
-                crate::provisional::missing_file_notice(
+                crate::engine::provisional::missing_file_notice(
                     &self.catalog.calendar,
                     &self.catalog.config.calendar_dir,
                     today,
@@ -446,7 +446,7 @@ fn timer_kind_zh(kind: &str) -> &'static str {
         "overdue" => "逾期催办",
         "escalation" => "逐级上报",
         "kickoff" => "启动轮次",
-        crate::provisional::NOTICE_KIND => "节假日文件提醒",
+        crate::engine::provisional::NOTICE_KIND => "节假日文件提醒",
         _ => "定时",
     }
 }
@@ -738,7 +738,7 @@ fn gantt(
     tasks: &[TaskRow],
     now: DateTime<Utc>,
     tz: Tz,
-    calendar: &crate::calendar::Calendar,
+    calendar: &crate::core::calendar::Calendar,
 ) -> Option<Gantt> {
     let live: Vec<&TaskRow> = tasks
         .iter()
@@ -1916,7 +1916,7 @@ async fn branch_feed(
     if let Err(e) = check_link(&state, &Grant::Unit { unit: unit.clone() }, &q) {
         return link_refused(&ui, e, q.exp.as_deref());
     }
-    match state.engine.feed(&unit).await {
+    match crate::notify::ics::unit_feed(&state.engine, &unit).await {
         Ok(ics) => (
             [
                 (header::CONTENT_TYPE, "text/calendar; charset=utf-8"),

@@ -4,6 +4,7 @@
 //! JSON error saying what is wrong, and nothing is half-applied (each change is one engine
 //! call, one transaction).
 
+use super::openapi::Endpoint;
 use super::{ApiError, Principal, State};
 use crate::engine::{NewDeadline, StartRound, from_ms, ms};
 use crate::store::{RoundRow, TaskRow, task_state};
@@ -15,19 +16,6 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-
-/// One documented endpoint.
-#[derive(Debug, Clone, Copy)]
-pub struct Endpoint {
-    /// `get` or `post`.
-    pub method: &'static str,
-    /// axum path, e.g. `/api/tasks/{id}`.
-    pub path: &'static str,
-    /// What it does.
-    pub summary: &'static str,
-    /// Needs a token (`admin` for changes).
-    pub auth: Option<&'static str>,
-}
 
 macro_rules! endpoints {
     ($( $method:ident $path:literal $handler:ident $auth:expr, $summary:literal; )*) => {
@@ -148,7 +136,8 @@ async fn metrics(AxState(s): AxState<State>) -> Response {
 }
 
 async fn openapi() -> Json<Value> {
-    Json(super::openapi::document())
+    let list: Vec<Endpoint> = endpoints().into_iter().map(|(e, _)| e).collect();
+    Json(super::openapi::document(&list))
 }
 
 #[derive(Serialize)]
@@ -214,8 +203,8 @@ fn check_draft(
     s: &State,
     draft: &Draft,
 ) -> (
-    Option<crate::definition::Workflow>,
-    Vec<crate::diagnostic::Diagnostic>,
+    Option<crate::core::definition::Workflow>,
+    Vec<crate::core::diagnostic::Diagnostic>,
     chrono::NaiveDate,
 ) {
     let cat = s.engine.catalog();
@@ -225,16 +214,16 @@ fn check_draft(
         .now()
         .with_timezone(&cat.config.tz())
         .date_naive();
-    let ctx = crate::validate::Context {
+    let ctx = crate::core::validate::Context {
         directory: &cat.directory,
         calendar: &cat.calendar,
         default_tz: cat.config.tz(),
         today,
     };
-    let (wf, d) = crate::validate::validate_workflow("draft.yaml", &draft.source, ctx);
+    let (wf, d) = crate::core::validate::validate_workflow("draft.yaml", &draft.source, ctx);
     let start = match (&draft.start, &wf) {
         (Some(st), _) => *st,
-        (None, Some(w)) => crate::validate::default_start(w, ctx),
+        (None, Some(w)) => crate::core::validate::default_start(w, ctx),
         (None, None) => today,
     };
     (wf, d.into_sorted(), start)
@@ -264,11 +253,11 @@ async fn plan_draft(
             .into_response();
     };
     let cat = s.engine.catalog();
-    let (plan, problems) = crate::plan::plan(crate::plan::PlanInput {
+    let (plan, problems) = crate::core::plan::plan(crate::core::plan::PlanInput {
         workflow: &wf,
         directory: &cat.directory,
         calendar: &cat.calendar,
-        tz: crate::validate::workflow_tz(&wf, cat.config.tz()),
+        tz: crate::core::validate::workflow_tz(&wf, cat.config.tz()),
         start,
         params: &draft.params,
         units: None,

@@ -15,6 +15,8 @@
 //! `[已完成]`, it is `TRANSP:TRANSPARENT` (it no longer takes time; open items are
 //! `OPAQUE`) and it has no alarm.
 
+use crate::engine::{Engine, EngineError, from_ms};
+use crate::store::task_state;
 use chrono::{DateTime, Duration, Utc};
 use icalendar::{Alarm, Calendar, Component, EventLike, EventStatus, Property, Trigger};
 
@@ -171,6 +173,68 @@ fn clean_uri(s: &str) -> String {
     s.chars()
         .filter(|c| !c.is_control() && !c.is_whitespace())
         .collect()
+}
+
+/// A unit's deadlines in running rounds as an iCalendar feed (done and waived tasks
+/// stay in the feed, marked done, so a subscribed calendar shows the whole round).
+pub async fn unit_feed(engine: &Engine, unit_id: &str) -> Result<String, EngineError> {
+    let cat = engine.catalog();
+    let unit = cat
+        .directory
+        .unit(unit_id)
+        .ok_or_else(|| EngineError::NotFound(format!("unit {unit_id}")))?;
+    let mut events = Vec::new();
+    for round in engine
+        .store()
+        .rounds()
+        .await?
+        .into_iter()
+        .filter(|r| r.status != "cancelled")
+    {
+        let wf_title = engine
+            .workflow_of(round.version_id)
+            .await
+            .map(|w| w.title.clone())
+            .unwrap_or_default();
+        for t in engine.store().tasks(round.id).await? {
+            let (Some(due), true) = (
+                t.due_at,
+                t.assignee_kind == "unit" && t.assignee_id == unit_id,
+            ) else {
+                continue;
+            };
+            if t.state == task_state::CANCELLED {
+                continue;
+            }
+            events.push(FeedEvent {
+                uid: format!("{}/{}@yanzhen", round.tag, t.key),
+                summary: format!(
+                    "{}截止：{}",
+                    if t.provisional { "（预计）" } else { "" },
+                    t.title
+                ),
+                description: format!(
+                    "{}（{}）{}",
+                    wf_title,
+                    round.start_date,
+                    if t.provisional {
+                        "\n截止时间暂按预计日历推算：该年节假日安排尚未发布，按周末和法定节假日计算，正式安排发布后可能调整。"
+                    } else {
+                        ""
+                    }
+                ),
+                due: from_ms(due),
+                url: engine.task_link(&t, engine.clock().now()),
+                done: t.state == task_state::DONE || t.state == task_state::WAIVED,
+            });
+        }
+    }
+    events.sort_by_key(|e| e.due);
+    Ok(feed(
+        &format!("{} 工作截止日", unit.name),
+        &events,
+        engine.clock().now(),
+    ))
 }
 
 #[cfg(test)]

@@ -8,27 +8,12 @@
 pub mod email;
 pub mod ics;
 pub mod outbox;
-pub mod render;
 pub mod webhook;
 
-use crate::directory::WebhookKind;
-use serde::{Deserialize, Serialize};
+use crate::core::directory::WebhookKind;
+use chrono::{DateTime, Utc};
 
-/// One item of a message: a task with its deadline (a digest has several).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Item {
-    /// Task title.
-    pub title: String,
-    /// Who must do it (unit or role name).
-    pub assignee: String,
-    /// Deadline, written in Chinese (`2019年7月12日（星期五）18:00`).
-    pub deadline: String,
-    /// Whole days left until the deadline (negative when overdue).
-    pub days_left: i64,
-    /// Link to mark it done, when the console is configured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub link: Option<String>,
-}
+pub use crate::core::render::Item;
 
 /// Where a message goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +110,42 @@ pub fn id_domain(from: &str) -> String {
 /// one provider avoids the "no process-level CryptoProvider" panic). Idempotent.
 pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Sign the links of a message again as it is sent (a message may wait in the outbox for
+/// retries, a rate limit or a stopped daemon long after it was rendered): each link then
+/// stays valid for [`crate::engine::LINK_VALID_DAYS`] after `now`. Links are replaced wherever the
+/// message shows them: its items (digests, webhooks), text, and HTML as the templates
+/// escape it. A link a custom template altered (e.g. `urlencode`) keeps its fire-time
+/// expiry.
+pub fn refresh_links(signer: &crate::access::LinkSigner, msg: &mut Message, now: DateTime<Utc>) {
+    let expires = crate::engine::link_expiry(now.timestamp_millis());
+    for item in &mut msg.items {
+        let Some(old) = item.link.clone() else {
+            continue;
+        };
+        let Some(new) = signer.extend(&old, expires) else {
+            continue;
+        };
+        if new == old {
+            continue;
+        }
+        for (from, to) in [
+            (old.clone(), new.clone()),
+            (
+                minijinja::HtmlEscape(&old).to_string(),
+                minijinja::HtmlEscape(&new).to_string(),
+            ),
+            (
+                crate::core::render::escape_html(&old),
+                crate::core::render::escape_html(&new),
+            ),
+        ] {
+            msg.text = msg.text.replace(&from, &to);
+            msg.html = msg.html.replace(&from, &to);
+        }
+        item.link = Some(new);
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! is dead-lettered with a notice to the office. docs/decisions.md §22 and §23.
 
 use crate::config::{DeliveryMode, NotifyConfig};
-use crate::directory::{Contact, Party, WebhookKind};
+use crate::core::directory::{Contact, Party, WebhookKind};
 use crate::engine::{Engine, from_ms, ms};
 use crate::notify::email::{EmailConfigError, EmailTransport};
 use crate::notify::webhook::WebhookTransport;
@@ -102,7 +102,7 @@ pub fn config_problems(cfg: &NotifyConfig) -> Vec<ConfigProblem> {
             out.push(problem(
                 &["notify", "rate_limits", channel],
                 format!("unknown channel `{channel}` in rate_limits"),
-                &crate::diagnostic::suggest(channel, LIMITED_CHANNELS.iter().copied()),
+                &crate::core::diagnostic::suggest(channel, LIMITED_CHANNELS.iter().copied()),
             ));
         } else if *per_minute == 0 {
             out.push(problem(
@@ -362,8 +362,9 @@ impl Outbox {
         }
         let attempts = group.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
         let mut msg = self.message(&group, mid);
-        self.engine
-            .refresh_links(&mut msg, self.engine.clock().now());
+        if let Some(signer) = self.engine.link_signer() {
+            crate::notify::refresh_links(&signer, &mut msg, self.engine.clock().now());
+        }
         let outcome = self.attempt(&msg, &group).await;
         let now = self.engine.clock().now();
         let sent = outcome.is_ok();
@@ -598,7 +599,7 @@ impl Outbox {
                         template.to_string(),
                         first.subject.clone(),
                         text.clone(),
-                        format!("<pre>{}</pre>", crate::notify::render::escape_html(&text)),
+                        format!("<pre>{}</pre>", crate::core::render::escape_html(&text)),
                     )
                 }
             }

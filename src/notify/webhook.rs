@@ -16,7 +16,7 @@
 //! segment of the URL.
 
 use super::{Channel, Item, Message, SendError, install_tls_provider};
-use crate::directory::WebhookKind;
+use crate::core::directory::WebhookKind;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};

@@ -327,7 +327,7 @@ pub struct NewNotification {
     pub body: String,
     /// HTML body.
     pub html: String,
-    /// The task this is about, as a JSON [`crate::notify::Item`] (`{}` for none).
+    /// The task this is about, as a JSON message item (`{}` for none).
     pub item_json: String,
     /// When it should go out.
     pub not_before: Millis,

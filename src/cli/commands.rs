@@ -1,0 +1,539 @@
+//! The commands that act on the database (`round`, `task`, `status`, `reload`, `token`,
+//! `workflow`, `feed`, `simulate`) and `serve`, on top of [`crate::runtime::daemon`].
+
+use super::{Command, Format, RoundCommand, TaskCommand, TokenCommand, WorkflowCommand};
+use crate::core::timefmt::{provisional_mark, zh_datetime};
+use crate::engine::{Engine, StartRound, from_ms};
+use crate::runtime::daemon::{
+    RELOAD_ACK, RELOAD_POLL, RELOAD_REQUEST, RELOAD_WAIT, database_url, engine, load_catalog,
+    open_store, read_only_engine, redact, serve, this_host,
+};
+use anyhow::{Context as _, bail};
+use chrono::NaiveDate;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Run one of the async commands.
+pub async fn run_command(
+    config: &Path,
+    cmd: Command,
+    today: NaiveDate,
+) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Serve => serve(config, today).await,
+        Command::Round(RoundCommand::Start {
+            workflow,
+            start,
+            params,
+            branches,
+            only_listed,
+        }) => {
+            let e = engine(config, today, false).await?;
+            let units = branches.map(|b| e.catalog().directory.round_units(&b, only_listed));
+            let id = e
+                .start_round(StartRound {
+                    workflow,
+                    start,
+                    params: params.into_iter().collect(),
+                    units,
+                    actor: "cli".into(),
+                })
+                .await?;
+            let tasks = e.store().tasks(id).await?;
+            println!("round {id} started: {} tasks", tasks.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Round(RoundCommand::Migrate { round, to, dry_run }) => {
+            let e = engine(config, today, false).await?;
+            let r = e
+                .store()
+                .round(round)
+                .await?
+                .with_context(|| format!("no round {round}"))?;
+            let versions = e.store().workflow_versions(&r.workflow_id).await?;
+            let target = match to {
+                Some(n) => versions.iter().find(|v| v.version == n).with_context(|| {
+                    format!(
+                        "workflow `{}` has no version {n} (see `yanzhen workflow versions {}`)",
+                        r.workflow_id, r.workflow_id
+                    )
+                })?,
+                None => versions.last().context("no stored versions")?,
+            };
+            let impact = e
+                .reproject(round, Some(target.id), &[], dry_run, "cli", "migrate")
+                .await?;
+            print!("{}", impact.to_table(e.catalog().config.tz()));
+            if dry_run {
+                println!("(dry run: nothing changed)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Round(RoundCommand::AddBranch { round, unit }) => {
+            let e = engine(config, today, false).await?;
+            if e.catalog().directory.unit(&unit).is_none() {
+                bail!("no unit `{unit}` in the directory; add it to config/directory.yaml first");
+            }
+            let impact = e
+                .reproject(
+                    round,
+                    None,
+                    std::slice::from_ref(&unit),
+                    false,
+                    "cli",
+                    &format!("add-branch {unit}"),
+                )
+                .await?;
+            print!("{}", impact.to_table(e.catalog().config.tz()));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Workflow(WorkflowCommand::Versions { id }) => {
+            let e = engine(config, today, false).await?;
+            let tz = e.catalog().config.tz();
+            for v in e.store().workflow_versions(&id).await? {
+                println!(
+                    "v{:<3} {}  {}",
+                    v.version,
+                    &v.hash[..12.min(v.hash.len())],
+                    zh_datetime(&from_ms(v.created_at).with_timezone(&tz))
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Workflow(WorkflowCommand::Diff { id, v1, v2 }) => {
+            let e = engine(config, today, false).await?;
+            let versions = e.store().workflow_versions(&id).await?;
+            if versions.len() < 2 && (v1.is_none() || v2.is_none()) {
+                bail!(
+                    "workflow `{id}` has {} stored version(s); nothing to compare",
+                    versions.len()
+                );
+            }
+            let pick =
+                |n: Option<i64>, default: usize| -> anyhow::Result<&crate::store::VersionRow> {
+                    match n {
+                        Some(n) => versions
+                            .iter()
+                            .find(|v| v.version == n)
+                            .with_context(|| format!("no version {n} of `{id}`")),
+                        None => versions.get(default).context("no such version"),
+                    }
+                };
+            let (a, b) = (pick(v1, versions.len() - 2)?, pick(v2, versions.len() - 1)?);
+            let (pa, pb) = (
+                e.plan_source(&a.source, Some(&b.source)).await?,
+                e.plan_source(&b.source, Some(&b.source)).await?,
+            );
+            let changes = crate::runtime::reload::diff_plans(&pa, &pb);
+            let texts = crate::runtime::reload::diff_texts(
+                &*e.workflow_of(a.id).await?,
+                &*e.workflow_of(b.id).await?,
+            );
+            println!(
+                "{id}: v{} → v{}, dated at {}: {} change(s)",
+                a.version,
+                b.version,
+                pb.start,
+                changes.len()
+            );
+            let tz = e.catalog().config.tz();
+            let t = |x: &Option<chrono::DateTime<chrono::Utc>>| {
+                x.map(|d| zh_datetime(&d.with_timezone(&tz)))
+                    .unwrap_or_else(|| "—".into())
+            };
+            for c in changes {
+                println!(
+                    "  {:<8} {:<11} {:<45} {:<10} {} → {}",
+                    c.change,
+                    c.what,
+                    c.key,
+                    c.who,
+                    t(&c.old),
+                    t(&c.new)
+                );
+            }
+            if !texts.is_empty() {
+                println!("wording: {} change(s)", texts.len());
+                for c in &texts {
+                    println!("{}", c.line());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reload => reload_command(config, today).await,
+        Command::Round(RoundCommand::List) => {
+            let e = engine(config, today, false).await?;
+            for r in e.store().rounds().await? {
+                println!(
+                    "{:>4}  {:<30} start {}  {}",
+                    r.id, r.workflow_id, r.start_date, r.status
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Task(t) => task_command(config, today, t).await,
+        Command::Token(TokenCommand::Create { name, read_only }) => {
+            let e = engine(config, today, false).await?;
+            let token = crate::access::new_token();
+            let now = crate::engine::ms(chrono::Utc::now());
+            let rights = if read_only { "read" } else { "admin" };
+            e.store()
+                .create_token(
+                    crate::store::TokenRow {
+                        name: name.clone(),
+                        hash: crate::access::token_hash(&token),
+                        rights: rights.into(),
+                        created_at: now,
+                        revoked_at: None,
+                    },
+                    crate::store::AuditEntry {
+                        at: now,
+                        actor: "cli".into(),
+                        action: "token.create".into(),
+                        subject: format!("token:{name}"),
+                        detail_json: serde_json::json!({"rights": rights}).to_string(),
+                    },
+                )
+                .await
+                .with_context(|| format!("creating token `{name}` (does it exist already?)"))?;
+            eprintln!("token `{name}` ({rights}) created; it is shown once, store it now:");
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Feed { unit } => {
+            let e = engine(config, today, false).await?;
+            print!("{}", crate::notify::ics::unit_feed(&e, &unit).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { round } => status(config, today, round).await,
+        Command::Simulate { scenario, format } => {
+            let text = std::fs::read_to_string(&scenario)
+                .with_context(|| format!("reading {}", scenario.display()))?;
+            let cat = load_catalog(config, today, false)?;
+            let (sc, d) =
+                crate::runtime::simulate::load(&scenario.display().to_string(), &text, &cat);
+            let Some(sc) = sc else {
+                crate::cli::report(&d.into_sorted(), Format::Text);
+                return Ok(ExitCode::from(1));
+            };
+            for w in d.items() {
+                eprintln!("{w}");
+            }
+            let tz = cat.config.tz();
+            let effects = crate::runtime::simulate::run(&sc, cat).await?;
+            match format {
+                Format::Text => {
+                    for e in &effects {
+                        println!("{}", e.line(tz));
+                    }
+                }
+                Format::Json => println!("{}", serde_json::to_string_pretty(&effects)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { .. } | Command::Schema | Command::Plan { .. } => {
+            bail!("not an async command")
+        }
+    }
+}
+
+async fn task_command(
+    config: &Path,
+    today: NaiveDate,
+    cmd: TaskCommand,
+) -> anyhow::Result<ExitCode> {
+    let e = if matches!(cmd, TaskCommand::List { .. }) {
+        read_only_engine(config, today).await?
+    } else {
+        engine(config, today, false).await?
+    };
+    let tz = e.catalog().config.tz();
+    let row = match cmd {
+        TaskCommand::List { round } => {
+            for t in e.store().tasks(round).await? {
+                let due = t
+                    .due_at
+                    .map(|d| {
+                        format!(
+                            "{}{}",
+                            zh_datetime(&from_ms(d).with_timezone(&tz)),
+                            provisional_mark(t.provisional)
+                        )
+                    })
+                    .unwrap_or_else(|| "—".into());
+                println!(
+                    "{:>6}  {:<9} {:<40} {}  截止 {}",
+                    t.id, t.state, t.key, t.assignee_name, due
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        TaskCommand::Complete { id, note } => e.complete_task(id, "cli", note).await?,
+        TaskCommand::Waive { id, reason } => e.waive_task(id, "cli", Some(reason)).await?,
+        TaskCommand::Reopen {
+            id,
+            reason,
+            due,
+            in_working_days,
+        } => {
+            let due = match (due, in_working_days) {
+                (Some(d), _) => d,
+                (None, Some(n)) => crate::engine::NewDeadline::WorkingDays(n),
+                (None, None) => crate::engine::NewDeadline::Default,
+            };
+            let row = e.reopen_task_due(id, "cli", reason, due).await?;
+            let due = row
+                .due_at
+                .map(|d| zh_datetime(&from_ms(d).with_timezone(&tz)))
+                .unwrap_or_else(|| "—".into());
+            println!(
+                "task {} ({}) is now {}, due {due}",
+                row.id, row.key, row.state
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    println!("task {} ({}) is now {}", row.id, row.key, row.state);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::Result<ExitCode> {
+    let e = read_only_engine(config, today).await?;
+    let tz = e.catalog().config.tz();
+    let fmt = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| zh_datetime(&t.with_timezone(&tz)))
+            .unwrap_or_else(|| "—".into())
+    };
+    let ids: Vec<i64> = match round {
+        Some(r) => vec![r],
+        None => e
+            .store()
+            .rounds()
+            .await?
+            .into_iter()
+            .filter(|r| r.status == "running")
+            .map(|r| r.id)
+            .collect(),
+    };
+    if ids.is_empty() {
+        println!("no running rounds");
+    }
+    for id in ids {
+        let s = e.status(id).await?;
+        println!(
+            "round {} {}（{}）start {}  {}",
+            s.round.id, s.title, s.round.workflow_id, s.round.start_date, s.round.status
+        );
+        for st in &s.stages {
+            println!(
+                "  {:<22} {}{} — {}{}  done {}/{}  overdue {}",
+                format!("{} {}", st.id, st.title),
+                fmt(st.opens),
+                provisional_mark(st.opens_provisional && st.opens.is_some()),
+                fmt(st.closes),
+                provisional_mark(st.closes_provisional && st.closes.is_some()),
+                st.done,
+                st.total,
+                st.overdue
+            );
+        }
+        if !s.overdue.is_empty() {
+            println!("  overdue:");
+            for t in &s.overdue {
+                println!(
+                    "    {:>6} {} {}  截止 {}{}",
+                    t.id,
+                    t.key,
+                    t.assignee_name,
+                    fmt(t.due_at.map(from_ms)),
+                    provisional_mark(t.provisional)
+                );
+            }
+        }
+        if !s.stuck.is_empty() {
+            println!("  STUCK (every prerequisite is done, yet still waiting):");
+            for t in &s.stuck {
+                println!("    {:>6} {} {}", t.id, t.key, t.assignee_name);
+            }
+        }
+        println!("  next:");
+        for t in &s.next {
+            println!(
+                "    {}{}  {:<11} {}",
+                fmt(Some(from_ms(t.due_at))),
+                provisional_mark(crate::engine::timer_is_provisional(t)),
+                t.kind,
+                t.key
+            );
+        }
+    }
+    print_reload_state(&e).await?;
+    for b in e.blocked_kickoffs().await? {
+        println!(
+            "BLOCKED kickoff: {} scheduled {}: {}{} (blocked since {}; retried {}, or at once when the workflow is loaded)",
+            b.workflow,
+            fmt(Some(b.scheduled)),
+            b.reason_zh,
+            b.error.map(|e| format!(" ({e})")).unwrap_or_default(),
+            fmt(Some(b.since)),
+            fmt(Some(b.retry_at))
+        );
+    }
+    let kickoffs = e.store().timers_with_prefix("kickoff:").await?;
+    for k in kickoffs
+        .iter()
+        .filter(|k| k.state == "pending" && !k.key.contains(":retry:"))
+    {
+        println!(
+            "next kickoff: {}{}  {}",
+            fmt(Some(from_ms(k.due_at))),
+            provisional_mark(e.kickoff_is_provisional(k)),
+            k.key
+        );
+    }
+    let cat = e.catalog();
+    if let Some(notice) = crate::engine::provisional::missing_file_notice(
+        &cat.calendar,
+        &cat.config.calendar_dir,
+        today,
+    ) {
+        println!("calendar: {notice}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The running daemon's reload state (its load at start-up, or its last reload). A state
+/// left by a daemon that no longer runs (on this host) is not shown as current.
+async fn print_reload_state(e: &Engine) -> anyhow::Result<()> {
+    let Some(text) = e
+        .store()
+        .setting(crate::runtime::reload::RELOAD_STATE)
+        .await?
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(());
+    };
+    let Ok(r) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Ok(());
+    };
+    let tz = e.catalog().config.tz();
+    let when = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| zh_datetime(&t.with_timezone(&tz)))
+            .unwrap_or_else(|| "?".into())
+    };
+    let owner = r["owner"].as_str().unwrap_or_default();
+    if owner.is_empty() {
+        return Ok(()); // written by a daemon of an older version: not this one's
+    }
+    if daemon_alive(owner) == Some(false) {
+        println!("daemon {owner} is not running (its reload state is not shown)");
+        return Ok(());
+    }
+    let errors: Vec<&serde_json::Value> = r["diagnostics"]
+        .as_array()
+        .map(|d| d.iter().filter(|x| x["severity"] == "error").collect())
+        .unwrap_or_default();
+    println!(
+        "daemon {owner}, running since {}",
+        when(&r["daemon_started"])
+    );
+    let what = if r["kind"] == "start" {
+        "loaded at start"
+    } else {
+        "last reload"
+    };
+    println!(
+        "{what}: {} — {}",
+        when(&r["at"]),
+        if r["applied"] == true {
+            "applied"
+        } else {
+            "REJECTED (running the last good state)"
+        }
+    );
+    for id in r["rejected"].as_array().into_iter().flatten() {
+        println!(
+            "  rejected workflow file: {} (its previous version keeps running)",
+            id.as_str().unwrap_or("?")
+        );
+    }
+    for f in r["not_loaded"].as_array().into_iter().flatten() {
+        println!(
+            "  workflow file not loaded: {} (fix it; the daemon loads it when it is saved)",
+            f.as_str().unwrap_or("?")
+        );
+    }
+    for d in errors {
+        // Line 0 means "no position" (an unreadable file): never print `:0:0`.
+        let pos = match d["loc"]["line"].as_u64() {
+            Some(line) if line > 0 => format!(":{line}:{}", d["loc"]["column"]),
+            _ => String::new(),
+        };
+        println!(
+            "  error[{}]: {}{pos}: {}",
+            d["code"].as_str().unwrap_or(""),
+            d["file"].as_str().unwrap_or(""),
+            d["message"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+/// Whether the daemon named `host-pid` still runs: None when it is on another host (or the
+/// name is not of that form) and cannot be checked from here.
+fn daemon_alive(owner: &str) -> Option<bool> {
+    let (host, pid) = owner.rsplit_once('-')?;
+    let pid: i32 = pid.parse().ok()?;
+    if host != this_host() || pid <= 0 {
+        return None;
+    }
+    // SAFETY: kill(2) with signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    Some(r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM))
+}
+
+/// `yanzhen reload`: ask every daemon on the database, and report which took the request.
+async fn reload_command(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> {
+    let cat = load_catalog(config, today, false)?;
+    let url = database_url(&cat);
+    let store = open_store(&url, false, Duration::from_secs(5)).await?;
+    store.delete_settings_with_prefix(RELOAD_ACK).await?;
+    let token = format!(
+        "{}-{}",
+        crate::engine::ms(chrono::Utc::now()),
+        std::process::id()
+    );
+    store.put_setting(RELOAD_REQUEST, &token).await?;
+    let started = std::time::Instant::now();
+    let mut took: Vec<String> = Vec::new();
+    // Every daemon looks within one poll interval; wait that long (plus a margin) after
+    // the first answer, or the whole wait when nobody answers.
+    while started.elapsed() < RELOAD_WAIT
+        && (took.is_empty() || started.elapsed() < RELOAD_POLL * 2)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        took = store
+            .settings_with_prefix(RELOAD_ACK)
+            .await?
+            .into_iter()
+            .filter(|(_, v)| *v == token)
+            .map(|(k, _)| k[RELOAD_ACK.len()..].to_string())
+            .collect();
+    }
+    if took.is_empty() {
+        bail!(
+            "no daemon took the reload request within {} s: is `yanzhen serve` running on {}? (it reloads by itself when files change)",
+            RELOAD_WAIT.as_secs(),
+            redact(&url)
+        );
+    }
+    println!(
+        "reload requested; taken by {} daemon(s): {}; see the daemon log or `yanzhen status`",
+        took.len(),
+        took.join(", ")
+    );
+    Ok(ExitCode::SUCCESS)
+}

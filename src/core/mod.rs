@@ -1,0 +1,17 @@
+//! The pure core: the workflow model and its loading, validation, the calendar, recurring
+//! schedules, the planner and message rendering.
+//!
+//! Architecture Invariant: nothing here does I/O or reads the clock; every instant it
+//! needs is passed in (the one exception is `Calendar::load_dir`, a thin reader that hands
+//! file texts to the pure `Calendar::from_sources`).
+
+pub mod calendar;
+pub mod definition;
+pub mod diagnostic;
+pub mod directory;
+pub mod plan;
+pub mod render;
+pub mod schedule;
+pub mod timefmt;
+pub mod validate;
+pub mod yaml;

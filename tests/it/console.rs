@@ -1,0 +1,1484 @@
+//! The web console and the branch pages, over real HTTP against the real server on port 0
+//! (a SQLite file, and PostgreSQL when `YANZHEN_TEST_POSTGRES_URL` is set), with a virtual
+//! clock: sign-in, read versus admin tokens, the rounds page and its Gantt chart, the
+//! overdue board, task actions through the engine and the audit log, every rule of the
+//! signed branch links, the .ics feed, and the workflow editor.
+
+use crate::common;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Asia::Shanghai;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use yanzhen::access::{Grant, LinkSigner, new_token, token_hash};
+use yanzhen::api::AppState;
+use yanzhen::engine::{Engine, StartRound};
+use yanzhen::runtime::clock::{Clock, VirtualClock};
+use yanzhen::store::{AuditEntry, Store, TaskRow, TokenRow, task_state};
+
+fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    Shanghai
+        .with_ymd_and_hms(y, m, d, h, min, 0)
+        .single()
+        .expect("valid local time")
+        .with_timezone(&Utc)
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("date")
+}
+
+/// The secret the test server signs branch links with.
+const SECRET: &str = "test";
+
+/// A running server with a round of `community-reserve-selection` (started 2019-07-01 for
+/// dongguan, xiguan and nanmen) advanced to 2019-07-15 10:00: dongguan did its deployment
+/// meeting on time; every other deployment meeting (due 07-04) and every nomination (due
+/// 07-12) is overdue; the deployment meetings have climbed their whole escalation chain.
+struct Console {
+    name: &'static str,
+    base: String,
+    http: reqwest::Client,
+    state: Arc<AppState>,
+    clock: Arc<VirtualClock>,
+    store: Arc<dyn Store>,
+    dir: tempfile::TempDir,
+    admin: String,
+    reader: String,
+    round: i64,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _guard: common::stores::Guard,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Every backend under test, each with its own server.
+async fn consoles() -> Vec<Console> {
+    let mut out = Vec::new();
+    for (name, store, guard) in common::stores::stores().await {
+        out.push(Console::start(name, store, guard).await);
+    }
+    out
+}
+
+impl Console {
+    async fn start(
+        name: &'static str,
+        store: Arc<dyn Store>,
+        guard: common::stores::Guard,
+    ) -> Console {
+        yanzhen::notify::install_tls_provider();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wf = dir.path().join("workflows");
+        std::fs::create_dir_all(&wf).expect("mkdir");
+        for e in std::fs::read_dir(common::root().join("workflows")).expect("workflows") {
+            let p = e.expect("entry").path();
+            std::fs::copy(&p, wf.join(p.file_name().expect("name"))).expect("copy");
+        }
+        let root = common::root();
+        let config = dir.path().join("yanzhen.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "timezone = \"Asia/Shanghai\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n",
+                wf.display(),
+                root.join("config/directory.yaml").display(),
+                root.join("config/calendar").display(),
+            ),
+        )
+        .expect("config");
+        // The shipped workflows, loaded from copies in the temp folder so that the editor
+        // writes there and never into the repository.
+        let (cat, diags) = yanzhen::catalog::load(&config, date(2019, 7, 1));
+        let cat = cat.unwrap_or_else(|| panic!("{name}: catalog: {diags:?}"));
+        assert_eq!(
+            cat.workflows.len(),
+            common::catalog_with(&[], true).workflows.len(),
+            "{name}: every shipped workflow loads from the temp folder"
+        );
+        let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
+        let engine = Engine::new(store.clone(), cat, clock.clone(), "console-test");
+        engine.register_workflows().await.expect("register");
+        let round = engine
+            .start_round(StartRound {
+                workflow: "community-reserve-selection".into(),
+                start: date(2019, 7, 1),
+                params: BTreeMap::new(),
+                units: Some(vec!["dongguan".into(), "xiguan".into(), "nanmen".into()]),
+                actor: "test".into(),
+            })
+            .await
+            .expect("start round");
+        let admin = new_token();
+        let reader = new_token();
+        for (token, tname, rights) in [(&admin, "zzb-admin", "admin"), (&reader, "viewer", "read")]
+        {
+            store
+                .create_token(
+                    TokenRow {
+                        name: tname.into(),
+                        hash: token_hash(token),
+                        rights: rights.into(),
+                        created_at: 0,
+                        revoked_at: None,
+                    },
+                    AuditEntry {
+                        at: 0,
+                        actor: "test".into(),
+                        action: "token.create".into(),
+                        subject: format!("token:{tname}"),
+                        detail_json: "{}".into(),
+                    },
+                )
+                .await
+                .expect("token");
+        }
+        let state = Arc::new(AppState {
+            engine: Arc::new(engine),
+            links: LinkSigner::new(SECRET),
+            metrics: None,
+            config_path: config,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(yanzhen::api::serve(listener, state.clone(), async move {
+            let _ = rx.await;
+        }));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let c = Console {
+            name,
+            base,
+            http,
+            state,
+            clock,
+            store,
+            dir,
+            admin,
+            reader,
+            round,
+            stop: Some(tx),
+            _guard: guard,
+        };
+        c.run_until(at(2019, 7, 3, 10, 0)).await;
+        let meeting = c.task("deployment_meeting@dongguan").await;
+        c.engine()
+            .complete_task(meeting.id, "test", None)
+            .await
+            .expect("complete");
+        c.run_until(at(2019, 7, 15, 10, 0)).await;
+        c
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.state.engine
+    }
+
+    /// Advance the virtual clock instant by instant to `t`, firing as the daemon would.
+    async fn run_until(&self, t: DateTime<Utc>) {
+        let e = self.engine();
+        loop {
+            e.fire_due().await.expect("fire");
+            match e.next_due_at().await.expect("next") {
+                Some(n) if n <= t => self.clock.set(n.max(self.clock.now())),
+                _ => break,
+            }
+        }
+        self.clock.set(t);
+        e.fire_due().await.expect("fire");
+    }
+
+    async fn task(&self, key: &str) -> TaskRow {
+        self.store
+            .task_by_key(self.round, key)
+            .await
+            .expect("task")
+            .unwrap_or_else(|| panic!("{}: no task {key}", self.name))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn cookie(token: &str) -> String {
+        format!("yz_token={token}")
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, String) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.header(COOKIE, Self::cookie(t));
+        }
+        let resp = req.send().await.expect("GET");
+        let status = resp.status();
+        (status, resp.text().await.expect("body"))
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(self.url(path))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_body(form));
+        if let Some(t) = token {
+            req = req.header(COOKIE, Self::cookie(t));
+        }
+        req.send().await.expect("POST")
+    }
+
+    /// The state of a task, its history length and the audit log length: what a refused
+    /// request must leave alone.
+    async fn snapshot(&self, task: i64) -> (String, usize, usize) {
+        let t = self.store.task(task).await.expect("task").expect("exists");
+        let h = self.store.task_history(task).await.expect("history");
+        let a = self.store.audit_after(0, i64::MAX).await.expect("audit");
+        (t.state, h.len(), a.len())
+    }
+
+    fn now_secs(&self) -> i64 {
+        self.clock.now().timestamp()
+    }
+
+    fn signer(&self) -> LinkSigner {
+        LinkSigner::new(SECRET)
+    }
+}
+
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, NON_ALPHANUMERIC),
+                utf8_percent_encode(v, NON_ALPHANUMERIC)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Text as the templates print it (minijinja's HTML escaping, which includes `/`).
+fn escaped(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('/', "&#x2f;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The HTML of each overdue-board section, by assignee id.
+fn sections(html: &str) -> BTreeMap<String, String> {
+    html.split("<section class=\"group\" data-assignee=\"")
+        .skip(1)
+        .filter_map(|s| {
+            let (id, rest) = s.split_once('"')?;
+            let body = rest.split("</section>").next()?;
+            Some((id.to_string(), body.to_string()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn console_pages_redirect_to_sign_in_without_a_valid_token() {
+    for c in consoles().await {
+        let name = c.name;
+        for path in [
+            "/console",
+            "/console/overdue",
+            "/console/workflows",
+            &format!("/console/rounds/{}", c.round),
+            "/console/tasks/1",
+            "/console/workflows/yearly-training/edit",
+        ] {
+            for token in [None, Some("yz_not_a_real_token")] {
+                let resp = c
+                    .http
+                    .get(c.url(path))
+                    .header(COOKIE, token.map(Console::cookie).unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("GET");
+                assert_eq!(
+                    resp.status(),
+                    StatusCode::SEE_OTHER,
+                    "{name}: {path} {token:?}"
+                );
+                assert_eq!(location(&resp), "/console/login", "{name}: {path}");
+            }
+        }
+        let resp = c
+            .http
+            .get(c.url("/console"))
+            .header("Authorization", "Bearer wrong")
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(
+            resp.status(),
+            StatusCode::SEE_OTHER,
+            "{name}: a bad bearer token"
+        );
+        let resp = c
+            .post(
+                &format!(
+                    "/console/tasks/{}/complete",
+                    c.task("nomination@xiguan").await.id
+                ),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::SEE_OTHER,
+            "{name}: a change without a token"
+        );
+        let (status, body) = c.get("/console/login", None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(body.contains("name=\"token\""), "{name}: the sign-in form");
+    }
+}
+
+#[tokio::test]
+async fn signing_in_sets_an_http_only_strict_cookie_and_a_bad_token_shows_the_form_again() {
+    for c in consoles().await {
+        let name = c.name;
+        let resp = c.post("/console/login", None, &[("token", &c.admin)]).await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
+        assert_eq!(location(&resp), "/console", "{name}");
+        let cookie = resp
+            .headers()
+            .get(SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            cookie.starts_with(&format!("yz_token={};", c.admin)),
+            "{name}: {cookie}"
+        );
+        for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(cookie.contains(attr), "{name}: {attr} in {cookie}");
+        }
+        // The cookie as a browser sends it back opens the console.
+        let pair = cookie.split(';').next().unwrap_or_default().to_string();
+        let resp = c
+            .http
+            .get(c.url("/console"))
+            .header(COOKIE, pair)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        let body = resp.text().await.expect("body");
+        assert!(
+            body.contains("街道社区后备干部选拔培养"),
+            "{name}: the round is listed"
+        );
+        assert!(body.contains("zzb-admin"), "{name}: who is signed in");
+        for nav in ["轮次", "逾期", "工作流", "退出"] {
+            assert!(body.contains(nav), "{name}: nav {nav}");
+        }
+
+        let resp = c
+            .post("/console/login", None, &[("token", "yz_wrong")])
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        assert!(
+            resp.headers().get(SET_COOKIE).is_none(),
+            "{name}: no cookie for a bad token"
+        );
+        let body = resp.text().await.expect("body");
+        assert!(
+            body.contains("令牌无效") && body.contains("name=\"token\""),
+            "{name}: {body}"
+        );
+
+        let resp = c.post("/console/logout", Some(&c.admin), &[]).await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
+        assert_eq!(location(&resp), "/console/login", "{name}");
+        let cleared = resp
+            .headers()
+            .get(SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            cleared.starts_with("yz_token=;") && cleared.contains("Max-Age=0"),
+            "{name}: {cleared}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_rounds_page_shows_progress_per_stage_and_the_pending_kickoffs() {
+    for c in consoles().await {
+        let name = c.name;
+        c.engine().ensure_kickoffs().await.expect("kickoffs");
+        let (status, body) = c.get("/console", Some(&c.reader)).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(
+            body.contains(&format!("href=\"/console/rounds/{}\"", c.round)),
+            "{name}"
+        );
+        assert!(
+            body.contains("2019-07-01") && body.contains("进行中"),
+            "{name}"
+        );
+        // Deployment: dongguan done, 1 of 3; xiguan and nanmen overdue.
+        assert!(body.contains("工作部署：完成 1/3"), "{name}: {body}");
+        assert!(body.contains("逾期 2"), "{name}");
+        assert!(body.contains("待启动的定期轮次"), "{name}");
+        assert!(
+            body.contains("年度考核") || body.contains("annual-assessment"),
+            "{name}: a kickoff is listed: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_round_page_draws_a_gantt_chart_with_one_bar_per_stage_deadline_markers_and_now() {
+    for c in consoles().await {
+        let name = c.name;
+        let (status, body) = c
+            .get(&format!("/console/rounds/{}", c.round), Some(&c.reader))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        let svg = body
+            .split("<svg class=\"gantt\"")
+            .nth(1)
+            .and_then(|s| s.split("</svg>").next())
+            .unwrap_or_else(|| panic!("{name}: no Gantt svg"));
+        assert_eq!(
+            svg.matches("<rect class=\"bar\"").count(),
+            3,
+            "{name}: one bar per stage"
+        );
+        for stage in ["deployment", "implementation", "summary"] {
+            assert!(
+                svg.contains(&format!("data-stage=\"{stage}\"")),
+                "{name}: {stage}"
+            );
+        }
+        for label in ["工作部署", "组织实施", "总结"] {
+            assert!(svg.contains(label), "{name}: Chinese stage label {label}");
+        }
+        assert!(
+            svg.contains("<polygon class=\"deadline late\""),
+            "{name}: an overdue deadline diamond"
+        );
+        assert!(
+            svg.contains("截止 2019年7月12日（星期五）18:00"),
+            "{name}: the nomination deadline marker"
+        );
+        assert!(svg.contains("<line class=\"now\""), "{name}: the now line");
+        assert!(svg.contains("现在 7月15日 10:00"), "{name}");
+        assert!(
+            svg.contains(&escaped("7/1")) && svg.contains(&escaped("7/20")),
+            "{name}: day ticks"
+        );
+        // The tasks table highlights overdue rows and links to task pages.
+        let xiguan = c.task("nomination@xiguan").await;
+        assert!(
+            body.contains(&format!(
+                "<tr class=\"task overdue\" data-task=\"{}\"",
+                xiguan.id
+            )),
+            "{name}: overdue row"
+        );
+        assert!(
+            body.contains(&format!("href=\"/console/tasks/{}\"", xiguan.id)),
+            "{name}"
+        );
+        let (status, _) = c.get("/console/rounds/9999", Some(&c.reader)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
+        let (status, _) = c.get("/console/rounds/abc", Some(&c.reader)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_overdue_board_groups_by_branch_with_days_overdue_and_the_escalation_reached() {
+    for c in consoles().await {
+        let name = c.name;
+        let (status, body) = c.get("/console/overdue", Some(&c.reader)).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        let groups = sections(&body);
+        let meeting_x = c.task("deployment_meeting@xiguan").await;
+        let nomination_x = c.task("nomination@xiguan").await;
+        let nomination_d = c.task("nomination@dongguan").await;
+        let meeting_d = c.task("deployment_meeting@dongguan").await;
+        let xiguan = groups
+            .get("xiguan")
+            .unwrap_or_else(|| panic!("{name}: {groups:?}"));
+        assert!(
+            xiguan.contains("西关社区党委") && xiguan.contains("2 项逾期"),
+            "{name}: {xiguan}"
+        );
+        assert!(
+            xiguan.contains(&format!("data-task=\"{}\"", meeting_x.id)),
+            "{name}"
+        );
+        assert!(
+            xiguan.contains(&format!("data-task=\"{}\"", nomination_x.id)),
+            "{name}"
+        );
+        assert!(
+            !xiguan.contains(&format!("data-task=\"{}\"", nomination_d.id)),
+            "{name}"
+        );
+        // Deployment meeting due 07-04 18:00, now 07-15: 11 days; its 3 rungs all fired.
+        assert!(xiguan.contains("逾期 11 天"), "{name}");
+        assert!(
+            xiguan.contains("data-fired=\"3\"")
+                && xiguan.contains("已上报 3/3 级（至 区委组织部）"),
+            "{name}: {xiguan}"
+        );
+        // Nomination due 07-12 18:00: 3 days, no rung yet (the first is one working day on).
+        assert!(
+            xiguan.contains("逾期 3 天") && xiguan.contains("已上报 0/3 级"),
+            "{name}"
+        );
+        let dongguan = groups
+            .get("dongguan")
+            .unwrap_or_else(|| panic!("{name}: {groups:?}"));
+        assert!(dongguan.contains("1 项逾期"), "{name}");
+        assert!(
+            !dongguan.contains(&format!("data-task=\"{}\"", meeting_d.id)),
+            "{name}: done is not overdue"
+        );
+        assert!(groups.contains_key("nanmen"), "{name}");
+        // Groups with more overdue tasks come first.
+        let order: Vec<usize> = ["xiguan", "dongguan"]
+            .iter()
+            .map(|g| {
+                body.find(&format!("data-assignee=\"{g}\""))
+                    .unwrap_or(usize::MAX)
+            })
+            .collect();
+        assert!(order[0] < order[1], "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_read_token_can_view_a_task_but_its_changes_are_refused_with_403() {
+    for c in consoles().await {
+        let name = c.name;
+        let t = c.task("nomination@xiguan").await;
+        let (status, body) = c
+            .get(&format!("/console/tasks/{}", t.id), Some(&c.reader))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(
+            body.contains("组织推荐") && body.contains("西关社区党委"),
+            "{name}"
+        );
+        assert!(
+            !body.contains("id=\"complete\""),
+            "{name}: no buttons for a read token"
+        );
+        let before = c.snapshot(t.id).await;
+        for action in ["complete", "waive", "reopen"] {
+            let resp = c
+                .post(
+                    &format!("/console/tasks/{}/{action}", t.id),
+                    Some(&c.reader),
+                    &[("note", "x")],
+                )
+                .await;
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{name}: {action}");
+            assert!(resp.text().await.expect("body").contains("只读"), "{name}");
+        }
+        let resp = c
+            .post(
+                "/console/workflows/yearly-training/save",
+                Some(&c.reader),
+                &[("source", "id: x")],
+            )
+            .await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::FORBIDDEN,
+            "{name}: saving a workflow"
+        );
+        assert_eq!(c.snapshot(t.id).await, before, "{name}: nothing changed");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_completes_waives_and_reopens_through_the_console_and_the_audit_log_names_the_token()
+ {
+    for c in consoles().await {
+        let name = c.name;
+        let t = c.task("nomination@xiguan").await;
+        let resp = c
+            .post(
+                &format!("/console/tasks/{}/complete", t.id),
+                Some(&c.admin),
+                &[("note", "材料已收到")],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
+        assert_eq!(
+            location(&resp),
+            format!("/console/tasks/{}?done=complete", t.id),
+            "{name}"
+        );
+        let done = c.store.task(t.id).await.expect("task").expect("exists");
+        assert_eq!(done.state, task_state::DONE, "{name}");
+        let audit = c.store.audit_after(0, i64::MAX).await.expect("audit");
+        let entry = audit
+            .iter()
+            .rev()
+            .find(|a| a.entry.action == "task.complete")
+            .unwrap_or_else(|| panic!("{name}: no audit entry"));
+        assert_eq!(entry.entry.actor, "token:zzb-admin", "{name}");
+        let history = c.store.task_history(t.id).await.expect("history");
+        assert_eq!(
+            history.last().map(|h| h.actor.as_str()),
+            Some("token:zzb-admin"),
+            "{name}"
+        );
+        assert_eq!(
+            history.last().and_then(|h| h.note.as_deref()),
+            Some("材料已收到"),
+            "{name}"
+        );
+
+        let (status, body) = c.get(&location(&resp), Some(&c.admin)).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(
+            body.contains("已标记完成") && body.contains("token:zzb-admin"),
+            "{name}: history shown"
+        );
+
+        // Completing again is a wrong state: the page says so, nothing crashes.
+        let resp = c
+            .post(
+                &format!("/console/tasks/{}/complete", t.id),
+                Some(&c.admin),
+                &[],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::CONFLICT, "{name}");
+        let body = resp.text().await.expect("body");
+        assert!(
+            body.contains("任务当前为「已完成」，不能标记完成"),
+            "{name}: {body}"
+        );
+
+        let resp = c
+            .post(
+                &format!("/console/tasks/{}/reopen", t.id),
+                Some(&c.admin),
+                &[("note", "材料不全")],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
+        assert_eq!(c.snapshot(t.id).await.0, task_state::OPEN, "{name}");
+        let resp = c
+            .post(
+                &format!("/console/tasks/{}/waive", t.id),
+                Some(&c.admin),
+                &[("note", "本年不推荐")],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
+        assert_eq!(c.snapshot(t.id).await.0, task_state::WAIVED, "{name}");
+        let audit = c.store.audit_after(0, i64::MAX).await.expect("audit");
+        for action in ["task.reopen", "task.waive"] {
+            assert!(
+                audit
+                    .iter()
+                    .any(|a| a.entry.action == action && a.entry.actor == "token:zzb-admin"),
+                "{name}: {action}"
+            );
+        }
+        // Bearer works as well as the cookie.
+        let m = c.task("nomination@nanmen").await;
+        let resp = c
+            .http
+            .post(c.url(&format!("/console/tasks/{}/complete", m.id)))
+            .header("Authorization", format!("Bearer {}", c.admin))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("note=")
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
+        assert_eq!(c.snapshot(m.id).await.0, task_state::DONE, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_signed_task_link_completes_its_own_task_as_link_unit() {
+    for c in consoles().await {
+        let name = c.name;
+        let t = c.task("nomination@xiguan").await;
+        let link = c.signer().task_link("xiguan", t.id, c.now_secs() + 3600);
+        let (status, body) = c.get(&link, None).await;
+        assert_eq!(status, StatusCode::OK, "{name}: the confirmation page");
+        assert!(
+            body.contains("标记完成") && body.contains("组织推荐"),
+            "{name}"
+        );
+        assert_eq!(
+            c.snapshot(t.id).await.0,
+            task_state::OPEN,
+            "{name}: GET changes nothing"
+        );
+        let resp = c.post(&link, None, &[]).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        let body = resp.text().await.expect("body");
+        assert!(
+            body.contains("谢谢，已标记完成") && body.contains("西关社区党委"),
+            "{name}: {body}"
+        );
+        assert_eq!(c.snapshot(t.id).await.0, task_state::DONE, "{name}");
+        let audit = c.store.audit_after(0, i64::MAX).await.expect("audit");
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.entry.action == "task.complete" && a.entry.actor == "link:xiguan"),
+            "{name}: audit actor link:xiguan"
+        );
+        // A second press is answered, not a crash, and changes nothing.
+        let before = c.snapshot(t.id).await;
+        let resp = c.post(&link, None, &[]).await;
+        assert_eq!(resp.status(), StatusCode::CONFLICT, "{name}");
+        assert!(
+            resp.text().await.expect("body").contains("已经标记完成"),
+            "{name}"
+        );
+        assert_eq!(c.snapshot(t.id).await, before, "{name}");
+    }
+}
+
+/// The signature of `link` with `from` replaced by `to` in its path.
+fn moved(link: &str, from: &str, to: &str) -> String {
+    let (path, query) = link.split_once('?').expect("query");
+    format!("{}?{query}", path.replace(from, to))
+}
+
+async fn assert_refused(c: &Console, link: &str, task: i64, what: &str, wording: &str) {
+    let name = c.name;
+    let before = c.snapshot(task).await;
+    let (status, body) = c.get(link, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{name}: GET {what}");
+    assert!(body.contains(wording), "{name}: {what}: {body}");
+    let resp = c.post(link, None, &[]).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{name}: POST {what}");
+    let body = resp.text().await.expect("body");
+    assert!(
+        body.contains(wording) && body.contains("没有做任何更改"),
+        "{name}: {what}: {body}"
+    );
+    assert_eq!(
+        c.snapshot(task).await,
+        before,
+        "{name}: {what} changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_task_signature_used_on_another_task_or_another_branch_is_refused() {
+    for c in consoles().await {
+        let x = c.task("nomination@xiguan").await;
+        let x2 = c.task("deployment_meeting@xiguan").await;
+        let n = c.task("nomination@nanmen").await;
+        let link = c.signer().task_link("xiguan", x.id, c.now_secs() + 3600);
+        let other_task = moved(&link, &format!("/t/{}", x.id), &format!("/t/{}", x2.id));
+        assert_refused(&c, &other_task, x2.id, "another task", "链接无效").await;
+        let other_branch = moved(&link, "/b/xiguan/", "/b/nanmen/");
+        assert_refused(&c, &other_branch, x.id, "another branch", "链接无效").await;
+        // Another branch's task under this branch's name: signed for xiguan, but not xiguan's task.
+        let foreign = c.signer().task_link("xiguan", n.id, c.now_secs() + 3600);
+        assert_refused(&c, &foreign, n.id, "a task of another branch", "链接无效").await;
+        assert_eq!(c.snapshot(x.id).await.0, task_state::OPEN, "{}", c.name);
+    }
+}
+
+#[tokio::test]
+async fn an_altered_or_missing_signature_is_refused() {
+    for c in consoles().await {
+        let x = c.task("nomination@xiguan").await;
+        let link = c.signer().task_link("xiguan", x.id, c.now_secs() + 3600);
+        let (head, sig) = link.rsplit_once("sig=").expect("sig");
+        let flipped: String = sig
+            .chars()
+            .enumerate()
+            .map(|(i, ch)| {
+                if i == 0 {
+                    if ch == 'a' { 'b' } else { 'a' }
+                } else {
+                    ch
+                }
+            })
+            .collect();
+        assert_refused(
+            &c,
+            &format!("{head}sig={flipped}"),
+            x.id,
+            "altered signature",
+            "链接无效",
+        )
+        .await;
+        let later = link.replace("exp=", "exp=1");
+        assert_refused(&c, &later, x.id, "moved expiry", "链接无效").await;
+        assert_refused(
+            &c,
+            &format!("/b/xiguan/t/{}", x.id),
+            x.id,
+            "no signature",
+            "链接无效",
+        )
+        .await;
+        assert_refused(
+            &c,
+            &format!("{head}sig=zz"),
+            x.id,
+            "malformed signature",
+            "链接无效",
+        )
+        .await;
+        let other_secret =
+            LinkSigner::new("another").task_link("xiguan", x.id, c.now_secs() + 3600);
+        assert_refused(
+            &c,
+            &other_secret,
+            x.id,
+            "another daemon's secret",
+            "链接无效",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_expired_link_is_refused_with_the_expired_wording() {
+    for c in consoles().await {
+        let x = c.task("nomination@xiguan").await;
+        let link = c.signer().task_link("xiguan", x.id, c.now_secs() + 3600);
+        let unit = c.signer().unit_link("xiguan", c.now_secs() + 3600);
+        let (status, _) = c.get(&link, None).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}: valid before it expires",
+            c.name
+        );
+        c.clock.advance(chrono::Duration::hours(2));
+        assert_refused(&c, &link, x.id, "expired task link", "链接已过期").await;
+        let (status, body) = c.get(&unit, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{}", c.name);
+        assert!(
+            body.contains("链接已过期") && !body.contains("链接无效"),
+            "{}: {body}",
+            c.name
+        );
+        assert!(body.contains("data-reason=\"expired\""), "{}", c.name);
+    }
+}
+
+#[tokio::test]
+async fn a_unit_page_signature_does_not_complete_a_task_and_a_task_signature_does_not_open_the_unit_page()
+ {
+    for c in consoles().await {
+        let name = c.name;
+        let x = c.task("nomination@xiguan").await;
+        let exp = c.now_secs() + 3600;
+        let unit_query = c.signer().query(
+            &Grant::Unit {
+                unit: "xiguan".into(),
+            },
+            exp,
+        );
+        assert_refused(
+            &c,
+            &format!("/b/xiguan/t/{}?{unit_query}", x.id),
+            x.id,
+            "unit signature on a task",
+            "链接无效",
+        )
+        .await;
+        let task_query = c.signer().query(
+            &Grant::Task {
+                unit: "xiguan".into(),
+                task: x.id,
+            },
+            exp,
+        );
+        for path in ["/b/xiguan", "/b/xiguan/feed.ics"] {
+            let (status, body) = c.get(&format!("{path}?{task_query}"), None).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{name}: task signature on {path}"
+            );
+            assert!(body.contains("链接无效"), "{name}");
+        }
+        let (status, _) = c.get(&format!("/b/nanmen?{unit_query}"), None).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{name}: xiguan's page signature on nanmen"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_branch_page_lists_its_open_tasks_with_signed_done_buttons_and_the_feed_is_text_calendar()
+ {
+    for c in consoles().await {
+        let name = c.name;
+        let exp = c.now_secs() + 86_400;
+        let page = c.signer().unit_link("xiguan", exp);
+        let (status, body) = c.get(&page, None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(body.contains("西关社区党委：待办事项"), "{name}");
+        let x = c.task("nomination@xiguan").await;
+        let d = c.task("nomination@dongguan").await;
+        assert!(body.contains(&format!("data-task=\"{}\"", x.id)), "{name}");
+        assert!(
+            !body.contains(&format!("data-task=\"{}\"", d.id)),
+            "{name}: only its own tasks"
+        );
+        assert!(
+            !body.contains("轮次</a>"),
+            "{name}: no console navigation for branches"
+        );
+        // Each button posts to the task's own signed link, which works.
+        let action = c.signer().task_link("xiguan", x.id, exp);
+        assert!(
+            body.contains(&format!("action=\"{}\"", escaped(&action))),
+            "{name}: {body}"
+        );
+        let resp = c.post(&action, None, &[]).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        assert_eq!(c.snapshot(x.id).await.0, task_state::DONE, "{name}");
+        let (_, body) = c.get(&page, None).await;
+        assert!(
+            !body.contains(&format!("data-task=\"{}\"", x.id)),
+            "{name}: done tasks leave the list"
+        );
+
+        let feed = c
+            .signer()
+            .unit_link("xiguan", exp)
+            .replace("/b/xiguan?", "/b/xiguan/feed.ics?");
+        assert!(
+            body.contains(&escaped(&feed)),
+            "{name}: the page links its feed"
+        );
+        let resp = c.http.get(c.url(&feed)).send().await.expect("GET");
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        assert_eq!(
+            resp.headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("text/calendar; charset=utf-8"),
+            "{name}"
+        );
+        let ics = resp.text().await.expect("body");
+        assert!(
+            ics.starts_with("BEGIN:VCALENDAR") && ics.contains("组织推荐"),
+            "{name}: {ics}"
+        );
+        let (status, _) = c.get(&c.signer().unit_link("nowhere", exp), None).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{name}: a signed link to an unknown unit"
+        );
+    }
+}
+
+const MISSPELT: &str = "id: yearly-training\ntitle: 年度培训\nstages:\n  - id: s\n    titel: 培训\n    opens: {from: round_start}\n    closes: {from: round_start, days: 3}\n    tasks: []\n";
+
+#[tokio::test]
+async fn the_editor_rejects_an_invalid_draft_with_positioned_diagnostics_and_leaves_the_file_alone()
+{
+    for c in consoles().await {
+        let name = c.name;
+        let path: PathBuf = c.dir.path().join("workflows/yearly-training.yaml");
+        let original = std::fs::read_to_string(&path).expect("read");
+        let (status, body) = c
+            .get("/console/workflows/yearly-training/edit", Some(&c.admin))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(
+            body.contains("<textarea class=\"source\" name=\"source\""),
+            "{name}"
+        );
+        assert!(
+            body.contains("id: yearly-training"),
+            "{name}: the file's text"
+        );
+        for action in ["preview", "save"] {
+            let resp = c
+                .post(
+                    &format!("/console/workflows/yearly-training/{action}"),
+                    Some(&c.admin),
+                    &[("source", MISSPELT)],
+                )
+                .await;
+            let status = resp.status();
+            let body = resp.text().await.expect("body");
+            assert!(
+                body.contains("class=\"diagnostic error\" data-line=\"5\""),
+                "{name}: {action}: the misspelt key is marked: {body}"
+            );
+            assert!(
+                body.contains("<span class=\"pos\">5:5</span>"),
+                "{name}: {action}: line:column"
+            );
+            assert!(
+                body.contains("titel") && body.contains("title"),
+                "{name}: {action}: did you mean"
+            );
+            assert!(
+                !body.contains("id=\"plan\""),
+                "{name}: no plan for an invalid draft"
+            );
+            if action == "save" {
+                assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+                assert!(body.contains("没有保存"), "{name}");
+            }
+        }
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            original,
+            "{name}: file unchanged"
+        );
+        // Another workflow's id in this file is refused too.
+        let renamed = original.replace("id: yearly-training", "id: something-else");
+        let resp = c
+            .post(
+                "/console/workflows/yearly-training/save",
+                Some(&c.admin),
+                &[("source", &renamed)],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+        assert!(
+            resp.text().await.expect("body").contains("id-mismatch"),
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            original,
+            "{name}"
+        );
+        let audit = c.store.audit_after(0, i64::MAX).await.expect("audit");
+        assert!(
+            !audit.iter().any(|a| a.entry.action == "workflow.save"),
+            "{name}"
+        );
+        // No path tricks through the id.
+        let (status, _) = c
+            .get("/console/workflows/..%2Fetc/edit", Some(&c.admin))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_editor_previews_a_plan_and_saves_a_valid_draft_then_reloads_the_catalog() {
+    for c in consoles().await {
+        let name = c.name;
+        let path: PathBuf = c.dir.path().join("workflows/yearly-training.yaml");
+        let original = std::fs::read_to_string(&path).expect("read");
+        let title = original
+            .lines()
+            .find_map(|l| l.strip_prefix("title: "))
+            .expect("title line")
+            .to_string();
+        let edited =
+            original.replacen(&format!("title: {title}"), "title: 年度集中培训（修订）", 1);
+        let versions_before = c
+            .store
+            .workflow_versions("yearly-training")
+            .await
+            .expect("versions")
+            .len();
+
+        let resp = c
+            .post(
+                "/console/workflows/yearly-training/preview",
+                Some(&c.admin),
+                &[("source", &edited)],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        let body = resp.text().await.expect("body");
+        assert!(
+            body.contains("校验通过") && body.contains("<pre class=\"plan\" id=\"plan\">"),
+            "{name}: {body}"
+        );
+        assert!(
+            body.contains("年度集中培训（修订）（yearly-training）"),
+            "{name}: the plan table"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            original,
+            "{name}: preview writes nothing"
+        );
+
+        // A browser sends CRLF; the file keeps LF.
+        let resp = c
+            .post(
+                "/console/workflows/yearly-training/save",
+                Some(&c.admin),
+                &[("source", &edited.replace('\n', "\r\n"))],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
+        assert_eq!(
+            location(&resp),
+            "/console/workflows?saved=yearly-training",
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            edited,
+            "{name}: file written"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{name}: no temp file left");
+        assert_eq!(
+            c.engine()
+                .catalog()
+                .workflows
+                .get("yearly-training")
+                .map(|w| w.workflow.title.clone()),
+            Some("年度集中培训（修订）".to_string()),
+            "{name}: catalog reloaded"
+        );
+        let versions = c
+            .store
+            .workflow_versions("yearly-training")
+            .await
+            .expect("versions");
+        assert_eq!(
+            versions.len(),
+            versions_before + 1,
+            "{name}: a new version is registered"
+        );
+        let (status, body) = c.get(&location(&resp), Some(&c.admin)).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(
+            body.contains("年度集中培训（修订）") && body.contains("已保存工作流"),
+            "{name}"
+        );
+        assert!(
+            body.contains(&format!("v{}", versions_before + 1)),
+            "{name}: the new version is listed"
+        );
+        let audit = c.store.audit_after(0, i64::MAX).await.expect("audit");
+        let save = audit
+            .iter()
+            .find(|a| a.entry.action == "workflow.save")
+            .unwrap_or_else(|| panic!("{name}: no workflow.save audit"));
+        assert_eq!(save.entry.actor, "token:zzb-admin", "{name}");
+        assert_eq!(save.entry.subject, "workflow:yearly-training", "{name}");
+
+        // A new workflow: the skeleton validates and saves as <dir>/<id>.yaml.
+        let resp = c
+            .http
+            .get(c.url("/console/workflows/new?id=pilot-training"))
+            .header(COOKIE, Console::cookie(&c.admin))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(
+            location(&resp),
+            "/console/workflows/pilot-training/edit",
+            "{name}"
+        );
+        let (status, body) = c
+            .get("/console/workflows/pilot-training/edit", Some(&c.admin))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        let skeleton = body
+            .split("spellcheck=\"false\">")
+            .nth(1)
+            .and_then(|s| s.split("</textarea>").next())
+            .expect("textarea")
+            .replace("&#x2f;", "/")
+            .replace("&quot;", "\"")
+            .replace("&#x27;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&");
+        let resp = c
+            .post(
+                "/console/workflows/pilot-training/save",
+                Some(&c.admin),
+                &[("source", &skeleton)],
+            )
+            .await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::SEE_OTHER,
+            "{name}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+        assert!(
+            c.dir.path().join("workflows/pilot-training.yaml").is_file(),
+            "{name}"
+        );
+        assert!(
+            c.engine()
+                .catalog()
+                .workflows
+                .contains_key("pilot-training"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_workflows_page_lists_versions_and_the_files_that_fail_validation() {
+    for c in consoles().await {
+        let name = c.name;
+        std::fs::write(
+            c.dir.path().join("workflows/broken.yaml"),
+            MISSPELT.replace("yearly-training", "broken"),
+        )
+        .expect("write");
+        let (status, body) = c.get("/console/workflows", Some(&c.reader)).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(
+            body.contains("data-workflow=\"community-reserve-selection\""),
+            "{name}"
+        );
+        assert!(
+            body.contains("街道社区后备干部选拔培养") && body.contains("v1"),
+            "{name}"
+        );
+        assert!(body.contains("有效"), "{name}");
+        let broken = body
+            .split("class=\"group invalid-file\"")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{name}: no invalid file: {body}"));
+        assert!(
+            broken.contains("broken.yaml") && broken.contains("diagnostic error"),
+            "{name}"
+        );
+        assert!(broken.contains("5:5"), "{name}: positions");
+        assert!(
+            !body.contains("/console/workflows/broken/edit"),
+            "{name}: no edit link for a read token"
+        );
+        let (_, body) = c.get("/console/workflows", Some(&c.admin)).await;
+        assert!(
+            body.contains("/console/workflows/broken/edit"),
+            "{name}: admins can fix it in the editor"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_save_under_a_broken_config_keeps_the_running_catalog_and_says_why() {
+    for c in consoles().await {
+        let name = c.name;
+        let config = c.dir.path().join("yanzhen.toml");
+        let text = std::fs::read_to_string(&config).expect("config");
+        std::fs::write(&config, format!("{text}unknown_setting = 1\n")).expect("break config");
+        let path = c.dir.path().join("workflows/yearly-training.yaml");
+        let original = std::fs::read_to_string(&path).expect("read");
+        let edited = original.replacen("title: 年度集中培训", "title: 年度集中培训（二）", 1);
+        let resp = c
+            .post(
+                "/console/workflows/yearly-training/save",
+                Some(&c.admin),
+                &[("source", &edited)],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR, "{name}");
+        let body = resp.text().await.expect("body");
+        assert!(
+            body.contains("已保存，但未能生效") && body.contains("重新加载失败"),
+            "{name}: {body}"
+        );
+        assert!(
+            body.contains("unknown_setting"),
+            "{name}: the config error is shown"
+        );
+        assert_eq!(
+            c.engine()
+                .catalog()
+                .workflows
+                .get("yearly-training")
+                .map(|w| w.workflow.title.clone()),
+            Some("年度集中培训".to_string()),
+            "{name}: the running catalog is kept"
+        );
+        let audit = c.store.audit_after(0, i64::MAX).await.expect("audit");
+        let save = audit
+            .iter()
+            .find(|a| a.entry.action == "workflow.save")
+            .unwrap_or_else(|| panic!("{name}: the write is audited"));
+        assert!(
+            save.entry.detail_json.contains("\"reloaded\":false"),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_round_on_the_provisional_calendar_is_marked_and_the_office_is_shown_where_to_put_next_years_file()
+ {
+    for c in consoles().await {
+        let name = c.name;
+        // 2026-11-20: the 2027 holiday notice is not in config/calendar yet.
+        c.clock.set(at(2026, 11, 20, 10, 0));
+        let id = c
+            .engine()
+            .start_round(StartRound {
+                workflow: "annual-assessment".into(),
+                start: date(2026, 12, 14),
+                params: BTreeMap::new(),
+                units: Some(vec!["dongguan".into()]),
+                actor: "test".into(),
+            })
+            .await
+            .expect("a round reaching into 2027 starts");
+        c.engine().ensure_kickoffs().await.expect("kickoffs");
+        let (status, body) = c
+            .get(&format!("/console/rounds/{id}"), Some(&c.reader))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(body.contains("id=\"calendar-notice\""), "{name}: banner");
+        assert!(body.contains("2027年节假日安排文件尚未添加"), "{name}");
+        assert!(
+            body.contains(&escaped("config/calendar/2027.json")),
+            "{name}: where the file goes"
+        );
+        // Mon 12-14 + 15 working days crosses Fri 2027-01-01: Tue 01-05, provisional.
+        assert!(
+            body.contains("2027年1月5日（星期二）18:00（暂按预计日历）"),
+            "{name}: the marked deadline: {body}"
+        );
+        let svg = body
+            .split("<svg class=\"gantt\"")
+            .nth(1)
+            .and_then(|s| s.split("</svg>").next())
+            .unwrap_or_else(|| panic!("{name}: no Gantt svg"));
+        assert!(
+            svg.contains("provisional\" points="),
+            "{name}: a dashed diamond"
+        );
+        assert!(svg.contains("（休息日，暂按预计日历）"), "{name}");
+        assert!(
+            body.contains("暂按预计日历（该年节假日安排尚未发布）"),
+            "{name}: legend"
+        );
+        // The pending January kickoff (first working day of 2027) is marked too.
+        let (_, rounds) = c.get("/console", Some(&c.reader)).await;
+        assert!(
+            rounds.contains("2027年1月4日（星期一）09:00（暂按预计日历）"),
+            "{name}: {rounds}"
+        );
+        // Branches see the mark but not the office's banner.
+        let page = c.signer().unit_link("dongguan", c.now_secs() + 86_400);
+        let (status, branch) = c.get(&page, None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(!branch.contains("calendar-notice"), "{name}");
+        assert!(
+            branch.contains("2027年1月5日（星期二）18:00（暂按预计日历）"),
+            "{name}: {branch}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reopening_in_the_console_takes_the_new_deadline_from_the_form() {
+    for c in consoles().await {
+        let name = c.name;
+        let t = c.task("nomination@xiguan").await;
+        let post = |action: &'static str, form: Vec<(&'static str, &'static str)>| {
+            let c = &c;
+            async move {
+                c.post(
+                    &format!("/console/tasks/{}/{action}", t.id),
+                    Some(&c.admin),
+                    &form,
+                )
+                .await
+            }
+        };
+        post("complete", vec![]).await;
+        let (status, page) = c
+            .get(&format!("/console/tasks/{}", t.id), Some(&c.admin))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(
+            page.contains("name=\"due\"") && page.contains("name=\"in_working_days\""),
+            "{name}"
+        );
+        let resp = post(
+            "reopen",
+            vec![
+                ("note", "材料不全"),
+                ("due", "2019-07-22"),
+                ("in_working_days", ""),
+            ],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
+        let row = c.store.task(t.id).await.expect("task").expect("exists");
+        assert_eq!(row.state, task_state::OPEN, "{name}");
+        assert_eq!(
+            row.due_at,
+            Some(at(2019, 7, 22, 18, 0).timestamp_millis()),
+            "{name}: the form's date at the task's time of day"
+        );
+        post("complete", vec![]).await;
+        let resp = post(
+            "reopen",
+            vec![("note", ""), ("due", "2019-06-30"), ("in_working_days", "")],
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+        let body = resp.text().await.expect("body");
+        assert!(
+            body.contains("新截止时间不可用") && body.contains("not in the future"),
+            "{name}: {body}"
+        );
+        assert_eq!(c.snapshot(t.id).await.0, task_state::DONE, "{name}");
+    }
+}

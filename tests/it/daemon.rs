@@ -1,0 +1,1164 @@
+//! The real binary against a real SQLite file: `serve` fires on time and stops on SIGTERM,
+//! survives kill -9 mid-burst without losing or duplicating work, refuses a second daemon
+//! on the same file (under any name), retries an unreachable database (answering
+//! `/healthz` meanwhile) but stops at once on a missing database or unknown user; two
+//! daemons on one Postgres share one rate limit and send each message once; `reload`
+//! reaches every daemon through the database; `round`, `task`, `status` and `simulate`
+//! from the command line.
+
+use crate::common;
+
+use common::daemon::{Daemon, Setup, wait_for};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use yanzhen::store::Store;
+
+fn stderr_of(child: Child) -> String {
+    let out = child.wait_with_output().expect("wait");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[tokio::test]
+async fn serve_fires_a_due_timer_within_a_second_and_stops_cleanly_on_sigterm() {
+    let s = Setup::new();
+    let store = s.store().await;
+    let due = chrono::Utc::now() + chrono::Duration::milliseconds(2500);
+    store
+        .add_timers(vec![yanzhen::store::NewTimer {
+            key: "test/stage:probe/open".into(),
+            round_id: None,
+            task_key: None,
+            kind: "stage_open".into(),
+            due_at: due.timestamp_millis(),
+            payload_json: "{\"stage\":\"probe\"}".into(),
+        }])
+        .await
+        .expect("timer");
+    let daemon = s.serve();
+    wait_for("the probe timer to fire", Duration::from_secs(15), || {
+        let store = store.clone();
+        async move { store.timers_with_prefix("test/").await.unwrap()[0].state == "fired" }
+    })
+    .await;
+    let t = store.timers_with_prefix("test/").await.unwrap().remove(0);
+    let late = t.fired_at.unwrap() - t.due_at;
+    assert!(
+        (0..1000).contains(&late),
+        "fired {late} ms after its instant"
+    );
+    let (ok, log) = daemon.stop();
+    assert!(ok, "exit status after SIGTERM: {log}");
+    assert!(
+        log.contains("shutdown requested") && log.contains("scheduler stopped"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_daemon_on_the_same_sqlite_file_is_refused_with_a_clear_error() {
+    let s = Setup::new();
+    s.store().await;
+    let first = s.serve();
+    let lock = PathBuf::from(format!("{}.lock", s.url().trim_start_matches("sqlite://")));
+    assert!(
+        first
+            .log_shows("scheduler started", Duration::from_secs(15))
+            .await,
+        "timed out waiting for the first daemon to start"
+    );
+    assert!(lock.exists());
+    let second = s.cmd(&["serve"]).output().expect("second");
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another yanzhen process"), "{err}");
+    let (ok, _) = first.stop();
+    assert!(ok);
+}
+
+#[tokio::test]
+async fn serve_keeps_retrying_while_the_database_is_unreachable() {
+    let s = Setup::new();
+    let mut child = s
+        .cmd(&["serve"])
+        .env(
+            "YANZHEN_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:1/none",
+        )
+        .env("YANZHEN_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "serve must keep retrying, not exit"
+    );
+    let _ = child.kill();
+    let err = stderr_of(child);
+    assert!(err.contains("database unreachable; retrying"), "{err}");
+}
+
+/// Nothing due is left: no timer is pending and due, and none is claimed. A claimed timer
+/// counts even while its lease runs: right after a kill -9, the dead daemon's last batch is
+/// leased for another second, and the restarted daemon may have fired everything else by then.
+async fn drained(store: &Arc<dyn Store>) -> bool {
+    let now = chrono::Utc::now().timestamp_millis();
+    store
+        .timers_with_prefix("")
+        .await
+        .unwrap()
+        .iter()
+        .all(|t| t.state != "running" && (t.state != "pending" || t.due_at > now))
+}
+
+/// Drain a burst of `rounds` past rounds with one daemon (1 s timer lease) on a fresh SQLite
+/// file and return how many notifications it produced.
+async fn clean_run(rounds: u32) -> usize {
+    let s = Setup::new().lease_ms(1000);
+    s.start_burst(rounds);
+    let store = s.store().await;
+    let daemon = s.serve();
+    wait_for("the clean burst to drain", Duration::from_secs(120), || {
+        let st = store.clone();
+        async move { drained(&st).await }
+    })
+    .await;
+    daemon.stop();
+    store.outbox_after(0, i64::MAX).await.unwrap().len()
+}
+
+/// Daemons with a 1 s timer lease on the database of `s`.
+async fn kill_9_mid_burst(s: Setup, expected: usize) {
+    let s = s.lease_ms(1000);
+    s.start_burst(8);
+    let store = s.store().await;
+    let mut daemon = s.serve();
+    wait_for("the burst to start", Duration::from_secs(60), || {
+        let st = store.clone();
+        async move { st.outbox_after(0, i64::MAX).await.unwrap().len() > 50 }
+    })
+    .await;
+    daemon.kill_9();
+    let at_kill = store.outbox_after(0, i64::MAX).await.unwrap().len();
+    assert!(
+        at_kill < expected,
+        "killed after the burst had finished ({at_kill}/{expected}); make it larger"
+    );
+
+    let daemon = s.serve();
+    wait_for(
+        "the burst to drain after restart",
+        Duration::from_secs(120),
+        || {
+            let st = store.clone();
+            async move { drained(&st).await }
+        },
+    )
+    .await;
+    daemon.stop();
+    let rows = store.outbox_after(0, i64::MAX).await.unwrap();
+    assert_eq!(rows.len(), expected, "every notification exactly once");
+    let mut per_timer: HashMap<String, usize> = HashMap::new();
+    for r in &rows {
+        *per_timer
+            .entry(format!(
+                "{}|{}",
+                r.key.split('#').next().unwrap(),
+                r.address
+            ))
+            .or_default() += 1;
+    }
+    assert!(
+        per_timer.values().all(|n| *n == 1),
+        "one message per timer and recipient address"
+    );
+}
+
+#[tokio::test]
+async fn kill_9_mid_burst_then_restart_loses_nothing_and_sends_nothing_twice() {
+    let expected = clean_run(8).await;
+    assert!(expected > 500, "burst too small: {expected}");
+    kill_9_mid_burst(Setup::new(), expected).await;
+    if let Some((url, _guard)) = common::stores::postgres_database().await {
+        kill_9_mid_burst(Setup::new().db_url(url), expected).await;
+    }
+}
+
+#[tokio::test]
+async fn three_daemons_on_one_postgres_fire_each_timer_exactly_once() {
+    let Some((url, _guard)) = common::stores::postgres_database().await else {
+        return;
+    };
+    let expected = clean_run(6).await;
+    let s = Setup::new().db_url(url).lease_ms(1000);
+    s.start_burst(6);
+    let store = s.store().await;
+    let due = store.pending_timers(None, 100_000).await.unwrap().len();
+    let daemons: Vec<Daemon> = (0..3).map(|_| s.serve()).collect();
+    wait_for(
+        "three daemons to drain the burst",
+        Duration::from_secs(120),
+        || {
+            let st = store.clone();
+            async move { drained(&st).await }
+        },
+    )
+    .await;
+    let mut fired_by: HashMap<String, usize> = HashMap::new();
+    let mut busy = 0;
+    for d in daemons {
+        let (ok, log) = d.stop();
+        assert!(ok);
+        // The weekly missing-calendar notice (written at start-up while next year's
+        // holiday file is missing) is not part of the burst.
+        let mine: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("timer fired") && !l.contains("timer=calendar:"))
+            .collect();
+        busy += usize::from(!mine.is_empty());
+        for l in mine {
+            let key = l
+                .split("timer=")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap_or("")
+                .to_string();
+            *fired_by.entry(key).or_default() += 1;
+        }
+    }
+    assert_eq!(fired_by.len(), due, "every due timer fired");
+    assert!(
+        fired_by.values().all(|n| *n == 1),
+        "no timer fired by two daemons"
+    );
+    assert!(
+        busy >= 2,
+        "the work was shared, not done by one daemon alone"
+    );
+    assert_eq!(
+        store.outbox_after(0, i64::MAX).await.unwrap().len(),
+        expected
+    );
+}
+
+#[tokio::test]
+async fn round_task_and_status_commands_work_against_the_database() {
+    let s = Setup::new();
+    let out = s.run(&[
+        "round",
+        "start",
+        "community-reserve-selection",
+        "--start",
+        "2019-07-01",
+        "--branches",
+        "dongguan,xiguan,jiwei",
+        "--only-listed",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("round 1 started"),
+        "{out:?}"
+    );
+    let list = String::from_utf8_lossy(&s.run(&["task", "list", "1"]).stdout).to_string();
+    let id = list
+        .lines()
+        .find(|l| l.contains("nomination@dongguan"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("task line")
+        .to_string();
+    let done = String::from_utf8_lossy(
+        &s.run(&["task", "complete", &id, "--note", "已报送附件1"])
+            .stdout,
+    )
+    .to_string();
+    assert!(done.contains("is now done"), "{done}");
+    let again = s.cmd(&["task", "complete", &id]).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is done; cannot complete"));
+    let status = String::from_utf8_lossy(&s.run(&["status", "1"]).stdout).to_string();
+    assert!(status.contains("implementation 组织实施"), "{status}");
+    assert!(status.contains("done 1/5"), "{status}");
+    assert!(
+        status.contains("overdue:"),
+        "a 2019 round is overdue today: {status}"
+    );
+    let token = String::from_utf8_lossy(&s.run(&["token", "create", "zzb-ma"]).stdout)
+        .trim()
+        .to_string();
+    assert!(token.starts_with("yz_") && token.len() == 43, "{token}");
+    let store = s.store().await;
+    let row = store
+        .token_by_hash(&yanzhen::access::token_hash(&token))
+        .await
+        .unwrap()
+        .expect("stored by hash");
+    assert_eq!(
+        (row.name.as_str(), row.rights.as_str()),
+        ("zzb-ma", "admin")
+    );
+    assert_eq!(
+        s.cmd(&["token", "create", "zzb-ma"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1),
+        "names are unique"
+    );
+    let ics = String::from_utf8_lossy(&s.run(&["feed", "dongguan"]).stdout).to_string();
+    assert!(ics.starts_with("BEGIN:VCALENDAR\r\n"), "{ics}");
+    assert_eq!(
+        ics.matches("BEGIN:VEVENT").count(),
+        3,
+        "dongguan's three tasks: meeting, nomination, forms: {ics}"
+    );
+    assert!(
+        ics.contains("SUMMARY:[已完成]"),
+        "the completed nomination is marked done: {ics}"
+    );
+}
+
+#[test]
+fn simulate_prints_every_notification_and_escalation_of_a_shipped_round() {
+    let out = Command::new(env!("CARGO_BIN_EXE_yanzhen"))
+        .args(["simulate", "examples/seed000-scenario.yaml"])
+        .current_dir(common::root())
+        .output()
+        .expect("simulate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    // dongguan nominated on 7-11: one reminder (7-10 18:00), no deadline notice, no escalation.
+    let dongguan_nom: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("dongguan@") && l.contains("组织推荐"))
+        .collect();
+    assert_eq!(dongguan_nom.len(), 1, "{dongguan_nom:#?}");
+    assert!(
+        dongguan_nom[0].starts_with("2019年7月10日（星期三）18:00  提醒"),
+        "{}",
+        dongguan_nom[0]
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("2019年7月11日（星期四）09:30  完成")
+                && l.contains("东关社区党委"))
+    );
+    // xiguan nominated late (7-15 11:00): overdue notice at 7-15? No — the first overdue
+    // reminder is 7-15 18:00, after completion; its escalation to the office at 7-15 18:00 too.
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("西关") && l.contains("组织推荐") && l.contains("逐级上报"))
+    );
+    // beimen never nominates: the chain office → committee head → district department.
+    let chain: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("逐级上报") && l.contains("北门") && l.contains("组织推荐"))
+        .collect();
+    assert_eq!(chain.len(), 3, "{chain:#?}");
+    assert!(chain[0].contains("2019年7月15日（星期一）18:00") && chain[0].contains("zzb@"));
+    assert!(chain[1].contains("2019年7月16日（星期二）18:00") && chain[1].contains("shuji@"));
+    assert!(chain[2].contains("2019年7月18日（星期四）18:00") && chain[2].contains("zzk@"));
+}
+
+#[tokio::test]
+async fn serve_delivers_the_outbox_to_a_real_smtp_server() {
+    let smtp = common::smtp::TestSmtp::start();
+    let s = Setup::new().with_config(&format!(
+        "[notify]\nmode = \"deliver\"\nfrom = \"清水街道党工委组织办 <noreply@qingshui.example.gov.cn>\"\n[notify.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+        smtp.port()
+    ));
+    s.run(&[
+        "round",
+        "start",
+        "community-reserve-selection",
+        "--start",
+        "2019-07-01",
+        "--branches",
+        "dongguan,xiguan",
+    ]);
+    let store = s.store().await;
+    let daemon = s.serve();
+    wait_for(
+        "the outbox to be delivered",
+        Duration::from_secs(60),
+        || {
+            let st = store.clone();
+            async move {
+                let rows = st.outbox_after(0, i64::MAX).await.unwrap();
+                drained(&st).await && !rows.is_empty() && rows.iter().all(|r| r.state == "sent")
+            }
+        },
+    )
+    .await;
+    let (ok, log) = daemon.stop();
+    assert!(ok, "{log}");
+    assert!(log.contains("outbox sender stopped"), "{log}");
+    let rows = store.outbox_after(0, i64::MAX).await.unwrap();
+    let ids: std::collections::HashSet<String> =
+        rows.iter().filter_map(|r| r.message_id.clone()).collect();
+    let got = smtp.messages();
+    assert_eq!(
+        got.len(),
+        ids.len(),
+        "one email per Message-ID (digests merge rows)"
+    );
+    let received: std::collections::HashSet<String> = got
+        .iter()
+        .map(|m| {
+            let parsed = mailparse::parse_mail(&m.data).expect("mail");
+            parsed
+                .headers
+                .iter()
+                .find(|h| h.get_key() == "Message-ID")
+                .map(|h| h.get_value())
+                .unwrap_or_default()
+                .trim_matches(['<', '>'])
+                .to_string()
+        })
+        .collect();
+    assert_eq!(received, ids);
+}
+
+#[tokio::test]
+async fn editing_files_under_a_running_daemon_applies_valid_edits_and_rejects_invalid_ones() {
+    let s = Setup::new();
+    let store = s.store().await;
+    let daemon = s.serve();
+    assert!(
+        daemon
+            .log_shows("scheduler started", Duration::from_secs(20))
+            .await,
+        "timed out waiting for the daemon to start"
+    );
+    let file = s.path().join("workflows/community-reserve-selection.yaml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let versions = |st: Arc<dyn Store>| async move {
+        st.workflow_versions("community-reserve-selection")
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(versions(store.clone()).await, 1);
+
+    // A valid edit (saved the way editors do: write a temporary file, rename it over).
+    let tmp = s.path().join("workflows/.edit.tmp");
+    std::fs::write(
+        &tmp,
+        original.replace(
+            "due: {from: round_start, days: 11}",
+            "due: {from: round_start, days: 12}",
+        ),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    wait_for(
+        "the edit to become version 2",
+        Duration::from_secs(20),
+        || {
+            let st = store.clone();
+            async move { versions(st).await == 2 }
+        },
+    )
+    .await;
+
+    let listed = String::from_utf8_lossy(
+        &s.run(&["workflow", "versions", "community-reserve-selection"])
+            .stdout,
+    )
+    .to_string();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    let diff = String::from_utf8_lossy(
+        &s.run(&["workflow", "diff", "community-reserve-selection"])
+            .stdout,
+    )
+    .to_string();
+    assert!(diff.contains("v1 → v2"), "{diff}");
+    assert!(
+        diff.lines().any(|l| l.contains("moved")
+            && l.contains("nomination@xinhe ")
+            && l.contains("2019年7月12日（星期五）18:00 → 2019年7月13日（星期六）18:00")),
+        "{diff}"
+    );
+
+    // An invalid edit is rejected whole; the last good version keeps running.
+    std::fs::write(&file, "id: community-reserve-selection\ntitle: [未闭合\n").unwrap();
+    wait_for(
+        "the invalid edit to be rejected",
+        Duration::from_secs(20),
+        || {
+            let st = store.clone();
+            async move {
+                st.setting("last_reload")
+                    .await
+                    .unwrap()
+                    .unwrap_or_default()
+                    .contains("\"rejected\":[\"community-reserve-selection\"]")
+            }
+        },
+    )
+    .await;
+    assert_eq!(versions(store.clone()).await, 2);
+    let status = String::from_utf8_lossy(&s.run(&["status"]).stdout).to_string();
+    assert!(
+        status.contains("rejected workflow file: community-reserve-selection"),
+        "{status}"
+    );
+    assert!(status.contains("yaml-syntax"), "{status}");
+
+    // Reminders keep flowing after the rejected edit.
+    let due = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    store
+        .add_timers(vec![yanzhen::store::NewTimer {
+            key: "probe/stage:after-edit/open".into(),
+            round_id: None,
+            task_key: None,
+            kind: "stage_open".into(),
+            due_at: due.timestamp_millis(),
+            payload_json: "{}".into(),
+        }])
+        .await
+        .unwrap();
+    wait_for("the probe timer to fire", Duration::from_secs(20), || {
+        let st = store.clone();
+        async move { st.timers_with_prefix("probe/").await.unwrap()[0].state == "fired" }
+    })
+    .await;
+
+    // `yanzhen reload` asks the daemon through the database.
+    let out = s.run(&["reload"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("reload requested; taken by 1 daemon(s)")
+    );
+    assert!(
+        daemon
+            .log_shows(
+                "reload requested through the database",
+                Duration::from_secs(20)
+            )
+            .await,
+        "timed out waiting for the reload"
+    );
+    let (ok, log) = daemon.stop();
+    assert!(ok, "{log}");
+}
+
+/// Run `cmd` to its end, or kill it after `limit` (then None): a command expected to exit
+/// must not hang the test when it does not.
+fn output_within(mut cmd: Command, limit: Duration) -> Option<std::process::Output> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if child.try_wait().expect("try_wait").is_some() {
+            return Some(child.wait_with_output().expect("output"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// The `addr=` of the daemon's "http listening" log line.
+async fn http_addr(daemon: &Daemon) -> String {
+    assert!(
+        daemon
+            .log_shows("http listening", Duration::from_secs(20))
+            .await,
+        "no http listener: {}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("http listening"))
+        .expect("line");
+    line.split("addr=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("addr")
+        .to_string()
+}
+
+#[tokio::test]
+async fn healthz_answers_and_readyz_says_why_while_the_database_is_unreachable() {
+    yanzhen::notify::install_tls_provider();
+    let s = Setup::new().db_url("postgres://postgres@127.0.0.1:1/none");
+    let daemon = s.serve();
+    let addr = http_addr(&daemon).await;
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200, "liveness does not need the database");
+    let mut reason = String::new();
+    for _ in 0..50 {
+        let ready = http
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        assert_eq!(ready.status(), 503);
+        let body: serde_json::Value = ready.json().await.expect("json");
+        reason = body["reason"].as_str().unwrap_or_default().to_string();
+        if reason.contains("unreachable") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        reason.contains("database postgres://postgres@127.0.0.1:1/none unreachable"),
+        "{reason}"
+    );
+    let api = http
+        .get(format!("http://{addr}/api/rounds"))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(api.status(), 503, "nothing else is served yet");
+    let (_, log) = daemon.stop();
+    assert!(!log.contains("yanzhen serving"), "{log}");
+}
+
+#[tokio::test]
+async fn a_missing_postgres_database_or_unknown_user_stops_serve_at_once_with_what_to_fix() {
+    let Ok(admin) = std::env::var(common::stores::POSTGRES_URL_VAR) else {
+        eprintln!("postgres tests skipped");
+        return;
+    };
+    let missing = common::stores::with_database(&admin, "yz_no_such_database");
+    let unknown_user = admin.replacen("postgres://postgres@", "postgres://yz_no_such_user@", 1);
+    assert_ne!(
+        unknown_user, admin,
+        "the test expects a postgres://postgres@ URL"
+    );
+    for (url, expect) in [
+        (missing.as_str(), "createdb"),
+        (unknown_user.as_str(), "check the user name and password"),
+    ] {
+        let s = Setup::new().db_url(url);
+        let mut serve = s.cmd(&["serve"]);
+        serve.env("YANZHEN_LOG", "info");
+        let out = output_within(serve, Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("{url}: still retrying after 15 s"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{url}: {err}");
+        assert!(
+            err.contains("PostgreSQL refused") && err.contains(expect),
+            "{url}: {err}"
+        );
+        assert!(
+            !err.contains("retrying") && !err.contains("yanzhen serving"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn serve_refuses_deliver_mode_without_smtp_before_it_says_serving() {
+    let s = Setup::new().with_config("[notify]\nmode = \"deliver\"\n");
+    let out = s
+        .cmd(&["serve"])
+        .env("YANZHEN_LOG", "info")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("yanzhen.toml:") && err.contains("needs an [notify.smtp] section"),
+        "{err}"
+    );
+    assert!(!err.contains("yanzhen serving"), "{err}");
+}
+
+#[tokio::test]
+async fn reload_without_a_running_daemon_says_so() {
+    let s = Setup::new();
+    s.store().await;
+    let out = s.cmd(&["reload"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no daemon took the reload request"), "{err}");
+}
+
+#[tokio::test]
+async fn reload_reaches_the_daemon_still_running_after_another_one_on_the_database_stopped() {
+    let Some((url, _guard)) = common::stores::postgres_database().await else {
+        return;
+    };
+    let s = Setup::new().db_url(url);
+    s.store().await;
+    let first = s.serve();
+    assert!(
+        first
+            .log_shows("yanzhen serving", Duration::from_secs(20))
+            .await,
+        "{}",
+        first.log()
+    );
+    let second = s.serve();
+    assert!(
+        second
+            .log_shows("yanzhen serving", Duration::from_secs(20))
+            .await,
+        "{}",
+        second.log()
+    );
+    let (ok, _) = second.stop();
+    assert!(ok);
+    let out = s.cmd(&["reload"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("taken by 1 daemon(s)"), "{said}");
+    assert!(
+        first
+            .log_shows(
+                "reload requested through the database",
+                Duration::from_secs(10)
+            )
+            .await
+    );
+    let (ok, log) = first.stop();
+    assert!(ok, "{log}");
+}
+
+#[tokio::test]
+async fn a_symlink_to_a_running_daemons_sqlite_file_is_refused() {
+    let s = Setup::new();
+    s.store().await;
+    let first = s.serve();
+    assert!(
+        first
+            .log_shows("yanzhen serving", Duration::from_secs(20))
+            .await,
+        "{}",
+        first.log()
+    );
+    // Once serving, the same listener answers with the whole router.
+    yanzhen::notify::install_tls_provider();
+    let addr = http_addr(&first).await;
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let api = http
+        .get(format!("http://{addr}/api/rounds"))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(api.status(), 401, "the API asks for a token");
+    let link = s.data().join("another-name.db");
+    std::os::unix::fs::symlink(s.data().join("y.db"), &link).unwrap();
+    let mut serve = s.cmd(&["serve"]);
+    serve.env(
+        "YANZHEN_DATABASE_URL",
+        format!("sqlite://{}", link.display()),
+    );
+    let second = output_within(serve, Duration::from_secs(15))
+        .expect("the second daemon must be refused, not start");
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another yanzhen process"), "{err}");
+    let (ok, _) = first.stop();
+    assert!(ok);
+}
+
+/// The measurement: two `serve` on one Postgres, 60 messages a minute, 250
+/// reminders to 250 addresses of a real SMTP server. SMTP and webhook timeouts of 1 s make
+/// the old lease (2 × timeout + 30 s = 32 s) run out while a daemon waits on its rate limit:
+/// that is what sent 349 mails for 250. Takes a little over three minutes (the shared
+/// budget allows 60 at once, then one a second).
+#[tokio::test]
+async fn two_daemons_on_one_postgres_at_60_a_minute_deliver_250_reminders_exactly_once() {
+    let Some((url, _guard)) = common::stores::postgres_database().await else {
+        return;
+    };
+    let smtp = common::smtp::TestSmtp::start();
+    let s = Setup::new().db_url(url).with_config(&format!(
+        "[notify]\nmode = \"deliver\"\nfrom = \"清水街道党工委组织办 <noreply@qingshui.example.gov.cn>\"\n[notify.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\ntimeout_seconds = 1\n[notify.webhook]\ntimeout_seconds = 1\n[notify.rate_limits]\nemail = 60\n",
+        smtp.port()
+    ));
+    let store = s.store().await;
+    let now = chrono::Utc::now().timestamp_millis();
+    store
+        .add_timers(vec![yanzhen::store::NewTimer {
+            key: "probe/reminders".into(),
+            round_id: None,
+            task_key: None,
+            kind: "stage_open".into(),
+            due_at: 0,
+            payload_json: "{}".into(),
+        }])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_due_timers(now, "test", 60_000, 1)
+        .await
+        .unwrap();
+    let reminders = (0..250)
+        .map(|i| yanzhen::store::NewNotification {
+            key: format!("probe/reminders#email:r{i:03}@example.gov.cn"),
+            round_id: None,
+            task_id: None,
+            kind: "reminder".into(),
+            channel: "email".into(),
+            address: format!("r{i:03}@example.gov.cn"),
+            recipient_json: format!(
+                "{{\"party\":{{\"kind\":\"unit\",\"id\":\"r{i:03}\",\"name\":\"第{i}社区党支部\"}}}}"
+            ),
+            subject: format!("【提醒】第{i}社区：请报送名册"),
+            body: "请报送名册。".into(),
+            html: "<p>请报送名册。</p>".into(),
+            item_json: "{}".into(),
+            not_before: now,
+            created_at: now,
+        })
+        .collect();
+    assert!(
+        store
+            .fire_timer(
+                claimed[0].id,
+                "test",
+                now,
+                yanzhen::store::FireEffects {
+                    notifications: reminders,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+    );
+    let daemons = [s.serve(), s.serve()];
+    let started = std::time::Instant::now();
+    let mut first_at: Option<std::time::Instant> = None;
+    let mut over_budget = Vec::new();
+    loop {
+        let got = smtp.messages().len();
+        if got > 0 && first_at.is_none() {
+            first_at = Some(std::time::Instant::now());
+        }
+        if let Some(t0) = first_at {
+            // 60 at once, then one a second (and a little slack for polling).
+            let allowed = 60 + t0.elapsed().as_secs() as usize + 3;
+            if got > allowed {
+                over_budget.push((t0.elapsed().as_secs(), got));
+            }
+        }
+        let rows = store.outbox_after(0, 1000).await.unwrap();
+        if rows.iter().all(|r| r.state == "sent") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(330),
+            "not delivered within 330 s: {} of 250 mails",
+            smtp.messages().len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Anything sent twice would arrive within a lease or two; give it the time.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut logs = Vec::new();
+    for d in daemons {
+        let (ok, log) = d.stop();
+        assert!(ok, "{log}");
+        logs.push(log);
+    }
+    // Besides the reminders, the office gets the weekly notice that next year's holiday
+    // file is missing (from 1 November, while config/calendar has no such file).
+    let (got, other): (Vec<_>, Vec<_>) = smtp
+        .messages()
+        .into_iter()
+        .partition(|m| m.to.iter().all(|t| t.ends_with("@example.gov.cn")));
+    assert!(
+        other
+            .iter()
+            .all(|m| m.to == ["zzb@qingshui.example.gov.cn"]),
+        "only the office's calendar notice besides the reminders: {:?}",
+        other.iter().map(|m| &m.to).collect::<Vec<_>>()
+    );
+    assert!(other.len() <= 1, "the calendar notice once, not per daemon");
+    let ids: HashSet<String> = got
+        .iter()
+        .map(|m| {
+            let parsed = mailparse::parse_mail(&m.data).expect("mail");
+            parsed
+                .headers
+                .iter()
+                .find(|h| h.get_key() == "Message-ID")
+                .map(|h| h.get_value())
+                .unwrap_or_default()
+        })
+        .collect();
+    let to: HashSet<&String> = got.iter().flat_map(|m| &m.to).collect();
+    assert_eq!(
+        (got.len(), ids.len(), to.len()),
+        (250, 250, 250),
+        "exactly 250 mails, 250 Message-IDs, 250 recipients"
+    );
+    let rows = store.outbox_after(0, 1000).await.unwrap();
+    assert!(
+        rows.iter().all(|r| r.attempts == 1),
+        "one delivery attempt each"
+    );
+    assert!(
+        over_budget.is_empty(),
+        "the two daemons together stayed within 60 a minute (burst 60): {over_budget:?}"
+    );
+    let elapsed = first_at.map(|t| t.elapsed().as_secs()).unwrap_or(0);
+    assert!(
+        elapsed >= 180,
+        "190 s at one a second after the burst, took {elapsed} s"
+    );
+    for log in &logs {
+        assert!(log.contains("outbox sender started"), "{log}");
+    }
+}
+
+#[tokio::test]
+async fn deliver_mode_logs_one_line_per_sent_email_with_recipient_kind_and_message_id_of_the_from_domain()
+ {
+    let smtp = common::smtp::TestSmtp::start();
+    let s = Setup::new().with_config(&format!(
+        "[notify]\nmode = \"deliver\"\nfrom = \"清水街道党工委组织办 <noreply@qingshui.example.gov.cn>\"\n[notify.smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n",
+        smtp.port()
+    ));
+    s.run(&[
+        "round",
+        "start",
+        "community-reserve-selection",
+        "--start",
+        "2019-07-01",
+        "--branches",
+        "dongguan",
+        "--only-listed",
+    ]);
+    let store = s.store().await;
+    let daemon = s.serve();
+    wait_for(
+        "the outbox to be delivered",
+        Duration::from_secs(60),
+        || {
+            let st = store.clone();
+            async move {
+                let rows = st.outbox_after(0, i64::MAX).await.unwrap();
+                drained(&st).await && !rows.is_empty() && rows.iter().all(|r| r.state == "sent")
+            }
+        },
+    )
+    .await;
+    let (ok, log) = daemon.stop();
+    assert!(ok, "{log}");
+    let got = smtp.messages();
+    assert!(!got.is_empty());
+    let sent_lines: Vec<&str> = log.lines().filter(|l| l.contains(" sent ")).collect();
+    assert_eq!(sent_lines.len(), got.len(), "one line per email:\n{log}");
+    for m in &got {
+        let parsed = mailparse::parse_mail(&m.data).expect("mail");
+        let value = |name: &str| {
+            parsed
+                .headers
+                .iter()
+                .find(|h| h.get_key() == name)
+                .map(|h| h.get_value())
+                .unwrap_or_default()
+        };
+        let id = value("Message-ID")
+            .trim_matches(['<', '>', ' '])
+            .to_string();
+        assert!(
+            id.ends_with("@qingshui.example.gov.cn"),
+            "the Message-ID's domain is the from address's: {id}"
+        );
+        let line = sent_lines
+            .iter()
+            .find(|l| l.contains(&format!("message_id={id}")))
+            .unwrap_or_else(|| panic!("no log line for {id}:\n{log}"));
+        let to = m.to.first().cloned().unwrap_or_default();
+        assert!(line.contains(&format!("to={to}")), "{line}");
+        assert!(
+            line.contains(&format!("kind={}", value("X-Yanzhen-Kind"))),
+            "{line}"
+        );
+    }
+}
+
+/// A [`Setup`] whose directory is a copy in its temp dir (so a test can break it), and
+/// that copy's path.
+fn with_own_directory(s: &Setup) -> PathBuf {
+    // In a folder of its own: the daemon watches the directory file's folder, and the
+    // temp dir's root holds the daemon's own log.
+    std::fs::create_dir_all(s.path().join("dir")).unwrap();
+    let copy = s.path().join("dir/directory.yaml");
+    std::fs::copy(common::root().join("config/directory.yaml"), &copy).unwrap();
+    let config = std::fs::read_to_string(s.config()).unwrap();
+    let shipped = common::root().join("config/directory.yaml");
+    let config = config.replace(
+        &format!("directory = \"{}\"", shipped.display()),
+        &format!("directory = \"{}\"", copy.display()),
+    );
+    assert!(config.contains(&copy.display().to_string()));
+    std::fs::write(s.config(), config).unwrap();
+    copy
+}
+
+/// Break the directory: a group member that does not exist. Returns `file:line:col` of it.
+fn break_directory(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let needle = "members: [dongguan, xiguan";
+    let line = text
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect("communities group")
+        + 1;
+    let column = text
+        .lines()
+        .nth(line - 1)
+        .unwrap()
+        .find("dongguan")
+        .unwrap()
+        + 1;
+    std::fs::write(path, text.replace(needle, "members: [dongguann, xiguan")).unwrap();
+    format!("{}:{line}:{column}", path.display())
+}
+
+#[tokio::test]
+async fn a_broken_directory_does_not_block_status_or_task_list_and_reload_logs_each_error() {
+    let s = Setup::new();
+    let dir_file = with_own_directory(&s);
+    s.run(&[
+        "round",
+        "start",
+        "community-reserve-selection",
+        "--start",
+        "2019-07-01",
+        "--branches",
+        "dongguan",
+    ]);
+    let daemon = s.serve();
+    assert!(
+        daemon
+            .log_shows("scheduler started", Duration::from_secs(20))
+            .await,
+        "timed out waiting for the daemon to start"
+    );
+    let at = break_directory(&dir_file);
+    assert!(
+        daemon
+            .log_shows(
+                &format!("reload: error[unknown-reference]: {at}: "),
+                Duration::from_secs(20)
+            )
+            .await,
+        "the daemon logs the directory's error itself:\n{}",
+        daemon.log()
+    );
+    let (ok, log) = daemon.stop();
+    assert!(ok, "{log}");
+
+    let status = s.cmd(&["status", "1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "{err}");
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("round 1 "),
+        "{status:?}"
+    );
+    assert!(err.contains(&at), "the problem is still shown: {err}");
+    let list = s.cmd(&["task", "list", "1"]).output().unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(String::from_utf8_lossy(&list.stdout).contains("nomination@dongguan"));
+    // Commands that change rounds still refuse to run on a broken directory.
+    let start = s
+        .cmd(&[
+            "round",
+            "start",
+            "community-reserve-selection",
+            "--start",
+            "2019-07-02",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(start.status.code(), Some(1));
+}
+
+#[test]
+fn workflow_diff_reports_wording_changes_not_only_dates() {
+    let s = Setup::new();
+    s.run(&["workflow", "versions", "community-reserve-selection"]);
+    let file = s.path().join("workflows/community-reserve-selection.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(
+            "title: 组织推荐：确定推荐人选并公示，报送附件1",
+            "title: 组织推荐：确定推荐人选并公示",
+        ),
+    )
+    .unwrap();
+    let out = s.run(&["workflow", "diff", "community-reserve-selection"]);
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        diff.contains("v1 → v2") && diff.contains(": 0 change(s)"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("wording: 1 change(s)")
+            && diff.lines().any(|l| l.contains("changed")
+                && l.contains("title")
+                && l.contains("task:nomination")
+                && l.contains("→ 「组织推荐：确定推荐人选并公示」")),
+        "{diff}"
+    );
+}
+
+#[test]
+fn simulate_prints_stage_openings_and_closings() {
+    let out = Command::new(env!("CARGO_BIN_EXE_yanzhen"))
+        .args(["simulate", "examples/seed000-scenario.yaml"])
+        .current_dir(common::root())
+        .output()
+        .expect("simulate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stages: Vec<&str> = text.lines().filter(|l| l.contains("  阶段")).collect();
+    assert_eq!(
+        stages,
+        [
+            "2019年7月1日（星期一）09:00  阶段开始  工作部署（deployment）",
+            "2019年7月4日（星期四）18:00  阶段结束  工作部署（deployment）",
+            "2019年7月5日（星期五）09:00  阶段开始  组织实施（implementation）",
+            "2019年7月18日（星期四）18:00  阶段结束  组织实施（implementation）",
+            "2019年7月19日（星期五）09:00  阶段开始  总结（summary）",
+            "2019年7月20日（星期六）18:00  阶段结束  总结（summary）",
+        ],
+        "{text}"
+    );
+}

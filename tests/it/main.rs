@@ -1,0 +1,26 @@
+//! The integration tests: one crate (one link of the whole tree), a module per area,
+//! sharing `common` (fresh stores on SQLite and Postgres, the SMTP sink, the daemon
+//! harness and its config files). The fault tests that restart the shared Postgres or fill
+//! a disk are separate crates (`tests/fault_*.rs`): they must not run beside these.
+
+mod common;
+
+mod api;
+mod browser;
+mod calendar_official;
+mod cli;
+mod console;
+mod daemon;
+mod email;
+mod engine;
+mod fuzz_regressions;
+mod ics;
+mod kickoffs;
+mod links;
+mod notify;
+mod plan_shipped;
+mod provisional;
+mod reload;
+mod store;
+mod validation_errors;
+mod webhook;
