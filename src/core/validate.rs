@@ -59,7 +59,7 @@ pub fn validate_workflow(
     // what only follows from the gap (a task without a deadline, a reference to a task that
     // was left out) is not reported.
     let before = d.items().len();
-    check(&wf, ctx, &mut d);
+    check(&wf, ctx, &mut d, !gaps.is_empty());
     d.retain_from(before, |x| !gaps.covers(x));
     if d.has_errors() || !gaps.is_empty() {
         (None, d)
@@ -136,7 +136,9 @@ fn check_unique<'a>(d: &mut Diagnostics, what: &str, ids: impl Iterator<Item = &
     }
 }
 
-fn check(wf: &Workflow, ctx: Context<'_>, d: &mut Diagnostics) {
+/// `gaps`: entries were left out while reading, so an empty list may only be their
+/// consequence (a stage that could not be read leaves `stages` empty).
+fn check(wf: &Workflow, ctx: Context<'_>, d: &mut Diagnostics, gaps: bool) {
     check_unique(d, "workflow", std::iter::once(&wf.id));
     check_unique(d, "stage", wf.stages.iter().map(|s| &s.id));
     check_unique(d, "task", wf.tasks().map(|(_, t)| &t.id));
@@ -146,7 +148,7 @@ fn check(wf: &Workflow, ctx: Context<'_>, d: &mut Diagnostics) {
         .items()
         .iter()
         .any(|x| x.code == "missing-key" && x.message.contains("`stages`"));
-    if wf.stages.is_empty() && !stages_missing {
+    if wf.stages.is_empty() && !stages_missing && !gaps {
         d.error(
             "invalid-value",
             wf.id.loc,

@@ -341,12 +341,17 @@ fn browse(scene: &Scene, profile: &Path) -> anyhow::Result<()> {
     );
     tab.evaluate(&set, false)?;
     tab.find_element("#preview")?.click()?;
-    let diag = tab
-        .wait_for_element(".diagnostic.error")?
-        .get_inner_text()?;
+    tab.wait_for_element(".diagnostic.error")?;
+    let shown: Vec<String> = tab
+        .find_elements(".diagnostic.error")?
+        .iter()
+        .map(|e| e.get_inner_text())
+        .collect::<Result<_, _>>()?;
     anyhow::ensure!(
-        diag.contains("5:5") && diag.contains("titel"),
-        "diagnostic shown: {diag}"
+        shown
+            .iter()
+            .any(|d| d.contains("5:5") && d.contains("titel")),
+        "diagnostics shown: {shown:?}"
     );
     anyhow::ensure!(
         tab.find_elements("#plan")

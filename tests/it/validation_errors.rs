@@ -653,3 +653,21 @@ fn a_bad_or_missing_top_level_value_does_not_stop_the_other_checks() {
         render(&all)
     );
 }
+
+#[test]
+fn a_stage_left_out_for_a_misspelt_key_does_not_also_say_the_workflow_has_no_stages() {
+    // `titel` for `title`: the only stage cannot be read, so the list is empty only
+    // because of that gap; the misspelling and the missing title are the whole story.
+    let yaml = "id: yearly-training\ntitle: 年度培训\nstages:\n  - id: s\n    titel: 培训\n    opens: {from: round_start}\n    closes: {from: round_start, days: 3}\n    tasks: []\n";
+    let all = check(yaml);
+    let found: Vec<(&str, u64, u64)> = all
+        .iter()
+        .map(|d| (d.code, d.loc.line, d.loc.column))
+        .collect();
+    assert_eq!(
+        found,
+        [("missing-key", 4, 5), ("unknown-key", 5, 5)],
+        "{}",
+        render(&all)
+    );
+}
