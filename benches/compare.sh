@@ -19,8 +19,8 @@ mkdir -p "$out"
 cargo build --release --quiet
 cargo build --release --quiet --manifest-path benches/peers/Cargo.toml
 
-./target/release/yanzhen bench "${db[@]}" --only burst --burst "$n" 2>/dev/null | tee "$out/yanzhen-burst.jsonl"
-./target/release/yanzhen bench "${db[@]}" --only spread --spread "$n" 2>/dev/null | tee "$out/yanzhen-spread.jsonl"
+./target/release/yanzhen-bench "${db[@]}" --only burst --burst "$n" 2>/dev/null | tee "$out/yanzhen-burst.jsonl"
+./target/release/yanzhen-bench "${db[@]}" --only spread --spread "$n" 2>/dev/null | tee "$out/yanzhen-spread.jsonl"
 
 peers=benches/peers/target/release/yanzhen-peers-bench
 "$peers" --n "$n" --baseline "$out/yanzhen-burst.jsonl" | tee "$out/peers-burst.txt"

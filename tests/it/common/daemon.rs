@@ -183,7 +183,7 @@ impl Setup {
             c.env("YANZHEN_LEASE_MS", ms.to_string());
         }
         // Digests go as soon as their rows are due (no 15-minute wait for companions),
-        // as tests of past rounds expect; tests/notify.rs covers the wait.
+        // as tests of past rounds expect; tests/it/notify.rs covers the wait.
         let child = c
             .env("YANZHEN_DIGEST_WINDOW_MS", "0")
             .env("YANZHEN_LOG", "info")
