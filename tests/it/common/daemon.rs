@@ -135,6 +135,12 @@ impl Setup {
         for d in 1..=rounds {
             self.run(&round_start_args(&day_of_july(d)));
         }
+        self.make_due_now().expect("make the burst due");
+    }
+
+    /// Move every pending timer except kickoffs to now: a round started in the past skips
+    /// its past instants (decision 20), so tests that need a burst make them due instead.
+    pub fn make_due_now(&self) -> Result<(), String> {
         let url = self.url();
         let now = chrono::Utc::now().timestamp_millis();
         // Its own thread and runtime: this helper is called from sync and async tests.
@@ -150,26 +156,28 @@ impl Setup {
                 if url.starts_with("sqlite:") {
                     let mut c = sqlx::SqliteConnection::connect(&url)
                         .await
-                        .expect("connect");
+                        .map_err(|e| e.to_string())?;
                     sqlx::query(sql)
                         .bind(now)
                         .execute(&mut c)
                         .await
-                        .expect("update");
-                    c.close().await.expect("close");
+                        .map_err(|e| e.to_string())?;
+                    c.close().await.map_err(|e| e.to_string())
                 } else {
-                    let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+                    let mut c = sqlx::PgConnection::connect(&url)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     sqlx::query(sql)
                         .bind(now)
                         .execute(&mut c)
                         .await
-                        .expect("update");
-                    c.close().await.expect("close");
+                        .map_err(|e| e.to_string())?;
+                    c.close().await.map_err(|e| e.to_string())
                 }
-            });
+            })
         })
         .join()
-        .expect("make the burst due");
+        .map_err(|_| "the update thread panicked".to_string())?
     }
 
     /// Start `serve` (`YANZHEN_LOG=info`, no digest wait, the [`Setup::lease_ms`] if any);
