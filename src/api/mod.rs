@@ -5,16 +5,18 @@
 //! port 0. Every change made through HTTP goes through the engine and lands in the audit log
 //! with who made it (`token:NAME` or `link:UNIT`).
 
+mod auth;
 pub mod console;
 pub mod json;
 pub mod openapi;
 
-use crate::access::{LinkSigner, token_hash};
+pub use auth::{Principal, Rights, authenticate, request_token};
+
+use crate::access::LinkSigner;
 use crate::engine::{Engine, EngineError};
 use crate::store::StoreError;
 use axum::Router;
-use axum::extract::FromRequestParts;
-use axum::http::{StatusCode, header, request::Parts};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -223,106 +225,5 @@ impl From<EngineError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         EngineError::Store(e).into()
-    }
-}
-
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rights {
-    /// Read only.
-    Read,
-    /// Read and change.
-    Admin,
-}
-
-/// An authenticated administrator (from `Authorization: Bearer TOKEN` or the console's
-/// `yz_token` cookie). Extracting it answers 401 when the token is missing or unknown.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    /// Token name.
-    pub name: String,
-    /// Its rights.
-    pub rights: Rights,
-}
-
-impl Principal {
-    /// The actor recorded in the audit log.
-    pub fn actor(&self) -> String {
-        format!("token:{}", self.name)
-    }
-
-    /// 403 unless this token may change things.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        match self.rights {
-            Rights::Admin => Ok(()),
-            Rights::Read => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!(
-                    "token `{}` may only read; this needs an admin token",
-                    self.name
-                ),
-            )),
-        }
-    }
-}
-
-/// The token a request carries, if any.
-pub fn request_token(parts: &Parts) -> Option<String> {
-    if let Some(v) = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        && let Some(t) = v.strip_prefix("Bearer ")
-    {
-        return Some(t.trim().to_string());
-    }
-    let cookies = parts
-        .headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())?;
-    cookies
-        .split(';')
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == "yz_token")
-        .map(|(_, v)| v.to_string())
-}
-
-/// Look a token up.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
-    let row = state
-        .engine
-        .store()
-        .token_by_hash(&token_hash(token))
-        .await?;
-    match row {
-        Some(r) => Ok(Principal {
-            name: r.name,
-            rights: if r.rights == "admin" {
-                Rights::Admin
-            } else {
-                Rights::Read
-            },
-        }),
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unknown or revoked token",
-        )),
-    }
-}
-
-impl FromRequestParts<State> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
-        let Some(token) = request_token(parts) else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send `Authorization: Bearer TOKEN` (create one with `yanzhen token create NAME`)",
-            ));
-        };
-        authenticate(state, &token).await
     }
 }

@@ -1,0 +1,142 @@
+//! Who is calling: administrator tokens (`Authorization: Bearer TOKEN` or the console's
+//! `yz_token` cookie), looked up by their hash, and the rights they carry. The console's
+//! sign-in pages are in `console::auth`; the branch pages' signed links in `crate::access`.
+
+use super::{ApiError, AppState, State};
+use crate::access::token_hash;
+use axum::extract::FromRequestParts;
+use axum::http::{StatusCode, header, request::Parts};
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rights {
+    /// Read only.
+    Read,
+    /// Read and change.
+    Admin,
+}
+
+/// An authenticated administrator (from `Authorization: Bearer TOKEN` or the console's
+/// `yz_token` cookie). Extracting it answers 401 when the token is missing or unknown.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Token name.
+    pub name: String,
+    /// Its rights.
+    pub rights: Rights,
+}
+
+impl Principal {
+    /// The actor recorded in the audit log.
+    pub fn actor(&self) -> String {
+        format!("token:{}", self.name)
+    }
+
+    /// 403 unless this token may change things.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.rights {
+            Rights::Admin => Ok(()),
+            Rights::Read => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "token `{}` may only read; this needs an admin token",
+                    self.name
+                ),
+            )),
+        }
+    }
+}
+
+/// The token a request carries, if any.
+pub fn request_token(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        && let Some(t) = v.strip_prefix("Bearer ")
+    {
+        return Some(t.trim().to_string());
+    }
+    let cookies = parts
+        .headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())?;
+    cookies
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == "yz_token")
+        .map(|(_, v)| v.to_string())
+}
+
+/// Look a token up.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let row = state
+        .engine
+        .store()
+        .token_by_hash(&token_hash(token))
+        .await?;
+    match row {
+        Some(r) => Ok(Principal {
+            name: r.name,
+            rights: if r.rights == "admin" {
+                Rights::Admin
+            } else {
+                Rights::Read
+            },
+        }),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown or revoked token",
+        )),
+    }
+}
+
+impl FromRequestParts<State> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
+        let Some(token) = request_token(parts) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send `Authorization: Bearer TOKEN` (create one with `yanzhen token create NAME`)",
+            ));
+        };
+        authenticate(state, &token).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(headers: &[(header::HeaderName, &str)]) -> Parts {
+        let mut req = axum::http::Request::builder();
+        for (name, value) in headers {
+            req = req.header(name, *value);
+        }
+        req.body(()).expect("request").into_parts().0
+    }
+
+    #[test]
+    fn a_bearer_header_is_the_token_and_wins_over_the_cookie() {
+        let p = parts(&[
+            (header::AUTHORIZATION, "Bearer  abc "),
+            (header::COOKIE, "yz_token=from-cookie"),
+        ]);
+        assert_eq!(request_token(&p).as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn the_console_cookie_is_found_among_others_and_no_other_cookie_counts() {
+        let p = parts(&[(header::COOKIE, "theme=dark; yz_token=t0k; lang=zh")]);
+        assert_eq!(request_token(&p).as_deref(), Some("t0k"));
+        let p = parts(&[(header::COOKIE, "xyz_token=nope; token=nope")]);
+        assert_eq!(request_token(&p), None);
+        let p = parts(&[(header::AUTHORIZATION, "Basic dXNlcg==")]);
+        assert_eq!(request_token(&p), None);
+        assert_eq!(request_token(&parts(&[])), None);
+    }
+}

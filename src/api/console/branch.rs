@@ -1,0 +1,304 @@
+//! The branch pages behind signed links (`/b/...`): a unit's page of owed tasks, its
+//! calendar feed, and a task's page whose button marks it done as `link:UNIT`. No token:
+//! every request checks its signature against the exact grant of the page it is used on,
+//! at the engine's clock, before reading anything else.
+
+use super::labels::{state_zh, time_left};
+use super::ui::{Early, Ui};
+use crate::access::{Grant, LinkError};
+use crate::api::{AppState, State};
+use crate::engine::EngineError;
+use crate::store::{StoreError, TaskRow, task_state};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State as Shared};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::DateTime;
+use serde::Deserialize;
+use serde_json::json;
+
+/// `?exp=&sig=` of a signed link; both optional so a missing one is a 403 page, not a 400.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct LinkQuery {
+    exp: Option<String>,
+    sig: Option<String>,
+}
+
+impl LinkQuery {
+    fn from(q: Result<Query<LinkQuery>, QueryRejection>) -> LinkQuery {
+        q.map(|Query(q)| q).unwrap_or_default()
+    }
+
+    /// The query string to repeat in a form's action.
+    fn query(&self) -> String {
+        format!(
+            "exp={}&sig={}",
+            self.exp.as_deref().unwrap_or(""),
+            self.sig.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// Check a link against the exact grant of the page it is used on, at the engine's clock.
+fn check_link(state: &AppState, grant: &Grant, q: &LinkQuery) -> Result<i64, LinkError> {
+    let exp = q
+        .exp
+        .as_deref()
+        .and_then(|e| e.parse::<i64>().ok())
+        .ok_or(LinkError::BadSignature)?;
+    let sig = q.sig.as_deref().ok_or(LinkError::BadSignature)?;
+    state
+        .links
+        .verify(grant, exp, sig, state.engine.clock().now().timestamp())?;
+    Ok(exp)
+}
+
+/// The 403 page of a refused link.
+fn link_refused(ui: &Ui<'_>, e: LinkError, exp: Option<&str>) -> Response {
+    let (reason, title, text) = match e {
+        LinkError::Expired => {
+            let when = exp
+                .and_then(|e| e.parse::<i64>().ok())
+                .and_then(|s| DateTime::from_timestamp(s, 0))
+                .map(|t| format!("于 {} ", ui.at_utc(t)))
+                .unwrap_or_default();
+            (
+                "expired",
+                "链接已过期",
+                format!("这个链接{when}已过期，不能再使用。"),
+            )
+        }
+        LinkError::BadSignature => (
+            "invalid",
+            "链接无效",
+            "这个链接的签名与本页面不符：链接可能被改动或不完整，或者属于其他任务、其他单位。"
+                .to_string(),
+        ),
+    };
+    ui.page(
+        StatusCode::FORBIDDEN,
+        "link_error.html",
+        json!({"branch": true, "reason": reason, "title": title, "text": text, "contact": office_contact(ui)}),
+    )
+}
+
+/// Whom a branch calls about a link that no longer works: the first contact of the office
+/// role (`notify.dead_letter_role`, the organization office), from the directory.
+fn office_contact(ui: &Ui<'_>) -> serde_json::Value {
+    let role_id = &ui.catalog.config.notify.dead_letter_role;
+    let Some(role) = ui.catalog.directory.role(role_id) else {
+        return json!({"role": ui.office()});
+    };
+    match role.contacts.first() {
+        Some(c) => {
+            json!({"role": role.title, "name": c.name, "title": c.title, "phone": c.phone, "email": c.email})
+        }
+        None => json!({"role": role.title}),
+    }
+}
+
+pub(super) async fn branch_page(
+    Shared(state): Shared<State>,
+    Path(unit): Path<String>,
+    q: Result<Query<LinkQuery>, QueryRejection>,
+) -> Response {
+    let ui = Ui::new(&state, None);
+    let q = LinkQuery::from(q);
+    let exp = match check_link(&state, &Grant::Unit { unit: unit.clone() }, &q) {
+        Ok(exp) => exp,
+        Err(e) => return link_refused(&ui, e, q.exp.as_deref()),
+    };
+    let Some(name) = ui.catalog.directory.unit(&unit).map(|u| u.name.clone()) else {
+        return branch_message(&ui, StatusCode::NOT_FOUND, "未找到", "名录中没有这个单位。");
+    };
+    let store = state.engine.store();
+    let rounds = match store.rounds().await {
+        Ok(r) => r,
+        Err(e) => return ui.store_fail(e),
+    };
+    let now = ui.now();
+    let mut rows: Vec<(i64, serde_json::Value)> = Vec::new();
+    for round in rounds.iter().filter(|r| r.status == "running") {
+        let tasks = match store.tasks(round.id).await {
+            Ok(t) => t,
+            Err(e) => return ui.store_fail(e),
+        };
+        let workflow = ui.round_title(round);
+        for t in tasks.iter().filter(|t| {
+            t.assignee_kind == "unit"
+                && t.assignee_id == unit
+                && (t.state == task_state::OPEN || t.state == task_state::WAITING)
+        }) {
+            let left = t.due_at.and_then(|d| time_left(d, now, ui.tz()));
+            let action =
+                (t.state == task_state::OPEN).then(|| state.links.task_link(&unit, t.id, exp));
+            rows.push((
+                t.due_at.unwrap_or(i64::MAX),
+                json!({
+                    "id": t.id, "title": t.title, "workflow": workflow, "start": round.start_date,
+                    "due": ui.due(t), "overdue": ui.overdue_text(t), "left": left,
+                    "action": action,
+                }),
+            ));
+        }
+    }
+    rows.sort_by_key(|(due, _)| *due);
+    ui.page(
+        StatusCode::OK,
+        "branch.html",
+        json!({
+            "branch": true, "unit": name, "now": ui.at_utc(now),
+            "expires": ui.at_utc(DateTime::from_timestamp(exp, 0).unwrap_or_default()),
+            "tasks": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+            "feed": ui.absolute(&format!("/b/{unit}/feed.ics?{}", q.query())),
+        }),
+    )
+}
+
+fn branch_message(ui: &Ui<'_>, status: StatusCode, title: &str, text: &str) -> Response {
+    ui.page(
+        status,
+        "message.html",
+        json!({"branch": true, "title": title, "text": text, "diagnostics": [], "back": null, "kind": "error"}),
+    )
+}
+
+pub(super) async fn branch_feed(
+    Shared(state): Shared<State>,
+    Path(unit): Path<String>,
+    q: Result<Query<LinkQuery>, QueryRejection>,
+) -> Response {
+    let ui = Ui::new(&state, None);
+    let q = LinkQuery::from(q);
+    if let Err(e) = check_link(&state, &Grant::Unit { unit: unit.clone() }, &q) {
+        return link_refused(&ui, e, q.exp.as_deref());
+    }
+    match crate::notify::ics::unit_feed(&state.engine, &unit).await {
+        Ok(ics) => (
+            [
+                (header::CONTENT_TYPE, "text/calendar; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            ics,
+        )
+            .into_response(),
+        Err(EngineError::NotFound(_)) => {
+            branch_message(&ui, StatusCode::NOT_FOUND, "未找到", "名录中没有这个单位。")
+        }
+        Err(e) => ui.fail(e),
+    }
+}
+
+/// The task a task link names, after checking the signature *and* that the task is the
+/// unit's own; a refusal is the page to answer with.
+async fn linked_task(
+    ui: &Ui<'_>,
+    unit: &str,
+    raw_task: &str,
+    q: &LinkQuery,
+) -> Early<(TaskRow, String)> {
+    let refuse = |e| Box::new(link_refused(ui, e, q.exp.as_deref()));
+    let task_id = raw_task
+        .parse::<i64>()
+        .map_err(|_| refuse(LinkError::BadSignature))?;
+    let grant = Grant::Task {
+        unit: unit.to_string(),
+        task: task_id,
+    };
+    check_link(ui.state, &grant, q).map_err(refuse)?;
+    let task = match ui.state.engine.store().task(task_id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Err(Box::new(branch_message(
+                ui,
+                StatusCode::NOT_FOUND,
+                "未找到",
+                "这项任务已不存在。",
+            )));
+        }
+        Err(e) => return Err(Box::new(ui.store_fail(e))),
+    };
+    if task.assignee_kind != "unit" || task.assignee_id != unit {
+        return Err(refuse(LinkError::BadSignature));
+    }
+    let name = ui
+        .catalog
+        .directory
+        .unit(unit)
+        .map(|u| u.name.clone())
+        .unwrap_or_else(|| task.assignee_name.clone());
+    Ok((task, name))
+}
+
+pub(super) async fn branch_task(
+    Shared(state): Shared<State>,
+    Path((unit, task)): Path<(String, String)>,
+    q: Result<Query<LinkQuery>, QueryRejection>,
+) -> Response {
+    let ui = Ui::new(&state, None);
+    let q = LinkQuery::from(q);
+    let (task, name) = match linked_task(&ui, &unit, &task, &q).await {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let round = state
+        .engine
+        .store()
+        .round(task.round_id)
+        .await
+        .ok()
+        .flatten();
+    ui.page(
+        StatusCode::OK,
+        "branch_task.html",
+        json!({
+            "branch": true, "unit": name,
+            "workflow": round.as_ref().map(|r| ui.round_title(r)).unwrap_or_default(),
+            "start": round.as_ref().map(|r| r.start_date.clone()).unwrap_or_default(),
+            "task": {"title": task.title, "state": task.state, "state_zh": state_zh(&task.state),
+                     "due": ui.due(&task), "overdue": ui.overdue_text(&task)},
+            "action": format!("/b/{unit}/t/{}?{}", task.id, q.query()),
+        }),
+    )
+}
+
+pub(super) async fn branch_task_done(
+    Shared(state): Shared<State>,
+    Path((unit, task)): Path<(String, String)>,
+    q: Result<Query<LinkQuery>, QueryRejection>,
+) -> Response {
+    let ui = Ui::new(&state, None);
+    let q = LinkQuery::from(q);
+    let (task, name) = match linked_task(&ui, &unit, &task, &q).await {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    match state
+        .engine
+        .complete_task(task.id, &format!("link:{unit}"), None)
+        .await
+    {
+        Ok(done) => ui.page(
+            StatusCode::OK,
+            "branch_done.html",
+            json!({
+                "branch": true, "unit": name, "title": done.title,
+                "at": ui.at(done.completed_at.unwrap_or_else(|| ui.now().timestamp_millis())),
+            }),
+        ),
+        Err(EngineError::Store(StoreError::WrongState { state: s, .. })) => {
+            let text = if s == task_state::DONE {
+                format!("「{}」已经标记完成，无需再次提交。", task.title)
+            } else {
+                format!(
+                    "「{}」当前为「{}」，不能标记完成。",
+                    task.title,
+                    state_zh(&s)
+                )
+            };
+            branch_message(&ui, StatusCode::CONFLICT, "无需操作", &text)
+        }
+        Err(e) => ui.fail(e),
+    }
+}

@@ -1,0 +1,87 @@
+//! The web console (`/console/...`) and the branch pages behind signed links (`/b/...`).
+//!
+//! Server-rendered HTML in Chinese: minijinja templates from `templates/console/`, embedded
+//! at build time and auto-escaped (their names end in `.html`). No JavaScript framework;
+//! the only script is the editor's "click a diagnostic to select its line".
+//!
+//! One module per page or concern:
+//! - `ui`: the template environment, the per-request renderer `Ui` (layout context,
+//!   dates in the office's time zone) and the error pages;
+//! - `labels`: pure Chinese labels and short texts (states, "逾期 3 天");
+//! - `auth`: sign-in, sign-out, the [`ConsoleUser`] extractor and the admin check;
+//! - `rounds`: the rounds list and a round's page; `gantt` lays out its timeline;
+//! - `overdue`: the overdue board;
+//! - `tasks`: a task's page and its actions (complete, waive, reopen);
+//! - `workflows`: the workflow list; `editor`: the editor (preview, save);
+//! - `branch`: the branch pages behind signed links and their calendar feed.
+//!
+//! **Console pages** need an administrator token: the `yz_token` cookie that the sign-in
+//! form sets (HttpOnly, SameSite=Strict) or an `Authorization: Bearer` header. Without a
+//! valid one a page answers 303 to `/console/login` rather than a JSON 401. Every change
+//! (POST) needs an admin token (a read token gets a 403 page) and goes through the engine
+//! with the token as the actor (`token:NAME`), so it lands in the audit log.
+//!
+//! **Branch pages** need no token: a signed, expiring link ([`LinkSigner`]) grants one
+//! unit's page and calendar feed ([`Grant::Unit`]) or marking one of its tasks done
+//! ([`Grant::Task`]). A signature is checked against the exact grant of the page it is
+//! used on, so a unit-page signature does not open a task and a task signature does not
+//! open another task or another branch; any refused link gets a 403 page that says whether
+//! it expired or is not valid, and changes nothing. Expiry is checked against the engine's
+//! clock.
+//!
+//! **The workflow editor** checks a draft with the same validation as `yanzhen validate`
+//! plus a trial plan, writes the file only when the draft is valid (temp file + rename),
+//! reloads as a file event would ([`Engine::reload`](crate::engine::Engine::reload): a
+//! broken config keeps the running catalog, and the page says why) and records
+//! `workflow.save` in the audit log. An invalid draft is never written.
+//!
+//! [`LinkSigner`]: crate::access::LinkSigner
+//! [`Grant::Unit`]: crate::access::Grant::Unit
+//! [`Grant::Task`]: crate::access::Grant::Task
+
+mod auth;
+mod branch;
+mod editor;
+mod gantt;
+mod labels;
+mod overdue;
+mod rounds;
+mod tasks;
+mod ui;
+mod workflows;
+
+pub use auth::ConsoleUser;
+
+use super::State;
+use axum::Router;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+
+/// Console and branch-page routes.
+pub fn routes() -> Router<State> {
+    Router::new()
+        .route("/console", get(rounds::rounds_page))
+        .route("/console/", get(|| async { Redirect::to("/console") }))
+        .route("/console/login", get(auth::login_form).post(auth::login))
+        .route("/console/logout", post(auth::logout))
+        .route("/console/rounds/{id}", get(rounds::round_page))
+        .route("/console/overdue", get(overdue::overdue_page))
+        .route("/console/tasks/{id}", get(tasks::task_page))
+        .route("/console/tasks/{id}/complete", post(tasks::task_complete))
+        .route("/console/tasks/{id}/waive", post(tasks::task_waive))
+        .route("/console/tasks/{id}/reopen", post(tasks::task_reopen))
+        .route("/console/workflows", get(workflows::workflows_page))
+        .route("/console/workflows/new", get(workflows::new_workflow))
+        .route("/console/workflows/{id}/edit", get(editor::editor_page))
+        .route(
+            "/console/workflows/{id}/preview",
+            post(editor::editor_preview),
+        )
+        .route("/console/workflows/{id}/save", post(editor::editor_save))
+        .route("/b/{unit}", get(branch::branch_page))
+        .route("/b/{unit}/feed.ics", get(branch::branch_feed))
+        .route(
+            "/b/{unit}/t/{task}",
+            get(branch::branch_task).post(branch::branch_task_done),
+        )
+}
