@@ -125,8 +125,8 @@ pub async fn run_command(
                 e.plan_source(&a.source, Some(&b.source)).await?,
                 e.plan_source(&b.source, Some(&b.source)).await?,
             );
-            let changes = crate::runtime::reload::diff_plans(&pa, &pb);
-            let texts = crate::runtime::reload::diff_texts(
+            let changes = crate::engine::reproject::diff_plans(&pa, &pb);
+            let texts = crate::engine::reproject::diff_texts(
                 &*e.workflow_of(a.id).await?,
                 &*e.workflow_of(b.id).await?,
             );

@@ -9,6 +9,7 @@
 pub mod activation;
 pub mod clock;
 pub mod provisional;
+pub mod reproject;
 
 use crate::catalog::Catalog;
 use crate::core::definition::{Misfire, Workflow};
