@@ -636,8 +636,11 @@ async fn healthz_answers_and_readyz_says_why_while_the_database_is_unreachable()
 
 #[tokio::test]
 async fn a_missing_postgres_database_or_unknown_user_stops_serve_at_once_with_what_to_fix() {
-    let Ok(admin) = std::env::var(common::stores::POSTGRES_URL_VAR) else {
-        eprintln!("postgres tests skipped");
+    let Some(admin) = common::stores::postgres_url() else {
+        common::skip_or_fail(&format!(
+            "PostgreSQL test: {} not set",
+            common::stores::POSTGRES_URL_VAR
+        ));
         return;
     };
     let missing = common::stores::with_database(&admin, "yz_no_such_database");

@@ -1,6 +1,7 @@
-//! The real `yanzhen` binary in a temporary config: [`Setup`] writes the config (shipped
-//! directory and calendar, one shipped workflow, a SQLite file or a PostgreSQL database) and
-//! runs commands against it; [`Daemon`] is a running `yanzhen serve`.
+//! The one harness for config files and the daemon: [`Setup`] writes a config in a temporary
+//! folder (shipped directory and calendar, one or every shipped workflow, a SQLite file or a
+//! PostgreSQL database), loads its catalog for in-process tests and runs the real `yanzhen`
+//! binary against it; [`Daemon`] is a running `yanzhen serve`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -50,6 +51,29 @@ impl Setup {
             lease_ms: None,
             served: AtomicUsize::new(0),
         }
+    }
+
+    /// Copies of every shipped workflow in `workflows/` (the console's editor may write
+    /// there, never into the repository).
+    pub fn with_shipped_workflows(self) -> Setup {
+        let wf = self.workflows();
+        for e in std::fs::read_dir(super::root().join("workflows")).expect("workflows") {
+            let p = e.expect("entry").path();
+            std::fs::copy(&p, wf.join(p.file_name().expect("name"))).expect("copy");
+        }
+        self
+    }
+
+    /// The catalog of this config as the daemon loads it on `today`; the test fails if the
+    /// config, directory or calendar does not load.
+    pub fn catalog(&self, today: chrono::NaiveDate) -> yanzhen::catalog::Catalog {
+        let (cat, diags) = yanzhen::catalog::load(&self.config(), today);
+        cat.unwrap_or_else(|| panic!("catalog of {}: {diags:?}", self.config().display()))
+    }
+
+    /// The folder of the workflow files.
+    pub fn workflows(&self) -> PathBuf {
+        self.path().join("workflows")
     }
 
     /// Use this PostgreSQL database instead of the SQLite file.
