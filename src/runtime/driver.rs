@@ -128,10 +128,7 @@ impl Driver {
     }
 
     /// The earliest due instant later than `now`.
-    async fn next_after(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Option<DateTime<Utc>>, DriverError> {
+    async fn next_after(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, DriverError> {
         let timer = self.engine.next_due_at().await?.filter(|t| *t > now);
         let send = match &self.outbox {
             Some(o) => o.next_send_at().await?.filter(|t| *t > now),
@@ -148,10 +145,10 @@ impl Driver {
             .clone()
             .map(|o| tokio::spawn(o.run(shutdown.clone())));
         crate::runtime::scheduler::run(self.engine.clone(), shutdown).await;
-        if let Some(s) = sender {
-            if let Err(e) = s.await {
-                tracing::error!(error = %e, "outbox sender task failed");
-            }
+        if let Some(s) = sender
+            && let Err(e) = s.await
+        {
+            tracing::error!(error = %e, "outbox sender task failed");
         }
     }
 }

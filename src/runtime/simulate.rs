@@ -8,9 +8,9 @@
 //! workflows.
 
 use crate::catalog::Catalog;
+use crate::config::DeliveryMode;
 use crate::core::diagnostic::{Diagnostics, Sp, suggest};
 use crate::core::timefmt::zh_datetime;
-use crate::config::DeliveryMode;
 use crate::engine::{EngineError, Fired, StartRound, from_ms, ms};
 use crate::notify::outbox::Sent;
 use crate::runtime::app::{App, AppError, AppOptions};
@@ -383,7 +383,13 @@ pub fn sort_effects(effects: &mut [Effect]) {
         let key = |e: &Effect| {
             let (at, r) = (ms(e.at), rank(e));
             if r == 2 {
-                (at, r, e.recipient.clone(), e.channel.clone(), e.text.clone())
+                (
+                    at,
+                    r,
+                    e.recipient.clone(),
+                    e.channel.clone(),
+                    e.text.clone(),
+                )
             } else {
                 (at, r, String::new(), String::new(), String::new())
             }

@@ -11,6 +11,7 @@ use crate::common;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
+use common::daemon::Setup;
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use std::collections::BTreeMap;
@@ -18,7 +19,6 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use common::daemon::Setup;
 use yanzhen::access::{new_token, token_hash};
 use yanzhen::engine::StartRound;
 use yanzhen::runtime::app::{App, AppOptions};

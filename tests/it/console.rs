@@ -8,13 +8,13 @@ use crate::common;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
+use common::daemon::Setup;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use common::daemon::Setup;
 use yanzhen::access::{Grant, LinkSigner, new_token, token_hash};
 use yanzhen::api::AppState;
 use yanzhen::engine::{Engine, StartRound};
@@ -1240,7 +1240,10 @@ async fn the_editor_previews_a_plan_and_saves_a_valid_draft_then_reloads_the_cat
             resp.text().await.unwrap_or_default()
         );
         assert!(
-            c.setup.path().join("workflows/pilot-training.yaml").is_file(),
+            c.setup
+                .path()
+                .join("workflows/pilot-training.yaml")
+                .is_file(),
             "{name}"
         );
         assert!(

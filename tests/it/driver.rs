@@ -227,7 +227,9 @@ async fn serve_under_a_virtual_clock_and_simulate_send_the_same_messages_for_a_s
     assert_eq!(count("stage"), 6, "{simulated:#?}");
     assert!(count("notify") > 20, "{simulated:#?}");
     assert!(
-        simulated.iter().any(|e| e.kind == "digest" || e.text.contains("项工作")),
+        simulated
+            .iter()
+            .any(|e| e.kind == "digest" || e.text.contains("项工作")),
         "several rows to one recipient in one hour went as one message: {simulated:#?}"
     );
     for (name, store, _g) in common::stores::stores().await {
@@ -290,7 +292,11 @@ stages:
         .collect();
     // Reminders of both tasks at 3-7 18:00: one message, with the digest's own subject,
     // sent when its 15-minute window ends.
-    assert_eq!(to_dongguan.len(), 1, "one message for both tasks: {effects:#?}");
+    assert_eq!(
+        to_dongguan.len(),
+        1,
+        "one message for both tasks: {effects:#?}"
+    );
     assert_eq!(to_dongguan[0].kind, "digest");
     assert_eq!(to_dongguan[0].text, "【工作提醒】您有2项工作需要办理");
     assert_eq!(to_dongguan[0].at, at(2025, 3, 7, 18, 15));

@@ -168,7 +168,10 @@ async fn reminders_fire_at_their_instant_and_completion_stops_the_rest() {
             .unwrap()
             .unwrap();
         e.complete_task(t.id, "test", None).await.unwrap();
-        timers(&e).run_until(&clock, at(2019, 7, 25, 0, 0)).await.unwrap();
+        timers(&e)
+            .run_until(&clock, at(2019, 7, 25, 0, 0))
+            .await
+            .unwrap();
         let all = outbox(&store).await;
         let nom = |unit: &str| {
             all.iter()
@@ -791,7 +794,10 @@ async fn a_task_with_after_waits_and_is_not_reminded_until_its_prerequisites_are
             "{name}: its fixed deadline is kept while it waits"
         );
         // Its reminder (3-11 18:00) passes while a and b are outstanding.
-        timers(&e).run_until(&clock, at(2025, 3, 12, 10, 0)).await.unwrap();
+        timers(&e)
+            .run_until(&clock, at(2025, 3, 12, 10, 0))
+            .await
+            .unwrap();
         let told_c = |rows: &[yanzhen::store::OutboxRow]| {
             rows.iter()
                 .filter(|o| o.subject.contains("丙"))
@@ -816,7 +822,10 @@ async fn a_task_with_after_waits_and_is_not_reminded_until_its_prerequisites_are
         let c = store.task(c.id).await.unwrap().unwrap();
         assert_eq!(c.state, task_state::OPEN, "{name}");
         assert_eq!(c.due_at, Some(ms(at(2025, 3, 13, 18, 0))), "{name}");
-        timers(&e).run_until(&clock, at(2025, 3, 13, 19, 0)).await.unwrap();
+        timers(&e)
+            .run_until(&clock, at(2025, 3, 13, 19, 0))
+            .await
+            .unwrap();
         assert_eq!(
             told_c(&outbox(&store).await),
             ["due_today"],
@@ -860,7 +869,10 @@ async fn a_branch_may_complete_a_task_before_its_round_starts_and_is_not_reminde
         assert_eq!(b.state, task_state::OPEN, "{name}");
         // Not due before its stage opens (3-15 18:00): two days counted from the opening.
         assert_eq!(b.due_at, Some(ms(at(2025, 3, 17, 18, 0))), "{name}");
-        timers(&e).run_until(&clock, at(2025, 3, 31, 0, 0)).await.unwrap();
+        timers(&e)
+            .run_until(&clock, at(2025, 3, 31, 0, 0))
+            .await
+            .unwrap();
         let about_a: Vec<String> = outbox(&store)
             .await
             .into_iter()
@@ -930,7 +942,10 @@ async fn a_round_started_in_the_past_sends_no_old_due_today_and_one_catch_up_per
             "{name}: the skipped instants are audited"
         );
         // The office's task, due in the future, runs as planned.
-        timers(&e).run_until(&clock, at(2025, 4, 12, 19, 0)).await.unwrap();
+        timers(&e)
+            .run_until(&clock, at(2025, 4, 12, 19, 0))
+            .await
+            .unwrap();
         let c: Vec<String> = outbox(&store)
             .await
             .into_iter()
@@ -955,7 +970,10 @@ async fn after_downtime_a_late_task_gets_one_overdue_notice_and_only_its_highest
         e.start_round(start("late", date(2025, 3, 3), Some(vec!["dongguan"])))
             .await
             .unwrap();
-        timers(&e).run_until(&clock, at(2025, 3, 4, 12, 0)).await.unwrap();
+        timers(&e)
+            .run_until(&clock, at(2025, 3, 4, 12, 0))
+            .await
+            .unwrap();
         // The daemon is down from 3-4 until 3-20: a's deadline (3-6), its three overdue
         // reminders and both rungs all passed, and b's too.
         clock.set(at(2025, 3, 20, 10, 0));
@@ -1010,7 +1028,10 @@ async fn reopening_after_the_deadline_sets_a_new_deadline_and_reminds_from_it() 
         let a = task_id(&store, id, "a@dongguan").await;
         clock.set(at(2025, 3, 4, 9, 0));
         e.complete_task(a, "test", None).await.unwrap();
-        timers(&e).run_until(&clock, at(2025, 3, 20, 10, 0)).await.unwrap(); // Thursday
+        timers(&e)
+            .run_until(&clock, at(2025, 3, 20, 10, 0))
+            .await
+            .unwrap(); // Thursday
         let before = outbox(&store).await.len();
         e.reopen_task(a, "test", Some("材料不全".into()))
             .await
@@ -1027,7 +1048,10 @@ async fn reopening_after_the_deadline_sets_a_new_deadline_and_reminds_from_it() 
         let row = store.task(a).await.unwrap().unwrap();
         // Default: five working days from now, at the task's time of day.
         assert_eq!(row.due_at, Some(ms(at(2025, 3, 27, 18, 0))), "{name}");
-        timers(&e).run_until(&clock, at(2025, 3, 27, 19, 0)).await.unwrap();
+        timers(&e)
+            .run_until(&clock, at(2025, 3, 27, 19, 0))
+            .await
+            .unwrap();
         let after: Vec<String> = outbox(&store).await[before..]
             .iter()
             .filter(|o| o.subject.contains("甲项"))

@@ -209,7 +209,11 @@ async fn a_kickoff_across_a_broken_file_restart_starts_its_round_once_the_file_i
         assert_eq!(rounds.len(), 1, "{name}: the owed round started");
         assert_eq!(rounds[0].start_date, "2025-03-01", "{name}");
         assert!(
-            b.engine.blocked_kickoffs().await.expect("blocked").is_empty(),
+            b.engine
+                .blocked_kickoffs()
+                .await
+                .expect("blocked")
+                .is_empty(),
             "{name}"
         );
         assert!(
@@ -267,7 +271,8 @@ async fn a_kickoff_whose_round_cannot_be_planned_waits_and_tells_the_office_once
         )
         .expect("calendar");
         let e = app_on(store.clone(), full.clone(), clock.clone(), "a").await;
-        e.engine.set_catalog(gap)
+        e.engine
+            .set_catalog(gap)
             .await
             .expect("the 2019 file is withdrawn");
         clock.set(at(2019, 7, 1, 9, 0));

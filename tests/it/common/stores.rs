@@ -83,7 +83,9 @@ pub async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Guard)> {
 
 /// `YANZHEN_TEST_POSTGRES_URL`, when set and not empty.
 pub fn postgres_url() -> Option<String> {
-    std::env::var(POSTGRES_URL_VAR).ok().filter(|u| !u.is_empty())
+    std::env::var(POSTGRES_URL_VAR)
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 /// A fresh migrated SQLite store on a file in a new temporary directory.
