@@ -75,17 +75,6 @@ impl Driver {
         Ok(Turn { fired, sent })
     }
 
-    /// The earliest instant a timer or a message becomes due (a message held for a digest
-    /// counts from its release, a throttled one from its budget's refill).
-    pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, DriverError> {
-        let timer = self.engine.next_due_at().await?;
-        let send = match &self.outbox {
-            Some(o) => o.next_send_at().await?,
-            None => None,
-        };
-        Ok(timer.into_iter().chain(send).min())
-    }
-
     /// Under a virtual clock: take a step at every instant something is due, up to and
     /// including `until`, and leave the clock at `until`. Returns what fired.
     pub async fn run_until(
@@ -114,8 +103,8 @@ impl Driver {
                 break;
             }
             fired.extend(self.step().await?.fired);
-            // Something still due now could not be taken (claimed elsewhere, budget spent):
-            // the next instant after now decides, never a spin at now.
+            // After a step, what is due now has been taken; an instant at or before now can
+            // only be another process's claim, and must not make the loop spin at now.
             match self.next_after(now).await? {
                 Some(next) if next < until => clock.set(next),
                 _ => {
@@ -127,7 +116,9 @@ impl Driver {
         Ok(fired)
     }
 
-    /// The earliest due instant later than `now`.
+    /// The earliest instant later than `now` at which a timer or a message becomes due (a
+    /// message held for a digest counts from its release, a throttled one from its budget's
+    /// refill).
     async fn next_after(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, DriverError> {
         let timer = self.engine.next_due_at().await?.filter(|t| *t > now);
         let send = match &self.outbox {
