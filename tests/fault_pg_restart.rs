@@ -136,7 +136,9 @@ async fn postgres_restarted_under_a_running_daemon_it_reconnects_and_carries_on(
         return;
     };
     let Some(cluster) = Cluster::local() else {
-        eprintln!("postgres restart test skipped: no local cluster that pg_ctlcluster can manage");
+        common::skip_or_fail(
+            "postgres restart test: no local cluster that pg_ctlcluster can manage",
+        );
         return;
     };
     // Declared after `_db`, so dropped first: the cluster is up again before the test

@@ -157,6 +157,26 @@ pub fn retry_delay(retry: u32, min: Duration, max: Duration, jitter: f64) -> Dur
     lo + (hi - lo).mul_f64(jitter.clamp(0.0, 1.0))
 }
 
+/// A message that went out, as handed to an observer ([`Outbox::with_observer`]): one per
+/// message sent, so a digest of several rows is one `Sent` with the digest's subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// When it went out (the sender's clock).
+    pub at: DateTime<Utc>,
+    /// `reminder`, `digest`, `escalation`, … (a digest's kind is its template's).
+    pub kind: String,
+    /// `email`, `webhook` or `log`: the channel of its rows (in log mode too).
+    pub channel: String,
+    /// Email address or webhook URL.
+    pub recipient: String,
+    /// The subject as rendered for the send.
+    pub subject: String,
+    /// Its Message-ID.
+    pub message_id: String,
+    /// How many outbox rows it carried.
+    pub rows: usize,
+}
+
 /// The outbox sender.
 #[derive(Debug)]
 pub struct Outbox {
@@ -178,6 +198,8 @@ pub struct Outbox {
     /// Set by [`run`](Self::run) when shutdown is asked for during a pass: the pass ends
     /// after the message in hand and hands back the rest of its claim.
     stopping: std::sync::atomic::AtomicBool,
+    /// Told of every message sent (`simulate` lists what was sent, not the rows queued).
+    observer: Option<tokio::sync::mpsc::UnboundedSender<Sent>>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -233,7 +255,14 @@ impl Outbox {
             unsettled: std::sync::Mutex::new(Vec::new()),
             throttled_until: std::sync::Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            observer: None,
         })
+    }
+
+    /// The same sender, telling `observer` of every message it sends.
+    pub fn with_observer(mut self, observer: tokio::sync::mpsc::UnboundedSender<Sent>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The same sender with a digest window in milliseconds instead of the configured
@@ -375,6 +404,18 @@ impl Outbox {
                 _ => crate::notify::webhook::redact_url(&msg.to_address),
             };
             tracing::info!(to = %to, name = %msg.to_name, kind = %msg.kind, message_id = %msg.message_id, rows = ids.len(), "sent");
+        }
+        if let (true, Some(observer)) = (sent, &self.observer) {
+            // A receiver that is gone only means nobody is listening any more.
+            let _ = observer.send(Sent {
+                at: now,
+                kind: msg.kind.clone(),
+                channel: group[0].channel.clone(),
+                recipient: msg.to_address.clone(),
+                subject: msg.subject.clone(),
+                message_id: msg.message_id.clone(),
+                rows: group.len(),
+            });
         }
         let delivery = match outcome {
             Ok(()) => Delivery::Sent { at: ms(now) },

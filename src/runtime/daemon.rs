@@ -171,20 +171,6 @@ async fn engine_on(store: Arc<dyn Store>, cat: Catalog) -> anyhow::Result<Arc<En
     Ok(engine)
 }
 
-/// The secret that signs branch links: `YANZHEN_LINK_SECRET`, else one generated at first
-/// start and kept in the database (so every daemon on a shared database agrees).
-async fn link_signer(e: &Engine) -> anyhow::Result<crate::access::LinkSigner> {
-    let secret = match std::env::var("YANZHEN_LINK_SECRET") {
-        Ok(s) if !s.is_empty() => s,
-        _ => {
-            e.store()
-                .setting_or_insert("link_secret", &crate::access::LinkSigner::random_secret())
-                .await?
-        }
-    };
-    Ok(crate::access::LinkSigner::new(secret))
-}
-
 /// The setting `yanzhen reload` writes (a fresh token each time) for every daemon on the
 /// database to see.
 pub const RELOAD_REQUEST: &str = "reload_request";
@@ -277,38 +263,31 @@ pub async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> 
     };
     let store =
         open_store_reporting(&url, true, Duration::from_secs(u64::MAX / 4), &report).await?;
-    let e = engine_on(store, cat).await?;
-    let signer = link_signer(&e).await?;
-    e.set_link_signer(signer.clone());
+    let app = crate::runtime::app::App::build(
+        cat,
+        store,
+        Arc::new(SystemClock),
+        crate::runtime::app::AppOptions {
+            metrics,
+            ..crate::runtime::app::AppOptions::from_env(owner(), config.to_path_buf())
+        },
+    )
+    .await?;
+    let e = app.engine.clone();
     e.record_start(load_diagnostics).await;
     e.ensure_kickoffs().await?;
     // A holiday file may have been added while no daemon ran.
     e.reproject_kickoffs().await?;
     e.reproject_provisional_rounds().await?;
     e.ensure_calendar_notice().await?;
-    let mut outbox =
-        crate::notify::outbox::Outbox::new(e.clone(), e.catalog().config.notify.clone())?;
-    if let Some(ms) = std::env::var("YANZHEN_DIGEST_WINDOW_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        outbox = outbox.with_digest_window_ms(ms);
-    }
-    let outbox = Arc::new(outbox);
     let reload_seen = e.store().setting(RELOAD_REQUEST).await?;
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutdown requested; finishing in-flight work");
         let _ = tx.send(true);
     });
-    let sender = tokio::spawn(outbox.run(rx.clone()));
     if let Some(s) = &switch {
-        s.ready(Arc::new(crate::api::AppState {
-            engine: e.clone(),
-            links: signer,
-            metrics,
-            config_path: config.to_path_buf(),
-        }));
+        s.ready(app.http.clone());
     }
     let reloader = tokio::spawn(reload_loop(
         e.clone(),
@@ -321,8 +300,7 @@ pub async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> 
         workflows = e.catalog().workflows.len(),
         "yanzhen serving"
     );
-    crate::runtime::scheduler::run(e.clone(), rx).await;
-    let _ = sender.await;
+    app.driver.run(rx).await;
     let _ = reloader.await;
     e.forget_reload_state().await;
     if let Some(h) = http {

@@ -1,11 +1,12 @@
-//! The scheduler loop: fire what is due, then sleep until the next due instant or until
-//! woken by new work (mini-redis `purge_expired_tasks` shape).
+//! The scheduler's firing loops, the timer half of [`crate::runtime::driver::Driver::run`]:
+//! fire one batch, then sleep until the next due instant or until woken by new work
+//! (mini-redis `purge_expired_tasks` shape).
 //!
 //! The sleep is capped at [`MAX_SLEEP`] so that a wall-clock jump, or a timer inserted by
 //! another process (a second daemon on PostgreSQL, a CLI command), is noticed within that
 //! bound; the SQL timer table stays the only record of what must fire.
 
-use crate::engine::{CLAIM_BATCH, Engine, Fired};
+use crate::engine::{CLAIM_BATCH, Engine};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -16,16 +17,6 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(10);
 const ERROR_BACKOFF: Duration = Duration::from_secs(2);
 /// Pause when something is due but nothing could be claimed.
 const HOT_LOOP_PAUSE_MS: i64 = 50;
-
-/// One iteration: fire everything due now. Shared by `serve` and `simulate`.
-pub async fn step(engine: &Engine) -> Vec<Fired> {
-    try_step(engine).await.unwrap_or_default()
-}
-
-/// [`step`], or None (logged) when firing failed.
-async fn try_step(engine: &Engine) -> Option<Vec<Fired>> {
-    logged(engine.fire_due().await)
-}
 
 fn logged<T>(r: crate::engine::Result<T>) -> Option<T> {
     match r {

@@ -1,16 +1,21 @@
 //! `yanzhen simulate SCENARIO`: one round run from date A to date B under a virtual clock,
-//! through the same engine, store (in-memory SQLite) and scheduler step as `serve`.
+//! through the app `serve` builds (engine, outbox in log mode) over an in-memory SQLite
+//! store, driven by the same driver: it lists the messages `serve` would send, digests
+//! merged, at the instants it would send them.
 //!
 //! The scenario file format is described in docs/simulate.md; [`load`] checks a file
 //! against the catalog and reports all its problems at once, as `validate` does for
 //! workflows.
 
 use crate::catalog::Catalog;
+use crate::config::DeliveryMode;
 use crate::core::diagnostic::{Diagnostics, Sp, suggest};
 use crate::core::timefmt::zh_datetime;
-use crate::engine::{Engine, EngineError, StartRound, from_ms, ms};
-use crate::runtime::clock::{Clock, VirtualClock};
-use crate::store::OutboxRow;
+use crate::engine::{EngineError, Fired, StartRound, from_ms, ms};
+use crate::notify::outbox::Sent;
+use crate::runtime::app::{App, AppError, AppOptions};
+use crate::runtime::clock::VirtualClock;
+use crate::runtime::driver::DriverError;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -322,18 +327,75 @@ impl Effect {
     }
 }
 
-/// Outbox rows as effects.
-pub fn notifications(rows: &[OutboxRow]) -> Vec<Effect> {
-    rows.iter()
-        .map(|r| Effect {
-            at: from_ms(r.created_at),
+/// Messages sent, as effects (at the instant each went out).
+pub fn notifications(sent: &[Sent]) -> Vec<Effect> {
+    sent.iter()
+        .map(|m| Effect {
+            at: m.at,
             what: "notify".into(),
-            kind: r.kind.clone(),
-            channel: r.channel.clone(),
-            recipient: r.address.clone(),
-            text: r.subject.clone(),
+            kind: m.kind.clone(),
+            channel: m.channel.clone(),
+            recipient: m.recipient.clone(),
+            text: m.subject.clone(),
         })
         .collect()
+}
+
+/// Stage openings and closings among fired timers, as effects (their timers fire without a
+/// message). `titles` maps stage ids to titles.
+pub fn stage_effects(fired: &[Fired], titles: &BTreeMap<String, String>) -> Vec<Effect> {
+    fired
+        .iter()
+        .filter_map(|f| {
+            // Planned keys are `stage:ID/open` and `stage:ID/close` after the round's tag.
+            let (_, rest) = f.timer.key.rsplit_once("/stage:")?;
+            let (id, edge) = rest.rsplit_once('/')?;
+            let kind = match edge {
+                "open" => "stage_open",
+                "close" => "stage_close",
+                _ => return None,
+            };
+            Some(Effect {
+                at: from_ms(f.timer.due_at),
+                what: "stage".into(),
+                kind: kind.into(),
+                channel: String::new(),
+                recipient: String::new(),
+                text: match titles.get(id) {
+                    Some(title) => format!("{title}（{id}）"),
+                    None => id.to_string(),
+                },
+            })
+        })
+        .collect()
+}
+
+/// Put effects in the order of their instants; at one instant stages first, then
+/// completions (each kept in the order it happened), then messages by recipient, channel
+/// and subject (messages of one instant go out concurrently, in no fixed order).
+pub fn sort_effects(effects: &mut [Effect]) {
+    effects.sort_by(|a, b| {
+        let rank = |e: &Effect| match e.what.as_str() {
+            "stage" => 0,
+            "complete" => 1,
+            _ => 2,
+        };
+        let key = |e: &Effect| {
+            let (at, r) = (ms(e.at), rank(e));
+            if r == 2 {
+                (
+                    at,
+                    r,
+                    e.recipient.clone(),
+                    e.channel.clone(),
+                    e.text.clone(),
+                )
+            } else {
+                (at, r, String::new(), String::new(), String::new())
+            }
+        };
+        key(a).cmp(&key(b))
+    });
 }
 
 /// Simulation failures.
@@ -345,6 +407,12 @@ pub enum SimulateError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The app could not be built.
+    #[error(transparent)]
+    App(#[from] AppError),
+    /// Driving time failed.
+    #[error(transparent)]
+    Driver(#[from] DriverError),
     /// The scenario is wrong.
     #[error("scenario: {0}")]
     Scenario(String),
@@ -357,8 +425,11 @@ fn local(tz: chrono_tz::Tz, naive: NaiveDateTime) -> Result<DateTime<Utc>, Simul
         .ok_or_else(|| SimulateError::Scenario(format!("{naive} does not exist in {tz}")))
 }
 
-/// Run a scenario to the end and return every effect in order.
-pub async fn run(scenario: &Scenario, catalog: Catalog) -> Result<Vec<Effect>, SimulateError> {
+/// Run a scenario to the end and return every effect in order: the app `serve` builds, over
+/// an in-memory SQLite store with a virtual clock and the outbox in log mode, driven by the
+/// same [`Driver`](crate::runtime::driver::Driver); the messages listed are those the outbox
+/// sent (one per digest), not the rows queued.
+pub async fn run(scenario: &Scenario, mut catalog: Catalog) -> Result<Vec<Effect>, SimulateError> {
     let tz = catalog
         .workflows
         .get(&scenario.workflow)
@@ -380,23 +451,7 @@ pub async fn run(scenario: &Scenario, catalog: Catalog) -> Result<Vec<Effect>, S
         tz,
         scenario.until.and_hms_opt(23, 59, 59).unwrap_or_default(),
     )?;
-    let clock = Arc::new(VirtualClock::new(begin));
-    let store = crate::store::open("sqlite::memory:").await?;
-    store.migrate().await?;
-    let engine = Engine::new(store.clone(), catalog, clock.clone(), "simulate");
-    engine.register_workflows().await?;
-    let round = engine
-        .start_round(StartRound {
-            workflow: scenario.workflow.clone(),
-            start: scenario.start,
-            params: scenario.params.clone(),
-            units: scenario.branches.clone(),
-            actor: "simulate".into(),
-        })
-        .await?;
-    let tag = store.round(round).await?.map(|r| r.tag).unwrap_or_default();
-    let stage_titles: BTreeMap<String, String> = engine
-        .catalog()
+    let stage_titles: BTreeMap<String, String> = catalog
         .workflows
         .get(&scenario.workflow)
         .map(|w| {
@@ -407,71 +462,65 @@ pub async fn run(scenario: &Scenario, catalog: Catalog) -> Result<Vec<Effect>, S
                 .collect()
         })
         .unwrap_or_default();
+    // Nothing leaves the process: every message goes to the log, as `mode = "log"` would.
+    catalog.config.notify.mode = DeliveryMode::Log;
+    let clock = Arc::new(VirtualClock::new(begin));
+    let store = crate::store::open("sqlite::memory:").await?;
+    store.migrate().await?;
+    let (tx, mut sent) = tokio::sync::mpsc::unbounded_channel();
+    let app = App::build(
+        catalog,
+        store.clone(),
+        clock.clone(),
+        AppOptions {
+            observer: Some(tx),
+            ..AppOptions::new("simulate")
+        },
+    )
+    .await?;
+    let (engine, driver) = (&app.engine, &app.driver);
+    let round = engine
+        .start_round(StartRound {
+            workflow: scenario.workflow.clone(),
+            start: scenario.start,
+            params: scenario.params.clone(),
+            units: scenario.branches.clone(),
+            actor: "simulate".into(),
+        })
+        .await?;
     let mut effects = Vec::new();
-    let mut seen = 0i64;
-    let mut stages_seen: BTreeSet<i64> = BTreeSet::new();
-    let mut pending = completions.into_iter().peekable();
-    loop {
-        crate::runtime::scheduler::step(&engine).await;
-        // Stage openings and closings: their timers fire without a message.
-        for t in store.timers_with_prefix(&format!("{tag}/stage:")).await? {
-            if t.state != crate::store::timer_state::FIRED || !stages_seen.insert(t.id) {
-                continue;
-            }
-            let id = t
-                .key
-                .rsplit_once("/stage:")
-                .and_then(|(_, rest)| rest.rsplit_once('/'))
-                .map_or("", |(id, _)| id);
-            effects.push(Effect {
-                at: from_ms(t.due_at),
-                what: "stage".into(),
-                kind: t.kind.clone(),
-                channel: String::new(),
-                recipient: String::new(),
-                text: match stage_titles.get(id) {
-                    Some(title) => format!("{title}（{id}）"),
-                    None => id.to_string(),
-                },
-            });
-        }
-        let rows = store.outbox_after(seen, i64::MAX).await?;
-        seen = rows.last().map_or(seen, |r| r.id);
-        effects.extend(notifications(&rows));
-        let next_timer = engine.next_due_at().await?;
-        let next_completion = pending.peek().map(|(t, _)| *t);
-        let next = match (next_timer, next_completion) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => match a.or(b) {
-                Some(x) => x,
-                None => break,
-            },
-        };
-        if next > end {
+    let mut fired = Vec::new();
+    for (t, c) in completions {
+        if t > end {
             break;
         }
-        clock.set(next.max(clock.now()));
-        while let Some((t, c)) = pending.next_if(|(t, _)| *t <= clock.now()) {
-            let key_unit = format!("{}@{}", c.task, c.assignee);
-            let key_role = format!("{}@role:{}", c.task, c.assignee);
-            let task = match store.task_by_key(round, &key_unit).await? {
-                Some(t) => t,
-                None => store.task_by_key(round, &key_role).await?.ok_or_else(|| {
-                    SimulateError::Scenario(format!("no task `{key_unit}` in the round"))
-                })?,
-            };
-            engine.complete_task(task.id, "simulate", None).await?;
-            effects.push(Effect {
-                at: t,
-                what: "complete".into(),
-                kind: task.key.clone(),
-                channel: String::new(),
-                recipient: task.assignee_name.clone(),
-                text: task.title.clone(),
-            });
-        }
+        // A completion at an instant comes before what is due then (the person was first).
+        fired.extend(driver.run_before(&clock, t).await?);
+        let key_unit = format!("{}@{}", c.task, c.assignee);
+        let key_role = format!("{}@role:{}", c.task, c.assignee);
+        let task = match store.task_by_key(round, &key_unit).await? {
+            Some(t) => t,
+            None => store.task_by_key(round, &key_role).await?.ok_or_else(|| {
+                SimulateError::Scenario(format!("no task `{key_unit}` in the round"))
+            })?,
+        };
+        engine.complete_task(task.id, "simulate", None).await?;
+        effects.push(Effect {
+            at: t,
+            what: "complete".into(),
+            kind: task.key.clone(),
+            channel: String::new(),
+            recipient: task.assignee_name.clone(),
+            text: task.title.clone(),
+        });
     }
-    // In order of their instants; what happened at the same instant keeps its order.
-    effects.sort_by_key(|e| ms(e.at));
+    fired.extend(driver.run_until(&clock, end).await?);
+    effects.extend(stage_effects(&fired, &stage_titles));
+    let mut messages = Vec::new();
+    while let Ok(m) = sent.try_recv() {
+        messages.push(m);
+    }
+    effects.extend(notifications(&messages));
+    sort_effects(&mut effects);
     Ok(effects)
 }

@@ -9,9 +9,9 @@ use chrono_tz::Asia::Shanghai;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
-use yanzhen::access::{LinkSigner, new_token, token_hash};
-use yanzhen::api::AppState;
+use yanzhen::access::{new_token, token_hash};
 use yanzhen::engine::Engine;
+use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::VirtualClock;
 use yanzhen::store::{AuditEntry, Store, TokenRow};
 
@@ -71,19 +71,20 @@ async fn token(store: &Arc<dyn Store>, name: &str, rights: &str) -> String {
 async fn server(store: Arc<dyn Store>) -> Server {
     yanzhen::notify::install_tls_provider();
     let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
-    let engine = Arc::new(Engine::new(
-        store.clone(),
+    let app = App::build(
         common::catalog_with(&[], true),
+        store.clone(),
         clock.clone(),
-        "api",
-    ));
-    engine.register_workflows().await.unwrap();
-    let state = Arc::new(AppState {
-        engine: engine.clone(),
-        links: LinkSigner::new("test"),
-        metrics: Some(metrics_handle()),
-        config_path: common::root().join("config/yanzhen.toml"),
-    });
+        AppOptions {
+            link_secret: Some("test".into()),
+            metrics: Some(metrics_handle()),
+            config_path: common::root().join("config/yanzhen.toml"),
+            ..AppOptions::new("api")
+        },
+    )
+    .await
+    .unwrap();
+    let (engine, state) = (app.engine, app.http);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

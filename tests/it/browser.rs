@@ -3,25 +3,25 @@
 //! Gantt chart, find an overdue task on the overdue board, mark a branch's task done from its
 //! signed link, and see the editor's diagnostics for an invalid draft.
 //!
-//! Without `/usr/bin/chromium` the test says `browser test skipped: /usr/bin/chromium not
-//! found` and passes (CI installs Chromium in `.ci/run`). Set `YANZHEN_SCREENSHOTS=DIR` to
+//! Without `/usr/bin/chromium` the test says `skipped: browser test: /usr/bin/chromium not
+//! found` and passes, or fails under `CI=true` (`.ci/run` installs Chromium). Set `YANZHEN_SCREENSHOTS=DIR` to
 //! keep a PNG of every page visited.
 
 use crate::common;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
+use common::daemon::Setup;
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use yanzhen::access::{LinkSigner, new_token, token_hash};
-use yanzhen::api::AppState;
-use yanzhen::engine::{Engine, StartRound};
+use yanzhen::access::{new_token, token_hash};
+use yanzhen::engine::StartRound;
+use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
 use yanzhen::store::{AuditEntry, TokenRow, task_state};
 
@@ -70,44 +70,33 @@ struct Scene {
 async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_and_sees_editor_errors()
  {
     if !Path::new(CHROMIUM).exists() {
-        // Straight to the process's stderr: the test harness captures `println!`.
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "browser test skipped: {CHROMIUM} not found"
-        );
+        common::skip_or_fail(&format!("browser test: {CHROMIUM} not found"));
         return;
     }
     yanzhen::notify::install_tls_provider();
     let (_, store, _guard) = common::stores::sqlite().await;
 
     // A config in a temp folder with copies of the shipped workflows (the editor may write).
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wf = dir.path().join("workflows");
-    std::fs::create_dir_all(&wf).expect("mkdir");
-    for e in std::fs::read_dir(common::root().join("workflows")).expect("workflows") {
-        let p = e.expect("entry").path();
-        std::fs::copy(&p, wf.join(p.file_name().expect("name"))).expect("copy");
-    }
-    let root = common::root();
-    let config = dir.path().join("yanzhen.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "timezone = \"Asia/Shanghai\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n",
-            wf.display(),
-            root.join("config/directory.yaml").display(),
-            root.join("config/calendar").display(),
-        ),
-    )
-    .expect("config");
-    let (cat, diags) = yanzhen::catalog::load(&config, date(2019, 7, 1));
-    let cat = cat.unwrap_or_else(|| panic!("catalog: {diags:?}"));
+    let setup = Setup::new().with_shipped_workflows();
+    let wf = setup.workflows();
+    let cat = setup.catalog(date(2019, 7, 1));
 
     // A round for three communities, run to 2019-07-15 10:00: nominations (due 07-12) overdue.
     let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
-    let engine = Engine::new(store.clone(), cat, clock.clone(), "browser-test");
-    engine.register_workflows().await.expect("register");
-    let round = engine
+    let app = App::build(
+        cat,
+        store.clone(),
+        clock.clone(),
+        AppOptions {
+            link_secret: Some("browser-secret".into()),
+            config_path: setup.config(),
+            ..AppOptions::new("browser-test")
+        },
+    )
+    .await
+    .expect("app");
+    let round = app
+        .engine
         .start_round(StartRound {
             workflow: "community-reserve-selection".into(),
             start: date(2019, 7, 1),
@@ -117,16 +106,10 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
         })
         .await
         .expect("start round");
-    let until = at(2019, 7, 15, 10, 0);
-    loop {
-        engine.fire_due().await.expect("fire");
-        match engine.next_due_at().await.expect("next") {
-            Some(n) if n <= until => clock.set(n.max(clock.now())),
-            _ => break,
-        }
-    }
-    clock.set(until);
-    engine.fire_due().await.expect("fire");
+    app.driver
+        .run_until(&clock, at(2019, 7, 15, 10, 0))
+        .await
+        .expect("run");
 
     let token = new_token();
     store
@@ -158,15 +141,10 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
         .await
         .expect("task")
         .expect("exists");
-    let signer = LinkSigner::new("browser-secret");
+    let signer = &app.http.links;
     let task_link = signer.task_link("nanmen", to_complete.id, clock.now().timestamp() + 86_400);
     let unit_link = signer.unit_link("nanmen", clock.now().timestamp() + 86_400);
-    let state = Arc::new(AppState {
-        engine: Arc::new(engine),
-        links: signer,
-        metrics: None,
-        config_path: config,
-    });
+    let state = app.http.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -8,6 +8,7 @@ use crate::common;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
+use common::daemon::Setup;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
@@ -17,7 +18,9 @@ use std::sync::Arc;
 use yanzhen::access::{Grant, LinkSigner, new_token, token_hash};
 use yanzhen::api::AppState;
 use yanzhen::engine::{Engine, StartRound};
+use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
+use yanzhen::runtime::driver::Driver;
 use yanzhen::store::{AuditEntry, Store, TaskRow, TokenRow, task_state};
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
@@ -44,9 +47,10 @@ struct Console {
     base: String,
     http: reqwest::Client,
     state: Arc<AppState>,
+    driver: Driver,
     clock: Arc<VirtualClock>,
     store: Arc<dyn Store>,
-    dir: tempfile::TempDir,
+    setup: Setup,
     admin: String,
     reader: String,
     round: i64,
@@ -78,37 +82,29 @@ impl Console {
         guard: common::stores::Guard,
     ) -> Console {
         yanzhen::notify::install_tls_provider();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let wf = dir.path().join("workflows");
-        std::fs::create_dir_all(&wf).expect("mkdir");
-        for e in std::fs::read_dir(common::root().join("workflows")).expect("workflows") {
-            let p = e.expect("entry").path();
-            std::fs::copy(&p, wf.join(p.file_name().expect("name"))).expect("copy");
-        }
-        let root = common::root();
-        let config = dir.path().join("yanzhen.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "timezone = \"Asia/Shanghai\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n",
-                wf.display(),
-                root.join("config/directory.yaml").display(),
-                root.join("config/calendar").display(),
-            ),
-        )
-        .expect("config");
         // The shipped workflows, loaded from copies in the temp folder so that the editor
         // writes there and never into the repository.
-        let (cat, diags) = yanzhen::catalog::load(&config, date(2019, 7, 1));
-        let cat = cat.unwrap_or_else(|| panic!("{name}: catalog: {diags:?}"));
+        let setup = Setup::new().with_shipped_workflows();
+        let cat = setup.catalog(date(2019, 7, 1));
         assert_eq!(
             cat.workflows.len(),
             common::catalog_with(&[], true).workflows.len(),
             "{name}: every shipped workflow loads from the temp folder"
         );
         let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
-        let engine = Engine::new(store.clone(), cat, clock.clone(), "console-test");
-        engine.register_workflows().await.expect("register");
+        let app = App::build(
+            cat,
+            store.clone(),
+            clock.clone(),
+            AppOptions {
+                link_secret: Some(SECRET.into()),
+                config_path: setup.config(),
+                ..AppOptions::new("console-test")
+            },
+        )
+        .await
+        .expect("app");
+        let engine = app.engine.clone();
         let round = engine
             .start_round(StartRound {
                 workflow: "community-reserve-selection".into(),
@@ -143,12 +139,7 @@ impl Console {
                 .await
                 .expect("token");
         }
-        let state = Arc::new(AppState {
-            engine: Arc::new(engine),
-            links: LinkSigner::new(SECRET),
-            metrics: None,
-            config_path: config,
-        });
+        let state = app.http.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -166,9 +157,10 @@ impl Console {
             base,
             http,
             state,
+            driver: app.driver,
             clock,
             store,
-            dir,
+            setup,
             admin,
             reader,
             round,
@@ -189,18 +181,9 @@ impl Console {
         &self.state.engine
     }
 
-    /// Advance the virtual clock instant by instant to `t`, firing as the daemon would.
+    /// Advance the virtual clock to `t` through the app's driver, as the daemon would.
     async fn run_until(&self, t: DateTime<Utc>) {
-        let e = self.engine();
-        loop {
-            e.fire_due().await.expect("fire");
-            match e.next_due_at().await.expect("next") {
-                Some(n) if n <= t => self.clock.set(n.max(self.clock.now())),
-                _ => break,
-            }
-        }
-        self.clock.set(t);
-        e.fire_due().await.expect("fire");
+        self.driver.run_until(&self.clock, t).await.expect("run");
     }
 
     async fn task(&self, key: &str) -> TaskRow {
@@ -1028,7 +1011,7 @@ async fn the_editor_rejects_an_invalid_draft_with_positioned_diagnostics_and_lea
 {
     for c in consoles().await {
         let name = c.name;
-        let path: PathBuf = c.dir.path().join("workflows/yearly-training.yaml");
+        let path: PathBuf = c.setup.path().join("workflows/yearly-training.yaml");
         let original = std::fs::read_to_string(&path).expect("read");
         let (status, body) = c
             .get("/console/workflows/yearly-training/edit", Some(&c.admin))
@@ -1114,7 +1097,7 @@ async fn the_editor_rejects_an_invalid_draft_with_positioned_diagnostics_and_lea
 async fn the_editor_previews_a_plan_and_saves_a_valid_draft_then_reloads_the_catalog() {
     for c in consoles().await {
         let name = c.name;
-        let path: PathBuf = c.dir.path().join("workflows/yearly-training.yaml");
+        let path: PathBuf = c.setup.path().join("workflows/yearly-training.yaml");
         let original = std::fs::read_to_string(&path).expect("read");
         let title = original
             .lines()
@@ -1257,7 +1240,10 @@ async fn the_editor_previews_a_plan_and_saves_a_valid_draft_then_reloads_the_cat
             resp.text().await.unwrap_or_default()
         );
         assert!(
-            c.dir.path().join("workflows/pilot-training.yaml").is_file(),
+            c.setup
+                .path()
+                .join("workflows/pilot-training.yaml")
+                .is_file(),
             "{name}"
         );
         assert!(
@@ -1275,7 +1261,7 @@ async fn the_workflows_page_lists_versions_and_the_files_that_fail_validation() 
     for c in consoles().await {
         let name = c.name;
         std::fs::write(
-            c.dir.path().join("workflows/broken.yaml"),
+            c.setup.path().join("workflows/broken.yaml"),
             MISSPELT.replace("yearly-training", "broken"),
         )
         .expect("write");
@@ -1315,10 +1301,10 @@ async fn the_workflows_page_lists_versions_and_the_files_that_fail_validation() 
 async fn a_save_under_a_broken_config_keeps_the_running_catalog_and_says_why() {
     for c in consoles().await {
         let name = c.name;
-        let config = c.dir.path().join("yanzhen.toml");
+        let config = c.setup.path().join("yanzhen.toml");
         let text = std::fs::read_to_string(&config).expect("config");
         std::fs::write(&config, format!("{text}unknown_setting = 1\n")).expect("break config");
-        let path = c.dir.path().join("workflows/yearly-training.yaml");
+        let path = c.setup.path().join("workflows/yearly-training.yaml");
         let original = std::fs::read_to_string(&path).expect("read");
         let edited = original.replacen("title: 年度集中培训", "title: 年度集中培训（二）", 1);
         let resp = c

@@ -334,14 +334,16 @@ fn simulate_prints_every_notification_and_escalation_of_a_shipped_round() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
-    // dongguan nominated on 7-11: one reminder (7-10 18:00), no deadline notice, no escalation.
+    // What serve would send: a reminder waits the digest window (15 minutes in the shipped
+    // config) for companions, so it goes at 18:15.
+    // dongguan nominated on 7-11: one reminder (7-10 18:15), no deadline notice, no escalation.
     let dongguan_nom: Vec<&&str> = lines
         .iter()
         .filter(|l| l.contains("dongguan@") && l.contains("组织推荐"))
         .collect();
     assert_eq!(dongguan_nom.len(), 1, "{dongguan_nom:#?}");
     assert!(
-        dongguan_nom[0].starts_with("2019年7月10日（星期三）18:00  提醒"),
+        dongguan_nom[0].starts_with("2019年7月10日（星期三）18:15  提醒"),
         "{}",
         dongguan_nom[0]
     );
@@ -351,22 +353,34 @@ fn simulate_prints_every_notification_and_escalation_of_a_shipped_round() {
             .any(|l| l.starts_with("2019年7月11日（星期四）09:30  完成")
                 && l.contains("东关社区党委"))
     );
-    // xiguan nominated late (7-15 11:00): overdue notice at 7-15? No — the first overdue
-    // reminder is 7-15 18:00, after completion; its escalation to the office at 7-15 18:00 too.
-    assert!(
-        !lines
+    // The nomination is overdue for four communities (beimen, fuqian, nanmen, xinhe; xiguan
+    // nominated at 7-15 11:00, before its first escalation at 18:00): the escalations of one
+    // hour to one rung are one message, climbing office → committee head → district.
+    for (day, to) in [
+        ("2019年7月15日（星期一）18:15", "zzb@"),
+        ("2019年7月16日（星期二）18:15", "shuji@"),
+        ("2019年7月18日（星期四）18:15", "zzk@"),
+    ] {
+        let found: Vec<&&str> = lines
             .iter()
-            .any(|l| l.contains("西关") && l.contains("组织推荐") && l.contains("逐级上报"))
-    );
-    // beimen never nominates: the chain office → committee head → district department.
-    let chain: Vec<&&str> = lines
-        .iter()
-        .filter(|l| l.contains("逐级上报") && l.contains("北门") && l.contains("组织推荐"))
-        .collect();
-    assert_eq!(chain.len(), 3, "{chain:#?}");
-    assert!(chain[0].contains("2019年7月15日（星期一）18:00") && chain[0].contains("zzb@"));
-    assert!(chain[1].contains("2019年7月16日（星期二）18:00") && chain[1].contains("shuji@"));
-    assert!(chain[2].contains("2019年7月18日（星期四）18:00") && chain[2].contains("zzk@"));
+            .filter(|l| l.starts_with(day) && l.contains("逐级上报") && l.contains(to))
+            .collect();
+        assert_eq!(found.len(), 1, "{day} {to}: {text}");
+        assert!(
+            found[0].contains("【逾期上报】4项工作逾期未完成"),
+            "{}",
+            found[0]
+        );
+    }
+    // Every message is one that was sent: no recipient gets two of one kind at one instant.
+    let mut seen = std::collections::HashSet::new();
+    for l in lines.iter().filter(|l| l.contains("@")) {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        assert!(
+            seen.insert((cols[0], cols[1], cols[3])),
+            "two messages to one recipient at one instant: {l}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -636,8 +650,11 @@ async fn healthz_answers_and_readyz_says_why_while_the_database_is_unreachable()
 
 #[tokio::test]
 async fn a_missing_postgres_database_or_unknown_user_stops_serve_at_once_with_what_to_fix() {
-    let Ok(admin) = std::env::var(common::stores::POSTGRES_URL_VAR) else {
-        eprintln!("postgres tests skipped");
+    let Some(admin) = common::stores::postgres_url() else {
+        common::skip_or_fail(&format!(
+            "PostgreSQL test: {} not set",
+            common::stores::POSTGRES_URL_VAR
+        ));
         return;
     };
     let missing = common::stores::with_database(&admin, "yz_no_such_database");

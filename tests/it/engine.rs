@@ -1,6 +1,6 @@
 //! The engine on real stores (a SQLite file, and PostgreSQL when configured) under a
 //! virtual clock: rounds, firing, completion, escalation, kickoffs, catch-up, clock jumps,
-//! several daemons on one database, and serve/simulate sharing one code path.
+//! several daemons on one database (serve and simulate agreeing: tests/it/driver.rs).
 
 use crate::common;
 
@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use yanzhen::engine::{Engine, StartRound, ms};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
+use yanzhen::runtime::driver::Driver;
 use yanzhen::store::{Store, task_state};
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
@@ -28,10 +29,10 @@ async fn engine_on(
     cat: yanzhen::catalog::Catalog,
     clock: Arc<VirtualClock>,
     owner: &str,
-) -> Engine {
+) -> Arc<Engine> {
     let e = Engine::new(store, cat, clock, owner).with_lease_ms(5_000);
     e.register_workflows().await.expect("register");
-    e
+    Arc::new(e)
 }
 
 fn start(workflow: &str, d: NaiveDate, units: Option<Vec<&str>>) -> StartRound {
@@ -44,17 +45,9 @@ fn start(workflow: &str, d: NaiveDate, units: Option<Vec<&str>>) -> StartRound {
     }
 }
 
-/// Advance the virtual clock instant by instant to `t`, firing as the daemon would.
-async fn run_until(e: &Engine, clock: &VirtualClock, t: DateTime<Utc>) {
-    loop {
-        e.fire_due().await.expect("fire");
-        match e.next_due_at().await.expect("next") {
-            Some(n) if n <= t => clock.set(n.max(clock.now())),
-            _ => break,
-        }
-    }
-    clock.set(t);
-    e.fire_due().await.expect("fire");
+/// The shared driver over the timers only: the outbox rows stay as the engine wrote them.
+fn timers(e: &Arc<Engine>) -> Driver {
+    Driver::new(e.clone(), None)
 }
 
 async fn outbox(store: &Arc<dyn Store>) -> Vec<yanzhen::store::OutboxRow> {
@@ -175,7 +168,10 @@ async fn reminders_fire_at_their_instant_and_completion_stops_the_rest() {
             .unwrap()
             .unwrap();
         e.complete_task(t.id, "test", None).await.unwrap();
-        run_until(&e, &clock, at(2019, 7, 25, 0, 0)).await;
+        timers(&e)
+            .run_until(&clock, at(2019, 7, 25, 0, 0))
+            .await
+            .unwrap();
         let all = outbox(&store).await;
         let nom = |unit: &str| {
             all.iter()
@@ -509,7 +505,7 @@ async fn three_daemons_on_one_database_fire_each_timer_once() {
         clock.set(at(2019, 8, 31, 0, 0)); // a burst: everything is due at once
         let mut handles = Vec::new();
         for owner in ["d1", "d2", "d3"] {
-            let e = Arc::new(engine_on(store.clone(), cat.clone(), clock.clone(), owner).await);
+            let e = engine_on(store.clone(), cat.clone(), clock.clone(), owner).await;
             handles.push(tokio::spawn(
                 async move { e.fire_due().await.map(|f| f.len()) },
             ));
@@ -611,58 +607,6 @@ async fn pending_timers_survive_a_restart_on_the_same_sqlite_file() {
         .collect();
     assert!(got.contains(&"reminder".to_string()), "{got:?}");
     assert_eq!(store.round(id).await.unwrap().unwrap().status, "running");
-}
-
-#[tokio::test]
-async fn serve_loop_and_simulate_produce_the_same_effects_for_the_same_inputs() {
-    let cat = common::catalog_with(&[], true);
-    let scenario = yanzhen::runtime::simulate::Scenario {
-        workflow: "community-reserve-selection".into(),
-        start: date(2019, 7, 1),
-        until: date(2019, 7, 25),
-        params: BTreeMap::new(),
-        branches: Some(vec!["dongguan".into(), "xiguan".into()]),
-        completions: vec![],
-    };
-    let simulated: Vec<_> = yanzhen::runtime::simulate::run(&scenario, cat.clone())
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.what == "notify")
-        .collect();
-    assert!(simulated.len() > 20);
-
-    // The daemon's loop (`scheduler::run`) on its own store, with a virtual clock that
-    // jumps to each instant the loop sleeps for.
-    let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
-    let store = yanzhen::store::open("sqlite::memory:").await.unwrap();
-    store.migrate().await.unwrap();
-    let e = Arc::new(engine_on(store.clone(), cat, clock.clone(), "serve").await);
-    e.start_round(StartRound {
-        units: scenario.branches.clone(),
-        ..start("community-reserve-selection", date(2019, 7, 1), None)
-    })
-    .await
-    .unwrap();
-    let end = at(2019, 7, 25, 23, 59);
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let loop_task = tokio::spawn(yanzhen::runtime::scheduler::run(e.clone(), rx));
-    // Stop once nothing is left to fire before the end (the loop would otherwise walk
-    // on through empty virtual time).
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        let next = e.next_due_at().await.unwrap();
-        if next.is_none_or(|n| n > end) {
-            break;
-        }
-    }
-    tx.send(true).unwrap();
-    loop_task.await.unwrap();
-    let served: Vec<_> = yanzhen::runtime::simulate::notifications(&outbox(&store).await)
-        .into_iter()
-        .filter(|x| x.at <= end)
-        .collect();
-    assert_eq!(served, simulated);
 }
 
 #[tokio::test]
@@ -850,7 +794,10 @@ async fn a_task_with_after_waits_and_is_not_reminded_until_its_prerequisites_are
             "{name}: its fixed deadline is kept while it waits"
         );
         // Its reminder (3-11 18:00) passes while a and b are outstanding.
-        run_until(&e, &clock, at(2025, 3, 12, 10, 0)).await;
+        timers(&e)
+            .run_until(&clock, at(2025, 3, 12, 10, 0))
+            .await
+            .unwrap();
         let told_c = |rows: &[yanzhen::store::OutboxRow]| {
             rows.iter()
                 .filter(|o| o.subject.contains("丙"))
@@ -875,7 +822,10 @@ async fn a_task_with_after_waits_and_is_not_reminded_until_its_prerequisites_are
         let c = store.task(c.id).await.unwrap().unwrap();
         assert_eq!(c.state, task_state::OPEN, "{name}");
         assert_eq!(c.due_at, Some(ms(at(2025, 3, 13, 18, 0))), "{name}");
-        run_until(&e, &clock, at(2025, 3, 13, 19, 0)).await;
+        timers(&e)
+            .run_until(&clock, at(2025, 3, 13, 19, 0))
+            .await
+            .unwrap();
         assert_eq!(
             told_c(&outbox(&store).await),
             ["due_today"],
@@ -919,7 +869,10 @@ async fn a_branch_may_complete_a_task_before_its_round_starts_and_is_not_reminde
         assert_eq!(b.state, task_state::OPEN, "{name}");
         // Not due before its stage opens (3-15 18:00): two days counted from the opening.
         assert_eq!(b.due_at, Some(ms(at(2025, 3, 17, 18, 0))), "{name}");
-        run_until(&e, &clock, at(2025, 3, 31, 0, 0)).await;
+        timers(&e)
+            .run_until(&clock, at(2025, 3, 31, 0, 0))
+            .await
+            .unwrap();
         let about_a: Vec<String> = outbox(&store)
             .await
             .into_iter()
@@ -989,7 +942,10 @@ async fn a_round_started_in_the_past_sends_no_old_due_today_and_one_catch_up_per
             "{name}: the skipped instants are audited"
         );
         // The office's task, due in the future, runs as planned.
-        run_until(&e, &clock, at(2025, 4, 12, 19, 0)).await;
+        timers(&e)
+            .run_until(&clock, at(2025, 4, 12, 19, 0))
+            .await
+            .unwrap();
         let c: Vec<String> = outbox(&store)
             .await
             .into_iter()
@@ -1014,7 +970,10 @@ async fn after_downtime_a_late_task_gets_one_overdue_notice_and_only_its_highest
         e.start_round(start("late", date(2025, 3, 3), Some(vec!["dongguan"])))
             .await
             .unwrap();
-        run_until(&e, &clock, at(2025, 3, 4, 12, 0)).await;
+        timers(&e)
+            .run_until(&clock, at(2025, 3, 4, 12, 0))
+            .await
+            .unwrap();
         // The daemon is down from 3-4 until 3-20: a's deadline (3-6), its three overdue
         // reminders and both rungs all passed, and b's too.
         clock.set(at(2025, 3, 20, 10, 0));
@@ -1069,7 +1028,10 @@ async fn reopening_after_the_deadline_sets_a_new_deadline_and_reminds_from_it() 
         let a = task_id(&store, id, "a@dongguan").await;
         clock.set(at(2025, 3, 4, 9, 0));
         e.complete_task(a, "test", None).await.unwrap();
-        run_until(&e, &clock, at(2025, 3, 20, 10, 0)).await; // Thursday
+        timers(&e)
+            .run_until(&clock, at(2025, 3, 20, 10, 0))
+            .await
+            .unwrap(); // Thursday
         let before = outbox(&store).await.len();
         e.reopen_task(a, "test", Some("材料不全".into()))
             .await
@@ -1086,7 +1048,10 @@ async fn reopening_after_the_deadline_sets_a_new_deadline_and_reminds_from_it() 
         let row = store.task(a).await.unwrap().unwrap();
         // Default: five working days from now, at the task's time of day.
         assert_eq!(row.due_at, Some(ms(at(2025, 3, 27, 18, 0))), "{name}");
-        run_until(&e, &clock, at(2025, 3, 27, 19, 0)).await;
+        timers(&e)
+            .run_until(&clock, at(2025, 3, 27, 19, 0))
+            .await
+            .unwrap();
         let after: Vec<String> = outbox(&store).await[before..]
             .iter()
             .filter(|o| o.subject.contains("甲项"))

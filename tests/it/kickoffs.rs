@@ -12,10 +12,10 @@ use chrono_tz::Asia::Shanghai;
 use common::daemon::{Setup, wait_for};
 use reqwest::header::COOKIE;
 use std::sync::Arc;
-use yanzhen::access::{LinkSigner, new_token, token_hash};
-use yanzhen::api::AppState;
+use yanzhen::access::{new_token, token_hash};
 use yanzhen::catalog::Catalog;
-use yanzhen::engine::{BLOCKED_NOT_LOADED, Engine, ms};
+use yanzhen::engine::{BLOCKED_NOT_LOADED, ms};
+use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::VirtualClock;
 use yanzhen::store::{AuditEntry, Store, TokenRow};
 
@@ -41,16 +41,22 @@ fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-async fn engine_on(
-    store: Arc<dyn Store>,
-    cat: Catalog,
-    clock: Arc<VirtualClock>,
-    owner: &str,
-) -> Arc<Engine> {
-    let e = Engine::new(store, cat, clock, owner).with_lease_ms(5_000);
-    e.register_workflows().await.expect("register");
-    e.ensure_kickoffs().await.expect("kickoffs");
-    Arc::new(e)
+/// A daemon's app over `store` (the builder `serve` uses), its kickoffs scheduled.
+async fn app_on(store: Arc<dyn Store>, cat: Catalog, clock: Arc<VirtualClock>, owner: &str) -> App {
+    let app = App::build(
+        cat,
+        store,
+        clock,
+        AppOptions {
+            lease_ms: Some(5_000),
+            link_secret: Some("k".into()),
+            ..AppOptions::new(owner)
+        },
+    )
+    .await
+    .expect("app");
+    app.engine.ensure_kickoffs().await.expect("kickoffs");
+    app
 }
 
 async fn rounds_of(store: &Arc<dyn Store>, wf: &str) -> Vec<yanzhen::store::RoundRow> {
@@ -81,10 +87,10 @@ struct ConsoleHome {
 }
 
 impl ConsoleHome {
-    async fn start(engine: Arc<Engine>) -> ConsoleHome {
+    async fn start(app: &App) -> ConsoleHome {
         yanzhen::notify::install_tls_provider();
         let token = new_token();
-        engine
+        app.engine
             .store()
             .create_token(
                 TokenRow {
@@ -108,12 +114,7 @@ impl ConsoleHome {
             .await
             .expect("bind");
         let url = format!("http://{}/console", listener.local_addr().expect("addr"));
-        let state = Arc::new(AppState {
-            engine,
-            links: LinkSigner::new("k"),
-            metrics: None,
-            config_path: "unused.toml".into(),
-        });
+        let state = app.http.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(yanzhen::api::serve(listener, state, async move {
             let _ = rx.await;
@@ -143,23 +144,23 @@ async fn a_kickoff_across_a_broken_file_restart_starts_its_round_once_the_file_i
         let clock = Arc::new(VirtualClock::new(at(2025, 2, 20, 12, 0)));
         let valid = || common::catalog_with(&[YEARLY], false);
         // The daemon schedules the 3-1 kickoff, then stops.
-        drop(engine_on(store.clone(), valid(), clock.clone(), "a").await);
+        drop(app_on(store.clone(), valid(), clock.clone(), "a").await);
         // It restarts at the kickoff while the file does not validate: nothing of it loads.
         clock.set(at(2025, 3, 1, 9, 0));
-        let b = engine_on(
+        let b = app_on(
             store.clone(),
             common::catalog_with(&[], false),
             clock.clone(),
             "b",
         )
         .await;
-        let console = ConsoleHome::start(b.clone()).await;
-        b.fire_due().await.expect("fire");
+        let console = ConsoleHome::start(&b).await;
+        b.engine.fire_due().await.expect("fire");
         assert!(
             rounds_of(&store, "yearly-notice").await.is_empty(),
             "{name}"
         );
-        let blocked = b.blocked_kickoffs().await.expect("blocked");
+        let blocked = b.engine.blocked_kickoffs().await.expect("blocked");
         assert_eq!(blocked.len(), 1, "{name}: the kickoff waits");
         assert_eq!(blocked[0].workflow, "yearly-notice", "{name}");
         assert_eq!(blocked[0].reason, BLOCKED_NOT_LOADED, "{name}");
@@ -186,13 +187,13 @@ async fn a_kickoff_across_a_broken_file_restart_starts_its_round_once_the_file_i
 
         // Hourly retries while it stays broken: no round, and no second alert.
         clock.set(at(2025, 3, 1, 10, 1));
-        b.fire_due().await.expect("fire");
+        b.engine.fire_due().await.expect("fire");
         assert!(
             rounds_of(&store, "yearly-notice").await.is_empty(),
             "{name}"
         );
         assert_eq!(alerts(&store).await.len(), 1, "{name}: told once");
-        let again = b.blocked_kickoffs().await.expect("blocked");
+        let again = b.engine.blocked_kickoffs().await.expect("blocked");
         assert_eq!(again.len(), 1, "{name}");
         assert_eq!(
             again[0].since,
@@ -202,13 +203,17 @@ async fn a_kickoff_across_a_broken_file_restart_starts_its_round_once_the_file_i
 
         // The file is fixed and reloaded: the round starts at once, with its scheduled date.
         clock.set(at(2025, 3, 1, 10, 20));
-        b.set_catalog(valid()).await.expect("reload");
-        b.fire_due().await.expect("fire");
+        b.engine.set_catalog(valid()).await.expect("reload");
+        b.engine.fire_due().await.expect("fire");
         let rounds = rounds_of(&store, "yearly-notice").await;
         assert_eq!(rounds.len(), 1, "{name}: the owed round started");
         assert_eq!(rounds[0].start_date, "2025-03-01", "{name}");
         assert!(
-            b.blocked_kickoffs().await.expect("blocked").is_empty(),
+            b.engine
+                .blocked_kickoffs()
+                .await
+                .expect("blocked")
+                .is_empty(),
             "{name}"
         );
         assert!(
@@ -217,12 +222,12 @@ async fn a_kickoff_across_a_broken_file_restart_starts_its_round_once_the_file_i
         );
 
         // Once: another daemon, later firings and reloads start nothing more.
-        let c = engine_on(store.clone(), valid(), clock.clone(), "c").await;
-        c.fire_due().await.expect("fire");
+        let c = app_on(store.clone(), valid(), clock.clone(), "c").await;
+        c.engine.fire_due().await.expect("fire");
         clock.set(at(2025, 3, 2, 12, 0));
-        b.set_catalog(valid()).await.expect("reload");
-        b.fire_due().await.expect("fire");
-        c.fire_due().await.expect("fire");
+        b.engine.set_catalog(valid()).await.expect("reload");
+        b.engine.fire_due().await.expect("fire");
+        c.engine.fire_due().await.expect("fire");
         assert_eq!(rounds_of(&store, "yearly-notice").await.len(), 1, "{name}");
         let pending: Vec<_> = store
             .timers_with_prefix("kickoff:yearly-notice:")
@@ -265,14 +270,15 @@ async fn a_kickoff_whose_round_cannot_be_planned_waits_and_tells_the_office_once
             texts.iter().map(|(n, t)| (n.as_str(), t.as_str())),
         )
         .expect("calendar");
-        let e = engine_on(store.clone(), full.clone(), clock.clone(), "a").await;
-        e.set_catalog(gap)
+        let e = app_on(store.clone(), full.clone(), clock.clone(), "a").await;
+        e.engine
+            .set_catalog(gap)
             .await
             .expect("the 2019 file is withdrawn");
         clock.set(at(2019, 7, 1, 9, 0));
-        e.fire_due().await.expect("fire");
+        e.engine.fire_due().await.expect("fire");
         assert!(rounds_of(&store, "working-days").await.is_empty(), "{name}");
-        let blocked = e.blocked_kickoffs().await.expect("blocked");
+        let blocked = e.engine.blocked_kickoffs().await.expect("blocked");
         assert_eq!(blocked.len(), 1, "{name}");
         assert!(
             blocked[0]
@@ -283,10 +289,10 @@ async fn a_kickoff_whose_round_cannot_be_planned_waits_and_tells_the_office_once
         );
         assert_eq!(alerts(&store).await.len(), 1, "{name}");
         clock.set(at(2019, 7, 1, 10, 0) + Duration::minutes(1));
-        e.fire_due().await.expect("fire");
+        e.engine.fire_due().await.expect("fire");
         assert_eq!(alerts(&store).await.len(), 1, "{name}: told once");
-        e.set_catalog(full).await.expect("the file is back");
-        e.fire_due().await.expect("fire");
+        e.engine.set_catalog(full).await.expect("the file is back");
+        e.engine.fire_due().await.expect("fire");
         let rounds = rounds_of(&store, "working-days").await;
         assert_eq!(rounds.len(), 1, "{name}");
         assert_eq!(rounds[0].start_date, "2019-07-01", "{name}");

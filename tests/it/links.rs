@@ -12,11 +12,12 @@ use reqwest::StatusCode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use yanzhen::access::LinkSigner;
-use yanzhen::api::AppState;
 use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
-use yanzhen::engine::{Engine, LINK_VALID_DAYS, StartRound};
+use yanzhen::engine::{LINK_VALID_DAYS, StartRound};
 use yanzhen::notify::outbox::Outbox;
+use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
+use yanzhen::runtime::driver::Driver;
 use yanzhen::store::Store;
 
 const SECRET: &str = "links-test";
@@ -62,7 +63,10 @@ fn due() -> DateTime<Utc> {
 /// secret and `link_base` pointing at it.
 struct Server {
     base: String,
-    engine: Arc<Engine>,
+    /// Drives the timers only: messages wait in the outbox until a test sends them.
+    timers: Driver,
+    /// The app's outbox sender.
+    outbox: Arc<Outbox>,
     clock: Arc<VirtualClock>,
     store: Arc<dyn Store>,
     http: reqwest::Client,
@@ -82,16 +86,18 @@ impl Server {
             ..notify
         };
         let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
-        let engine = Engine::new(store.clone(), cat, clock.clone(), "links");
-        engine.register_workflows().await.expect("register");
-        engine.set_link_signer(LinkSigner::new(SECRET));
-        let engine = Arc::new(engine);
-        let state = Arc::new(AppState {
-            engine: engine.clone(),
-            links: LinkSigner::new(SECRET),
-            metrics: None,
-            config_path: "unused.toml".into(),
-        });
+        let app = App::build(
+            cat,
+            store.clone(),
+            clock.clone(),
+            AppOptions {
+                link_secret: Some(SECRET.into()),
+                ..AppOptions::new("links")
+            },
+        )
+        .await
+        .expect("app");
+        let (engine, state) = (app.engine.clone(), app.http.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(yanzhen::api::serve(listener, state, async move {
             let _ = rx.await;
@@ -108,7 +114,8 @@ impl Server {
             .expect("start");
         Server {
             base,
-            engine,
+            timers: Driver::new(engine.clone(), None),
+            outbox: app.outbox,
             clock,
             store,
             http: reqwest::Client::new(),
@@ -118,15 +125,7 @@ impl Server {
 
     /// Fire every timer due up to `t`, instant by instant, as the daemon would.
     async fn fire_until(&self, t: DateTime<Utc>) {
-        loop {
-            self.engine.fire_due().await.expect("fire");
-            match self.engine.next_due_at().await.expect("next") {
-                Some(n) if n <= t => self.clock.set(n.max(self.clock.now())),
-                _ => break,
-            }
-        }
-        self.clock.set(t);
-        self.engine.fire_due().await.expect("fire");
+        self.timers.run_until(&self.clock, t).await.expect("fire");
     }
 
     /// Every link to this server in a text.
@@ -203,14 +202,13 @@ async fn a_message_sent_long_after_it_fired_carries_links_valid_for_thirty_days_
             }),
             ..NotifyConfig::default()
         };
-        let s = Server::start(store, notify.clone()).await;
+        let s = Server::start(store, notify).await;
         // Both deadline notices fire on time; nothing is sent until 45 days later (the
         // sender was stopped, or held back).
         s.fire_until(due()).await;
         let sent_at = due() + Duration::days(45);
         s.clock.set(sent_at);
-        let outbox = Outbox::new(s.engine.clone(), notify).expect("outbox");
-        outbox.deliver_due().await.expect("deliver");
+        s.outbox.deliver_due().await.expect("deliver");
         let mails = smtp.messages();
         assert_eq!(mails.len(), 1, "{name}: one digest of the two notices");
         let mail = mailparse::parse_mail(&mails[0].data).expect("mime");

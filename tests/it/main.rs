@@ -11,6 +11,7 @@ mod calendar_official;
 mod cli;
 mod console;
 mod daemon;
+mod driver;
 mod email;
 mod engine;
 mod fuzz_regressions;

@@ -15,7 +15,9 @@ use yanzhen::catalog::Catalog;
 use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
 use yanzhen::engine::{Engine, StartRound};
 use yanzhen::notify::outbox::Outbox;
+use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
+use yanzhen::runtime::driver::Driver;
 use yanzhen::store::Store;
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
@@ -48,7 +50,8 @@ fn deliver_to(port: u16) -> NotifyConfig {
 
 struct Rig {
     engine: Arc<Engine>,
-    outbox: Outbox,
+    outbox: Arc<Outbox>,
+    driver: Driver,
     clock: Arc<VirtualClock>,
     store: Arc<dyn Store>,
 }
@@ -60,14 +63,15 @@ async fn rig(
     start: DateTime<Utc>,
 ) -> Rig {
     yanzhen::notify::install_tls_provider();
-    cat.config.notify = notify.clone();
+    cat.config.notify = notify;
     let clock = Arc::new(VirtualClock::new(start));
-    let engine = Arc::new(Engine::new(store.clone(), cat, clock.clone(), "n"));
-    engine.register_workflows().await.unwrap();
-    let outbox = Outbox::new(engine.clone(), notify).expect("outbox");
+    let app = App::build(cat, store.clone(), clock.clone(), AppOptions::new("n"))
+        .await
+        .expect("app");
     Rig {
-        engine,
-        outbox,
+        engine: app.engine,
+        outbox: app.outbox,
+        driver: app.driver,
         clock,
         store,
     }
@@ -87,26 +91,10 @@ impl Rig {
             .unwrap()
     }
 
-    /// Advance instant by instant to `t`, firing timers and delivering the outbox after each.
+    /// Advance instant by instant to `t` through the app's driver: timers fire and the
+    /// outbox delivers at every instant either has something due.
     async fn run_until(&self, t: DateTime<Utc>) {
-        loop {
-            self.engine.fire_due().await.unwrap();
-            self.outbox.deliver_due().await.unwrap();
-            let next_timer = self.engine.next_due_at().await.unwrap();
-            let next_send = self.outbox.next_send_at().await.unwrap();
-            let next = [next_timer, next_send]
-                .into_iter()
-                .flatten()
-                .filter(|n| *n > self.clock.now())
-                .min();
-            match next {
-                Some(n) if n <= t => self.clock.set(n),
-                _ => break,
-            }
-        }
-        self.clock.set(t);
-        self.engine.fire_due().await.unwrap();
-        self.outbox.deliver_due().await.unwrap();
+        self.driver.run_until(&self.clock, t).await.unwrap();
     }
 }
 

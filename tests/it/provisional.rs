@@ -600,26 +600,10 @@ async fn a_daemon_starting_after_the_file_was_added_reprojects_rounds_that_still
 #[tokio::test]
 async fn saving_the_2027_file_in_the_calendar_folder_and_reloading_moves_the_marked_deadline() {
     for (name, store, _g) in common::stores::stores().await {
-        let dir = tempfile::tempdir().unwrap();
-        let (wf_dir, cal_dir) = (dir.path().join("workflows"), dir.path().join("calendar"));
-        std::fs::create_dir_all(&wf_dir).unwrap();
-        std::fs::create_dir_all(&cal_dir).unwrap();
-        std::fs::write(wf_dir.join("winter.yaml"), WINTER).unwrap();
-        for e in std::fs::read_dir(common::root().join("config/calendar")).unwrap() {
-            let p = e.unwrap().path();
-            std::fs::copy(&p, cal_dir.join(p.file_name().unwrap())).unwrap();
-        }
-        let config = dir.path().join("yanzhen.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "timezone = \"Asia/Shanghai\"\nworkflows_dir = \"{}\"\ndirectory = \"{}\"\ncalendar_dir = \"{}\"\n",
-                wf_dir.display(),
-                common::root().join("config/directory.yaml").display(),
-                cal_dir.display()
-            ),
-        )
-        .unwrap();
+        let setup = common::daemon::Setup::new()
+            .only_workflow("winter.yaml", WINTER)
+            .with_own_calendar();
+        let (cal_dir, config) = (setup.calendar_dir(), setup.config());
         let (cat, diags) = yanzhen::catalog::load(&config, date(2026, 12, 14));
         assert!(
             diags.iter().any(

@@ -1,6 +1,7 @@
-//! The real `yanzhen` binary in a temporary config: [`Setup`] writes the config (shipped
-//! directory and calendar, one shipped workflow, a SQLite file or a PostgreSQL database) and
-//! runs commands against it; [`Daemon`] is a running `yanzhen serve`.
+//! The one harness for config files and the daemon: [`Setup`] writes a config in a temporary
+//! folder (shipped directory and calendar, one or every shipped workflow, a SQLite file or a
+//! PostgreSQL database), loads its catalog for in-process tests and runs the real `yanzhen`
+//! binary against it; [`Daemon`] is a running `yanzhen serve`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -50,6 +51,61 @@ impl Setup {
             lease_ms: None,
             served: AtomicUsize::new(0),
         }
+    }
+
+    /// Copies of every shipped workflow in `workflows/` (the console's editor may write
+    /// there, never into the repository).
+    pub fn with_shipped_workflows(self) -> Setup {
+        let wf = self.workflows();
+        for e in std::fs::read_dir(super::root().join("workflows")).expect("workflows") {
+            let p = e.expect("entry").path();
+            std::fs::copy(&p, wf.join(p.file_name().expect("name"))).expect("copy");
+        }
+        self
+    }
+
+    /// Only this workflow file in `workflows/`, instead of [`WORKFLOW`].
+    pub fn only_workflow(self, file: &str, text: &str) -> Setup {
+        let wf = self.workflows();
+        std::fs::remove_dir_all(&wf).expect("rm workflows");
+        std::fs::create_dir_all(&wf).expect("mkdir");
+        std::fs::write(wf.join(file), text).expect("write workflow");
+        self
+    }
+
+    /// A copy of the shipped calendar in `calendar/`, used instead of the shipped folder
+    /// (a test may add or remove year files).
+    pub fn with_own_calendar(self) -> Setup {
+        let shipped = super::root().join("config/calendar");
+        let own = self.calendar_dir();
+        std::fs::create_dir_all(&own).expect("mkdir");
+        for e in std::fs::read_dir(&shipped).expect("calendar") {
+            let p = e.expect("entry").path();
+            std::fs::copy(&p, own.join(p.file_name().expect("name"))).expect("copy");
+        }
+        let path = self.config();
+        let text = std::fs::read_to_string(&path).expect("config");
+        let line = |dir: &Path| format!("calendar_dir = \"{}\"\n", dir.display());
+        assert!(text.contains(&line(&shipped)), "{text}");
+        std::fs::write(path, text.replace(&line(&shipped), &line(&own))).expect("config");
+        self
+    }
+
+    /// The folder of a calendar of its own ([`Setup::with_own_calendar`]).
+    pub fn calendar_dir(&self) -> PathBuf {
+        self.path().join("calendar")
+    }
+
+    /// The catalog of this config as the daemon loads it on `today`; the test fails if the
+    /// config, directory or calendar does not load.
+    pub fn catalog(&self, today: chrono::NaiveDate) -> yanzhen::catalog::Catalog {
+        let (cat, diags) = yanzhen::catalog::load(&self.config(), today);
+        cat.unwrap_or_else(|| panic!("catalog of {}: {diags:?}", self.config().display()))
+    }
+
+    /// The folder of the workflow files.
+    pub fn workflows(&self) -> PathBuf {
+        self.path().join("workflows")
     }
 
     /// Use this PostgreSQL database instead of the SQLite file.

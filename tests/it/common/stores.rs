@@ -66,14 +66,26 @@ impl PgDatabase {
 /// long as the store is used.
 pub async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Guard)> {
     let mut out = vec![sqlite().await];
-    match std::env::var(POSTGRES_URL_VAR) {
-        Ok(url) if !url.is_empty() => out.push(postgres(&url).await),
-        _ => {
+    match postgres_url() {
+        Some(url) => out.push(postgres(&url).await),
+        None => {
+            let why = format!("the PostgreSQL half of these tests: {POSTGRES_URL_VAR} not set");
+            // Under CI=true every caller fails; elsewhere one note is enough.
             static SKIPPED: Once = Once::new();
-            SKIPPED.call_once(|| eprintln!("postgres tests skipped: {POSTGRES_URL_VAR} not set"));
+            if super::ci() {
+                super::skip_or_fail(&why);
+            }
+            SKIPPED.call_once(|| super::skip_or_fail(&why));
         }
     }
     out
+}
+
+/// `YANZHEN_TEST_POSTGRES_URL`, when set and not empty.
+pub fn postgres_url() -> Option<String> {
+    std::env::var(POSTGRES_URL_VAR)
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 /// A fresh migrated SQLite store on a file in a new temporary directory.
@@ -92,8 +104,8 @@ pub async fn sqlite() -> (&'static str, Arc<dyn Store>, Guard) {
 /// A fresh, empty PostgreSQL database for processes under test (e.g. `yanzhen serve`):
 /// its URL and the guard that drops it. None, with a note, when Postgres is not configured.
 pub async fn postgres_database() -> Option<(String, Guard)> {
-    let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
-        eprintln!("postgres tests skipped: {POSTGRES_URL_VAR} not set");
+    let Some(admin_url) = postgres_url() else {
+        super::skip_or_fail(&format!("PostgreSQL test: {POSTGRES_URL_VAR} not set"));
         return None;
     };
     Some(create_database(&admin_url).await)
