@@ -35,8 +35,9 @@ use crate::core::directory::UnitKind;
 use crate::core::plan::{PlanInput, plan};
 use crate::core::timefmt::{provisional_mark, zh_date, zh_datetime};
 use crate::core::validate::{Context, validate_workflow, workflow_tz};
-use crate::engine::{EngineError, NewDeadline, RoundStatus, days_between, from_ms, local_date};
-use crate::store::{AuditEntry, RoundRow, StoreError, TaskRow, task_state, timer_state};
+use crate::core::state::{AssigneeKind, RoundStatus, TaskState, TimerKind, TimerState};
+use crate::engine::{EngineError, NewDeadline, RoundReport, days_between, from_ms, local_date};
+use crate::store::{AuditEntry, RoundRow, StoreError, TaskRow};
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Form, FromRequestParts, Path, Query, State as Shared};
@@ -292,7 +293,7 @@ impl<'a> Ui<'a> {
     fn overdue_text(&self, t: &TaskRow) -> Option<String> {
         let due = t.due_at?;
         let now = self.now();
-        if t.state != task_state::OPEN || due >= now.timestamp_millis() {
+        if t.state != TaskState::Open || due >= now.timestamp_millis() {
             return None;
         }
         let days = -days_between(now, from_ms(due), self.tz());
@@ -408,15 +409,8 @@ impl<'a> Ui<'a> {
     }
 }
 
-fn state_zh(state: &str) -> &'static str {
-    match state {
-        task_state::OPEN => "待办",
-        task_state::WAITING => "等待前序",
-        task_state::DONE => "已完成",
-        task_state::WAIVED => "已免除",
-        task_state::CANCELLED => "已取消",
-        _ => "未知",
-    }
+fn state_zh(state: &TaskState) -> &'static str {
+    state.zh()
 }
 
 fn action_zh(action: &str) -> &'static str {
@@ -428,27 +422,12 @@ fn action_zh(action: &str) -> &'static str {
     }
 }
 
-fn round_status_zh(status: &str) -> &'static str {
-    match status {
-        "running" => "进行中",
-        "finished" => "已结束",
-        "cancelled" => "已取消",
-        _ => "未知",
-    }
+fn round_status_zh(status: &RoundStatus) -> &'static str {
+    status.zh()
 }
 
-fn timer_kind_zh(kind: &str) -> &'static str {
-    match kind {
-        "stage_open" => "阶段开始",
-        "stage_close" => "阶段结束",
-        "reminder" => "提醒",
-        "deadline" => "截止",
-        "overdue" => "逾期催办",
-        "escalation" => "逐级上报",
-        "kickoff" => "启动轮次",
-        crate::engine::provisional::NOTICE_KIND => "节假日文件提醒",
-        _ => "定时",
-    }
+fn timer_kind_zh(kind: &TimerKind) -> &'static str {
+    kind.zh()
 }
 
 fn pct(done: usize, total: usize) -> u64 {
@@ -501,7 +480,7 @@ async fn rounds_page(Shared(state): Shared<State>, ConsoleUser(user): ConsoleUse
             m.insert("tag".into(), r.tag.clone().into());
             m.insert("workflow_id".into(), r.workflow_id.clone().into());
             m.insert("start_date".into(), r.start_date.clone().into());
-            m.insert("status".into(), r.status.clone().into());
+            m.insert("status".into(), r.status.as_str().into());
             m.insert("status_zh".into(), round_status_zh(&r.status).into());
         }
         out.push(row);
@@ -512,16 +491,9 @@ async fn rounds_page(Shared(state): Shared<State>, ConsoleUser(user): ConsoleUse
     };
     let kickoffs: Vec<serde_json::Value> = kickoffs
         .into_iter()
-        .filter(|t| t.state == timer_state::PENDING)
+        .filter(|t| t.state == TimerState::Pending)
         .map(|t| {
-            let workflow = serde_json::from_str::<serde_json::Value>(&t.payload_json)
-                .ok()
-                .and_then(|p| {
-                    p.get("workflow")
-                        .and_then(|w| w.as_str())
-                        .map(str::to_string)
-                })
-                .unwrap_or_else(|| {
+            let workflow = t.payload.workflow.clone().unwrap_or_else(|| {
                     t.key
                         .trim_start_matches("kickoff:")
                         .rsplit_once(':')
@@ -534,9 +506,7 @@ async fn rounds_page(Shared(state): Shared<State>, ConsoleUser(user): ConsoleUse
                 .get(&workflow)
                 .map(|w| w.workflow.title.clone())
                 .unwrap_or_else(|| workflow.clone());
-            let blocked = serde_json::from_str::<serde_json::Value>(&t.payload_json)
-                .ok()
-                .is_some_and(|p| p.get("blocked").is_some());
+            let blocked = t.payload.blocked.is_some();
             let at = format!(
                 "{}{}",
                 ui.at(t.due_at),
@@ -621,7 +591,7 @@ async fn round_page(
         .collect();
     let done = tasks
         .iter()
-        .filter(|t| t.state == task_state::DONE || t.state == task_state::WAIVED)
+        .filter(|t| t.state == TaskState::Done || t.state == TaskState::Waived)
         .count();
     let gantt = gantt(&status, &tasks, ui.now(), ui.tz(), &ui.catalog.calendar);
     let r = &status.round;
@@ -633,7 +603,7 @@ async fn round_page(
             "title": status.title,
             "round": {"id": r.id, "tag": r.tag, "workflow_id": r.workflow_id, "start_date": r.start_date, "status": r.status, "status_zh": round_status_zh(&r.status)},
             "stages": stages, "tasks": task_rows, "next": next, "gantt": gantt,
-            "total": tasks.iter().filter(|t| t.state != task_state::CANCELLED).count(),
+            "total": tasks.iter().filter(|t| t.state != TaskState::Cancelled).count(),
             "done": done, "overdue": status.overdue.len(), "now": ui.at_utc(ui.now()),
             "stuck": status.stuck.iter().map(|t| json!({"id": t.id, "title": t.title, "assignee": t.assignee_name})).collect::<Vec<_>>(),
         }),
@@ -734,7 +704,7 @@ fn r1(v: f64) -> f64 {
 /// (from the holiday calendar, where it covers the year), and a "now" line. None when the
 /// round has no dated instant at all.
 fn gantt(
-    status: &RoundStatus,
+    status: &RoundReport,
     tasks: &[TaskRow],
     now: DateTime<Utc>,
     tz: Tz,
@@ -742,7 +712,7 @@ fn gantt(
 ) -> Option<Gantt> {
     let live: Vec<&TaskRow> = tasks
         .iter()
-        .filter(|t| t.state != task_state::CANCELLED)
+        .filter(|t| t.state != TaskState::Cancelled)
         .collect();
     let instants: Vec<DateTime<Utc>> = status
         .stages
@@ -856,15 +826,15 @@ fn gantt(
                     let dx = x(from_ms(due));
                     let late = ts
                         .iter()
-                        .any(|t| t.state == task_state::OPEN && due < now_ms);
+                        .any(|t| t.state == TaskState::Open && due < now_ms);
                     let all_done = ts
                         .iter()
-                        .all(|t| t.state == task_state::DONE || t.state == task_state::WAIVED);
+                        .all(|t| t.state == TaskState::Done || t.state == TaskState::Waived);
                     let mut titles: Vec<&str> = ts.iter().map(|t| t.title.as_str()).collect();
                     titles.dedup();
                     let done = ts
                         .iter()
-                        .filter(|t| t.state == task_state::DONE || t.state == task_state::WAIVED)
+                        .filter(|t| t.state == TaskState::Done || t.state == TaskState::Waived)
                         .count();
                     let provisional = ts.iter().any(|t| t.provisional);
                     Diamond {
@@ -955,7 +925,7 @@ async fn overdue_page(Shared(state): Shared<State>, ConsoleUser(user): ConsoleUs
     // (kind, id) -> (name, items with their due instant for sorting)
     let mut groups: Groups = BTreeMap::new();
     let mut total = 0usize;
-    for round in rounds.iter().filter(|r| r.status == "running") {
+    for round in rounds.iter().filter(|r| r.status == RoundStatus::Running) {
         let tasks = match store.tasks(round.id).await {
             Ok(t) => t,
             Err(e) => return ui.store_fail(e),
@@ -963,7 +933,7 @@ async fn overdue_page(Shared(state): Shared<State>, ConsoleUser(user): ConsoleUs
         let title = round_title(&ui, round);
         for t in tasks {
             let Some(due) = t.due_at else { continue };
-            if t.state != task_state::OPEN || due >= now_ms {
+            if t.state != TaskState::Open || due >= now_ms {
                 continue;
             }
             let timers = match store
@@ -975,20 +945,20 @@ async fn overdue_page(Shared(state): Shared<State>, ConsoleUser(user): ConsoleUs
             };
             let rungs: Vec<_> = timers
                 .iter()
-                .filter(|x| x.state != timer_state::CANCELLED)
+                .filter(|x| x.state != TimerState::Cancelled)
                 .collect();
             let fired: Vec<_> = rungs
                 .iter()
-                .filter(|x| x.state == timer_state::FIRED)
+                .filter(|x| x.state == TimerState::Fired)
                 .collect();
-            let reached = fired.last().and_then(|x| recipient_name(&x.payload_json));
+            let reached = fired.last().and_then(|x| recipient_name(x));
             let next = rungs
                 .iter()
-                .find(|x| x.state == timer_state::PENDING)
+                .find(|x| x.state == TimerState::Pending)
                 .map(|x| {
                     format!(
                         "{} {}",
-                        recipient_name(&x.payload_json).unwrap_or_default(),
+                        recipient_name(x).unwrap_or_default(),
                         ui.at(x.due_at)
                     )
                 });
@@ -1000,7 +970,7 @@ async fn overdue_page(Shared(state): Shared<State>, ConsoleUser(user): ConsoleUs
                 "fired": fired.len(), "steps": rungs.len(), "reached": reached, "next": next,
             });
             groups
-                .entry((t.assignee_kind.clone(), t.assignee_id.clone()))
+                .entry((t.assignee_kind, t.assignee_id.clone()))
                 .or_insert_with(|| (t.assignee_name.clone(), Vec::new()))
                 .1
                 .push((due, item));
@@ -1018,13 +988,13 @@ async fn overdue_page(Shared(state): Shared<State>, ConsoleUser(user): ConsoleUs
     let groups: Vec<serde_json::Value> = groups
         .into_iter()
         .map(|(kind, id, name, items)| {
-            let unit = (kind == "unit")
+            let unit = (kind == AssigneeKind::Unit)
                 .then(|| ui.catalog.directory.unit(&id))
                 .flatten();
             let kind = match unit.map(|u| u.kind) {
                 Some(UnitKind::Branch) => "村/社区党组织",
                 Some(UnitKind::Department) => "审查部门",
-                None if kind == "unit" => "单位",
+                None if kind == AssigneeKind::Unit => "单位",
                 None => "街道角色",
             };
             json!({
@@ -1045,15 +1015,10 @@ async fn overdue_page(Shared(state): Shared<State>, ConsoleUser(user): ConsoleUs
 }
 
 /// Overdue tasks by assignee `(kind, id)`: its name and `(deadline, row)` pairs.
-type Groups = BTreeMap<(String, String), (String, Vec<(i64, serde_json::Value)>)>;
+type Groups = BTreeMap<(AssigneeKind, String), (String, Vec<(i64, serde_json::Value)>)>;
 
-fn recipient_name(payload: &str) -> Option<String> {
-    serde_json::from_str::<serde_json::Value>(payload)
-        .ok()?
-        .get("recipient")?
-        .get("name")?
-        .as_str()
-        .map(str::to_string)
+fn recipient_name(t: &crate::store::TimerRow) -> Option<String> {
+    t.payload.recipient.as_ref().map(|p| p.name.clone())
 }
 
 /// The title of a round's workflow: the loaded one, else the id.
@@ -1136,8 +1101,8 @@ async fn render_task(
         .and_then(|w| w.workflow.defaults.reopen_working_days)
         .unwrap_or(crate::engine::DEFAULT_REOPEN_WORKING_DAYS);
     let expires = ui.now().timestamp() + LINK_DAYS * 86_400;
-    let link = (task.assignee_kind == "unit"
-        && (task.state == task_state::OPEN || task.state == task_state::WAITING))
+    let link = (task.assignee_kind == AssigneeKind::Unit
+        && (task.state == TaskState::Open || task.state == TaskState::Waiting))
         .then(|| {
             ui.absolute(
                 &ui.state
@@ -1855,16 +1820,16 @@ async fn branch_page(
     };
     let now = ui.now();
     let mut rows: Vec<(i64, serde_json::Value)> = Vec::new();
-    for round in rounds.iter().filter(|r| r.status == "running") {
+    for round in rounds.iter().filter(|r| r.status == RoundStatus::Running) {
         let tasks = match store.tasks(round.id).await {
             Ok(t) => t,
             Err(e) => return ui.store_fail(e),
         };
         let workflow = round_title(&ui, round);
         for t in tasks.iter().filter(|t| {
-            t.assignee_kind == "unit"
+            t.assignee_kind == AssigneeKind::Unit
                 && t.assignee_id == unit
-                && (t.state == task_state::OPEN || t.state == task_state::WAITING)
+                && (t.state == TaskState::Open || t.state == TaskState::Waiting)
         }) {
             let left = t.due_at.and_then(|d| {
                 let days = days_between(now, from_ms(d), ui.tz());
@@ -1874,7 +1839,7 @@ async fn branch_page(
                 })
             });
             let action =
-                (t.state == task_state::OPEN).then(|| state.links.task_link(&unit, t.id, exp));
+                (t.state == TaskState::Open).then(|| state.links.task_link(&unit, t.id, exp));
             rows.push((
                 t.due_at.unwrap_or(i64::MAX),
                 json!({
@@ -1961,7 +1926,7 @@ async fn linked_task(
         }
         Err(e) => return Err(Box::new(ui.store_fail(e))),
     };
-    if task.assignee_kind != "unit" || task.assignee_id != unit {
+    if task.assignee_kind != AssigneeKind::Unit || task.assignee_id != unit {
         return Err(refuse(LinkError::BadSignature));
     }
     let name = ui
@@ -2030,7 +1995,7 @@ async fn branch_task_done(
             }),
         ),
         Err(EngineError::Store(StoreError::WrongState { state: s, .. })) => {
-            let text = if s == task_state::DONE {
+            let text = if s == TaskState::Done {
                 format!("「{}」已经标记完成，无需再次提交。", task.title)
             } else {
                 format!(

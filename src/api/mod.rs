@@ -208,6 +208,15 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string())
             }
             EngineError::Store(StoreError::NotFound(_)) => ApiError::not_found(e.to_string()),
+            // Stored data that does not parse: say which row, so it can be mended.
+            EngineError::Store(StoreError::Corrupt(_)) => {
+                tracing::error!(error = %e, "request failed on corrupt data");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "corrupt_data",
+                    e.to_string(),
+                )
+            }
             _ => {
                 tracing::error!(error = %e, "request failed");
                 ApiError::new(
@@ -226,14 +235,7 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rights {
-    /// Read only.
-    Read,
-    /// Read and change.
-    Admin,
-}
+pub use crate::core::state::Rights;
 
 /// An authenticated administrator (from `Authorization: Bearer TOKEN` or the console's
 /// `yz_token` cookie). Extracting it answers 401 when the token is missing or unknown.
@@ -298,11 +300,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Ap
     match row {
         Some(r) => Ok(Principal {
             name: r.name,
-            rights: if r.rights == "admin" {
-                Rights::Admin
-            } else {
-                Rights::Read
-            },
+            rights: r.rights,
         }),
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -11,6 +11,7 @@ use crate::core::definition::{
 };
 use crate::core::diagnostic::{Loc, Severity, Sp, suggest};
 use crate::core::directory::{Directory, Party};
+use crate::core::state::AssigneeKind;
 use chrono::{DateTime, Duration, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -112,37 +113,7 @@ pub struct PlannedTask {
     pub after_done: Option<String>,
 }
 
-/// What a timer does when it fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimerKind {
-    /// A stage opens.
-    StageOpen,
-    /// A stage closes.
-    StageClose,
-    /// A reminder before the deadline.
-    Reminder,
-    /// The deadline itself: the task becomes overdue.
-    Deadline,
-    /// A repeated reminder while overdue.
-    Overdue,
-    /// A rung of the escalation chain.
-    Escalation,
-}
-
-impl TimerKind {
-    /// Chinese label for tables.
-    pub fn zh(self) -> &'static str {
-        match self {
-            TimerKind::StageOpen => "阶段开始",
-            TimerKind::StageClose => "阶段结束",
-            TimerKind::Reminder => "提醒",
-            TimerKind::Deadline => "截止",
-            TimerKind::Overdue => "逾期催办",
-            TimerKind::Escalation => "逐级上报",
-        }
-    }
-}
+pub use crate::core::state::TimerKind;
 
 /// One instant at which the daemon acts.
 #[derive(Debug, Clone, Serialize)]
@@ -1107,8 +1078,8 @@ impl<'a> Planner<'a> {
             }
             for a in assignees {
                 let key = match a.kind {
-                    "unit" => format!("{}@{}", task.id.value, a.id),
-                    _ => format!("{}@role:{}", task.id.value, a.id),
+                    AssigneeKind::Unit => format!("{}@{}", task.id.value, a.id),
+                    AssigneeKind::Role => format!("{}@role:{}", task.id.value, a.id),
                 };
                 let first_rung = chain.map_or(0, |c| first_rung_above(c, &a));
                 if chain.is_some_and(|c| !c.is_empty() && first_rung >= c.len()) {
@@ -1138,7 +1109,12 @@ impl<'a> Planner<'a> {
                         TimerKind::Reminder => format!("reminder/{n}"),
                         TimerKind::Overdue => format!("overdue/{n}"),
                         TimerKind::Escalation => format!("escalation/{n}"),
-                        TimerKind::StageOpen | TimerKind::StageClose => continue,
+                        // Not task timers.
+                        TimerKind::StageOpen
+                        | TimerKind::StageClose
+                        | TimerKind::Kickoff
+                        | TimerKind::CatchUp
+                        | TimerKind::CalendarNotice => continue,
                     };
                     timers.push(PlannedTimer {
                         key: format!("{key}/{suffix}"),
@@ -1223,7 +1199,7 @@ impl<'a> Planner<'a> {
 /// before it are below it), else at the first rung. Rungs go to roles, so a unit-assigned
 /// task always starts at the first rung.
 pub fn first_rung_above(chain: &[Sp<Rung>], assignee: &Party) -> usize {
-    if assignee.kind != "role" {
+    if assignee.kind != AssigneeKind::Role {
         return 0;
     }
     chain

@@ -328,8 +328,8 @@ pub fn notifications(rows: &[OutboxRow]) -> Vec<Effect> {
         .map(|r| Effect {
             at: from_ms(r.created_at),
             what: "notify".into(),
-            kind: r.kind.clone(),
-            channel: r.channel.clone(),
+            kind: r.kind.to_string(),
+            channel: r.channel.to_string(),
             recipient: r.address.clone(),
             text: r.subject.clone(),
         })
@@ -415,7 +415,7 @@ pub async fn run(scenario: &Scenario, catalog: Catalog) -> Result<Vec<Effect>, S
         crate::runtime::scheduler::step(&engine).await;
         // Stage openings and closings: their timers fire without a message.
         for t in store.timers_with_prefix(&format!("{tag}/stage:")).await? {
-            if t.state != crate::store::timer_state::FIRED || !stages_seen.insert(t.id) {
+            if t.state != crate::core::state::TimerState::Fired || !stages_seen.insert(t.id) {
                 continue;
             }
             let id = t
@@ -426,7 +426,7 @@ pub async fn run(scenario: &Scenario, catalog: Catalog) -> Result<Vec<Effect>, S
             effects.push(Effect {
                 at: from_ms(t.due_at),
                 what: "stage".into(),
-                kind: t.kind.clone(),
+                kind: t.kind.to_string(),
                 channel: String::new(),
                 recipient: String::new(),
                 text: match stage_titles.get(id) {
