@@ -121,7 +121,7 @@ impl MessageKey {
 
 #[cfg(test)]
 mod tests {
-    use super::{DigestHold, digest_class};
+    use super::{DIGEST_CLASSES, DigestHold, digest_class};
     use crate::core::state::MessageKind;
 
     #[test]

@@ -2,6 +2,7 @@
 //! document matches the routes, tokens (401/403), rounds and tasks, bad input, escalations,
 //! health and metrics.
 
+use yanzhen::core::state::{MessageKind, RoundStatus, TaskState};
 use crate::common;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -57,7 +58,7 @@ async fn token(store: &Arc<dyn Store>, name: &str, rights: &str) -> String {
             TokenRow {
                 name: name.into(),
                 hash: token_hash(&t),
-                rights: rights.into(),
+                rights: rights.parse().expect("rights"),
                 created_at: 0,
                 revoked_at: None,
             },
@@ -234,7 +235,7 @@ async fn no_token_is_401_an_unknown_token_is_401_and_a_read_token_cannot_change_
         .0,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(s.store.task(task.id).await.unwrap().unwrap().state, "open");
+    assert_eq!(s.store.task(task.id).await.unwrap().unwrap().state, TaskState::Open);
 }
 
 #[tokio::test]
@@ -413,7 +414,7 @@ async fn bad_input_gets_a_4xx_json_error_and_changes_nothing() {
         s.store
             .set_round_status(
                 id,
-                "cancelled",
+                RoundStatus::Cancelled,
                 AuditEntry {
                     at: 0,
                     actor: "test".into(),
@@ -445,7 +446,7 @@ async fn bad_input_gets_a_4xx_json_error_and_changes_nothing() {
         );
         assert_eq!(
             s.store.task(t.id).await.unwrap().unwrap().state,
-            "cancelled",
+            TaskState::Cancelled,
             "{name}"
         );
         let (st, _) = s
@@ -573,7 +574,7 @@ async fn the_office_sees_each_open_escalation_until_the_task_is_done() {
         let to_district = outbox
             .iter()
             .filter(|o| {
-                o.kind == "escalation"
+                o.kind == MessageKind::Escalation
                     && o.address == "zzk@qu.example.gov.cn"
                     && o.body.contains("东关社区党委：「组织推荐")
             })
@@ -673,7 +674,7 @@ async fn reopening_through_the_api_takes_a_date_or_working_days_and_refuses_a_pa
         }
         assert_eq!(
             s.store.task(t.id).await.unwrap().unwrap().state,
-            "done",
+            TaskState::Done,
             "{name}: a refused reopen changes nothing"
         );
     }

@@ -23,7 +23,8 @@ use yanzhen::access::{LinkSigner, new_token, token_hash};
 use yanzhen::api::AppState;
 use yanzhen::engine::{Engine, StartRound};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
-use yanzhen::store::{AuditEntry, TokenRow, task_state};
+use yanzhen::core::state::TaskState;
+use yanzhen::store::{AuditEntry, TokenRow};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -134,7 +135,7 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
             TokenRow {
                 name: "zzb-ma".into(),
                 hash: token_hash(&token),
-                rights: "admin".into(),
+                rights: yanzhen::core::state::Rights::Admin,
                 created_at: 0,
                 revoked_at: None,
             },
@@ -207,7 +208,7 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
         .expect("exists");
     assert_eq!(
         done.state,
-        task_state::DONE,
+        TaskState::Done,
         "the click marked the task done"
     );
     let history = store.task_history(to_complete.id).await.expect("history");

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use yanzhen::engine::{Engine, StartRound, ms};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
-use yanzhen::store::{Store, task_state};
+use yanzhen::core::state::{MessageKind, RoundStatus, TaskState, TimerState};
+use yanzhen::store::Store;
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Shanghai
@@ -74,7 +75,7 @@ async fn round_start_writes_every_task_and_timer_of_the_plan() {
         assert_eq!(tasks.len(), 26, "{name}");
         let waiting: Vec<&str> = tasks
             .iter()
-            .filter(|t| t.state == task_state::WAITING)
+            .filter(|t| t.state == TaskState::Waiting)
             .map(|t| t.task.as_str())
             .collect();
         assert_eq!(
@@ -102,7 +103,7 @@ async fn round_start_writes_every_task_and_timer_of_the_plan() {
         let p = p.expect("plans");
         let waiting_keys: HashSet<&str> = tasks
             .iter()
-            .filter(|t| t.state == task_state::WAITING)
+            .filter(|t| t.state == TaskState::Waiting)
             .map(|t| t.key.as_str())
             .collect();
         let expected = p
@@ -115,7 +116,7 @@ async fn round_start_writes_every_task_and_timer_of_the_plan() {
         assert!(pending.iter().all(|t| t.round_id == Some(id)), "{name}");
         let waiting_ids: HashSet<i64> = tasks
             .iter()
-            .filter(|t| t.state == task_state::WAITING)
+            .filter(|t| t.state == TaskState::Waiting)
             .map(|t| t.id)
             .collect();
         assert!(
@@ -160,7 +161,7 @@ async fn reminders_fire_at_their_instant_and_completion_stops_the_rest() {
         let reminders: Vec<_> = outbox(&store)
             .await
             .into_iter()
-            .filter(|o| o.subject.contains("组织推荐") && o.kind == "reminder")
+            .filter(|o| o.subject.contains("组织推荐") && o.kind == MessageKind::Reminder)
             .collect();
         assert_eq!(reminders.len(), 2, "{name}: one per branch");
         assert!(
@@ -191,13 +192,13 @@ async fn reminders_fire_at_their_instant_and_completion_stops_the_rest() {
         let xs: Vec<(String, i64)> = all
             .iter()
             .filter(|o| o.subject.contains("组织推荐") && o.address.starts_with("xiguan"))
-            .map(|o| (o.kind.clone(), o.created_at))
+            .map(|o| (o.kind.to_string(), o.created_at))
             .collect();
         assert_eq!(nom("xiguan"), 6, "{name}: {xs:?}");
         let escalated: Vec<&str> = all
             .iter()
             .filter(|o| {
-                o.kind == "escalation"
+                o.kind == MessageKind::Escalation
                     && o.subject.contains("西关")
                     && o.subject.contains("组织推荐")
             })
@@ -213,7 +214,7 @@ async fn reminders_fire_at_their_instant_and_completion_stops_the_rest() {
             "{name}: each rung once, in order"
         );
         assert!(
-            !all.iter().any(|o| o.kind == "escalation"
+            !all.iter().any(|o| o.kind == MessageKind::Escalation
                 && o.subject.contains("东关")
                 && o.subject.contains("组织推荐")),
             "{name}"
@@ -276,7 +277,7 @@ async fn completing_all_nominations_makes_the_department_opinions_owed_from_that
             .unwrap();
         assert_eq!(
             op.state,
-            task_state::WAITING,
+            TaskState::Waiting,
             "{name}: xiguan has not nominated yet"
         );
         clock.set(at(2019, 7, 9, 16, 30));
@@ -291,7 +292,7 @@ async fn completing_all_nominations_makes_the_department_opinions_owed_from_that
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(op.state, task_state::OPEN, "{name}");
+        assert_eq!(op.state, TaskState::Open, "{name}");
         // Two working days after Tue 7-9 16:30 is Thu 7-11, at the default 18:00.
         assert_eq!(op.due_at, Some(ms(at(2019, 7, 11, 18, 0))), "{name}");
         let history = store.task_history(b.id).await.unwrap();
@@ -337,7 +338,7 @@ async fn waiving_an_overdue_task_stops_its_escalation() {
         let rungs = outbox(&store)
             .await
             .into_iter()
-            .filter(|o| o.kind == "escalation" && o.subject.contains("组织推荐"))
+            .filter(|o| o.kind == MessageKind::Escalation && o.subject.contains("组织推荐"))
             .count();
         assert_eq!(rungs, 1, "{name}: only the rung before the waiver");
         let err = e.complete_task(t.id, "test", None).await.unwrap_err();
@@ -406,7 +407,7 @@ async fn a_kickoff_missed_while_down_fires_once_at_start_up_and_never_twice() {
             .await
             .unwrap()
             .into_iter()
-            .filter(|t| t.state == "pending")
+            .filter(|t| t.state == TimerState::Pending)
             .collect();
         assert_eq!(next.len(), 1, "{name}");
         assert_eq!(
@@ -444,7 +445,7 @@ async fn a_missed_kickoff_with_misfire_skip_starts_no_round_but_queues_the_next(
             .await
             .unwrap()
             .into_iter()
-            .filter(|t| t.state == "pending")
+            .filter(|t| t.state == TimerState::Pending)
             .collect();
         assert_eq!(pending.len(), 1, "{name}");
         // On time, the same policy does start the round.
@@ -550,7 +551,8 @@ async fn an_expired_claim_of_a_crashed_daemon_is_fired_by_another() {
         let claimed = store
             .claim_due_timers(ms(clock.now()), "crashed", 5_000, 100)
             .await
-            .unwrap();
+            .unwrap()
+            .timers;
         assert!(!claimed.is_empty(), "{name}");
         let b = engine_on(store.clone(), cat.clone(), clock.clone(), "survivor").await;
         assert_eq!(
@@ -607,10 +609,10 @@ async fn pending_timers_survive_a_restart_on_the_same_sqlite_file() {
         .await
         .into_iter()
         .filter(|o| o.address.starts_with("beimen"))
-        .map(|o| o.kind)
+        .map(|o| o.kind.to_string())
         .collect();
     assert!(got.contains(&"reminder".to_string()), "{got:?}");
-    assert_eq!(store.round(id).await.unwrap().unwrap().status, "running");
+    assert_eq!(store.round(id).await.unwrap().unwrap().status, RoundStatus::Running);
 }
 
 #[tokio::test]
@@ -694,7 +696,7 @@ async fn a_round_finishes_when_every_task_is_done_or_waived_and_reopening_revive
         e.complete_task(a.id, "test", None).await.unwrap();
         assert_eq!(
             store.round(id).await.unwrap().unwrap().status,
-            "running",
+            RoundStatus::Running,
             "{name}"
         );
         e.waive_task(b.id, "test", Some("不适用".into()))
@@ -702,7 +704,7 @@ async fn a_round_finishes_when_every_task_is_done_or_waived_and_reopening_revive
             .unwrap();
         assert_eq!(
             store.round(id).await.unwrap().unwrap().status,
-            "finished",
+            RoundStatus::Finished,
             "{name}"
         );
         clock.set(at(2025, 3, 4, 0, 0));
@@ -711,7 +713,7 @@ async fn a_round_finishes_when_every_task_is_done_or_waived_and_reopening_revive
             .unwrap();
         assert_eq!(
             store.round(id).await.unwrap().unwrap().status,
-            "running",
+            RoundStatus::Running,
             "{name}"
         );
         // The reopened task is reminded again: its deadline timer exists under a new key.
@@ -749,7 +751,7 @@ async fn a_kickoff_that_cannot_be_planned_yet_is_retried_not_lost() {
             .await
             .unwrap()
             .into_iter()
-            .filter(|t| t.state == "pending")
+            .filter(|t| t.state == TimerState::Pending)
             .collect();
         assert_eq!(pending.len(), 1, "{name}: only the retry is pending");
         assert!(pending[0].key.contains(":retry:"), "{name}");
@@ -795,7 +797,7 @@ async fn a_kickoff_that_cannot_be_planned_yet_is_retried_not_lost() {
             .await
             .unwrap()
             .into_iter()
-            .filter(|t| t.state == "pending")
+            .filter(|t| t.state == TimerState::Pending)
             .collect();
         assert_eq!(next.len(), 1, "{name}");
         assert_eq!(next[0].due_at, ms(at(2027, 12, 1, 9, 0)), "{name}");
@@ -841,7 +843,7 @@ async fn a_task_with_after_waits_and_is_not_reminded_until_its_prerequisites_are
             .unwrap();
         assert_eq!(
             c.state,
-            task_state::WAITING,
+            TaskState::Waiting,
             "{name}: a and b are outstanding"
         );
         assert_eq!(
@@ -854,7 +856,7 @@ async fn a_task_with_after_waits_and_is_not_reminded_until_its_prerequisites_are
         let told_c = |rows: &[yanzhen::store::OutboxRow]| {
             rows.iter()
                 .filter(|o| o.subject.contains("丙"))
-                .map(|o| o.kind.clone())
+                .map(|o| o.kind)
                 .collect::<Vec<_>>()
         };
         assert!(told_c(&outbox(&store).await).is_empty(), "{name}");
@@ -863,7 +865,7 @@ async fn a_task_with_after_waits_and_is_not_reminded_until_its_prerequisites_are
                 .await
                 .unwrap();
             let c = store.task(c.id).await.unwrap().unwrap();
-            assert_eq!(c.state, task_state::WAITING, "{name}: b is outstanding");
+            assert_eq!(c.state, TaskState::Waiting, "{name}: b is outstanding");
         }
         e.complete_task(
             task_id(&store, id, "b@role:organization_office").await,
@@ -873,12 +875,12 @@ async fn a_task_with_after_waits_and_is_not_reminded_until_its_prerequisites_are
         .await
         .unwrap();
         let c = store.task(c.id).await.unwrap().unwrap();
-        assert_eq!(c.state, task_state::OPEN, "{name}");
+        assert_eq!(c.state, TaskState::Open, "{name}");
         assert_eq!(c.due_at, Some(ms(at(2025, 3, 13, 18, 0))), "{name}");
         run_until(&e, &clock, at(2025, 3, 13, 19, 0)).await;
         assert_eq!(
             told_c(&outbox(&store).await),
-            ["due_today"],
+            [MessageKind::DueToday],
             "{name}: its deadline notice, not the reminder that passed while it waited"
         );
     }
@@ -910,13 +912,13 @@ async fn a_branch_may_complete_a_task_before_its_round_starts_and_is_not_reminde
             )
             .await
             .unwrap_or_else(|err| panic!("{name}: early completion refused: {err}"));
-        assert_eq!(done.state, task_state::DONE, "{name}");
+        assert_eq!(done.state, TaskState::Done, "{name}");
         let b = store
             .task_by_key(id, "b@role:organization_office")
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(b.state, task_state::OPEN, "{name}");
+        assert_eq!(b.state, TaskState::Open, "{name}");
         // Not due before its stage opens (3-15 18:00): two days counted from the opening.
         assert_eq!(b.due_at, Some(ms(at(2025, 3, 17, 18, 0))), "{name}");
         run_until(&e, &clock, at(2025, 3, 31, 0, 0)).await;
@@ -924,7 +926,7 @@ async fn a_branch_may_complete_a_task_before_its_round_starts_and_is_not_reminde
             .await
             .into_iter()
             .filter(|o| o.subject.contains("上报"))
-            .map(|o| o.kind)
+            .map(|o| o.kind.to_string())
             .collect();
         assert!(about_a.is_empty(), "{name}: {about_a:?}");
     }
@@ -962,7 +964,7 @@ async fn a_round_started_in_the_past_sends_no_old_due_today_and_one_catch_up_per
             "{name}: no burst for instants before the start: {kinds:?}"
         );
         let catch_up: Vec<&yanzhen::store::OutboxRow> =
-            rows.iter().filter(|o| o.kind == "catch_up").collect();
+            rows.iter().filter(|o| o.kind == MessageKind::CatchUp).collect();
         let mut who: Vec<&str> = catch_up
             .iter()
             .map(|o| o.address.split('@').next().unwrap_or(""))
@@ -994,7 +996,7 @@ async fn a_round_started_in_the_past_sends_no_old_due_today_and_one_catch_up_per
             .await
             .into_iter()
             .filter(|o| o.subject.contains("丙项"))
-            .map(|o| o.kind)
+            .map(|o| o.kind.to_string())
             .collect();
         assert_eq!(c, ["reminder", "due_today"], "{name}");
     }
@@ -1024,7 +1026,7 @@ async fn after_downtime_a_late_task_gets_one_overdue_notice_and_only_its_highest
             let mut kinds: Vec<(String, String)> = rows
                 .iter()
                 .filter(|o| o.subject.contains(task) && o.created_at == ms(clock.now()))
-                .map(|o| (o.kind.clone(), o.address.clone()))
+                .map(|o| (o.kind.to_string(), o.address.clone()))
                 .collect();
             kinds.sort();
             assert_eq!(
@@ -1090,7 +1092,7 @@ async fn reopening_after_the_deadline_sets_a_new_deadline_and_reminds_from_it() 
         let after: Vec<String> = outbox(&store).await[before..]
             .iter()
             .filter(|o| o.subject.contains("甲项"))
-            .map(|o| o.kind.clone())
+            .map(|o| o.kind.to_string())
             .collect();
         assert_eq!(after, ["reminder", "due_today"], "{name}");
     }
@@ -1135,7 +1137,7 @@ async fn waiving_the_last_outstanding_prerequisite_releases_the_join() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(c.state, task_state::OPEN, "{name}");
+        assert_eq!(c.state, TaskState::Open, "{name}");
         assert_eq!(
             c.due_at,
             Some(ms(at(2025, 3, 7, 18, 0))),
@@ -1149,8 +1151,8 @@ async fn waiving_the_last_outstanding_prerequisite_releases_the_join() {
 fn raw_complete(task_id: i64, at: DateTime<Utc>) -> yanzhen::store::Transition {
     yanzhen::store::Transition {
         task_id,
-        from: vec![task_state::OPEN.into()],
-        to: task_state::DONE.into(),
+        from: vec![TaskState::Open.into()],
+        to: TaskState::Done.into(),
         at: ms(at),
         actor: "test".into(),
         note: None,
@@ -1229,12 +1231,12 @@ async fn a_branch_added_to_a_round_waits_for_its_own_prerequisite_like_the_other
             .await
             .unwrap();
         let d = store.task_by_key(id, "d@dongguan").await.unwrap().unwrap();
-        assert_eq!(d.state, task_state::OPEN, "{name}: its own a is done");
+        assert_eq!(d.state, TaskState::Open, "{name}: its own a is done");
         e.reproject(id, None, &["xiguan".to_string()], false, "test", "add")
             .await
             .unwrap();
         let d = store.task_by_key(id, "d@xiguan").await.unwrap().unwrap();
-        assert_eq!(d.state, task_state::WAITING, "{name}: xiguan's a is open");
+        assert_eq!(d.state, TaskState::Waiting, "{name}: xiguan's a is open");
         assert_eq!(d.due_at, Some(ms(at(2025, 3, 13, 18, 0))), "{name}");
         let timers = store.task_timers(&[d.id]).await.unwrap();
         assert!(
@@ -1245,7 +1247,7 @@ async fn a_branch_added_to_a_round_waits_for_its_own_prerequisite_like_the_other
             .await
             .unwrap();
         let d = store.task(d.id).await.unwrap().unwrap();
-        assert_eq!(d.state, task_state::OPEN, "{name}");
+        assert_eq!(d.state, TaskState::Open, "{name}");
         assert!(
             !store.task_timers(&[d.id]).await.unwrap().is_empty(),
             "{name}"
@@ -1288,7 +1290,7 @@ async fn cancelled_tasks_are_left_out_of_the_stage_totals() {
             .await
             .unwrap();
         let xiguan = store.task_by_key(id, "a@xiguan").await.unwrap().unwrap();
-        assert_eq!(xiguan.state, task_state::CANCELLED, "{name}");
+        assert_eq!(xiguan.state, TaskState::Cancelled, "{name}");
         let s = e.status(id).await.unwrap();
         assert_eq!(
             (s.stages[0].done, s.stages[0].total),

@@ -5,6 +5,7 @@
 //! The engine on a SQLite file (and PostgreSQL when `YANZHEN_TEST_POSTGRES_URL` is set),
 //! and the real binary.
 
+use yanzhen::core::state::{MessageKind, TimerState};
 use crate::common;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -69,7 +70,7 @@ async fn alerts(store: &Arc<dyn Store>) -> Vec<yanzhen::store::OutboxRow> {
         .await
         .expect("outbox")
         .into_iter()
-        .filter(|o| o.kind == "kickoff_blocked")
+        .filter(|o| o.kind == MessageKind::KickoffBlocked)
         .collect()
 }
 
@@ -90,7 +91,7 @@ impl ConsoleHome {
                 TokenRow {
                     name: "zzb".into(),
                     hash: token_hash(&token),
-                    rights: "admin".into(),
+                    rights: yanzhen::core::state::Rights::Admin,
                     created_at: 0,
                     revoked_at: None,
                 },
@@ -229,7 +230,7 @@ async fn a_kickoff_across_a_broken_file_restart_starts_its_round_once_the_file_i
             .await
             .expect("timers")
             .into_iter()
-            .filter(|t| t.state == "pending")
+            .filter(|t| t.state == TimerState::Pending)
             .collect();
         assert_eq!(pending.len(), 1, "{name}: {pending:?}");
         assert_eq!(
