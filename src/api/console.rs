@@ -33,9 +33,9 @@ use crate::core::definition::Workflow;
 use crate::core::diagnostic::{Diagnostic, Severity};
 use crate::core::directory::UnitKind;
 use crate::core::plan::{PlanInput, plan};
+use crate::core::state::{AssigneeKind, RoundStatus, TaskState, TimerKind, TimerState};
 use crate::core::timefmt::{provisional_mark, zh_date, zh_datetime};
 use crate::core::validate::{Context, validate_workflow, workflow_tz};
-use crate::core::state::{AssigneeKind, RoundStatus, TaskState, TimerKind, TimerState};
 use crate::engine::{EngineError, NewDeadline, RoundReport, days_between, from_ms, local_date};
 use crate::store::{AuditEntry, RoundRow, StoreError, TaskRow};
 use axum::Router;
@@ -494,12 +494,12 @@ async fn rounds_page(Shared(state): Shared<State>, ConsoleUser(user): ConsoleUse
         .filter(|t| t.state == TimerState::Pending)
         .map(|t| {
             let workflow = t.payload.workflow.clone().unwrap_or_else(|| {
-                    t.key
-                        .trim_start_matches("kickoff:")
-                        .rsplit_once(':')
-                        .map(|(w, _)| w.to_string())
-                        .unwrap_or_default()
-                });
+                t.key
+                    .trim_start_matches("kickoff:")
+                    .rsplit_once(':')
+                    .map(|(w, _)| w.to_string())
+                    .unwrap_or_default()
+            });
             let title = ui
                 .catalog
                 .workflows

@@ -6,8 +6,8 @@
 
 use super::openapi::Endpoint;
 use super::{ApiError, Principal, State};
-use crate::engine::{NewDeadline, StartRound, from_ms, ms};
 use crate::core::state::{RoundStatus, TaskState, TimerState};
+use crate::engine::{NewDeadline, StartRound, from_ms, ms};
 use crate::store::{RoundRow, TaskRow};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State as AxState};
@@ -609,8 +609,27 @@ async fn audit(
     Ok(Json(Value::Array(
         rows.iter()
             .map(|a| {
-                json!({"id": a.id, "at": from_ms(a.entry.at), "actor": a.entry.actor, "action": a.entry.action,
-                       "subject": a.entry.subject, "detail": serde_json::from_str::<Value>(&a.entry.detail_json).unwrap_or(Value::Null)})
+                let mut v = json!({"id": a.id, "at": from_ms(a.entry.at), "actor": a.entry.actor, "action": a.entry.action,
+                       "subject": a.entry.subject});
+                // The log is append-only, so a detail that does not parse is said, not hidden
+                // (and not an error for the whole page: it could never be mended).
+                match serde_json::from_str::<Value>(&a.entry.detail_json) {
+                    Ok(d) => v["detail"] = d,
+                    Err(e) => {
+                        v["detail"] = Value::Null;
+                        v["detail_error"] = Value::from(
+                            crate::store::Corrupt {
+                                table: "audit_log",
+                                id: a.id.to_string(),
+                                column: "detail_json",
+                                value: a.entry.detail_json.clone(),
+                                problem: format!("does not parse: {e}"),
+                            }
+                            .to_string(),
+                        );
+                    }
+                }
+                v
             })
             .collect(),
     )))

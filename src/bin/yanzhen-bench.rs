@@ -9,9 +9,9 @@ use yanzhen::catalog::{Catalog, LoadedWorkflow, content_hash};
 use yanzhen::config::{Config, DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
 use yanzhen::core::diagnostic::{Diagnostics, Sp};
 use yanzhen::core::directory::{Contact, Directory, Group, Office, Role, Unit, UnitKind};
+use yanzhen::core::state::{MessageKind, OutboxChannel, TimerKind};
 use yanzhen::engine::{Engine, StartRound, ms};
 use yanzhen::runtime::clock::SystemClock;
-use yanzhen::core::state::{MessageKind, OutboxChannel, TimerKind};
 use yanzhen::store::{NewNotification, NewTimer, Store, TimerPayload};
 
 /// What to measure.

@@ -389,10 +389,9 @@ async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::
         );
     }
     let kickoffs = e.store().timers_with_prefix("kickoff:").await?;
-    for k in kickoffs
-        .iter()
-        .filter(|k| k.state == crate::core::state::TimerState::Pending && !k.key.contains(":retry:"))
-    {
+    for k in kickoffs.iter().filter(|k| {
+        k.state == crate::core::state::TimerState::Pending && !k.key.contains(":retry:")
+    }) {
         println!(
             "next kickoff: {}{}  {}",
             fmt(Some(from_ms(k.due_at))),
@@ -422,8 +421,12 @@ async fn print_reload_state(e: &Engine) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    let Ok(r) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return Ok(());
+    let r = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("reload state: stored setting does not parse ({e}): {text}");
+            return Ok(());
+        }
     };
     let tz = e.catalog().config.tz();
     let when = |v: &serde_json::Value| {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// A value stored as one of a fixed set of words.
 pub trait Stored: Copy + std::str::FromStr + Into<&'static str> + 'static {
-    /// What the value is, for errors: "task state".
+    /// What the value is, for errors: "a task state".
     const WHAT: &'static str;
 
     /// The stored word.
@@ -65,7 +65,7 @@ pub enum TaskState {
     /// Withdrawn (round cancelled, branch removed).
     Cancelled,
 }
-stored!(TaskState, "task state");
+stored!(TaskState, "a task state");
 
 impl TaskState {
     /// Chinese label.
@@ -117,7 +117,7 @@ pub enum TimerState {
     /// Withdrawn (task completed, round cancelled).
     Cancelled,
 }
-stored!(TimerState, "timer state");
+stored!(TimerState, "a timer state");
 
 impl TimerState {
     /// Not fired or cancelled yet: pending or claimed.
@@ -166,7 +166,7 @@ pub enum TimerKind {
     /// The weekly notice that next year's holiday file is missing.
     CalendarNotice,
 }
-stored!(TimerKind, "timer kind");
+stored!(TimerKind, "a timer kind");
 
 impl TimerKind {
     /// Chinese label for tables.
@@ -223,7 +223,7 @@ pub enum RoundStatus {
     /// Withdrawn by the office.
     Cancelled,
 }
-stored!(RoundStatus, "round status");
+stored!(RoundStatus, "a round status");
 
 impl RoundStatus {
     /// Chinese label.
@@ -261,7 +261,7 @@ pub enum AssigneeKind {
     /// A role (the organization office, a committee head).
     Role,
 }
-stored!(AssigneeKind, "assignee kind");
+stored!(AssigneeKind, "an assignee kind");
 
 /// Where an outbox row stands.
 #[derive(
@@ -293,7 +293,7 @@ pub enum OutboxState {
     /// Given up; the office was told.
     Dead,
 }
-stored!(OutboxState, "outbox state");
+stored!(OutboxState, "an outbox state");
 
 /// How an outbox row is delivered.
 #[derive(
@@ -322,7 +322,7 @@ pub enum OutboxChannel {
     /// Only written to the log (a contact without any address).
     Log,
 }
-stored!(OutboxChannel, "outbox channel");
+stored!(OutboxChannel, "an outbox channel");
 
 /// What a message says; also the name of its template.
 #[derive(
@@ -361,7 +361,7 @@ pub enum MessageKind {
     /// A message could not be delivered (to the office).
     DeadLetter,
 }
-stored!(MessageKind, "message kind");
+stored!(MessageKind, "a message kind");
 
 /// What an administrator token may do.
 #[derive(
@@ -386,7 +386,7 @@ pub enum Rights {
     /// Read and change.
     Admin,
 }
-stored!(Rights, "token right");
+stored!(Rights, "a token right");
 
 #[cfg(test)]
 mod tests {

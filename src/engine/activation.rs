@@ -258,14 +258,7 @@ mod tests {
             Some(("a".into(), 200)),
             "the latest of the instances"
         );
-        tasks[2] = row(
-            3,
-            "b",
-            "role",
-            "organization_office",
-            TaskState::Open,
-            None,
-        );
+        tasks[2] = row(3, "b", "role", "organization_office", TaskState::Open, None);
         assert!(
             ready(&wf, &tasks, 1000).is_empty(),
             "after: [b] holds it back"

@@ -17,13 +17,14 @@ use crate::core::directory::{Contact, Party};
 use crate::core::plan::{Plan, PlanInput, PlannedTimer, Problem, plan};
 use crate::core::render::Item;
 use crate::core::render::{Rendered, Renderer};
-use crate::core::state::{AssigneeKind, MessageKind, OutboxChannel, RoundStatus, TaskState, TimerKind, TimerState};
+use crate::core::state::{
+    AssigneeKind, MessageKind, OutboxChannel, RoundStatus, TaskState, TimerKind, TimerState,
+};
 use crate::core::timefmt::zh_datetime;
 use crate::core::validate::workflow_tz;
 use crate::store::{
-    Activation, AuditEntry, ClaimedTimers, Decided, FireEffects, Millis, NewNotification,
-    NewRound, NewTask, NewTimer, RoundRow, Store, StoreError, TaskRow, TimerPayload, TimerRow,
-    Transition,
+    Activation, AuditEntry, ClaimedTimers, Decided, FireEffects, Millis, NewNotification, NewRound,
+    NewTask, NewTimer, RoundRow, Store, StoreError, TaskRow, TimerPayload, TimerRow, Transition,
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use clock::Clock;
@@ -122,7 +123,8 @@ pub fn ms(t: DateTime<Utc>) -> Millis {
     t.timestamp_millis()
 }
 
-/// Epoch milliseconds to a UTC instant.
+/// Epoch milliseconds to a UTC instant. The store reads only instants that convert (an
+/// out-of-range one is `StoreError::Corrupt`), so the fallback is for computed values.
 pub fn from_ms(m: Millis) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(m).unwrap_or_default()
 }
@@ -1171,7 +1173,12 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<FireEffects> {
         let cat = self.catalog();
-        let id = payload.workflow.clone().unwrap_or_default();
+        let Some(id) = payload.workflow.clone() else {
+            return Err(corrupt_payload(
+                t,
+                "names no workflow, which a kickoff must",
+            ));
+        };
         let mut fx = FireEffects::default();
         // A retried kickoff still owes the round of its original instant.
         let scheduled = payload.scheduled_ms.unwrap_or(t.due_at);
@@ -1571,7 +1578,10 @@ impl Engine {
             Some(r) => match self.workflow_of(r.version_id).await {
                 Ok(w) => Some(w),
                 Err(e @ EngineError::Store(_)) => return Err(e),
-                Err(_) => None,
+                Err(e) => {
+                    tracing::error!(timer = %t.key, error = %e, "sending with the built-in templates");
+                    None
+                }
             },
             None => None,
         };
@@ -1654,15 +1664,8 @@ impl Engine {
             }
         };
         let item_json = serde_json::to_string(&item).unwrap_or_else(|_| "{}".into());
-        fx.notifications = self.to_contacts(
-            &t.key,
-            Some(&task),
-            kind,
-            party,
-            &rendered,
-            &item_json,
-            now,
-        );
+        fx.notifications =
+            self.to_contacts(&t.key, Some(&task), kind, party, &rendered, &item_json, now);
         if t.kind == TimerKind::Escalation {
             fx.audit.push(audit(
                 now,
@@ -1693,7 +1696,10 @@ impl Engine {
         let wf = match self.workflow_of(round.version_id).await {
             Ok(w) => Some(w),
             Err(e @ EngineError::Store(_)) => return Err(e),
-            Err(_) => None,
+            Err(e) => {
+                tracing::error!(timer = %t.key, error = %e, "sending with the built-in templates");
+                None
+            }
         };
         let cat = self.catalog();
         let tz = wf
@@ -1735,8 +1741,15 @@ impl Engine {
             .render("catch_up", &[], &ctx)
             .map_err(|e| EngineError::NotFound(e.to_string()))?;
         let item_json = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
-        let mut notifications =
-            self.to_contacts(&t.key, None, MessageKind::CatchUp, party, &rendered, &item_json, now);
+        let mut notifications = self.to_contacts(
+            &t.key,
+            None,
+            MessageKind::CatchUp,
+            party,
+            &rendered,
+            &item_json,
+            now,
+        );
         for n in &mut notifications {
             n.round_id = Some(round_id);
         }
@@ -2089,9 +2102,7 @@ impl Engine {
     /// A round whose every task is done, waived or cancelled is finished.
     async fn finish_if_done(&self, round_id: i64, actor: &str) -> Result<()> {
         let tasks = self.store.tasks(round_id).await?;
-        let open = tasks
-            .iter()
-            .any(|t| t.state.is_owed());
+        let open = tasks.iter().any(|t| t.state.is_owed());
         if !open {
             let now = self.clock.now();
             self.store
@@ -2185,10 +2196,7 @@ impl Engine {
                     opens_provisional: window.is_some_and(|w| w.opens.provisional),
                     closes_provisional: window.is_some_and(|w| w.closes.provisional),
                     total: mine.len(),
-                    done: mine
-                        .iter()
-                        .filter(|t| t.state.is_settled())
-                        .count(),
+                    done: mine.iter().filter(|t| t.state.is_settled()).count(),
                     overdue: mine.iter().filter(|t| is_overdue(t, now)).count(),
                 }
             })
@@ -2232,6 +2240,18 @@ fn is_data_error(e: &StoreError) -> bool {
 
 fn is_overdue(t: &TaskRow, now: Millis) -> bool {
     t.state == TaskState::Open && t.due_at.is_some_and(|d| d < now)
+}
+
+/// A timer whose payload parses but lacks what its kind needs: corrupt, like one that does
+/// not parse (the firing path fires it with a `timer.error` entry naming the row).
+fn corrupt_payload(t: &TimerRow, problem: &str) -> EngineError {
+    EngineError::Store(StoreError::Corrupt(crate::store::Corrupt {
+        table: "timers",
+        id: t.id.to_string(),
+        column: "payload_json",
+        value: t.payload.to_json(),
+        problem: problem.to_string(),
+    }))
 }
 
 /// A timer fired without effect, with the reason in the audit log.

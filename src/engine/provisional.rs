@@ -14,9 +14,9 @@
 //!   in case the file was added while no daemon ran.
 
 use crate::core::calendar::Calendar;
+use crate::core::state::{MessageKind, RoundStatus, TaskState, TimerKind, TimerState};
 use crate::core::validate::workflow_tz;
 use crate::engine::{Engine, EngineError, from_ms, kickoff_timer, ms};
-use crate::core::state::{MessageKind, RoundStatus, TaskState, TimerKind, TimerState};
 use crate::store::{AuditEntry, FireEffects, NewTimer, TimerPayload, TimerRow};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -102,10 +102,7 @@ impl Engine {
                 .store()
                 .timers_with_prefix(&notice_prefix(year))
                 .await?;
-            if existing
-                .iter()
-                .any(|t| t.state.is_live())
-            {
+            if existing.iter().any(|t| t.state.is_live()) {
                 continue;
             }
             let Some(mut slot) = due_slot(year, now, tz) else {
@@ -202,7 +199,12 @@ impl Engine {
     /// a holiday file (computed from the current catalog; kickoffs carry no stored mark).
     pub fn kickoff_is_provisional(&self, t: &TimerRow) -> bool {
         let cat = self.catalog();
-        let Some(loaded) = t.payload.workflow.as_ref().and_then(|w| cat.workflows.get(w)) else {
+        let Some(loaded) = t
+            .payload
+            .workflow
+            .as_ref()
+            .and_then(|w| cat.workflows.get(w))
+        else {
             return false;
         };
         let Some(schedule) = &loaded.workflow.schedule else {
@@ -295,8 +297,7 @@ impl Engine {
                     .await
                     .map(|ts| {
                         ts.iter().any(|t| {
-                            t.state == TimerState::Pending
-                                && crate::engine::timer_is_provisional(t)
+                            t.state == TimerState::Pending && crate::engine::timer_is_provisional(t)
                         })
                     })
             };

@@ -15,8 +15,8 @@
 //! `[已完成]`, it is `TRANSP:TRANSPARENT` (it no longer takes time; open items are
 //! `OPAQUE`) and it has no alarm.
 
-use crate::engine::{Engine, EngineError, from_ms};
 use crate::core::state::{AssigneeKind, RoundStatus, TaskState};
+use crate::engine::{Engine, EngineError, from_ms};
 use chrono::{DateTime, Duration, Utc};
 use icalendar::{Alarm, Calendar, Component, EventLike, EventStatus, Property, Trigger};
 

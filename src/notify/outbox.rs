@@ -8,11 +8,11 @@
 
 use crate::config::{DeliveryMode, NotifyConfig};
 use crate::core::directory::{Contact, Party, WebhookKind};
+use crate::core::state::{MessageKind, OutboxChannel};
 use crate::engine::{Engine, from_ms, ms};
 use crate::notify::email::{EmailConfigError, EmailTransport};
 use crate::notify::webhook::WebhookTransport;
 use crate::notify::{Channel, Item, Message, SendError, message_id_in};
-use crate::core::state::{MessageKind, OutboxChannel};
 use crate::store::{
     ClaimedOutbox, Corrupt, Delivery, DigestHold, Millis, OutboxClaim, OutboxRow, StoreError,
 };

@@ -9,8 +9,8 @@
 use crate::catalog::{self, Catalog};
 use crate::core::diagnostic::{Diagnostic, Severity};
 use crate::core::plan::Plan;
-use crate::engine::{Engine, EngineError, from_ms, ms};
 use crate::core::state::{AssigneeKind, RoundStatus, TaskState, TimerState};
+use crate::engine::{Engine, EngineError, from_ms, ms};
 use crate::store::{AuditEntry, NewTask, NewTimer, Reprojection};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -441,10 +441,10 @@ impl Engine {
             }
         }
         let planned: BTreeSet<&str> = plan.tasks.iter().map(|t| t.key.as_str()).collect();
-        for t in tasks.iter().filter(|t| {
-            t.state.is_owed()
-                && !planned.contains(t.key.as_str())
-        }) {
+        for t in tasks
+            .iter()
+            .filter(|t| t.state.is_owed() && !planned.contains(t.key.as_str()))
+        {
             changes.push(Change {
                 change: "vanishes",
                 what: "task".into(),
@@ -717,7 +717,10 @@ impl Engine {
         }
         match self.store().rounds().await {
             Ok(rounds) => {
-                for round in rounds.into_iter().filter(|r| r.status == RoundStatus::Running) {
+                for round in rounds
+                    .into_iter()
+                    .filter(|r| r.status == RoundStatus::Running)
+                {
                     match self
                         .reproject(round.id, None, &[], false, "daemon", "reload")
                         .await
@@ -771,9 +774,14 @@ impl Engine {
     /// Forget this daemon's reload state as it stops (another daemon's is left alone).
     pub async fn forget_reload_state(&self) {
         let ours = match self.store().setting(RELOAD_STATE).await {
-            Ok(Some(text)) => {
-                serde_json::from_str::<ReloadReport>(&text).is_ok_and(|r| r.owner == self.owner())
-            }
+            Ok(Some(text)) if !text.is_empty() => match serde_json::from_str::<ReloadReport>(&text)
+            {
+                Ok(r) => r.owner == self.owner(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the stored reload state does not parse; left as it is");
+                    false
+                }
+            },
             _ => false,
         };
         if ours && let Err(e) = self.store().put_setting(RELOAD_STATE, "").await {

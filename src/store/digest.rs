@@ -161,13 +161,18 @@ mod tests {
 
     #[test]
     fn the_claim_sql_lists_the_digest_kinds() {
-        let remind: Vec<String> = DIGEST_CLASSES[0].1.iter().map(|k| format!("'{k}'")).collect();
+        let remind: Vec<String> = DIGEST_CLASSES[0]
+            .1
+            .iter()
+            .map(|k| format!("'{k}'"))
+            .collect();
         let all: Vec<String> = DIGEST_CLASSES
             .iter()
             .flat_map(|(_, kinds)| kinds.iter().map(|k| format!("'{k}'")))
             .collect();
         assert!(
-            crate::store::sql::OUTBOX_CLAIM_REMIND.contains(&format!("kind IN ({})", remind.join(", "))),
+            crate::store::sql::OUTBOX_CLAIM_REMIND
+                .contains(&format!("kind IN ({})", remind.join(", "))),
             "{}",
             crate::store::sql::OUTBOX_CLAIM_REMIND
         );

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::rows::{
-    word, AuditDb, HistoryDb, OutboxDb, RoundDb, TaskDb, TimerDb, TokenDb, VersionDb, convert,
-    convert_opt,
+    AuditDb, HistoryDb, OutboxDb, RoundDb, TaskDb, TimerDb, TokenDb, VersionDb, convert,
+    convert_opt, word,
 };
 use super::shared::{Backend, Conn, RowsAffected as _, Tx};
 use super::sql;
@@ -591,7 +591,9 @@ where
         let mut n = 0;
         for id in ids {
             let q = match &outcome {
-                Delivery::Sent { at } => sqlx::query(sql::OUTBOX_SENT).bind(id).bind(owner).bind(*at),
+                Delivery::Sent { at } => {
+                    sqlx::query(sql::OUTBOX_SENT).bind(id).bind(owner).bind(*at)
+                }
                 Delivery::Retry { at, error } => sqlx::query(sql::OUTBOX_RETRY)
                     .bind(id)
                     .bind(owner)
@@ -617,12 +619,11 @@ where
     }
 
     async fn next_outbox_at(&self, hold: DigestHold) -> Result<Option<Millis>> {
-        let (free, held, lease) =
-            sqlx::query_as::<B::Db, (Option<i64>, Option<i64>, Option<i64>)>(
-                B::dialect().outbox_next,
-            )
-            .fetch_one(self.pool())
-            .await?;
+        let (free, held, lease) = sqlx::query_as::<B::Db, (Option<i64>, Option<i64>, Option<i64>)>(
+            B::dialect().outbox_next,
+        )
+        .fetch_one(self.pool())
+        .await?;
         // Held rows are released in due order (`release` is monotonic), so the earliest
         // held row's release is the earliest of them all.
         Ok([free, held.map(|t| hold.release(t)), lease]

@@ -33,10 +33,10 @@ pub(crate) use digest::MessageKey;
 pub use digest::{DIGEST_CLASSES, DigestHold, digest_class};
 pub use postgres::PgStore;
 pub use rows::{
-    Activation, AuditEntry, AuditRow, ClaimedOutbox, ClaimedTimers, CorruptTimer, Counts,
-    Decide, Decided, Delivery, FireEffects, HistoryRow, NewNotification, NewRound, NewTask,
-    NewTimer, OutboxClaim, OutboxRow, Reprojection, RoundRow, TaskRow, TimerPayload, TimerRow,
-    TokenRow, Transition, VersionRow,
+    Activation, AuditEntry, AuditRow, ClaimedOutbox, ClaimedTimers, CorruptTimer, Counts, Decide,
+    Decided, Delivery, FireEffects, HistoryRow, NewNotification, NewRound, NewTask, NewTimer,
+    OutboxClaim, OutboxRow, Reprojection, RoundRow, TaskRow, TimerPayload, TimerRow, TokenRow,
+    Transition, VersionRow,
 };
 pub use shared::{Backend, RowsAffected};
 #[doc(hidden)]
@@ -195,12 +195,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Set a round's status; cancelling also cancels its pending timers and open/waiting
     /// tasks.
-    async fn set_round_status(
-        &self,
-        id: i64,
-        status: RoundStatus,
-        audit: AuditEntry,
-    ) -> Result<()>;
+    async fn set_round_status(&self, id: i64, status: RoundStatus, audit: AuditEntry)
+    -> Result<()>;
 
     /// Tasks of a round, in creation order.
     async fn tasks(&self, round_id: i64) -> Result<Vec<TaskRow>>;

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::{Corrupt, Millis, Result, StoreError};
 use crate::core::directory::Party;
 use crate::core::state::{
-    AssigneeKind, MessageKind, OutboxChannel, OutboxState, Rights, RoundStatus, Stored,
-    TaskState, TimerKind, TimerState,
+    AssigneeKind, MessageKind, OutboxChannel, OutboxState, Rights, RoundStatus, Stored, TaskState,
+    TimerKind, TimerState,
 };
 
 /// A stored version of a workflow file.
@@ -589,7 +589,7 @@ impl Columns {
     fn word<T: Stored>(&self, column: &'static str, value: String) -> Result<T> {
         value
             .parse::<T>()
-            .map_err(|_| self.corrupt(column, value, format!("is not a {}", T::WHAT)))
+            .map_err(|_| self.corrupt(column, value, format!("is not {}", T::WHAT)))
     }
 
     /// An instant (epoch milliseconds that a date can be made of).
@@ -609,7 +609,11 @@ impl Columns {
     }
 
     /// A JSON column.
-    fn json<T: serde::de::DeserializeOwned>(&self, column: &'static str, value: String) -> Result<T> {
+    fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        column: &'static str,
+        value: String,
+    ) -> Result<T> {
         serde_json::from_str(&value)
             .map_err(|e| self.corrupt(column, value, format!("does not parse: {e}")))
     }
@@ -993,14 +997,20 @@ mod tests {
         let StoreError::Corrupt(c) = err else {
             panic!("{err}")
         };
-        assert_eq!((c.table, c.id.as_str(), c.column), ("tasks", "42", "due_at"));
+        assert_eq!(
+            (c.table, c.id.as_str(), c.column),
+            ("tasks", "42", "due_at")
+        );
         assert_eq!(c.value, i64::MAX.to_string());
     }
 
     #[test]
     fn a_payload_that_does_not_parse_is_an_error_but_unknown_fields_are_not() {
         let c = Columns::of("timers", 7);
-        assert!(c.json::<TimerPayload>("payload_json", r#"{"n":1}"#.into()).is_ok());
+        assert!(
+            c.json::<TimerPayload>("payload_json", r#"{"n":1}"#.into())
+                .is_ok()
+        );
         let err = c
             .json::<TimerPayload>("payload_json", r#"{"provisional":"yes"}"#.into())
             .expect_err("a string is not a flag");

@@ -15,9 +15,8 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Trans
 use super::rows::{OutboxDb, SeedDb, TaskDb, VersionDb};
 use super::sql::{self, Dialect};
 use super::{
-    Activation, AuditEntry, ClaimedOutbox, MessageKey, Millis, NewNotification,
-    NewRound, NewTask, NewTimer, OutboxClaim, OutboxRow, Result, StoreError, Transition,
-    VersionRow,
+    Activation, AuditEntry, ClaimedOutbox, MessageKey, Millis, NewNotification, NewRound, NewTask,
+    NewTimer, OutboxClaim, OutboxRow, Result, StoreError, Transition, VersionRow,
 };
 use crate::core::state::{MessageKind, TaskState};
 
@@ -268,11 +267,13 @@ where
         for key in &picked {
             let q = match key {
                 MessageKey::Row(_) => continue,
-                MessageKey::Fixed(mid) => sqlx::query_as::<B::Db, OutboxDb>(sql::OUTBOX_CLAIM_FIXED)
-                    .bind(req.owner.as_str())
-                    .bind(lease_until)
-                    .bind(now)
-                    .bind(mid.as_str()),
+                MessageKey::Fixed(mid) => {
+                    sqlx::query_as::<B::Db, OutboxDb>(sql::OUTBOX_CLAIM_FIXED)
+                        .bind(req.owner.as_str())
+                        .bind(lease_until)
+                        .bind(now)
+                        .bind(mid.as_str())
+                }
                 MessageKey::Digest {
                     channel,
                     address,
@@ -535,10 +536,7 @@ where
             let task_id = match &t.task_key {
                 None => None,
                 Some(k) => Some(*task_ids.get(k).ok_or_else(|| {
-                    StoreError::NotFound(format!(
-                        "task `{k}` in round {id} for timer `{}`",
-                        t.key
-                    ))
+                    StoreError::NotFound(format!("task `{k}` in round {id} for timer `{}`", t.key))
                 })?),
             };
             rows.push((t, Some(id), task_id));

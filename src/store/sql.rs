@@ -55,8 +55,7 @@ macro_rules! outbox_free {
 pub(crate) use {outbox_free, outbox_held};
 
 pub(crate) const SELECT_ONE: &str = "SELECT 1";
-pub(crate) const LATEST_MIGRATION: &str =
-    "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+pub(crate) const LATEST_MIGRATION: &str = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
 
 pub(crate) const VERSION_BY_HASH: &str = concat!(
     "SELECT ",
@@ -86,8 +85,7 @@ pub(crate) const ROUND_INSERT: &str = "INSERT INTO rounds (tag, workflow_id, ver
      start_date, params_json, units_json, status, created_at, kickoff_key) \
      VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $8) \
      ON CONFLICT (kickoff_key) DO NOTHING RETURNING id";
-pub(crate) const ROUND_BY_ID: &str =
-    concat!("SELECT ", cols!(round), " FROM rounds WHERE id = $1");
+pub(crate) const ROUND_BY_ID: &str = concat!("SELECT ", cols!(round), " FROM rounds WHERE id = $1");
 pub(crate) const ROUNDS_ALL: &str =
     concat!("SELECT ", cols!(round), " FROM rounds ORDER BY id DESC");
 pub(crate) const ROUND_SET_STATUS: &str = "UPDATE rounds SET status = $2 WHERE id = $1";
@@ -95,11 +93,9 @@ pub(crate) const ROUND_SET_STATUS: &str = "UPDATE rounds SET status = $2 WHERE i
 pub(crate) const TASK_INSERT: &str = "INSERT INTO tasks (round_id, key, task, stage, title, \
      assignee_kind, assignee_id, assignee_name, due_at, state, completed_at, updated_at, \
      provisional) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12)";
-pub(crate) const TASK_BY_ID: &str =
-    concat!("SELECT ", cols!(task), " FROM tasks WHERE id = $1");
+pub(crate) const TASK_BY_ID: &str = concat!("SELECT ", cols!(task), " FROM tasks WHERE id = $1");
 /// Followed by a bound id list and `)`.
-pub(crate) const TASKS_BY_IDS: &str =
-    concat!("SELECT ", cols!(task), " FROM tasks WHERE id IN (");
+pub(crate) const TASKS_BY_IDS: &str = concat!("SELECT ", cols!(task), " FROM tasks WHERE id IN (");
 pub(crate) const TASK_BY_KEY: &str = concat!(
     "SELECT ",
     cols!(task),

@@ -2,8 +2,8 @@
 //! document matches the routes, tokens (401/403), rounds and tasks, bad input, escalations,
 //! health and metrics.
 
-use yanzhen::core::state::{MessageKind, RoundStatus, TaskState};
 use crate::common;
+use yanzhen::core::state::{MessageKind, RoundStatus, TaskState};
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
@@ -235,7 +235,10 @@ async fn no_token_is_401_an_unknown_token_is_401_and_a_read_token_cannot_change_
         .0,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(s.store.task(task.id).await.unwrap().unwrap().state, TaskState::Open);
+    assert_eq!(
+        s.store.task(task.id).await.unwrap().unwrap().state,
+        TaskState::Open
+    );
 }
 
 #[tokio::test]

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use yanzhen::access::{LinkSigner, new_token, token_hash};
 use yanzhen::api::AppState;
+use yanzhen::core::state::TaskState;
 use yanzhen::engine::{Engine, StartRound};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
-use yanzhen::core::state::TaskState;
 use yanzhen::store::{AuditEntry, TokenRow};
 
 const CHROMIUM: &str = "/usr/bin/chromium";

@@ -1,8 +1,8 @@
 //! The `yanzhen` binary: exit codes, positions in its error output, JSON plans, and the
 //! committed JSON schema staying in step with the Rust types.
 
-use yanzhen::core::state::{TaskState};
 use crate::common;
+use yanzhen::core::state::TaskState;
 
 use std::process::{Command, Output};
 

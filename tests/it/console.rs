@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use yanzhen::access::{Grant, LinkSigner, new_token, token_hash};
 use yanzhen::api::AppState;
+use yanzhen::core::state::TaskState;
 use yanzhen::engine::{Engine, StartRound};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
-use yanzhen::core::state::TaskState;
 use yanzhen::store::{AuditEntry, Store, TaskRow, TokenRow};
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {

@@ -6,8 +6,8 @@
 //! reaches every daemon through the database; `round`, `task`, `status` and `simulate`
 //! from the command line.
 
-use yanzhen::core::state::{MessageKind, OutboxChannel, OutboxState, TimerKind, TimerState};
 use crate::common;
+use yanzhen::core::state::{MessageKind, OutboxChannel, OutboxState, TimerKind, TimerState};
 
 use common::daemon::{Daemon, Setup, wait_for};
 use std::collections::{HashMap, HashSet};
@@ -110,12 +110,9 @@ async fn serve_keeps_retrying_while_the_database_is_unreachable() {
 /// leased for another second, and the restarted daemon may have fired everything else by then.
 async fn drained(store: &Arc<dyn Store>) -> bool {
     let now = chrono::Utc::now().timestamp_millis();
-    store
-        .timers_with_prefix("")
-        .await
-        .unwrap()
-        .iter()
-        .all(|t| t.state != TimerState::Running && (t.state != TimerState::Pending || t.due_at > now))
+    store.timers_with_prefix("").await.unwrap().iter().all(|t| {
+        t.state != TimerState::Running && (t.state != TimerState::Pending || t.due_at > now)
+    })
 }
 
 /// Drain a burst of `rounds` past rounds with one daemon (1 s timer lease) on a fresh SQLite
@@ -398,7 +395,9 @@ async fn serve_delivers_the_outbox_to_a_real_smtp_server() {
             let st = store.clone();
             async move {
                 let rows = st.outbox_after(0, i64::MAX).await.unwrap();
-                drained(&st).await && !rows.is_empty() && rows.iter().all(|r| r.state == OutboxState::Sent)
+                drained(&st).await
+                    && !rows.is_empty()
+                    && rows.iter().all(|r| r.state == OutboxState::Sent)
             }
         },
     )
@@ -967,7 +966,9 @@ async fn deliver_mode_logs_one_line_per_sent_email_with_recipient_kind_and_messa
             let st = store.clone();
             async move {
                 let rows = st.outbox_after(0, i64::MAX).await.unwrap();
-                drained(&st).await && !rows.is_empty() && rows.iter().all(|r| r.state == OutboxState::Sent)
+                drained(&st).await
+                    && !rows.is_empty()
+                    && rows.iter().all(|r| r.state == OutboxState::Sent)
             }
         },
     )

@@ -5,8 +5,8 @@
 //! The engine on a SQLite file (and PostgreSQL when `YANZHEN_TEST_POSTGRES_URL` is set),
 //! and the real binary.
 
-use yanzhen::core::state::{MessageKind, TimerState};
 use crate::common;
+use yanzhen::core::state::{MessageKind, TimerState};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;

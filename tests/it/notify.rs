@@ -4,8 +4,8 @@
 //! 15 minutes by default, for companions), retrying transient failures with the same
 //! Message-ID, and dead-lettering permanent ones with a notice to the office.
 
-use yanzhen::core::state::{MessageKind, OutboxState};
 use crate::common;
+use yanzhen::core::state::{MessageKind, OutboxState};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
@@ -201,6 +201,60 @@ async fn reminders_for_one_recipient_in_the_same_hour_go_out_as_one_digest() {
 }
 
 #[tokio::test]
+async fn a_message_whose_stored_recipient_does_not_parse_is_dead_lettered_with_the_reason_not_guessed()
+ {
+    let smtp = TestSmtp::start();
+    for (name, store, g) in common::stores::stores().await {
+        let before = smtp.messages().len();
+        let r = rig(
+            store,
+            common::catalog_with(&[TWO_TASKS], false),
+            deliver_to(smtp.port()),
+            at(2025, 3, 3, 0, 0),
+        )
+        .await;
+        r.start(
+            "two-tasks",
+            NaiveDate::from_ymd_opt(2025, 3, 3).unwrap(),
+            &["dongguan"],
+        )
+        .await;
+        // The two reminders of 3-7 18:00 are enqueued; the digest would leave at 18:15.
+        r.clock.set(at(2025, 3, 7, 18, 0));
+        r.engine.fire_due().await.unwrap();
+        let rows = r.store.outbox_after(0, 100).await.unwrap();
+        assert_eq!(rows.len(), 2, "{name}");
+        common::stores::write_raw(
+            &g,
+            "outbox",
+            "recipient_json",
+            rows[0].id,
+            "'{\"party\": 7}'",
+        )
+        .await;
+        r.run_until(at(2025, 3, 7, 18, 30)).await;
+        assert_eq!(
+            smtp.messages().len(),
+            before,
+            "{name}: nothing sent to a guessed recipient"
+        );
+        let rows = r.store.outbox_after(0, 100).await.unwrap();
+        assert!(
+            rows.iter().all(|o| o.state == OutboxState::Dead),
+            "{name}: {rows:?}"
+        );
+        let why = rows[0].last_error.clone().unwrap_or_default();
+        assert!(
+            why.starts_with(&format!(
+                "row {} of table `outbox` has recipient_json `{{\"party\": 7}}`, which does not parse",
+                rows[0].id
+            )),
+            "{name}: {why}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn escalations_reaching_the_office_in_the_same_hour_are_one_message_listing_every_item() {
     let smtp = TestSmtp::start();
     let (_, store, _g) = common::stores::sqlite().await;
@@ -265,8 +319,9 @@ async fn smtp_down_then_up_delivers_every_message_once_with_its_first_message_id
         let rows = r.store.outbox_after(0, 100).await.unwrap();
         assert_eq!(rows.len(), 2, "{name}");
         assert!(
-            rows.iter()
-                .all(|o| o.state == OutboxState::Pending && o.attempts == 1 && o.next_attempt_at.is_some()),
+            rows.iter().all(|o| o.state == OutboxState::Pending
+                && o.attempts == 1
+                && o.next_attempt_at.is_some()),
             "{name}: {rows:?}"
         );
         assert!(
@@ -293,7 +348,8 @@ async fn smtp_down_then_up_delivers_every_message_once_with_its_first_message_id
         );
         let rows = r.store.outbox_after(0, 100).await.unwrap();
         assert!(
-            rows.iter().all(|o| o.state == OutboxState::Sent && o.attempts == 2),
+            rows.iter()
+                .all(|o| o.state == OutboxState::Sent && o.attempts == 2),
             "{name}"
         );
     }
@@ -373,12 +429,19 @@ async fn transient_failures_stop_after_max_attempts_and_a_failed_notice_raises_n
         r.outbox.deliver_due().await.unwrap();
     }
     let rows = r.store.outbox_after(0, 100).await.unwrap();
-    let reminder = rows.iter().find(|o| o.kind == MessageKind::Reminder).unwrap();
+    let reminder = rows
+        .iter()
+        .find(|o| o.kind == MessageKind::Reminder)
+        .unwrap();
     assert_eq!((reminder.state.as_str(), reminder.attempts), ("dead", 3));
-    let notices: Vec<_> = rows.iter().filter(|o| o.kind == MessageKind::DeadLetter).collect();
+    let notices: Vec<_> = rows
+        .iter()
+        .filter(|o| o.kind == MessageKind::DeadLetter)
+        .collect();
     assert_eq!(notices.len(), 1, "one notice to the office");
     assert_eq!(
-        notices[0].state, OutboxState::Dead,
+        notices[0].state,
+        OutboxState::Dead,
         "it failed too (451 for everyone) ..."
     );
     assert_eq!(rows.len(), 2, "... and raised no notice of its own");
@@ -532,7 +595,10 @@ async fn the_per_channel_rate_limit_holds_back_the_message_over_the_limit() {
         "only the first message went out within the limit"
     );
     let rows = r.store.outbox_after(0, 100).await.unwrap();
-    let waiting: Vec<_> = rows.iter().filter(|o| o.state != OutboxState::Sent).collect();
+    let waiting: Vec<_> = rows
+        .iter()
+        .filter(|o| o.state != OutboxState::Sent)
+        .collect();
     assert_eq!(waiting.len(), 1, "{rows:?}");
     assert_eq!(
         (waiting[0].state.as_str(), waiting[0].attempts),

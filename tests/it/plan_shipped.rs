@@ -1,8 +1,8 @@
 //! Plans of the shipped workflows: exact dates checked by hand against the seeds, and a
 //! snapshot per workflow of its stages, deadlines and one assignee's timers.
 
-use yanzhen::core::state::{AssigneeKind};
 use crate::common;
+use yanzhen::core::state::AssigneeKind;
 
 use chrono::{NaiveDate, TimeZone};
 use std::collections::BTreeMap;
@@ -355,7 +355,11 @@ fn shipped_ids() -> Vec<String> {
 fn no_shipped_role_task_escalates_to_its_own_role_and_each_has_a_rung_above_it() {
     for id in shipped_ids() {
         let p = plan_of(&id, None, &[]);
-        for t in p.tasks.iter().filter(|t| t.assignee.kind == AssigneeKind::Role) {
+        for t in p
+            .tasks
+            .iter()
+            .filter(|t| t.assignee.kind == AssigneeKind::Role)
+        {
             let rungs: Vec<&str> = p
                 .timers
                 .iter()
@@ -454,7 +458,8 @@ fn health_checkup_is_addressed_to_branch_secretaries_for_themselves_and_their_re
     for task in ["submit_roster", "confirm_attendance"] {
         let t = p.tasks.iter().find(|t| t.task == task).expect("task");
         assert_eq!(
-            t.assignee.kind, AssigneeKind::Unit,
+            t.assignee.kind,
+            AssigneeKind::Unit,
             "{task} goes to each branch (its secretary)"
         );
         assert!(

@@ -3,8 +3,8 @@
 //! file re-projects pending instants and clears the marks, and the office is told weekly
 //! where to put the file.
 
-use yanzhen::core::state::{MessageKind, TimerKind, TimerState};
 use crate::common;
+use yanzhen::core::state::{MessageKind, TimerKind, TimerState};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
@@ -141,10 +141,16 @@ async fn a_2027_round_is_planned_provisionally_and_reprojected_when_the_2027_fil
             pending.iter().all(|t| !timer_is_provisional(t)),
             "{name}: no pending timer is marked any more: {pending:?}"
         );
-        let deadlines: Vec<_> = pending.iter().filter(|t| t.kind == TimerKind::Deadline).collect();
+        let deadlines: Vec<_> = pending
+            .iter()
+            .filter(|t| t.kind == TimerKind::Deadline)
+            .collect();
         assert_eq!(deadlines.len(), 1, "{name}: the old deadline is cancelled");
         assert_eq!(deadlines[0].due_at, ms(at(2027, 1, 11, 18, 0)), "{name}");
-        let reminders: Vec<_> = pending.iter().filter(|t| t.kind == TimerKind::Reminder).collect();
+        let reminders: Vec<_> = pending
+            .iter()
+            .filter(|t| t.kind == TimerKind::Reminder)
+            .collect();
         assert_eq!(reminders.len(), 1, "{name}");
         assert_eq!(
             reminders[0].due_at,
@@ -454,7 +460,10 @@ async fn from_1_november_the_office_is_told_once_a_week_where_to_put_next_years_
             "{name}: no message once the file is there"
         );
         assert!(
-            notices().await.iter().all(|t| t.state != TimerState::Pending),
+            notices()
+                .await
+                .iter()
+                .all(|t| t.state != TimerState::Pending),
             "{name}: the series ends"
         );
         let audit = store.audit_after(0, 10_000).await.unwrap();

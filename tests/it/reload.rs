@@ -2,8 +2,8 @@
 //! calendar corrections and directory changes re-projecting pending deadlines, and the real
 //! daemon reloading edited files (a valid edit applies, an invalid one is rejected whole).
 
-use yanzhen::core::state::{TaskState, TimerKind, TimerState};
 use crate::common;
+use yanzhen::core::state::{TaskState, TimerKind, TimerState};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
@@ -144,7 +144,8 @@ async fn migrating_a_round_to_a_new_version_shows_the_impact_then_applies_it_ato
             .unwrap()
             .unwrap();
         assert_eq!(
-            forms.state, TaskState::Cancelled,
+            forms.state,
+            TaskState::Cancelled,
             "{name}: a vanished task is cancelled, not deleted"
         );
         assert_eq!(
@@ -267,10 +268,16 @@ async fn a_calendar_correction_moves_a_pending_working_day_deadline_and_audits_b
             "{name}: one working day later"
         );
         let pending = store.pending_timers(Some(id), 100).await.unwrap();
-        let deadline = pending.iter().find(|t| t.kind == TimerKind::Deadline).unwrap();
+        let deadline = pending
+            .iter()
+            .find(|t| t.kind == TimerKind::Deadline)
+            .unwrap();
         assert_eq!(deadline.due_at, ms(at(2025, 3, 11, 18, 0)), "{name}");
         assert_eq!(
-            pending.iter().filter(|t| t.kind == TimerKind::Deadline).count(),
+            pending
+                .iter()
+                .filter(|t| t.kind == TimerKind::Deadline)
+                .count(),
             1,
             "{name}: the old deadline timer is cancelled"
         );

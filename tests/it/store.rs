@@ -6,13 +6,13 @@ use crate::common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use yanzhen::store::{
-    Activation, AuditEntry, FireEffects, Millis, NewNotification, NewRound, NewTask, NewTimer,
-    SqliteStore, Store, StoreError, TimerPayload, Transition,
-};
 use yanzhen::core::state::{
     AssigneeKind, MessageKind, OutboxChannel, OutboxState, RoundStatus, TaskState, TimerKind,
     TimerState,
+};
+use yanzhen::store::{
+    Activation, AuditEntry, FireEffects, Millis, NewNotification, NewRound, NewTask, NewTimer,
+    SqliteStore, Store, StoreError, TimerPayload, Transition,
 };
 
 // ---------- fixtures ----------
@@ -420,7 +420,7 @@ async fn claim_returns_due_timers_once() {
             .claim_due_timers(250, "a", 1_000, 10)
             .await
             .expect("claim")
-        .timers;
+            .timers;
         let keys: Vec<&str> = claimed.iter().map(|t| t.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -438,7 +438,7 @@ async fn claim_returns_due_timers_once() {
                 .claim_due_timers(250, "b", 1_000, 10)
                 .await
                 .expect("claim")
-        .timers
+                .timers
                 .is_empty()
         );
         assert!(
@@ -446,7 +446,7 @@ async fn claim_returns_due_timers_once() {
                 .claim_due_timers(250, "a", 1_000, 10)
                 .await
                 .expect("claim")
-        .timers
+                .timers
                 .is_empty()
         );
 
@@ -454,13 +454,13 @@ async fn claim_returns_due_timers_once() {
             .claim_due_timers(300, "b", 1_000, 0)
             .await
             .expect("claim")
-        .timers;
+            .timers;
         assert!(limited.is_empty(), "{name}: limit 0 claims nothing");
         let last = store
             .claim_due_timers(300, "b", 1_000, 5)
             .await
             .expect("claim")
-        .timers;
+            .timers;
         assert_eq!(last.len(), 1, "{name}");
         assert_eq!(last[0].key, "t/3", "{name}");
     }
@@ -481,14 +481,14 @@ async fn a_fired_batch_writes_the_effects_of_only_the_timers_still_leased_to_the
             .claim_due_timers(100, "a", 50, 10)
             .await
             .expect("claim a")
-        .timers;
+            .timers;
         assert_eq!(a.len(), 2, "{name}");
         // b/3 is claimed by another daemon: "a" must not fire it.
         let b = store
             .claim_due_timers(300, "b", 1_000, 10)
             .await
             .expect("claim b")
-        .timers;
+            .timers;
         let stolen: Vec<&str> = b.iter().map(|t| t.key.as_str()).collect();
         assert_eq!(
             stolen,
@@ -543,18 +543,9 @@ async fn a_fired_batch_writes_the_effects_of_only_the_timers_still_leased_to_the
             .iter()
             .map(|t| (t.key.as_str(), t.state.as_str()))
             .collect();
-        assert!(
-            states.contains(&("b/2", "running")),
-            "{name}: {states:?}"
-        );
-        assert!(
-            states.contains(&("b/1", "fired")),
-            "{name}: {states:?}"
-        );
-        assert!(
-            states.contains(&("b/3", "fired")),
-            "{name}: {states:?}"
-        );
+        assert!(states.contains(&("b/2", "running")), "{name}: {states:?}");
+        assert!(states.contains(&("b/1", "fired")), "{name}: {states:?}");
+        assert!(states.contains(&("b/3", "fired")), "{name}: {states:?}");
         assert!(
             store
                 .fire_timers("b", 330, &[])
@@ -576,7 +567,7 @@ async fn expired_lease_is_reclaimed_and_the_first_owner_can_no_longer_fire() {
             .claim_due_timers(100, "a", 50, 10)
             .await
             .expect("claim")
-        .timers;
+            .timers;
         assert_eq!(first.len(), 1, "{name}");
         let id = first[0].id;
         assert!(
@@ -584,14 +575,14 @@ async fn expired_lease_is_reclaimed_and_the_first_owner_can_no_longer_fire() {
                 .claim_due_timers(150, "b", 50, 10)
                 .await
                 .expect("claim")
-        .timers
+                .timers
                 .is_empty()
         );
         let second = store
             .claim_due_timers(151, "b", 50, 10)
             .await
             .expect("reclaim")
-        .timers;
+            .timers;
         assert_eq!(second.len(), 1, "{name}: the lease ended at 150");
         assert_eq!((second[0].id, second[0].attempts), (id, 2), "{name}");
         assert_eq!(second[0].lease_owner.as_deref(), Some("b"), "{name}");
@@ -657,7 +648,7 @@ async fn fire_timer_applies_notifications_timers_and_round_atomically() {
             .claim_due_timers(40, "d", 60_000, 10)
             .await
             .expect("claim")
-        .timers;
+            .timers;
         let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
         assert_eq!(ids.len(), 4, "{name}");
 
@@ -781,11 +772,7 @@ async fn fire_timer_applies_notifications_timers_and_round_atomically() {
             .timers_with_prefix("kickoff:wf:4")
             .await
             .expect("timer")[0];
-        assert_eq!(
-            (t.state, t.fired_at),
-            (TimerState::Running, None),
-            "{name}"
-        );
+        assert_eq!((t.state, t.fired_at), (TimerState::Running, None), "{name}");
         assert_eq!(
             store.outbox_after(0, 10).await.expect("outbox").len(),
             2,
@@ -813,16 +800,10 @@ async fn transition_complete_cancels_timers_writes_history_and_activates_waiting
             .claim_due_timers(3_000, "d", 60_000, 10)
             .await
             .expect("claim")
-        .timers;
+            .timers;
         assert_eq!(claimed.len(), 2, "{name}: stage and reminder");
 
-        let mut t = transition(
-            a.id,
-            &[TaskState::Open],
-            TaskState::Done,
-            4_000,
-            "complete",
-        );
+        let mut t = transition(a.id, &[TaskState::Open], TaskState::Done, 4_000, "complete");
         t.cancel_timers = true;
         t.activate = vec![Activation {
             round_id,
@@ -878,10 +859,7 @@ async fn transition_complete_cancels_timers_writes_history_and_activates_waiting
         );
 
         let b_now = store.task(b.id).await.expect("b").expect("b");
-        assert_eq!(
-            (b_now.state, b_now.due_at),
-            (TaskState::Open, Some(8_000))
-        );
+        assert_eq!((b_now.state, b_now.due_at), (TaskState::Open, Some(8_000)));
         assert!(
             b_now.provisional,
             "{name}: an activated deadline keeps its provisional mark"
@@ -1030,11 +1008,15 @@ async fn set_round_status_cancelled_withdraws_open_tasks_and_pending_timers() {
             .claim_due_timers(2_000, "d", 60_000, 1)
             .await
             .expect("claim")
-        .timers;
+            .timers;
         assert_eq!(claimed[0].key, "c/stage", "{name}");
 
         store
-            .set_round_status(round_id, RoundStatus::Cancelled, audit("round.cancel", "round", 2_500))
+            .set_round_status(
+                round_id,
+                RoundStatus::Cancelled,
+                audit("round.cancel", "round", 2_500),
+            )
             .await
             .expect("cancel");
         let r = store.round(round_id).await.expect("round").expect("round");
@@ -1078,7 +1060,11 @@ async fn set_round_status_cancelled_withdraws_open_tasks_and_pending_timers() {
 
         let other = round_ab(&store, "f").await;
         store
-            .set_round_status(other, RoundStatus::Finished, audit("round.finish", "round", 3_000))
+            .set_round_status(
+                other,
+                RoundStatus::Finished,
+                audit("round.finish", "round", 3_000),
+            )
             .await
             .expect("finish");
         assert_eq!(
@@ -1094,7 +1080,11 @@ async fn set_round_status_cancelled_withdraws_open_tasks_and_pending_timers() {
             3
         );
         let err = store
-            .set_round_status(9_999, RoundStatus::Finished, audit("round.finish", "round", 3_000))
+            .set_round_status(
+                9_999,
+                RoundStatus::Finished,
+                audit("round.finish", "round", 3_000),
+            )
             .await
             .expect_err("missing round");
         assert!(matches!(err, StoreError::NotFound(_)), "{name}: {err}");
@@ -1112,7 +1102,7 @@ async fn release_timer_makes_it_claimable_again_at_once() {
             .claim_due_timers(100, "a", 60_000, 10)
             .await
             .expect("claim")
-        .timers[0]
+            .timers[0]
             .id;
         store
             .release_timer(id, "b")
@@ -1123,7 +1113,7 @@ async fn release_timer_makes_it_claimable_again_at_once() {
                 .claim_due_timers(100, "c", 60_000, 10)
                 .await
                 .expect("claim")
-        .timers
+                .timers
                 .is_empty()
         );
         store
@@ -1140,7 +1130,7 @@ async fn release_timer_makes_it_claimable_again_at_once() {
             .claim_due_timers(100, "c", 60_000, 10)
             .await
             .expect("claim")
-        .timers;
+            .timers;
         assert_eq!(again.len(), 1, "{name}");
         assert_eq!(
             (again[0].attempts, again[0].lease_owner.as_deref()),
@@ -1166,7 +1156,7 @@ async fn next_due_at_reflects_pending_timers_and_leases() {
             .claim_due_timers(300, "a", 1_000, 10)
             .await
             .expect("claim")
-        .timers;
+            .timers;
         assert_eq!(
             store.next_due_at().await.expect("next"),
             Some(500),
@@ -1176,7 +1166,7 @@ async fn next_due_at_reflects_pending_timers_and_leases() {
             .claim_due_timers(500, "a", 10, 10)
             .await
             .expect("claim")
-        .timers;
+            .timers;
         assert_eq!(
             store.next_due_at().await.expect("next"),
             Some(510),
@@ -1282,7 +1272,10 @@ async fn concurrent_claimers_fire_every_timer_exactly_once() {
                 let owner = format!("daemon-{w}");
                 let mut fired = Vec::new();
                 loop {
-                    let batch = store.claim_due_timers(now, &owner, 60_000, 20).await?.timers;
+                    let batch = store
+                        .claim_due_timers(now, &owner, 60_000, 20)
+                        .await?
+                        .timers;
                     if batch.is_empty() {
                         return Ok::<_, StoreError>(fired);
                     }
@@ -1404,7 +1397,11 @@ fn claim(now: Millis, owner: &str) -> yanzhen::store::OutboxClaim {
 /// Enqueue notifications through a fired timer, as the engine does.
 async fn enqueue(store: &Arc<dyn Store>, key: &str, notifications: Vec<NewNotification>) {
     store.add_timers(vec![timer(key, None, 1)]).await.unwrap();
-    let claimed = store.claim_due_timers(10, "d", 1000, 10).await.unwrap().timers;
+    let claimed = store
+        .claim_due_timers(10, "d", 1000, 10)
+        .await
+        .unwrap()
+        .timers;
     let effects = yanzhen::store::FireEffects {
         notifications,
         ..Default::default()
@@ -1430,7 +1427,8 @@ async fn outbox_rows_are_claimed_once_retried_after_their_backoff_and_dead_lette
         assert_eq!(claimed.messages.len(), 2, "{name}");
         let rows: Vec<_> = claimed.messages.into_iter().flatten().collect();
         assert!(
-            rows.iter().all(|r| r.state == OutboxState::Sending && r.attempts == 0),
+            rows.iter()
+                .all(|r| r.state == OutboxState::Sending && r.attempts == 0),
             "{name}: a claim is not an attempt"
         );
         assert!(
@@ -1626,4 +1624,155 @@ async fn a_second_name_for_a_locked_sqlite_file_is_refused() {
     yanzhen::store::SqliteStore::open(&format!("sqlite://{}", link.display()))
         .await
         .expect("free once the first store is gone");
+}
+
+// ---------- stored data that does not parse ----------
+
+/// The `Corrupt` inside an error, or a panic saying what came instead.
+fn corrupt(e: StoreError) -> yanzhen::store::Corrupt {
+    match e {
+        StoreError::Corrupt(c) => c,
+        other => panic!("expected a corrupt row, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_row_that_does_not_parse_fails_the_read_naming_table_row_column_and_value() {
+    for (name, store, g) in common::stores::stores().await {
+        let round_id = round_ab(&store, "c").await;
+        let a = store.task_by_key(round_id, "a@u1").await.unwrap().unwrap();
+        common::stores::write_raw(&g, "tasks", "state", a.id, "'opne'").await;
+        let e = corrupt(store.task(a.id).await.expect_err("a state that is none"));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "row {} of table `tasks` has state `opne`, which is not a task state",
+                a.id
+            ),
+            "{name}"
+        );
+        let e = corrupt(store.tasks(round_id).await.expect_err("the round's tasks"));
+        assert_eq!(
+            (e.table, e.column, e.value.as_str()),
+            ("tasks", "state", "opne"),
+            "{name}"
+        );
+
+        let b = store.task_by_key(round_id, "b@u1").await.unwrap().unwrap();
+        common::stores::write_raw(&g, "tasks", "due_at", b.id, &i64::MAX.to_string()).await;
+        let e = corrupt(store.task(b.id).await.expect_err("an instant out of range"));
+        assert_eq!(
+            (e.table, e.id.clone(), e.column, e.value.clone()),
+            ("tasks", b.id.to_string(), "due_at", i64::MAX.to_string()),
+            "{name}: not 1970"
+        );
+
+        let stage = store.timers_with_prefix("c/stage").await.unwrap()[0].id;
+        common::stores::write_raw(&g, "timers", "kind", stage, "'stage_opne'").await;
+        let e = corrupt(
+            store
+                .timers_with_prefix("c/")
+                .await
+                .expect_err("a kind that is none"),
+        );
+        assert_eq!(
+            (e.table, e.id.clone(), e.column, e.value.as_str()),
+            ("timers", stage.to_string(), "kind", "stage_opne"),
+            "{name}"
+        );
+
+        common::stores::write_raw(&g, "rounds", "params_json", round_id, "'{\"year\": 2026'").await;
+        let e = corrupt(
+            store
+                .round(round_id)
+                .await
+                .expect_err("params that do not parse"),
+        );
+        assert_eq!((e.table, e.column), ("rounds", "params_json"), "{name}");
+        assert!(e.problem.starts_with("does not parse"), "{name}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_claimed_timer_that_does_not_parse_is_returned_apart_and_the_claim_goes_on() {
+    for (name, store, g) in common::stores::stores().await {
+        store
+            .add_timers(vec![timer("p/good", None, 10), timer("p/bad", None, 20)])
+            .await
+            .unwrap();
+        let bad = store.timers_with_prefix("p/bad").await.unwrap()[0].id;
+        common::stores::write_raw(
+            &g,
+            "timers",
+            "payload_json",
+            bad,
+            "'{\"provisional\": \"yes\"}'",
+        )
+        .await;
+        let claimed = store.claim_due_timers(100, "d", 60_000, 10).await.unwrap();
+        let keys: Vec<&str> = claimed.timers.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, ["p/good"], "{name}");
+        assert_eq!(claimed.corrupt.len(), 1, "{name}");
+        let c = &claimed.corrupt[0];
+        assert_eq!((c.id, c.key.as_str()), (bad, "p/bad"), "{name}");
+        assert_eq!(
+            (c.error.table, c.error.column, c.error.value.as_str()),
+            ("timers", "payload_json", "{\"provisional\": \"yes\"}"),
+            "{name}"
+        );
+        // Still claimed by us: the caller fires it (with an error entry).
+        let fired = store
+            .fire_timers("d", 100, &[(bad, FireEffects::default())])
+            .await
+            .unwrap();
+        assert_eq!(fired, [true], "{name}");
+        assert!(
+            store
+                .claim_due_timers(200_000, "e", 60_000, 10)
+                .await
+                .unwrap()
+                .corrupt
+                .is_empty(),
+            "{name}: fired, it does not come back"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_claimed_outbox_row_that_does_not_parse_leaves_the_queue_as_dead_with_the_reason() {
+    for (name, store, g) in common::stores::stores().await {
+        let (mut a, b) = (notification("q1", "一"), notification("q2", "二"));
+        a.address = "office-a".into();
+        enqueue(&store, "t/q", vec![a, b]).await;
+        let ids: Vec<i64> = store
+            .outbox_after(0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        common::stores::write_raw(&g, "outbox", "channel", ids[0], "'emial'").await;
+        let claimed = store.claim_outbox(&claim(10, "s1")).await.unwrap();
+        let sent: Vec<i64> = claimed.messages.iter().flatten().map(|r| r.id).collect();
+        assert_eq!(sent, [ids[1]], "{name}: the other row goes out");
+        assert_eq!(claimed.corrupt.len(), 1, "{name}");
+        assert_eq!(
+            claimed.corrupt[0].to_string(),
+            format!(
+                "row {} of table `outbox` has channel `emial`, which is not an outbox channel",
+                ids[0]
+            ),
+            "{name}"
+        );
+        assert!(
+            store
+                .claim_outbox(&claim(100_000, "s2"))
+                .await
+                .unwrap()
+                .corrupt
+                .is_empty(),
+            "{name}: dead, it is not claimed again"
+        );
+        assert_eq!(store.counts(10).await.unwrap().outbox_dead, 1, "{name}");
+    }
 }
