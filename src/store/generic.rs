@@ -378,10 +378,7 @@ where
         rows.sort_by_key(|r| (r.due_at, r.id));
         let mut out = ClaimedTimers::default();
         for r in rows {
-            match r.claimed() {
-                Ok(t) => out.timers.push(t),
-                Err(c) => out.corrupt.push(c),
-            }
+            r.claimed_into(&mut out);
         }
         Ok(out)
     }

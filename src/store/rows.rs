@@ -561,6 +561,9 @@ pub enum Delivery {
 // ---------------------------------------------------------------------------------------
 // Rows as stored, and their conversion.
 
+/// A column read, or what is wrong with it.
+type Parsed<T> = std::result::Result<T, Corrupt>;
+
 /// Parses the columns of one stored row, naming the row in every error.
 struct Columns {
     table: &'static str,
@@ -575,25 +578,25 @@ impl Columns {
         }
     }
 
-    fn corrupt(&self, column: &'static str, value: String, problem: String) -> StoreError {
-        StoreError::Corrupt(Corrupt {
+    fn corrupt(&self, column: &'static str, value: String, problem: String) -> Corrupt {
+        Corrupt {
             table: self.table,
             id: self.id.clone(),
             column,
             value,
             problem,
-        })
+        }
     }
 
     /// A state or kind.
-    fn word<T: Stored>(&self, column: &'static str, value: String) -> Result<T> {
+    fn word<T: Stored>(&self, column: &'static str, value: String) -> Parsed<T> {
         value
             .parse::<T>()
             .map_err(|_| self.corrupt(column, value, format!("is not {}", T::WHAT)))
     }
 
     /// An instant (epoch milliseconds that a date can be made of).
-    fn instant(&self, column: &'static str, value: i64) -> Result<Millis> {
+    fn instant(&self, column: &'static str, value: i64) -> Parsed<Millis> {
         match chrono::DateTime::from_timestamp_millis(value) {
             Some(_) => Ok(value),
             None => Err(self.corrupt(
@@ -604,7 +607,7 @@ impl Columns {
         }
     }
 
-    fn instant_opt(&self, column: &'static str, value: Option<i64>) -> Result<Option<Millis>> {
+    fn instant_opt(&self, column: &'static str, value: Option<i64>) -> Parsed<Option<Millis>> {
         value.map(|v| self.instant(column, v)).transpose()
     }
 
@@ -613,13 +616,13 @@ impl Columns {
         &self,
         column: &'static str,
         value: String,
-    ) -> Result<T> {
+    ) -> Parsed<T> {
         serde_json::from_str(&value)
             .map_err(|e| self.corrupt(column, value, format!("does not parse: {e}")))
     }
 
     /// A date `YYYY-MM-DD`.
-    fn date(&self, column: &'static str, value: String) -> Result<String> {
+    fn date(&self, column: &'static str, value: String) -> Parsed<String> {
         match chrono::NaiveDate::parse_from_str(&value, "%Y-%m-%d") {
             Ok(_) => Ok(value),
             Err(_) => Err(self.corrupt(column, value, "is not a date (YYYY-MM-DD)".into())),
@@ -749,6 +752,14 @@ pub(crate) struct TimerDb {
 impl TryFrom<TimerDb> for TimerRow {
     type Error = StoreError;
     fn try_from(r: TimerDb) -> Result<Self> {
+        Ok(r.parse()?)
+    }
+}
+
+impl TimerDb {
+    /// The row, or the first column that does not parse.
+    fn parse(self) -> Parsed<TimerRow> {
+        let r = self;
         let c = Columns::of("timers", r.id);
         Ok(TimerRow {
             id: r.id,
@@ -765,28 +776,19 @@ impl TryFrom<TimerDb> for TimerRow {
             fired_at: c.instant_opt("fired_at", r.fired_at)?,
         })
     }
-}
 
-impl TimerDb {
-    /// The row, or what the claim reports when it does not parse.
-    pub(crate) fn claimed(self) -> std::result::Result<TimerRow, CorruptTimer> {
+    /// Put the claimed row with the timers, or with the corrupt ones when it does not parse.
+    pub(crate) fn claimed_into(self, out: &mut ClaimedTimers) {
         let (id, key, due_at) = (self.id, self.key.clone(), self.due_at);
-        TimerRow::try_from(self).map_err(|e| CorruptTimer {
-            id,
-            key,
-            due_at,
-            error: match e {
-                StoreError::Corrupt(c) => c,
-                // Conversion reports nothing else.
-                other => Corrupt {
-                    table: "timers",
-                    id: id.to_string(),
-                    column: "",
-                    value: String::new(),
-                    problem: other.to_string(),
-                },
-            },
-        })
+        match self.parse() {
+            Ok(t) => out.timers.push(t),
+            Err(error) => out.corrupt.push(CorruptTimer {
+                id,
+                key,
+                due_at,
+                error,
+            }),
+        }
     }
 }
 
@@ -939,7 +941,7 @@ pub(crate) fn word<T: Stored>(
     column: &'static str,
     value: String,
 ) -> Result<T> {
-    Columns::of(table, id).word(column, value)
+    Ok(Columns::of(table, id).word(column, value)?)
 }
 
 /// Converts every row, failing on the first that does not parse.

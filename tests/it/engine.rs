@@ -1156,8 +1156,8 @@ async fn waiving_the_last_outstanding_prerequisite_releases_the_join() {
 fn raw_complete(task_id: i64, at: DateTime<Utc>) -> yanzhen::store::Transition {
     yanzhen::store::Transition {
         task_id,
-        from: vec![TaskState::Open.into()],
-        to: TaskState::Done.into(),
+        from: vec![TaskState::Open],
+        to: TaskState::Done,
         at: ms(at),
         actor: "test".into(),
         note: None,
