@@ -682,3 +682,26 @@ async fn reopening_through_the_api_takes_a_date_or_working_days_and_refuses_a_pa
         );
     }
 }
+
+#[tokio::test]
+async fn a_stored_row_that_does_not_parse_is_a_500_naming_the_row_not_a_silent_default() {
+    for (name, store, g) in common::stores::stores().await {
+        let s = server(store).await;
+        let id = s.start_round().await;
+        let (_, tasks) = s
+            .get(&format!("/api/tasks?round={id}"), Some(&s.reader))
+            .await;
+        let task = tasks.as_array().unwrap()[0]["id"].as_i64().unwrap();
+        common::stores::write_raw(&g, "tasks", "state", task, "'opne'").await;
+        let (st, v) = s
+            .get(&format!("/api/tasks?round={id}"), Some(&s.reader))
+            .await;
+        assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{name}: {v}");
+        assert_eq!(v["error"]["code"], "corrupt_data", "{name}: {v}");
+        assert_eq!(
+            v["error"]["message"],
+            format!("row {task} of table `tasks` has state `opne`, which is not a task state"),
+            "{name}: {v}"
+        );
+    }
+}
