@@ -188,14 +188,6 @@ impl TimerKind {
     pub fn is_chain(self) -> bool {
         matches!(self, TimerKind::Overdue | TimerKind::Escalation)
     }
-
-    /// Timers of a task instance (they carry its row id).
-    pub fn is_task_timer(self) -> bool {
-        matches!(
-            self,
-            TimerKind::Reminder | TimerKind::Deadline | TimerKind::Overdue | TimerKind::Escalation
-        )
-    }
 }
 
 /// Where a round stands.
