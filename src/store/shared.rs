@@ -308,9 +308,7 @@ where
                 continue;
             }
             rows.sort_by_key(|r| r.id);
-            if let Some((channel, _)) = budgets.get_key_value(rows[0].channel.as_str()) {
-                *spent.entry(channel.as_str()).or_default() += 1;
-            }
+            let budget = budgets.get_key_value(rows[0].channel.as_str());
             let mut message: Vec<OutboxRow> = Vec::with_capacity(rows.len());
             for r in rows {
                 let id = r.id;
@@ -328,6 +326,9 @@ where
                 }
             }
             if !message.is_empty() {
+                if let Some((channel, _)) = budget {
+                    *spent.entry(channel.as_str()).or_default() += 1;
+                }
                 messages.push(message);
             }
         }
