@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use yanzhen::core::state::OutboxState;
 use yanzhen::store::Store;
 
 /// The small volume: the migrated database (132 KiB), its WAL and room for a few rounds.
@@ -103,11 +104,10 @@ async fn check_database(url: &str) -> (Vec<String>, usize) {
 /// Every due timer fired (none pending or claimed); false while the database cannot be read.
 async fn all_due_fired(store: &Arc<dyn Store>) -> bool {
     let now = chrono::Utc::now().timestamp_millis();
-    store.timers_with_prefix("").await.is_ok_and(|timers| {
-        timers
-            .iter()
-            .all(|t| t.due_at > now || !matches!(t.state.as_str(), "pending" | "running"))
-    })
+    store
+        .timers_with_prefix("")
+        .await
+        .is_ok_and(|timers| timers.iter().all(|t| t.due_at > now || !t.state.is_live()))
 }
 
 /// Outbox rows by state.
@@ -122,11 +122,11 @@ struct OutboxStates {
 async fn outbox_states(store: &Arc<dyn Store>) -> OutboxStates {
     let mut n = OutboxStates::default();
     for r in store.outbox_after(0, i64::MAX).await.expect("outbox") {
-        match r.state.as_str() {
-            "sent" => n.sent += 1,
-            "pending" => n.pending += 1,
-            "sending" => n.sending += 1,
-            _ => n.other += 1,
+        match r.state {
+            OutboxState::Sent => n.sent += 1,
+            OutboxState::Pending => n.pending += 1,
+            OutboxState::Sending => n.sending += 1,
+            OutboxState::Failed | OutboxState::Dead => n.other += 1,
         }
     }
     n

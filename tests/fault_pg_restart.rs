@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use yanzhen::core::state::{OutboxState, TimerState};
 use yanzhen::store::{NewTimer, Store};
 
 /// Past rounds started before the daemon, so that hundreds of timers are due at once.
@@ -111,7 +112,7 @@ async fn drained(store: &Arc<dyn Store>) -> bool {
         .iter()
         .all(|t| t.due_at > now || !matches!(t.state.as_str(), "pending" | "running"))
         && !outbox.is_empty()
-        && outbox.iter().all(|r| r.state == "sent")
+        && outbox.iter().all(|r| r.state == OutboxState::Sent)
 }
 
 /// Drain the burst on a fresh SQLite database and return how many notifications it made.
@@ -169,9 +170,9 @@ async fn postgres_restarted_under_a_running_daemon_it_reconnects_and_carries_on(
                     key: format!("outage/{i}"),
                     round_id: None,
                     task_key: None,
-                    kind: "stage_open".into(),
+                    kind: yanzhen::core::state::TimerKind::StageOpen,
                     due_at: during_outage,
-                    payload_json: "{}".into(),
+                    payload: Default::default(),
                 })
                 .collect(),
         )
@@ -209,14 +210,14 @@ async fn postgres_restarted_under_a_running_daemon_it_reconnects_and_carries_on(
         let rows = store.outbox_after(0, i64::MAX).await.unwrap_or_default();
         let unsent: Vec<String> = rows
             .iter()
-            .filter(|r| r.state != "sent")
+            .filter(|r| r.state != OutboxState::Sent)
             .take(5)
             .map(|r| format!("{} {} {:?}", r.key, r.state, r.last_error))
             .collect();
         let pending = store.pending_timers(None, 5).await.unwrap_or_default();
         panic!(
             "the daemon did not drain the burst within 60 s of the restart: {} of {} outbox rows unsent (e.g. {unsent:?}), next pending timers {:?}, alive {}\n{}",
-            rows.iter().filter(|r| r.state != "sent").count(),
+            rows.iter().filter(|r| r.state != OutboxState::Sent).count(),
             rows.len(),
             pending
                 .iter()
@@ -244,7 +245,7 @@ async fn postgres_restarted_under_a_running_daemon_it_reconnects_and_carries_on(
     assert_eq!(owed.len(), OUTAGE_TIMERS, "outage timers stored");
     for t in &owed {
         assert!(
-            t.state == "fired" && t.fired_at.is_some_and(|f| f >= restarted_ms),
+            t.state == TimerState::Fired && t.fired_at.is_some_and(|f| f >= restarted_ms),
             "timer {} due during the outage: state {}, fired at {:?}, server back at {restarted_ms}",
             t.key,
             t.state,

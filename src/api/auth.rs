@@ -7,14 +7,7 @@ use crate::access::token_hash;
 use axum::extract::FromRequestParts;
 use axum::http::{StatusCode, header, request::Parts};
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rights {
-    /// Read only.
-    Read,
-    /// Read and change.
-    Admin,
-}
+pub use crate::core::state::Rights;
 
 /// An authenticated administrator (from `Authorization: Bearer TOKEN` or the console's
 /// `yz_token` cookie). Extracting it answers 401 when the token is missing or unknown.
@@ -79,11 +72,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Ap
     match row {
         Some(r) => Ok(Principal {
             name: r.name,
-            rights: if r.rights == "admin" {
-                Rights::Admin
-            } else {
-                Rights::Read
-            },
+            rights: r.rights,
         }),
         None => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

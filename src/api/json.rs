@@ -6,8 +6,9 @@
 
 use super::openapi::Endpoint;
 use super::{ApiError, Principal, State};
+use crate::core::state::{RoundStatus, TaskState, TimerState};
 use crate::engine::{NewDeadline, StartRound, from_ms, ms};
-use crate::store::{RoundRow, TaskRow, task_state};
+use crate::store::{RoundRow, TaskRow};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State as AxState};
 use axum::http::StatusCode;
@@ -283,8 +284,8 @@ async fn plan_draft(
 fn round_json(r: &RoundRow) -> Value {
     json!({
         "id": r.id, "tag": r.tag, "workflow": r.workflow_id, "version_id": r.version_id,
-        "start": r.start_date, "params": serde_json::from_str::<Value>(&r.params_json).unwrap_or(Value::Null),
-        "units": r.units_json.as_deref().and_then(|u| serde_json::from_str::<Value>(u).ok()),
+        "start": r.start_date, "params": r.params,
+        "units": r.units,
         "status": r.status, "created_at": from_ms(r.created_at), "kickoff": r.kickoff_key,
     })
 }
@@ -294,7 +295,7 @@ fn task_json(t: &TaskRow, now: i64) -> Value {
         "id": t.id, "round": t.round_id, "key": t.key, "task": t.task, "stage": t.stage, "title": t.title,
         "assignee": {"kind": t.assignee_kind, "id": t.assignee_id, "name": t.assignee_name},
         "due": t.due_at.map(from_ms), "provisional": t.provisional, "state": t.state,
-        "overdue": t.state == task_state::OPEN && t.due_at.is_some_and(|d| d < now),
+        "overdue": t.state == TaskState::Open && t.due_at.is_some_and(|d| d < now),
         "completed_at": t.completed_at.map(from_ms), "updated_at": from_ms(t.updated_at),
     })
 }
@@ -377,20 +378,16 @@ async fn tasks(
     q: Result<Query<TaskFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(f) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if let Some(st) = &f.state
-        && ![
-            task_state::OPEN,
-            task_state::WAITING,
-            task_state::DONE,
-            task_state::WAIVED,
-            task_state::CANCELLED,
-        ]
-        .contains(&st.as_str())
-    {
-        return Err(ApiError::bad_request(format!(
-            "unknown state `{st}`: use open, waiting, done, waived or cancelled"
-        )));
-    }
+    let state = match f.state.as_deref().map(str::parse::<TaskState>) {
+        None => None,
+        Some(Ok(st)) => Some(st),
+        Some(Err(_)) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown state `{}`: use open, waiting, done, waived or cancelled",
+                f.state.as_deref().unwrap_or_default()
+            )));
+        }
+    };
     let store = s.engine.store();
     let round_ids: Vec<i64> = match f.round {
         Some(r) => {
@@ -405,8 +402,8 @@ async fn tasks(
     let mut out = Vec::new();
     for r in round_ids {
         for t in store.tasks(r).await? {
-            let overdue = t.state == task_state::OPEN && t.due_at.is_some_and(|d| d < now);
-            if f.state.as_ref().is_some_and(|st| *st != t.state)
+            let overdue = t.state == TaskState::Open && t.due_at.is_some_and(|d| d < now);
+            if state.is_some_and(|st| st != t.state)
                 || f.assignee.as_ref().is_some_and(|a| *a != t.assignee_id)
                 || f.overdue.is_some_and(|o| o != overdue)
             {
@@ -547,23 +544,22 @@ async fn escalations(_p: Principal, AxState(s): AxState<State>) -> Result<Json<V
         .rounds()
         .await?
         .into_iter()
-        .filter(|r| r.status == "running")
+        .filter(|r| r.status == RoundStatus::Running)
     {
         for t in store
             .tasks(r.id)
             .await?
             .into_iter()
-            .filter(|t| t.state == task_state::OPEN)
+            .filter(|t| t.state == TaskState::Open)
         {
             let prefix = format!("{}/{}/escalation/", r.tag, t.key);
             let fired: Vec<Value> = store
                 .timers_with_prefix(&prefix)
                 .await?
                 .into_iter()
-                .filter(|x| x.state == "fired")
+                .filter(|x| x.state == TimerState::Fired)
                 .map(|x| {
-                    let to = serde_json::from_str::<Value>(&x.payload_json).ok().and_then(|p| p.get("recipient").cloned());
-                    json!({"rung": x.key.rsplit('/').next(), "at": x.fired_at.map(from_ms), "to": to})
+                    json!({"rung": x.key.rsplit('/').next(), "at": x.fired_at.map(from_ms), "to": x.payload.recipient})
                 })
                 .collect();
             if !fired.is_empty() {
@@ -613,8 +609,27 @@ async fn audit(
     Ok(Json(Value::Array(
         rows.iter()
             .map(|a| {
-                json!({"id": a.id, "at": from_ms(a.entry.at), "actor": a.entry.actor, "action": a.entry.action,
-                       "subject": a.entry.subject, "detail": serde_json::from_str::<Value>(&a.entry.detail_json).unwrap_or(Value::Null)})
+                let mut v = json!({"id": a.id, "at": from_ms(a.entry.at), "actor": a.entry.actor, "action": a.entry.action,
+                       "subject": a.entry.subject});
+                // The log is append-only, so a detail that does not parse is said, not hidden
+                // (and not an error for the whole page: it could never be mended).
+                match serde_json::from_str::<Value>(&a.entry.detail_json) {
+                    Ok(d) => v["detail"] = d,
+                    Err(e) => {
+                        v["detail"] = Value::Null;
+                        v["detail_error"] = Value::from(
+                            crate::store::Corrupt {
+                                table: "audit_log",
+                                id: a.id.to_string(),
+                                column: "detail_json",
+                                value: a.entry.detail_json.clone(),
+                                problem: format!("does not parse: {e}"),
+                            }
+                            .to_string(),
+                        );
+                    }
+                }
+                v
             })
             .collect(),
     )))

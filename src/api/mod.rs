@@ -210,6 +210,15 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string())
             }
             EngineError::Store(StoreError::NotFound(_)) => ApiError::not_found(e.to_string()),
+            // Stored data that does not parse: say which row, so it can be mended.
+            EngineError::Store(StoreError::Corrupt(_)) => {
+                tracing::error!(error = %e, "request failed on corrupt data");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "corrupt_data",
+                    e.to_string(),
+                )
+            }
             _ => {
                 tracing::error!(error = %e, "request failed");
                 ApiError::new(

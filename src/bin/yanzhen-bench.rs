@@ -9,9 +9,10 @@ use yanzhen::catalog::{Catalog, LoadedWorkflow, content_hash};
 use yanzhen::config::{Config, DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
 use yanzhen::core::diagnostic::{Diagnostics, Sp};
 use yanzhen::core::directory::{Contact, Directory, Group, Office, Role, Unit, UnitKind};
+use yanzhen::core::state::{MessageKind, OutboxChannel, TimerKind};
 use yanzhen::engine::{Engine, StartRound, ms};
 use yanzhen::runtime::clock::SystemClock;
-use yanzhen::store::{NewNotification, NewTimer, Store};
+use yanzhen::store::{NewNotification, NewTimer, Store, TimerPayload};
 
 /// What to measure.
 #[derive(Debug, Clone, clap::Parser)]
@@ -326,9 +327,9 @@ fn plain_timer(prefix: &str, i: usize, due_at: i64) -> NewTimer {
         key: format!("{prefix}/{i}"),
         round_id: None,
         task_key: None,
-        kind: "stage_open".into(),
+        kind: TimerKind::StageOpen,
         due_at,
-        payload_json: "{}".into(),
+        payload: TimerPayload::default(),
     }
 }
 
@@ -491,7 +492,7 @@ async fn reminder_timers(e: &Engine, count: usize) -> anyhow::Result<Vec<NewTime
         .pending_timers(Some(id), i64::MAX)
         .await?
         .into_iter()
-        .filter(|t| t.kind == "reminder")
+        .filter(|t| t.kind == TimerKind::Reminder)
         .take(count)
         .map(|t| NewTimer {
             key: String::new(),
@@ -499,7 +500,7 @@ async fn reminder_timers(e: &Engine, count: usize) -> anyhow::Result<Vec<NewTime
             task_key: t.task_id.and_then(|i| keys.get(&i).cloned()),
             kind: t.kind,
             due_at: 0,
-            payload_json: t.payload_json,
+            payload: t.payload,
         })
         .collect();
     if timers.len() < count {
@@ -745,22 +746,26 @@ async fn deliveries(
             key: "mail".into(),
             round_id: None,
             task_key: None,
-            kind: "stage_open".into(),
+            kind: TimerKind::StageOpen,
             due_at: 0,
-            payload_json: "{}".into(),
+            payload: TimerPayload::default(),
         }])
         .await?;
     let claimed = store
         .claim_due_timers(ms(chrono::Utc::now()), "bench", 60_000, 1)
-        .await?;
+        .await?
+        .timers;
+    let channel_kind: OutboxChannel = channel
+        .parse()
+        .with_context(|| format!("unknown channel `{channel}`"))?;
     let now = ms(chrono::Utc::now());
     let notes = (0..count)
         .map(|i| NewNotification {
             key: format!("mail/{i}"),
             round_id: None,
             task_id: None,
-            kind: "kickoff".into(),
-            channel: channel.into(),
+            kind: MessageKind::Kickoff,
+            channel: channel_kind,
             address: match channel {
                 "email" => format!("b{i}@example.gov.cn"),
                 _ => format!("http://127.0.0.1:{http_port}/hook?b={i}"),

@@ -177,13 +177,17 @@ pub async fn run_command(
             let e = engine(config, today, false).await?;
             let token = crate::access::new_token();
             let now = crate::engine::ms(chrono::Utc::now());
-            let rights = if read_only { "read" } else { "admin" };
+            let rights = if read_only {
+                crate::core::state::Rights::Read
+            } else {
+                crate::core::state::Rights::Admin
+            };
             e.store()
                 .create_token(
                     crate::store::TokenRow {
                         name: name.clone(),
                         hash: crate::access::token_hash(&token),
-                        rights: rights.into(),
+                        rights,
                         created_at: now,
                         revoked_at: None,
                     },
@@ -264,7 +268,11 @@ async fn task_command(
                     .unwrap_or_else(|| "—".into());
                 println!(
                     "{:>6}  {:<9} {:<40} {}  截止 {}",
-                    t.id, t.state, t.key, t.assignee_name, due
+                    t.id,
+                    t.state.as_str(),
+                    t.key,
+                    t.assignee_name,
+                    due
                 );
             }
             return Ok(ExitCode::SUCCESS);
@@ -312,7 +320,7 @@ async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::
             .rounds()
             .await?
             .into_iter()
-            .filter(|r| r.status == "running")
+            .filter(|r| r.status == crate::core::state::RoundStatus::Running)
             .map(|r| r.id)
             .collect(),
     };
@@ -363,7 +371,7 @@ async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::
                 "    {}{}  {:<11} {}",
                 fmt(Some(from_ms(t.due_at))),
                 provisional_mark(crate::engine::timer_is_provisional(t)),
-                t.kind,
+                t.kind.as_str(),
                 t.key
             );
         }
@@ -381,10 +389,9 @@ async fn status(config: &Path, today: NaiveDate, round: Option<i64>) -> anyhow::
         );
     }
     let kickoffs = e.store().timers_with_prefix("kickoff:").await?;
-    for k in kickoffs
-        .iter()
-        .filter(|k| k.state == "pending" && !k.key.contains(":retry:"))
-    {
+    for k in kickoffs.iter().filter(|k| {
+        k.state == crate::core::state::TimerState::Pending && !k.key.contains(":retry:")
+    }) {
         println!(
             "next kickoff: {}{}  {}",
             fmt(Some(from_ms(k.due_at))),
@@ -414,8 +421,12 @@ async fn print_reload_state(e: &Engine) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    let Ok(r) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return Ok(());
+    let r = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("reload state: stored setting does not parse ({e}): {text}");
+            return Ok(());
+        }
     };
     let tz = e.catalog().config.tz();
     let when = |v: &serde_json::Value| {

@@ -4,6 +4,7 @@
 //! groups and roles by id.
 
 use crate::core::diagnostic::{Diagnostics, Sp, suggest};
+use crate::core::state::AssigneeKind;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -143,10 +144,10 @@ pub enum WebhookKind {
 }
 
 /// Someone a planned task or timer is addressed to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Party {
-    /// `unit` or `role`.
-    pub kind: &'static str,
+    /// A unit or a role.
+    pub kind: AssigneeKind,
     /// Unit or role id.
     pub id: String,
     /// Unit name or role title.
@@ -336,7 +337,7 @@ impl Directory {
     /// A role as a party.
     pub fn role_party(&self, id: &str) -> Party {
         Party {
-            kind: "role",
+            kind: AssigneeKind::Role,
             id: id.to_string(),
             name: self
                 .role(id)
@@ -350,7 +351,7 @@ impl Unit {
     /// This unit as a party.
     pub fn party(&self) -> Party {
         Party {
-            kind: "unit",
+            kind: AssigneeKind::Unit,
             id: self.id.value.clone(),
             name: self.name.clone(),
         }

@@ -12,6 +12,7 @@ pub mod directory;
 pub mod plan;
 pub mod render;
 pub mod schedule;
+pub mod state;
 pub mod timefmt;
 pub mod validate;
 pub mod yaml;

@@ -13,7 +13,8 @@
 //! holds them back.
 
 use crate::core::definition::{Anchor, Task, Workflow};
-use crate::store::{Millis, TaskRow, task_state};
+use crate::core::state::{AssigneeKind, TaskState};
+use crate::store::{Millis, TaskRow};
 use std::collections::HashMap;
 
 /// The workflow task ids a task waits for: its `after:` list, then the task its deadline
@@ -68,7 +69,7 @@ pub struct Ready {
 }
 
 fn finished(t: &TaskRow) -> bool {
-    t.state == task_state::DONE || t.state == task_state::WAIVED
+    t.state.is_settled()
 }
 
 /// Whether a set of instances is all finished, and when the last of them was.
@@ -98,17 +99,17 @@ impl Summary {
 /// (a branch that left) hold nothing back.
 struct Index<'a> {
     all: HashMap<&'a str, Summary>,
-    own: HashMap<(&'a str, &'a str, &'a str), Summary>,
+    own: HashMap<(&'a str, AssigneeKind, &'a str), Summary>,
 }
 
 impl<'a> Index<'a> {
     fn new(tasks: &'a [TaskRow]) -> Index<'a> {
         let mut by_task: HashMap<&str, Vec<&TaskRow>> = HashMap::new();
-        let mut by_own: HashMap<(&str, &str, &str), Vec<&TaskRow>> = HashMap::new();
-        for t in tasks.iter().filter(|t| t.state != task_state::CANCELLED) {
+        let mut by_own: HashMap<(&str, AssigneeKind, &str), Vec<&TaskRow>> = HashMap::new();
+        for t in tasks.iter().filter(|t| t.state != TaskState::Cancelled) {
             by_task.entry(&t.task).or_default().push(t);
             by_own
-                .entry((&t.task, &t.assignee_kind, &t.assignee_id))
+                .entry((&t.task, t.assignee_kind, &t.assignee_id))
                 .or_default()
                 .push(t);
         }
@@ -128,7 +129,7 @@ impl<'a> Index<'a> {
     /// when there is one, else all of them (none at all: nothing to wait for).
     fn of(&self, pre: &str, t: &TaskRow) -> Summary {
         self.own
-            .get(&(pre, t.assignee_kind.as_str(), t.assignee_id.as_str()))
+            .get(&(pre, t.assignee_kind, t.assignee_id.as_str()))
             .or_else(|| self.all.get(pre))
             .copied()
             .unwrap_or(Summary {
@@ -145,7 +146,7 @@ impl<'a> Index<'a> {
 pub fn ready(wf: &Workflow, tasks: &[TaskRow], now: Millis) -> Vec<Ready> {
     let mut out = Vec::new();
     let index = Index::new(tasks);
-    for t in tasks.iter().filter(|t| t.state == task_state::WAITING) {
+    for t in tasks.iter().filter(|t| t.state == TaskState::Waiting) {
         let Some((_, def)) = wf.task(&t.task) else {
             continue;
         };
@@ -188,7 +189,7 @@ mod tests {
         task: &str,
         kind: &str,
         who: &str,
-        state: &str,
+        state: TaskState,
         done: Option<Millis>,
     ) -> TaskRow {
         TaskRow {
@@ -198,12 +199,12 @@ mod tests {
             task: task.into(),
             stage: "s".into(),
             title: task.into(),
-            assignee_kind: kind.into(),
+            assignee_kind: kind.parse().expect("assignee kind"),
             assignee_id: who.into(),
             assignee_name: who.into(),
             due_at: None,
             provisional: false,
-            state: state.into(),
+            state,
             completed_at: done,
             updated_at: done.unwrap_or(0),
         }
@@ -229,14 +230,14 @@ mod tests {
     fn a_join_is_ready_only_when_every_instance_of_every_prerequisite_is_finished() {
         let wf = wf();
         let mut tasks = vec![
-            row(1, "a", "unit", "x", task_state::DONE, Some(100)),
-            row(2, "a", "unit", "y", task_state::OPEN, None),
+            row(1, "a", "unit", "x", TaskState::Done, Some(100)),
+            row(2, "a", "unit", "y", TaskState::Open, None),
             row(
                 3,
                 "b",
                 "role",
                 "organization_office",
-                task_state::DONE,
+                TaskState::Done,
                 Some(50),
             ),
             row(
@@ -244,12 +245,12 @@ mod tests {
                 "join",
                 "role",
                 "organization_office",
-                task_state::WAITING,
+                TaskState::Waiting,
                 None,
             ),
         ];
         assert!(ready(&wf, &tasks, 1000).is_empty());
-        tasks[1] = row(2, "a", "unit", "y", task_state::WAIVED, Some(200));
+        tasks[1] = row(2, "a", "unit", "y", TaskState::Waived, Some(200));
         let r = ready(&wf, &tasks, 1000);
         assert_eq!(keys(&r), ["join@organization_office"]);
         assert_eq!(
@@ -257,14 +258,7 @@ mod tests {
             Some(("a".into(), 200)),
             "the latest of the instances"
         );
-        tasks[2] = row(
-            3,
-            "b",
-            "role",
-            "organization_office",
-            task_state::OPEN,
-            None,
-        );
+        tasks[2] = row(3, "b", "role", "organization_office", TaskState::Open, None);
         assert!(
             ready(&wf, &tasks, 1000).is_empty(),
             "after: [b] holds it back"
@@ -275,10 +269,10 @@ mod tests {
     fn a_fanned_out_dependent_pairs_with_its_own_assignees_instance() {
         let wf = wf();
         let tasks = vec![
-            row(1, "a", "unit", "x", task_state::DONE, Some(100)),
-            row(2, "a", "unit", "y", task_state::OPEN, None),
-            row(3, "pair", "unit", "x", task_state::WAITING, None),
-            row(4, "pair", "unit", "y", task_state::WAITING, None),
+            row(1, "a", "unit", "x", TaskState::Done, Some(100)),
+            row(2, "a", "unit", "y", TaskState::Open, None),
+            row(3, "pair", "unit", "x", TaskState::Waiting, None),
+            row(4, "pair", "unit", "y", TaskState::Waiting, None),
         ];
         let r = ready(&wf, &tasks, 1000);
         assert_eq!(keys(&r), ["pair@x"]);
@@ -289,13 +283,13 @@ mod tests {
     fn cancelled_instances_hold_nothing_back_and_events_are_left_alone() {
         let wf = wf();
         let tasks = vec![
-            row(1, "a", "unit", "x", task_state::CANCELLED, None),
+            row(1, "a", "unit", "x", TaskState::Cancelled, None),
             row(
                 2,
                 "b",
                 "role",
                 "organization_office",
-                task_state::DONE,
+                TaskState::Done,
                 Some(5),
             ),
             row(
@@ -303,7 +297,7 @@ mod tests {
                 "join",
                 "role",
                 "organization_office",
-                task_state::WAITING,
+                TaskState::Waiting,
                 None,
             ),
             row(
@@ -311,7 +305,7 @@ mod tests {
                 "event",
                 "role",
                 "organization_office",
-                task_state::WAITING,
+                TaskState::Waiting,
                 None,
             ),
             row(
@@ -319,7 +313,7 @@ mod tests {
                 "free",
                 "role",
                 "organization_office",
-                task_state::WAITING,
+                TaskState::Waiting,
                 None,
             ),
         ];

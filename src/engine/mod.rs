@@ -15,18 +15,21 @@ use crate::catalog::Catalog;
 use crate::core::definition::{Misfire, Workflow};
 use crate::core::diagnostic::Severity;
 use crate::core::directory::{Contact, Party};
-use crate::core::plan::{Plan, PlanInput, PlannedTimer, Problem, TimerKind, plan};
+use crate::core::plan::{Plan, PlanInput, PlannedTimer, Problem, plan};
 use crate::core::render::Item;
 use crate::core::render::{Rendered, Renderer};
+use crate::core::state::{
+    AssigneeKind, MessageKind, OutboxChannel, RoundStatus, TaskState, TimerKind, TimerState,
+};
 use crate::core::timefmt::zh_datetime;
 use crate::core::validate::workflow_tz;
 use crate::store::{
-    Activation, AuditEntry, Decided, FireEffects, Millis, NewNotification, NewRound, NewTask,
-    NewTimer, RoundRow, Store, StoreError, TaskRow, TimerRow, Transition, task_state, timer_state,
+    Activation, AuditEntry, ClaimedTimers, Decided, FireEffects, Millis, NewNotification, NewRound,
+    NewTask, NewTimer, RoundRow, Store, StoreError, TaskRow, TimerPayload, TimerRow, Transition,
 };
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use clock::Clock;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,7 +124,8 @@ pub fn ms(t: DateTime<Utc>) -> Millis {
     t.timestamp_millis()
 }
 
-/// Epoch milliseconds to a UTC instant.
+/// Epoch milliseconds to a UTC instant. The store reads only instants that convert (an
+/// out-of-range one is `StoreError::Corrupt`), so the fallback is for computed values.
 pub fn from_ms(m: Millis) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(m).unwrap_or_default()
 }
@@ -149,39 +153,6 @@ struct BatchReads {
     /// Every timer of the tasks whose overdue reminders or escalations fire late (after
     /// downtime), to tell whether a later one of the same kind is due as well.
     siblings: HashMap<i64, Vec<TimerRow>>,
-}
-
-/// What a timer's payload carries.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Payload {
-    /// Workflow, for kickoffs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    workflow: Option<String>,
-    /// Stage id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    stage: Option<String>,
-    /// Task key within the round.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    task: Option<String>,
-    /// Who is told.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    recipient: Option<PartyJson>,
-    /// For a retried kickoff: the scheduled instant of the round it still owes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    scheduled_ms: Option<Millis>,
-    /// For a retried kickoff: why its round could not start ([`BLOCKED_NOT_LOADED`],
-    /// [`BLOCKED_PLAN_FAILED`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    blocked: Option<String>,
-    /// When the kickoff first failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    blocked_since: Option<Millis>,
-    /// The error, for a round that could not be planned.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// The instant was counted over a year without a holiday file (provisional calendar).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    provisional: bool,
 }
 
 /// A kickoff blocked because its workflow is not loaded (its file is invalid or gone).
@@ -215,23 +186,6 @@ pub struct BlockedKickoff {
     pub since: DateTime<Utc>,
     /// When it is tried again (at once after a reload that loads the workflow).
     pub retry_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-struct PartyJson {
-    kind: String,
-    id: String,
-    name: String,
-}
-
-impl From<&Party> for PartyJson {
-    fn from(p: &Party) -> Self {
-        PartyJson {
-            kind: p.kind.to_string(),
-            id: p.id.clone(),
-            name: p.name.clone(),
-        }
-    }
 }
 
 /// One timer that fired, for logs and `simulate`.
@@ -273,7 +227,7 @@ pub struct StageProgress {
 
 /// A round's status report.
 #[derive(Debug, Clone)]
-pub struct RoundStatus {
+pub struct RoundReport {
     /// The round.
     pub round: RoundRow,
     /// Workflow title.
@@ -365,7 +319,7 @@ impl Joins {
         // seconds, not milliseconds.
         let mut units: Vec<String> = rows
             .iter()
-            .filter(|t| t.assignee_kind == "unit" && ready.iter().any(|r| r.id == t.id))
+            .filter(|t| t.assignee_kind == AssigneeKind::Unit && ready.iter().any(|r| r.id == t.id))
             .map(|t| t.assignee_id.clone())
             .collect();
         units.sort();
@@ -465,15 +419,7 @@ fn round_plan(
     done: Option<&BTreeMap<String, DateTime<Utc>>>,
     only: Option<&[String]>,
 ) -> Result<Plan> {
-    let params: BTreeMap<String, String> =
-        serde_json::from_str(&round.params_json).unwrap_or_default();
-    let units: Option<Vec<String>> = match only {
-        Some(u) => Some(u.to_vec()),
-        None => round
-            .units_json
-            .as_deref()
-            .and_then(|u| serde_json::from_str(u).ok()),
-    };
+    let units: Option<&[String]> = only.or(round.units.as_deref());
     let start = NaiveDate::parse_from_str(&round.start_date, "%Y-%m-%d")
         .map_err(|_| EngineError::NotFound(format!("start date of round {}", round.id)))?;
     let (p, problems) = plan(PlanInput {
@@ -482,8 +428,8 @@ fn round_plan(
         calendar: &cat.calendar,
         tz: workflow_tz(wf, cat.config.tz()),
         start,
-        params: &params,
-        units: units.as_deref(),
+        params: &round.params,
+        units,
         done,
     });
     p.ok_or_else(|| EngineError::Plan {
@@ -650,7 +596,7 @@ impl Engine {
     /// late notice never carries a link that has already expired.
     pub fn task_link(&self, task: &TaskRow, now: DateTime<Utc>) -> Option<String> {
         let base = self.catalog().config.notify.link_base.clone()?;
-        if task.assignee_kind != "unit" {
+        if task.assignee_kind != AssigneeKind::Unit {
             return None;
         }
         let signer = self.links.read().ok()?.clone()?;
@@ -833,7 +779,7 @@ impl Engine {
                     task: t.task.clone(),
                     stage: t.stage.clone(),
                     title: t.title.clone(),
-                    assignee_kind: t.assignee.kind.to_string(),
+                    assignee_kind: t.assignee.kind,
                     assignee_id: t.assignee.id.clone(),
                     assignee_name: t.assignee.name.clone(),
                     due_at: if fixed {
@@ -842,11 +788,10 @@ impl Engine {
                         None
                     },
                     state: if waits {
-                        task_state::WAITING
+                        TaskState::Waiting
                     } else {
-                        task_state::OPEN
-                    }
-                    .to_string(),
+                        TaskState::Open
+                    },
                     provisional: fixed && t.due.provisional,
                 }
             })
@@ -907,11 +852,8 @@ impl Engine {
             workflow_id: req.workflow.clone(),
             version_id,
             start_date: req.start.to_string(),
-            params_json: serde_json::to_string(&req.params).unwrap_or_else(|_| "{}".into()),
-            units_json: req
-                .units
-                .as_ref()
-                .and_then(|u| serde_json::to_string(u).ok()),
+            params: req.params.clone(),
+            units: req.units.clone(),
             kickoff_key: None,
             created_at: ms(now),
         };
@@ -945,16 +887,13 @@ impl Engine {
             // A kickoff blocked while this workflow was not loaded (or did not plan) is
             // tried at once now that it is: through the normal claim, so exactly once.
             for t in existing.iter().filter(|t| {
-                t.state == timer_state::PENDING && t.due_at > ms(now) && t.key.contains(":retry:")
+                t.state == TimerState::Pending && t.due_at > ms(now) && t.key.contains(":retry:")
             }) {
                 if self.store.bring_forward_timer(t.id, ms(now)).await? {
                     tracing::info!(workflow = %id, kickoff = %t.key, "blocked kickoff is tried again now");
                 }
             }
-            if existing
-                .iter()
-                .any(|t| t.state == timer_state::PENDING || t.state == timer_state::RUNNING)
-            {
+            if existing.iter().any(|t| t.state.is_live()) {
                 continue;
             }
             let last = existing.iter().map(|t| t.due_at).max().map(from_ms);
@@ -1004,34 +943,57 @@ impl Engine {
         let now = self.clock.now();
         // Phase durations, for `YANZHEN_LOG=yanzhen::engine=debug` when tuning a backend.
         let started = std::time::Instant::now();
-        let batch = self
+        let ClaimedTimers {
+            timers: batch,
+            corrupt,
+        } = self
             .store
             .claim_due_timers(ms(now), &self.owner, self.lease_ms, CLAIM_BATCH as i64)
             .await?;
-        if batch.is_empty() {
+        if batch.is_empty() && corrupt.is_empty() {
             return Ok(None);
         }
         let claimed = started.elapsed();
-        let mut reads = self.batch_reads(&batch, now).await?;
+        // A row the batch reads that does not parse fails the whole read: then each timer
+        // reads for itself, so only the timers that need that row fail.
+        let mut reads = match self.batch_reads(&batch, now).await {
+            Ok(r) => Some(r),
+            Err(EngineError::Store(e)) if e.is_corrupt() => None,
+            Err(e) => return Err(e),
+        };
         let read = started.elapsed();
-        let mut items = Vec::with_capacity(batch.len());
+        let mut items = Vec::with_capacity(batch.len() + corrupt.len());
+        let mut keys = Vec::with_capacity(items.capacity());
         for t in &batch {
-            let effects = match self.effects(t, now, &mut reads).await {
+            let effects = match &mut reads {
+                Some(reads) => self.effects(t, now, reads).await,
+                None => match self.batch_reads(std::slice::from_ref(t), now).await {
+                    Ok(mut own) => self.effects(t, now, &mut own).await,
+                    Err(e) => Err(e),
+                },
+            };
+            let effects = match effects {
                 Ok(e) => e,
                 // The database failed, not the timer (e.g. it went away while the task
                 // was read): firing now would drop the notifications. Leave the timer
                 // claimed; it is fired when the lease expires, like after a crash.
-                Err(e @ EngineError::Store(_)) => return Err(e),
-                // A timer whose effects cannot be computed is fired with an audit
-                // entry instead of retried forever.
-                Err(e) => self.failed_effects(t, now, &e.to_string()),
+                Err(EngineError::Store(e)) if !e.is_corrupt() => return Err(e.into()),
+                // A timer whose effects cannot be computed (its data, or a row it needs,
+                // does not parse) is fired with an audit entry instead of retried forever.
+                Err(e) => self.failed_effects(&t.key, now, &e.to_string()),
             };
             items.push((t.id, effects));
+            keys.push(t.key.as_str());
+        }
+        // So is a claimed timer whose own row does not parse.
+        for c in &corrupt {
+            items.push((c.id, self.failed_effects(&c.key, now, &c.error.to_string())));
+            keys.push(c.key.as_str());
         }
         let computed = started.elapsed();
         let outcome = match self.store.fire_timers(&self.owner, ms(now), &items).await {
             Ok(o) => o,
-            Err(e) if is_data_error(&e) => self.fire_one_by_one(&batch, &mut items, now).await?,
+            Err(e) if is_data_error(&e) => self.fire_one_by_one(&keys, &mut items, now).await?,
             Err(e) => return Err(e.into()),
         };
         tracing::debug!(
@@ -1054,7 +1016,7 @@ impl Engine {
                 self.wake_outbox();
                 woke_outbox = true;
             }
-            metrics::counter!("yanzhen_timers_fired_total", "kind" => t.kind.clone()).increment(1);
+            metrics::counter!("yanzhen_timers_fired_total", "kind" => t.kind.as_str()).increment(1);
             metrics::histogram!("yanzhen_timer_lateness_seconds")
                 .record((ms(now) - t.due_at).max(0) as f64 / 1000.0);
             fired.push(Fired {
@@ -1069,14 +1031,14 @@ impl Engine {
 
     /// The effects of a timer whose own effects could not be computed or written: an audit
     /// entry saying why, so the timer fires once instead of failing forever.
-    fn failed_effects(&self, t: &TimerRow, now: DateTime<Utc>, error: &str) -> FireEffects {
-        tracing::error!(timer = %t.key, error = %error, "timer failed");
+    fn failed_effects(&self, key: &str, now: DateTime<Utc>, error: &str) -> FireEffects {
+        tracing::error!(timer = %key, error = %error, "timer failed");
         FireEffects {
             audit: vec![audit(
                 now,
                 "daemon",
                 "timer.error",
-                &t.key,
+                key,
                 serde_json::json!({"error": error}),
             )],
             ..Default::default()
@@ -1087,17 +1049,17 @@ impl Engine {
     /// the faulty timer is fired with an error audit instead of its effects.
     async fn fire_one_by_one(
         &self,
-        batch: &[TimerRow],
+        keys: &[&str],
         items: &mut [(i64, FireEffects)],
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>> {
         let mut out = Vec::with_capacity(items.len());
-        for (t, item) in batch.iter().zip(items.iter_mut()) {
+        for (key, item) in keys.iter().zip(items.iter_mut()) {
             let one = std::slice::from_ref(item);
             match self.store.fire_timers(&self.owner, ms(now), one).await {
                 Ok(o) => out.push(o.first().copied().unwrap_or(false)),
                 Err(e) if is_data_error(&e) => {
-                    item.1 = self.failed_effects(t, now, &e.to_string());
+                    item.1 = self.failed_effects(key, now, &e.to_string());
                     let o = self
                         .store
                         .fire_timers(&self.owner, ms(now), std::slice::from_ref(item))
@@ -1133,7 +1095,7 @@ impl Engine {
         // timer this late can have a later sibling that is due too (the daemon was down).
         let mut late: Vec<i64> = batch
             .iter()
-            .filter(|t| is_chain(&t.kind) && ms(now) - t.due_at >= MISFIRE_GRACE_MS)
+            .filter(|t| t.kind.is_chain() && ms(now) - t.due_at >= MISFIRE_GRACE_MS)
             .filter_map(|t| t.task_id)
             .collect();
         late.sort_unstable();
@@ -1169,9 +1131,9 @@ impl Engine {
         now: DateTime<Utc>,
         reads: &mut BatchReads,
     ) -> Result<FireEffects> {
-        let payload: Payload = serde_json::from_str(&t.payload_json).unwrap_or_default();
-        if t.kind != "kickoff"
-            && t.kind != "catch_up"
+        let payload = &t.payload;
+        if t.kind != TimerKind::Kickoff
+            && t.kind != TimerKind::CatchUp
             && let Some(round_id) = t.round_id
             && let Some(round) = self.round_cached(round_id, reads).await?
             && t.due_at < round.created_at - MISFIRE_GRACE_MS
@@ -1180,32 +1142,44 @@ impl Engine {
             // recorded, not acted on; the catch-up message tells what is overdue.
             return Ok(skipped(t, now, "before the round was started"));
         }
-        match t.kind.as_str() {
-            "kickoff" => self.kickoff_effects(t, &payload, now),
-            "catch_up" => self.catch_up_effects(t, &payload, now, reads).await,
-            crate::engine::provisional::NOTICE_KIND => Ok(self.calendar_notice_effects(t, now)),
-            "stage_open" | "stage_close" => Ok(FireEffects {
+        match t.kind {
+            TimerKind::Kickoff => self.kickoff_effects(t, payload, now),
+            TimerKind::CatchUp => self.catch_up_effects(t, payload, now, reads).await,
+            TimerKind::CalendarNotice => Ok(self.calendar_notice_effects(t, now)),
+            TimerKind::StageOpen | TimerKind::StageClose => Ok(FireEffects {
                 audit: vec![audit(
                     now,
                     "daemon",
-                    &format!("stage.{}", &t.kind[6..]),
+                    if t.kind == TimerKind::StageOpen {
+                        "stage.open"
+                    } else {
+                        "stage.close"
+                    },
                     &t.key,
                     serde_json::json!({"stage": payload.stage}),
                 )],
                 ..Default::default()
             }),
-            _ => self.task_timer_effects(t, &payload, now, reads).await,
+            TimerKind::Reminder
+            | TimerKind::Deadline
+            | TimerKind::Overdue
+            | TimerKind::Escalation => self.task_timer_effects(t, payload, now, reads).await,
         }
     }
 
     fn kickoff_effects(
         &self,
         t: &TimerRow,
-        payload: &Payload,
+        payload: &TimerPayload,
         now: DateTime<Utc>,
     ) -> Result<FireEffects> {
         let cat = self.catalog();
-        let id = payload.workflow.clone().unwrap_or_default();
+        let Some(id) = payload.workflow.clone() else {
+            return Err(corrupt_payload(
+                t,
+                "names no workflow, which a kickoff must",
+            ));
+        };
         let mut fx = FireEffects::default();
         // A retried kickoff still owes the round of its original instant.
         let scheduled = payload.scheduled_ms.unwrap_or(t.due_at);
@@ -1294,8 +1268,8 @@ impl Engine {
                 workflow_id: id.clone(),
                 version_id,
                 start_date: start.to_string(),
-                params_json: "{}".into(),
-                units_json: None,
+                params: BTreeMap::new(),
+                units: None,
                 kickoff_key: Some(kickoff_key.clone()),
                 created_at: ms(now),
             },
@@ -1312,7 +1286,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn blocked_kickoff(
         &self,
-        payload: &Payload,
+        payload: &TimerPayload,
         id: &str,
         kickoff_key: &str,
         scheduled: Millis,
@@ -1331,24 +1305,21 @@ impl Engine {
             kickoff_key,
             serde_json::json!({"reason": reason, "error": error, "retry_at": retry_at}),
         ));
-        let blocked = Payload {
+        let blocked = TimerPayload {
             workflow: Some(id.to_string()),
-            stage: None,
-            task: None,
-            recipient: None,
             scheduled_ms: Some(scheduled),
             blocked: Some(reason.to_string()),
             blocked_since: Some(since),
             error: error.clone(),
-            provisional: false,
+            ..TimerPayload::default()
         };
         fx.timers.push(NewTimer {
             key: format!("{kickoff_key}:retry:{}", ms(now)),
             round_id: None,
             task_key: None,
-            kind: "kickoff".into(),
+            kind: TimerKind::Kickoff,
             due_at: retry_at,
-            payload_json: serde_json::to_string(&blocked).unwrap_or_else(|_| "{}".into()),
+            payload: blocked,
         });
         if payload.blocked.as_deref() != Some(reason) {
             fx.notifications =
@@ -1405,7 +1376,7 @@ impl Engine {
         self.to_contacts(
             &format!("{kickoff_key}/blocked:{reason}"),
             None,
-            "kickoff_blocked",
+            MessageKind::KickoffBlocked,
             &party,
             &rendered,
             &item_json,
@@ -1417,12 +1388,10 @@ impl Engine {
     pub async fn blocked_kickoffs(&self) -> Result<Vec<BlockedKickoff>> {
         let mut out = Vec::new();
         for t in self.store.timers_with_prefix("kickoff:").await? {
-            if t.state != timer_state::PENDING && t.state != timer_state::RUNNING {
+            if !t.state.is_live() {
                 continue;
             }
-            let Ok(p) = serde_json::from_str::<Payload>(&t.payload_json) else {
-                continue;
-            };
+            let p = t.payload;
             let (Some(reason), Some(scheduled)) = (p.blocked, p.scheduled_ms) else {
                 continue;
             };
@@ -1538,7 +1507,7 @@ impl Engine {
             out.extend(self.to_contacts(
                 &format!("{tag}/kickoff@{}", party.id),
                 None,
-                "kickoff",
+                MessageKind::Kickoff,
                 party,
                 &rendered,
                 &item,
@@ -1551,7 +1520,7 @@ impl Engine {
     async fn task_timer_effects(
         &self,
         t: &TimerRow,
-        payload: &Payload,
+        payload: &TimerPayload,
         now: DateTime<Utc>,
         reads: &mut BatchReads,
     ) -> Result<FireEffects> {
@@ -1562,7 +1531,7 @@ impl Engine {
         let Some(task) = reads.tasks.get(&task_id).cloned() else {
             return Ok(fx);
         };
-        if task.state != task_state::OPEN {
+        if task.state != TaskState::Open {
             fx.audit.push(audit(
                 now,
                 "daemon",
@@ -1572,7 +1541,7 @@ impl Engine {
             ));
             return Ok(fx);
         }
-        if t.kind == "reminder" && task.due_at.is_some_and(|d| ms(now) >= d) {
+        if t.kind == TimerKind::Reminder && task.due_at.is_some_and(|d| ms(now) >= d) {
             // The deadline passed while this reminder waited (downtime); the deadline and
             // overdue notices say it better.
             fx.audit.push(audit(
@@ -1584,25 +1553,16 @@ impl Engine {
             ));
             return Ok(fx);
         }
-        let Some(recipient) = &payload.recipient else {
+        let Some(party) = &payload.recipient else {
             return Ok(fx);
         };
-        let party = Party {
-            kind: if recipient.kind == "role" {
-                "role"
-            } else {
-                "unit"
-            },
-            id: recipient.id.clone(),
-            name: recipient.name.clone(),
-        };
         let cat = self.catalog();
-        if is_chain(&t.kind)
+        if t.kind.is_chain()
             && reads.siblings.get(&task_id).is_some_and(|timers| {
                 timers.iter().any(|u| {
                     u.id != t.id
                         && u.kind == t.kind
-                        && u.state != timer_state::CANCELLED
+                        && u.state != TimerState::Cancelled
                         && u.due_at > t.due_at
                         && u.due_at <= ms(now)
                 })
@@ -1619,14 +1579,17 @@ impl Engine {
             Some(r) => match self.workflow_of(r.version_id).await {
                 Ok(w) => Some(w),
                 Err(e @ EngineError::Store(_)) => return Err(e),
-                Err(_) => None,
+                Err(e) => {
+                    tracing::error!(timer = %t.key, error = %e, "sending with the built-in templates");
+                    None
+                }
             },
             None => None,
         };
         let tz = wf
             .as_ref()
             .map_or(cat.config.tz(), |w| workflow_tz(w, cat.config.tz()));
-        if t.kind == "deadline"
+        if t.kind == TimerKind::Deadline
             && local_date(now, tz) != local_date(from_ms(task.due_at.unwrap_or(t.due_at)), tz)
         {
             // 【今日截止】 is true on the deadline's own day only; later, the overdue
@@ -1655,10 +1618,7 @@ impl Engine {
         let task_def = wf
             .as_ref()
             .and_then(|w| w.task(&task.task).map(|(_, t)| t.clone()));
-        let params: BTreeMap<String, String> = round
-            .as_ref()
-            .and_then(|r| serde_json::from_str(&r.params_json).ok())
-            .unwrap_or_default();
+        let params = round.as_ref().map(|r| r.params.clone()).unwrap_or_default();
         let mut ctx = minijinja::context! {
             workflow => minijinja::context!{ id => wf.as_ref().map(|w| w.id.value.clone()), title => wf.as_ref().map(|w| w.title.clone()) },
             round => minijinja::context!{ id => task.round_id, start => round.as_ref().map(|r| r.start_date.clone()) },
@@ -1684,35 +1644,30 @@ impl Engine {
             title => task.title.clone(), description => description }, ..ctx };
         }
         // The notice sent at the deadline itself is the "due today" message.
-        let kind = if t.kind == "deadline" {
-            "due_today"
-        } else {
-            t.kind.as_str()
+        let kind = match t.kind {
+            TimerKind::Deadline => MessageKind::DueToday,
+            TimerKind::Overdue => MessageKind::Overdue,
+            TimerKind::Escalation => MessageKind::Escalation,
+            // Only task timers come here (see `effects`).
+            _ => MessageKind::Reminder,
         };
         let overrides = [
             task_def.as_ref().and_then(|t| t.templates.as_ref()),
             wf.as_ref().map(|w| &w.templates),
         ];
-        let rendered = match self.renderer.render(kind, &overrides, &ctx) {
+        let rendered = match self.renderer.render(kind.as_str(), &overrides, &ctx) {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(timer = %t.key, error = %e, "template failed; using the built-in one");
                 self.renderer
-                    .render(kind, &[], &ctx)
+                    .render(kind.as_str(), &[], &ctx)
                     .map_err(|e| EngineError::NotFound(e.to_string()))?
             }
         };
         let item_json = serde_json::to_string(&item).unwrap_or_else(|_| "{}".into());
-        fx.notifications = self.to_contacts(
-            &t.key,
-            Some(&task),
-            kind,
-            &party,
-            &rendered,
-            &item_json,
-            now,
-        );
-        if t.kind == "escalation" {
+        fx.notifications =
+            self.to_contacts(&t.key, Some(&task), kind, party, &rendered, &item_json, now);
+        if t.kind == TimerKind::Escalation {
             fx.audit.push(audit(
                 now,
                 "daemon",
@@ -1729,11 +1684,11 @@ impl Engine {
     async fn catch_up_effects(
         &self,
         t: &TimerRow,
-        payload: &Payload,
+        payload: &TimerPayload,
         now: DateTime<Utc>,
         reads: &mut BatchReads,
     ) -> Result<FireEffects> {
-        let (Some(round_id), Some(recipient)) = (t.round_id, &payload.recipient) else {
+        let (Some(round_id), Some(party)) = (t.round_id, &payload.recipient) else {
             return Ok(skipped(t, now, "no round or recipient"));
         };
         let Some(round) = self.round_cached(round_id, reads).await? else {
@@ -1742,7 +1697,10 @@ impl Engine {
         let wf = match self.workflow_of(round.version_id).await {
             Ok(w) => Some(w),
             Err(e @ EngineError::Store(_)) => return Err(e),
-            Err(_) => None,
+            Err(e) => {
+                tracing::error!(timer = %t.key, error = %e, "sending with the built-in templates");
+                None
+            }
         };
         let cat = self.catalog();
         let tz = wf
@@ -1751,7 +1709,7 @@ impl Engine {
         let tasks = self.store.tasks(round_id).await?;
         let items: Vec<Item> = tasks
             .iter()
-            .filter(|x| x.assignee_kind == recipient.kind && x.assignee_id == recipient.id)
+            .filter(|x| x.assignee_kind == party.kind && x.assignee_id == party.id)
             .filter(|x| is_overdue(x, ms(now)))
             .filter_map(|x| {
                 let due = from_ms(x.due_at?);
@@ -1771,15 +1729,6 @@ impl Engine {
         if items.is_empty() {
             return Ok(skipped(t, now, "nothing overdue any more"));
         }
-        let party = Party {
-            kind: if recipient.kind == "role" {
-                "role"
-            } else {
-                "unit"
-            },
-            id: recipient.id.clone(),
-            name: recipient.name.clone(),
-        };
         let ctx = minijinja::context! {
             workflow => minijinja::context!{ id => round.workflow_id.clone(), title => wf.as_ref().map(|w| w.title.clone()) },
             round => minijinja::context!{ id => round.id, start => round.start_date.clone() },
@@ -1793,8 +1742,15 @@ impl Engine {
             .render("catch_up", &[], &ctx)
             .map_err(|e| EngineError::NotFound(e.to_string()))?;
         let item_json = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
-        let mut notifications =
-            self.to_contacts(&t.key, None, "catch_up", &party, &rendered, &item_json, now);
+        let mut notifications = self.to_contacts(
+            &t.key,
+            None,
+            MessageKind::CatchUp,
+            party,
+            &rendered,
+            &item_json,
+            now,
+        );
         for n in &mut notifications {
             n.round_id = Some(round_id);
         }
@@ -1818,7 +1774,7 @@ impl Engine {
         &self,
         key: &str,
         task: Option<&TaskRow>,
-        kind: &str,
+        kind: MessageKind,
         party: &Party,
         rendered: &Rendered,
         item_json: &str,
@@ -1826,35 +1782,35 @@ impl Engine {
     ) -> Vec<NewNotification> {
         let cat = self.catalog();
         let contacts: Vec<Contact> = match party.kind {
-            "role" => cat
+            AssigneeKind::Role => cat
                 .directory
                 .role(&party.id)
                 .map(|r| r.contacts.clone())
                 .unwrap_or_default(),
-            _ => cat
+            AssigneeKind::Unit => cat
                 .directory
                 .unit(&party.id)
                 .map(|u| u.contacts.clone())
                 .unwrap_or_default(),
         };
-        let mut channels: Vec<(String, String, serde_json::Value)> = Vec::new();
+        let mut channels: Vec<(OutboxChannel, String, serde_json::Value)> = Vec::new();
         for c in &contacts {
-            let who = serde_json::json!({"party": PartyJson::from(party), "contact": c});
+            let who = serde_json::json!({"party": party, "contact": c});
             if let Some(e) = &c.email {
-                channels.push(("email".into(), e.clone(), who.clone()));
+                channels.push((OutboxChannel::Email, e.clone(), who.clone()));
             }
             for w in &c.webhooks {
-                channels.push(("webhook".into(), w.url.clone(), who.clone()));
+                channels.push((OutboxChannel::Webhook, w.url.clone(), who.clone()));
             }
             if c.email.is_none() && c.webhooks.is_empty() {
-                channels.push(("log".into(), c.name.clone(), who.clone()));
+                channels.push((OutboxChannel::Log, c.name.clone(), who.clone()));
             }
         }
         if channels.is_empty() {
             channels.push((
-                "log".into(),
+                OutboxChannel::Log,
                 party.name.clone(),
-                serde_json::json!({"party": PartyJson::from(party)}),
+                serde_json::json!({"party": party}),
             ));
         }
         channels
@@ -1863,7 +1819,7 @@ impl Engine {
                 key: format!("{key}#{channel}:{address}"),
                 round_id: task.map(|t| t.round_id),
                 task_id: task.map(|t| t.id),
-                kind: kind.to_string(),
+                kind,
                 channel,
                 address,
                 recipient_json: who.to_string(),
@@ -1893,8 +1849,8 @@ impl Engine {
                 &task,
                 now,
                 actor,
-                &[task_state::OPEN],
-                task_state::DONE,
+                &[TaskState::Open],
+                TaskState::Done,
                 "complete",
                 note,
                 Change::Finish,
@@ -1922,8 +1878,8 @@ impl Engine {
                 &task,
                 now,
                 actor,
-                &[task_state::OPEN, task_state::WAITING],
-                task_state::WAIVED,
+                &[TaskState::Open, TaskState::Waiting],
+                TaskState::Waived,
                 "waive",
                 reason,
                 Change::Finish,
@@ -1962,10 +1918,10 @@ impl Engine {
             .round(task.round_id)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("round {}", task.round_id)))?;
-        if task.state != task_state::DONE && task.state != task_state::WAIVED {
+        if !task.state.is_settled() {
             return Err(StoreError::WrongState {
                 task: task.id,
-                state: task.state.clone(),
+                state: task.state,
                 action: "reopen".into(),
             }
             .into());
@@ -1980,7 +1936,7 @@ impl Engine {
         })?;
         // The office's date is checked like a planned one (e.g. not before the task's stage
         // opens), but the fault is the date's, not the workflow's.
-        let only: Vec<String> = (task.assignee_kind == "unit")
+        let only: Vec<String> = (task.assignee_kind == AssigneeKind::Unit)
             .then(|| task.assignee_id.clone())
             .into_iter()
             .collect();
@@ -2025,8 +1981,8 @@ impl Engine {
                 &task,
                 now,
                 actor,
-                &[task_state::DONE, task_state::WAIVED],
-                task_state::OPEN,
+                &[TaskState::Done, TaskState::Waived],
+                TaskState::Open,
                 "reopen",
                 reason,
                 Change::Reopen {
@@ -2037,11 +1993,11 @@ impl Engine {
                 detail,
             )
             .await?;
-        if round.status == "finished" {
+        if round.status == RoundStatus::Finished {
             self.store
                 .set_round_status(
                     round.id,
-                    "running",
+                    RoundStatus::Running,
                     audit(
                         now,
                         actor,
@@ -2067,8 +2023,8 @@ impl Engine {
         task: &TaskRow,
         now: DateTime<Utc>,
         actor: &str,
-        from: &[&str],
-        to: &str,
+        from: &[TaskState],
+        to: TaskState,
         action: &str,
         note: Option<String>,
         what: Change,
@@ -2084,8 +2040,8 @@ impl Engine {
         };
         let t = Transition {
             task_id: task.id,
-            from: from.iter().map(|s| s.to_string()).collect(),
-            to: to.to_string(),
+            from: from.to_vec(),
+            to,
             at: ms(now),
             actor: actor.to_string(),
             note,
@@ -2147,15 +2103,13 @@ impl Engine {
     /// A round whose every task is done, waived or cancelled is finished.
     async fn finish_if_done(&self, round_id: i64, actor: &str) -> Result<()> {
         let tasks = self.store.tasks(round_id).await?;
-        let open = tasks
-            .iter()
-            .any(|t| t.state == task_state::OPEN || t.state == task_state::WAITING);
+        let open = tasks.iter().any(|t| t.state.is_owed());
         if !open {
             let now = self.clock.now();
             self.store
                 .set_round_status(
                     round_id,
-                    "finished",
+                    RoundStatus::Finished,
                     audit(
                         now,
                         actor,
@@ -2210,7 +2164,7 @@ impl Engine {
     }
 
     /// Progress of a round: per stage, overdue tasks, what fires next.
-    pub async fn status(&self, round_id: i64) -> Result<RoundStatus> {
+    pub async fn status(&self, round_id: i64) -> Result<RoundReport> {
         let round = self
             .store
             .round(round_id)
@@ -2226,7 +2180,7 @@ impl Engine {
             .map(|s| {
                 let mine: Vec<&TaskRow> = tasks
                     .iter()
-                    .filter(|t| t.stage == s.id.value && t.state != task_state::CANCELLED)
+                    .filter(|t| t.stage == s.id.value && t.state != TaskState::Cancelled)
                     .collect();
                 let window = p
                     .as_ref()
@@ -2243,10 +2197,7 @@ impl Engine {
                     opens_provisional: window.is_some_and(|w| w.opens.provisional),
                     closes_provisional: window.is_some_and(|w| w.closes.provisional),
                     total: mine.len(),
-                    done: mine
-                        .iter()
-                        .filter(|t| t.state == task_state::DONE || t.state == task_state::WAIVED)
-                        .count(),
+                    done: mine.iter().filter(|t| t.state.is_settled()).count(),
                     overdue: mine.iter().filter(|t| is_overdue(t, now)).count(),
                 }
             })
@@ -2266,7 +2217,7 @@ impl Engine {
             .cloned()
             .collect();
         let next = self.store.pending_timers(Some(round_id), 10).await?;
-        Ok(RoundStatus {
+        Ok(RoundReport {
             title: wf.title.clone(),
             round,
             stages,
@@ -2289,12 +2240,19 @@ fn is_data_error(e: &StoreError) -> bool {
 }
 
 fn is_overdue(t: &TaskRow, now: Millis) -> bool {
-    t.state == task_state::OPEN && t.due_at.is_some_and(|d| d < now)
+    t.state == TaskState::Open && t.due_at.is_some_and(|d| d < now)
 }
 
-/// Timer kinds that repeat or climb after the deadline.
-fn is_chain(kind: &str) -> bool {
-    kind == "overdue" || kind == "escalation"
+/// A timer whose payload parses but lacks what its kind needs: corrupt, like one that does
+/// not parse (the firing path fires it with a `timer.error` entry naming the row).
+fn corrupt_payload(t: &TimerRow, problem: &str) -> EngineError {
+    EngineError::Store(StoreError::Corrupt(crate::store::Corrupt {
+        table: "timers",
+        id: t.id.to_string(),
+        column: "payload_json",
+        value: t.payload.to_json(),
+        problem: problem.to_string(),
+    }))
 }
 
 /// A timer fired without effect, with the reason in the audit log.
@@ -2323,20 +2281,17 @@ fn catch_up_timers(tag: &str, p: &Plan, now: DateTime<Utc>) -> Vec<NewTimer> {
     }
     late.into_iter()
         .map(|party| {
-            let payload = Payload {
-                workflow: None,
-                stage: None,
-                task: None,
-                recipient: Some(PartyJson::from(party)),
+            let payload = TimerPayload {
+                recipient: Some(party.clone()),
                 ..Default::default()
             };
             NewTimer {
                 key: format!("{tag}/catch_up@{}:{}", party.kind, party.id),
                 round_id: None,
                 task_key: None,
-                kind: "catch_up".into(),
+                kind: TimerKind::CatchUp,
                 due_at: ms(now),
-                payload_json: serde_json::to_string(&payload).unwrap_or_else(|_| "{}".into()),
+                payload,
             }
         })
         .collect()
@@ -2372,9 +2327,12 @@ pub fn kickoff_timer(workflow: &str, at: DateTime<Utc>) -> NewTimer {
         key: format!("kickoff:{workflow}:{}", ms(at)),
         round_id: None,
         task_key: None,
-        kind: "kickoff".into(),
+        kind: TimerKind::Kickoff,
         due_at: ms(at),
-        payload_json: serde_json::json!({"workflow": workflow}).to_string(),
+        payload: TimerPayload {
+            workflow: Some(workflow.to_string()),
+            ..TimerPayload::default()
+        },
     }
 }
 
@@ -2384,14 +2342,10 @@ pub fn timer_row(tag: &str, t: &PlannedTimer, now: DateTime<Utc>) -> Option<NewT
     if t.kind == TimerKind::Reminder && at < now {
         return None;
     }
-    let kind = serde_json::to_value(t.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let payload = Payload {
+    let payload = TimerPayload {
         stage: Some(t.stage.clone()),
         task: t.task.clone(),
-        recipient: t.recipient.as_ref().map(PartyJson::from),
+        recipient: t.recipient.clone(),
         provisional: t.provisional,
         ..Default::default()
     };
@@ -2399,16 +2353,16 @@ pub fn timer_row(tag: &str, t: &PlannedTimer, now: DateTime<Utc>) -> Option<NewT
         key: format!("{tag}/{}", t.key),
         round_id: None,
         task_key: t.task.clone(),
-        kind,
+        kind: t.kind,
         due_at: ms(at),
-        payload_json: serde_json::to_string(&payload).unwrap_or_else(|_| "{}".into()),
+        payload,
     })
 }
 
 /// Whether a stored timer's instant was counted over a year without a holiday file (its
-/// payload says so); a payload that does not parse is not provisional.
+/// payload says so).
 pub fn timer_is_provisional(t: &TimerRow) -> bool {
-    serde_json::from_str::<Payload>(&t.payload_json).is_ok_and(|p| p.provisional)
+    t.payload.provisional
 }
 
 trait HistoryExt {
@@ -2417,8 +2371,7 @@ trait HistoryExt {
 
 impl HistoryExt for crate::store::HistoryRow {
     fn action_is_reopen(&self) -> bool {
-        self.to_state == task_state::OPEN
-            && (self.from_state == task_state::DONE || self.from_state == task_state::WAIVED)
+        self.to_state == TaskState::Open && self.from_state.is_settled()
     }
 }
 

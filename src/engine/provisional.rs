@@ -14,15 +14,14 @@
 //!   in case the file was added while no daemon ran.
 
 use crate::core::calendar::Calendar;
+use crate::core::state::{MessageKind, RoundStatus, TaskState, TimerKind, TimerState};
 use crate::core::validate::workflow_tz;
 use crate::engine::{Engine, EngineError, from_ms, kickoff_timer, ms};
-use crate::store::{AuditEntry, FireEffects, NewTimer, TimerRow, task_state, timer_state};
+use crate::store::{AuditEntry, FireEffects, NewTimer, TimerPayload, TimerRow};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::path::Path;
 
-/// The timer kind of the weekly missing-calendar notice.
-pub const NOTICE_KIND: &str = "calendar_notice";
 /// Days between two notices.
 const NOTICE_EVERY_DAYS: u64 = 7;
 /// Local hour of a notice.
@@ -39,9 +38,12 @@ pub fn notice_timer(year: i32, at: DateTime<Utc>) -> NewTimer {
         key: format!("{}{}", notice_prefix(year), ms(at)),
         round_id: None,
         task_key: None,
-        kind: NOTICE_KIND.into(),
+        kind: TimerKind::CalendarNotice,
         due_at: ms(at),
-        payload_json: serde_json::json!({ "year": year }).to_string(),
+        payload: TimerPayload {
+            year: Some(year),
+            ..TimerPayload::default()
+        },
     }
 }
 
@@ -100,10 +102,7 @@ impl Engine {
                 .store()
                 .timers_with_prefix(&notice_prefix(year))
                 .await?;
-            if existing
-                .iter()
-                .any(|t| t.state == timer_state::PENDING || t.state == timer_state::RUNNING)
-            {
+            if existing.iter().any(|t| t.state.is_live()) {
                 continue;
             }
             let Some(mut slot) = due_slot(year, now, tz) else {
@@ -133,10 +132,7 @@ impl Engine {
     /// week's, or stop (audited) when the file has been added.
     pub(crate) fn calendar_notice_effects(&self, t: &TimerRow, now: DateTime<Utc>) -> FireEffects {
         let cat = self.catalog();
-        let year = serde_json::from_str::<serde_json::Value>(&t.payload_json)
-            .ok()
-            .and_then(|p| p.get("year").and_then(|y| y.as_i64()))
-            .and_then(|y| i32::try_from(y).ok());
+        let year = t.payload.year;
         let audit = |action: &str, detail: serde_json::Value| AuditEntry {
             at: ms(now),
             actor: "daemon".into(),
@@ -176,7 +172,7 @@ impl Engine {
                 fx.notifications = self.to_contacts(
                     &t.key,
                     None,
-                    "calendar_missing",
+                    MessageKind::CalendarMissing,
                     &party,
                     &rendered,
                     "{}",
@@ -203,14 +199,12 @@ impl Engine {
     /// a holiday file (computed from the current catalog; kickoffs carry no stored mark).
     pub fn kickoff_is_provisional(&self, t: &TimerRow) -> bool {
         let cat = self.catalog();
-        let workflow = serde_json::from_str::<serde_json::Value>(&t.payload_json)
-            .ok()
-            .and_then(|p| {
-                p.get("workflow")
-                    .and_then(|w| w.as_str())
-                    .map(str::to_string)
-            });
-        let Some(loaded) = workflow.and_then(|w| cat.workflows.get(&w)) else {
+        let Some(loaded) = t
+            .payload
+            .workflow
+            .as_ref()
+            .and_then(|w| cat.workflows.get(w))
+        else {
             return false;
         };
         let Some(schedule) = &loaded.workflow.schedule else {
@@ -240,13 +234,13 @@ impl Engine {
                 .timers_with_prefix(&format!("kickoff:{id}:"))
                 .await?;
             for p in existing.iter().filter(|t| {
-                t.state == timer_state::PENDING && !t.key.contains(":retry:") && t.due_at > ms(now)
+                t.state == TimerState::Pending && !t.key.contains(":retry:") && t.due_at > ms(now)
             }) {
                 // Count from the kickoff before this one (as when it was scheduled), so a
                 // kickoff that moves earlier is not mistaken for next year's.
                 let previous = existing
                     .iter()
-                    .filter(|t| t.state != timer_state::PENDING && t.due_at < p.due_at)
+                    .filter(|t| t.state != TimerState::Pending && t.due_at < p.due_at)
                     .map(|t| t.due_at)
                     .max();
                 let after = previous.map_or(now, from_ms);
@@ -261,8 +255,7 @@ impl Engine {
                 let mut timer = kickoff_timer(id, next.max(now));
                 if next < now {
                     // Moved into the past: fire now, for the round of its own date.
-                    timer.payload_json =
-                        serde_json::json!({"workflow": id, "scheduled_ms": ms(next)}).to_string();
+                    timer.payload.scheduled_ms = Some(ms(next));
                 }
                 if existing.iter().any(|t| t.key == timer.key) {
                     timer.key = format!("{}:moved:{}", timer.key, ms(now));
@@ -292,20 +285,19 @@ impl Engine {
             .rounds()
             .await?
             .into_iter()
-            .filter(|r| r.status == "running")
+            .filter(|r| r.status == RoundStatus::Running)
         {
             let tasks = self.store().tasks(round.id).await?;
             let marked_task = tasks
                 .iter()
-                .any(|t| t.provisional && t.state == task_state::OPEN);
+                .any(|t| t.provisional && t.state == TaskState::Open);
             let marked_timer = || async {
                 self.store()
                     .timers_with_prefix(&format!("{}/", round.tag))
                     .await
                     .map(|ts| {
                         ts.iter().any(|t| {
-                            t.state == timer_state::PENDING
-                                && crate::engine::timer_is_provisional(t)
+                            t.state == TimerState::Pending && crate::engine::timer_is_provisional(t)
                         })
                     })
             };

@@ -7,8 +7,9 @@
 //! transaction with the old and new instants in the audit log.
 
 use crate::core::plan::Plan;
+use crate::core::state::{AssigneeKind, TaskState, TimerState};
 use crate::engine::{Engine, EngineError, from_ms, ms};
-use crate::store::{AuditEntry, NewTask, NewTimer, Reprojection, task_state, timer_state};
+use crate::store::{AuditEntry, NewTask, NewTimer, Reprojection};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -270,15 +271,11 @@ impl Engine {
         // The round's units: those it already has (a reload never adds a branch by itself).
         let mut units: BTreeSet<String> = tasks
             .iter()
-            .filter(|t| t.assignee_kind == "unit")
+            .filter(|t| t.assignee_kind == AssigneeKind::Unit)
             .map(|t| t.assignee_id.clone())
             .collect();
-        if let Some(list) = round
-            .units_json
-            .as_deref()
-            .and_then(|u| serde_json::from_str::<Vec<String>>(u).ok())
-        {
-            units.extend(list);
+        if let Some(list) = &round.units {
+            units.extend(list.iter().cloned());
         }
         units.extend(add_units.iter().cloned());
         let units: Vec<String> = units.into_iter().collect();
@@ -301,14 +298,7 @@ impl Engine {
         let mut r = Reprojection {
             round_id,
             version_id: version,
-            units_json: round
-                .units_json
-                .as_ref()
-                .map(|_| serde_json::to_string(&units).unwrap_or_default())
-                .or_else(|| {
-                    (!add_units.is_empty())
-                        .then(|| serde_json::to_string(&units).unwrap_or_default())
-                }),
+            units: (round.units.is_some() || !add_units.is_empty()).then(|| units.clone()),
             at: ms(now),
             actor: actor.to_string(),
             note: Some(reason.to_string()),
@@ -338,16 +328,15 @@ impl Engine {
                         task: pt.task.clone(),
                         stage: pt.stage.clone(),
                         title: pt.title.clone(),
-                        assignee_kind: pt.assignee.kind.to_string(),
+                        assignee_kind: pt.assignee.kind,
                         assignee_id: pt.assignee.id.clone(),
                         assignee_name: pt.assignee.name.clone(),
                         due_at: fixed.map(ms),
                         state: if fixed.is_some() && !blocked(&pt.task) {
-                            task_state::OPEN
+                            TaskState::Open
                         } else {
-                            task_state::WAITING
-                        }
-                        .to_string(),
+                            TaskState::Waiting
+                        },
                         provisional: fixed.is_some() && pt.due.provisional,
                     });
                     if fixed.is_some() && !blocked(&pt.task) {
@@ -355,12 +344,12 @@ impl Engine {
                         fresh.insert(pt.key.clone());
                     }
                 }
-                Some(t) if t.state == task_state::OPEN || t.state == task_state::WAITING => {
+                Some(t) if t.state.is_owed() => {
                     // An owed task takes the new version's title; done ones keep theirs.
                     if t.title != pt.title {
                         r.title_changes.push((t.id, pt.title.clone()));
                     }
-                    if t.state == task_state::WAITING {
+                    if t.state == TaskState::Waiting {
                         continue;
                     }
                     live.insert(pt.key.clone());
@@ -387,7 +376,7 @@ impl Engine {
                 }
                 // A waiting task keeps its fixed deadline up to date; its timers are made
                 // when it becomes owed.
-                Some(t) if t.state == task_state::WAITING => {
+                Some(t) if t.state == TaskState::Waiting => {
                     if let (Some(new), false) = (fixed, pt.after_done.is_some())
                         && t.due_at.is_some()
                     {
@@ -414,10 +403,10 @@ impl Engine {
             }
         }
         let planned: BTreeSet<&str> = plan.tasks.iter().map(|t| t.key.as_str()).collect();
-        for t in tasks.iter().filter(|t| {
-            (t.state == task_state::OPEN || t.state == task_state::WAITING)
-                && !planned.contains(t.key.as_str())
-        }) {
+        for t in tasks
+            .iter()
+            .filter(|t| t.state.is_owed() && !planned.contains(t.key.as_str()))
+        {
             changes.push(Change {
                 change: "vanishes",
                 what: "task".into(),
@@ -448,14 +437,11 @@ impl Engine {
                 .as_ref()
                 .map(|p| p.name.clone())
                 .unwrap_or_default();
-            let what = serde_json::to_value(pt.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let what = pt.kind.to_string();
             let rows = existing.get(&pt.key).cloned().unwrap_or_default();
             let pending: Vec<&&crate::store::TimerRow> = rows
                 .iter()
-                .filter(|t| t.state == timer_state::PENDING)
+                .filter(|t| t.state == TimerState::Pending)
                 .collect();
             let task_is_fresh = pt.task.as_ref().is_some_and(|k| fresh.contains(k));
             if let Some(p) = pending.first() {
@@ -526,7 +512,7 @@ impl Engine {
             if wanted.contains(k) {
                 continue;
             }
-            for t in rows.iter().filter(|t| t.state == timer_state::PENDING) {
+            for t in rows.iter().filter(|t| t.state == TimerState::Pending) {
                 let task_vanished = t.task_id.is_some_and(|id| r.cancel_tasks.contains(&id));
                 if task_vanished {
                     continue; // cancelled with its task
@@ -538,7 +524,7 @@ impl Engine {
                     .unwrap_or_default();
                 changes.push(Change {
                     change: "vanishes",
-                    what: t.kind.clone(),
+                    what: t.kind.to_string(),
                     key: k.clone(),
                     who,
                     old: Some(from_ms(t.due_at)),
@@ -620,8 +606,6 @@ impl Engine {
         units: &[String],
     ) -> Result<Plan, EngineError> {
         let wf = self.workflow_of(version).await?;
-        let params: BTreeMap<String, String> =
-            serde_json::from_str(&round.params_json).unwrap_or_default();
         let start = NaiveDate::parse_from_str(&round.start_date, "%Y-%m-%d")
             .map_err(|_| EngineError::NotFound(format!("start date of round {}", round.id)))?;
         let cat = self.catalog();
@@ -631,7 +615,7 @@ impl Engine {
             calendar: &cat.calendar,
             tz: crate::core::validate::workflow_tz(&wf, cat.config.tz()),
             start,
-            params: &params,
+            params: &round.params,
             units: Some(units),
             done: None,
         });
@@ -677,10 +661,7 @@ pub fn diff_plans(old: &Plan, new: &Plan) -> Vec<Change> {
             );
         }
         for t in plan.timers.iter().filter(|t| t.task.is_some()) {
-            let kind = serde_json::to_value(t.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let kind = t.kind.to_string();
             let who = t
                 .recipient
                 .as_ref()

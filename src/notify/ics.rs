@@ -15,8 +15,8 @@
 //! `[已完成]`, it is `TRANSP:TRANSPARENT` (it no longer takes time; open items are
 //! `OPAQUE`) and it has no alarm.
 
+use crate::core::state::{AssigneeKind, RoundStatus, TaskState};
 use crate::engine::{Engine, EngineError, from_ms};
-use crate::store::task_state;
 use chrono::{DateTime, Duration, Utc};
 use icalendar::{Alarm, Calendar, Component, EventLike, EventStatus, Property, Trigger};
 
@@ -189,7 +189,7 @@ pub async fn unit_feed(engine: &Engine, unit_id: &str) -> Result<String, EngineE
         .rounds()
         .await?
         .into_iter()
-        .filter(|r| r.status != "cancelled")
+        .filter(|r| r.status != RoundStatus::Cancelled)
     {
         let wf_title = engine
             .workflow_of(round.version_id)
@@ -199,11 +199,11 @@ pub async fn unit_feed(engine: &Engine, unit_id: &str) -> Result<String, EngineE
         for t in engine.store().tasks(round.id).await? {
             let (Some(due), true) = (
                 t.due_at,
-                t.assignee_kind == "unit" && t.assignee_id == unit_id,
+                t.assignee_kind == AssigneeKind::Unit && t.assignee_id == unit_id,
             ) else {
                 continue;
             };
-            if t.state == task_state::CANCELLED {
+            if t.state == TaskState::Cancelled {
                 continue;
             }
             events.push(FeedEvent {
@@ -225,7 +225,7 @@ pub async fn unit_feed(engine: &Engine, unit_id: &str) -> Result<String, EngineE
                 ),
                 due: from_ms(due),
                 url: engine.task_link(&t, engine.clock().now()),
-                done: t.state == task_state::DONE || t.state == task_state::WAIVED,
+                done: t.state.is_settled(),
             });
         }
     }

@@ -8,12 +8,13 @@
 
 use crate::config::{DeliveryMode, NotifyConfig};
 use crate::core::directory::{Contact, Party, WebhookKind};
+use crate::core::state::{MessageKind, OutboxChannel};
 use crate::engine::{Engine, from_ms, ms};
 use crate::notify::email::{EmailConfigError, EmailTransport};
 use crate::notify::webhook::WebhookTransport;
 use crate::notify::{Channel, Item, Message, SendError, message_id_in};
 use crate::store::{
-    ClaimedOutbox, Delivery, DigestHold, Millis, OutboxClaim, OutboxRow, StoreError,
+    ClaimedOutbox, Corrupt, Delivery, DigestHold, Millis, OutboxClaim, OutboxRow, StoreError,
 };
 use chrono::{DateTime, Offset as _, TimeZone as _, Utc};
 use std::sync::Arc;
@@ -192,7 +193,7 @@ pub struct Outbox {
     /// Messages this sender has claimed and not yet settled (their rows and channel). Left
     /// non-empty only by a pass that failed (database error); the next pass hands them
     /// back at once instead of leaving them to wait out the lease with nobody sending them.
-    unsettled: std::sync::Mutex<Vec<(Vec<i64>, String)>>,
+    unsettled: std::sync::Mutex<Vec<(Vec<i64>, OutboxChannel)>>,
     /// When the shared budget of a channel with messages left over refills (last claim).
     throttled_until: std::sync::Mutex<Option<Millis>>,
     /// Set by [`run`](Self::run) when shutdown is asked for during a pass: the pass ends
@@ -202,18 +203,38 @@ pub struct Outbox {
     observer: Option<tokio::sync::mpsc::UnboundedSender<Sent>>,
 }
 
+/// An outbox row's `recipient_json`.
 #[derive(Debug, serde::Deserialize)]
 struct RecipientJson {
-    party: PartyJson,
+    party: Party,
     #[serde(default)]
     contact: Option<Contact>,
 }
 
+/// An outbox row's `item_json`: the task it is about, the tasks of a kickoff or catch-up
+/// message, or `{}` for none.
 #[derive(Debug, serde::Deserialize)]
-struct PartyJson {
-    id: String,
-    name: String,
-    kind: String,
+#[serde(untagged)]
+enum ItemJson {
+    One(Item),
+    Many(Vec<Item>),
+    None(NoItem),
+}
+
+/// `{}` and nothing else.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoItem {}
+
+/// A column of an outbox row that does not parse, named like the store names one.
+fn corrupt(row: &OutboxRow, column: &'static str, value: &str, e: &serde_json::Error) -> Corrupt {
+    Corrupt {
+        table: "outbox",
+        id: row.id.to_string(),
+        column,
+        value: value.to_string(),
+        problem: format!("does not parse: {e}"),
+    }
 }
 
 impl Outbox {
@@ -300,6 +321,7 @@ impl Outbox {
             let ClaimedOutbox {
                 messages,
                 throttled_until,
+                corrupt,
             } = store
                 .claim_outbox(&OutboxClaim {
                     now: ms(now),
@@ -310,6 +332,9 @@ impl Outbox {
                     per_minute: self.cfg.rate_limits.clone(),
                 })
                 .await?;
+            for c in &corrupt {
+                tracing::error!(error = %c, "outbox row does not parse; moved to dead, not sent");
+            }
             if let Ok(mut t) = self.throttled_until.lock() {
                 *t = throttled_until;
             }
@@ -386,11 +411,24 @@ impl Outbox {
         if !store.begin_attempt(&ids, owner, lease_until, &mid).await? {
             tracing::warn!(message_id = %mid, "outbox claim lost before sending; another sender has it");
             self.untrack(&ids);
-            self.refund(&group[0].channel, 1).await;
+            self.refund(group[0].channel, 1).await;
             return Ok(false);
         }
         let attempts = group.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
-        let mut msg = self.message(&group, mid);
+        let mut msg = match self.message(&group, mid) {
+            Ok(m) => m,
+            Err(e) => {
+                // Its stored recipient or items do not parse: sending would guess at them.
+                tracing::error!(error = %e, "outbox message cannot be built; dead-lettered");
+                let dead = Delivery::Dead {
+                    error: e.to_string(),
+                    notices: Vec::new(),
+                };
+                store.settle_outbox(&ids, owner, dead).await?;
+                self.untrack(&ids);
+                return Ok(false);
+            }
+        };
         if let Some(signer) = self.engine.link_signer() {
             crate::notify::refresh_links(&signer, &mut msg, self.engine.clock().now());
         }
@@ -410,7 +448,7 @@ impl Outbox {
             let _ = observer.send(Sent {
                 at: now,
                 kind: msg.kind.clone(),
-                channel: group[0].channel.clone(),
+                channel: group[0].channel.to_string(),
                 recipient: msg.to_address.clone(),
                 subject: msg.subject.clone(),
                 message_id: msg.message_id.clone(),
@@ -437,7 +475,8 @@ impl Outbox {
 
     /// Give budget back for `messages` of `channel` that were not sent (best effort: a
     /// failure only costs some throughput until the budget refills).
-    async fn refund(&self, channel: &str, messages: u32) {
+    async fn refund(&self, channel: OutboxChannel, messages: u32) {
+        let channel = channel.as_str();
         let Some(per_minute) = self.cfg.rate_limits.get(channel) else {
             return;
         };
@@ -472,9 +511,9 @@ impl Outbox {
             }
             return Err(e);
         }
-        let mut per_channel: std::collections::BTreeMap<&str, u32> = Default::default();
+        let mut per_channel: std::collections::BTreeMap<OutboxChannel, u32> = Default::default();
         for (_, channel) in &held {
-            *per_channel.entry(channel.as_str()).or_default() += 1;
+            *per_channel.entry(*channel).or_default() += 1;
         }
         for (channel, n) in per_channel {
             self.refund(channel, n).await;
@@ -484,12 +523,11 @@ impl Outbox {
 
     fn track(&self, messages: &[Vec<OutboxRow>]) {
         if let Ok(mut u) = self.unsettled.lock() {
-            u.extend(messages.iter().map(|m| {
-                (
-                    m.iter().map(|r| r.id).collect(),
-                    m.first().map(|r| r.channel.clone()).unwrap_or_default(),
-                )
-            }));
+            u.extend(
+                messages
+                    .iter()
+                    .filter_map(|m| Some((m.iter().map(|r| r.id).collect(), m.first()?.channel))),
+            );
         }
     }
 
@@ -499,7 +537,7 @@ impl Outbox {
         }
     }
 
-    fn take_unsettled(&self) -> Vec<(Vec<i64>, String)> {
+    fn take_unsettled(&self) -> Vec<(Vec<i64>, OutboxChannel)> {
         self.unsettled
             .lock()
             .map(|mut u| std::mem::take(&mut *u))
@@ -553,50 +591,34 @@ impl Outbox {
         tracing::info!("outbox sender stopped");
     }
 
-    fn recipient(row: &OutboxRow) -> (Party, Option<Contact>) {
-        match serde_json::from_str::<RecipientJson>(&row.recipient_json) {
-            Ok(r) => (
-                Party {
-                    kind: if r.party.kind == "role" {
-                        "role"
-                    } else {
-                        "unit"
-                    },
-                    id: r.party.id,
-                    name: r.party.name,
-                },
-                r.contact,
-            ),
-            Err(_) => (
-                Party {
-                    kind: "unit",
-                    id: String::new(),
-                    name: row.address.clone(),
-                },
-                None,
-            ),
-        }
+    /// Who a row goes to, as the engine wrote it.
+    fn recipient(row: &OutboxRow) -> Result<(Party, Option<Contact>), Corrupt> {
+        serde_json::from_str::<RecipientJson>(&row.recipient_json)
+            .map(|r| (r.party, r.contact))
+            .map_err(|e| corrupt(row, "recipient_json", &row.recipient_json, &e))
     }
 
-    fn items(group: &[OutboxRow]) -> Vec<Item> {
+    /// The tasks a group is about: each row's item (`{}` for none, one item, or a list).
+    fn items(group: &[OutboxRow]) -> Result<Vec<Item>, Corrupt> {
         let mut items = Vec::new();
         for r in group {
-            if let Ok(i) = serde_json::from_str::<Item>(&r.item_json) {
-                items.push(i);
-            } else if let Ok(list) = serde_json::from_str::<Vec<Item>>(&r.item_json) {
-                items.extend(list);
+            match serde_json::from_str::<ItemJson>(&r.item_json) {
+                Ok(ItemJson::One(i)) => items.push(i),
+                Ok(ItemJson::Many(list)) => items.extend(list),
+                Ok(ItemJson::None(_)) => {}
+                Err(e) => return Err(corrupt(r, "item_json", &r.item_json, &e)),
             }
         }
-        items
+        Ok(items)
     }
 
     /// The message for a group: a row's own text when alone, a digest when merged.
-    fn message(&self, group: &[OutboxRow], mid: String) -> Message {
+    fn message(&self, group: &[OutboxRow], mid: String) -> Result<Message, Corrupt> {
         let first = &group[0];
-        let (party, contact) = Self::recipient(first);
-        let channel = match first.channel.as_str() {
-            "email" => Channel::Email,
-            "webhook" => {
+        let (party, contact) = Self::recipient(first)?;
+        let channel = match first.channel {
+            OutboxChannel::Email => Channel::Email,
+            OutboxChannel::Webhook => {
                 let hook = contact
                     .as_ref()
                     .and_then(|c| c.webhooks.iter().find(|w| w.url == first.address));
@@ -605,18 +627,18 @@ impl Outbox {
                     secret_env: hook.and_then(|w| w.secret_env.clone()),
                 }
             }
-            _ => Channel::Log,
+            OutboxChannel::Log => Channel::Log,
         };
-        let items = Self::items(group);
+        let items = Self::items(group)?;
         let (kind, subject, text, html) = if group.len() == 1 {
             (
-                first.kind.clone(),
+                first.kind.to_string(),
                 first.subject.clone(),
                 first.body.clone(),
                 first.html.clone(),
             )
         } else {
-            let template = if first.kind == "escalation" {
+            let template = if first.kind == MessageKind::Escalation {
                 "escalation"
             } else {
                 "digest"
@@ -645,7 +667,7 @@ impl Outbox {
                 }
             }
         };
-        Message {
+        Ok(Message {
             message_id: mid,
             channel,
             to_name: contact
@@ -657,7 +679,7 @@ impl Outbox {
             text,
             html,
             items,
-        }
+        })
     }
 
     async fn attempt(&self, msg: &Message, group: &[OutboxRow]) -> Result<(), SendError> {
@@ -712,7 +734,7 @@ impl Outbox {
             };
         }
         tracing::error!(message_id = %msg.message_id, to = %msg.to_address, attempts, error = %e, "delivery failed for good; dead-lettered");
-        let notices = if group.iter().any(|r| r.kind == "dead_letter") {
+        let notices = if group.iter().any(|r| r.kind == MessageKind::DeadLetter) {
             Vec::new() // never a notice about a failed notice
         } else {
             self.dead_letter_notices(group, msg, &e, now, attempts)
@@ -763,7 +785,7 @@ impl Outbox {
             .to_contacts(
                 &key,
                 task,
-                "dead_letter",
+                MessageKind::DeadLetter,
                 &party,
                 &rendered,
                 &item_json,

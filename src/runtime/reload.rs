@@ -5,6 +5,7 @@
 
 use crate::catalog::{self, Catalog};
 use crate::core::diagnostic::{Diagnostic, Severity};
+use crate::core::state::RoundStatus;
 use crate::engine::reproject::Impact;
 use crate::engine::{Engine, ms};
 use crate::store::AuditEntry;
@@ -103,7 +104,10 @@ impl Engine {
         }
         match self.store().rounds().await {
             Ok(rounds) => {
-                for round in rounds.into_iter().filter(|r| r.status == "running") {
+                for round in rounds
+                    .into_iter()
+                    .filter(|r| r.status == RoundStatus::Running)
+                {
                     match self
                         .reproject(round.id, None, &[], false, "daemon", "reload")
                         .await
@@ -157,9 +161,14 @@ impl Engine {
     /// Forget this daemon's reload state as it stops (another daemon's is left alone).
     pub async fn forget_reload_state(&self) {
         let ours = match self.store().setting(RELOAD_STATE).await {
-            Ok(Some(text)) => {
-                serde_json::from_str::<ReloadReport>(&text).is_ok_and(|r| r.owner == self.owner())
-            }
+            Ok(Some(text)) if !text.is_empty() => match serde_json::from_str::<ReloadReport>(&text)
+            {
+                Ok(r) => r.owner == self.owner(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the stored reload state does not parse; left as it is");
+                    false
+                }
+            },
             _ => false,
         };
         if ours && let Err(e) = self.store().put_setting(RELOAD_STATE, "").await {

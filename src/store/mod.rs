@@ -7,15 +7,40 @@
 //!
 //! Times are UTC epoch milliseconds (`i64`) in both databases: index-friendly and
 //! identical across backends. The clock is passed in by the caller; the store never reads it.
+//!
+//! Layout: this file is the [`Store`] trait and its errors; `rows.rs` the row types and
+//! their parsing from what is stored; `sql.rs` the SQL text both backends run; `shared.rs`
+//! the transaction logic and `generic.rs` the `Store` impl, both generic over
+//! [`Backend`]; `sqlite.rs` and `postgres.rs` only what differs (opening, the begin
+//! statement, lock clauses, bulk inserts); `digest.rs` which outbox rows go out together;
+//! `budget.rs` the shared rate limit.
 
 use async_trait::async_trait;
 use std::sync::Arc;
 
+use crate::core::state::{RoundStatus, TaskState};
+
 pub mod budget;
+mod digest;
+mod generic;
 mod postgres;
+mod rows;
+mod shared;
+mod sql;
 mod sqlite;
 
+pub(crate) use digest::MessageKey;
+pub use digest::{DIGEST_CLASSES, DigestHold, digest_class};
 pub use postgres::PgStore;
+pub use rows::{
+    Activation, AuditEntry, AuditRow, ClaimedOutbox, ClaimedTimers, CorruptTimer, Counts, Decide,
+    Decided, Delivery, FireEffects, HistoryRow, NewNotification, NewRound, NewTask, NewTimer,
+    OutboxClaim, OutboxRow, Reprojection, RoundRow, TaskRow, TimerPayload, TimerRow, TokenRow,
+    Transition, VersionRow,
+};
+pub use shared::{Backend, RowsAffected};
+#[doc(hidden)]
+pub use sql::Dialect;
 pub use sqlite::SqliteStore;
 
 /// UTC epoch milliseconds.
@@ -56,7 +81,7 @@ pub enum StoreError {
         /// Task id.
         task: i64,
         /// Its current state.
-        state: String,
+        state: TaskState,
         /// What was asked.
         action: String,
     },
@@ -64,6 +89,10 @@ pub enum StoreError {
     /// exist, unknown user, wrong password): retrying cannot help.
     #[error("{0}")]
     Refused(String),
+    /// A stored row that does not parse (a state or kind that is not one, JSON that does
+    /// not read, an instant out of range): corruption, reported instead of defaulted.
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
     /// Local I/O (lock file, directories).
     #[error("i/o error on {path}: {source}")]
     Io {
@@ -91,610 +120,31 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    /// The stored data is wrong (not the database unavailable): reading it again cannot help.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, StoreError::Corrupt(_))
+    }
+}
+
+/// A column of a stored row whose value does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("row {id} of table `{table}` has {column} `{value}`, which {problem}")]
+pub struct Corrupt {
+    /// The table.
+    pub table: &'static str,
+    /// The row's id (a token's name for `api_tokens`).
+    pub id: String,
+    /// The column.
+    pub column: &'static str,
+    /// The value as stored.
+    pub value: String,
+    /// What is wrong with it: "is not a task state", "does not parse: …".
+    pub problem: String,
+}
+
 /// Result alias.
 pub type Result<T> = std::result::Result<T, StoreError>;
-
-/// A stored version of a workflow file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionRow {
-    /// Row id (rounds pin to it).
-    pub id: i64,
-    /// Workflow id.
-    pub workflow_id: String,
-    /// 1, 2, 3 ... per workflow.
-    pub version: i64,
-    /// SHA-256 of the source.
-    pub hash: String,
-    /// The exact file text.
-    pub source: String,
-    /// When first stored.
-    pub created_at: Millis,
-}
-
-/// A round to create.
-#[derive(Debug, Clone)]
-pub struct NewRound {
-    /// Short unique tag chosen by the engine; prefixes the round's timer keys so they are
-    /// unique before the round has a row id.
-    pub tag: String,
-    /// Workflow id.
-    pub workflow_id: String,
-    /// Pinned workflow version row id.
-    pub version_id: i64,
-    /// Start date `YYYY-MM-DD`.
-    pub start_date: String,
-    /// Parameter overrides, JSON object.
-    pub params_json: String,
-    /// Unit ids taking part, JSON array, or None for all.
-    pub units_json: Option<String>,
-    /// For rounds started by a schedule: the kickoff timer key (unique: a kickoff starts one round).
-    pub kickoff_key: Option<String>,
-    /// When created.
-    pub created_at: Millis,
-}
-
-/// A stored round.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoundRow {
-    /// Round id.
-    pub id: i64,
-    /// Unique tag (prefix of the round's timer keys).
-    pub tag: String,
-    /// Workflow id.
-    pub workflow_id: String,
-    /// Pinned version row id.
-    pub version_id: i64,
-    /// Start date `YYYY-MM-DD`.
-    pub start_date: String,
-    /// Parameter overrides, JSON object.
-    pub params_json: String,
-    /// Units taking part, JSON array, or None.
-    pub units_json: Option<String>,
-    /// `running`, `finished` or `cancelled`.
-    pub status: String,
-    /// When created.
-    pub created_at: Millis,
-    /// Kickoff timer key, for scheduled rounds.
-    pub kickoff_key: Option<String>,
-}
-
-/// Task states.
-pub mod task_state {
-    /// Owed and not done.
-    pub const OPEN: &str = "open";
-    /// Waits for another task's completion or an outside event before it is owed.
-    pub const WAITING: &str = "waiting";
-    /// Done by its assignee.
-    pub const DONE: &str = "done";
-    /// Excused by the office.
-    pub const WAIVED: &str = "waived";
-    /// Withdrawn (round cancelled, branch removed).
-    pub const CANCELLED: &str = "cancelled";
-}
-
-/// Timer states.
-pub mod timer_state {
-    /// Waiting for its instant.
-    pub const PENDING: &str = "pending";
-    /// Claimed by a daemon (see lease columns).
-    pub const RUNNING: &str = "running";
-    /// Done; never fires again.
-    pub const FIRED: &str = "fired";
-    /// Withdrawn (task completed, round cancelled).
-    pub const CANCELLED: &str = "cancelled";
-}
-
-/// A task instance to create.
-#[derive(Debug, Clone)]
-pub struct NewTask {
-    /// Key unique within the round (`task@unit`).
-    pub key: String,
-    /// Task id in the workflow.
-    pub task: String,
-    /// Stage id.
-    pub stage: String,
-    /// Title.
-    pub title: String,
-    /// `unit` or `role`.
-    pub assignee_kind: String,
-    /// Unit or role id.
-    pub assignee_id: String,
-    /// Display name.
-    pub assignee_name: String,
-    /// Deadline, when known.
-    pub due_at: Option<Millis>,
-    /// `open` or `waiting`.
-    pub state: String,
-    /// The deadline was counted over a year without a holiday file (provisional calendar).
-    pub provisional: bool,
-}
-
-/// A stored task instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskRow {
-    /// Task row id.
-    pub id: i64,
-    /// Round id.
-    pub round_id: i64,
-    /// Key unique within the round.
-    pub key: String,
-    /// Task id in the workflow.
-    pub task: String,
-    /// Stage id.
-    pub stage: String,
-    /// Title.
-    pub title: String,
-    /// `unit` or `role`.
-    pub assignee_kind: String,
-    /// Unit or role id.
-    pub assignee_id: String,
-    /// Display name.
-    pub assignee_name: String,
-    /// Deadline.
-    pub due_at: Option<Millis>,
-    /// See [`task_state`].
-    pub state: String,
-    /// When done/waived.
-    pub completed_at: Option<Millis>,
-    /// Last change.
-    pub updated_at: Millis,
-    /// The deadline was counted over a year without a holiday file (provisional calendar).
-    pub provisional: bool,
-}
-
-/// One entry of a task's history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HistoryRow {
-    /// When.
-    pub at: Millis,
-    /// Previous state.
-    pub from_state: String,
-    /// New state.
-    pub to_state: String,
-    /// Who (token name, `link:unit`, `cli`, `daemon`).
-    pub actor: String,
-    /// Free text.
-    pub note: Option<String>,
-}
-
-/// A timer to create.
-#[derive(Debug, Clone)]
-pub struct NewTimer {
-    /// Globally unique key (`r{round}/{planned key}`, `kickoff:{workflow}:{millis}`); inserting
-    /// an existing key is a no-op, which makes materialisation idempotent.
-    pub key: String,
-    /// Round, for round timers.
-    pub round_id: Option<i64>,
-    /// Task key within the round, for task timers (resolved to the task row id on insert).
-    pub task_key: Option<String>,
-    /// `stage_open`, `stage_close`, `reminder`, `deadline`, `overdue`, `escalation`, `kickoff`.
-    pub kind: String,
-    /// When it fires.
-    pub due_at: Millis,
-    /// Kind-specific data, JSON.
-    pub payload_json: String,
-}
-
-/// A stored timer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimerRow {
-    /// Row id.
-    pub id: i64,
-    /// Unique key.
-    pub key: String,
-    /// Round.
-    pub round_id: Option<i64>,
-    /// Task row id.
-    pub task_id: Option<i64>,
-    /// Kind.
-    pub kind: String,
-    /// When it fires.
-    pub due_at: Millis,
-    /// Kind-specific data, JSON.
-    pub payload_json: String,
-    /// See [`timer_state`].
-    pub state: String,
-    /// Claims so far.
-    pub attempts: i64,
-    /// Daemon holding the claim.
-    pub lease_owner: Option<String>,
-    /// Claim expiry.
-    pub lease_until: Option<Millis>,
-    /// When it fired.
-    pub fired_at: Option<Millis>,
-}
-
-/// A notification to put in the outbox.
-#[derive(Debug, Clone)]
-pub struct NewNotification {
-    /// Idempotency key, unique (also the source of the email Message-ID).
-    pub key: String,
-    /// Round.
-    pub round_id: Option<i64>,
-    /// Task row id.
-    pub task_id: Option<i64>,
-    /// `reminder`, `due_today`, `overdue`, `escalation`, `kickoff` ...
-    pub kind: String,
-    /// `email`, `webhook` or `log`.
-    pub channel: String,
-    /// Address: email address, webhook URL, or a name for `log`.
-    pub address: String,
-    /// Recipient as JSON (party and contact).
-    pub recipient_json: String,
-    /// Subject line.
-    pub subject: String,
-    /// Plain-text body.
-    pub body: String,
-    /// HTML body.
-    pub html: String,
-    /// The task this is about, as a JSON message item (`{}` for none).
-    pub item_json: String,
-    /// When it should go out.
-    pub not_before: Millis,
-    /// When created.
-    pub created_at: Millis,
-}
-
-/// A stored outbox row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxRow {
-    /// Row id.
-    pub id: i64,
-    /// Idempotency key.
-    pub key: String,
-    /// Round.
-    pub round_id: Option<i64>,
-    /// Task row id.
-    pub task_id: Option<i64>,
-    /// Kind.
-    pub kind: String,
-    /// Channel.
-    pub channel: String,
-    /// Address.
-    pub address: String,
-    /// Recipient JSON.
-    pub recipient_json: String,
-    /// Subject.
-    pub subject: String,
-    /// Body.
-    pub body: String,
-    /// `pending`, `sending`, `sent`, `failed`, `dead`.
-    pub state: String,
-    /// Delivery attempts.
-    pub attempts: i64,
-    /// Not before this instant.
-    pub not_before: Millis,
-    /// When created.
-    pub created_at: Millis,
-    /// When delivered.
-    pub sent_at: Option<Millis>,
-    /// Last error text.
-    pub last_error: Option<String>,
-    /// HTML body.
-    pub html: String,
-    /// The task this is about, JSON.
-    pub item_json: String,
-    /// Message-ID fixed at the first delivery attempt (shared by a digest's rows).
-    pub message_id: Option<String>,
-    /// Earliest next attempt after a transient failure.
-    pub next_attempt_at: Option<Millis>,
-}
-
-/// An administrator token as stored (the token itself is never stored).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRow {
-    /// Unique name, e.g. `zzb-ma`.
-    pub name: String,
-    /// Hex SHA-256 of the token.
-    pub hash: String,
-    /// `admin` (read and change) or `read`.
-    pub rights: String,
-    /// When created.
-    pub created_at: Millis,
-    /// When revoked, if it was.
-    pub revoked_at: Option<Millis>,
-}
-
-/// A running round re-projected onto a (possibly new) workflow version, directory or
-/// calendar, applied atomically. Done tasks, fired timers and sent messages are untouched.
-#[derive(Debug, Clone, Default)]
-pub struct Reprojection {
-    /// Round id.
-    pub round_id: i64,
-    /// The version the round is pinned to afterwards.
-    pub version_id: i64,
-    /// The round's unit list afterwards (JSON array) or None for all.
-    pub units_json: Option<String>,
-    /// Pending timers to cancel (moved or vanished).
-    pub cancel_timers: Vec<i64>,
-    /// Task instances that appear.
-    pub new_tasks: Vec<NewTask>,
-    /// Open or waiting tasks that vanish (cancelled, with history).
-    pub cancel_tasks: Vec<i64>,
-    /// New deadlines of open or waiting tasks, with their provisional mark.
-    pub due_changes: Vec<(i64, Option<Millis>, bool)>,
-    /// New titles of open or waiting tasks (a new workflow version renamed them).
-    pub title_changes: Vec<(i64, String)>,
-    /// Timers that appear or replace moved ones.
-    pub new_timers: Vec<NewTimer>,
-    /// When.
-    pub at: Millis,
-    /// Who.
-    pub actor: String,
-    /// Why (task history note).
-    pub note: Option<String>,
-    /// Audit entries (one per change, with old and new instants).
-    pub audit: Vec<AuditEntry>,
-}
-
-/// Sizes for the metrics endpoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Timers waiting for their instant.
-    pub pending_timers: i64,
-    /// Open tasks past their deadline.
-    pub overdue_tasks: i64,
-    /// Outbox rows not yet delivered.
-    pub outbox_pending: i64,
-    /// Dead-lettered outbox rows.
-    pub outbox_dead: i64,
-}
-
-/// Outbox kinds that are merged into one message per recipient and clock hour, by class:
-/// a recipient's reminders (reminder, due today, overdue) form one digest, its escalations
-/// another. The claim SQL and the partial indexes of `0007_outbox_digests_and_budget.sql`
-/// spell the same list.
-pub const DIGEST_CLASSES: [(&str, &[&str]); 2] = [
-    ("remind", &["reminder", "due_today", "overdue"]),
-    ("escalate", &["escalation"]),
-];
-
-/// The digest class of an outbox kind, if it is merged at all.
-pub fn digest_class(kind: &str) -> Option<&'static str> {
-    DIGEST_CLASSES
-        .iter()
-        .find(|(_, kinds)| kinds.contains(&kind))
-        .map(|(class, _)| *class)
-}
-
-/// One hour in milliseconds.
-const HOUR_MS: i64 = 3_600_000;
-
-/// How a reminder or escalation waits for companions before it is sent (docs/decisions.md
-/// §22): the first row of a recipient's digest waits `window_ms`, but never past the end of
-/// its clock hour; every row of that recipient, class and hour due by then goes with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DigestHold {
-    /// How long the first row of a digest waits for companions; 0 merges only rows that
-    /// are due together.
-    pub window_ms: i64,
-    /// The time zone's UTC offset modulo one hour: local clock hours start this long after
-    /// UTC hour boundaries (0 for whole-hour zones such as Asia/Shanghai).
-    pub hour_shift_ms: i64,
-}
-
-impl DigestHold {
-    /// A hold of `window_ms` in a time zone whose UTC offset is `offset_ms` now.
-    pub fn new(window_ms: i64, offset_ms: i64) -> DigestHold {
-        DigestHold {
-            window_ms: window_ms.clamp(0, HOUR_MS),
-            hour_shift_ms: offset_ms.rem_euclid(HOUR_MS),
-        }
-    }
-
-    /// Start of the local clock hour that contains `t`.
-    pub fn hour_start(&self, t: Millis) -> Millis {
-        (t + self.hour_shift_ms).div_euclid(HOUR_MS) * HOUR_MS - self.hour_shift_ms
-    }
-
-    /// When a digest whose first row became due at `t` is sent: after the window, or at the
-    /// end of `t`'s hour if that comes first.
-    pub fn release(&self, t: Millis) -> Millis {
-        (t.saturating_add(self.window_ms)).min(self.hour_start(t) + HOUR_MS)
-    }
-
-    /// The latest due instant of a first row whose digest may go at `now`: a row due at
-    /// `t` is released iff `t <= ripe(now)` (its window has passed, or its hour has ended).
-    pub fn ripe(&self, now: Millis) -> Millis {
-        (now - self.window_ms).max(self.hour_start(now) - 1)
-    }
-}
-
-/// What the outbox sender asks of one claim ([`Store::claim_outbox`]).
-#[derive(Debug, Clone)]
-pub struct OutboxClaim {
-    /// The sender's clock.
-    pub now: Millis,
-    /// Who claims (the lease owner).
-    pub owner: String,
-    /// Lease length; the sender renews it right before each send
-    /// ([`Store::begin_attempt`]).
-    pub lease_ms: i64,
-    /// How digest rows wait for companions.
-    pub hold: DigestHold,
-    /// Most messages to claim (a digest of several rows is one message).
-    pub max_messages: usize,
-    /// Messages per minute per channel, a budget shared by every daemon on the database;
-    /// channels not listed are not limited.
-    pub per_minute: std::collections::BTreeMap<String, u32>,
-}
-
-/// What a claim returned.
-#[derive(Debug, Clone, Default)]
-pub struct ClaimedOutbox {
-    /// Claimed messages, each the rows that go out together (one, or a digest's rows, or
-    /// the rows of an already fixed Message-ID), in due order; rows in id order.
-    pub messages: Vec<Vec<OutboxRow>>,
-    /// When the budget of a channel that had messages left unclaimed refills.
-    pub throttled_until: Option<Millis>,
-}
-
-/// How rows go out together: the key of one message.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum MessageKey {
-    /// Rows whose Message-ID is already fixed (a retry, a crash-repeat).
-    Fixed(String),
-    /// A recipient's digest of one class and clock hour.
-    Digest {
-        /// `email`, `webhook`, `log`.
-        channel: String,
-        /// Where it goes.
-        address: String,
-        /// See [`DIGEST_CLASSES`].
-        class: &'static str,
-        /// Start of the clock hour.
-        hour: Millis,
-    },
-    /// A row that goes alone.
-    Row(i64),
-}
-
-impl MessageKey {
-    /// The message a row belongs to.
-    pub(crate) fn of(
-        id: i64,
-        kind: &str,
-        channel: &str,
-        address: &str,
-        not_before: Millis,
-        message_id: Option<&str>,
-        hold: &DigestHold,
-    ) -> MessageKey {
-        if let Some(m) = message_id {
-            return MessageKey::Fixed(m.to_string());
-        }
-        match digest_class(kind) {
-            Some(class) => MessageKey::Digest {
-                channel: channel.to_string(),
-                address: address.to_string(),
-                class,
-                hour: hold.hour_start(not_before),
-            },
-            None => MessageKey::Row(id),
-        }
-    }
-}
-
-/// How a delivery attempt ended, for [`Store::settle_outbox`].
-#[derive(Debug, Clone)]
-pub enum Delivery {
-    /// Delivered at this instant.
-    Sent {
-        /// When.
-        at: Millis,
-    },
-    /// Transient failure: try again from `at`.
-    Retry {
-        /// Next attempt.
-        at: Millis,
-        /// What went wrong.
-        error: String,
-    },
-    /// Given up (permanent failure or too many attempts); `notices` (telling the office)
-    /// are enqueued in the same transaction.
-    Dead {
-        /// What went wrong.
-        error: String,
-        /// Dead-letter notices to enqueue.
-        notices: Vec<NewNotification>,
-    },
-}
-
-/// An append-only audit entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    /// When.
-    pub at: Millis,
-    /// Who.
-    pub actor: String,
-    /// What, e.g. `round.start`, `task.complete`, `timer.fire`.
-    pub action: String,
-    /// What it concerns, e.g. `round:3`, `task:17`.
-    pub subject: String,
-    /// Details, JSON.
-    pub detail_json: String,
-}
-
-/// A stored audit entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRow {
-    /// Row id (monotonic).
-    pub id: i64,
-    /// The entry.
-    pub entry: AuditEntry,
-}
-
-/// A task that stops waiting and becomes owed, with its timers.
-#[derive(Debug, Clone)]
-pub struct Activation {
-    /// Round.
-    pub round_id: i64,
-    /// Task key within the round.
-    pub task_key: String,
-    /// Its deadline.
-    pub due_at: Millis,
-    /// The deadline was counted over a year without a holiday file.
-    pub provisional: bool,
-    /// Its timers.
-    pub timers: Vec<NewTimer>,
-}
-
-/// A task state change and everything it causes, applied atomically.
-#[derive(Debug, Clone)]
-pub struct Transition {
-    /// Task row id.
-    pub task_id: i64,
-    /// Allowed current states; anything else fails with [`StoreError::WrongState`].
-    pub from: Vec<String>,
-    /// New state.
-    pub to: String,
-    /// When.
-    pub at: Millis,
-    /// Who.
-    pub actor: String,
-    /// Why.
-    pub note: Option<String>,
-    /// Verb for the error message (`complete`, `waive`, `reopen`).
-    pub action: String,
-    /// Cancel the task's pending timers (completing/waiving stops reminders and escalations).
-    pub cancel_timers: bool,
-    /// Timers to (re)create for this task (reopen).
-    pub new_timers: Vec<NewTimer>,
-    /// Dependent tasks that become owed now.
-    pub activate: Vec<Activation>,
-    /// A new deadline for the task (reopening with a new date), and whether it was counted
-    /// over a provisional calendar year.
-    pub set_due: Option<(Millis, bool)>,
-    /// Audit entry.
-    pub audit: AuditEntry,
-}
-
-/// What a transition's caller decides inside its transaction, from the round's task rows as
-/// read there (see [`Store::transition_with`]).
-#[derive(Debug, Clone, Default)]
-pub struct Decided {
-    /// Waiting tasks that become owed.
-    pub activate: Vec<Activation>,
-    /// Audit entries (activations, and activations that could not be planned).
-    pub audit: Vec<AuditEntry>,
-}
-
-/// The decision run inside a transition's transaction: given the round's rows of the
-/// workflow tasks asked for (the changed task already in its new state), what else changes.
-pub type Decide<'a> = &'a (dyn Fn(&[TaskRow]) -> Decided + Send + Sync);
-
-/// What firing one timer causes, applied atomically with marking it fired.
-#[derive(Debug, Clone, Default)]
-pub struct FireEffects {
-    /// Notifications to enqueue (existing keys are skipped).
-    pub notifications: Vec<NewNotification>,
-    /// Timers to add (e.g. the next kickoff).
-    pub timers: Vec<NewTimer>,
-    /// A round to start (a kickoff), with its tasks and timers.
-    pub round: Option<(NewRound, Vec<NewTask>, Vec<NewTimer>)>,
-    /// Audit entries.
-    pub audit: Vec<AuditEntry>,
-}
 
 /// The store interface shared by the SQLite and PostgreSQL backends.
 #[async_trait]
@@ -743,9 +193,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// All rounds, newest first.
     async fn rounds(&self) -> Result<Vec<RoundRow>>;
 
-    /// Set a round's status (`finished`, `cancelled`); cancelling also cancels its pending
-    /// timers and open/waiting tasks.
-    async fn set_round_status(&self, id: i64, status: &str, audit: AuditEntry) -> Result<()>;
+    /// Set a round's status; cancelling also cancels its pending timers and open/waiting
+    /// tasks.
+    async fn set_round_status(&self, id: i64, status: RoundStatus, audit: AuditEntry)
+    -> Result<()>;
 
     /// Tasks of a round, in creation order.
     async fn tasks(&self, round_id: i64) -> Result<Vec<TaskRow>>;
@@ -787,14 +238,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Claim up to `limit` timers due at `now`: pending ones, and running ones whose lease
     /// expired (a crashed daemon's). Atomic across daemons (`FOR UPDATE SKIP LOCKED` on
-    /// PostgreSQL, `BEGIN IMMEDIATE` on SQLite). Increments `attempts`.
+    /// PostgreSQL, `BEGIN IMMEDIATE` on SQLite). Increments `attempts`. Claimed rows that
+    /// do not parse are returned apart ([`ClaimedTimers::corrupt`]), still claimed.
     async fn claim_due_timers(
         &self,
         now: Millis,
         owner: &str,
         lease_ms: i64,
         limit: i64,
-    ) -> Result<Vec<TimerRow>>;
+    ) -> Result<ClaimedTimers>;
 
     /// Mark a claimed timer fired and apply its effects in one transaction. Returns false
     /// (and applies nothing) when `owner` no longer holds the claim.
@@ -944,45 +396,5 @@ pub async fn open_shared(url: &str) -> Result<Arc<dyn Store>> {
         Ok(Arc::new(SqliteStore::open_shared(url).await?))
     } else {
         open(url).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{DigestHold, digest_class};
-
-    #[test]
-    fn a_digest_is_released_after_its_window_or_at_the_end_of_its_hour() {
-        let h = DigestHold::new(15 * 60_000, 8 * 3_600_000); // Asia/Shanghai
-        let at = |hh: i64, mm: i64| hh * 3_600_000 + mm * 60_000;
-        assert_eq!(h.release(at(10, 0)), at(10, 15));
-        assert_eq!(h.release(at(10, 50)), at(11, 0), "never past its hour");
-        assert_eq!(h.ripe(at(10, 15)), at(10, 0));
-        assert_eq!(
-            h.ripe(at(11, 0)),
-            at(11, 0) - 1,
-            "the whole last hour is released"
-        );
-        for t in [at(10, 0), at(10, 7), at(10, 50), at(10, 59)] {
-            let r = h.release(t);
-            assert!(
-                t <= h.ripe(r) && t > h.ripe(r - 1),
-                "{t}: ripe exactly at {r}"
-            );
-        }
-    }
-
-    #[test]
-    fn clock_hours_follow_a_half_hour_time_zone() {
-        let h = DigestHold::new(0, 5 * 3_600_000 + 30 * 60_000); // Asia/Kolkata
-        assert_eq!(h.hour_start(3 * 3_600_000), 2 * 3_600_000 + 30 * 60_000);
-    }
-
-    #[test]
-    fn reminders_and_escalations_are_digested_separately_and_nothing_else_is() {
-        assert_eq!(digest_class("due_today"), Some("remind"));
-        assert_eq!(digest_class("escalation"), Some("escalate"));
-        assert_eq!(digest_class("kickoff"), None);
-        assert_eq!(digest_class("dead_letter"), None);
     }
 }

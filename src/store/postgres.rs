@@ -1,7 +1,7 @@
 //! PostgreSQL backend of the [`Store`](super::Store), for one or several daemons sharing a
 //! database.
 //!
-//! The SQL and the transaction logic are shared with SQLite (see [`super::sqlite`]); what is
+//! The SQL and the transaction logic are shared with SQLite (see [`super::shared`]); what is
 //! specific here: plain `BEGIN` (READ COMMITTED) write transactions, `SELECT ... FOR UPDATE` on
 //! the task rows a transaction changes, and `FOR UPDATE SKIP LOCKED` in the timer claim so
 //! that daemons claiming at the same moment take disjoint timers without waiting on each other.
@@ -11,7 +11,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use super::sqlite::store_impl;
+use super::shared::Backend;
+use super::sql::{self, Dialect};
 use super::{NewNotification, Result, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -51,6 +52,71 @@ impl PgStore {
             .connect(url)
             .await?;
         Ok(Self { pool })
+    }
+}
+
+/// A connection error that no retry can fix — the URL cannot be parsed, the database does
+/// not exist (SQLSTATE 3D000), the user is unknown or its password wrong (28000, 28P01) —
+/// as [`StoreError::Refused`] with what to fix; anything else (refused, timed out, the
+/// server starting up) stays a plain error the caller retries.
+fn refused(url: &str, e: sqlx::Error) -> StoreError {
+    let shown = super::redact_url(url);
+    match &e {
+        sqlx::Error::Configuration(c) => StoreError::Refused(format!(
+            "the database URL {shown} is not valid: {c}; fix [database] url in the config or YANZHEN_DATABASE_URL"
+        )),
+        sqlx::Error::Database(d) => {
+            let hint = match d.code().as_deref() {
+                Some("3D000") => {
+                    "create it (`createdb NAME` as a PostgreSQL superuser) or fix the name in [database] url / YANZHEN_DATABASE_URL"
+                }
+                Some("28P01" | "28000") => {
+                    "check the user name and password in [database] url / YANZHEN_DATABASE_URL, and that pg_hba.conf lets this user connect"
+                }
+                _ => return e.into(),
+            };
+            StoreError::Refused(format!(
+                "PostgreSQL refused {shown}: {} (SQLSTATE {}); {hint}",
+                d.message(),
+                d.code().unwrap_or_default()
+            ))
+        }
+        _ => e.into(),
+    }
+}
+
+impl Backend for PgStore {
+    type Db = Postgres;
+    const NAME: &'static str = "postgres";
+    // Claims skip each other's rows, so two loops overlap one's round trips and commit with
+    // the other's claiming and rendering.
+    const FIRING_LOOPS: usize = 2;
+
+    fn dialect() -> &'static Dialect {
+        const SQL: Dialect = sql::dialect! {
+            row_lock: " FOR UPDATE",
+            claim_lock: " FOR UPDATE SKIP LOCKED",
+            // Outbox claims take turns (a transaction-scoped advisory lock; the key is
+            // arbitrary but fixed), so two daemons never split one digest between them.
+            outbox_lock: "SELECT pg_advisory_xact_lock(7315221004)",
+            // The planner finds the partial indexes by itself.
+            held_index: "",
+            free_index: "",
+        };
+        &SQL
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+
+    async fn run_migrations(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
     }
 
     /// Start a write transaction (row locks are taken by the statements themselves).
@@ -95,8 +161,8 @@ impl PgStore {
         .bind(text(|n| &n.key))
         .bind(rows.iter().map(|n| n.round_id).collect::<Vec<_>>())
         .bind(rows.iter().map(|n| n.task_id).collect::<Vec<_>>())
-        .bind(text(|n| &n.kind))
-        .bind(text(|n| &n.channel))
+        .bind(rows.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|n| n.channel.as_str()).collect::<Vec<_>>())
         .bind(text(|n| &n.address))
         .bind(text(|n| &n.recipient_json))
         .bind(text(|n| &n.subject))
@@ -109,53 +175,4 @@ impl PgStore {
         .await?;
         Ok(())
     }
-}
-
-/// A connection error that no retry can fix — the URL cannot be parsed, the database does
-/// not exist (SQLSTATE 3D000), the user is unknown or its password wrong (28000, 28P01) —
-/// as [`StoreError::Refused`] with what to fix; anything else (refused, timed out, the
-/// server starting up) stays a plain error the caller retries.
-fn refused(url: &str, e: sqlx::Error) -> StoreError {
-    let shown = super::redact_url(url);
-    match &e {
-        sqlx::Error::Configuration(c) => StoreError::Refused(format!(
-            "the database URL {shown} is not valid: {c}; fix [database] url in the config or YANZHEN_DATABASE_URL"
-        )),
-        sqlx::Error::Database(d) => {
-            let hint = match d.code().as_deref() {
-                Some("3D000") => {
-                    "create it (`createdb NAME` as a PostgreSQL superuser) or fix the name in [database] url / YANZHEN_DATABASE_URL"
-                }
-                Some("28P01" | "28000") => {
-                    "check the user name and password in [database] url / YANZHEN_DATABASE_URL, and that pg_hba.conf lets this user connect"
-                }
-                _ => return e.into(),
-            };
-            StoreError::Refused(format!(
-                "PostgreSQL refused {shown}: {} (SQLSTATE {}); {hint}",
-                d.message(),
-                d.code().unwrap_or_default()
-            ))
-        }
-        _ => e.into(),
-    }
-}
-
-store_impl! {
-    store: PgStore,
-    db: sqlx::Postgres,
-    conn: sqlx::PgConnection,
-    backend: "postgres",
-    migrator: MIGRATOR,
-    row_lock: " FOR UPDATE",
-    claim_lock: " FOR UPDATE SKIP LOCKED",
-    // Outbox claims take turns (a transaction-scoped advisory lock; the key is arbitrary
-    // but fixed), so two daemons never split one digest between them.
-    outbox_lock: "SELECT pg_advisory_xact_lock(7315221004)",
-    // The planner finds the partial indexes by itself.
-    held_index: "",
-    free_index: "",
-    // Claims skip each other's rows, so two loops overlap one's round trips and commit
-    // with the other's claiming and rendering.
-    firing_loops: 2,
 }

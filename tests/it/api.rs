@@ -3,6 +3,7 @@
 //! health and metrics.
 
 use crate::common;
+use yanzhen::core::state::{MessageKind, RoundStatus, TaskState};
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
@@ -57,7 +58,7 @@ async fn token(store: &Arc<dyn Store>, name: &str, rights: &str) -> String {
             TokenRow {
                 name: name.into(),
                 hash: token_hash(&t),
-                rights: rights.into(),
+                rights: rights.parse().expect("rights"),
                 created_at: 0,
                 revoked_at: None,
             },
@@ -235,7 +236,10 @@ async fn no_token_is_401_an_unknown_token_is_401_and_a_read_token_cannot_change_
         .0,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(s.store.task(task.id).await.unwrap().unwrap().state, "open");
+    assert_eq!(
+        s.store.task(task.id).await.unwrap().unwrap().state,
+        TaskState::Open
+    );
 }
 
 #[tokio::test]
@@ -414,7 +418,7 @@ async fn bad_input_gets_a_4xx_json_error_and_changes_nothing() {
         s.store
             .set_round_status(
                 id,
-                "cancelled",
+                RoundStatus::Cancelled,
                 AuditEntry {
                     at: 0,
                     actor: "test".into(),
@@ -446,7 +450,7 @@ async fn bad_input_gets_a_4xx_json_error_and_changes_nothing() {
         );
         assert_eq!(
             s.store.task(t.id).await.unwrap().unwrap().state,
-            "cancelled",
+            TaskState::Cancelled,
             "{name}"
         );
         let (st, _) = s
@@ -574,7 +578,7 @@ async fn the_office_sees_each_open_escalation_until_the_task_is_done() {
         let to_district = outbox
             .iter()
             .filter(|o| {
-                o.kind == "escalation"
+                o.kind == MessageKind::Escalation
                     && o.address == "zzk@qu.example.gov.cn"
                     && o.body.contains("东关社区党委：「组织推荐")
             })
@@ -674,8 +678,31 @@ async fn reopening_through_the_api_takes_a_date_or_working_days_and_refuses_a_pa
         }
         assert_eq!(
             s.store.task(t.id).await.unwrap().unwrap().state,
-            "done",
+            TaskState::Done,
             "{name}: a refused reopen changes nothing"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stored_row_that_does_not_parse_is_a_500_naming_the_row_not_a_silent_default() {
+    for (name, store, g) in common::stores::stores().await {
+        let s = server(store).await;
+        let id = s.start_round().await;
+        let (_, tasks) = s
+            .get(&format!("/api/tasks?round={id}"), Some(&s.reader))
+            .await;
+        let task = tasks.as_array().unwrap()[0]["id"].as_i64().unwrap();
+        common::stores::write_raw(&g, "tasks", "state", task, "'opne'").await;
+        let (st, v) = s
+            .get(&format!("/api/tasks?round={id}"), Some(&s.reader))
+            .await;
+        assert_eq!(st, StatusCode::INTERNAL_SERVER_ERROR, "{name}: {v}");
+        assert_eq!(v["error"]["code"], "corrupt_data", "{name}: {v}");
+        assert_eq!(
+            v["error"]["message"],
+            format!("row {task} of table `tasks` has state `opne`, which is not a task state"),
+            "{name}: {v}"
         );
     }
 }

@@ -20,10 +20,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use yanzhen::access::{new_token, token_hash};
+use yanzhen::core::state::TaskState;
 use yanzhen::engine::StartRound;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
-use yanzhen::store::{AuditEntry, TokenRow, task_state};
+use yanzhen::store::{AuditEntry, TokenRow};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -117,7 +118,7 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
             TokenRow {
                 name: "zzb-ma".into(),
                 hash: token_hash(&token),
-                rights: "admin".into(),
+                rights: yanzhen::core::state::Rights::Admin,
                 created_at: 0,
                 revoked_at: None,
             },
@@ -185,7 +186,7 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
         .expect("exists");
     assert_eq!(
         done.state,
-        task_state::DONE,
+        TaskState::Done,
         "the click marked the task done"
     );
     let history = store.task_history(to_complete.id).await.expect("history");

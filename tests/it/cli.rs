@@ -2,6 +2,7 @@
 //! committed JSON schema staying in step with the Rust types.
 
 use crate::common;
+use yanzhen::core::state::TaskState;
 
 use std::process::{Command, Output};
 
@@ -224,7 +225,7 @@ async fn concurrent_join_completions(s: common::daemon::Setup, rounds: usize) ->
             .await
             .expect("read")
             .expect("collect task");
-        if collect.state == yanzhen::store::task_state::WAITING {
+        if collect.state == TaskState::Waiting {
             stuck.push(round.id);
         }
         let activations = store
@@ -232,7 +233,7 @@ async fn concurrent_join_completions(s: common::daemon::Setup, rounds: usize) ->
             .await
             .expect("history")
             .iter()
-            .filter(|h| h.from_state == "waiting" && h.to_state == "open")
+            .filter(|h| h.from_state == TaskState::Waiting && h.to_state == TaskState::Open)
             .count();
         assert!(
             activations <= 1,
@@ -333,8 +334,8 @@ async fn reopen_takes_a_new_deadline_and_status_names_a_task_stuck_waiting() {
         store
             .transition(yanzhen::store::Transition {
                 task_id: id,
-                from: vec![t.state.clone()],
-                to: "done".into(),
+                from: vec![t.state],
+                to: TaskState::Done,
                 at: now,
                 actor: "test".into(),
                 note: None,

@@ -17,11 +17,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use yanzhen::access::{Grant, LinkSigner, new_token, token_hash};
 use yanzhen::api::AppState;
+use yanzhen::core::state::TaskState;
 use yanzhen::engine::{Engine, StartRound};
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
 use yanzhen::runtime::driver::Driver;
-use yanzhen::store::{AuditEntry, Store, TaskRow, TokenRow, task_state};
+use yanzhen::store::{AuditEntry, Store, TaskRow, TokenRow};
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Shanghai
@@ -124,7 +125,7 @@ impl Console {
                     TokenRow {
                         name: tname.into(),
                         hash: token_hash(token),
-                        rights: rights.into(),
+                        rights: rights.parse().expect("rights"),
                         created_at: 0,
                         revoked_at: None,
                     },
@@ -231,7 +232,7 @@ impl Console {
 
     /// The state of a task, its history length and the audit log length: what a refused
     /// request must leave alone.
-    async fn snapshot(&self, task: i64) -> (String, usize, usize) {
+    async fn snapshot(&self, task: i64) -> (TaskState, usize, usize) {
         let t = self.store.task(task).await.expect("task").expect("exists");
         let h = self.store.task_history(task).await.expect("history");
         let a = self.store.audit_after(0, i64::MAX).await.expect("audit");
@@ -636,7 +637,7 @@ async fn an_admin_completes_waives_and_reopens_through_the_console_and_the_audit
             "{name}"
         );
         let done = c.store.task(t.id).await.expect("task").expect("exists");
-        assert_eq!(done.state, task_state::DONE, "{name}");
+        assert_eq!(done.state, TaskState::Done, "{name}");
         let audit = c.store.audit_after(0, i64::MAX).await.expect("audit");
         let entry = audit
             .iter()
@@ -686,7 +687,7 @@ async fn an_admin_completes_waives_and_reopens_through_the_console_and_the_audit
             )
             .await;
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
-        assert_eq!(c.snapshot(t.id).await.0, task_state::OPEN, "{name}");
+        assert_eq!(c.snapshot(t.id).await.0, TaskState::Open, "{name}");
         let resp = c
             .post(
                 &format!("/console/tasks/{}/waive", t.id),
@@ -695,7 +696,7 @@ async fn an_admin_completes_waives_and_reopens_through_the_console_and_the_audit
             )
             .await;
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
-        assert_eq!(c.snapshot(t.id).await.0, task_state::WAIVED, "{name}");
+        assert_eq!(c.snapshot(t.id).await.0, TaskState::Waived, "{name}");
         let audit = c.store.audit_after(0, i64::MAX).await.expect("audit");
         for action in ["task.reopen", "task.waive"] {
             assert!(
@@ -717,7 +718,7 @@ async fn an_admin_completes_waives_and_reopens_through_the_console_and_the_audit
             .await
             .expect("POST");
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
-        assert_eq!(c.snapshot(m.id).await.0, task_state::DONE, "{name}");
+        assert_eq!(c.snapshot(m.id).await.0, TaskState::Done, "{name}");
     }
 }
 
@@ -735,7 +736,7 @@ async fn a_signed_task_link_completes_its_own_task_as_link_unit() {
         );
         assert_eq!(
             c.snapshot(t.id).await.0,
-            task_state::OPEN,
+            TaskState::Open,
             "{name}: GET changes nothing"
         );
         let resp = c.post(&link, None, &[]).await;
@@ -745,7 +746,7 @@ async fn a_signed_task_link_completes_its_own_task_as_link_unit() {
             body.contains("谢谢，已标记完成") && body.contains("西关社区党委"),
             "{name}: {body}"
         );
-        assert_eq!(c.snapshot(t.id).await.0, task_state::DONE, "{name}");
+        assert_eq!(c.snapshot(t.id).await.0, TaskState::Done, "{name}");
         let audit = c.store.audit_after(0, i64::MAX).await.expect("audit");
         assert!(
             audit
@@ -805,7 +806,7 @@ async fn a_task_signature_used_on_another_task_or_another_branch_is_refused() {
         // Another branch's task under this branch's name: signed for xiguan, but not xiguan's task.
         let foreign = c.signer().task_link("xiguan", n.id, c.now_secs() + 3600);
         assert_refused(&c, &foreign, n.id, "a task of another branch", "链接无效").await;
-        assert_eq!(c.snapshot(x.id).await.0, task_state::OPEN, "{}", c.name);
+        assert_eq!(c.snapshot(x.id).await.0, TaskState::Open, "{}", c.name);
     }
 }
 
@@ -966,7 +967,7 @@ async fn the_branch_page_lists_its_open_tasks_with_signed_done_buttons_and_the_f
         );
         let resp = c.post(&action, None, &[]).await;
         assert_eq!(resp.status(), StatusCode::OK, "{name}");
-        assert_eq!(c.snapshot(x.id).await.0, task_state::DONE, "{name}");
+        assert_eq!(c.snapshot(x.id).await.0, TaskState::Done, "{name}");
         let (_, body) = c.get(&page, None).await;
         assert!(
             !body.contains(&format!("data-task=\"{}\"", x.id)),
@@ -1447,7 +1448,7 @@ async fn reopening_in_the_console_takes_the_new_deadline_from_the_form() {
         .await;
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
         let row = c.store.task(t.id).await.expect("task").expect("exists");
-        assert_eq!(row.state, task_state::OPEN, "{name}");
+        assert_eq!(row.state, TaskState::Open, "{name}");
         assert_eq!(
             row.due_at,
             Some(at(2019, 7, 22, 18, 0).timestamp_millis()),
@@ -1465,6 +1466,6 @@ async fn reopening_in_the_console_takes_the_new_deadline_from_the_form() {
             body.contains("新截止时间不可用") && body.contains("not in the future"),
             "{name}: {body}"
         );
-        assert_eq!(c.snapshot(t.id).await.0, task_state::DONE, "{name}");
+        assert_eq!(c.snapshot(t.id).await.0, TaskState::Done, "{name}");
     }
 }

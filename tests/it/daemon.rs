@@ -7,6 +7,7 @@
 //! from the command line.
 
 use crate::common;
+use yanzhen::core::state::{MessageKind, OutboxChannel, OutboxState, TimerKind, TimerState};
 
 use common::daemon::{Daemon, Setup, wait_for};
 use std::collections::{HashMap, HashSet};
@@ -31,16 +32,19 @@ async fn serve_fires_a_due_timer_within_a_second_and_stops_cleanly_on_sigterm() 
             key: "test/stage:probe/open".into(),
             round_id: None,
             task_key: None,
-            kind: "stage_open".into(),
+            kind: TimerKind::StageOpen,
             due_at: due.timestamp_millis(),
-            payload_json: "{\"stage\":\"probe\"}".into(),
+            payload: yanzhen::store::TimerPayload {
+                stage: Some("probe".into()),
+                ..Default::default()
+            },
         }])
         .await
         .expect("timer");
     let daemon = s.serve();
     wait_for("the probe timer to fire", Duration::from_secs(15), || {
         let store = store.clone();
-        async move { store.timers_with_prefix("test/").await.unwrap()[0].state == "fired" }
+        async move { store.timers_with_prefix("test/").await.unwrap()[0].state == TimerState::Fired }
     })
     .await;
     let t = store.timers_with_prefix("test/").await.unwrap().remove(0);
@@ -106,12 +110,9 @@ async fn serve_keeps_retrying_while_the_database_is_unreachable() {
 /// leased for another second, and the restarted daemon may have fired everything else by then.
 async fn drained(store: &Arc<dyn Store>) -> bool {
     let now = chrono::Utc::now().timestamp_millis();
-    store
-        .timers_with_prefix("")
-        .await
-        .unwrap()
-        .iter()
-        .all(|t| t.state != "running" && (t.state != "pending" || t.due_at > now))
+    store.timers_with_prefix("").await.unwrap().iter().all(|t| {
+        t.state != TimerState::Running && (t.state != TimerState::Pending || t.due_at > now)
+    })
 }
 
 /// Drain a burst of `rounds` past rounds with one daemon (1 s timer lease) on a fresh SQLite
@@ -408,7 +409,9 @@ async fn serve_delivers_the_outbox_to_a_real_smtp_server() {
             let st = store.clone();
             async move {
                 let rows = st.outbox_after(0, i64::MAX).await.unwrap();
-                drained(&st).await && !rows.is_empty() && rows.iter().all(|r| r.state == "sent")
+                drained(&st).await
+                    && !rows.is_empty()
+                    && rows.iter().all(|r| r.state == OutboxState::Sent)
             }
         },
     )
@@ -535,15 +538,15 @@ async fn editing_files_under_a_running_daemon_applies_valid_edits_and_rejects_in
             key: "probe/stage:after-edit/open".into(),
             round_id: None,
             task_key: None,
-            kind: "stage_open".into(),
+            kind: TimerKind::StageOpen,
             due_at: due.timestamp_millis(),
-            payload_json: "{}".into(),
+            payload: Default::default(),
         }])
         .await
         .unwrap();
     wait_for("the probe timer to fire", Duration::from_secs(20), || {
         let st = store.clone();
-        async move { st.timers_with_prefix("probe/").await.unwrap()[0].state == "fired" }
+        async move { st.timers_with_prefix("probe/").await.unwrap()[0].state == TimerState::Fired }
     })
     .await;
 
@@ -823,23 +826,24 @@ async fn two_daemons_on_one_postgres_at_60_a_minute_deliver_250_reminders_exactl
             key: "probe/reminders".into(),
             round_id: None,
             task_key: None,
-            kind: "stage_open".into(),
+            kind: TimerKind::StageOpen,
             due_at: 0,
-            payload_json: "{}".into(),
+            payload: Default::default(),
         }])
         .await
         .unwrap();
     let claimed = store
         .claim_due_timers(now, "test", 60_000, 1)
         .await
-        .unwrap();
+        .unwrap()
+        .timers;
     let reminders = (0..250)
         .map(|i| yanzhen::store::NewNotification {
             key: format!("probe/reminders#email:r{i:03}@example.gov.cn"),
             round_id: None,
             task_id: None,
-            kind: "reminder".into(),
-            channel: "email".into(),
+            kind: MessageKind::Reminder,
+            channel: OutboxChannel::Email,
             address: format!("r{i:03}@example.gov.cn"),
             recipient_json: format!(
                 "{{\"party\":{{\"kind\":\"unit\",\"id\":\"r{i:03}\",\"name\":\"第{i}社区党支部\"}}}}"
@@ -883,7 +887,7 @@ async fn two_daemons_on_one_postgres_at_60_a_minute_deliver_250_reminders_exactl
             }
         }
         let rows = store.outbox_after(0, 1000).await.unwrap();
-        if rows.iter().all(|r| r.state == "sent") {
+        if rows.iter().all(|r| r.state == OutboxState::Sent) {
             break;
         }
         assert!(
@@ -979,7 +983,9 @@ async fn deliver_mode_logs_one_line_per_sent_email_with_recipient_kind_and_messa
             let st = store.clone();
             async move {
                 let rows = st.outbox_after(0, i64::MAX).await.unwrap();
-                drained(&st).await && !rows.is_empty() && rows.iter().all(|r| r.state == "sent")
+                drained(&st).await
+                    && !rows.is_empty()
+                    && rows.iter().all(|r| r.state == OutboxState::Sent)
             }
         },
     )

@@ -80,7 +80,7 @@ async fn admin_token(store: &Arc<dyn Store>) -> String {
             TokenRow {
                 name: "zzb".into(),
                 hash: token_hash(&token),
-                rights: "admin".into(),
+                rights: yanzhen::core::state::Rights::Admin,
                 created_at: 0,
                 revoked_at: None,
             },

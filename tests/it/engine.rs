@@ -8,10 +8,11 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use yanzhen::core::state::{MessageKind, RoundStatus, TaskState, TimerState};
 use yanzhen::engine::{Engine, StartRound, ms};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
 use yanzhen::runtime::driver::Driver;
-use yanzhen::store::{Store, task_state};
+use yanzhen::store::Store;
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Shanghai
@@ -67,7 +68,7 @@ async fn round_start_writes_every_task_and_timer_of_the_plan() {
         assert_eq!(tasks.len(), 26, "{name}");
         let waiting: Vec<&str> = tasks
             .iter()
-            .filter(|t| t.state == task_state::WAITING)
+            .filter(|t| t.state == TaskState::Waiting)
             .map(|t| t.task.as_str())
             .collect();
         assert_eq!(
@@ -95,7 +96,7 @@ async fn round_start_writes_every_task_and_timer_of_the_plan() {
         let p = p.expect("plans");
         let waiting_keys: HashSet<&str> = tasks
             .iter()
-            .filter(|t| t.state == task_state::WAITING)
+            .filter(|t| t.state == TaskState::Waiting)
             .map(|t| t.key.as_str())
             .collect();
         let expected = p
@@ -108,7 +109,7 @@ async fn round_start_writes_every_task_and_timer_of_the_plan() {
         assert!(pending.iter().all(|t| t.round_id == Some(id)), "{name}");
         let waiting_ids: HashSet<i64> = tasks
             .iter()
-            .filter(|t| t.state == task_state::WAITING)
+            .filter(|t| t.state == TaskState::Waiting)
             .map(|t| t.id)
             .collect();
         assert!(
@@ -153,7 +154,7 @@ async fn reminders_fire_at_their_instant_and_completion_stops_the_rest() {
         let reminders: Vec<_> = outbox(&store)
             .await
             .into_iter()
-            .filter(|o| o.subject.contains("组织推荐") && o.kind == "reminder")
+            .filter(|o| o.subject.contains("组织推荐") && o.kind == MessageKind::Reminder)
             .collect();
         assert_eq!(reminders.len(), 2, "{name}: one per branch");
         assert!(
@@ -187,13 +188,13 @@ async fn reminders_fire_at_their_instant_and_completion_stops_the_rest() {
         let xs: Vec<(String, i64)> = all
             .iter()
             .filter(|o| o.subject.contains("组织推荐") && o.address.starts_with("xiguan"))
-            .map(|o| (o.kind.clone(), o.created_at))
+            .map(|o| (o.kind.to_string(), o.created_at))
             .collect();
         assert_eq!(nom("xiguan"), 6, "{name}: {xs:?}");
         let escalated: Vec<&str> = all
             .iter()
             .filter(|o| {
-                o.kind == "escalation"
+                o.kind == MessageKind::Escalation
                     && o.subject.contains("西关")
                     && o.subject.contains("组织推荐")
             })
@@ -209,7 +210,7 @@ async fn reminders_fire_at_their_instant_and_completion_stops_the_rest() {
             "{name}: each rung once, in order"
         );
         assert!(
-            !all.iter().any(|o| o.kind == "escalation"
+            !all.iter().any(|o| o.kind == MessageKind::Escalation
                 && o.subject.contains("东关")
                 && o.subject.contains("组织推荐")),
             "{name}"
@@ -272,7 +273,7 @@ async fn completing_all_nominations_makes_the_department_opinions_owed_from_that
             .unwrap();
         assert_eq!(
             op.state,
-            task_state::WAITING,
+            TaskState::Waiting,
             "{name}: xiguan has not nominated yet"
         );
         clock.set(at(2019, 7, 9, 16, 30));
@@ -287,7 +288,7 @@ async fn completing_all_nominations_makes_the_department_opinions_owed_from_that
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(op.state, task_state::OPEN, "{name}");
+        assert_eq!(op.state, TaskState::Open, "{name}");
         // Two working days after Tue 7-9 16:30 is Thu 7-11, at the default 18:00.
         assert_eq!(op.due_at, Some(ms(at(2019, 7, 11, 18, 0))), "{name}");
         let history = store.task_history(b.id).await.unwrap();
@@ -333,7 +334,7 @@ async fn waiving_an_overdue_task_stops_its_escalation() {
         let rungs = outbox(&store)
             .await
             .into_iter()
-            .filter(|o| o.kind == "escalation" && o.subject.contains("组织推荐"))
+            .filter(|o| o.kind == MessageKind::Escalation && o.subject.contains("组织推荐"))
             .count();
         assert_eq!(rungs, 1, "{name}: only the rung before the waiver");
         let err = e.complete_task(t.id, "test", None).await.unwrap_err();
@@ -402,7 +403,7 @@ async fn a_kickoff_missed_while_down_fires_once_at_start_up_and_never_twice() {
             .await
             .unwrap()
             .into_iter()
-            .filter(|t| t.state == "pending")
+            .filter(|t| t.state == TimerState::Pending)
             .collect();
         assert_eq!(next.len(), 1, "{name}");
         assert_eq!(
@@ -440,7 +441,7 @@ async fn a_missed_kickoff_with_misfire_skip_starts_no_round_but_queues_the_next(
             .await
             .unwrap()
             .into_iter()
-            .filter(|t| t.state == "pending")
+            .filter(|t| t.state == TimerState::Pending)
             .collect();
         assert_eq!(pending.len(), 1, "{name}");
         // On time, the same policy does start the round.
@@ -546,7 +547,8 @@ async fn an_expired_claim_of_a_crashed_daemon_is_fired_by_another() {
         let claimed = store
             .claim_due_timers(ms(clock.now()), "crashed", 5_000, 100)
             .await
-            .unwrap();
+            .unwrap()
+            .timers;
         assert!(!claimed.is_empty(), "{name}");
         let b = engine_on(store.clone(), cat.clone(), clock.clone(), "survivor").await;
         assert_eq!(
@@ -603,10 +605,13 @@ async fn pending_timers_survive_a_restart_on_the_same_sqlite_file() {
         .await
         .into_iter()
         .filter(|o| o.address.starts_with("beimen"))
-        .map(|o| o.kind)
+        .map(|o| o.kind.to_string())
         .collect();
     assert!(got.contains(&"reminder".to_string()), "{got:?}");
-    assert_eq!(store.round(id).await.unwrap().unwrap().status, "running");
+    assert_eq!(
+        store.round(id).await.unwrap().unwrap().status,
+        RoundStatus::Running
+    );
 }
 
 #[tokio::test]
@@ -638,7 +643,7 @@ async fn a_round_finishes_when_every_task_is_done_or_waived_and_reopening_revive
         e.complete_task(a.id, "test", None).await.unwrap();
         assert_eq!(
             store.round(id).await.unwrap().unwrap().status,
-            "running",
+            RoundStatus::Running,
             "{name}"
         );
         e.waive_task(b.id, "test", Some("不适用".into()))
@@ -646,7 +651,7 @@ async fn a_round_finishes_when_every_task_is_done_or_waived_and_reopening_revive
             .unwrap();
         assert_eq!(
             store.round(id).await.unwrap().unwrap().status,
-            "finished",
+            RoundStatus::Finished,
             "{name}"
         );
         clock.set(at(2025, 3, 4, 0, 0));
@@ -655,7 +660,7 @@ async fn a_round_finishes_when_every_task_is_done_or_waived_and_reopening_revive
             .unwrap();
         assert_eq!(
             store.round(id).await.unwrap().unwrap().status,
-            "running",
+            RoundStatus::Running,
             "{name}"
         );
         // The reopened task is reminded again: its deadline timer exists under a new key.
@@ -693,7 +698,7 @@ async fn a_kickoff_that_cannot_be_planned_yet_is_retried_not_lost() {
             .await
             .unwrap()
             .into_iter()
-            .filter(|t| t.state == "pending")
+            .filter(|t| t.state == TimerState::Pending)
             .collect();
         assert_eq!(pending.len(), 1, "{name}: only the retry is pending");
         assert!(pending[0].key.contains(":retry:"), "{name}");
@@ -739,7 +744,7 @@ async fn a_kickoff_that_cannot_be_planned_yet_is_retried_not_lost() {
             .await
             .unwrap()
             .into_iter()
-            .filter(|t| t.state == "pending")
+            .filter(|t| t.state == TimerState::Pending)
             .collect();
         assert_eq!(next.len(), 1, "{name}");
         assert_eq!(next[0].due_at, ms(at(2027, 12, 1, 9, 0)), "{name}");
@@ -785,7 +790,7 @@ async fn a_task_with_after_waits_and_is_not_reminded_until_its_prerequisites_are
             .unwrap();
         assert_eq!(
             c.state,
-            task_state::WAITING,
+            TaskState::Waiting,
             "{name}: a and b are outstanding"
         );
         assert_eq!(
@@ -801,7 +806,7 @@ async fn a_task_with_after_waits_and_is_not_reminded_until_its_prerequisites_are
         let told_c = |rows: &[yanzhen::store::OutboxRow]| {
             rows.iter()
                 .filter(|o| o.subject.contains("丙"))
-                .map(|o| o.kind.clone())
+                .map(|o| o.kind)
                 .collect::<Vec<_>>()
         };
         assert!(told_c(&outbox(&store).await).is_empty(), "{name}");
@@ -810,7 +815,7 @@ async fn a_task_with_after_waits_and_is_not_reminded_until_its_prerequisites_are
                 .await
                 .unwrap();
             let c = store.task(c.id).await.unwrap().unwrap();
-            assert_eq!(c.state, task_state::WAITING, "{name}: b is outstanding");
+            assert_eq!(c.state, TaskState::Waiting, "{name}: b is outstanding");
         }
         e.complete_task(
             task_id(&store, id, "b@role:organization_office").await,
@@ -820,7 +825,7 @@ async fn a_task_with_after_waits_and_is_not_reminded_until_its_prerequisites_are
         .await
         .unwrap();
         let c = store.task(c.id).await.unwrap().unwrap();
-        assert_eq!(c.state, task_state::OPEN, "{name}");
+        assert_eq!(c.state, TaskState::Open, "{name}");
         assert_eq!(c.due_at, Some(ms(at(2025, 3, 13, 18, 0))), "{name}");
         timers(&e)
             .run_until(&clock, at(2025, 3, 13, 19, 0))
@@ -828,7 +833,7 @@ async fn a_task_with_after_waits_and_is_not_reminded_until_its_prerequisites_are
             .unwrap();
         assert_eq!(
             told_c(&outbox(&store).await),
-            ["due_today"],
+            [MessageKind::DueToday],
             "{name}: its deadline notice, not the reminder that passed while it waited"
         );
     }
@@ -860,13 +865,13 @@ async fn a_branch_may_complete_a_task_before_its_round_starts_and_is_not_reminde
             )
             .await
             .unwrap_or_else(|err| panic!("{name}: early completion refused: {err}"));
-        assert_eq!(done.state, task_state::DONE, "{name}");
+        assert_eq!(done.state, TaskState::Done, "{name}");
         let b = store
             .task_by_key(id, "b@role:organization_office")
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(b.state, task_state::OPEN, "{name}");
+        assert_eq!(b.state, TaskState::Open, "{name}");
         // Not due before its stage opens (3-15 18:00): two days counted from the opening.
         assert_eq!(b.due_at, Some(ms(at(2025, 3, 17, 18, 0))), "{name}");
         timers(&e)
@@ -877,7 +882,7 @@ async fn a_branch_may_complete_a_task_before_its_round_starts_and_is_not_reminde
             .await
             .into_iter()
             .filter(|o| o.subject.contains("上报"))
-            .map(|o| o.kind)
+            .map(|o| o.kind.to_string())
             .collect();
         assert!(about_a.is_empty(), "{name}: {about_a:?}");
     }
@@ -914,8 +919,10 @@ async fn a_round_started_in_the_past_sends_no_old_due_today_and_one_catch_up_per
                 .any(|k| ["due_today", "overdue", "escalation", "reminder"].contains(k)),
             "{name}: no burst for instants before the start: {kinds:?}"
         );
-        let catch_up: Vec<&yanzhen::store::OutboxRow> =
-            rows.iter().filter(|o| o.kind == "catch_up").collect();
+        let catch_up: Vec<&yanzhen::store::OutboxRow> = rows
+            .iter()
+            .filter(|o| o.kind == MessageKind::CatchUp)
+            .collect();
         let mut who: Vec<&str> = catch_up
             .iter()
             .map(|o| o.address.split('@').next().unwrap_or(""))
@@ -950,7 +957,7 @@ async fn a_round_started_in_the_past_sends_no_old_due_today_and_one_catch_up_per
             .await
             .into_iter()
             .filter(|o| o.subject.contains("丙项"))
-            .map(|o| o.kind)
+            .map(|o| o.kind.to_string())
             .collect();
         assert_eq!(c, ["reminder", "due_today"], "{name}");
     }
@@ -983,7 +990,7 @@ async fn after_downtime_a_late_task_gets_one_overdue_notice_and_only_its_highest
             let mut kinds: Vec<(String, String)> = rows
                 .iter()
                 .filter(|o| o.subject.contains(task) && o.created_at == ms(clock.now()))
-                .map(|o| (o.kind.clone(), o.address.clone()))
+                .map(|o| (o.kind.to_string(), o.address.clone()))
                 .collect();
             kinds.sort();
             assert_eq!(
@@ -1055,7 +1062,7 @@ async fn reopening_after_the_deadline_sets_a_new_deadline_and_reminds_from_it() 
         let after: Vec<String> = outbox(&store).await[before..]
             .iter()
             .filter(|o| o.subject.contains("甲项"))
-            .map(|o| o.kind.clone())
+            .map(|o| o.kind.to_string())
             .collect();
         assert_eq!(after, ["reminder", "due_today"], "{name}");
     }
@@ -1100,7 +1107,7 @@ async fn waiving_the_last_outstanding_prerequisite_releases_the_join() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(c.state, task_state::OPEN, "{name}");
+        assert_eq!(c.state, TaskState::Open, "{name}");
         assert_eq!(
             c.due_at,
             Some(ms(at(2025, 3, 7, 18, 0))),
@@ -1114,8 +1121,8 @@ async fn waiving_the_last_outstanding_prerequisite_releases_the_join() {
 fn raw_complete(task_id: i64, at: DateTime<Utc>) -> yanzhen::store::Transition {
     yanzhen::store::Transition {
         task_id,
-        from: vec![task_state::OPEN.into()],
-        to: task_state::DONE.into(),
+        from: vec![TaskState::Open],
+        to: TaskState::Done,
         at: ms(at),
         actor: "test".into(),
         note: None,
@@ -1194,12 +1201,12 @@ async fn a_branch_added_to_a_round_waits_for_its_own_prerequisite_like_the_other
             .await
             .unwrap();
         let d = store.task_by_key(id, "d@dongguan").await.unwrap().unwrap();
-        assert_eq!(d.state, task_state::OPEN, "{name}: its own a is done");
+        assert_eq!(d.state, TaskState::Open, "{name}: its own a is done");
         e.reproject(id, None, &["xiguan".to_string()], false, "test", "add")
             .await
             .unwrap();
         let d = store.task_by_key(id, "d@xiguan").await.unwrap().unwrap();
-        assert_eq!(d.state, task_state::WAITING, "{name}: xiguan's a is open");
+        assert_eq!(d.state, TaskState::Waiting, "{name}: xiguan's a is open");
         assert_eq!(d.due_at, Some(ms(at(2025, 3, 13, 18, 0))), "{name}");
         let timers = store.task_timers(&[d.id]).await.unwrap();
         assert!(
@@ -1210,7 +1217,7 @@ async fn a_branch_added_to_a_round_waits_for_its_own_prerequisite_like_the_other
             .await
             .unwrap();
         let d = store.task(d.id).await.unwrap().unwrap();
-        assert_eq!(d.state, task_state::OPEN, "{name}");
+        assert_eq!(d.state, TaskState::Open, "{name}");
         assert!(
             !store.task_timers(&[d.id]).await.unwrap().is_empty(),
             "{name}"
@@ -1253,7 +1260,7 @@ async fn cancelled_tasks_are_left_out_of_the_stage_totals() {
             .await
             .unwrap();
         let xiguan = store.task_by_key(id, "a@xiguan").await.unwrap().unwrap();
-        assert_eq!(xiguan.state, task_state::CANCELLED, "{name}");
+        assert_eq!(xiguan.state, TaskState::Cancelled, "{name}");
         let s = e.status(id).await.unwrap();
         assert_eq!(
             (s.stages[0].done, s.stages[0].total),
@@ -1288,5 +1295,191 @@ async fn a_round_for_unknown_unit_ids_is_refused_with_a_hint() {
             "{name}: {text}"
         );
         assert!(store.rounds().await.unwrap().is_empty(), "{name}");
+    }
+}
+
+// ---------- stored data that does not parse ----------
+
+/// A round of the shipped workflow and two of its reminders due at the same instant (for
+/// different assignees), the first instant at which two are.
+async fn two_reminders_due_together(
+    e: &Engine,
+    store: &Arc<dyn Store>,
+) -> (i64, yanzhen::store::TimerRow, yanzhen::store::TimerRow) {
+    let id = e
+        .start_round(start("community-reserve-selection", date(2019, 7, 1), None))
+        .await
+        .expect("start");
+    let pending = store
+        .pending_timers(Some(id), 10_000)
+        .await
+        .expect("timers");
+    let mut by_due: BTreeMap<i64, Vec<yanzhen::store::TimerRow>> = BTreeMap::new();
+    for t in pending
+        .into_iter()
+        .filter(|t| t.kind == yanzhen::core::state::TimerKind::Reminder)
+    {
+        by_due.entry(t.due_at).or_default().push(t);
+    }
+    let mut pair = by_due
+        .into_values()
+        .find(|ts| ts.len() >= 2)
+        .expect("two reminders due together");
+    let second = pair.swap_remove(1);
+    (id, pair.swap_remove(0), second)
+}
+
+/// The `timer.error` entries, by subject (the timer key), with their error text.
+async fn timer_errors(store: &Arc<dyn Store>) -> Vec<(String, String)> {
+    store
+        .audit_after(0, i64::MAX)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|a| a.entry.action == "timer.error")
+        .map(|a| {
+            let d: serde_json::Value = serde_json::from_str(&a.entry.detail_json).expect("json");
+            (
+                a.entry.subject,
+                d["error"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Whether a timer's notifications were enqueued.
+async fn told(store: &Arc<dyn Store>, timer_key: &str) -> bool {
+    outbox(store)
+        .await
+        .iter()
+        .any(|o| o.key.starts_with(&format!("{timer_key}#")))
+}
+
+#[tokio::test]
+async fn a_timer_whose_payload_does_not_parse_fires_with_an_error_naming_the_row_and_the_rest_fire()
+{
+    for (name, store, g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
+        let e = engine_on(
+            store.clone(),
+            common::catalog_with(&[], true),
+            clock.clone(),
+            "a",
+        )
+        .await;
+        let (_, bad, good) = two_reminders_due_together(&e, &store).await;
+        common::stores::write_raw(&g, "timers", "payload_json", bad.id, "'{\"recipient\": 5}'")
+            .await;
+        clock.set(yanzhen::engine::from_ms(bad.due_at));
+        e.fire_due().await.expect("the batch fires");
+        assert!(
+            told(&store, &good.key).await,
+            "{name}: the other reminder goes out"
+        );
+        assert!(
+            !told(&store, &bad.key).await,
+            "{name}: nothing is guessed for the bad one"
+        );
+        let errors = timer_errors(&store).await;
+        assert_eq!(errors.len(), 1, "{name}: {errors:?}");
+        assert_eq!(errors[0].0, bad.key, "{name}");
+        let want = format!(
+            "row {} of table `timers` has payload_json `{{\"recipient\": 5}}`",
+            bad.id
+        );
+        assert!(errors[0].1.starts_with(&want), "{name}: {}", errors[0].1);
+        assert!(
+            e.fire_due().await.expect("again").is_empty(),
+            "{name}: fired once, not retried"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_timer_whose_task_row_does_not_parse_fails_alone_with_an_error_naming_the_row() {
+    for (name, store, g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
+        let e = engine_on(
+            store.clone(),
+            common::catalog_with(&[], true),
+            clock.clone(),
+            "a",
+        )
+        .await;
+        let (_, bad, good) = two_reminders_due_together(&e, &store).await;
+        let task = bad.task_id.expect("a task timer");
+        common::stores::write_raw(&g, "tasks", "assignee_kind", task, "'unti'").await;
+        clock.set(yanzhen::engine::from_ms(bad.due_at));
+        e.fire_due().await.expect("the batch fires");
+        assert!(
+            told(&store, &good.key).await,
+            "{name}: the other reminder goes out"
+        );
+        assert!(!told(&store, &bad.key).await, "{name}");
+        let errors = timer_errors(&store).await;
+        assert_eq!(errors.len(), 1, "{name}: {errors:?}");
+        assert_eq!(
+            errors[0],
+            (
+                bad.key.clone(),
+                format!(
+                    "row {task} of table `tasks` has assignee_kind `unti`, which is not an assignee kind"
+                )
+            ),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_round_whose_parameters_do_not_parse_is_reported_not_planned_with_none() {
+    for (name, store, g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
+        let e = engine_on(
+            store.clone(),
+            common::catalog_with(&[], true),
+            clock.clone(),
+            "a",
+        )
+        .await;
+        let (id, bad, good) = two_reminders_due_together(&e, &store).await;
+        common::stores::write_raw(&g, "rounds", "params_json", id, "'{\"year\": 2019'").await;
+        let err = e
+            .status(id)
+            .await
+            .expect_err("status re-plans the round")
+            .to_string();
+        assert!(
+            err.starts_with(&format!("row {id} of table `rounds` has params_json `{{\"year\": 2019`, which does not parse")),
+            "{name}: {err}"
+        );
+        let err = e
+            .reproject(id, None, &[], true, "test", "dry run")
+            .await
+            .expect_err("re-projection re-plans it too")
+            .to_string();
+        assert!(
+            err.contains("table `rounds` has params_json"),
+            "{name}: {err}"
+        );
+        // Its timers need the round (templates, parameters): they fire with the error.
+        clock.set(yanzhen::engine::from_ms(bad.due_at));
+        e.fire_due().await.expect("the batch fires");
+        assert!(
+            outbox(&store).await.is_empty(),
+            "{name}: nothing planned with no parameters"
+        );
+        let errors = timer_errors(&store).await;
+        let keys: HashSet<&str> = errors.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(
+            keys.contains(bad.key.as_str()) && keys.contains(good.key.as_str()),
+            "{name}: {keys:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .all(|(_, err)| err.contains("table `rounds` has params_json")),
+            "{name}: {errors:?}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! and the real binary.
 
 use crate::common;
+use yanzhen::core::state::{MessageKind, TimerState};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
@@ -75,7 +76,7 @@ async fn alerts(store: &Arc<dyn Store>) -> Vec<yanzhen::store::OutboxRow> {
         .await
         .expect("outbox")
         .into_iter()
-        .filter(|o| o.kind == "kickoff_blocked")
+        .filter(|o| o.kind == MessageKind::KickoffBlocked)
         .collect()
 }
 
@@ -96,7 +97,7 @@ impl ConsoleHome {
                 TokenRow {
                     name: "zzb".into(),
                     hash: token_hash(&token),
-                    rights: "admin".into(),
+                    rights: yanzhen::core::state::Rights::Admin,
                     created_at: 0,
                     revoked_at: None,
                 },
@@ -234,7 +235,7 @@ async fn a_kickoff_across_a_broken_file_restart_starts_its_round_once_the_file_i
             .await
             .expect("timers")
             .into_iter()
-            .filter(|t| t.state == "pending")
+            .filter(|t| t.state == TimerState::Pending)
             .collect();
         assert_eq!(pending.len(), 1, "{name}: {pending:?}");
         assert_eq!(

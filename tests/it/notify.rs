@@ -5,6 +5,7 @@
 //! Message-ID, and dead-lettering permanent ones with a notice to the office.
 
 use crate::common;
+use yanzhen::core::state::{MessageKind, OutboxState};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
@@ -181,8 +182,62 @@ async fn reminders_for_one_recipient_in_the_same_hour_go_out_as_one_digest() {
         assert_eq!(rows.len(), 2, "{name}");
         assert!(
             rows.iter()
-                .all(|o| o.state == "sent" && o.message_id == rows[0].message_id),
+                .all(|o| o.state == OutboxState::Sent && o.message_id == rows[0].message_id),
             "{name}: both rows share the digest's Message-ID"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_message_whose_stored_recipient_does_not_parse_is_dead_lettered_with_the_reason_not_guessed()
+ {
+    let smtp = TestSmtp::start();
+    for (name, store, g) in common::stores::stores().await {
+        let before = smtp.messages().len();
+        let r = rig(
+            store,
+            common::catalog_with(&[TWO_TASKS], false),
+            deliver_to(smtp.port()),
+            at(2025, 3, 3, 0, 0),
+        )
+        .await;
+        r.start(
+            "two-tasks",
+            NaiveDate::from_ymd_opt(2025, 3, 3).unwrap(),
+            &["dongguan"],
+        )
+        .await;
+        // The two reminders of 3-7 18:00 are enqueued; the digest would leave at 18:15.
+        r.clock.set(at(2025, 3, 7, 18, 0));
+        r.engine.fire_due().await.unwrap();
+        let rows = r.store.outbox_after(0, 100).await.unwrap();
+        assert_eq!(rows.len(), 2, "{name}");
+        common::stores::write_raw(
+            &g,
+            "outbox",
+            "recipient_json",
+            rows[0].id,
+            "'{\"party\": 7}'",
+        )
+        .await;
+        r.run_until(at(2025, 3, 7, 18, 30)).await;
+        assert_eq!(
+            smtp.messages().len(),
+            before,
+            "{name}: nothing sent to a guessed recipient"
+        );
+        let rows = r.store.outbox_after(0, 100).await.unwrap();
+        assert!(
+            rows.iter().all(|o| o.state == OutboxState::Dead),
+            "{name}: {rows:?}"
+        );
+        let why = rows[0].last_error.clone().unwrap_or_default();
+        assert!(
+            why.starts_with(&format!(
+                "row {} of table `outbox` has recipient_json `{{\"party\": 7}}`, which does not parse",
+                rows[0].id
+            )),
+            "{name}: {why}"
         );
     }
 }
@@ -252,8 +307,9 @@ async fn smtp_down_then_up_delivers_every_message_once_with_its_first_message_id
         let rows = r.store.outbox_after(0, 100).await.unwrap();
         assert_eq!(rows.len(), 2, "{name}");
         assert!(
-            rows.iter()
-                .all(|o| o.state == "pending" && o.attempts == 1 && o.next_attempt_at.is_some()),
+            rows.iter().all(|o| o.state == OutboxState::Pending
+                && o.attempts == 1
+                && o.next_attempt_at.is_some()),
             "{name}: {rows:?}"
         );
         assert!(
@@ -280,7 +336,8 @@ async fn smtp_down_then_up_delivers_every_message_once_with_its_first_message_id
         );
         let rows = r.store.outbox_after(0, 100).await.unwrap();
         assert!(
-            rows.iter().all(|o| o.state == "sent" && o.attempts == 2),
+            rows.iter()
+                .all(|o| o.state == OutboxState::Sent && o.attempts == 2),
             "{name}"
         );
     }
@@ -310,16 +367,16 @@ async fn a_permanent_failure_is_dead_lettered_at_once_and_the_office_is_told() {
     let rows = r.store.outbox_after(0, 100).await.unwrap();
     let failed = rows
         .iter()
-        .find(|o| o.kind == "reminder")
+        .find(|o| o.kind == MessageKind::Reminder)
         .expect("reminder row");
-    assert_eq!(failed.state, "dead");
+    assert_eq!(failed.state, OutboxState::Dead);
     assert_eq!(failed.attempts, 1, "no retry of a permanent failure");
     let notice = rows
         .iter()
-        .find(|o| o.kind == "dead_letter")
+        .find(|o| o.kind == MessageKind::DeadLetter)
         .expect("dead-letter notice");
     assert_eq!(notice.address, "zzb@qingshui.example.gov.cn");
-    assert_eq!(notice.state, "sent");
+    assert_eq!(notice.state, OutboxState::Sent);
     let got = smtp.messages();
     assert!(
         header(&got[0], "Subject").starts_with("【投递失败】"),
@@ -360,12 +417,19 @@ async fn transient_failures_stop_after_max_attempts_and_a_failed_notice_raises_n
         r.outbox.deliver_due().await.unwrap();
     }
     let rows = r.store.outbox_after(0, 100).await.unwrap();
-    let reminder = rows.iter().find(|o| o.kind == "reminder").unwrap();
+    let reminder = rows
+        .iter()
+        .find(|o| o.kind == MessageKind::Reminder)
+        .unwrap();
     assert_eq!((reminder.state.as_str(), reminder.attempts), ("dead", 3));
-    let notices: Vec<_> = rows.iter().filter(|o| o.kind == "dead_letter").collect();
+    let notices: Vec<_> = rows
+        .iter()
+        .filter(|o| o.kind == MessageKind::DeadLetter)
+        .collect();
     assert_eq!(notices.len(), 1, "one notice to the office");
     assert_eq!(
-        notices[0].state, "dead",
+        notices[0].state,
+        OutboxState::Dead,
         "it failed too (451 for everyone) ..."
     );
     assert_eq!(rows.len(), 2, "... and raised no notice of its own");
@@ -466,7 +530,7 @@ async fn log_mode_marks_messages_sent_without_contacting_anyone() {
     r.run_until(at(2019, 7, 2, 18, 30)).await;
     let rows = r.store.outbox_after(0, 100).await.unwrap();
     assert!(
-        !rows.is_empty() && rows.iter().all(|o| o.state == "sent"),
+        !rows.is_empty() && rows.iter().all(|o| o.state == OutboxState::Sent),
         "{rows:?}"
     );
 }
@@ -519,7 +583,10 @@ async fn the_per_channel_rate_limit_holds_back_the_message_over_the_limit() {
         "only the first message went out within the limit"
     );
     let rows = r.store.outbox_after(0, 100).await.unwrap();
-    let waiting: Vec<_> = rows.iter().filter(|o| o.state != "sent").collect();
+    let waiting: Vec<_> = rows
+        .iter()
+        .filter(|o| o.state != OutboxState::Sent)
+        .collect();
     assert_eq!(waiting.len(), 1, "{rows:?}");
     assert_eq!(
         (waiting[0].state.as_str(), waiting[0].attempts),
@@ -665,7 +732,7 @@ async fn sent_rows(store: &Arc<dyn Store>) -> Vec<(Option<String>, String)> {
         .await
         .unwrap()
         .into_iter()
-        .filter(|o| o.kind == "reminder")
+        .filter(|o| o.kind == MessageKind::Reminder)
         .map(|o| {
             (
                 o.message_id,
@@ -781,9 +848,9 @@ async fn retries_never_wait_longer_than_max_delay_seconds_jitter_included() {
             .await
             .unwrap()
             .into_iter()
-            .find(|o| o.kind == "reminder")
+            .find(|o| o.kind == MessageKind::Reminder)
             .unwrap();
-        if row.state == "dead" {
+        if row.state == OutboxState::Dead {
             assert_eq!(row.attempts, 12);
             break;
         }

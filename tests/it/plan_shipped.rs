@@ -2,6 +2,7 @@
 //! snapshot per workflow of its stages, deadlines and one assignee's timers.
 
 use crate::common;
+use yanzhen::core::state::AssigneeKind;
 
 use chrono::{NaiveDate, TimeZone};
 use std::collections::BTreeMap;
@@ -333,7 +334,7 @@ fn branches_option_limits_the_fan_out() {
     assert!(
         p.tasks
             .iter()
-            .filter(|t| t.assignee.kind == "unit")
+            .filter(|t| t.assignee.kind == AssigneeKind::Unit)
             .all(|t| t.assignee.id == "xiguan" || t.task == "department_opinions")
     );
 }
@@ -354,7 +355,11 @@ fn shipped_ids() -> Vec<String> {
 fn no_shipped_role_task_escalates_to_its_own_role_and_each_has_a_rung_above_it() {
     for id in shipped_ids() {
         let p = plan_of(&id, None, &[]);
-        for t in p.tasks.iter().filter(|t| t.assignee.kind == "role") {
+        for t in p
+            .tasks
+            .iter()
+            .filter(|t| t.assignee.kind == AssigneeKind::Role)
+        {
             let rungs: Vec<&str> = p
                 .timers
                 .iter()
@@ -453,7 +458,8 @@ fn health_checkup_is_addressed_to_branch_secretaries_for_themselves_and_their_re
     for task in ["submit_roster", "confirm_attendance"] {
         let t = p.tasks.iter().find(|t| t.task == task).expect("task");
         assert_eq!(
-            t.assignee.kind, "unit",
+            t.assignee.kind,
+            AssigneeKind::Unit,
             "{task} goes to each branch (its secretary)"
         );
         assert!(

@@ -4,6 +4,7 @@
 //! where to put the file.
 
 use crate::common;
+use yanzhen::core::state::{MessageKind, TimerKind, TimerState};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
@@ -86,7 +87,7 @@ async fn a_2027_round_is_planned_provisionally_and_reprojected_when_the_2027_fil
         assert_eq!(task.due_at, Some(ms(at(2027, 1, 12, 18, 0))), "{name}");
         assert!(task.provisional, "{name}: the deadline rests on 2027");
         let pending = store.pending_timers(Some(id), 100).await.unwrap();
-        let by_kind = |kind: &str| {
+        let by_kind = |kind: TimerKind| {
             pending
                 .iter()
                 .find(|t| t.kind == kind)
@@ -94,9 +95,9 @@ async fn a_2027_round_is_planned_provisionally_and_reprojected_when_the_2027_fil
                 .clone()
         };
         let (deadline, reminder, opens) = (
-            by_kind("deadline"),
-            by_kind("reminder"),
-            by_kind("stage_open"),
+            by_kind(TimerKind::Deadline),
+            by_kind(TimerKind::Reminder),
+            by_kind(TimerKind::StageOpen),
         );
         assert!(timer_is_provisional(&deadline), "{name}");
         // Jan 12 - 2 working days = Fri Jan 8, counted over Jan 11 (a 2027 day).
@@ -140,10 +141,16 @@ async fn a_2027_round_is_planned_provisionally_and_reprojected_when_the_2027_fil
             pending.iter().all(|t| !timer_is_provisional(t)),
             "{name}: no pending timer is marked any more: {pending:?}"
         );
-        let deadlines: Vec<_> = pending.iter().filter(|t| t.kind == "deadline").collect();
+        let deadlines: Vec<_> = pending
+            .iter()
+            .filter(|t| t.kind == TimerKind::Deadline)
+            .collect();
         assert_eq!(deadlines.len(), 1, "{name}: the old deadline is cancelled");
         assert_eq!(deadlines[0].due_at, ms(at(2027, 1, 11, 18, 0)), "{name}");
-        let reminders: Vec<_> = pending.iter().filter(|t| t.kind == "reminder").collect();
+        let reminders: Vec<_> = pending
+            .iter()
+            .filter(|t| t.kind == TimerKind::Reminder)
+            .collect();
         assert_eq!(reminders.len(), 1, "{name}");
         assert_eq!(
             reminders[0].due_at,
@@ -283,7 +290,7 @@ async fn the_shipped_year_end_assessment_kickoff_on_2026_12_01_starts_its_round_
                     .await
                     .unwrap()
                     .into_iter()
-                    .filter(|t| t.state == "pending")
+                    .filter(|t| t.state == TimerState::Pending)
                     .collect::<Vec<_>>()
             }
         };
@@ -390,7 +397,7 @@ async fn from_1_november_the_office_is_told_once_a_week_where_to_put_next_years_
                     .await
                     .unwrap()
                     .into_iter()
-                    .filter(|r| r.kind == "calendar_missing")
+                    .filter(|r| r.kind == MessageKind::CalendarMissing)
                     .collect::<Vec<_>>()
             }
         };
@@ -429,7 +436,7 @@ async fn from_1_november_the_office_is_told_once_a_week_where_to_put_next_years_
         let pending: Vec<_> = notices()
             .await
             .into_iter()
-            .filter(|t| t.state == "pending")
+            .filter(|t| t.state == TimerState::Pending)
             .collect();
         assert_eq!(pending.len(), 1, "{name}");
         assert_eq!(pending[0].due_at, ms(at(2026, 11, 8, 9, 0)), "{name}");
@@ -453,7 +460,10 @@ async fn from_1_november_the_office_is_told_once_a_week_where_to_put_next_years_
             "{name}: no message once the file is there"
         );
         assert!(
-            notices().await.iter().all(|t| t.state != "pending"),
+            notices()
+                .await
+                .iter()
+                .all(|t| t.state != TimerState::Pending),
             "{name}: the series ends"
         );
         let audit = store.audit_after(0, 10_000).await.unwrap();
@@ -478,7 +488,7 @@ async fn messages_and_the_ics_feed_mark_a_provisional_deadline() {
         let rows = store.outbox_after(0, i64::MAX).await.unwrap();
         let reminder = rows
             .iter()
-            .find(|r| r.kind == "reminder")
+            .find(|r| r.kind == MessageKind::Reminder)
             .unwrap_or_else(|| panic!("{name}: no reminder in {rows:?}"));
         assert!(
             reminder

@@ -3,6 +3,7 @@
 //! daemon reloading edited files (a valid edit applies, an invalid one is rejected whole).
 
 use crate::common;
+use yanzhen::core::state::{TaskState, TimerKind, TimerState};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
@@ -143,12 +144,13 @@ async fn migrating_a_round_to_a_new_version_shows_the_impact_then_applies_it_ato
             .unwrap()
             .unwrap();
         assert_eq!(
-            forms.state, "cancelled",
+            forms.state,
+            TaskState::Cancelled,
             "{name}: a vanished task is cancelled, not deleted"
         );
         assert_eq!(
             store.task(done.id).await.unwrap().unwrap().state,
-            "done",
+            TaskState::Done,
             "{name}: completed work is never rewritten"
         );
         let audit = store.audit_after(0, 10_000).await.unwrap();
@@ -266,10 +268,16 @@ async fn a_calendar_correction_moves_a_pending_working_day_deadline_and_audits_b
             "{name}: one working day later"
         );
         let pending = store.pending_timers(Some(id), 100).await.unwrap();
-        let deadline = pending.iter().find(|t| t.kind == "deadline").unwrap();
+        let deadline = pending
+            .iter()
+            .find(|t| t.kind == TimerKind::Deadline)
+            .unwrap();
         assert_eq!(deadline.due_at, ms(at(2025, 3, 11, 18, 0)), "{name}");
         assert_eq!(
-            pending.iter().filter(|t| t.kind == "deadline").count(),
+            pending
+                .iter()
+                .filter(|t| t.kind == TimerKind::Deadline)
+                .count(),
             1,
             "{name}: the old deadline timer is cancelled"
         );
@@ -366,7 +374,7 @@ async fn a_branch_added_to_a_running_round_gets_its_tasks_and_a_removed_one_is_c
                 .await
                 .unwrap()
                 .iter()
-                .any(|x| x.task_id == Some(t.id) && x.kind == "reminder"),
+                .any(|x| x.task_id == Some(t.id) && x.kind == TimerKind::Reminder),
             "{name}"
         );
         // xiguan leaves the directory.
@@ -388,7 +396,7 @@ async fn a_branch_added_to_a_running_round_gets_its_tasks_and_a_removed_one_is_c
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(gone.state, "cancelled", "{name}");
+        assert_eq!(gone.state, TaskState::Cancelled, "{name}");
         assert!(
             !store
                 .pending_timers(Some(id), 10_000)
@@ -415,7 +423,7 @@ async fn a_branch_added_to_a_running_round_gets_its_tasks_and_a_removed_one_is_c
                 .await
                 .unwrap()
                 .iter()
-                .all(|t| t.state == "cancelled" || t.state == "fired"),
+                .all(|t| t.state == TimerState::Cancelled || t.state == TimerState::Fired),
             "{name}: cancelled, not deleted"
         );
     }

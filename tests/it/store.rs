@@ -6,9 +6,13 @@ use crate::common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use yanzhen::core::state::{
+    AssigneeKind, MessageKind, OutboxChannel, OutboxState, RoundStatus, TaskState, TimerKind,
+    TimerState,
+};
 use yanzhen::store::{
     Activation, AuditEntry, FireEffects, Millis, NewNotification, NewRound, NewTask, NewTimer,
-    SqliteStore, Store, StoreError, Transition, task_state, timer_state,
+    SqliteStore, Store, StoreError, TimerPayload, Transition,
 };
 
 // ---------- fixtures ----------
@@ -29,8 +33,8 @@ fn round(tag: &str, version_id: i64, kickoff: Option<&str>) -> NewRound {
         workflow_id: "wf".into(),
         version_id,
         start_date: "2026-03-01".into(),
-        params_json: r#"{"year":"2026"}"#.into(),
-        units_json: Some(r#"["u1","u2"]"#.into()),
+        params: [("year".to_string(), "2026".to_string())].into(),
+        units: Some(vec!["u1".into(), "u2".into()]),
         kickoff_key: kickoff.map(str::to_string),
         created_at: 1_000,
     }
@@ -42,11 +46,11 @@ fn task(key: &str, state: &str, due_at: Option<Millis>) -> NewTask {
         task: key.split('@').next().unwrap_or(key).into(),
         stage: "s1".into(),
         title: format!("Title of {key}"),
-        assignee_kind: "unit".into(),
+        assignee_kind: AssigneeKind::Unit,
         assignee_id: "u1".into(),
         assignee_name: "Unit one".into(),
         due_at,
-        state: state.into(),
+        state: state.parse().expect("a task state"),
         provisional: false,
     }
 }
@@ -56,9 +60,12 @@ fn timer(key: &str, task_key: Option<&str>, due_at: Millis) -> NewTimer {
         key: key.into(),
         round_id: None,
         task_key: task_key.map(str::to_string),
-        kind: "reminder".into(),
+        kind: TimerKind::Reminder,
         due_at,
-        payload_json: r#"{"n":1}"#.into(),
+        payload: TimerPayload {
+            stage: Some("s1".into()),
+            ..TimerPayload::default()
+        },
     }
 }
 
@@ -67,8 +74,8 @@ fn notification(key: &str, subject: &str) -> NewNotification {
         key: key.into(),
         round_id: None,
         task_id: None,
-        kind: "reminder".into(),
-        channel: "log".into(),
+        kind: MessageKind::Reminder,
+        channel: OutboxChannel::Log,
         address: "office".into(),
         recipient_json: r#"{"name":"office"}"#.into(),
         subject: subject.into(),
@@ -80,11 +87,17 @@ fn notification(key: &str, subject: &str) -> NewNotification {
     }
 }
 
-fn transition(task_id: i64, from: &[&str], to: &str, at: Millis, action: &str) -> Transition {
+fn transition(
+    task_id: i64,
+    from: &[TaskState],
+    to: TaskState,
+    at: Millis,
+    action: &str,
+) -> Transition {
     Transition {
         task_id,
-        from: from.iter().map(|s| s.to_string()).collect(),
-        to: to.into(),
+        from: from.to_vec(),
+        to,
         at,
         actor: "alice".into(),
         note: Some("note".into()),
@@ -249,17 +262,22 @@ async fn create_round_materialises_tasks_and_timers_and_a_used_kickoff_key_adds_
             ("k1", "running", Some("kickoff:wf:1")),
             "{name}"
         );
-        assert_eq!(r.units_json.as_deref(), Some(r#"["u1","u2"]"#), "{name}");
+        assert_eq!(
+            r.units,
+            Some(vec!["u1".to_string(), "u2".to_string()]),
+            "{name}"
+        );
+        assert_eq!(r.params.get("year").map(String::as_str), Some("2026"));
         let tasks = store.tasks(id).await.expect("tasks");
         let keys: Vec<&str> = tasks.iter().map(|t| t.key.as_str()).collect();
         assert_eq!(keys, ["a@u1", "b@u1"], "{name}: creation order");
-        assert_eq!(tasks[0].state, task_state::OPEN, "{name}");
+        assert_eq!(tasks[0].state, TaskState::Open, "{name}");
         assert_eq!(
             (tasks[0].due_at, tasks[0].updated_at),
             (Some(9_000), 1_000),
             "{name}"
         );
-        assert_eq!(tasks[1].state, task_state::WAITING, "{name}");
+        assert_eq!(tasks[1].state, TaskState::Waiting, "{name}");
         let a = store
             .task_by_key(id, "a@u1")
             .await
@@ -287,7 +305,7 @@ async fn create_round_materialises_tasks_and_timers_and_a_used_kickoff_key_adds_
         assert!(
             timers
                 .iter()
-                .all(|t| t.state == timer_state::PENDING && t.attempts == 0)
+                .all(|t| t.state == TimerState::Pending && t.attempts == 0)
         );
         assert_eq!(audit_count(&store).await, 1, "{name}");
 
@@ -401,7 +419,8 @@ async fn claim_returns_due_timers_once() {
         let claimed = store
             .claim_due_timers(250, "a", 1_000, 10)
             .await
-            .expect("claim");
+            .expect("claim")
+            .timers;
         let keys: Vec<&str> = claimed.iter().map(|t| t.key.as_str()).collect();
         assert_eq!(
             keys,
@@ -409,7 +428,7 @@ async fn claim_returns_due_timers_once() {
             "{name}: due ones only, earliest first"
         );
         for t in &claimed {
-            assert_eq!(t.state, timer_state::RUNNING, "{name}");
+            assert_eq!(t.state, TimerState::Running, "{name}");
             assert_eq!(t.attempts, 1, "{name}");
             assert_eq!(t.lease_owner.as_deref(), Some("a"), "{name}");
             assert_eq!(t.lease_until, Some(1_250), "{name}");
@@ -419,6 +438,7 @@ async fn claim_returns_due_timers_once() {
                 .claim_due_timers(250, "b", 1_000, 10)
                 .await
                 .expect("claim")
+                .timers
                 .is_empty()
         );
         assert!(
@@ -426,18 +446,21 @@ async fn claim_returns_due_timers_once() {
                 .claim_due_timers(250, "a", 1_000, 10)
                 .await
                 .expect("claim")
+                .timers
                 .is_empty()
         );
 
         let limited = store
             .claim_due_timers(300, "b", 1_000, 0)
             .await
-            .expect("claim");
+            .expect("claim")
+            .timers;
         assert!(limited.is_empty(), "{name}: limit 0 claims nothing");
         let last = store
             .claim_due_timers(300, "b", 1_000, 5)
             .await
-            .expect("claim");
+            .expect("claim")
+            .timers;
         assert_eq!(last.len(), 1, "{name}");
         assert_eq!(last[0].key, "t/3", "{name}");
     }
@@ -457,13 +480,15 @@ async fn a_fired_batch_writes_the_effects_of_only_the_timers_still_leased_to_the
         let a = store
             .claim_due_timers(100, "a", 50, 10)
             .await
-            .expect("claim a");
+            .expect("claim a")
+            .timers;
         assert_eq!(a.len(), 2, "{name}");
         // b/3 is claimed by another daemon: "a" must not fire it.
         let b = store
             .claim_due_timers(300, "b", 1_000, 10)
             .await
-            .expect("claim b");
+            .expect("claim b")
+            .timers;
         let stolen: Vec<&str> = b.iter().map(|t| t.key.as_str()).collect();
         assert_eq!(
             stolen,
@@ -518,18 +543,9 @@ async fn a_fired_batch_writes_the_effects_of_only_the_timers_still_leased_to_the
             .iter()
             .map(|t| (t.key.as_str(), t.state.as_str()))
             .collect();
-        assert!(
-            states.contains(&("b/2", timer_state::RUNNING)),
-            "{name}: {states:?}"
-        );
-        assert!(
-            states.contains(&("b/1", timer_state::FIRED)),
-            "{name}: {states:?}"
-        );
-        assert!(
-            states.contains(&("b/3", timer_state::FIRED)),
-            "{name}: {states:?}"
-        );
+        assert!(states.contains(&("b/2", "running")), "{name}: {states:?}");
+        assert!(states.contains(&("b/1", "fired")), "{name}: {states:?}");
+        assert!(states.contains(&("b/3", "fired")), "{name}: {states:?}");
         assert!(
             store
                 .fire_timers("b", 330, &[])
@@ -550,7 +566,8 @@ async fn expired_lease_is_reclaimed_and_the_first_owner_can_no_longer_fire() {
         let first = store
             .claim_due_timers(100, "a", 50, 10)
             .await
-            .expect("claim");
+            .expect("claim")
+            .timers;
         assert_eq!(first.len(), 1, "{name}");
         let id = first[0].id;
         assert!(
@@ -558,12 +575,14 @@ async fn expired_lease_is_reclaimed_and_the_first_owner_can_no_longer_fire() {
                 .claim_due_timers(150, "b", 50, 10)
                 .await
                 .expect("claim")
+                .timers
                 .is_empty()
         );
         let second = store
             .claim_due_timers(151, "b", 50, 10)
             .await
-            .expect("reclaim");
+            .expect("reclaim")
+            .timers;
         assert_eq!(second.len(), 1, "{name}: the lease ended at 150");
         assert_eq!((second[0].id, second[0].attempts), (id, 2), "{name}");
         assert_eq!(second[0].lease_owner.as_deref(), Some("b"), "{name}");
@@ -592,7 +611,7 @@ async fn expired_lease_is_reclaimed_and_the_first_owner_can_no_longer_fire() {
                 .expect("fire b")
         );
         let t = &store.timers_with_prefix("t/x").await.expect("timer")[0];
-        assert_eq!(t.state, timer_state::FIRED, "{name}");
+        assert_eq!(t.state, TimerState::Fired, "{name}");
         assert_eq!(
             (t.fired_at, t.lease_owner.as_deref(), t.lease_until),
             (Some(170), None, None)
@@ -628,7 +647,8 @@ async fn fire_timer_applies_notifications_timers_and_round_atomically() {
         let claimed = store
             .claim_due_timers(40, "d", 60_000, 10)
             .await
-            .expect("claim");
+            .expect("claim")
+            .timers;
         let ids: Vec<i64> = claimed.iter().map(|t| t.id).collect();
         assert_eq!(ids.len(), 4, "{name}");
 
@@ -684,7 +704,7 @@ async fn fire_timer_applies_notifications_timers_and_round_atomically() {
         assert!(
             outbox
                 .iter()
-                .all(|o| o.state == "pending" && o.attempts == 0),
+                .all(|o| o.state == OutboxState::Pending && o.attempts == 0),
             "{name}"
         );
         assert_eq!(
@@ -752,11 +772,7 @@ async fn fire_timer_applies_notifications_timers_and_round_atomically() {
             .timers_with_prefix("kickoff:wf:4")
             .await
             .expect("timer")[0];
-        assert_eq!(
-            (t.state.as_str(), t.fired_at),
-            (timer_state::RUNNING, None),
-            "{name}"
-        );
+        assert_eq!((t.state, t.fired_at), (TimerState::Running, None), "{name}");
         assert_eq!(
             store.outbox_after(0, 10).await.expect("outbox").len(),
             2,
@@ -783,16 +799,11 @@ async fn transition_complete_cancels_timers_writes_history_and_activates_waiting
         let claimed = store
             .claim_due_timers(3_000, "d", 60_000, 10)
             .await
-            .expect("claim");
+            .expect("claim")
+            .timers;
         assert_eq!(claimed.len(), 2, "{name}: stage and reminder");
 
-        let mut t = transition(
-            a.id,
-            &[task_state::OPEN],
-            task_state::DONE,
-            4_000,
-            "complete",
-        );
+        let mut t = transition(a.id, &[TaskState::Open], TaskState::Done, 4_000, "complete");
         t.cancel_timers = true;
         t.activate = vec![Activation {
             round_id,
@@ -802,7 +813,7 @@ async fn transition_complete_cancels_timers_writes_history_and_activates_waiting
             timers: vec![timer("x/b/remind", None, 7_000)],
         }];
         let done = store.transition(t).await.expect("complete");
-        assert_eq!(done.state, task_state::DONE, "{name}");
+        assert_eq!(done.state, TaskState::Done, "{name}");
         assert_eq!(
             (done.completed_at, done.updated_at),
             (Some(4_000), 4_000),
@@ -816,12 +827,12 @@ async fn transition_complete_cancels_timers_writes_history_and_activates_waiting
 
         let a_timers = store.timers_with_prefix("x/a/").await.expect("a timers");
         assert!(
-            a_timers.iter().all(|t| t.state == timer_state::CANCELLED),
+            a_timers.iter().all(|t| t.state == TimerState::Cancelled),
             "{name}"
         );
         assert!(a_timers.iter().all(|t| t.lease_owner.is_none()), "{name}");
         let stage = &store.timers_with_prefix("x/stage").await.expect("stage")[0];
-        assert_eq!(stage.state, timer_state::RUNNING, "{name}: not a's timer");
+        assert_eq!(stage.state, TimerState::Running, "{name}: not a's timer");
         let reminder = claimed
             .iter()
             .find(|t| t.key == "x/a/remind")
@@ -848,10 +859,7 @@ async fn transition_complete_cancels_timers_writes_history_and_activates_waiting
         );
 
         let b_now = store.task(b.id).await.expect("b").expect("b");
-        assert_eq!(
-            (b_now.state.as_str(), b_now.due_at),
-            (task_state::OPEN, Some(8_000))
-        );
+        assert_eq!((b_now.state, b_now.due_at), (TaskState::Open, Some(8_000)));
         assert!(
             b_now.provisional,
             "{name}: an activated deadline keeps its provisional mark"
@@ -872,7 +880,7 @@ async fn transition_complete_cancels_timers_writes_history_and_activates_waiting
             (b_timer.round_id, b_timer.task_id),
             (Some(round_id), Some(b.id))
         );
-        assert_eq!(b_timer.state, timer_state::PENDING, "{name}");
+        assert_eq!(b_timer.state, TimerState::Pending, "{name}");
         let entries = store.audit_after(0, 10).await.expect("audit");
         assert_eq!(
             entries.last().expect("entry").entry.action,
@@ -881,7 +889,7 @@ async fn transition_complete_cancels_timers_writes_history_and_activates_waiting
         );
 
         // Reopen: completed_at cleared, new timers belong to the task.
-        let mut t = transition(a.id, &[task_state::DONE], task_state::OPEN, 5_000, "reopen");
+        let mut t = transition(a.id, &[TaskState::Done], TaskState::Open, 5_000, "reopen");
         t.new_timers = vec![timer("x/a/remind2", None, 6_000)];
         let reopened = store.transition(t).await.expect("reopen");
         assert_eq!(
@@ -923,7 +931,7 @@ async fn transition_from_a_wrong_state_fails_and_changes_nothing() {
         let timers_before = store.timers_with_prefix("w/").await.expect("timers");
         let audit_before = audit_count(&store).await;
 
-        let mut t = transition(a.id, &[task_state::DONE], task_state::OPEN, 4_000, "reopen");
+        let mut t = transition(a.id, &[TaskState::Done], TaskState::Open, 4_000, "reopen");
         t.cancel_timers = true;
         t.new_timers = vec![timer("w/a/new", None, 6_000)];
         t.activate = vec![Activation {
@@ -966,7 +974,7 @@ async fn transition_from_a_wrong_state_fails_and_changes_nothing() {
         );
         assert_eq!(audit_count(&store).await, audit_before, "{name}");
 
-        let missing = transition(9_999, &[task_state::OPEN], task_state::DONE, 1, "complete");
+        let missing = transition(9_999, &[TaskState::Open], TaskState::Done, 1, "complete");
         let err = store.transition(missing).await.expect_err("missing task");
         assert!(matches!(err, StoreError::NotFound(_)), "{name}: {err}");
     }
@@ -989,8 +997,8 @@ async fn set_round_status_cancelled_withdraws_open_tasks_and_pending_timers() {
         store
             .transition(transition(
                 a.id,
-                &["open"],
-                task_state::DONE,
+                &[TaskState::Open],
+                TaskState::Done,
                 1_500,
                 "complete",
             ))
@@ -999,19 +1007,24 @@ async fn set_round_status_cancelled_withdraws_open_tasks_and_pending_timers() {
         let claimed = store
             .claim_due_timers(2_000, "d", 60_000, 1)
             .await
-            .expect("claim");
+            .expect("claim")
+            .timers;
         assert_eq!(claimed[0].key, "c/stage", "{name}");
 
         store
-            .set_round_status(round_id, "cancelled", audit("round.cancel", "round", 2_500))
+            .set_round_status(
+                round_id,
+                RoundStatus::Cancelled,
+                audit("round.cancel", "round", 2_500),
+            )
             .await
             .expect("cancel");
         let r = store.round(round_id).await.expect("round").expect("round");
-        assert_eq!(r.status, "cancelled", "{name}");
+        assert_eq!(r.status, RoundStatus::Cancelled, "{name}");
         let a_now = store.task(a.id).await.expect("a").expect("a");
         assert_eq!(
             a_now.state,
-            task_state::DONE,
+            TaskState::Done,
             "{name}: finished work stays done"
         );
         let b_now = store.task(b.id).await.expect("b").expect("b");
@@ -1029,7 +1042,7 @@ async fn set_round_status_cancelled_withdraws_open_tasks_and_pending_timers() {
         assert_eq!(h[0].actor, "tester", "{name}: the audit entry's actor");
         let timers = store.timers_with_prefix("c/").await.expect("timers");
         assert!(
-            timers.iter().all(|t| t.state == timer_state::CANCELLED),
+            timers.iter().all(|t| t.state == TimerState::Cancelled),
             "{name}"
         );
         assert_eq!(
@@ -1047,12 +1060,16 @@ async fn set_round_status_cancelled_withdraws_open_tasks_and_pending_timers() {
 
         let other = round_ab(&store, "f").await;
         store
-            .set_round_status(other, "finished", audit("round.finish", "round", 3_000))
+            .set_round_status(
+                other,
+                RoundStatus::Finished,
+                audit("round.finish", "round", 3_000),
+            )
             .await
             .expect("finish");
         assert_eq!(
             store.round(other).await.expect("r").expect("r").status,
-            "finished"
+            RoundStatus::Finished
         );
         assert_eq!(
             store
@@ -1063,7 +1080,11 @@ async fn set_round_status_cancelled_withdraws_open_tasks_and_pending_timers() {
             3
         );
         let err = store
-            .set_round_status(9_999, "finished", audit("round.finish", "round", 3_000))
+            .set_round_status(
+                9_999,
+                RoundStatus::Finished,
+                audit("round.finish", "round", 3_000),
+            )
             .await
             .expect_err("missing round");
         assert!(matches!(err, StoreError::NotFound(_)), "{name}: {err}");
@@ -1080,7 +1101,8 @@ async fn release_timer_makes_it_claimable_again_at_once() {
         let id = store
             .claim_due_timers(100, "a", 60_000, 10)
             .await
-            .expect("claim")[0]
+            .expect("claim")
+            .timers[0]
             .id;
         store
             .release_timer(id, "b")
@@ -1091,6 +1113,7 @@ async fn release_timer_makes_it_claimable_again_at_once() {
                 .claim_due_timers(100, "c", 60_000, 10)
                 .await
                 .expect("claim")
+                .timers
                 .is_empty()
         );
         store
@@ -1106,7 +1129,8 @@ async fn release_timer_makes_it_claimable_again_at_once() {
         let again = store
             .claim_due_timers(100, "c", 60_000, 10)
             .await
-            .expect("claim");
+            .expect("claim")
+            .timers;
         assert_eq!(again.len(), 1, "{name}");
         assert_eq!(
             (again[0].attempts, again[0].lease_owner.as_deref()),
@@ -1131,7 +1155,8 @@ async fn next_due_at_reflects_pending_timers_and_leases() {
         let first = store
             .claim_due_timers(300, "a", 1_000, 10)
             .await
-            .expect("claim");
+            .expect("claim")
+            .timers;
         assert_eq!(
             store.next_due_at().await.expect("next"),
             Some(500),
@@ -1140,7 +1165,8 @@ async fn next_due_at_reflects_pending_timers_and_leases() {
         let second = store
             .claim_due_timers(500, "a", 10, 10)
             .await
-            .expect("claim");
+            .expect("claim")
+            .timers;
         assert_eq!(
             store.next_due_at().await.expect("next"),
             Some(510),
@@ -1246,7 +1272,10 @@ async fn concurrent_claimers_fire_every_timer_exactly_once() {
                 let owner = format!("daemon-{w}");
                 let mut fired = Vec::new();
                 loop {
-                    let batch = store.claim_due_timers(now, &owner, 60_000, 20).await?;
+                    let batch = store
+                        .claim_due_timers(now, &owner, 60_000, 20)
+                        .await?
+                        .timers;
                     if batch.is_empty() {
                         return Ok::<_, StoreError>(fired);
                     }
@@ -1275,7 +1304,7 @@ async fn concurrent_claimers_fire_every_timer_exactly_once() {
         let rows = store.timers_with_prefix("c/").await.expect("timers");
         assert!(
             rows.iter()
-                .all(|t| t.state == timer_state::FIRED && t.attempts == 1),
+                .all(|t| t.state == TimerState::Fired && t.attempts == 1),
             "{name}"
         );
         let outbox = store.outbox_after(0, 10_000).await.expect("outbox");
@@ -1335,7 +1364,8 @@ async fn sqlite_memory_store_works() {
     let claimed = store
         .claim_due_timers(10_000, "a", 1_000, 10)
         .await
-        .expect("claim");
+        .expect("claim")
+        .timers;
     assert_eq!(claimed.len(), 3);
     assert!(
         store
@@ -1367,7 +1397,11 @@ fn claim(now: Millis, owner: &str) -> yanzhen::store::OutboxClaim {
 /// Enqueue notifications through a fired timer, as the engine does.
 async fn enqueue(store: &Arc<dyn Store>, key: &str, notifications: Vec<NewNotification>) {
     store.add_timers(vec![timer(key, None, 1)]).await.unwrap();
-    let claimed = store.claim_due_timers(10, "d", 1000, 10).await.unwrap();
+    let claimed = store
+        .claim_due_timers(10, "d", 1000, 10)
+        .await
+        .unwrap()
+        .timers;
     let effects = yanzhen::store::FireEffects {
         notifications,
         ..Default::default()
@@ -1385,7 +1419,7 @@ async fn outbox_rows_are_claimed_once_retried_after_their_backoff_and_dead_lette
     use yanzhen::store::Delivery;
     for (name, store, _g) in common::stores::stores().await {
         let (mut a, mut b) = (notification("n1", "一"), notification("n2", "二"));
-        b.kind = "kickoff".into(); // not merged with the reminder
+        b.kind = MessageKind::Kickoff; // not merged with the reminder
         a.address = "office-a".into();
         enqueue(&store, "t/outbox", vec![a, b]).await;
 
@@ -1393,7 +1427,8 @@ async fn outbox_rows_are_claimed_once_retried_after_their_backoff_and_dead_lette
         assert_eq!(claimed.messages.len(), 2, "{name}");
         let rows: Vec<_> = claimed.messages.into_iter().flatten().collect();
         assert!(
-            rows.iter().all(|r| r.state == "sending" && r.attempts == 0),
+            rows.iter()
+                .all(|r| r.state == OutboxState::Sending && r.attempts == 0),
             "{name}: a claim is not an attempt"
         );
         assert!(
@@ -1536,8 +1571,8 @@ async fn one_rate_budget_is_shared_by_every_claimer_and_refunds_come_back() {
         let notes = (0..10)
             .map(|i| {
                 let mut n = notification(&format!("k{i}"), "提醒");
-                n.kind = "kickoff".into();
-                n.channel = "email".into();
+                n.kind = MessageKind::Kickoff;
+                n.channel = OutboxChannel::Email;
                 n.address = format!("b{i}@example.gov.cn");
                 n
             })
@@ -1589,4 +1624,155 @@ async fn a_second_name_for_a_locked_sqlite_file_is_refused() {
     yanzhen::store::SqliteStore::open(&format!("sqlite://{}", link.display()))
         .await
         .expect("free once the first store is gone");
+}
+
+// ---------- stored data that does not parse ----------
+
+/// The `Corrupt` inside an error, or a panic saying what came instead.
+fn corrupt(e: StoreError) -> yanzhen::store::Corrupt {
+    match e {
+        StoreError::Corrupt(c) => c,
+        other => panic!("expected a corrupt row, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_row_that_does_not_parse_fails_the_read_naming_table_row_column_and_value() {
+    for (name, store, g) in common::stores::stores().await {
+        let round_id = round_ab(&store, "c").await;
+        let a = store.task_by_key(round_id, "a@u1").await.unwrap().unwrap();
+        common::stores::write_raw(&g, "tasks", "state", a.id, "'opne'").await;
+        let e = corrupt(store.task(a.id).await.expect_err("a state that is none"));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "row {} of table `tasks` has state `opne`, which is not a task state",
+                a.id
+            ),
+            "{name}"
+        );
+        let e = corrupt(store.tasks(round_id).await.expect_err("the round's tasks"));
+        assert_eq!(
+            (e.table, e.column, e.value.as_str()),
+            ("tasks", "state", "opne"),
+            "{name}"
+        );
+
+        let b = store.task_by_key(round_id, "b@u1").await.unwrap().unwrap();
+        common::stores::write_raw(&g, "tasks", "due_at", b.id, &i64::MAX.to_string()).await;
+        let e = corrupt(store.task(b.id).await.expect_err("an instant out of range"));
+        assert_eq!(
+            (e.table, e.id.clone(), e.column, e.value.clone()),
+            ("tasks", b.id.to_string(), "due_at", i64::MAX.to_string()),
+            "{name}: not 1970"
+        );
+
+        let stage = store.timers_with_prefix("c/stage").await.unwrap()[0].id;
+        common::stores::write_raw(&g, "timers", "kind", stage, "'stage_opne'").await;
+        let e = corrupt(
+            store
+                .timers_with_prefix("c/")
+                .await
+                .expect_err("a kind that is none"),
+        );
+        assert_eq!(
+            (e.table, e.id.clone(), e.column, e.value.as_str()),
+            ("timers", stage.to_string(), "kind", "stage_opne"),
+            "{name}"
+        );
+
+        common::stores::write_raw(&g, "rounds", "params_json", round_id, "'{\"year\": 2026'").await;
+        let e = corrupt(
+            store
+                .round(round_id)
+                .await
+                .expect_err("params that do not parse"),
+        );
+        assert_eq!((e.table, e.column), ("rounds", "params_json"), "{name}");
+        assert!(e.problem.starts_with("does not parse"), "{name}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_claimed_timer_that_does_not_parse_is_returned_apart_and_the_claim_goes_on() {
+    for (name, store, g) in common::stores::stores().await {
+        store
+            .add_timers(vec![timer("p/good", None, 10), timer("p/bad", None, 20)])
+            .await
+            .unwrap();
+        let bad = store.timers_with_prefix("p/bad").await.unwrap()[0].id;
+        common::stores::write_raw(
+            &g,
+            "timers",
+            "payload_json",
+            bad,
+            "'{\"provisional\": \"yes\"}'",
+        )
+        .await;
+        let claimed = store.claim_due_timers(100, "d", 60_000, 10).await.unwrap();
+        let keys: Vec<&str> = claimed.timers.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, ["p/good"], "{name}");
+        assert_eq!(claimed.corrupt.len(), 1, "{name}");
+        let c = &claimed.corrupt[0];
+        assert_eq!((c.id, c.key.as_str()), (bad, "p/bad"), "{name}");
+        assert_eq!(
+            (c.error.table, c.error.column, c.error.value.as_str()),
+            ("timers", "payload_json", "{\"provisional\": \"yes\"}"),
+            "{name}"
+        );
+        // Still claimed by us: the caller fires it (with an error entry).
+        let fired = store
+            .fire_timers("d", 100, &[(bad, FireEffects::default())])
+            .await
+            .unwrap();
+        assert_eq!(fired, [true], "{name}");
+        assert!(
+            store
+                .claim_due_timers(200_000, "e", 60_000, 10)
+                .await
+                .unwrap()
+                .corrupt
+                .is_empty(),
+            "{name}: fired, it does not come back"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_claimed_outbox_row_that_does_not_parse_leaves_the_queue_as_dead_with_the_reason() {
+    for (name, store, g) in common::stores::stores().await {
+        let (mut a, b) = (notification("q1", "一"), notification("q2", "二"));
+        a.address = "office-a".into();
+        enqueue(&store, "t/q", vec![a, b]).await;
+        let ids: Vec<i64> = store
+            .outbox_after(0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        common::stores::write_raw(&g, "outbox", "channel", ids[0], "'emial'").await;
+        let claimed = store.claim_outbox(&claim(10, "s1")).await.unwrap();
+        let sent: Vec<i64> = claimed.messages.iter().flatten().map(|r| r.id).collect();
+        assert_eq!(sent, [ids[1]], "{name}: the other row goes out");
+        assert_eq!(claimed.corrupt.len(), 1, "{name}");
+        assert_eq!(
+            claimed.corrupt[0].to_string(),
+            format!(
+                "row {} of table `outbox` has channel `emial`, which is not an outbox channel",
+                ids[0]
+            ),
+            "{name}"
+        );
+        assert!(
+            store
+                .claim_outbox(&claim(100_000, "s2"))
+                .await
+                .unwrap()
+                .corrupt
+                .is_empty(),
+            "{name}: dead, it is not claimed again"
+        );
+        assert_eq!(store.counts(10).await.unwrap().outbox_dead, 1, "{name}");
+    }
 }

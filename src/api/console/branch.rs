@@ -7,8 +7,9 @@ use super::labels::{state_zh, time_left};
 use super::ui::{Early, Ui};
 use crate::access::{Grant, LinkError};
 use crate::api::{AppState, State};
+use crate::core::state::{AssigneeKind, RoundStatus, TaskState};
 use crate::engine::EngineError;
-use crate::store::{StoreError, TaskRow, task_state};
+use crate::store::{StoreError, TaskRow};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State as Shared};
 use axum::http::{StatusCode, header};
@@ -119,20 +120,20 @@ pub(super) async fn branch_page(
     };
     let now = ui.now();
     let mut rows: Vec<(i64, serde_json::Value)> = Vec::new();
-    for round in rounds.iter().filter(|r| r.status == "running") {
+    for round in rounds.iter().filter(|r| r.status == RoundStatus::Running) {
         let tasks = match store.tasks(round.id).await {
             Ok(t) => t,
             Err(e) => return ui.store_fail(e),
         };
         let workflow = ui.round_title(round);
         for t in tasks.iter().filter(|t| {
-            t.assignee_kind == "unit"
+            t.assignee_kind == AssigneeKind::Unit
                 && t.assignee_id == unit
-                && (t.state == task_state::OPEN || t.state == task_state::WAITING)
+                && (t.state == TaskState::Open || t.state == TaskState::Waiting)
         }) {
             let left = t.due_at.and_then(|d| time_left(d, now, ui.tz()));
             let action =
-                (t.state == task_state::OPEN).then(|| state.links.task_link(&unit, t.id, exp));
+                (t.state == TaskState::Open).then(|| state.links.task_link(&unit, t.id, exp));
             rows.push((
                 t.due_at.unwrap_or(i64::MAX),
                 json!({
@@ -219,7 +220,7 @@ async fn linked_task(
         }
         Err(e) => return Err(Box::new(ui.store_fail(e))),
     };
-    if task.assignee_kind != "unit" || task.assignee_id != unit {
+    if task.assignee_kind != AssigneeKind::Unit || task.assignee_id != unit {
         return Err(refuse(LinkError::BadSignature));
     }
     let name = ui
@@ -256,7 +257,7 @@ pub(super) async fn branch_task(
             "branch": true, "unit": name,
             "workflow": round.as_ref().map(|r| ui.round_title(r)).unwrap_or_default(),
             "start": round.as_ref().map(|r| r.start_date.clone()).unwrap_or_default(),
-            "task": {"title": task.title, "state": task.state, "state_zh": state_zh(&task.state),
+            "task": {"title": task.title, "state": task.state, "state_zh": state_zh(task.state),
                      "due": ui.due(&task), "overdue": ui.overdue_text(&task)},
             "action": format!("/b/{unit}/t/{}?{}", task.id, q.query()),
         }),
@@ -288,13 +289,13 @@ pub(super) async fn branch_task_done(
             }),
         ),
         Err(EngineError::Store(StoreError::WrongState { state: s, .. })) => {
-            let text = if s == task_state::DONE {
+            let text = if s == TaskState::Done {
                 format!("「{}」已经标记完成，无需再次提交。", task.title)
             } else {
                 format!(
                     "「{}」当前为「{}」，不能标记完成。",
                     task.title,
-                    state_zh(&s)
+                    state_zh(s)
                 )
             };
             branch_message(&ui, StatusCode::CONFLICT, "无需操作", &text)

@@ -3,9 +3,10 @@
 //! `templates/console/round.html` draws the SVG from it.
 
 use crate::core::calendar::Calendar;
+use crate::core::state::TaskState;
 use crate::core::timefmt::{provisional_mark, zh_date, zh_datetime};
 use crate::engine::{StageProgress, from_ms, local_date};
-use crate::store::{TaskRow, task_state};
+use crate::store::TaskRow;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -110,7 +111,7 @@ pub(super) fn gantt(
 ) -> Option<Gantt> {
     let live: Vec<&TaskRow> = tasks
         .iter()
-        .filter(|t| t.state != task_state::CANCELLED)
+        .filter(|t| t.state != TaskState::Cancelled)
         .collect();
     let instants: Vec<DateTime<Utc>> = stages
         .iter()
@@ -222,15 +223,15 @@ pub(super) fn gantt(
                     let dx = x(from_ms(due));
                     let late = ts
                         .iter()
-                        .any(|t| t.state == task_state::OPEN && due < now_ms);
+                        .any(|t| t.state == TaskState::Open && due < now_ms);
                     let all_done = ts
                         .iter()
-                        .all(|t| t.state == task_state::DONE || t.state == task_state::WAIVED);
+                        .all(|t| t.state == TaskState::Done || t.state == TaskState::Waived);
                     let mut titles: Vec<&str> = ts.iter().map(|t| t.title.as_str()).collect();
                     titles.dedup();
                     let done = ts
                         .iter()
-                        .filter(|t| t.state == task_state::DONE || t.state == task_state::WAIVED)
+                        .filter(|t| t.state == TaskState::Done || t.state == TaskState::Waived)
                         .count();
                     let provisional = ts.iter().any(|t| t.provisional);
                     Diamond {
@@ -310,6 +311,7 @@ pub(super) fn gantt(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::state::{AssigneeKind, TaskState};
     use chrono_tz::Asia::Shanghai;
 
     /// A Beijing wall-clock time in July 2019 (the 1st is a Monday).
@@ -339,7 +341,7 @@ mod tests {
         }
     }
 
-    fn task(id: i64, stage: &str, due: DateTime<Utc>, state: &str) -> TaskRow {
+    fn task(id: i64, stage: &str, due: DateTime<Utc>, state: TaskState) -> TaskRow {
         TaskRow {
             id,
             round_id: 1,
@@ -347,11 +349,11 @@ mod tests {
             task: format!("t{id}"),
             stage: stage.into(),
             title: format!("任务{id}"),
-            assignee_kind: "unit".into(),
+            assignee_kind: AssigneeKind::Unit,
             assignee_id: "a".into(),
             assignee_name: "甲社区".into(),
             due_at: Some(due.timestamp_millis()),
-            state: state.into(),
+            state,
             completed_at: None,
             updated_at: 0,
             provisional: false,
@@ -411,7 +413,7 @@ mod tests {
     fn a_stage_without_a_window_has_a_row_but_no_bar() {
         let mut stages = week();
         stages.push(stage("review", None, None));
-        let tasks = [task(1, "review", bj(5, 18), task_state::OPEN)];
+        let tasks = [task(1, "review", bj(5, 18), TaskState::Open)];
         let g = gantt(&stages, &tasks, bj(3, 9), Shanghai, &calendar(&[2019])).expect("chart");
         assert_eq!(g.rows.len(), 2);
         assert!(g.rows[1].bar.is_none());
@@ -423,12 +425,12 @@ mod tests {
     fn deadlines_are_one_diamond_each_classed_late_done_or_pending_and_cancelled_tasks_are_left_out()
      {
         let tasks = [
-            task(1, "nomination", bj(2, 18), task_state::DONE),
-            task(2, "nomination", bj(2, 18), task_state::WAIVED),
-            task(3, "nomination", bj(3, 18), task_state::OPEN),
-            task(4, "nomination", bj(3, 18), task_state::DONE),
-            task(5, "nomination", bj(5, 18), task_state::OPEN),
-            task(6, "nomination", bj(6, 18), task_state::CANCELLED),
+            task(1, "nomination", bj(2, 18), TaskState::Done),
+            task(2, "nomination", bj(2, 18), TaskState::Waived),
+            task(3, "nomination", bj(3, 18), TaskState::Open),
+            task(4, "nomination", bj(3, 18), TaskState::Done),
+            task(5, "nomination", bj(5, 18), TaskState::Open),
+            task(6, "nomination", bj(6, 18), TaskState::Cancelled),
         ];
         let now = bj(4, 9);
         let g = gantt(&week(), &tasks, now, Shanghai, &calendar(&[2019])).expect("chart");

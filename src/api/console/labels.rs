@@ -2,21 +2,14 @@
 //! reading and the time zone are passed in), so each wording is tested without a server.
 
 use crate::core::directory::UnitKind;
+use crate::core::state::{AssigneeKind, RoundStatus, TaskState, TimerKind};
 use crate::engine::{days_between, from_ms};
-use crate::store::task_state;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 /// A task state as the console shows it.
-pub(super) fn state_zh(state: &str) -> &'static str {
-    match state {
-        task_state::OPEN => "待办",
-        task_state::WAITING => "等待前序",
-        task_state::DONE => "已完成",
-        task_state::WAIVED => "已免除",
-        task_state::CANCELLED => "已取消",
-        _ => "未知",
-    }
+pub(super) fn state_zh(state: TaskState) -> &'static str {
+    state.zh()
 }
 
 /// A task action (`complete`, `waive`, `reopen`) as a verb: "不能{action}".
@@ -30,37 +23,22 @@ pub(super) fn action_zh(action: &str) -> &'static str {
 }
 
 /// A round status as the console shows it.
-pub(super) fn round_status_zh(status: &str) -> &'static str {
-    match status {
-        "running" => "进行中",
-        "finished" => "已结束",
-        "cancelled" => "已取消",
-        _ => "未知",
-    }
+pub(super) fn round_status_zh(status: RoundStatus) -> &'static str {
+    status.zh()
 }
 
 /// A timer kind as the round page's "next" list shows it.
-pub(super) fn timer_kind_zh(kind: &str) -> &'static str {
-    match kind {
-        "stage_open" => "阶段开始",
-        "stage_close" => "阶段结束",
-        "reminder" => "提醒",
-        "deadline" => "截止",
-        "overdue" => "逾期催办",
-        "escalation" => "逐级上报",
-        "kickoff" => "启动轮次",
-        crate::engine::provisional::NOTICE_KIND => "节假日文件提醒",
-        _ => "定时",
-    }
+pub(super) fn timer_kind_zh(kind: TimerKind) -> &'static str {
+    kind.zh()
 }
 
 /// Whose tasks a group of the overdue board holds: an assignee kind (`unit` or `role`)
 /// and, for a unit, its kind in the directory (None when it is no longer listed).
-pub(super) fn assignee_kind_zh(kind: &str, unit: Option<UnitKind>) -> &'static str {
+pub(super) fn assignee_kind_zh(kind: AssigneeKind, unit: Option<UnitKind>) -> &'static str {
     match unit {
         Some(UnitKind::Branch) => "村/社区党组织",
         Some(UnitKind::Department) => "审查部门",
-        None if kind == "unit" => "单位",
+        None if kind == AssigneeKind::Unit => "单位",
         None => "街道角色",
     }
 }
@@ -82,8 +60,13 @@ pub(super) fn pct(done: usize, total: usize) -> u64 {
 
 /// "逾期 3 天" (calendar days in `tz`) for an open task whose deadline `due` (epoch ms) is
 /// before `now`, "今日已逾期" when that was earlier today, else None.
-pub(super) fn overdue_text(state: &str, due: i64, now: DateTime<Utc>, tz: Tz) -> Option<String> {
-    if state != task_state::OPEN || due >= now.timestamp_millis() {
+pub(super) fn overdue_text(
+    state: TaskState,
+    due: i64,
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> Option<String> {
+    if state != TaskState::Open || due >= now.timestamp_millis() {
         return None;
     }
     let days = -days_between(now, from_ms(due), tz);
@@ -126,17 +109,16 @@ mod tests {
     }
 
     #[test]
-    fn every_task_state_has_its_own_label_and_an_unknown_one_says_so() {
+    fn every_task_state_has_its_own_label() {
         let states = [
-            task_state::OPEN,
-            task_state::WAITING,
-            task_state::DONE,
-            task_state::WAIVED,
-            task_state::CANCELLED,
+            TaskState::Open,
+            TaskState::Waiting,
+            TaskState::Done,
+            TaskState::Waived,
+            TaskState::Cancelled,
         ];
-        let labels: Vec<&str> = states.iter().map(|s| state_zh(s)).collect();
+        let labels: Vec<&str> = states.iter().map(|s| state_zh(*s)).collect();
         assert_eq!(labels, ["待办", "等待前序", "已完成", "已免除", "已取消"]);
-        assert_eq!(state_zh("sleeping"), "未知");
     }
 
     #[test]
@@ -145,30 +127,25 @@ mod tests {
         assert_eq!(action_zh("waive"), "免除");
         assert_eq!(action_zh("reopen"), "重新打开");
         assert_eq!(action_zh("delete"), "执行此操作");
-        assert_eq!(round_status_zh("running"), "进行中");
-        assert_eq!(round_status_zh("finished"), "已结束");
-        assert_eq!(round_status_zh("cancelled"), "已取消");
-        assert_eq!(round_status_zh("paused"), "未知");
-        assert_eq!(timer_kind_zh("escalation"), "逐级上报");
-        assert_eq!(
-            timer_kind_zh(crate::engine::provisional::NOTICE_KIND),
-            "节假日文件提醒"
-        );
-        assert_eq!(timer_kind_zh("something_new"), "定时");
+        assert_eq!(round_status_zh(RoundStatus::Running), "进行中");
+        assert_eq!(round_status_zh(RoundStatus::Finished), "已结束");
+        assert_eq!(round_status_zh(RoundStatus::Cancelled), "已取消");
+        assert_eq!(timer_kind_zh(TimerKind::Escalation), "逐级上报");
+        assert_eq!(timer_kind_zh(TimerKind::CalendarNotice), "节假日文件提醒");
     }
 
     #[test]
     fn an_overdue_group_names_branches_departments_and_roles() {
         assert_eq!(
-            assignee_kind_zh("unit", Some(UnitKind::Branch)),
+            assignee_kind_zh(AssigneeKind::Unit, Some(UnitKind::Branch)),
             "村/社区党组织"
         );
         assert_eq!(
-            assignee_kind_zh("unit", Some(UnitKind::Department)),
+            assignee_kind_zh(AssigneeKind::Unit, Some(UnitKind::Department)),
             "审查部门"
         );
-        assert_eq!(assignee_kind_zh("unit", None), "单位");
-        assert_eq!(assignee_kind_zh("role", None), "街道角色");
+        assert_eq!(assignee_kind_zh(AssigneeKind::Unit, None), "单位");
+        assert_eq!(assignee_kind_zh(AssigneeKind::Role, None), "街道角色");
     }
 
     #[test]
@@ -193,19 +170,19 @@ mod tests {
         let due = ms(bj(10, 18, 0));
         // 02:00 Beijing on the 13th is still the 12th in UTC: three days in Beijing.
         assert_eq!(
-            overdue_text(task_state::OPEN, due, bj(13, 2, 0), Shanghai).as_deref(),
+            overdue_text(TaskState::Open, due, bj(13, 2, 0), Shanghai).as_deref(),
             Some("逾期 3 天")
         );
         assert_eq!(
-            overdue_text(task_state::OPEN, due, bj(10, 18, 1), Shanghai).as_deref(),
+            overdue_text(TaskState::Open, due, bj(10, 18, 1), Shanghai).as_deref(),
             Some("今日已逾期")
         );
         assert_eq!(
-            overdue_text(task_state::OPEN, due, bj(10, 18, 0), Shanghai),
+            overdue_text(TaskState::Open, due, bj(10, 18, 0), Shanghai),
             None,
             "due exactly now is not yet overdue"
         );
-        for settled in [task_state::DONE, task_state::WAIVED, task_state::WAITING] {
+        for settled in [TaskState::Done, TaskState::Waived, TaskState::Waiting] {
             assert_eq!(overdue_text(settled, due, bj(20, 9, 0), Shanghai), None);
         }
     }

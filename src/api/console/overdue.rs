@@ -5,9 +5,10 @@ use super::auth::ConsoleUser;
 use super::labels::assignee_kind_zh;
 use super::ui::{LINK_DAYS, Ui};
 use crate::api::State;
+use crate::core::state::{AssigneeKind, RoundStatus, TaskState, TimerState};
 use crate::core::timefmt::provisional_mark;
 use crate::engine::from_ms;
-use crate::store::{TimerRow, task_state, timer_state};
+use crate::store::TimerRow;
 use axum::extract::State as Shared;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -28,7 +29,7 @@ pub(super) async fn overdue_page(
     // (kind, id) -> (name, items with their due instant for sorting)
     let mut groups: Groups<serde_json::Value> = BTreeMap::new();
     let mut total = 0usize;
-    for round in rounds.iter().filter(|r| r.status == "running") {
+    for round in rounds.iter().filter(|r| r.status == RoundStatus::Running) {
         let tasks = match store.tasks(round.id).await {
             Ok(t) => t,
             Err(e) => return ui.store_fail(e),
@@ -36,7 +37,7 @@ pub(super) async fn overdue_page(
         let title = ui.round_title(round);
         for t in tasks {
             let Some(due) = t.due_at else { continue };
-            if t.state != task_state::OPEN || due >= now_ms {
+            if t.state != TaskState::Open || due >= now_ms {
                 continue;
             }
             let timers = match store
@@ -58,7 +59,7 @@ pub(super) async fn overdue_page(
                 "fired": ladder.fired, "steps": ladder.steps, "reached": ladder.reached, "next": next,
             });
             groups
-                .entry((t.assignee_kind.clone(), t.assignee_id.clone()))
+                .entry((t.assignee_kind, t.assignee_id.clone()))
                 .or_insert_with(|| (t.assignee_name.clone(), Vec::new()))
                 .1
                 .push((due, item));
@@ -68,11 +69,11 @@ pub(super) async fn overdue_page(
     let groups: Vec<serde_json::Value> = ordered(groups)
         .into_iter()
         .map(|(kind, id, name, items)| {
-            let unit = (kind == "unit")
+            let unit = (kind == AssigneeKind::Unit)
                 .then(|| ui.catalog.directory.unit(&id))
                 .flatten();
             json!({
-                "id": id, "name": name, "kind": assignee_kind_zh(&kind, unit.map(|u| u.kind)),
+                "id": id, "name": name, "kind": assignee_kind_zh(kind, unit.map(|u| u.kind)),
                 "page": unit.map(|_| ui.absolute(&ui.state.links.unit_link(&id, link_expires))),
                 "items": items,
             })
@@ -89,11 +90,11 @@ pub(super) async fn overdue_page(
 }
 
 /// Overdue tasks by assignee `(kind, id)`: its name and `(deadline, item)` pairs.
-type Groups<T> = BTreeMap<(String, String), (String, Vec<(i64, T)>)>;
+type Groups<T> = BTreeMap<(AssigneeKind, String), (String, Vec<(i64, T)>)>;
 
 /// The board's order: the assignees with the most overdue tasks first (then by name), and
 /// each one's tasks by deadline. Gives `(kind, id, name, items)`.
-fn ordered<T>(groups: Groups<T>) -> Vec<(String, String, String, Vec<T>)> {
+fn ordered<T>(groups: Groups<T>) -> Vec<(AssigneeKind, String, String, Vec<T>)> {
     let mut groups: Vec<_> = groups
         .into_iter()
         .map(|((kind, id), (name, mut items))| {
@@ -124,53 +125,52 @@ impl Ladder {
     fn of(timers: &[TimerRow]) -> Ladder {
         let rungs: Vec<_> = timers
             .iter()
-            .filter(|x| x.state != timer_state::CANCELLED)
+            .filter(|x| x.state != TimerState::Cancelled)
             .collect();
         let fired: Vec<_> = rungs
             .iter()
-            .filter(|x| x.state == timer_state::FIRED)
+            .filter(|x| x.state == TimerState::Fired)
             .collect();
         Ladder {
             steps: rungs.len(),
             fired: fired.len(),
-            reached: fired.last().and_then(|x| recipient_name(&x.payload_json)),
+            reached: fired.last().and_then(|x| recipient_name(x)),
             next: rungs
                 .iter()
-                .find(|x| x.state == timer_state::PENDING)
-                .map(|x| {
-                    (
-                        recipient_name(&x.payload_json).unwrap_or_default(),
-                        x.due_at,
-                    )
-                }),
+                .find(|x| x.state == TimerState::Pending)
+                .map(|x| (recipient_name(x).unwrap_or_default(), x.due_at)),
         }
     }
 }
 
-fn recipient_name(payload: &str) -> Option<String> {
-    serde_json::from_str::<serde_json::Value>(payload)
-        .ok()?
-        .get("recipient")?
-        .get("name")?
-        .as_str()
-        .map(str::to_string)
+fn recipient_name(t: &TimerRow) -> Option<String> {
+    t.payload.recipient.as_ref().map(|p| p.name.clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::directory::Party;
+    use crate::core::state::TimerKind;
+    use crate::store::TimerPayload;
 
-    fn rung(due_at: i64, state: &str, name: &str) -> TimerRow {
+    fn rung(due_at: i64, state: TimerState, name: &str) -> TimerRow {
         TimerRow {
             id: due_at,
             key: format!("m1/t@a/escalation/{due_at}"),
             round_id: Some(1),
             task_id: Some(1),
-            kind: "escalation".into(),
+            kind: TimerKind::Escalation,
             due_at,
-            payload_json: json!({"recipient": {"kind": "role", "id": name, "name": name}})
-                .to_string(),
-            state: state.into(),
+            payload: TimerPayload {
+                recipient: Some(Party {
+                    kind: AssigneeKind::Role,
+                    id: name.into(),
+                    name: name.into(),
+                }),
+                ..Default::default()
+            },
+            state,
             attempts: 0,
             lease_owner: None,
             lease_until: None,
@@ -181,11 +181,11 @@ mod tests {
     #[test]
     fn the_ladder_counts_fired_rungs_names_the_last_reached_and_the_next_pending() {
         let timers = [
-            rung(1, timer_state::FIRED, "书记"),
-            rung(2, timer_state::CANCELLED, "旧角色"),
-            rung(3, timer_state::FIRED, "组织委员"),
-            rung(4, timer_state::PENDING, "街道党工委"),
-            rung(5, timer_state::PENDING, "区委组织部"),
+            rung(1, TimerState::Fired, "书记"),
+            rung(2, TimerState::Cancelled, "旧角色"),
+            rung(3, TimerState::Fired, "组织委员"),
+            rung(4, TimerState::Pending, "街道党工委"),
+            rung(5, TimerState::Pending, "区委组织部"),
         ];
         assert_eq!(
             Ladder::of(&timers),
@@ -209,15 +209,15 @@ mod tests {
                 next: None
             }
         );
-        let mut nameless = rung(7, timer_state::PENDING, "x");
-        nameless.payload_json = "{}".into();
+        let mut nameless = rung(7, TimerState::Pending, "x");
+        nameless.payload = TimerPayload::default();
         assert_eq!(Ladder::of(&[nameless]).next, Some((String::new(), 7)));
     }
 
     #[test]
     fn the_board_puts_the_assignee_with_most_overdue_first_then_by_name_and_tasks_by_deadline() {
         let mut groups: Groups<&str> = BTreeMap::new();
-        let key = |id: &str| ("unit".to_string(), id.to_string());
+        let key = |id: &str| (AssigneeKind::Unit, id.to_string());
         groups.insert(key("b"), ("乙社区".into(), vec![(5, "b-late")]));
         groups.insert(
             key("a"),

@@ -6,8 +6,9 @@ use super::gantt::gantt;
 use super::labels::{pct, round_status_zh, state_zh, timer_kind_zh};
 use super::ui::Ui;
 use crate::api::State;
+use crate::core::state::{TaskState, TimerState};
 use crate::core::timefmt::provisional_mark;
-use crate::store::{task_state, timer_state};
+use crate::store::TimerPayload;
 use axum::extract::{Path, State as Shared};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -46,8 +47,8 @@ pub(super) async fn rounds_page(
             m.insert("tag".into(), r.tag.clone().into());
             m.insert("workflow_id".into(), r.workflow_id.clone().into());
             m.insert("start_date".into(), r.start_date.clone().into());
-            m.insert("status".into(), r.status.clone().into());
-            m.insert("status_zh".into(), round_status_zh(&r.status).into());
+            m.insert("status".into(), r.status.as_str().into());
+            m.insert("status_zh".into(), round_status_zh(r.status).into());
         }
         out.push(row);
     }
@@ -57,9 +58,9 @@ pub(super) async fn rounds_page(
     };
     let kickoffs: Vec<serde_json::Value> = kickoffs
         .into_iter()
-        .filter(|t| t.state == timer_state::PENDING)
+        .filter(|t| t.state == TimerState::Pending)
         .map(|t| {
-            let (workflow, blocked) = pending_kickoff(&t.key, &t.payload_json);
+            let (workflow, blocked) = pending_kickoff(&t.key, &t.payload);
             let title = ui
                 .catalog
                 .workflows
@@ -138,7 +139,7 @@ pub(super) async fn round_page(
             json!({
                 "id": t.id, "key": t.key, "title": t.title,
                 "stage": stage_title.get(t.stage.as_str()).copied().unwrap_or(t.stage.as_str()),
-                "assignee": t.assignee_name, "state": t.state, "state_zh": state_zh(&t.state),
+                "assignee": t.assignee_name, "state": t.state, "state_zh": state_zh(t.state),
                 "due": ui.due(t), "overdue": ui.overdue_text(t),
             })
         })
@@ -146,11 +147,11 @@ pub(super) async fn round_page(
     let next: Vec<serde_json::Value> = status
         .next
         .iter()
-        .map(|t| json!({"at": format!("{}{}", ui.at(t.due_at), provisional_mark(crate::engine::timer_is_provisional(t))), "kind": timer_kind_zh(&t.kind), "key": t.key.split_once('/').map(|(_, k)| k).unwrap_or(&t.key)}))
+        .map(|t| json!({"at": format!("{}{}", ui.at(t.due_at), provisional_mark(crate::engine::timer_is_provisional(t))), "kind": timer_kind_zh(t.kind), "key": t.key.split_once('/').map(|(_, k)| k).unwrap_or(&t.key)}))
         .collect();
     let done = tasks
         .iter()
-        .filter(|t| t.state == task_state::DONE || t.state == task_state::WAIVED)
+        .filter(|t| t.state == TaskState::Done || t.state == TaskState::Waived)
         .count();
     let gantt = gantt(
         &status.stages,
@@ -166,9 +167,9 @@ pub(super) async fn round_page(
         json!({
             "active": "rounds",
             "title": status.title,
-            "round": {"id": r.id, "tag": r.tag, "workflow_id": r.workflow_id, "start_date": r.start_date, "status": r.status, "status_zh": round_status_zh(&r.status)},
+            "round": {"id": r.id, "tag": r.tag, "workflow_id": r.workflow_id, "start_date": r.start_date, "status": r.status, "status_zh": round_status_zh(r.status)},
             "stages": stages, "tasks": task_rows, "next": next, "gantt": gantt,
-            "total": tasks.iter().filter(|t| t.state != task_state::CANCELLED).count(),
+            "total": tasks.iter().filter(|t| t.state != TaskState::Cancelled).count(),
             "done": done, "overdue": status.overdue.len(), "now": ui.at_utc(ui.now()),
             "stuck": status.stuck.iter().map(|t| json!({"id": t.id, "title": t.title, "assignee": t.assignee_name})).collect::<Vec<_>>(),
         }),
@@ -177,22 +178,14 @@ pub(super) async fn round_page(
 
 /// The workflow a pending kickoff timer starts (from its payload, else from its key
 /// `kickoff:WORKFLOW:MILLIS`) and whether its last attempt was blocked.
-fn pending_kickoff(key: &str, payload_json: &str) -> (String, bool) {
-    let payload = serde_json::from_str::<serde_json::Value>(payload_json).ok();
-    let workflow = payload
-        .as_ref()
-        .and_then(|p| {
-            p.get("workflow")
-                .and_then(|w| w.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| {
-            key.trim_start_matches("kickoff:")
-                .rsplit_once(':')
-                .map(|(w, _)| w.to_string())
-                .unwrap_or_default()
-        });
-    let blocked = payload.is_some_and(|p| p.get("blocked").is_some());
+fn pending_kickoff(key: &str, payload: &TimerPayload) -> (String, bool) {
+    let workflow = payload.workflow.clone().unwrap_or_else(|| {
+        key.trim_start_matches("kickoff:")
+            .rsplit_once(':')
+            .map(|(w, _)| w.to_string())
+            .unwrap_or_default()
+    });
+    let blocked = payload.blocked.is_some();
     (workflow, blocked)
 }
 
@@ -205,16 +198,18 @@ mod tests {
         assert_eq!(
             pending_kickoff(
                 "kickoff:yearly:1562889600000",
-                r#"{"workflow": "community-reserve-selection"}"#
+                &TimerPayload {
+                    workflow: Some("community-reserve-selection".into()),
+                    ..Default::default()
+                }
             ),
             ("community-reserve-selection".to_string(), false)
         );
         assert_eq!(
-            pending_kickoff("kickoff:yearly-training:1562889600000", "{}"),
-            ("yearly-training".to_string(), false)
-        );
-        assert_eq!(
-            pending_kickoff("kickoff:yearly-training:1562889600000", "not json"),
+            pending_kickoff(
+                "kickoff:yearly-training:1562889600000",
+                &TimerPayload::default()
+            ),
             ("yearly-training".to_string(), false)
         );
     }
@@ -223,7 +218,11 @@ mod tests {
     fn a_pending_kickoff_is_blocked_when_its_payload_says_so() {
         let (workflow, blocked) = pending_kickoff(
             "kickoff:yearly:1562889600000",
-            r#"{"workflow": "yearly", "blocked": {"reason": "calendar"}}"#,
+            &TimerPayload {
+                workflow: Some("yearly".into()),
+                blocked: Some("plan_failed".into()),
+                ..Default::default()
+            },
         );
         assert_eq!(workflow, "yearly");
         assert!(blocked);

@@ -6,8 +6,9 @@ use super::auth::ConsoleUser;
 use super::labels::{action_zh, done_flash, state_zh};
 use super::ui::{LINK_DAYS, Ui};
 use crate::api::{AppState, Principal, State};
+use crate::core::state::{AssigneeKind, TaskState};
 use crate::engine::{EngineError, NewDeadline, from_ms};
-use crate::store::{StoreError, task_state};
+use crate::store::StoreError;
 use axum::extract::{Form, Path, Query, State as Shared};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -77,8 +78,8 @@ async fn render_task(
         .and_then(|w| w.workflow.defaults.reopen_working_days)
         .unwrap_or(crate::engine::DEFAULT_REOPEN_WORKING_DAYS);
     let expires = ui.now().timestamp() + LINK_DAYS * 86_400;
-    let link = (task.assignee_kind == "unit"
-        && (task.state == task_state::OPEN || task.state == task_state::WAITING))
+    let link = (task.assignee_kind == AssigneeKind::Unit
+        && (task.state == TaskState::Open || task.state == TaskState::Waiting))
         .then(|| {
             ui.absolute(
                 &ui.state
@@ -88,7 +89,7 @@ async fn render_task(
         });
     let history: Vec<serde_json::Value> = history
         .iter()
-        .map(|h| json!({"at": ui.at(h.at), "from": state_zh(&h.from_state), "to": state_zh(&h.to_state), "actor": h.actor, "note": h.note}))
+        .map(|h| json!({"at": ui.at(h.at), "from": state_zh(h.from_state), "to": state_zh(h.to_state), "actor": h.actor, "note": h.note}))
         .collect();
     ui.page(
         status,
@@ -98,7 +99,7 @@ async fn render_task(
             "task": {
                 "id": task.id, "round_id": task.round_id, "key": task.key, "title": task.title,
                 "stage": stage, "assignee": task.assignee_name, "state": task.state,
-                "state_zh": state_zh(&task.state), "due": ui.due(&task),
+                "state_zh": state_zh(task.state), "due": ui.due(&task),
                 "overdue": ui.overdue_text(&task), "completed": task.completed_at.map(|d| ui.at(d)),
             },
             "round_title": round_title,
@@ -206,7 +207,7 @@ async fn task_action(
     match result {
         Ok(_) => Redirect::to(&format!("/console/tasks/{id}?done={verb}")).into_response(),
         Err(EngineError::Store(StoreError::WrongState { state: s, .. })) => {
-            let msg = format!("任务当前为「{}」，不能{}。", state_zh(&s), action_zh(verb));
+            let msg = format!("任务当前为「{}」，不能{}。", state_zh(s), action_zh(verb));
             render_task(&ui, id, StatusCode::CONFLICT, None, Some(msg)).await
         }
         Err(EngineError::Invalid(e)) => {

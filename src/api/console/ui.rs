@@ -153,7 +153,7 @@ impl<'a> Ui<'a> {
 
     /// "逾期 3 天" for an open task past its deadline, else None.
     pub(super) fn overdue_text(&self, t: &TaskRow) -> Option<String> {
-        overdue_text(&t.state, t.due_at?, self.now(), self.tz())
+        overdue_text(t.state, t.due_at?, self.now(), self.tz())
     }
 
     /// The title of a round's workflow: the loaded one, else the id.
@@ -238,7 +238,7 @@ impl<'a> Ui<'a> {
                 "无法执行",
                 &format!(
                     "任务当前为「{}」，不能{}。",
-                    state_zh(state),
+                    state_zh(*state),
                     action_zh(action)
                 ),
             ),

@@ -8,6 +8,7 @@ use super::{
 use crate::core::definition::{Anchor, Assignee, Rung, Task};
 use crate::core::diagnostic::{Sp, suggest};
 use crate::core::directory::Party;
+use crate::core::state::AssigneeKind;
 use chrono::DateTime;
 use chrono_tz::Tz;
 use std::collections::BTreeMap;
@@ -247,8 +248,8 @@ impl<'a> Planner<'a> {
             }
             for a in assignees {
                 let key = match a.kind {
-                    "unit" => format!("{}@{}", task.id.value, a.id),
-                    _ => format!("{}@role:{}", task.id.value, a.id),
+                    AssigneeKind::Unit => format!("{}@{}", task.id.value, a.id),
+                    AssigneeKind::Role => format!("{}@role:{}", task.id.value, a.id),
                 };
                 let first_rung = chain.map_or(0, |c| first_rung_above(c, &a));
                 if chain.is_some_and(|c| !c.is_empty() && first_rung >= c.len()) {
@@ -278,7 +279,12 @@ impl<'a> Planner<'a> {
                         TimerKind::Reminder => format!("reminder/{n}"),
                         TimerKind::Overdue => format!("overdue/{n}"),
                         TimerKind::Escalation => format!("escalation/{n}"),
-                        TimerKind::StageOpen | TimerKind::StageClose => continue,
+                        // Not task timers.
+                        TimerKind::StageOpen
+                        | TimerKind::StageClose
+                        | TimerKind::Kickoff
+                        | TimerKind::CatchUp
+                        | TimerKind::CalendarNotice => continue,
                     };
                     timers.push(PlannedTimer {
                         key: format!("{key}/{suffix}"),

@@ -15,6 +15,7 @@ use crate::core::calendar::{Calendar, Roll};
 use crate::core::definition::{Rung, Task, TimeOfDay, Workflow};
 use crate::core::diagnostic::{Loc, Severity, Sp};
 use crate::core::directory::{Directory, Party};
+use crate::core::state::AssigneeKind;
 use chrono::{DateTime, NaiveDate};
 use chrono_tz::Tz;
 use params::ParamValue;
@@ -117,37 +118,7 @@ pub struct PlannedTask {
     pub after_done: Option<String>,
 }
 
-/// What a timer does when it fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TimerKind {
-    /// A stage opens.
-    StageOpen,
-    /// A stage closes.
-    StageClose,
-    /// A reminder before the deadline.
-    Reminder,
-    /// The deadline itself: the task becomes overdue.
-    Deadline,
-    /// A repeated reminder while overdue.
-    Overdue,
-    /// A rung of the escalation chain.
-    Escalation,
-}
-
-impl TimerKind {
-    /// Chinese label for tables.
-    pub fn zh(self) -> &'static str {
-        match self {
-            TimerKind::StageOpen => "阶段开始",
-            TimerKind::StageClose => "阶段结束",
-            TimerKind::Reminder => "提醒",
-            TimerKind::Deadline => "截止",
-            TimerKind::Overdue => "逾期催办",
-            TimerKind::Escalation => "逐级上报",
-        }
-    }
-}
+pub use crate::core::state::TimerKind;
 
 /// One instant at which the daemon acts.
 #[derive(Debug, Clone, Serialize)]
@@ -293,7 +264,7 @@ impl<'a> Planner<'a> {
 /// before it are below it), else at the first rung. Rungs go to roles, so a unit-assigned
 /// task always starts at the first rung.
 pub fn first_rung_above(chain: &[Sp<Rung>], assignee: &Party) -> usize {
-    if assignee.kind != "role" {
+    if assignee.kind != AssigneeKind::Role {
         return 0;
     }
     chain

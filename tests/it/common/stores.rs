@@ -20,6 +20,8 @@ pub const POSTGRES_URL_VAR: &str = "YANZHEN_TEST_POSTGRES_URL";
 pub struct Guard {
     _dir: Option<tempfile::TempDir>,
     pg: Option<PgDatabase>,
+    /// The database's URL, for writing rows behind the store's back ([`write_raw`]).
+    url: String,
 }
 
 impl Drop for Guard {
@@ -97,6 +99,7 @@ pub async fn sqlite() -> (&'static str, Arc<dyn Store>, Guard) {
     let guard = Guard {
         _dir: Some(dir),
         pg: None,
+        url,
     };
     ("sqlite", Arc::new(store), guard)
 }
@@ -125,6 +128,7 @@ async fn create_database(admin_url: &str) -> (String, Guard) {
     let url = with_database(admin_url, &name);
     let guard = Guard {
         _dir: None,
+        url: url.clone(),
         pg: Some(PgDatabase {
             admin_url: admin_url.to_string(),
             name,
@@ -139,6 +143,38 @@ pub async fn postgres(admin_url: &str) -> (&'static str, Arc<dyn Store>, Guard) 
     let store = PgStore::open(&url).await.expect("open PostgreSQL store");
     store.migrate().await.expect("migrate PostgreSQL store");
     ("postgres", Arc::new(store), guard)
+}
+
+/// Set `column` of row `id` of `table` to `value` (an SQL literal) behind the store's back,
+/// as a bug, a hand edit or a partial restore would: the column's CHECK constraint (on the
+/// state columns) is not applied (SQLite: `ignore_check_constraints`; PostgreSQL: the
+/// constraint is dropped in this throwaway database).
+pub async fn write_raw(guard: &Guard, table: &str, column: &str, id: i64, value: &str) {
+    let update = format!("UPDATE {table} SET {column} = {value} WHERE id = {id}");
+    if guard.url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(&guard.url)
+            .await
+            .expect("connect to the SQLite file");
+        for sql in ["PRAGMA ignore_check_constraints = ON".to_string(), update] {
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .expect("raw write");
+        }
+        let _ = c.close().await;
+    } else {
+        let mut c = PgConnection::connect(&guard.url)
+            .await
+            .expect("connect to the test database");
+        let drop = format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {table}_{column}_check");
+        for sql in [drop, update] {
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .expect("raw write");
+        }
+        let _ = c.close().await;
+    }
 }
 
 /// `url` with its database name replaced by `db` (query parameters kept).
