@@ -14,6 +14,7 @@ mod daemon;
 mod email;
 mod engine;
 mod fuzz_regressions;
+mod http_security;
 mod ics;
 mod kickoffs;
 mod links;
