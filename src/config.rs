@@ -56,6 +56,10 @@ pub struct HttpConfig {
     /// Open connections at most; further ones wait in the listen queue until one closes.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Open connections at most from one client address (a trusted proxy is exempt); a
+    /// further one is closed at once, so one address cannot fill `max_connections`.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
     /// Largest request body in bytes (JSON bodies, console forms, editor drafts); a larger
     /// one is refused with 413.
     #[serde(default = "default_max_body_bytes")]
@@ -81,6 +85,7 @@ impl Default for HttpConfig {
             header_read_timeout_seconds: default_header_read_timeout(),
             request_timeout_seconds: default_request_timeout(),
             max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
             max_body_bytes: default_max_body_bytes(),
             branch_requests_per_minute: default_branch_per_minute(),
             branch_burst: default_branch_burst(),
@@ -91,7 +96,7 @@ impl Default for HttpConfig {
 
 impl HttpConfig {
     /// The settings that must not be zero, by name, with their values.
-    fn positive_settings(&self) -> [(&'static str, u64); 6] {
+    fn positive_settings(&self) -> [(&'static str, u64); 7] {
         [
             (
                 "header_read_timeout_seconds",
@@ -99,6 +104,10 @@ impl HttpConfig {
             ),
             ("request_timeout_seconds", self.request_timeout_seconds),
             ("max_connections", self.max_connections as u64),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address as u64,
+            ),
             ("max_body_bytes", self.max_body_bytes as u64),
             (
                 "branch_requests_per_minute",
@@ -120,6 +129,9 @@ fn default_request_timeout() -> u64 {
 }
 fn default_max_connections() -> usize {
     512
+}
+fn default_max_connections_per_address() -> usize {
+    64
 }
 fn default_max_body_bytes() -> usize {
     256 * 1024

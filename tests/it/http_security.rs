@@ -413,6 +413,8 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Durati
 async fn slow_half_sent_requests_are_closed_after_the_header_read_timeout() {
     let s = site(HttpConfig {
         header_read_timeout_seconds: 1,
+        // All 200 from this one address are let in, so that each waits for the timeout.
+        max_connections_per_address: 1000,
         ..HttpConfig::default()
     })
     .await;
@@ -538,6 +540,56 @@ async fn a_connection_over_the_cap_waits_in_the_queue_until_one_closes() {
         "the queued connection was not served once a slot freed: {answer:?}"
     );
     drop(second);
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_more_than_its_share_of_connections() {
+    let s = site(HttpConfig {
+        max_connections_per_address: 3,
+        ..HttpConfig::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(s.addr).await.expect("connect");
+        c.write_all(b"GET /healthz HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        held.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A fourth from the same address is closed at once, unanswered.
+    let mut fourth = TcpStream::connect(s.addr).await.expect("connect");
+    let _ = fourth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let closed = closed_within(&mut fourth, Duration::from_secs(2)).await;
+    assert!(
+        closed.is_some(),
+        "a fourth connection from one address stayed open"
+    );
+    // Another address (127.0.0.2 is loopback too) is served meanwhile.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("addr"))
+        .expect("bind 127.0.0.2");
+    let mut other = socket.connect(s.addr).await.expect("connect");
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = answered_within(&mut other, Duration::from_secs(2), "\r\n\r\n").await;
+    assert!(
+        answer
+            .as_deref()
+            .is_some_and(|a| a.starts_with("HTTP/1.1 200")),
+        "{answer:?}"
+    );
+    // Once one of the three goes, the address may connect again.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let resp = s.http.get(s.url("/healthz")).send().await.expect("GET");
+    assert_eq!(resp.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -1096,5 +1148,96 @@ async fn the_openapi_document_lists_each_operations_error_classes() {
     assert_eq!(
         doc["paths"]["/api/tasks/{id}/complete"]["post"]["responses"]["409"]["$ref"],
         "#/components/responses/Conflict"
+    );
+}
+
+/// The `addr=` of a daemon's "http listening" log line.
+async fn daemon_addr(daemon: &common::daemon::Daemon) -> String {
+    assert!(
+        daemon
+            .log_shows("http listening", Duration::from_secs(20))
+            .await,
+        "no http listener: {}",
+        daemon.log()
+    );
+    daemon
+        .log()
+        .lines()
+        .find(|l| l.contains("http listening"))
+        .and_then(|l| l.split("addr=").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .expect("addr")
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_daemon_serves_within_the_http_limits_of_its_config_from_the_start() {
+    // The `[http]` table is the config's last; these keys land in it.
+    let setup = common::daemon::Setup::new()
+        .with_config("header_read_timeout_seconds = 1\nbranch_burst = 2\n");
+    let daemon = setup.serve();
+    let addr = daemon_addr(&daemon).await;
+    // While the daemon starts and once it is ready, the same connection limits hold.
+    let mut half = TcpStream::connect(&addr).await.expect("connect");
+    half.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    assert!(
+        closed_within(&mut half, Duration::from_secs(4))
+            .await
+            .is_some(),
+        "the daemon kept a half-sent request open"
+    );
+    assert!(
+        daemon
+            .log_shows("yanzhen serving", Duration::from_secs(30))
+            .await,
+        "{}",
+        daemon.log()
+    );
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_security_headers("daemon /healthz", resp.headers());
+    // The branch pages' burst of 2 from the config: the third request from this address
+    // is refused, even for a link that is not valid.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let resp = http
+            .get(format!("http://{addr}/b/dongguan?exp=1&sig=00"))
+            .send()
+            .await
+            .expect("GET");
+        statuses.push(resp.status());
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::FORBIDDEN,
+            StatusCode::FORBIDDEN,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    let (ok, log) = daemon.stop();
+    assert!(ok, "{log}");
+}
+
+#[test]
+fn a_zero_http_limit_is_a_config_error_with_its_position() {
+    let mut d = yanzhen::core::diagnostic::Diagnostics::new("yanzhen.toml");
+    let text = "[http]\nbind = \"127.0.0.1:8080\"\nmax_connections = 0\n";
+    assert!(yanzhen::config::Config::parse(text, &mut d).is_none());
+    let e = d.items().first().expect("a diagnostic").clone();
+    assert_eq!((e.code, e.loc.line), ("invalid-value", 3), "{e:?}");
+    assert!(e.message.contains("max_connections"), "{e:?}");
+    let mut d = yanzhen::core::diagnostic::Diagnostics::new("yanzhen.toml");
+    let text = "[http]\ntrusted_proxies = [\"10.0.0.1\", \"proxy.local\"]\n";
+    assert!(
+        yanzhen::config::Config::parse(text, &mut d).is_none(),
+        "an address that is not one"
     );
 }
