@@ -18,8 +18,9 @@ pub enum Rights {
     Admin,
 }
 
-/// An authenticated administrator (from `Authorization: Bearer TOKEN` or the console's
-/// `yz_token` cookie). Extracting it answers 401 when the token is missing or unknown.
+/// An authenticated administrator of the JSON API (from `Authorization: Bearer TOKEN`, or,
+/// for a read, the console's `yz_token` cookie). Extracting it answers 401 when the token
+/// is missing or unknown, or when a change rests on the cookie alone.
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// Token name.

@@ -20,8 +20,10 @@
 //! **Console pages** need an administrator token: the `yz_token` cookie that the sign-in
 //! form sets (HttpOnly, SameSite=Strict) or an `Authorization: Bearer` header. Without a
 //! valid one a page answers 303 to `/console/login` rather than a JSON 401. Every change
-//! (POST) needs an admin token (a read token gets a 403 page) and goes through the engine
-//! with the token as the actor (`token:NAME`), so it lands in the audit log.
+//! (POST) needs an admin token (a read token gets a 403 page), must come from the console's
+//! own pages (`api::guard::same_origin`: a form on another site, or on another port of this
+//! host, gets a 403 page) and goes through the engine with the token as the actor
+//! (`token:NAME`), so it lands in the audit log.
 //!
 //! **Branch pages** need no token: a signed, expiring link ([`LinkSigner`]) grants one
 //! unit's page and calendar feed ([`Grant::Unit`]) or marking one of its tasks done
