@@ -322,8 +322,12 @@ pub(super) fn branch_rate_limit(
         .period(period.max(Duration::from_millis(1)))
         .burst_size(http.branch_burst.max(1))
         .finish();
-    // `finish` refuses only a zero period or burst, which the `max(1)`s rule out.
-    let config = Arc::new(config.unwrap_or_else(|| unreachable!("period and burst are positive")));
+    // `finish` refuses only a zero period or burst, which the `max`es above rule out.
+    let Some(config) = config else {
+        tracing::error!("the branch pages' rate limit cannot be built; they are served without it");
+        return routes;
+    };
+    let config = Arc::new(config);
     let limiter = Arc::downgrade(config.limiter());
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
