@@ -37,25 +37,110 @@ pub struct Config {
     pub pid_file: Option<PathBuf>,
 }
 
-/// The HTTP server.
+/// The HTTP server: where it listens and the limits that keep slow or greedy clients from
+/// holding it (read once, when the server starts).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address to listen on, e.g. `127.0.0.1:8080`; empty disables the server.
     #[serde(default = "default_bind")]
     pub bind: String,
+    /// Seconds a client has to send a request's headers, counted from the connection's
+    /// opening or the end of its previous response; then the connection is closed. This is
+    /// also how long a kept-alive connection may sit idle.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_seconds: u64,
+    /// Seconds one request may take, reading its body included; then 408.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+    /// Open connections at most; further ones wait in the listen queue until one closes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open connections at most from one client address (a trusted proxy is exempt); a
+    /// further one is closed at once, so one address cannot fill `max_connections`.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// Largest request body in bytes (JSON bodies, console forms, editor drafts); a larger
+    /// one is refused with 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Branch pages behind signed links (`/b/...`): requests per minute from one client
+    /// address, once its burst is spent; more get 429 with `Retry-After`.
+    #[serde(default = "default_branch_per_minute")]
+    pub branch_requests_per_minute: u32,
+    /// Branch pages: requests one client address may make at once before the per-minute
+    /// rate applies.
+    #[serde(default = "default_branch_burst")]
+    pub branch_burst: u32,
+    /// Reverse proxies (their addresses) whose `X-Forwarded-For` names the client, for the
+    /// per-address limit; from any other peer the header is ignored.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             bind: default_bind(),
+            header_read_timeout_seconds: default_header_read_timeout(),
+            request_timeout_seconds: default_request_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
+            max_body_bytes: default_max_body_bytes(),
+            branch_requests_per_minute: default_branch_per_minute(),
+            branch_burst: default_branch_burst(),
+            trusted_proxies: Vec::new(),
         }
+    }
+}
+
+impl HttpConfig {
+    /// The settings that must not be zero, by name, with their values.
+    fn positive_settings(&self) -> [(&'static str, u64); 7] {
+        [
+            (
+                "header_read_timeout_seconds",
+                self.header_read_timeout_seconds,
+            ),
+            ("request_timeout_seconds", self.request_timeout_seconds),
+            ("max_connections", self.max_connections as u64),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address as u64,
+            ),
+            ("max_body_bytes", self.max_body_bytes as u64),
+            (
+                "branch_requests_per_minute",
+                u64::from(self.branch_requests_per_minute),
+            ),
+            ("branch_burst", u64::from(self.branch_burst)),
+        ]
     }
 }
 
 fn default_bind() -> String {
     "127.0.0.1:8080".into()
+}
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_max_connections() -> usize {
+    512
+}
+fn default_max_connections_per_address() -> usize {
+    64
+}
+fn default_max_body_bytes() -> usize {
+    256 * 1024
+}
+fn default_branch_per_minute() -> u32 {
+    60
+}
+fn default_branch_burst() -> u32 {
+    20
 }
 
 /// Delivery of notifications.
@@ -288,6 +373,15 @@ impl Config {
                         locate(text, text.find("timezone").unwrap_or(0)),
                         format!("unknown time zone `{}`", c.timezone),
                         Some("use an IANA name such as `Asia/Shanghai`".into()),
+                    );
+                    return None;
+                }
+                if let Some((key, _)) = c.http.positive_settings().iter().find(|(_, v)| *v == 0) {
+                    diags.error(
+                        "invalid-value",
+                        key_loc(text, &["http", key]),
+                        format!("[http] {key} must be at least 1"),
+                        Some("leave it out for the default".into()),
                     );
                     return None;
                 }

@@ -1,5 +1,7 @@
 //! Who is calling: administrator tokens (`Authorization: Bearer TOKEN` or the console's
-//! `yz_token` cookie), looked up by their hash, and the rights they carry. The console's
+//! `yz_token` cookie), looked up by their hash, and the rights they carry. A change through
+//! the JSON API (any method but GET/HEAD/OPTIONS) must carry the Bearer header: the cookie
+//! is what a forged cross-site request would ride on. The console's
 //! sign-in pages are in `console::auth`; the branch pages' signed links in `crate::access`.
 
 use super::{ApiError, AppState, State};
@@ -9,8 +11,9 @@ use axum::http::{StatusCode, header, request::Parts};
 
 pub use crate::core::state::Rights;
 
-/// An authenticated administrator (from `Authorization: Bearer TOKEN` or the console's
-/// `yz_token` cookie). Extracting it answers 401 when the token is missing or unknown.
+/// An authenticated administrator of the JSON API (from `Authorization: Bearer TOKEN`, or,
+/// for a read, the console's `yz_token` cookie). Extracting it answers 401 when the token
+/// is missing or unknown, or when a change rests on the cookie alone.
 #[derive(Debug, Clone)]
 pub struct Principal {
     /// Token name.
@@ -41,16 +44,20 @@ impl Principal {
     }
 }
 
-/// The token a request carries, if any.
-pub fn request_token(parts: &Parts) -> Option<String> {
-    if let Some(v) = parts
+/// The token of an `Authorization` header in the Bearer scheme, whose name is matched
+/// without regard to case (RFC 9110: `bearer x` and `BEARER x` are `Bearer x`).
+pub fn bearer_token(parts: &Parts) -> Option<String> {
+    let value = parts
         .headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        && let Some(t) = v.strip_prefix("Bearer ")
-    {
-        return Some(t.trim().to_string());
-    }
+        .and_then(|v| v.to_str().ok())?;
+    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
+}
+
+/// The console's sign-in cookie, if the request carries one.
+fn cookie_token(parts: &Parts) -> Option<String> {
     let cookies = parts
         .headers
         .get(header::COOKIE)
@@ -60,6 +67,11 @@ pub fn request_token(parts: &Parts) -> Option<String> {
         .filter_map(|c| c.trim().split_once('='))
         .find(|(k, _)| *k == "yz_token")
         .map(|(_, v)| v.to_string())
+}
+
+/// The token a request carries, if any: the Bearer header, else the console's cookie.
+pub fn request_token(parts: &Parts) -> Option<String> {
+    bearer_token(parts).or_else(|| cookie_token(parts))
 }
 
 /// Look a token up.
@@ -86,11 +98,23 @@ impl FromRequestParts<State> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
-        let Some(token) = request_token(parts) else {
+        // A browser attaches the cookie to any request it sends here, including one a
+        // page of another site makes it send; only reads may rest on it.
+        let token = if parts.method.is_safe() {
+            request_token(parts)
+        } else {
+            bearer_token(parts)
+        };
+        let Some(token) = token else {
+            let message = if cookie_token(parts).is_some() {
+                "changes through /api need `Authorization: Bearer TOKEN`; the console's sign-in cookie is not accepted for them"
+            } else {
+                "send `Authorization: Bearer TOKEN` (create one with `yanzhen token create NAME`)"
+            };
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "send `Authorization: Bearer TOKEN` (create one with `yanzhen token create NAME`)",
+                message,
             ));
         };
         authenticate(state, &token).await
@@ -127,5 +151,17 @@ mod tests {
         let p = parts(&[(header::AUTHORIZATION, "Basic dXNlcg==")]);
         assert_eq!(request_token(&p), None);
         assert_eq!(request_token(&parts(&[])), None);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case_and_needs_a_token() {
+        for value in ["bearer abc", "BEARER abc", "BeArEr\tabc", "  Bearer abc"] {
+            let p = parts(&[(header::AUTHORIZATION, value)]);
+            assert_eq!(bearer_token(&p).as_deref(), Some("abc"), "{value:?}");
+        }
+        for value in ["Bearer", "Bearer   ", "Bearerabc", "Token abc"] {
+            let p = parts(&[(header::AUTHORIZATION, value)]);
+            assert_eq!(bearer_token(&p), None, "{value:?}");
+        }
     }
 }

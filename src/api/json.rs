@@ -1,8 +1,14 @@
 //! The JSON API under `/api`, plus `/healthz`, `/readyz` and `/metrics`.
 //!
-//! Reads need any valid token; changes need an admin token. Bad input gets a 4xx with a
-//! JSON error saying what is wrong, and nothing is half-applied (each change is one engine
-//! call, one transaction).
+//! Reads need any valid token; changes need an admin token in `Authorization: Bearer`
+//! (not the console's cookie) and a JSON body with `Content-Type: application/json`. Bad
+//! input gets a 4xx with a JSON error saying what is wrong, one status per class: 400 the
+//! request does not read as the operation's input (a path id that is not a number, a query
+//! or body that does not parse or has a field of the wrong type, missing or unknown), 404
+//! an unknown id, 409 a task in the wrong state, 413 a body too large, 415 a body that is
+//! not JSON, 422 a value that reads but is refused (an unknown state or unit, a date that
+//! is not one, a limit out of range, a plan that cannot be made). Nothing is half-applied
+//! (each change is one engine call, one transaction).
 
 use super::openapi::Endpoint;
 use super::{ApiError, Principal, State};
@@ -10,7 +16,7 @@ use crate::core::state::{RoundStatus, TaskState, TimerState};
 use crate::engine::{NewDeadline, StartRound, from_ms, ms};
 use crate::store::{RoundRow, TaskRow};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State as AxState};
+use axum::extract::{FromRequest, Path, Query, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -19,38 +25,41 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 macro_rules! endpoints {
-    ($( $method:ident $path:literal $handler:ident $auth:expr, $summary:literal; )*) => {
+    ($( $method:ident $path:literal $handler:ident $auth:expr, [$($status:literal),*], $summary:literal; )*) => {
         /// Every endpoint of this module with its handler: the router and the OpenAPI
         /// document are both built from this one list, so they cannot drift apart.
         pub fn endpoints() -> Vec<(Endpoint, axum::routing::MethodRouter<State>)> {
             vec![$(
-                (Endpoint { method: stringify!($method), path: $path, summary: $summary, auth: $auth },
+                (Endpoint { method: stringify!($method), path: $path, summary: $summary, auth: $auth, errors: &[$($status),*] },
                  axum::routing::$method($handler)),
             )*]
         }
     };
 }
 
+// Per endpoint, the error statuses of its own (404 unknown id, 409 wrong state, 422 invalid
+// value, 400 for a query); the document adds those of its kind (400 for a path parameter
+// or a body, 401/403 for tokens, 403 cross-site, 413 and 415 for a body).
 endpoints! {
-    get "/healthz" healthz None, "Liveness: the process answers (also while the database is unreachable).";
-    get "/readyz" readyz None, "Readiness: the database answers and migrations are applied; 503 with the reason otherwise.";
-    get "/metrics" metrics None, "Prometheus metrics.";
-    get "/api/openapi.json" openapi None, "This document.";
-    get "/api/workflows" workflows Some("read"), "Loaded workflows.";
-    get "/api/workflows/{id}/versions" workflow_versions Some("read"), "Stored versions of a workflow.";
-    post "/api/workflows/validate" validate_draft Some("read"), "Validate a draft workflow (body: {source}).";
-    post "/api/workflows/plan" plan_draft Some("read"), "Plan a draft workflow (body: {source, start?, params?}).";
-    get "/api/rounds" rounds Some("read"), "All rounds.";
-    post "/api/rounds" start_round Some("admin"), "Start a round (body: {workflow, start, params?, branches?, only_listed?}); with `branches`, every department still takes part unless `only_listed` is true.";
-    get "/api/rounds/{id}" round Some("read"), "A round with progress per stage, overdue tasks and next timers.";
-    get "/api/tasks" tasks Some("read"), "Tasks, filtered by round, state, assignee, overdue.";
-    get "/api/tasks/{id}" task Some("read"), "A task with its history.";
-    post "/api/tasks/{id}/complete" complete Some("admin"), "Mark a task done (body: {note?}).";
-    post "/api/tasks/{id}/waive" waive Some("admin"), "Excuse a task (body: {reason}).";
-    post "/api/tasks/{id}/reopen" reopen Some("admin"), "Reopen a done or waived task with a new deadline (body: {reason?, due?: \"YYYY-MM-DD[THH:MM]\", in_working_days?}; default: the workflow's reopen_working_days).";
-    get "/api/escalations" escalations Some("read"), "Open tasks whose escalation chain has started.";
-    get "/api/directory" directory Some("read"), "The directory: office, roles, units, groups.";
-    get "/api/audit" audit Some("read"), "The append-only audit log (after, limit).";
+    get "/healthz" healthz None, [], "Liveness: the process answers (also while the database is unreachable).";
+    get "/readyz" readyz None, [], "Readiness: the database answers and migrations are applied; 503 with the reason otherwise.";
+    get "/metrics" metrics None, [404], "Prometheus metrics (404 when not enabled).";
+    get "/api/openapi.json" openapi None, [], "This document.";
+    get "/api/workflows" workflows Some("read"), [], "Loaded workflows.";
+    get "/api/workflows/{id}/versions" workflow_versions Some("read"), [404], "Stored versions of a workflow.";
+    post "/api/workflows/validate" validate_draft Some("read"), [], "Validate a draft workflow (body: {source}).";
+    post "/api/workflows/plan" plan_draft Some("read"), [422], "Plan a draft workflow (body: {source, start?: \"YYYY-MM-DD\", params?: {name: string or number}}).";
+    get "/api/rounds" rounds Some("read"), [], "All rounds.";
+    post "/api/rounds" start_round Some("admin"), [404, 422], "Start a round (body: {workflow, start: \"YYYY-MM-DD\", params?: {name: string or number}, branches?, only_listed?}); with `branches`, every department still takes part unless `only_listed` is true.";
+    get "/api/rounds/{id}" round Some("read"), [404], "A round with progress per stage, overdue tasks and next timers.";
+    get "/api/tasks" tasks Some("read"), [400, 404, 422], "Tasks, filtered by round, state, assignee, overdue.";
+    get "/api/tasks/{id}" task Some("read"), [404], "A task with its history.";
+    post "/api/tasks/{id}/complete" complete Some("admin"), [404, 409], "Mark a task done (body: {note?}, or none).";
+    post "/api/tasks/{id}/waive" waive Some("admin"), [404, 409, 422], "Excuse a task (body: {reason}).";
+    post "/api/tasks/{id}/reopen" reopen Some("admin"), [404, 409, 422], "Reopen a done or waived task with a new deadline (body: {reason?, due?: \"YYYY-MM-DD[THH:MM]\", in_working_days?}, or none; default: the workflow's reopen_working_days).";
+    get "/api/escalations" escalations Some("read"), [], "Open tasks whose escalation chain has started.";
+    get "/api/directory" directory Some("read"), [], "The directory: office, roles, units, groups.";
+    get "/api/audit" audit Some("read"), [400, 422], "The append-only audit log (after, limit: 1 to 1000).";
 }
 
 /// JSON API routes.
@@ -60,7 +69,9 @@ pub fn routes() -> Router<State> {
         .fold(Router::new(), |r, (e, handler)| r.route(e.path, handler))
 }
 
-/// A JSON body, with malformed JSON turned into our 400 error instead of axum's text.
+/// A JSON body, with axum's rejections turned into our JSON error: 415 without
+/// `Content-Type: application/json`, 400 when the body is not JSON or does not fit the
+/// operation's input (a field of the wrong type, missing or unknown), 413 when too large.
 pub struct Body<T>(pub T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Body<T> {
@@ -75,13 +86,137 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
 }
 
 fn json_rejection(e: JsonRejection) -> ApiError {
-    let status = e.status();
-    let code = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        "unsupported_media_type"
+    match e {
+        JsonRejection::MissingJsonContentType(_) => unsupported_media_type(),
+        JsonRejection::JsonSyntaxError(_) | JsonRejection::JsonDataError(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.body_text())
+        }
+        other => body_unread(other.status(), other.body_text()),
+    }
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send the body as JSON, with `Content-Type: application/json`",
+    )
+}
+
+/// A body that could not be read: too large (413) or cut off (400).
+fn body_unread(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, "too_large", text)
     } else {
-        "bad_json"
+        ApiError::bad_request(format!("cannot read the body: {text}"))
+    }
+}
+
+/// Whether a `Content-Type` is JSON (`application/json` or `application/*+json`, any
+/// parameters), as axum's `Json` decides.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
     };
-    ApiError::new(status, code, e.body_text())
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+/// Path parameters, with a malformed one (an id that is not a number) answered by the
+/// JSON error: 400 `bad_path`.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ApiPath(v)),
+            Err(e) if e.status().is_client_error() => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_path",
+                e.body_text(),
+            )),
+            Err(e) => {
+                tracing::error!(error = %e.body_text(), "path parameters do not fit the route");
+                Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the daemon log",
+                ))
+            }
+        }
+    }
+}
+
+/// A query string, with one that does not fit (a value of the wrong type, an unknown
+/// parameter) answered by the JSON error: 400 `bad_query`.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))
+    }
+}
+
+/// Round parameters as JSON gives them: each a string, or a number taken as its text
+/// (`{"min_candidates": 3}` is `{"min_candidates": "3"}`); the workflow's types are
+/// checked when the round is planned.
+fn param_values<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    use serde::de::Error as _;
+    BTreeMap::<String, Value>::deserialize(d)?
+        .into_iter()
+        .map(|(name, value)| match value {
+            Value::String(s) => Ok((name, s)),
+            Value::Number(n) => Ok((name, n.to_string())),
+            other => Err(D::Error::custom(format!(
+                "parameter `{name}` must be a string or a number, not {other}"
+            ))),
+        })
+        .collect()
+}
+
+/// A date field (`YYYY-MM-DD`): a string that is not one is an invalid value (422).
+fn parse_date(field: &str, text: &str) -> Result<chrono::NaiveDate, ApiError> {
+    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("`{field}` must be a date, YYYY-MM-DD, not `{text}`"),
+        )
+    })
 }
 
 async fn healthz() -> &'static str {
@@ -117,7 +252,7 @@ async fn readyz(AxState(s): AxState<State>) -> Response {
 
 async fn metrics(AxState(s): AxState<State>) -> Response {
     let Some(handle) = &s.metrics else {
-        return (StatusCode::NOT_FOUND, "metrics are not enabled").into_response();
+        return ApiError::not_found("metrics are not enabled").into_response();
     };
     // Sizes are read from the database at scrape time: several daemons share it.
     if let Ok(c) = s.engine.store().counts(ms(s.engine.clock().now())).await {
@@ -173,7 +308,7 @@ async fn workflows(_p: Principal, AxState(s): AxState<State>) -> Json<Vec<Workfl
 async fn workflow_versions(
     _p: Principal,
     AxState(s): AxState<State>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let versions = s.engine.store().workflow_versions(&id).await?;
     if versions.is_empty() {
@@ -194,20 +329,26 @@ async fn workflow_versions(
 struct Draft {
     /// The workflow file's text.
     source: String,
+    /// `YYYY-MM-DD`.
     #[serde(default)]
-    start: Option<chrono::NaiveDate>,
-    #[serde(default)]
+    start: Option<String>,
+    #[serde(default, deserialize_with = "param_values")]
     params: BTreeMap<String, String>,
 }
 
-fn check_draft(
-    s: &State,
-    draft: &Draft,
-) -> (
+/// A draft checked: the workflow when valid, the diagnostics, the start to plan from.
+type CheckedDraft = (
     Option<crate::core::definition::Workflow>,
     Vec<crate::core::diagnostic::Diagnostic>,
     chrono::NaiveDate,
-) {
+);
+
+fn check_draft(s: &State, draft: &Draft) -> Result<CheckedDraft, ApiError> {
+    let start = draft
+        .start
+        .as_deref()
+        .map(|d| parse_date("start", d))
+        .transpose()?;
     let cat = s.engine.catalog();
     let today = s
         .engine
@@ -222,22 +363,22 @@ fn check_draft(
         today,
     };
     let (wf, d) = crate::core::validate::validate_workflow("draft.yaml", &draft.source, ctx);
-    let start = match (&draft.start, &wf) {
-        (Some(st), _) => *st,
+    let start = match (start, &wf) {
+        (Some(st), _) => st,
         (None, Some(w)) => crate::core::validate::default_start(w, ctx),
         (None, None) => today,
     };
-    (wf, d.into_sorted(), start)
+    Ok((wf, d.into_sorted(), start))
 }
 
 async fn validate_draft(
     p: Principal,
     AxState(s): AxState<State>,
     Body(draft): Body<Draft>,
-) -> Json<Value> {
+) -> Result<Json<Value>, ApiError> {
     let _ = p;
-    let (wf, diags, _) = check_draft(&s, &draft);
-    Json(json!({"valid": wf.is_some(), "diagnostics": diags}))
+    let (wf, diags, _) = check_draft(&s, &draft)?;
+    Ok(Json(json!({"valid": wf.is_some(), "diagnostics": diags})))
 }
 
 async fn plan_draft(
@@ -245,7 +386,10 @@ async fn plan_draft(
     AxState(s): AxState<State>,
     Body(draft): Body<Draft>,
 ) -> Response {
-    let (wf, diags, start) = check_draft(&s, &draft);
+    let (wf, diags, start) = match check_draft(&s, &draft) {
+        Ok(checked) => checked,
+        Err(e) => return e.into_response(),
+    };
     let Some(wf) = wf else {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -309,8 +453,9 @@ async fn rounds(_p: Principal, AxState(s): AxState<State>) -> Result<Json<Value>
 #[serde(deny_unknown_fields)]
 struct NewRoundBody {
     workflow: String,
-    start: chrono::NaiveDate,
-    #[serde(default)]
+    /// `YYYY-MM-DD`.
+    start: String,
+    #[serde(default, deserialize_with = "param_values")]
     params: BTreeMap<String, String>,
     #[serde(default)]
     branches: Option<Vec<String>>,
@@ -324,12 +469,13 @@ async fn start_round(
     Body(b): Body<NewRoundBody>,
 ) -> Result<Response, ApiError> {
     p.require_admin()?;
+    let start = parse_date("start", &b.start)?;
     // Unknown ids are refused by the engine (422 `unknown_unit`, every one with a hint).
     let id = s
         .engine
         .start_round(StartRound {
             workflow: b.workflow,
-            start: b.start,
+            start,
             params: b.params,
             units: b
                 .branches
@@ -345,7 +491,7 @@ async fn start_round(
 async fn round(
     _p: Principal,
     AxState(s): AxState<State>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let st = s.engine.status(id).await?;
     let now = ms(s.engine.clock().now());
@@ -375,17 +521,20 @@ struct TaskFilter {
 async fn tasks(
     _p: Principal,
     AxState(s): AxState<State>,
-    q: Result<Query<TaskFilter>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(f): ApiQuery<TaskFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(f) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let state = match f.state.as_deref().map(str::parse::<TaskState>) {
         None => None,
         Some(Ok(st)) => Some(st),
         Some(Err(_)) => {
-            return Err(ApiError::bad_request(format!(
-                "unknown state `{}`: use open, waiting, done, waived or cancelled",
-                f.state.as_deref().unwrap_or_default()
-            )));
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!(
+                    "unknown state `{}`: use open, waiting, done, waived or cancelled",
+                    f.state.as_deref().unwrap_or_default()
+                ),
+            ));
         }
     };
     let store = s.engine.store();
@@ -418,7 +567,7 @@ async fn tasks(
 async fn task(
     _p: Principal,
     AxState(s): AxState<State>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let store = s.engine.store();
     let t = store
@@ -451,13 +600,18 @@ struct NoteBody {
     in_working_days: Option<u32>,
 }
 
-/// An optional JSON body: empty is fine, malformed is a 400.
+/// An optional JSON body: none (or only white space) is fine and needs no
+/// `Content-Type`; any other must be `application/json` (415) and JSON of this shape (400).
 async fn note_body(req: axum::extract::Request) -> Result<NoteBody, ApiError> {
-    let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024)
+    let json = is_json(req.headers());
+    let bytes = axum::body::Bytes::from_request(req, &())
         .await
-        .map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+        .map_err(|e| body_unread(e.status(), e.body_text()))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(NoteBody::default());
+    }
+    if !json {
+        return Err(unsupported_media_type());
     }
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::new(
@@ -471,7 +625,7 @@ async fn note_body(req: axum::extract::Request) -> Result<NoteBody, ApiError> {
 async fn complete(
     p: Principal,
     AxState(s): AxState<State>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     req: axum::extract::Request,
 ) -> Result<Json<Value>, ApiError> {
     p.require_admin()?;
@@ -486,7 +640,7 @@ async fn complete(
 async fn waive(
     p: Principal,
     AxState(s): AxState<State>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     req: axum::extract::Request,
 ) -> Result<Json<Value>, ApiError> {
     p.require_admin()?;
@@ -505,7 +659,7 @@ async fn waive(
 async fn reopen(
     p: Principal,
     AxState(s): AxState<State>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     req: axum::extract::Request,
 ) -> Result<Json<Value>, ApiError> {
     p.require_admin()?;
@@ -599,11 +753,14 @@ fn default_limit() -> i64 {
 async fn audit(
     _p: Principal,
     AxState(s): AxState<State>,
-    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if !(1..=1000).contains(&q.limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("limit must be between 1 and 1000, not {}", q.limit),
+        ));
     }
     let rows = s.engine.store().audit_after(q.after, q.limit).await?;
     Ok(Json(Value::Array(

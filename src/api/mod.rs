@@ -4,13 +4,21 @@
 //! `serve(listener, state, shutdown)` takes the listener from the caller, so tests bind
 //! port 0. Every change made through HTTP goes through the engine and lands in the audit log
 //! with who made it (`token:NAME` or `link:UNIT`).
+//!
+//! Every request passes the limits of `[http]` (`server`: header-read timeout, connection
+//! cap; [`router`]: body limit, request timeout, the branch pages' per-address rate limit),
+//! the same-origin check of state-changing requests and the uniform error shapes
+//! (`guard`); every response carries the security headers (`server`).
 
 mod auth;
 pub mod console;
+pub mod guard;
 pub mod json;
 pub mod openapi;
+pub mod server;
 
-pub use auth::{Principal, Rights, authenticate, request_token};
+pub use auth::{Principal, Rights, authenticate, bearer_token, request_token};
+pub use server::serve_with_limits;
 
 use crate::access::LinkSigner;
 use crate::engine::{Engine, EngineError};
@@ -37,24 +45,40 @@ pub struct AppState {
 /// The state as handlers receive it.
 pub type State = Arc<AppState>;
 
-/// The whole router.
+/// The whole router, with the request limits of the config's `[http]` (read now) and the
+/// guards every request passes.
 pub fn router(state: State) -> Router {
+    use axum::middleware::from_fn_with_state;
+    use std::time::Duration;
+    let http = state.engine.catalog().config.http.clone();
     Router::new()
         .merge(json::routes())
         .merge(console::routes())
+        .merge(guard::branch_rate_limit(console::branch_routes(), &http))
+        // One limit for every body, the configured one (axum's own 2 MB default is off).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            http.max_body_bytes,
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(http.request_timeout_seconds),
+        ))
+        .layer(from_fn_with_state(state.clone(), guard::same_origin))
+        .layer(from_fn_with_state(state.clone(), guard::uniform_errors))
         .with_state(state)
 }
 
-/// Serve until `shutdown` completes; in-flight requests finish first.
+/// Serve until `shutdown` completes, within the limits of the state's `[http]` config;
+/// in-flight requests finish first.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: State,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "http listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let http = state.engine.catalog().config.http.clone();
+    serve_with_limits(listener, router(state), &http, shutdown).await
 }
 
 /// The HTTP service of a daemon: while it starts (the database may be unreachable for a
@@ -125,10 +149,12 @@ fn starting_router(reason: Arc<std::sync::Mutex<String>>) -> Router {
         })
 }
 
-/// Serve `switch` until `shutdown` completes; in-flight requests finish first.
+/// Serve `switch` until `shutdown` completes, within the connection limits of `http`;
+/// in-flight requests finish first.
 pub async fn serve_switch(
     listener: tokio::net::TcpListener,
     switch: Switch,
+    http: crate::config::HttpConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use tower::ServiceExt as _;
@@ -142,9 +168,7 @@ pub async fn serve_switch(
             }
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with_limits(listener, app, &http, shutdown).await
 }
 
 /// A JSON error: `{"error": {"code": "...", "message": "..."}}` with an HTTP status.

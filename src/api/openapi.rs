@@ -15,6 +15,74 @@ pub struct Endpoint {
     pub summary: &'static str,
     /// Needs a token (`admin` for changes).
     pub auth: Option<&'static str>,
+    /// Error statuses of its own (404 unknown id, 409, 422, 400 for a query); those
+    /// of its kind are added by [`document`].
+    pub errors: &'static [u16],
+}
+
+/// Every error class: status, component name, what it means (with its codes).
+const ERROR_CLASSES: &[(u16, &str, &str)] = &[
+    (
+        400,
+        "BadRequest",
+        "Malformed: the request does not read as this operation's input — a path id that is not a number (`bad_path`), a query string that does not parse or has a value of the wrong type or an unknown parameter (`bad_query`), a body that is not JSON or has a field of the wrong type, missing or unknown (`bad_json`).",
+    ),
+    (
+        401,
+        "Unauthorized",
+        "No token, an unknown or revoked one, or a change sent without `Authorization: Bearer` (the console's cookie is not accepted for changes) (`unauthorized`).",
+    ),
+    (
+        403,
+        "Forbidden",
+        "A read-only token asked for a change (`forbidden`), or a change was sent by a page of another site (`cross_site`: `Sec-Fetch-Site` is `same-site` or `cross-site`, or `Origin` is not this server's).",
+    ),
+    (
+        404,
+        "NotFound",
+        "The id names nothing (`not_found`, `unknown_workflow`).",
+    ),
+    (
+        409,
+        "Conflict",
+        "The task is not in a state that allows this (`wrong_state`).",
+    ),
+    (
+        413,
+        "TooLarge",
+        "The body is larger than `[http] max_body_bytes` (`too_large`).",
+    ),
+    (
+        415,
+        "UnsupportedMediaType",
+        "A body without `Content-Type: application/json` (`unsupported_media_type`).",
+    ),
+    (
+        422,
+        "Invalid",
+        "The request reads, but a value is refused: an unknown state, unit or date, a limit out of range, a missing reason, a plan that cannot be made (`invalid`, `unknown_unit`, `cannot_plan`, `reason_required`).",
+    ),
+];
+
+/// The error statuses of an endpoint: its own plus those of its kind, in order.
+pub fn error_statuses(e: &Endpoint) -> Vec<u16> {
+    let mut out: Vec<u16> = e.errors.to_vec();
+    let has_path_param = e.path.contains('{');
+    if has_path_param || e.method == "post" {
+        out.push(400);
+    }
+    if let Some(right) = e.auth {
+        out.push(401);
+        if right == "admin" {
+            out.push(403);
+        }
+    }
+    if e.method == "post" {
+        out.extend([403, 413, 415]);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The document served at `/api/openapi.json`.
@@ -27,22 +95,29 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": if name == "id" && !e.path.contains("workflows") { "integer" } else { "string" }}}))
             .collect();
+        let ok = if e.path == "/api/rounds" && e.method == "post" {
+            "201"
+        } else {
+            "200"
+        };
+        let mut responses = Map::new();
+        responses.insert(ok.into(), json!({"description": "OK"}));
+        for status in error_statuses(e) {
+            if let Some((_, name, _)) = ERROR_CLASSES.iter().find(|(s, _, _)| *s == status) {
+                responses.insert(
+                    status.to_string(),
+                    json!({"$ref": format!("#/components/responses/{name}")}),
+                );
+            }
+        }
         let mut op = json!({
             "summary": e.summary,
             "operationId": format!("{}{}", e.method, e.path.replace(['/', '{', '}', '.'], "_")),
             "parameters": params,
-            "responses": {
-                "200": {"description": "OK"},
-                "400": {"$ref": "#/components/responses/Error"},
-                "404": {"$ref": "#/components/responses/Error"},
-            },
+            "responses": responses,
         });
-        if let Some(right) = e.auth {
+        if e.auth.is_some() {
             op["security"] = json!([{"bearer": []}]);
-            op["responses"]["401"] = json!({"$ref": "#/components/responses/Error"});
-            if right == "admin" {
-                op["responses"]["403"] = json!({"$ref": "#/components/responses/Error"});
-            }
         }
         if e.method == "post" {
             op["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"type": "object"}}}});
@@ -60,10 +135,23 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "A token from `yanzhen token create NAME`."}},
-            "responses": {"Error": {"description": "What is wrong", "content": {"application/json": {"schema": {
+            "responses": error_responses(),
+            "schemas": {"Error": {
                 "type": "object", "required": ["error"],
                 "properties": {"error": {"type": "object", "required": ["code", "message"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}}}}},
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}},
         },
     })
+}
+
+/// One response component per error class, each with the error shape.
+fn error_responses() -> Value {
+    let mut out = Map::new();
+    for (_, name, description) in ERROR_CLASSES {
+        out.insert(
+            name.to_string(),
+            json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+        );
+    }
+    Value::Object(out)
 }

@@ -249,6 +249,7 @@ pub async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> 
         let server = tokio::spawn(crate::api::serve_switch(
             listener,
             switch.clone(),
+            cat.config.http.clone(),
             async move {
                 let _ = stop.wait_for(|v| *v).await;
             },

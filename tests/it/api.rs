@@ -177,18 +177,21 @@ async fn every_route_in_the_openapi_document_exists_and_every_api_route_is_docum
             let resp = req.bearer_auth(&s.admin).send().await.unwrap();
             let status = resp.status();
             let body = resp.text().await.unwrap();
-            // The router's own 404/405 have no JSON body; ours always explain.
+            // The router's own 404 and 405 say `no_route` and `method_not_allowed`.
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
             assert!(
-                status != StatusCode::NOT_FOUND || body.contains("\"error\""),
+                !body.contains("\"no_route\""),
                 "{method} {path} is not routed"
             );
         }
     }
     assert_eq!(operations, yanzhen::api::json::endpoints().len());
     // And a path that is not documented is not served.
-    let (st, _) = s.get("/api/nonexistent", Some(&s.admin)).await;
-    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, v) = s.get("/api/nonexistent", Some(&s.admin)).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_route"))
+    );
 }
 
 #[tokio::test]
@@ -392,7 +395,7 @@ async fn bad_input_gets_a_4xx_json_error_and_changes_nothing() {
         assert_eq!(
             st,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "{name}: a bad date is rejected by the body parser"
+            "{name}: a start that is not a date is an invalid value"
         );
         assert!(
             s.store.rounds().await.unwrap().is_empty(),
@@ -457,14 +460,20 @@ async fn bad_input_gets_a_4xx_json_error_and_changes_nothing() {
             .post("/api/tasks/424242/complete", Some(&s.admin), None)
             .await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{name}");
+        // A value that reads but names no state is invalid (422); a round id that is not
+        // a number does not read at all (400).
         let (st, v) = s.get("/api/tasks?state=finished", Some(&s.reader)).await;
         assert_eq!(
             (st, v["error"]["code"].as_str()),
-            (StatusCode::BAD_REQUEST, Some("bad_request")),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")),
             "{name}"
         );
-        let (st, _) = s.get("/api/tasks?round=abc", Some(&s.reader)).await;
-        assert_eq!(st, StatusCode::BAD_REQUEST, "{name}");
+        let (st, v) = s.get("/api/tasks?round=abc", Some(&s.reader)).await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_query")),
+            "{name}"
+        );
     }
 }
 

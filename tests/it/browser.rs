@@ -1,7 +1,10 @@
 //! The console in a real headless Chromium (Debian's `/usr/bin/chromium`, driven over the
 //! DevTools protocol by `headless_chrome`): sign in through the form, open a round and its
-//! Gantt chart, find an overdue task on the overdue board, mark a branch's task done from its
-//! signed link, and see the editor's diagnostics for an invalid draft.
+//! Gantt chart, find an overdue task on the overdue board, see a form on a page of another
+//! port of the same host refused (the cross-site request forgery of issue 15), mark a
+//! branch's task done from its signed link, and see the editor's diagnostics for an invalid
+//! draft, a click on one selecting its line (the stylesheet and the script load under the
+//! Content-Security-Policy).
 //!
 //! Without `/usr/bin/chromium` the test says `skipped: browser test: /usr/bin/chromium not
 //! found` and passes, or fails under `CI=true` (`.ci/run` installs Chromium). Set `YANZHEN_SCREENSHOTS=DIR` to
@@ -64,6 +67,8 @@ struct Scene {
     task_link: String,
     unit_link: String,
     done_task: i64,
+    /// A page on another port of the same host whose form posts to the console.
+    attacker: String,
     shots: Option<PathBuf>,
 }
 
@@ -155,6 +160,24 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
         let _ = stopped.await;
     }));
 
+    // The attacker: a page on another port of this host, same-site to the console (ports
+    // do not count for SameSite, so the Strict cookie goes along) but not same-origin.
+    let attacker = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let attacker_base = format!("http://{}", attacker.local_addr().expect("addr"));
+    let forged_form = format!(
+        "<!doctype html><meta charset=\"utf-8\"><form method=\"post\" action=\"{base}/console/tasks/{}/complete\"><input name=\"note\" value=\"forged\"><button id=\"go\" type=\"submit\">go</button></form>",
+        overdue.id
+    );
+    let attacker_server = tokio::spawn(async move {
+        let page = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || async move { axum::response::Html(forged_form) }),
+        );
+        let _ = axum::serve(attacker, page).await;
+    });
+
     let editor_file = wf.join("yearly-training.yaml");
     let editor_before = std::fs::read_to_string(&editor_file).expect("read");
     let scene = Scene {
@@ -165,6 +188,7 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
         task_link,
         unit_link,
         done_task: to_complete.id,
+        attacker: attacker_base,
         shots: std::env::var_os("YANZHEN_SCREENSHOTS").map(PathBuf::from),
     };
     let profile = tempfile::tempdir().expect("profile dir");
@@ -175,9 +199,26 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
         .expect("browser thread");
     let _ = stop.send(());
     let _ = server.await;
+    attacker_server.abort();
     if let Err(e) = outcome {
         panic!("browser session failed: {e:#}");
     }
+
+    let forged = store.task(overdue.id).await.expect("task").expect("exists");
+    assert_eq!(
+        forged.state,
+        TaskState::Open,
+        "the other site's form did not complete the task"
+    );
+    assert!(
+        store
+            .task_history(overdue.id)
+            .await
+            .expect("history")
+            .iter()
+            .all(|h| h.note.as_deref() != Some("forged")),
+        "nothing of the forged request was recorded"
+    );
 
     let done = store
         .task(to_complete.id)
@@ -277,6 +318,29 @@ fn browse(scene: &Scene, profile: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(state.contains("待办"), "task state shown: {state}");
     tab.find_element("#complete")?;
     shot(&tab, "4b-task")?;
+    // The stylesheet applies: it is a file now, not an inline <style>.
+    let header = tab
+        .evaluate(
+            "getComputedStyle(document.querySelector('header')).backgroundColor",
+            false,
+        )?
+        .value;
+    anyhow::ensure!(
+        header == Some(serde_json::json!("rgb(143, 29, 29)")),
+        "the stylesheet did not apply: header background {header:?}"
+    );
+
+    // 3b. A page on another port of this host posts the console's complete form with the
+    // signed-in cookie: refused, nothing done.
+    tab.navigate_to(&scene.attacker)?.wait_until_navigated()?;
+    tab.wait_for_element("#go")?.click()?;
+    tab.wait_until_navigated()?;
+    let refusal = tab.wait_for_element("h1")?.get_inner_text()?;
+    anyhow::ensure!(
+        refusal.contains("已拒绝来自其他网站的请求"),
+        "the forged form was not refused: {refusal}"
+    );
+    shot(&tab, "4c-forged")?;
 
     // 4. A branch opens its signed link and presses 标记完成.
     tab.navigate_to(&url(&scene.task_link))?
@@ -337,6 +401,19 @@ fn browse(scene: &Scene, profile: &Path) -> anyhow::Result<()> {
             .map(|v| v.is_empty())
             .unwrap_or(true),
         "a plan was shown for an invalid draft"
+    );
+    // The console's script (a file, allowed by the policy) selects the line clicked.
+    tab.find_element(".diagnostic.error[data-line=\"5\"]")?
+        .click()?;
+    let selected = tab
+        .evaluate(
+            "(function () { var t = document.getElementById('source'); return t.value.substring(t.selectionStart, t.selectionEnd); })()",
+            false,
+        )?
+        .value;
+    anyhow::ensure!(
+        selected == Some(serde_json::json!("    titel: 培训")),
+        "clicking the diagnostic did not select line 5: {selected:?}"
     );
     shot(&tab, "8-editor")?;
     tab.find_element("a[href=\"/console/workflows\"]")?

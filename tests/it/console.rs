@@ -504,8 +504,9 @@ async fn the_round_page_draws_a_gantt_chart_with_one_bar_per_stage_deadline_mark
         );
         let (status, _) = c.get("/console/rounds/9999", Some(&c.reader)).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
+        // Not a number: malformed (400), as in the JSON API.
         let (status, _) = c.get("/console/rounds/abc", Some(&c.reader)).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}");
     }
 }
 

@@ -15,6 +15,7 @@ mod driver;
 mod email;
 mod engine;
 mod fuzz_regressions;
+mod http_security;
 mod ics;
 mod kickoffs;
 mod links;

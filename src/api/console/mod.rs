@@ -2,7 +2,9 @@
 //!
 //! Server-rendered HTML in Chinese: minijinja templates from `templates/console/`, embedded
 //! at build time and auto-escaped (their names end in `.html`). No JavaScript framework;
-//! the only script is the editor's "click a diagnostic to select its line".
+//! one stylesheet and one small script (the editor's "click a diagnostic to select its
+//! line", the task page's "click the link to select it"), served from `/assets/` because
+//! the Content-Security-Policy allows no inline script, style or event handler.
 //!
 //! One module per page or concern:
 //! - `ui`: the template environment, the per-request renderer `Ui` (layout context,
@@ -18,8 +20,10 @@
 //! **Console pages** need an administrator token: the `yz_token` cookie that the sign-in
 //! form sets (HttpOnly, SameSite=Strict) or an `Authorization: Bearer` header. Without a
 //! valid one a page answers 303 to `/console/login` rather than a JSON 401. Every change
-//! (POST) needs an admin token (a read token gets a 403 page) and goes through the engine
-//! with the token as the actor (`token:NAME`), so it lands in the audit log.
+//! (POST) needs an admin token (a read token gets a 403 page), must come from the console's
+//! own pages (`api::guard::same_origin`: a form on another site, or on another port of this
+//! host, gets a 403 page) and goes through the engine with the token as the actor
+//! (`token:NAME`), so it lands in the audit log.
 //!
 //! **Branch pages** need no token: a signed, expiring link ([`LinkSigner`]) grants one
 //! unit's page and calendar feed ([`Grant::Unit`]) or marking one of its tasks done
@@ -54,7 +58,8 @@ pub use auth::ConsoleUser;
 
 use super::State;
 use axum::Router;
-use axum::response::Redirect;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 /// Console and branch-page routes.
@@ -78,10 +83,49 @@ pub fn routes() -> Router<State> {
             post(editor::editor_preview),
         )
         .route("/console/workflows/{id}/save", post(editor::editor_save))
+        .route("/assets/console.css", get(stylesheet))
+        .route("/assets/console.js", get(script))
+}
+
+/// The branch pages behind signed links (the server puts them behind a per-address rate
+/// limit).
+pub fn branch_routes() -> Router<State> {
+    Router::new()
         .route("/b/{unit}", get(branch::branch_page))
         .route("/b/{unit}/feed.ics", get(branch::branch_feed))
         .route(
             "/b/{unit}/t/{task}",
             get(branch::branch_task).post(branch::branch_task_done),
         )
+}
+
+/// The error page of a request refused before its page ran (the guards of every request).
+pub(crate) fn error_page(
+    state: &crate::api::AppState,
+    branch: bool,
+    status: StatusCode,
+    title: &str,
+    text: &str,
+) -> Response {
+    ui::error_page(state, branch, status, title, text)
+}
+
+/// A static asset; its URL carries the assets' hash, so it may be cached for a day.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn stylesheet() -> Response {
+    asset("text/css; charset=utf-8", ui::STYLESHEET)
+}
+
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", ui::SCRIPT)
 }

@@ -74,6 +74,19 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The stylesheet of every page, served at `/assets/console.css`.
+pub(super) const STYLESHEET: &str = include_str!("../../../templates/console/static/console.css");
+
+/// The script of every page, served at `/assets/console.js`.
+pub(super) const SCRIPT: &str = include_str!("../../../templates/console/static/console.js");
+
+/// A short hash of the stylesheet and the script, in their URLs (`?v=`), so that a browser
+/// may cache them for long and still fetches the new ones after an upgrade.
+pub(super) static ASSET_VERSION: LazyLock<String> = LazyLock::new(|| {
+    let hash = crate::catalog::content_hash(&format!("{STYLESHEET}\n{SCRIPT}"));
+    hash.chars().take(12).collect()
+});
+
 /// The template environment: auto-escaping by file name, undefined values an error when
 /// printed (a template bug shows up in tests, not as an empty cell).
 static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -174,6 +187,7 @@ impl<'a> Ui<'a> {
     ) -> Response {
         if let Some(map) = ctx.as_object_mut() {
             map.insert("office".into(), self.office().into());
+            map.insert("asset_version".into(), ASSET_VERSION.as_str().into());
             map.entry("branch").or_insert(false.into());
             map.entry("active").or_insert("".into());
             // Office pages say when next year's holiday file is due (branches need not know).
@@ -257,16 +271,34 @@ impl<'a> Ui<'a> {
         self.fail(EngineError::Store(e))
     }
 
-    /// A path segment that must be a row id; anything else is a 404 page.
+    /// A path segment that must be a row id; anything else is a 400 page (malformed, as
+    /// in the JSON API; an id that is a number but names nothing is a 404).
     pub(super) fn parse_id(&self, raw: &str, what: &str) -> Early<i64> {
         raw.parse::<i64>().map_err(|_| {
             Box::new(self.message(
-                StatusCode::NOT_FOUND,
-                "未找到",
-                &format!("没有 {what} {raw}。"),
+                StatusCode::BAD_REQUEST,
+                "地址有误",
+                &format!("「{raw}」不是{what}编号。"),
             ))
         })
     }
+}
+
+/// The error page of a request refused before (or instead of) its page: the console's
+/// layout without the signed-in user, or the branch pages' layout without the console's
+/// navigation.
+pub(super) fn error_page(
+    state: &AppState,
+    branch: bool,
+    status: StatusCode,
+    title: &str,
+    text: &str,
+) -> Response {
+    Ui::new(state, None).page(
+        status,
+        "message.html",
+        json!({"branch": branch, "title": title, "text": text, "diagnostics": [], "back": null, "kind": "error"}),
+    )
 }
 
 /// A diagnostic for a template (the workflow list, the editor, the save outcome).

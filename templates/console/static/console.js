@@ -1,0 +1,21 @@
+// The console's one script, served at /assets/console.js (the Content-Security-Policy
+// allows no inline script or event handler attribute). Pages work without it.
+document.addEventListener('DOMContentLoaded', function () {
+  // Editor: clicking a diagnostic selects its line in the draft.
+  var ta = document.getElementById('source');
+  if (ta) {
+    document.querySelectorAll('.diagnostic[data-line]').forEach(function (el) {
+      el.addEventListener('click', function () {
+        var lines = ta.value.split('\n'), n = parseInt(el.dataset.line, 10) - 1, start = 0;
+        for (var i = 0; i < n && i < lines.length; i++) start += lines[i].length + 1;
+        ta.focus();
+        ta.setSelectionRange(start, start + (lines[n] || '').length);
+        ta.scrollTop = Math.max(0, n - 5) * parseFloat(getComputedStyle(ta).lineHeight);
+      });
+    });
+  }
+  // Task page: one click selects the whole signed link, ready to copy.
+  document.querySelectorAll('input.select-on-click').forEach(function (el) {
+    el.addEventListener('click', function () { el.select(); });
+  });
+});
