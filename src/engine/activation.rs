@@ -6,16 +6,25 @@
 //! prerequisite's instance of the same assignee when both fan out over it (each branch's
 //! talk follows that branch's assessment); otherwise it waits for every instance (a join).
 //!
+//! [`Joins::decide`] turns the ready tasks into activations (deadline and timers planned
+//! from when their prerequisites finished): a plain function of the catalog, the workflow,
+//! the round and the rows read inside the transaction.
+//!
 //! Architecture Invariant: the engine calls [`ready`] inside the transaction that
 //! completes or waives a task, on the rows read there under the round's lock, so two
 //! completions at the same moment cannot both miss the last prerequisite. `status` calls it
 //! on rows read outside any transaction to report tasks that still wait although nothing
 //! holds them back.
 
+use crate::catalog::Catalog;
 use crate::core::definition::{Anchor, Task, Workflow};
 use crate::core::state::{AssigneeKind, TaskState};
-use crate::store::{Millis, TaskRow};
-use std::collections::HashMap;
+use crate::engine::round::round_plan;
+use crate::engine::{audit, from_ms, ms, timer_row};
+use crate::store::{Activation, Decided, Millis, RoundRow, TaskRow};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// The workflow task ids a task waits for: its `after:` list, then the task its deadline
 /// counts from, without repeats.
@@ -171,6 +180,132 @@ pub fn ready(wf: &Workflow, tasks: &[TaskRow], now: Millis) -> Vec<Ready> {
         });
     }
     out
+}
+
+/// Everything deciding activations needs besides the rows read in the transaction, so the
+/// decision is a plain function of (workflow, the round's tasks, now).
+pub(crate) struct Joins {
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) wf: Arc<Workflow>,
+    pub(crate) round: RoundRow,
+    /// The workflow task ids whose rows the decision reads.
+    pub(crate) read: Vec<String>,
+    pub(crate) actor: String,
+    pub(crate) now: DateTime<Utc>,
+}
+
+impl Joins {
+    /// The waiting tasks that become owed, with the deadline and timers of each, planned
+    /// from when their prerequisites were finished; an activation that cannot be planned
+    /// leaves its task waiting, with an audit entry (and `status` reports it).
+    pub(crate) fn decide(&self, rows: &[TaskRow]) -> Decided {
+        let ready = ready(&self.wf, rows, ms(self.now));
+        let mut out = Decided::default();
+        if ready.is_empty() {
+            return out;
+        }
+        let failed = |r: &Ready, error: &str| {
+            audit(
+                self.now,
+                &self.actor,
+                "task.activation_failed",
+                &format!("task:{}", r.id),
+                serde_json::json!({"key": r.key, "error": error}),
+            )
+        };
+        // Only the units of the ready tasks are planned (role tasks always are): this runs
+        // inside the transaction, and a whole round of thousands of branches is planned in
+        // seconds, not milliseconds.
+        let mut units: Vec<String> = rows
+            .iter()
+            .filter(|t| t.assignee_kind == AssigneeKind::Unit && ready.iter().any(|r| r.id == t.id))
+            .map(|t| t.assignee_id.clone())
+            .collect();
+        units.sort();
+        units.dedup();
+        let units = Some(units.as_slice());
+        let base = match round_plan(&self.catalog, &self.wf, &self.round, None, units) {
+            Ok(p) => p,
+            Err(e) => {
+                out.audit
+                    .extend(ready.iter().map(|r| failed(r, &e.to_string())));
+                return out;
+            }
+        };
+        // A completion before the dependent's stage opens counts from the opening, so
+        // finishing early never makes the next task due before its stage.
+        let mut groups: BTreeMap<Option<(String, Millis)>, Vec<&Ready>> = BTreeMap::new();
+        for r in &ready {
+            let done = r.done.clone().map(|(task, at)| {
+                let opens = base
+                    .tasks
+                    .iter()
+                    .find(|t| t.key == r.key)
+                    .and_then(|t| base.stages.iter().find(|s| s.id == t.stage))
+                    .filter(|s| !s.opens.projected)
+                    .and_then(|s| s.opens.at)
+                    .map(|a| ms(a.with_timezone(&Utc)));
+                (task, opens.map_or(at, |o| o.max(at)))
+            });
+            groups.entry(done).or_default().push(r);
+        }
+        for (done, list) in groups {
+            let plan = match &done {
+                None => Ok(base.clone()),
+                Some((task, at)) => {
+                    let map = BTreeMap::from([(task.clone(), from_ms(*at))]);
+                    round_plan(&self.catalog, &self.wf, &self.round, Some(&map), units)
+                }
+            };
+            let p = match plan {
+                Ok(p) => p,
+                Err(e) => {
+                    out.audit
+                        .extend(list.iter().map(|r| failed(r, &e.to_string())));
+                    continue;
+                }
+            };
+            for r in list {
+                let planned = p
+                    .tasks
+                    .iter()
+                    .find(|x| x.key == r.key)
+                    .filter(|x| !x.due.projected);
+                let provisional = planned.is_some_and(|x| x.due.provisional);
+                let due = planned.and_then(|x| x.due.at);
+                let Some(due) = due else {
+                    out.audit.push(failed(r, "its deadline cannot be dated"));
+                    continue;
+                };
+                let timers = p
+                    .timers
+                    .iter()
+                    .filter(|x| x.task.as_deref() == Some(&r.key) && !x.projected)
+                    .filter_map(|x| timer_row(&self.round.tag, x, self.now))
+                    .map(|mut x| {
+                        x.round_id = Some(self.round.id);
+                        x
+                    })
+                    .collect();
+                let due = ms(due.with_timezone(&Utc));
+                out.audit.push(audit(
+                    self.now,
+                    &self.actor,
+                    "task.activate",
+                    &format!("task:{}", r.id),
+                    serde_json::json!({"key": r.key, "due": from_ms(due), "counted_from": done.as_ref().map(|(t, at)| serde_json::json!({"task": t, "at": from_ms(*at)}))}),
+                ));
+                out.activate.push(Activation {
+                    round_id: self.round.id,
+                    task_key: r.key.clone(),
+                    due_at: due,
+                    provisional,
+                    timers,
+                });
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

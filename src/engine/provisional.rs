@@ -14,16 +14,16 @@
 //!   in case the file was added while no daemon ran.
 
 use crate::core::calendar::Calendar;
-use crate::core::state::{MessageKind, RoundStatus, TaskState, TimerKind, TimerState};
+use crate::core::state::{RoundStatus, TaskState, TimerKind, TimerState};
 use crate::core::validate::workflow_tz;
 use crate::engine::{Engine, EngineError, from_ms, kickoff_timer, ms};
-use crate::store::{AuditEntry, FireEffects, NewTimer, TimerPayload, TimerRow};
+use crate::store::{AuditEntry, NewTimer, TimerPayload, TimerRow};
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::path::Path;
 
 /// Days between two notices.
-const NOTICE_EVERY_DAYS: u64 = 7;
+pub(crate) const NOTICE_EVERY_DAYS: u64 = 7;
 /// Local hour of a notice.
 const NOTICE_HOUR: u32 = 9;
 
@@ -48,7 +48,7 @@ pub fn notice_timer(year: i32, at: DateTime<Utc>) -> NewTimer {
 }
 
 /// 09:00 local on `date`.
-fn notice_instant(date: NaiveDate, tz: Tz) -> Option<DateTime<Utc>> {
+pub(crate) fn notice_instant(date: NaiveDate, tz: Tz) -> Option<DateTime<Utc>> {
     tz.from_local_datetime(&date.and_hms_opt(NOTICE_HOUR, 0, 0)?)
         .earliest()
         .map(|t| t.with_timezone(&Utc))
@@ -126,73 +126,6 @@ impl Engine {
             tracing::info!(year, at = %slot, "missing-calendar notice scheduled");
         }
         Ok(())
-    }
-
-    /// Fire a weekly notice: tell the office where to put the file and schedule next
-    /// week's, or stop (audited) when the file has been added.
-    pub(crate) fn calendar_notice_effects(&self, t: &TimerRow, now: DateTime<Utc>) -> FireEffects {
-        let cat = self.catalog();
-        let year = t.payload.year;
-        let audit = |action: &str, detail: serde_json::Value| AuditEntry {
-            at: ms(now),
-            actor: "daemon".into(),
-            action: action.into(),
-            subject: t.key.clone(),
-            detail_json: detail.to_string(),
-        };
-        let mut fx = FireEffects::default();
-        let Some(year) = year else {
-            fx.audit.push(audit(
-                "calendar.notice.skipped",
-                serde_json::json!({"reason": "the timer names no year"}),
-            ));
-            return fx;
-        };
-        if cat.calendar.covers(year) {
-            fx.audit.push(audit(
-                "calendar.notice.stopped",
-                serde_json::json!({"year": year, "reason": "the holiday file is there"}),
-            ));
-            return fx;
-        }
-        let tz = cat.config.tz();
-        let file = cat.config.calendar_dir.join(format!("{year}.json"));
-        let party = cat
-            .directory
-            .role_party(&cat.config.notify.dead_letter_role);
-        let ctx = minijinja::context! {
-            recipient => minijinja::context!{ id => party.id.clone(), name => party.name.clone() },
-            office => minijinja::context!{ name => cat.directory.office.name.clone() },
-            year => year,
-            file => file.display().to_string(),
-            folder => cat.config.calendar_dir.display().to_string(),
-        };
-        match self.renderer().render("calendar_missing", &[], &ctx) {
-            Ok(rendered) => {
-                fx.notifications = self.to_contacts(
-                    &t.key,
-                    None,
-                    MessageKind::CalendarMissing,
-                    &party,
-                    &rendered,
-                    "{}",
-                    now,
-                );
-            }
-            Err(e) => tracing::error!(error = %e, "missing-calendar notice failed to render"),
-        }
-        tracing::warn!(year, file = %file.display(), "holiday file missing; the office is told");
-        fx.audit.push(audit(
-            "calendar.notice",
-            serde_json::json!({"year": year, "file": file.display().to_string(), "to": party.id}),
-        ));
-        let next = from_ms(t.due_at)
-            .with_timezone(&tz)
-            .date_naive()
-            .checked_add_days(chrono::Days::new(NOTICE_EVERY_DAYS))
-            .and_then(|d| notice_instant(d, tz));
-        fx.timers.extend(next.map(|n| notice_timer(year, n)));
-        fx
     }
 
     /// Whether a pending kickoff's instant comes from a working-day rule in a year without

@@ -780,17 +780,15 @@ impl Outbox {
         };
         let item_json = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
         let key = format!("dead:{}", msg.message_id);
-        let task = None;
-        self.engine
-            .to_contacts(
-                &key,
-                task,
-                MessageKind::DeadLetter,
-                &party,
-                &rendered,
-                &item_json,
-                now,
-            )
+        let message = crate::engine::fire::Message {
+            key: &key,
+            task: None,
+            kind: MessageKind::DeadLetter,
+            party: &party,
+            rendered: &rendered,
+            item_json: &item_json,
+        };
+        crate::engine::fire::to_contacts(&cat, &message, now)
             .into_iter()
             .map(|mut n| {
                 n.round_id = group[0].round_id;

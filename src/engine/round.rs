@@ -1,0 +1,288 @@
+//! Starting rounds: planning a workflow for a start date, turning the plan into task and
+//! timer rows, and keeping each scheduled workflow's next kickoff in the timer table.
+
+use super::{Engine, EngineError, Result, from_ms, kickoff_timer, ms, timer_row};
+use crate::catalog::Catalog;
+use crate::core::definition::Workflow;
+use crate::core::directory::Party;
+use crate::core::plan::{Plan, PlanInput, plan};
+use crate::core::state::{TaskState, TimerKind, TimerState};
+use crate::core::validate::workflow_tz;
+use crate::store::{AuditEntry, NewRound, NewTask, NewTimer, RoundRow, TimerPayload};
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::{BTreeMap, HashSet};
+
+/// A request to start a round.
+#[derive(Debug, Clone)]
+pub struct StartRound {
+    /// Workflow id.
+    pub workflow: String,
+    /// Start date.
+    pub start: NaiveDate,
+    /// Parameter overrides.
+    pub params: BTreeMap<String, String>,
+    /// Only these units take part.
+    pub units: Option<Vec<String>>,
+    /// Who asked.
+    pub actor: String,
+}
+
+/// Plan a stored round (its start, parameters and units, or only the units `only`) with a
+/// catalog.
+pub(crate) fn round_plan(
+    cat: &Catalog,
+    wf: &Workflow,
+    round: &RoundRow,
+    done: Option<&BTreeMap<String, DateTime<Utc>>>,
+    only: Option<&[String]>,
+) -> Result<Plan> {
+    let units: Option<&[String]> = only.or(round.units.as_deref());
+    let start = NaiveDate::parse_from_str(&round.start_date, "%Y-%m-%d")
+        .map_err(|_| EngineError::NotFound(format!("start date of round {}", round.id)))?;
+    plan_with(cat, wf, start, &round.params, units, done)
+}
+
+/// One `catch_up` timer, due now, for each assignee with work already overdue when the
+/// round is started (a start date in the past).
+fn catch_up_timers(tag: &str, p: &Plan, now: DateTime<Utc>) -> Vec<NewTimer> {
+    let mut late: Vec<&Party> = Vec::new();
+    for t in &p.tasks {
+        let overdue = !t.due.projected && t.due.at.is_some_and(|a| a.with_timezone(&Utc) < now);
+        if overdue && !late.contains(&&t.assignee) {
+            late.push(&t.assignee);
+        }
+    }
+    late.into_iter()
+        .map(|party| {
+            let payload = TimerPayload {
+                recipient: Some(party.clone()),
+                ..Default::default()
+            };
+            NewTimer {
+                key: format!("{tag}/catch_up@{}:{}", party.kind, party.id),
+                round_id: None,
+                task_key: None,
+                kind: TimerKind::CatchUp,
+                due_at: ms(now),
+                payload,
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn plan_with(
+    cat: &Catalog,
+    wf: &Workflow,
+    start: NaiveDate,
+    params: &BTreeMap<String, String>,
+    units: Option<&[String]>,
+    done: Option<&BTreeMap<String, DateTime<Utc>>>,
+) -> Result<Plan> {
+    let (p, problems) = plan(PlanInput {
+        workflow: wf,
+        directory: &cat.directory,
+        calendar: &cat.calendar,
+        tz: workflow_tz(wf, cat.config.tz()),
+        start,
+        params,
+        units,
+        done,
+    });
+    p.ok_or_else(|| EngineError::Plan {
+        workflow: wf.id.value.clone(),
+        problems,
+    })
+}
+
+/// Tasks and timers of a planned round. Reminders already in the past are not created
+/// (a round started late should not send a burst of stale reminders). A task waits when
+/// its deadline is not known yet or it has prerequisites (`after:`, `{done: …}`) with
+/// instances in the round; a waiting task's timers are created when it becomes owed.
+pub(crate) fn materialise(
+    tag: &str,
+    wf: &Workflow,
+    p: &Plan,
+    now: DateTime<Utc>,
+) -> (Vec<NewTask>, Vec<NewTimer>) {
+    let present: HashSet<&str> = p.tasks.iter().map(|t| t.task.as_str()).collect();
+    let blocked: HashSet<&str> = wf
+        .tasks()
+        .filter(|(_, def)| {
+            crate::engine::activation::prerequisites(def)
+                .iter()
+                .any(|pre| present.contains(pre))
+        })
+        .map(|(_, def)| def.id.value.as_str())
+        .collect();
+    let mut waiting: HashSet<&str> = HashSet::new();
+    let tasks = p
+        .tasks
+        .iter()
+        .map(|t| {
+            let fixed = t.due.at.is_some() && !t.due.projected;
+            let waits = !fixed || blocked.contains(t.task.as_str());
+            if waits {
+                waiting.insert(&t.key);
+            }
+            NewTask {
+                key: t.key.clone(),
+                task: t.task.clone(),
+                stage: t.stage.clone(),
+                title: t.title.clone(),
+                assignee_kind: t.assignee.kind,
+                assignee_id: t.assignee.id.clone(),
+                assignee_name: t.assignee.name.clone(),
+                due_at: if fixed {
+                    t.due.at.map(|a| ms(a.with_timezone(&Utc)))
+                } else {
+                    None
+                },
+                state: if waits {
+                    TaskState::Waiting
+                } else {
+                    TaskState::Open
+                },
+                provisional: fixed && t.due.provisional,
+            }
+        })
+        .collect();
+    let timers = p
+        .timers
+        .iter()
+        .filter(|t| !t.projected)
+        .filter(|t| {
+            t.task
+                .as_ref()
+                .is_none_or(|k| !waiting.contains(&k.as_str()))
+        })
+        .filter_map(|t| timer_row(tag, t, now))
+        .collect();
+    (tasks, timers)
+}
+
+impl Engine {
+    /// Plan a workflow with the current catalog.
+    pub(crate) fn plan_round(
+        &self,
+        wf: &Workflow,
+        start: NaiveDate,
+        params: &BTreeMap<String, String>,
+        units: Option<&[String]>,
+        done: Option<&BTreeMap<String, DateTime<Utc>>>,
+    ) -> Result<Plan> {
+        plan_with(&self.catalog(), wf, start, params, units, done)
+    }
+
+    /// Start a round now: plan it and write its tasks and timers in one transaction.
+    pub async fn start_round(&self, req: StartRound) -> Result<i64> {
+        let cat = self.catalog();
+        let Some(loaded) = cat.workflows.get(&req.workflow) else {
+            let ids: Vec<&str> = cat.workflows.keys().map(String::as_str).collect();
+            return Err(EngineError::UnknownWorkflow {
+                id: req.workflow.clone(),
+                hint: crate::core::diagnostic::suggest(&req.workflow, ids.iter().copied()),
+            });
+        };
+        if let Some(units) = &req.units {
+            let unknown = cat.directory.unknown_units(units);
+            if !unknown.is_empty() {
+                return Err(EngineError::UnknownUnits(unknown));
+            }
+        }
+        let version_id = match self.version_id(&req.workflow) {
+            Some(v) => v,
+            None => {
+                self.register_workflows().await?;
+                self.version_id(&req.workflow)
+                    .ok_or_else(|| EngineError::NotFound(format!("version of {}", req.workflow)))?
+            }
+        };
+        let now = self.clock.now();
+        let p = self.plan_round(
+            &loaded.workflow,
+            req.start,
+            &req.params,
+            req.units.as_deref(),
+            None,
+        )?;
+        let tag = format!("m{}", self.tag(&req.workflow));
+        let (tasks, mut timers) = materialise(&tag, &loaded.workflow, &p, now);
+        // Started late: what is overdue already is told once per assignee, instead of by
+        // the deadlines, overdue reminders and escalations of the past (see `effects`).
+        timers.extend(catch_up_timers(&tag, &p, now));
+        let round = NewRound {
+            tag: tag.clone(),
+            workflow_id: req.workflow.clone(),
+            version_id,
+            start_date: req.start.to_string(),
+            params: req.params.clone(),
+            units: req.units.clone(),
+            kickoff_key: None,
+            created_at: ms(now),
+        };
+        let audit = AuditEntry {
+            at: ms(now),
+            actor: req.actor.clone(),
+            action: "round.start".into(),
+            subject: format!("workflow:{}", req.workflow),
+            detail_json: serde_json::json!({"tag": tag, "start": req.start.to_string(), "params": req.params, "units": req.units, "tasks": tasks.len(), "timers": timers.len()}).to_string(),
+        };
+        let id = self
+            .store
+            .create_round(round, tasks, timers, audit)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("round (duplicate)".into()))?;
+        tracing::info!(round = id, workflow = %req.workflow, start = %req.start, "round started");
+        self.wake();
+        Ok(id)
+    }
+
+    /// Make sure every scheduled workflow has its next kickoff in the timer table.
+    pub async fn ensure_kickoffs(&self) -> Result<()> {
+        let cat = self.catalog();
+        let now = self.clock.now();
+        for (id, loaded) in &cat.workflows {
+            let Some(schedule) = &loaded.workflow.schedule else {
+                continue;
+            };
+            let prefix = format!("kickoff:{id}:");
+            let existing = self.store.timers_with_prefix(&prefix).await?;
+            // A kickoff blocked while this workflow was not loaded (or did not plan) is
+            // tried at once now that it is: through the normal claim, so exactly once.
+            for t in existing.iter().filter(|t| {
+                t.state == TimerState::Pending && t.due_at > ms(now) && t.key.contains(":retry:")
+            }) {
+                if self.store.bring_forward_timer(t.id, ms(now)).await? {
+                    tracing::info!(workflow = %id, kickoff = %t.key, "blocked kickoff is tried again now");
+                }
+            }
+            if existing.iter().any(|t| t.state.is_live()) {
+                continue;
+            }
+            let last = existing.iter().map(|t| t.due_at).max().map(from_ms);
+            let after = last.map_or(now, |l| l.max(now));
+            let tz = workflow_tz(&loaded.workflow, cat.config.tz());
+            match crate::core::schedule::next_kickoff(schedule, tz, &cat.calendar, after) {
+                Ok(Some(next)) => {
+                    let next = next.with_timezone(&Utc);
+                    self.store.add_timers(vec![kickoff_timer(id, next)]).await?;
+                    tracing::info!(workflow = %id, next = %next, "next kickoff scheduled");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(workflow = %id, error = %e, "cannot schedule the next kickoff");
+                    self.store
+                        .append_audit(AuditEntry {
+                            at: ms(now),
+                            actor: "daemon".into(),
+                            action: "kickoff.unschedulable".into(),
+                            subject: format!("workflow:{id}"),
+                            detail_json: serde_json::json!({"error": e.to_string()}).to_string(),
+                        })
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
