@@ -84,6 +84,7 @@ pub fn workflow(data: &[u8]) -> (Option<Workflow>, Diagnostics) {
             params: &params,
             units: None,
             done: None,
+            events: None,
         });
     }
     (wf, d)

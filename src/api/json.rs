@@ -407,6 +407,7 @@ async fn plan_draft(
         params: &draft.params,
         units: None,
         done: None,
+        events: None,
     });
     let problems: Vec<Value> = problems
         .iter()

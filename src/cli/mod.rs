@@ -454,6 +454,7 @@ fn plan_cmd(
         params: &params,
         units: units.as_deref(),
         done: None,
+        events: None,
     });
     let mut pd = crate::core::diagnostic::Diagnostics::new(loaded.path.display().to_string());
     for p in problems {

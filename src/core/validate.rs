@@ -212,6 +212,7 @@ fn check(wf: &Workflow, ctx: Context<'_>, d: &mut Diagnostics, gaps: bool) {
         params: &no_params,
         units: None,
         done: None,
+        events: None,
     });
     for p in problems {
         push(d, p);
@@ -282,6 +283,7 @@ fn check_next_kickoff(
         params: &no_params,
         units: None,
         done: None,
+        events: None,
     });
     for p in problems
         .into_iter()

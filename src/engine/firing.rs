@@ -4,6 +4,7 @@
 
 use super::fire::{self, Ctx, Reads};
 use super::{CLAIM_BATCH, Engine, EngineError, Result, from_ms, is_data_error, ms};
+use crate::core::state::TimerKind;
 use crate::store::{ClaimedTimers, FireEffects, TimerRow};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -109,6 +110,7 @@ impl Engine {
             "batch fired"
         );
         let mut fired = Vec::with_capacity(batch.len());
+        let mut closed_rounds: Vec<i64> = Vec::new();
         let mut woke_outbox = false;
         for ((t, (_, effects)), ok) in batch.into_iter().zip(items).zip(outcome) {
             let notifications = effects.notifications.len();
@@ -124,12 +126,25 @@ impl Engine {
             metrics::counter!("yanzhen_timers_fired_total", "kind" => t.kind.as_str()).increment(1);
             metrics::histogram!("yanzhen_timer_lateness_seconds")
                 .record((ms(now) - t.due_at).max(0) as f64 / 1000.0);
+            if t.kind == TimerKind::StageClose
+                && let Some(r) = t.round_id
+                && !closed_rounds.contains(&r)
+            {
+                closed_rounds.push(r);
+            }
             fired.push(Fired {
                 timer: t,
                 at: now,
                 notifications,
                 started_round: effects.round.is_some(),
             });
+        }
+        // A round whose only owed tasks wait for outside events finishes when its last
+        // stage closes (the check is cheap unless that is the case).
+        for r in closed_rounds {
+            if let Err(e) = self.finish_if_done(r, "daemon").await {
+                tracing::warn!(round = r, error = %e, "could not check whether the round is finished");
+            }
         }
         Ok(Some(fired))
     }

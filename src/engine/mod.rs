@@ -8,6 +8,7 @@
 
 pub mod activation;
 pub mod clock;
+pub mod event;
 pub mod fire;
 mod firing;
 pub mod provisional;

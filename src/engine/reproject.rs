@@ -618,6 +618,7 @@ impl Engine {
             params: &round.params,
             units: Some(units),
             done: None,
+            events: None,
         });
         p.ok_or(EngineError::Plan {
             workflow: wf.id.value.clone(),

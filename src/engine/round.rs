@@ -37,8 +37,7 @@ pub(crate) fn round_plan(
     only: Option<&[String]>,
 ) -> Result<Plan> {
     let units: Option<&[String]> = only.or(round.units.as_deref());
-    let start = NaiveDate::parse_from_str(&round.start_date, "%Y-%m-%d")
-        .map_err(|_| EngineError::NotFound(format!("start date of round {}", round.id)))?;
+    let start = round_start(round)?;
     plan_with(cat, wf, start, &round.params, units, done)
 }
 
@@ -87,11 +86,48 @@ pub(crate) fn plan_with(
         params,
         units,
         done,
+        events: None,
     });
     p.ok_or_else(|| EngineError::Plan {
         workflow: wf.id.value.clone(),
         problems,
     })
+}
+
+/// Plan a stored round for one unit as if event `kind` happened at `at` (the tasks due
+/// from it get dated instants).
+pub(crate) fn plan_event(
+    cat: &Catalog,
+    wf: &Workflow,
+    round: &RoundRow,
+    unit: &str,
+    kind: &str,
+    at: DateTime<Utc>,
+) -> Result<Plan> {
+    let start = round_start(round)?;
+    let units = [unit.to_string()];
+    let events = BTreeMap::from([(kind.to_string(), at)]);
+    let (p, problems) = plan(PlanInput {
+        workflow: wf,
+        directory: &cat.directory,
+        calendar: &cat.calendar,
+        tz: workflow_tz(wf, cat.config.tz()),
+        start,
+        params: &round.params,
+        units: Some(&units),
+        done: None,
+        events: Some(&events),
+    });
+    p.ok_or_else(|| EngineError::Plan {
+        workflow: wf.id.value.clone(),
+        problems,
+    })
+}
+
+/// A stored round's start date.
+fn round_start(round: &RoundRow) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(&round.start_date, "%Y-%m-%d")
+        .map_err(|_| EngineError::NotFound(format!("start date of round {}", round.id)))
 }
 
 /// Tasks and timers of a planned round. Reminders already in the past are not created

@@ -9,7 +9,7 @@ use super::{
     DEFAULT_REOPEN_WORKING_DAYS, Engine, EngineError, Result, audit, from_ms, local_date, ms,
     timer_row,
 };
-use crate::core::definition::Workflow;
+use crate::core::definition::{Anchor, Workflow};
 use crate::core::diagnostic::Severity;
 use crate::core::state::{AssigneeKind, RoundStatus, TaskState};
 use crate::core::timefmt::zh_datetime;
@@ -412,25 +412,76 @@ impl Engine {
     }
 
     /// A round whose every task is done, waived or cancelled is finished.
-    async fn finish_if_done(&self, round_id: i64, actor: &str) -> Result<()> {
+    pub(crate) async fn finish_if_done(&self, round_id: i64, actor: &str) -> Result<()> {
+        let Some(round) = self.store.round(round_id).await? else {
+            return Ok(());
+        };
+        if round.status != RoundStatus::Running {
+            return Ok(());
+        }
         let tasks = self.store.tasks(round_id).await?;
-        let open = tasks.iter().any(|t| t.state.is_owed());
-        if !open {
-            let now = self.clock.now();
+        let owed: Vec<&TaskRow> = tasks.iter().filter(|t| t.state.is_owed()).collect();
+        let now = self.clock.now();
+        let mut waiting_for_events = Vec::new();
+        if !owed.is_empty() {
+            // A task waiting for an outside event stands for "whenever it happens" (each
+            // occurrence gets a task of its own, see `engine::event`): it holds the round
+            // open only until the round's last stage has closed.
+            let wf = self.workflow_of(round.version_id).await?;
+            let waits = |t: &TaskRow| {
+                t.state == TaskState::Waiting
+                    && wf.task(&t.task).is_some_and(|(_, d)| {
+                        matches!(
+                            d.due.value.from.as_ref().map(|a| &a.value),
+                            Some(Anchor::Event(_))
+                        )
+                    })
+            };
+            if owed.iter().any(|t| !waits(t)) {
+                return Ok(());
+            }
+            let p = round_plan(&self.catalog(), &wf, &round, None, None)?;
+            let closed = p
+                .stages
+                .iter()
+                .filter_map(|s| s.closes.at)
+                .max()
+                .is_some_and(|c| c.with_timezone(&Utc) <= now);
+            if !closed {
+                return Ok(());
+            }
+            waiting_for_events = owed.iter().map(|t| t.id).collect();
             self.store
-                .set_round_status(
+                .reproject(crate::store::Reprojection {
                     round_id,
-                    RoundStatus::Finished,
-                    audit(
-                        now,
-                        actor,
-                        "round.finish",
-                        &format!("round:{round_id}"),
-                        serde_json::json!({}),
-                    ),
-                )
+                    version_id: round.version_id,
+                    units: round.units.clone(),
+                    cancel_timers: vec![],
+                    new_tasks: vec![],
+                    cancel_tasks: waiting_for_events.clone(),
+                    due_changes: vec![],
+                    title_changes: vec![],
+                    new_timers: vec![],
+                    at: ms(now),
+                    actor: actor.to_string(),
+                    note: Some("the round's last stage has closed".into()),
+                    audit: vec![],
+                })
                 .await?;
         }
+        self.store
+            .set_round_status(
+                round_id,
+                RoundStatus::Finished,
+                audit(
+                    now,
+                    actor,
+                    "round.finish",
+                    &format!("round:{round_id}"),
+                    serde_json::json!({"closed_waiting_for_events": waiting_for_events}),
+                ),
+            )
+            .await?;
         Ok(())
     }
 

@@ -151,6 +151,7 @@ fn check(sf: &ScenarioFile, catalog: &Catalog, d: &mut Diagnostics) -> Scenario 
         params: &known_params,
         units: units.as_deref(),
         done: None,
+        events: None,
     });
     let keys: Option<BTreeSet<&str>> = plan
         .as_ref()

@@ -14,6 +14,7 @@ mod daemon;
 mod driver;
 mod email;
 mod engine;
+mod events;
 mod fuzz_regressions;
 mod http_security;
 mod ics;

@@ -39,6 +39,7 @@ fn plan_of(id: &str, start: Option<NaiveDate>, params: &[(&str, &str)]) -> Plan 
         params: &params,
         units: None,
         done: None,
+        events: None,
     });
     p.unwrap_or_else(|| panic!("{id} does not plan: {problems:?}"))
 }
@@ -329,6 +330,7 @@ fn branches_option_limits_the_fan_out() {
         params: &BTreeMap::new(),
         units: Some(&only),
         done: None,
+        events: None,
     });
     let p = p.unwrap();
     assert!(

@@ -202,6 +202,7 @@ fn the_plan_marks_exactly_the_instants_counted_over_2027_in_text_and_json() {
         params: &BTreeMap::new(),
         units: None,
         done: None,
+        events: None,
     });
     let plan = plan.unwrap_or_else(|| panic!("the 2026-12-01 round plans: {problems:?}"));
     assert!(

@@ -162,6 +162,7 @@ fn check_draft(cat: &Catalog, id: &str, path: &FsPath, text: &str, today: NaiveD
             params: &params,
             units: None,
             done: None,
+            events: None,
         });
         out.plan_start = Some(start);
         out.plan = p.map(|p| p.to_table());

@@ -283,7 +283,12 @@ impl<'a> Planner<'a> {
                 }
             },
             Anchor::Event(id) => {
-                if wf.events.iter().any(|e| e.id.value == *id) {
+                let happened = self.input.events.and_then(|e| e.get(id)).copied();
+                if let Some(at) = happened
+                    && wf.events.iter().any(|e| e.id.value == *id)
+                {
+                    Some(fixed(at.with_timezone(&self.input.tz)))
+                } else if wf.events.iter().any(|e| e.id.value == *id) {
                     Some(Moment {
                         at: None,
                         projected: false,

@@ -48,6 +48,9 @@ pub struct PlanInput<'a> {
     /// Tasks already completed, by task id: `from: {done: id}` counts from this instant
     /// instead of projecting from the task's deadline.
     pub done: Option<&'a BTreeMap<String, DateTime<chrono::Utc>>>,
+    /// Outside events that happened, by event id: `from: {event: id}` counts from this
+    /// instant (one occurrence; the engine plans each occurrence's task on its own).
+    pub events: Option<&'a BTreeMap<String, DateTime<chrono::Utc>>>,
 }
 
 /// A problem met while planning, positioned in the workflow file.

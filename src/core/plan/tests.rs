@@ -60,6 +60,7 @@ fn planned(text: &str) -> (Plan, Vec<Problem>) {
         params: &BTreeMap::new(),
         units: Some(&["dongguan".to_string()]),
         done: None,
+        events: None,
     });
     (p.expect("plans"), problems)
 }
