@@ -173,38 +173,7 @@ pub async fn run_command(
             Ok(ExitCode::SUCCESS)
         }
         Command::Task(t) => task_command(config, today, t).await,
-        Command::Token(TokenCommand::Create { name, read_only }) => {
-            let e = engine(config, today, false).await?;
-            let token = crate::access::new_token();
-            let now = crate::engine::ms(chrono::Utc::now());
-            let rights = if read_only {
-                crate::core::state::Rights::Read
-            } else {
-                crate::core::state::Rights::Admin
-            };
-            e.store()
-                .create_token(
-                    crate::store::TokenRow {
-                        name: name.clone(),
-                        hash: crate::access::token_hash(&token),
-                        rights,
-                        created_at: now,
-                        revoked_at: None,
-                    },
-                    crate::store::AuditEntry {
-                        at: now,
-                        actor: "cli".into(),
-                        action: "token.create".into(),
-                        subject: format!("token:{name}"),
-                        detail_json: serde_json::json!({"rights": rights}).to_string(),
-                    },
-                )
-                .await
-                .with_context(|| format!("creating token `{name}` (does it exist already?)"))?;
-            eprintln!("token `{name}` ({rights}) created; it is shown once, store it now:");
-            println!("{token}");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Token(t) => token_command(config, today, t).await,
         Command::Feed { unit } => {
             let e = engine(config, today, false).await?;
             print!("{}", crate::notify::ics::unit_feed(&e, &unit).await?);
@@ -546,5 +515,95 @@ async fn reload_command(config: &Path, today: NaiveDate) -> anyhow::Result<ExitC
         took.len(),
         took.join(", ")
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `yanzhen token create | list | revoke`.
+async fn token_command(
+    config: &Path,
+    today: NaiveDate,
+    cmd: TokenCommand,
+) -> anyhow::Result<ExitCode> {
+    let e = engine(config, today, false).await?;
+    let now = chrono::Utc::now();
+    let now_ms = crate::engine::ms(now);
+    let tz = e.catalog().config.tz();
+    let when = |ms: Option<i64>| {
+        ms.map(|m| zh_datetime(&from_ms(m).with_timezone(&tz)))
+            .unwrap_or_else(|| "-".into())
+    };
+    match cmd {
+        TokenCommand::Create {
+            name,
+            read_only,
+            expires,
+            days,
+        } => {
+            crate::access::check_token_name(&name)?;
+            let rights = if read_only {
+                crate::core::state::Rights::Read
+            } else {
+                crate::core::state::Rights::Admin
+            };
+            let expires_at = match (expires, days) {
+                // Accepted through that whole day in the office's time zone.
+                (Some(d), _) => {
+                    let next = d
+                        .succ_opt()
+                        .and_then(|n| n.and_hms_opt(0, 0, 0))
+                        .context("expiry date out of range")?;
+                    let at = chrono::TimeZone::from_local_datetime(&tz, &next)
+                        .earliest()
+                        .context("expiry date does not exist in the office's time zone")?;
+                    Some(crate::engine::ms(at.with_timezone(&chrono::Utc)))
+                }
+                (None, Some(n)) => Some(now_ms.saturating_add(i64::from(n) * 86_400_000)),
+                (None, None) => None,
+            };
+            if expires_at.is_some_and(|x| x <= now_ms) {
+                bail!("the expiry must be in the future");
+            }
+            let token =
+                crate::access::create_token(e.store().as_ref(), &name, rights, expires_at, "cli", now_ms)
+                    .await?;
+            let until = expires_at
+                .map(|x| format!(", accepted until {}", when(Some(x))))
+                .unwrap_or_default();
+            eprintln!("token `{name}` ({rights}{until}) created; it is shown once, store it now:");
+            println!("{token}");
+        }
+        TokenCommand::List => {
+            let tokens = e.store().tokens().await?;
+            if tokens.is_empty() {
+                eprintln!("no tokens; create one with `yanzhen token create NAME`");
+            }
+            println!("NAME\tRIGHTS\tCREATED\tEXPIRES\tREVOKED\tLAST USED\tSTATE");
+            for t in tokens {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else if t.expired(now_ms) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    t.name,
+                    t.rights,
+                    when(Some(t.created_at)),
+                    when(t.expires_at),
+                    when(t.revoked_at),
+                    when(t.last_used_at),
+                    state
+                );
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            if !crate::access::revoke_token(e.store().as_ref(), &name, "cli", now_ms).await? {
+                bail!("no active token named `{name}` (see `yanzhen token list`)");
+            }
+            eprintln!("token `{name}` revoked; its console sessions have ended");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

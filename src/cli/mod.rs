@@ -157,6 +157,19 @@ pub enum TokenCommand {
         /// A token that may only read.
         #[arg(long)]
         read_only: bool,
+        /// Last day the token is accepted (YYYY-MM-DD, in the office's time zone).
+        #[arg(long, value_name = "DATE", conflicts_with = "days")]
+        expires: Option<NaiveDate>,
+        /// Days from now the token is accepted.
+        #[arg(long, value_name = "N")]
+        days: Option<u32>,
+    },
+    /// List tokens: name, rights, created, expires, revoked, last used.
+    List,
+    /// Revoke a token; the console sessions signed in with it end at once.
+    Revoke {
+        /// Token name.
+        name: String,
     },
 }
 

@@ -54,7 +54,7 @@ mod tasks;
 mod ui;
 mod workflows;
 
-pub use auth::ConsoleUser;
+pub use auth::{ConsoleUser, csrf_check};
 
 use super::State;
 use axum::Router;
@@ -62,12 +62,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-/// Console and branch-page routes.
-pub fn routes() -> Router<State> {
+/// Console routes; the sign-in form's POST behind its per-address rate limit.
+pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
     Router::new()
         .route("/console", get(rounds::rounds_page))
         .route("/console/", get(|| async { Redirect::to("/console") }))
-        .route("/console/login", get(auth::login_form).post(auth::login))
+        .route(
+            "/console/login",
+            get(auth::login_form).merge(super::guard::login_rate_limit(post(auth::login), http)),
+        )
         .route("/console/logout", post(auth::logout))
         .route("/console/rounds/{id}", get(rounds::round_page))
         .route("/console/overdue", get(overdue::overdue_page))
@@ -97,6 +100,7 @@ pub fn branch_routes() -> Router<State> {
             "/b/{unit}/t/{task}",
             get(branch::branch_task).post(branch::branch_task_done),
         )
+        .route("/b/{unit}/t/{task}/undo", post(branch::branch_task_undo))
 }
 
 /// The error page of a request refused before its page ran (the guards of every request).
