@@ -146,9 +146,7 @@ pub async fn session_principal(state: &AppState, id: &str) -> Result<Principal, 
     let hash = token_hash(id);
     let now = state.engine.clock().now().timestamp_millis();
     let Some((session, token)) = store.session(&hash, now).await? else {
-        return Err(unauthorized(
-            "the console session has ended; sign in again",
-        ));
+        return Err(unauthorized("the console session has ended; sign in again"));
     };
     if now.saturating_sub(session.last_seen) >= TOUCH_EVERY_MS {
         let idle = idle_ms(state);
@@ -215,7 +213,10 @@ mod tests {
     fn the_session_cookie_is_found_among_others_and_no_other_cookie_counts() {
         let p = parts(&[(header::COOKIE, "theme=dark; yz_session=s1d; lang=zh")]);
         assert_eq!(session_id(&p).as_deref(), Some("s1d"));
-        let p = parts(&[(header::COOKIE, "xyz_session=nope; yz_token=old; yz_session=")]);
+        let p = parts(&[(
+            header::COOKIE,
+            "xyz_session=nope; yz_token=old; yz_session=",
+        )]);
         assert_eq!(session_id(&p), None);
         assert_eq!(session_id(&parts(&[])), None);
     }

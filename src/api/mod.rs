@@ -238,6 +238,9 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string())
             }
             EngineError::Store(StoreError::NotFound(_)) => ApiError::not_found(e.to_string()),
+            EngineError::Store(StoreError::Exists(m)) => {
+                ApiError::new(StatusCode::CONFLICT, "exists", m.clone())
+            }
             // Stored data that does not parse: say which row, so it can be mended.
             EngineError::Store(StoreError::Corrupt(_)) => {
                 tracing::error!(error = %e, "request failed on corrupt data");

@@ -563,9 +563,15 @@ async fn token_command(
             if expires_at.is_some_and(|x| x <= now_ms) {
                 bail!("the expiry must be in the future");
             }
-            let token =
-                crate::access::create_token(e.store().as_ref(), &name, rights, expires_at, "cli", now_ms)
-                    .await?;
+            let token = crate::access::create_token(
+                e.store().as_ref(),
+                &name,
+                rights,
+                expires_at,
+                "cli",
+                now_ms,
+            )
+            .await?;
             let until = expires_at
                 .map(|x| format!(", accepted until {}", when(Some(x))))
                 .unwrap_or_default();

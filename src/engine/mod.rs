@@ -465,9 +465,9 @@ fn reopen_deadline(
     let local = match due {
         // Not checked against now: the task goes back as it was, overdue or not.
         NewDeadline::Unchanged => {
-            let own = task.due_at.ok_or_else(|| {
-                EngineError::Invalid(format!("task {} has no deadline", task.id))
-            })?;
+            let own = task
+                .due_at
+                .ok_or_else(|| EngineError::Invalid(format!("task {} has no deadline", task.id)))?;
             return Ok(from_ms(own).with_timezone(&tz));
         }
         NewDeadline::Default => working_days(

@@ -351,8 +351,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn session(&self, id_hash: &str, now: Millis) -> Result<Option<(SessionRow, TokenRow)>>;
 
     /// Mark a session used at `last_seen`, to expire at `expires_at` unless used again.
-    async fn touch_session(&self, id_hash: &str, last_seen: Millis, expires_at: Millis)
-    -> Result<()>;
+    async fn touch_session(
+        &self,
+        id_hash: &str,
+        last_seen: Millis,
+        expires_at: Millis,
+    ) -> Result<()>;
 
     /// End a session (sign-out); ends nothing when there is none.
     async fn delete_session(&self, id_hash: &str) -> Result<()>;

@@ -126,8 +126,8 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
                 rights: yanzhen::core::state::Rights::Admin,
                 created_at: 0,
                 revoked_at: None,
- expires_at: None,
- last_used_at: None,
+                expires_at: None,
+                last_used_at: None,
             },
             AuditEntry {
                 at: 0,

@@ -130,8 +130,8 @@ impl Console {
                         rights: rights.parse().expect("rights"),
                         created_at: 0,
                         revoked_at: None,
- expires_at: None,
- last_used_at: None,
+                        expires_at: None,
+                        last_used_at: None,
                     },
                     AuditEntry {
                         at: 0,

@@ -83,8 +83,8 @@ async fn site(http_config: HttpConfig) -> Site {
                     rights,
                     created_at: 0,
                     revoked_at: None,
- expires_at: None,
- last_used_at: None,
+                    expires_at: None,
+                    last_used_at: None,
                 },
                 AuditEntry {
                     at: 0,

@@ -99,8 +99,8 @@ impl ConsoleHome {
                     rights: yanzhen::core::state::Rights::Admin,
                     created_at: 0,
                     revoked_at: None,
- expires_at: None,
- last_used_at: None,
+                    expires_at: None,
+                    last_used_at: None,
                 },
                 AuditEntry {
                     at: 0,

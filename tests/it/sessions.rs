@@ -84,9 +84,13 @@ async fn site_on(
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(yanzhen::api::serve(listener, app.http.clone(), async move {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(yanzhen::api::serve(
+        listener,
+        app.http.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Site {
         name,
         base,
@@ -176,11 +180,7 @@ impl Site {
     }
 
     async fn branch_post(&self, path: &str) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
-            .send()
-            .await
-            .expect("POST")
+        self.http.post(self.url(path)).send().await.expect("POST")
     }
 }
 
@@ -265,8 +265,14 @@ async fn a_feed_url_can_read_the_feed_only_and_carries_no_completion_links() {
         assert_eq!(resp.status(), StatusCode::OK, "{name}");
         let ics = resp.text().await.expect("ics");
         assert!(ics.starts_with("BEGIN:VCALENDAR"), "{name}: {ics}");
-        assert!(!ics.contains("/b/"), "{name}: the feed carries a link: {ics}");
-        assert!(!ics.contains("sig="), "{name}: the feed carries a signature");
+        assert!(
+            !ics.contains("/b/"),
+            "{name}: the feed carries a link: {ics}"
+        );
+        assert!(
+            !ics.contains("sig="),
+            "{name}: the feed carries a signature"
+        );
 
         // The feed's signature on the task's address: no completion.
         let (_, query) = feed.split_once('?').expect("query");
@@ -314,15 +320,16 @@ async fn a_task_link_cannot_act_on_another_task_of_the_same_unit() {
             .collect();
         assert!(!others.is_empty(), "{name}: the unit has other tasks");
         for other in others {
-            let forged = link.replace(
-                &format!("/t/{}?", mine.id),
-                &format!("/t/{}?", other.id),
-            );
+            let forged = link.replace(&format!("/t/{}?", mine.id), &format!("/t/{}?", other.id));
             let before = s.state_of(other.id).await;
             let resp = s.branch_post(&forged).await;
             assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{name}: {forged}");
             let resp = s.branch_post(&forged.replace('?', "/undo?")).await;
-            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{name}: undo {forged}");
+            assert_eq!(
+                resp.status(),
+                StatusCode::FORBIDDEN,
+                "{name}: undo {forged}"
+            );
             assert_eq!(s.state_of(other.id).await, before, "{name}");
         }
     }
@@ -356,7 +363,10 @@ async fn the_session_cookie_holds_no_token_and_ends_at_once_when_the_token_is_re
         }
         assert!(!session.contains("Secure"), "{name}: plain http, no Secure");
         for c in &set {
-            assert!(!c.contains(&s.admin), "{name}: a cookie holds the token: {c}");
+            assert!(
+                !c.contains(&s.admin),
+                "{name}: a cookie holds the token: {c}"
+            );
         }
         let pair = session_pair(&resp).expect("pair");
         let sign_ins = s.audit("console.sign_in").await;
@@ -374,7 +384,11 @@ async fn the_session_cookie_holds_no_token_and_ends_at_once_when_the_token_is_re
         let resp = s.get("/console", &pair).await;
         assert_eq!(resp.status(), StatusCode::OK, "{name}");
         let resp = s.get("/api/rounds", &pair).await;
-        assert_eq!(resp.status(), StatusCode::OK, "{name}: reads rest on the session");
+        assert_eq!(
+            resp.status(),
+            StatusCode::OK,
+            "{name}: reads rest on the session"
+        );
 
         // Revoking the token ends the session on the very next request.
         let now = s.clock.now().timestamp_millis();
@@ -396,7 +410,11 @@ async fn the_session_cookie_holds_no_token_and_ends_at_once_when_the_token_is_re
             .send()
             .await
             .expect("GET");
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{name}: the token too");
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "{name}: the token too"
+        );
     }
 }
 
@@ -420,10 +438,18 @@ async fn a_session_ends_at_sign_out_and_after_its_idle_time() {
 
         let b = sign_in(&s.base, &s.admin).await;
         s.clock.advance(chrono::Duration::minutes(20));
-        assert_eq!(s.get("/console", &b).await.status(), StatusCode::OK, "{name}");
+        assert_eq!(
+            s.get("/console", &b).await.status(),
+            StatusCode::OK,
+            "{name}"
+        );
         // Used 20 minutes in: it lasts 30 minutes from then, not from the sign-in.
         s.clock.advance(chrono::Duration::minutes(20));
-        assert_eq!(s.get("/console", &b).await.status(), StatusCode::OK, "{name}");
+        assert_eq!(
+            s.get("/console", &b).await.status(),
+            StatusCode::OK,
+            "{name}"
+        );
         s.clock.advance(chrono::Duration::minutes(31));
         let resp = s.get("/console", &b).await;
         assert_eq!(location(&resp), "/console/login", "{name}: idle too long");
@@ -518,7 +544,11 @@ async fn a_console_form_without_its_sessions_csrf_token_is_refused_and_with_it_w
             assert_eq!(s.state_of(task.id).await, TaskState::Open, "{name}");
         }
         let resp = s
-            .form(&complete, &a, format!("note=%E5%B7%B2%E6%8A%A5&csrf={token}"))
+            .form(
+                &complete,
+                &a,
+                format!("note=%E5%B7%B2%E6%8A%A5&csrf={token}"),
+            )
             .await;
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
         assert_eq!(s.state_of(task.id).await, TaskState::Done, "{name}");
@@ -540,9 +570,15 @@ async fn tokens_expire_and_a_duplicate_name_gets_one_clear_error() {
             "{name}"
         );
         // Once revoked, the name may be used again, by a new token.
-        assert!(revoke_token(s.store.as_ref(), "viewer", "test", now).await.expect("revoke"));
         assert!(
-            !revoke_token(s.store.as_ref(), "viewer", "test", now).await.expect("revoke"),
+            revoke_token(s.store.as_ref(), "viewer", "test", now)
+                .await
+                .expect("revoke")
+        );
+        assert!(
+            !revoke_token(s.store.as_ref(), "viewer", "test", now)
+                .await
+                .expect("revoke"),
             "{name}: revoking twice"
         );
         let again = create_token(s.store.as_ref(), "viewer", Rights::Read, None, "test", now)
@@ -555,7 +591,11 @@ async fn tokens_expire_and_a_duplicate_name_gets_one_clear_error() {
             .send()
             .await
             .expect("GET");
-        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{name}: the old one");
+        assert_eq!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED,
+            "{name}: the old one"
+        );
         let resp = s
             .http
             .get(s.url("/api/rounds"))
@@ -594,7 +634,10 @@ async fn tokens_expire_and_a_duplicate_name_gets_one_clear_error() {
             .send()
             .await
             .expect("POST");
-        assert!(session_pair(&resp).is_none(), "{name}: no session for an expired token");
+        assert!(
+            session_pair(&resp).is_none(),
+            "{name}: no session for an expired token"
+        );
     }
 }
 
@@ -615,8 +658,13 @@ async fn a_branch_confirms_before_marking_done_and_may_undo_within_the_window() 
             .expect("body");
         // The button opens a confirmation holding the real form (no script needed).
         let details = page.find("<details").expect("a confirmation step");
-        let form = page.find("id=\"mark-done\"").expect("the confirming button");
-        assert!(details < form, "{name}: the form is inside the confirmation");
+        let form = page
+            .find("id=\"mark-done\"")
+            .expect("the confirming button");
+        assert!(
+            details < form,
+            "{name}: the form is inside the confirmation"
+        );
 
         let resp = s.branch_post(&link).await;
         assert_eq!(resp.status(), StatusCode::OK, "{name}");
@@ -634,10 +682,18 @@ async fn a_branch_confirms_before_marking_done_and_may_undo_within_the_window() 
         let undone = s.audit("task.undo").await;
         assert_eq!(undone.len(), 1, "{name}");
         assert_eq!(undone[0].entry.actor, "link:dongguan", "{name}");
-        assert_eq!(undone[0].entry.subject, format!("task:{}", task.id), "{name}");
+        assert_eq!(
+            undone[0].entry.subject,
+            format!("task:{}", task.id),
+            "{name}"
+        );
 
         // Past the window the "done" stays.
-        assert_eq!(s.branch_post(&link).await.status(), StatusCode::OK, "{name}");
+        assert_eq!(
+            s.branch_post(&link).await.status(),
+            StatusCode::OK,
+            "{name}"
+        );
         s.clock.advance(chrono::Duration::minutes(11));
         let resp = s.branch_post(&undo).await;
         assert_eq!(resp.status(), StatusCode::CONFLICT, "{name}");
@@ -657,5 +713,210 @@ async fn a_branch_confirms_before_marking_done_and_may_undo_within_the_window() 
         let resp = s.branch_post(&xlink.replacen('?', "/undo?", 1)).await;
         assert_eq!(resp.status(), StatusCode::CONFLICT, "{name}");
         assert_eq!(s.state_of(other.id).await, TaskState::Done, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn administrators_list_create_and_revoke_tokens_in_the_console_and_the_api() {
+    for s in sites(HttpConfig::default()).await {
+        let name = s.name;
+        let reader = sign_in(&s.base, &s.reader).await;
+        let resp = s.get("/console/tokens", &reader).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::FORBIDDEN,
+            "{name}: readers see no tokens"
+        );
+        let admin = sign_in(&s.base, &s.admin).await;
+        let token = csrf(SECRET, &admin);
+        let page = s
+            .get("/console/tokens", &admin)
+            .await
+            .text()
+            .await
+            .expect("body");
+        for t in ["zzb-admin", "viewer"] {
+            assert!(page.contains(&format!("data-token=\"{t}\"")), "{name}: {t}");
+        }
+        // Created in the console: shown once, works at once.
+        let resp = s
+            .form(
+                "/console/tokens",
+                &admin,
+                format!("csrf={token}&name=ops&read_only=1&days=30"),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        let page = resp.text().await.expect("body");
+        let shown = page
+            .split("id=\"token-value\"")
+            .next()
+            .and_then(|p| p.rsplit("value=\"").next())
+            .and_then(|v| v.split('"').next())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            shown.starts_with("yz_"),
+            "{name}: the new token is shown: {page}"
+        );
+        let ops = s.store.tokens().await.expect("tokens");
+        let ops = ops.iter().find(|t| t.name == "ops").expect("stored");
+        assert_eq!(ops.rights, Rights::Read, "{name}");
+        assert!(ops.expires_at.is_some(), "{name}");
+        let resp = s
+            .http
+            .get(s.url("/api/rounds"))
+            .bearer_auth(&shown)
+            .send()
+            .await;
+        assert_eq!(resp.expect("GET").status(), StatusCode::OK, "{name}");
+        let resp = s
+            .form("/console/tokens", &admin, format!("csrf={token}&name=ops"))
+            .await;
+        assert_eq!(resp.status(), StatusCode::CONFLICT, "{name}: a duplicate");
+        assert!(
+            resp.text()
+                .await
+                .expect("body")
+                .contains("已有名为「ops」的令牌")
+        );
+        let resp = s
+            .form(
+                "/console/tokens/ops/revoke",
+                &admin,
+                format!("csrf={token}"),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
+        let resp = s
+            .http
+            .get(s.url("/api/rounds"))
+            .bearer_auth(&shown)
+            .send()
+            .await;
+        assert_eq!(
+            resp.expect("GET").status(),
+            StatusCode::UNAUTHORIZED,
+            "{name}"
+        );
+        let revokes = s.audit("token.revoke").await;
+        assert_eq!(revokes.len(), 1, "{name}");
+        assert_eq!(revokes[0].entry.actor, "token:zzb-admin", "{name}");
+
+        // The same through the API, for administrators only.
+        let resp = s
+            .http
+            .get(s.url("/api/tokens"))
+            .bearer_auth(&s.reader)
+            .send()
+            .await;
+        assert_eq!(resp.expect("GET").status(), StatusCode::FORBIDDEN, "{name}");
+        let list: serde_json::Value = s
+            .http
+            .get(s.url("/api/tokens"))
+            .bearer_auth(&s.admin)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        assert!(
+            list.as_array()
+                .is_some_and(|a| a.iter().any(|t| t["name"] == "ops" && t["active"] == false)),
+            "{name}: {list}"
+        );
+        assert!(
+            !list.to_string().contains("yz_"),
+            "{name}: no token in the list"
+        );
+        let create = |body: serde_json::Value| {
+            let req = s
+                .http
+                .post(s.url("/api/tokens"))
+                .bearer_auth(&s.admin)
+                .json(&body);
+            async move { req.send().await.expect("POST") }
+        };
+        let resp = create(serde_json::json!({"name": "bot", "days": 7})).await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "{name}");
+        let made: serde_json::Value = resp.json().await.expect("json");
+        assert!(made["token"].as_str().is_some_and(|t| t.starts_with("yz_")));
+        let resp = create(serde_json::json!({"name": "bot"})).await;
+        assert_eq!(resp.status(), StatusCode::CONFLICT, "{name}");
+        let err: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(err["error"]["code"], "exists", "{name}");
+        let resp = create(serde_json::json!({"name": "a b"})).await;
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+        let revoke = || {
+            let req = s
+                .http
+                .post(s.url("/api/tokens/bot/revoke"))
+                .bearer_auth(&s.admin);
+            async move { req.send().await.expect("POST").status() }
+        };
+        assert_eq!(revoke().await, StatusCode::OK, "{name}");
+        assert_eq!(revoke().await, StatusCode::NOT_FOUND, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_token_commands_create_list_and_revoke_with_one_clear_error_for_a_duplicate() {
+    let mut setups = vec![("sqlite", common::daemon::Setup::new())];
+    let mut _guards = Vec::new();
+    if let Some((url, guard)) = common::stores::postgres_database().await {
+        setups.push(("postgres", common::daemon::Setup::new().db_url(url)));
+        _guards.push(guard);
+    }
+    for (name, s) in setups {
+        let out = s.run(&["token", "create", "zzb-ma", "--days", "30"]);
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(token.starts_with("yz_"), "{name}: {token}");
+        let out = s.cmd(&["token", "create", "zzb-ma"]).output().expect("run");
+        assert!(!out.status.success(), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let message = "a token named `zzb-ma` already exists; revoke it or choose another name";
+        assert_eq!(err.matches(message).count(), 1, "{name}: said once: {err}");
+        assert!(
+            !err.contains("UNIQUE") && !err.contains("duplicate key"),
+            "{name}: {err}"
+        );
+        s.run(&[
+            "token",
+            "create",
+            "viewer",
+            "--read-only",
+            "--expires",
+            "2099-12-31",
+        ]);
+        let out = s.run(&["token", "list"]);
+        let list = String::from_utf8_lossy(&out.stdout);
+        let line = |t: &str| {
+            list.lines()
+                .find(|l| l.starts_with(&format!("{t}\t")))
+                .unwrap_or_else(|| panic!("{name}: {t} not listed: {list}"))
+                .to_string()
+        };
+        assert!(line("zzb-ma").contains("admin") && line("zzb-ma").ends_with("active"));
+        assert!(line("viewer").contains("read") && line("viewer").contains("2100年1月1日"));
+        assert!(!list.contains(&token), "{name}: the list shows no token");
+        s.run(&["token", "revoke", "zzb-ma"]);
+        let out = s.run(&["token", "list"]);
+        let list = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with("zzb-ma\t") && l.ends_with("revoked")),
+            "{name}: {list}"
+        );
+        let out = s.cmd(&["token", "revoke", "zzb-ma"]).output().expect("run");
+        assert!(!out.status.success(), "{name}: revoking twice");
+        let store = s.store().await;
+        let revoked = store
+            .token_by_hash(&yanzhen::access::token_hash(&token))
+            .await;
+        assert!(
+            revoked.expect("read").is_none(),
+            "{name}: the token no longer opens anything"
+        );
     }
 }

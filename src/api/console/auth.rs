@@ -98,7 +98,9 @@ impl FromRequestParts<State> for Client {
         let trusted = &state.engine.catalog().config.http.trusted_proxies;
         let (ip, https) = client_of(&parts.extensions, &parts.headers, trusted);
         Ok(Client {
-            address: ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown".into()),
+            address: ip
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "unknown".into()),
             https,
         })
     }
@@ -110,7 +112,10 @@ fn sign_in_audit(at: i64, client: &Client, name: Option<&str>, outcome: &str) ->
     let (actor, action) = match (name, outcome) {
         (Some(n), "ok") => (format!("token:{n}"), "console.sign_in"),
         (Some(n), _) => (format!("token:{n}"), "console.sign_in_refused"),
-        (None, _) => (format!("address:{}", client.address), "console.sign_in_refused"),
+        (None, _) => (
+            format!("address:{}", client.address),
+            "console.sign_in_refused",
+        ),
     };
     AuditEntry {
         at,
@@ -206,7 +211,12 @@ pub(super) async fn logout(
         let store = state.engine.store();
         let hash = token_hash(&id);
         let now = state.engine.clock().now().timestamp_millis();
-        let name = store.session(&hash, now).await.ok().flatten().map(|(s, _)| s.token_name);
+        let name = store
+            .session(&hash, now)
+            .await
+            .ok()
+            .flatten()
+            .map(|(s, _)| s.token_name);
         if let Err(e) = store.delete_session(&hash).await {
             tracing::error!(error = %e, "could not end a console session");
         } else if let Some(name) = name {
@@ -289,7 +299,8 @@ pub async fn csrf_check(Shared(state): Shared<State>, req: Request, next: Next) 
         tracing::warn!(path = %parts.uri.path(), "console form without its CSRF token refused");
         return forged(&state);
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// The 403 page of a console form without its session's CSRF token.

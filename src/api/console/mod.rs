@@ -15,6 +15,7 @@
 //! - `overdue`: the overdue board;
 //! - `tasks`: a task's page and its actions (complete, waive, reopen);
 //! - `workflows`: the workflow list; `editor`: the editor (preview, save);
+//! - `tokens`: the tokens page (administrators: list, create, revoke);
 //! - `branch`: the branch pages behind signed links and their calendar feed.
 //!
 //! **Console pages** need an administrator token: the `yz_token` cookie that the sign-in
@@ -51,6 +52,7 @@ mod labels;
 mod overdue;
 mod rounds;
 mod tasks;
+mod tokens;
 mod ui;
 mod workflows;
 
@@ -78,6 +80,11 @@ pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
         .route("/console/tasks/{id}/complete", post(tasks::task_complete))
         .route("/console/tasks/{id}/waive", post(tasks::task_waive))
         .route("/console/tasks/{id}/reopen", post(tasks::task_reopen))
+        .route(
+            "/console/tokens",
+            get(tokens::tokens_page).post(tokens::token_create),
+        )
+        .route("/console/tokens/{name}/revoke", post(tokens::token_revoke))
         .route("/console/workflows", get(workflows::workflows_page))
         .route("/console/workflows/new", get(workflows::new_workflow))
         .route("/console/workflows/{id}/edit", get(editor::editor_page))

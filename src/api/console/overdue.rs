@@ -2,9 +2,9 @@
 //! rounds, grouped by assignee, with how far its escalation chain has climbed.
 
 use super::auth::ConsoleUser;
-use crate::access::Grant;
 use super::labels::assignee_kind_zh;
 use super::ui::{LINK_DAYS, Ui};
+use crate::access::Grant;
 use crate::api::State;
 use crate::core::state::{AssigneeKind, RoundStatus, TaskState, TimerState};
 use crate::core::timefmt::provisional_mark;

@@ -70,6 +70,10 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/console/branch_done.html"),
     ),
     (
+        "tokens.html",
+        include_str!("../../../templates/console/tokens.html"),
+    ),
+    (
         "link_error.html",
         include_str!("../../../templates/console/link_error.html"),
     ),
