@@ -543,6 +543,34 @@ async fn a_console_form_without_its_sessions_csrf_token_is_refused_and_with_it_w
             assert!(html.contains("已拒绝未经验证的提交"), "{name}: {html}");
             assert_eq!(s.state_of(task.id).await, TaskState::Open, "{name}");
         }
+        // An Authorization header that is not a Bearer token does not excuse the cookie.
+        let resp = s
+            .http
+            .post(s.url(&complete))
+            .header(COOKIE, &a)
+            .header("Authorization", "Basic eDp5")
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("note=forged")
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(
+            resp.status(),
+            StatusCode::FORBIDDEN,
+            "{name}: Basic + cookie"
+        );
+        assert_eq!(s.state_of(task.id).await, TaskState::Open, "{name}");
+        // A text/plain body (what a cross-site form may send) reaches no handler.
+        let resp = s
+            .http
+            .post(s.url(&complete))
+            .header(COOKIE, &a)
+            .header(CONTENT_TYPE, "text/plain")
+            .body(format!("csrf={token}"))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{name}");
         let resp = s
             .form(
                 &complete,
