@@ -948,3 +948,72 @@ async fn the_token_commands_create_list_and_revoke_with_one_clear_error_for_a_du
         );
     }
 }
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_over_https_as_configured_or_told_by_a_trusted_proxy() {
+    let cookie_of = |resp: &reqwest::Response| {
+        resp.headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.starts_with("yz_session="))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let (_, store, guard) = common::stores::sqlite().await;
+    let trusted = HttpConfig {
+        trusted_proxies: vec!["127.0.0.1".parse().expect("ip")],
+        ..HttpConfig::default()
+    };
+    let s = site_on("sqlite", store, guard, trusted).await;
+    let sign_in_with = |proto: Option<&'static str>| {
+        let mut req = s
+            .http
+            .post(s.url("/console/login"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(format!("token={}", s.admin));
+        if let Some(p) = proto {
+            req = req.header("X-Forwarded-Proto", p);
+        }
+        async move { req.send().await.expect("POST") }
+    };
+    let behind = cookie_of(&sign_in_with(Some("https")).await);
+    assert!(behind.contains("; Secure"), "{behind}");
+    let plain = cookie_of(&sign_in_with(Some("http")).await);
+    assert!(!plain.contains("Secure"), "{plain}");
+
+    // From a peer that is not a trusted proxy the header is not believed.
+    let (_, store, guard) = common::stores::sqlite().await;
+    let s = site_on("sqlite", store, guard, HttpConfig::default()).await;
+    let resp = s
+        .http
+        .post(s.url("/console/login"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header("X-Forwarded-Proto", "https")
+        .body(format!("token={}", s.admin))
+        .send()
+        .await
+        .expect("POST");
+    assert!(!cookie_of(&resp).contains("Secure"), "{}", cookie_of(&resp));
+
+    // `secure_cookies` marks it always.
+    let (_, store, guard) = common::stores::sqlite().await;
+    let always = HttpConfig {
+        secure_cookies: true,
+        ..HttpConfig::default()
+    };
+    let s = site_on("sqlite", store, guard, always).await;
+    let resp = s
+        .http
+        .post(s.url("/console/login"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("token={}", s.admin))
+        .send()
+        .await
+        .expect("POST");
+    assert!(
+        cookie_of(&resp).contains("; Secure"),
+        "{}",
+        cookie_of(&resp)
+    );
+}

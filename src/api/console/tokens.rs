@@ -26,7 +26,6 @@ async fn render(
     status: StatusCode,
     created: Option<serde_json::Value>,
     error: Option<String>,
-    flash: Option<String>,
 ) -> Response {
     let tokens = match ui.state.engine.store().tokens().await {
         Ok(t) => t,
@@ -53,7 +52,7 @@ async fn render(
     ui.page(
         status,
         "tokens.html",
-        json!({"active": "tokens", "tokens": rows, "created": created, "error": error, "flash": flash}),
+        json!({"active": "tokens", "tokens": rows, "created": created, "error": error}),
     )
 }
 
@@ -65,7 +64,7 @@ pub(super) async fn tokens_page(
     if let Err(r) = ui.require_admin() {
         return *r;
     }
-    render(&ui, StatusCode::OK, None, None, None).await
+    render(&ui, StatusCode::OK, None, None).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,7 +85,7 @@ pub(super) async fn token_create(
         return *r;
     }
     let name = form.name.trim();
-    let refuse = |msg: String| render(&ui, StatusCode::UNPROCESSABLE_ENTITY, None, Some(msg), None);
+    let refuse = |msg: String| render(&ui, StatusCode::UNPROCESSABLE_ENTITY, None, Some(msg));
     if check_token_name(name).is_err() {
         return refuse(format!(
             "名称「{name}」不可用：请用 1 到 64 个字母、数字、“-”“_”或“.”。"
@@ -111,7 +110,7 @@ pub(super) async fn token_create(
     match create_token(store.as_ref(), name, rights, expires_at, &user.actor(), now).await {
         Ok(token) => {
             let created = json!({"name": name, "rights_zh": rights_zh(rights), "token": token});
-            render(&ui, StatusCode::OK, Some(created), None, None).await
+            render(&ui, StatusCode::OK, Some(created), None).await
         }
         Err(StoreError::Exists(_)) => {
             render(
@@ -121,7 +120,6 @@ pub(super) async fn token_create(
                 Some(format!(
                     "已有名为「{name}」的令牌；请先吊销它，或换一个名称。"
                 )),
-                None,
             )
             .await
         }
@@ -147,7 +145,6 @@ pub(super) async fn token_revoke(
                 StatusCode::NOT_FOUND,
                 None,
                 Some(format!("没有名为「{name}」的有效令牌。")),
-                None,
             )
             .await
         }
