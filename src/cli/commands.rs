@@ -1,7 +1,9 @@
 //! The commands that act on the database (`round`, `task`, `status`, `reload`, `token`,
 //! `workflow`, `feed`, `simulate`) and `serve`, on top of [`crate::runtime::daemon`].
 
-use super::{Command, Format, RoundCommand, TaskCommand, TokenCommand, WorkflowCommand};
+use super::{
+    Command, Format, LinkCommand, RoundCommand, TaskCommand, TokenCommand, WorkflowCommand,
+};
 use crate::core::timefmt::{provisional_mark, zh_datetime};
 use crate::engine::{Engine, StartRound, from_ms};
 use crate::runtime::daemon::{
@@ -174,6 +176,7 @@ pub async fn run_command(
         }
         Command::Task(t) => task_command(config, today, t).await,
         Command::Token(t) => token_command(config, today, t).await,
+        Command::Link(l) => link_command(config, today, l).await,
         Command::Feed { unit } => {
             let e = engine(config, today, false).await?;
             print!("{}", crate::notify::ics::unit_feed(&e, &unit).await?);
@@ -611,5 +614,65 @@ async fn token_command(
             eprintln!("token `{name}` revoked; its console sessions have ended");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `yanzhen link task | unit | feed`: a signed link, audited as `link.mint` by `cli`.
+async fn link_command(
+    config: &Path,
+    today: NaiveDate,
+    cmd: LinkCommand,
+) -> anyhow::Result<ExitCode> {
+    use crate::access::{Grant, LinkSigner};
+    let e = engine(config, today, false).await?;
+    let Some(base) = e.catalog().config.notify.link_base.clone() else {
+        bail!(
+            "`notify.link_base` is not set in the config: links need the address branches reach the server at"
+        );
+    };
+    let secret = match std::env::var("YANZHEN_LINK_SECRET").ok().filter(|s| !s.is_empty()) {
+        Some(s) => s,
+        None => e.store().setting("link_secret").await?.context(
+            "no link secret yet: start `yanzhen serve` once (it makes one), or set YANZHEN_LINK_SECRET",
+        )?,
+    };
+    let (grant, days) = match cmd {
+        LinkCommand::Task { id, days } => {
+            let task = e
+                .store()
+                .task(id)
+                .await?
+                .with_context(|| format!("no task {id}"))?;
+            if task.assignee_kind != crate::core::state::AssigneeKind::Unit {
+                bail!("task {id} is assigned to a role, not a unit: it has no branch link");
+            }
+            (
+                Grant::Task {
+                    unit: task.assignee_id,
+                    task: id,
+                },
+                days,
+            )
+        }
+        LinkCommand::Unit { unit, days } => (Grant::Unit { unit }, days),
+        LinkCommand::Feed { unit, days } => (Grant::Feed { unit }, days),
+    };
+    if e.catalog().directory.unit(grant.unit()).is_none() {
+        bail!("no unit `{}` in the directory", grant.unit());
+    }
+    let now = chrono::Utc::now();
+    let expires = now.timestamp() + i64::from(days.max(1)) * 86_400;
+    e.store()
+        .append_audit(crate::store::AuditEntry {
+            at: crate::engine::ms(now),
+            actor: "cli".into(),
+            action: "link.mint".into(),
+            subject: grant.scope(),
+            detail_json: serde_json::json!({"unit": grant.unit(), "scope": grant.scope(), "expires": expires})
+                .to_string(),
+        })
+        .await?;
+    let path = LinkSigner::new(secret).link(&grant, expires);
+    println!("{}{path}", base.trim_end_matches('/'));
     Ok(ExitCode::SUCCESS)
 }

@@ -81,6 +81,11 @@ pub enum Command {
     /// API/console tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Make a signed branch link (audited as `link.mint` by `cli`); needs `notify.link_base`
+    /// and the daemon's link secret (in the database after its first start, or
+    /// `YANZHEN_LINK_SECRET`).
+    #[command(subcommand)]
+    Link(LinkCommand),
     /// Workflow versions and their differences.
     #[command(subcommand)]
     Workflow(WorkflowCommand),
@@ -144,6 +149,35 @@ pub enum RoundCommand {
         round: i64,
         /// Unit id.
         unit: String,
+    },
+}
+
+/// Link commands: what the link grants.
+#[derive(Debug, Subcommand)]
+pub enum LinkCommand {
+    /// One task's page and marking it done.
+    Task {
+        /// Task id.
+        id: i64,
+        /// Days the link is valid.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// A unit's page (its open tasks and their links).
+    Unit {
+        /// Unit id.
+        unit: String,
+        /// Days the link is valid.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// A unit's calendar feed, read only (for calendar subscriptions).
+    Feed {
+        /// Unit id.
+        unit: String,
+        /// Days the link is valid.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
     },
 }
 

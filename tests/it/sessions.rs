@@ -1017,3 +1017,49 @@ async fn the_session_cookie_is_secure_over_https_as_configured_or_told_by_a_trus
         cookie_of(&resp)
     );
 }
+
+#[tokio::test]
+async fn the_link_command_prints_a_scoped_link_and_audits_it() {
+    let s = common::daemon::Setup::new()
+        .with_config("\n[notify]\nlink_base = \"https://yz.example.gov.cn/\"\n");
+    let run = |args: &[&str]| {
+        s.cmd(args)
+            .env("YANZHEN_LINK_SECRET", SECRET)
+            .output()
+            .expect("run")
+    };
+    let out = run(&["link", "feed", "dongguan", "--days", "7"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let link = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let path = link
+        .strip_prefix("https://yz.example.gov.cn")
+        .unwrap_or_else(|| panic!("{link}"));
+    let exp: i64 = path
+        .split("exp=")
+        .nth(1)
+        .and_then(|e| e.split('&').next())
+        .and_then(|e| e.parse().ok())
+        .expect("exp");
+    assert_eq!(
+        path,
+        LinkSigner::new(SECRET).feed_link("dongguan", exp),
+        "a feed link"
+    );
+    let out = run(&["link", "unit", "nowhere"]);
+    assert!(!out.status.success(), "an unknown unit");
+    let store = s.store().await;
+    let minted: Vec<AuditRow> = store
+        .audit_after(0, i64::MAX)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|a| a.entry.action == "link.mint")
+        .collect();
+    assert_eq!(minted.len(), 1);
+    assert_eq!(minted[0].entry.actor, "cli");
+    assert_eq!(minted[0].entry.subject, "feed:dongguan");
+}
