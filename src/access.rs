@@ -17,11 +17,97 @@ pub fn new_token() -> String {
     format!("yz_{}", hex::encode(bytes))
 }
 
-/// What a signed link grants.
+/// Why a token name cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "token name `{0}` is not usable: use 1 to 64 letters, digits, `-`, `_` or `.` (e.g. `zzb-ma`)"
+)]
+pub struct BadTokenName(pub String);
+
+/// Check a token name: it appears in the audit log as `token:NAME` and in commands.
+pub fn check_token_name(name: &str) -> Result<(), BadTokenName> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(BadTokenName(name.to_string()))
+    }
+}
+
+/// Create a token named `name` with `rights`, expiring at `expires_at` (epoch ms) if given,
+/// audited as `actor` at `now`; returns the token, which is shown once and never stored.
+/// The store refuses a name an unrevoked token has, with one clear message.
+pub async fn create_token(
+    store: &dyn crate::store::Store,
+    name: &str,
+    rights: crate::core::state::Rights,
+    expires_at: Option<i64>,
+    actor: &str,
+    now: i64,
+) -> Result<String, crate::store::StoreError> {
+    let token = new_token();
+    store
+        .create_token(
+            crate::store::TokenRow {
+                name: name.to_string(),
+                hash: token_hash(&token),
+                rights,
+                created_at: now,
+                revoked_at: None,
+                expires_at,
+                last_used_at: None,
+            },
+            crate::store::AuditEntry {
+                at: now,
+                actor: actor.to_string(),
+                action: "token.create".into(),
+                subject: format!("token:{name}"),
+                detail_json: serde_json::json!({"rights": rights, "expires_at": expires_at})
+                    .to_string(),
+            },
+        )
+        .await?;
+    Ok(token)
+}
+
+/// Revoke the token `name` (its console sessions end at once), audited as `actor`; false
+/// when no unrevoked token has that name.
+pub async fn revoke_token(
+    store: &dyn crate::store::Store,
+    name: &str,
+    actor: &str,
+    now: i64,
+) -> Result<bool, crate::store::StoreError> {
+    store
+        .revoke_token(
+            name,
+            crate::store::AuditEntry {
+                at: now,
+                actor: actor.to_string(),
+                action: "token.revoke".into(),
+                subject: format!("token:{name}"),
+                detail_json: "{}".into(),
+            },
+        )
+        .await
+}
+
+/// What a signed link grants: its scope, part of the signed message, so a signature of
+/// one scope never passes for another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grant {
-    /// The branch page of a unit (its open tasks, the .ics feed).
+    /// The branch page of a unit (its open tasks and their actions, the .ics feed).
     Unit {
+        /// Unit id.
+        unit: String,
+    },
+    /// Reading a unit's calendar feed, and nothing else: calendar subscriptions are often
+    /// handed to third-party calendar servers.
+    Feed {
         /// Unit id.
         unit: String,
     },
@@ -35,9 +121,26 @@ pub enum Grant {
 }
 
 impl Grant {
+    /// The scope as the audit log names it: `unit:UNIT`, `feed:UNIT`, `task:ID`.
+    pub fn scope(&self) -> String {
+        match self {
+            Grant::Unit { unit } => format!("unit:{unit}"),
+            Grant::Feed { unit } => format!("feed:{unit}"),
+            Grant::Task { task, .. } => format!("task:{task}"),
+        }
+    }
+
+    /// The unit the link is for.
+    pub fn unit(&self) -> &str {
+        match self {
+            Grant::Unit { unit } | Grant::Feed { unit } | Grant::Task { unit, .. } => unit,
+        }
+    }
+
     fn message(&self, expires: i64) -> String {
         match self {
             Grant::Unit { unit } => format!("unit|{unit}|{expires}"),
+            Grant::Feed { unit } => format!("feed|{unit}|{expires}"),
             Grant::Task { unit, task } => format!("task|{unit}|{task}|{expires}"),
         }
     }
@@ -116,6 +219,15 @@ impl LinkSigner {
         Ok(())
     }
 
+    /// The path and query of a grant's link.
+    pub fn link(&self, grant: &Grant, expires: i64) -> String {
+        match grant {
+            Grant::Unit { unit } => self.unit_link(unit, expires),
+            Grant::Feed { unit } => self.feed_link(unit, expires),
+            Grant::Task { unit, task } => self.task_link(unit, *task, expires),
+        }
+    }
+
     /// The path and query of a task's "mark done" link.
     pub fn task_link(&self, unit: &str, task: i64, expires: i64) -> String {
         let grant = Grant::Task {
@@ -123,6 +235,35 @@ impl LinkSigner {
             task,
         };
         format!("/b/{unit}/t/{task}?{}", self.query(&grant, expires))
+    }
+
+    /// The path and query of a unit's calendar feed (read only).
+    pub fn feed_link(&self, unit: &str, expires: i64) -> String {
+        let grant = Grant::Feed {
+            unit: unit.to_string(),
+        };
+        format!("/b/{unit}/feed.ics?{}", self.query(&grant, expires))
+    }
+
+    /// The CSRF token of a console session: a MAC of the session id under the link
+    /// secret (a message no grant can have), so it needs no storage and only this server
+    /// can make it.
+    pub fn csrf_token(&self, session_id: &str) -> String {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!());
+        mac.update(format!("csrf|{session_id}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `token` is the CSRF token of `session_id` (constant time).
+    pub fn csrf_ok(&self, session_id: &str, token: &str) -> bool {
+        let Ok(raw) = hex::decode(token) else {
+            return false;
+        };
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!());
+        mac.update(format!("csrf|{session_id}").as_bytes());
+        mac.verify_slice(&raw).is_ok()
     }
 
     /// The path and query of a unit's page.
@@ -149,7 +290,11 @@ impl LinkSigner {
         let (old_exp, sig) = (old_exp?, sig?);
         let seg: Vec<&str> = path.split('/').collect();
         let n = seg.len();
-        let grant = if n >= 4 && seg[n - 2] == "t" && seg[n - 4] == "b" {
+        let grant = if n >= 3 && seg[n - 1] == "feed.ics" && seg[n - 3] == "b" {
+            Grant::Feed {
+                unit: seg[n - 2].to_string(),
+            }
+        } else if n >= 4 && seg[n - 2] == "t" && seg[n - 4] == "b" {
             Grant::Task {
                 unit: seg[n - 3].to_string(),
                 task: seg[n - 1].parse().ok()?,
@@ -242,6 +387,45 @@ mod tests {
         assert_eq!(s.extend(&task.replace("/t/7", "/t/8"), 5000), None);
         assert_eq!(s.extend("https://example.com/?exp=1&sig=00", 5000), None);
         assert_eq!(s.extend("no link at all", 5000), None);
+    }
+
+    #[test]
+    fn a_feed_signature_opens_neither_the_unit_page_nor_a_task() {
+        let s = LinkSigner::new("k");
+        let feed = Grant::Feed {
+            unit: "dongguan".into(),
+        };
+        let sig = s.sign(&feed, 1000);
+        assert_eq!(s.verify(&feed, 1000, &sig, 999), Ok(()));
+        let unit = Grant::Unit {
+            unit: "dongguan".into(),
+        };
+        assert_eq!(
+            s.verify(&unit, 1000, &sig, 999),
+            Err(LinkError::BadSignature)
+        );
+        let link = s.feed_link("dongguan", 1000);
+        assert_eq!(s.extend(&link, 2000), Some(s.feed_link("dongguan", 2000)));
+    }
+
+    #[test]
+    fn a_csrf_token_belongs_to_its_session_only() {
+        let s = LinkSigner::new("k");
+        let t = s.csrf_token("session-a");
+        assert!(s.csrf_ok("session-a", &t));
+        assert!(!s.csrf_ok("session-b", &t));
+        assert!(!LinkSigner::new("other").csrf_ok("session-a", &t));
+        assert!(!s.csrf_ok("session-a", ""));
+        assert!(!s.csrf_ok("session-a", "zz"));
+    }
+
+    #[test]
+    fn a_token_name_is_a_short_word() {
+        assert_eq!(check_token_name("zzb-ma.2"), Ok(()));
+        assert_eq!(check_token_name("组织办"), Ok(()));
+        for bad in ["", "a b", "x;y", &"n".repeat(65)] {
+            assert!(check_token_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

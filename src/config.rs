@@ -76,6 +76,25 @@ pub struct HttpConfig {
     /// per-address limit; from any other peer the header is ignored.
     #[serde(default)]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Minutes a console session lasts without being used; then its user signs in again.
+    #[serde(default = "default_session_idle_minutes")]
+    pub session_idle_minutes: u64,
+    /// Mark the session cookie `Secure` on every response (the server is reached over
+    /// https). Without it the cookie is `Secure` when a trusted proxy says
+    /// `X-Forwarded-Proto: https`.
+    #[serde(default)]
+    pub secure_cookies: bool,
+    /// Console sign-in attempts per minute from one client address, once its burst is
+    /// spent; more get 429 with `Retry-After`.
+    #[serde(default = "default_login_per_minute")]
+    pub login_attempts_per_minute: u32,
+    /// Console sign-in attempts one client address may make at once before the per-minute
+    /// rate applies.
+    #[serde(default = "default_login_burst")]
+    pub login_burst: u32,
+    /// Minutes a branch may undo marking a task done through its link.
+    #[serde(default = "default_branch_undo_minutes")]
+    pub branch_undo_minutes: u64,
 }
 
 impl Default for HttpConfig {
@@ -90,13 +109,18 @@ impl Default for HttpConfig {
             branch_requests_per_minute: default_branch_per_minute(),
             branch_burst: default_branch_burst(),
             trusted_proxies: Vec::new(),
+            session_idle_minutes: default_session_idle_minutes(),
+            secure_cookies: false,
+            login_attempts_per_minute: default_login_per_minute(),
+            login_burst: default_login_burst(),
+            branch_undo_minutes: default_branch_undo_minutes(),
         }
     }
 }
 
 impl HttpConfig {
     /// The settings that must not be zero, by name, with their values.
-    fn positive_settings(&self) -> [(&'static str, u64); 7] {
+    fn positive_settings(&self) -> [(&'static str, u64); 10] {
         [
             (
                 "header_read_timeout_seconds",
@@ -114,6 +138,12 @@ impl HttpConfig {
                 u64::from(self.branch_requests_per_minute),
             ),
             ("branch_burst", u64::from(self.branch_burst)),
+            ("session_idle_minutes", self.session_idle_minutes),
+            (
+                "login_attempts_per_minute",
+                u64::from(self.login_attempts_per_minute),
+            ),
+            ("login_burst", u64::from(self.login_burst)),
         ]
     }
 }
@@ -141,6 +171,18 @@ fn default_branch_per_minute() -> u32 {
 }
 fn default_branch_burst() -> u32 {
     20
+}
+fn default_session_idle_minutes() -> u64 {
+    12 * 60
+}
+fn default_login_per_minute() -> u32 {
+    5
+}
+fn default_login_burst() -> u32 {
+    5
+}
+fn default_branch_undo_minutes() -> u64 {
+    10
 }
 
 /// Delivery of notifications.

@@ -1,11 +1,14 @@
-//! Who is calling: administrator tokens (`Authorization: Bearer TOKEN` or the console's
-//! `yz_token` cookie), looked up by their hash, and the rights they carry. A change through
+//! Who is calling: administrator tokens (`Authorization: Bearer TOKEN`), looked up by their
+//! hash, refused once revoked or expired, and the console's server-side sessions (the
+//! `yz_session` cookie holds a random session id, never the token; a session lives while
+//! its token does and it is used within `[http] session_idle_minutes`). A change through
 //! the JSON API (any method but GET/HEAD/OPTIONS) must carry the Bearer header: the cookie
-//! is what a forged cross-site request would ride on. The console's
-//! sign-in pages are in `console::auth`; the branch pages' signed links in `crate::access`.
+//! is what a forged cross-site request would ride on. The console's sign-in pages are in
+//! `console::auth`; the branch pages' signed links in `crate::access`.
 
 use super::{ApiError, AppState, State};
 use crate::access::token_hash;
+use crate::store::TokenRow;
 use axum::extract::FromRequestParts;
 use axum::http::{StatusCode, header, request::Parts};
 
@@ -20,6 +23,9 @@ pub struct Principal {
     pub name: String,
     /// Its rights.
     pub rights: Rights,
+    /// The CSRF token of the console session the request came in, if it came in one
+    /// (the console's forms carry it).
+    pub csrf: Option<String>,
 }
 
 impl Principal {
@@ -56,40 +62,127 @@ pub fn bearer_token(parts: &Parts) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
 }
 
-/// The console's sign-in cookie, if the request carries one.
-fn cookie_token(parts: &Parts) -> Option<String> {
-    let cookies = parts
-        .headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())?;
-    cookies
-        .split(';')
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == "yz_token")
-        .map(|(_, v)| v.to_string())
+/// The console session cookie.
+pub const SESSION_COOKIE: &str = "yz_session";
+
+/// How often, at most, a session's idle expiry and a token's "last used" are written
+/// (milliseconds): not on every request.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// The console's session id, if the request carries the session cookie.
+pub fn session_id(parts: &Parts) -> Option<String> {
+    session_cookie(&parts.headers)
 }
 
-/// The token a request carries, if any: the Bearer header, else the console's cookie.
-pub fn request_token(parts: &Parts) -> Option<String> {
-    bearer_token(parts).or_else(|| cookie_token(parts))
+/// The session id of the session cookie among these headers.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    let cookies = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    for line in cookies {
+        let found = line
+            .split(';')
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(k, v)| *k == SESSION_COOKIE && !v.is_empty());
+        if let Some((_, v)) = found {
+            return Some(v.to_string());
+        }
+    }
+    None
 }
 
-/// Look a token up.
+fn unauthorized(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+}
+
+/// Refuse a token past its expiry, note its use, and make the principal.
+async fn accept(
+    state: &AppState,
+    row: TokenRow,
+    now: i64,
+    csrf: Option<String>,
+) -> Result<Principal, ApiError> {
+    if row.expired(now) {
+        return Err(unauthorized(format!(
+            "token `{}` has expired; create a new one with `yanzhen token create`",
+            row.name
+        )));
+    }
+    if row
+        .last_used_at
+        .is_none_or(|t| now.saturating_sub(t) >= TOUCH_EVERY_MS)
+        && let Err(e) = state.engine.store().token_used(&row.name, now).await
+    {
+        // Only bookkeeping: the request goes on.
+        tracing::warn!(token = %row.name, error = %e, "could not record the token's use");
+    }
+    Ok(Principal {
+        name: row.name,
+        rights: row.rights,
+        csrf,
+    })
+}
+
+/// Look a token up: unknown, revoked and expired tokens are 401.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     let row = state
         .engine
         .store()
         .token_by_hash(&token_hash(token))
         .await?;
+    let now = state.engine.clock().now().timestamp_millis();
     match row {
-        Some(r) => Ok(Principal {
-            name: r.name,
-            rights: r.rights,
-        }),
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unknown or revoked token",
+        Some(r) => accept(state, r, now, None).await,
+        None => Err(unauthorized("unknown or revoked token")),
+    }
+}
+
+/// Look a console session up by the id its cookie holds: 401 once it has expired, was
+/// ended by sign-out, or its token was revoked or has expired. A use moves its idle
+/// expiry on.
+pub async fn session_principal(state: &AppState, id: &str) -> Result<Principal, ApiError> {
+    let store = state.engine.store();
+    let hash = token_hash(id);
+    let now = state.engine.clock().now().timestamp_millis();
+    let Some((session, token)) = store.session(&hash, now).await? else {
+        return Err(unauthorized("the console session has ended; sign in again"));
+    };
+    if now.saturating_sub(session.last_seen) >= TOUCH_EVERY_MS {
+        let idle = idle_ms(state);
+        if let Err(e) = store
+            .touch_session(&hash, now, now.saturating_add(idle))
+            .await
+        {
+            tracing::warn!(token = %token.name, error = %e, "could not extend the console session");
+        }
+    }
+    accept(state, token, now, Some(state.links.csrf_token(id))).await
+}
+
+/// A session's idle lifetime in milliseconds.
+pub fn idle_ms(state: &AppState) -> i64 {
+    let minutes = state.engine.catalog().config.http.session_idle_minutes;
+    i64::try_from(minutes.saturating_mul(60_000)).unwrap_or(i64::MAX)
+}
+
+/// The caller of a request: its Bearer token, else, when `cookie_ok`, its console
+/// session.
+pub async fn principal_of(
+    state: &AppState,
+    parts: &Parts,
+    cookie_ok: bool,
+) -> Result<Principal, ApiError> {
+    if let Some(token) = bearer_token(parts) {
+        return authenticate(state, &token).await;
+    }
+    match session_id(parts) {
+        Some(id) if cookie_ok => session_principal(state, &id).await,
+        Some(_) => Err(unauthorized(
+            "changes through /api need `Authorization: Bearer TOKEN`; the console's sign-in cookie is not accepted for them",
+        )),
+        None => Err(unauthorized(
+            "send `Authorization: Bearer TOKEN` (create one with `yanzhen token create NAME`)",
         )),
     }
 }
@@ -100,24 +193,7 @@ impl FromRequestParts<State> for Principal {
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, Self::Rejection> {
         // A browser attaches the cookie to any request it sends here, including one a
         // page of another site makes it send; only reads may rest on it.
-        let token = if parts.method.is_safe() {
-            request_token(parts)
-        } else {
-            bearer_token(parts)
-        };
-        let Some(token) = token else {
-            let message = if cookie_token(parts).is_some() {
-                "changes through /api need `Authorization: Bearer TOKEN`; the console's sign-in cookie is not accepted for them"
-            } else {
-                "send `Authorization: Bearer TOKEN` (create one with `yanzhen token create NAME`)"
-            };
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                message,
-            ));
-        };
-        authenticate(state, &token).await
+        principal_of(state, parts, parts.method.is_safe()).await
     }
 }
 
@@ -134,23 +210,15 @@ mod tests {
     }
 
     #[test]
-    fn a_bearer_header_is_the_token_and_wins_over_the_cookie() {
-        let p = parts(&[
-            (header::AUTHORIZATION, "Bearer  abc "),
-            (header::COOKIE, "yz_token=from-cookie"),
-        ]);
-        assert_eq!(request_token(&p).as_deref(), Some("abc"));
-    }
-
-    #[test]
-    fn the_console_cookie_is_found_among_others_and_no_other_cookie_counts() {
-        let p = parts(&[(header::COOKIE, "theme=dark; yz_token=t0k; lang=zh")]);
-        assert_eq!(request_token(&p).as_deref(), Some("t0k"));
-        let p = parts(&[(header::COOKIE, "xyz_token=nope; token=nope")]);
-        assert_eq!(request_token(&p), None);
-        let p = parts(&[(header::AUTHORIZATION, "Basic dXNlcg==")]);
-        assert_eq!(request_token(&p), None);
-        assert_eq!(request_token(&parts(&[])), None);
+    fn the_session_cookie_is_found_among_others_and_no_other_cookie_counts() {
+        let p = parts(&[(header::COOKIE, "theme=dark; yz_session=s1d; lang=zh")]);
+        assert_eq!(session_id(&p).as_deref(), Some("s1d"));
+        let p = parts(&[(
+            header::COOKIE,
+            "xyz_session=nope; yz_token=old; yz_session=",
+        )]);
+        assert_eq!(session_id(&p), None);
+        assert_eq!(session_id(&parts(&[])), None);
     }
 
     #[test]

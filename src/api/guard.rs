@@ -282,6 +282,31 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) 
         .unwrap_or(peer)
 }
 
+/// The client address of a request ([`client_ip`]; `None` when it was not served by
+/// [`serve_with_limits`](super::server::serve_with_limits)) and whether it came over
+/// https: `X-Forwarded-Proto: https` counts only from a trusted proxy.
+pub fn client_of(
+    extensions: &axum::http::Extensions,
+    headers: &HeaderMap,
+    trusted: &[IpAddr],
+) -> (Option<IpAddr>, bool) {
+    let Some(peer) = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(a)| a.ip())
+    else {
+        return (None, false);
+    };
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let ip = client_ip(peer, text("x-forwarded-for"), trusted);
+    let https = trusted.contains(&peer)
+        && text("x-forwarded-proto").is_some_and(|p| {
+            p.rsplit(',')
+                .next()
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("https"))
+        });
+    (Some(ip), https)
+}
+
 /// Rate-limit key: the client address ([`client_ip`]) of a request served by
 /// [`serve_with_limits`](super::server::serve_with_limits), which records the peer.
 #[derive(Debug, Clone)]
@@ -306,43 +331,89 @@ impl KeyExtractor for ClientIp {
     }
 }
 
+/// A per-address limit (tower_governor) as `Option<Arc<GovernorConfig>>`: a burst of
+/// `burst` requests, then one every `60 s / per_minute`; over it, 429 with `Retry-After` in
+/// whole seconds, rounded up. A task drops the addresses that have not been seen for a
+/// while, once a minute, for as long as the limit is in use. (A macro: the config's
+/// middleware type is not exported by tower_governor, so it cannot be named in a
+/// function's signature.)
+macro_rules! per_address_config {
+    ($per_minute:expr, $burst:expr, $trusted:expr) => {{
+        let period = Duration::from_secs(60) / ($per_minute).max(1);
+        // `finish` refuses only a zero period or burst, which the `max`es rule out.
+        GovernorConfigBuilder::default()
+            .key_extractor(ClientIp {
+                trusted: Arc::new(($trusted).to_vec()),
+            })
+            .period(period.max(Duration::from_millis(1)))
+            .burst_size(($burst).max(1))
+            .finish()
+            .map(|config| {
+                let config = Arc::new(config);
+                let limiter = Arc::downgrade(config.limiter());
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let mut every = tokio::time::interval(Duration::from_secs(60));
+                        loop {
+                            every.tick().await;
+                            let Some(limiter) = limiter.upgrade() else {
+                                break;
+                            };
+                            limiter.retain_recent();
+                            limiter.shrink_to_fit();
+                        }
+                    });
+                }
+                config
+            })
+    }};
+}
+
 /// `routes` (the branch pages) behind a per-address rate limit (`tower_governor`): a burst of
-/// `branch_burst` requests, then one every `60 s / branch_requests_per_minute`; over it,
-/// 429 with `Retry-After` in whole seconds, rounded up. A task drops the addresses that
-/// have not been seen for a while, once a minute, for as long as the limit is in use.
+/// `branch_burst` requests, then one every `60 s / branch_requests_per_minute`.
 pub(super) fn branch_rate_limit(
     routes: axum::Router<State>,
     http: &crate::config::HttpConfig,
 ) -> axum::Router<State> {
-    let period = Duration::from_secs(60) / http.branch_requests_per_minute.max(1);
-    let config = GovernorConfigBuilder::default()
-        .key_extractor(ClientIp {
-            trusted: Arc::new(http.trusted_proxies.clone()),
-        })
-        .period(period.max(Duration::from_millis(1)))
-        .burst_size(http.branch_burst.max(1))
-        .finish();
-    // `finish` refuses only a zero period or burst, which the `max`es above rule out.
-    let Some(config) = config else {
-        tracing::error!("the branch pages' rate limit cannot be built; they are served without it");
-        return routes;
-    };
-    let config = Arc::new(config);
-    let limiter = Arc::downgrade(config.limiter());
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                every.tick().await;
-                let Some(limiter) = limiter.upgrade() else {
-                    break;
-                };
-                limiter.retain_recent();
-                limiter.shrink_to_fit();
-            }
-        });
+    match per_address_config!(
+        http.branch_requests_per_minute,
+        http.branch_burst,
+        http.trusted_proxies
+    ) {
+        Some(config) => {
+            routes.layer(tower_governor::GovernorLayer::new(config).error_handler(too_many))
+        }
+        None => {
+            tracing::error!(
+                "the branch pages' rate limit cannot be built; they are served without it"
+            );
+            routes
+        }
     }
-    routes.layer(tower_governor::GovernorLayer::new(config).error_handler(too_many))
+}
+
+/// The console's sign-in (`POST /console/login`) behind a per-address rate limit of
+/// `login_attempts_per_minute` after a burst of `login_burst`: guessing tokens from one
+/// address gets 429 long before it could matter.
+pub(super) fn login_rate_limit(
+    route: axum::routing::MethodRouter<State>,
+    http: &crate::config::HttpConfig,
+) -> axum::routing::MethodRouter<State> {
+    match per_address_config!(
+        http.login_attempts_per_minute,
+        http.login_burst,
+        http.trusted_proxies
+    ) {
+        Some(config) => {
+            route.layer(tower_governor::GovernorLayer::new(config).error_handler(too_many))
+        }
+        None => {
+            tracing::error!("the sign-in rate limit cannot be built; sign-in is refused");
+            route.layer(axum::middleware::from_fn(|_: Request, _: Next| async {
+                StatusCode::SERVICE_UNAVAILABLE.into_response()
+            }))
+        }
+    }
 }
 
 /// The rate limit's refusal: 429 with `Retry-After` (the body becomes the HTML page in

@@ -60,6 +60,9 @@ endpoints! {
     get "/api/escalations" escalations Some("read"), [], "Open tasks whose escalation chain has started.";
     get "/api/directory" directory Some("read"), [], "The directory: office, roles, units, groups.";
     get "/api/audit" audit Some("read"), [400, 422], "The append-only audit log (after, limit: 1 to 1000).";
+    get "/api/tokens" token_list Some("admin"), [], "Tokens: name, rights, created, expires, revoked, last used (never the token).";
+    post "/api/tokens" token_create Some("admin"), [409, 422], "Create a token (body: {name, read_only?: bool, days?: number}); the answer holds the token, shown this once.";
+    post "/api/tokens/{name}/revoke" token_revoke Some("admin"), [404], "Revoke a token; the console sessions signed in with it end at once.";
 }
 
 /// JSON API routes.
@@ -791,4 +794,90 @@ async fn audit(
             })
             .collect(),
     )))
+}
+
+fn token_json(t: &crate::store::TokenRow, now: i64) -> Value {
+    json!({
+        "name": t.name, "rights": t.rights, "created_at": from_ms(t.created_at),
+        "expires_at": t.expires_at.map(from_ms), "revoked_at": t.revoked_at.map(from_ms),
+        "last_used_at": t.last_used_at.map(from_ms),
+        "active": t.revoked_at.is_none() && !t.expired(now),
+    })
+}
+
+/// Every token, revoked and expired ones included (admins only: names say who holds one).
+async fn token_list(p: Principal, AxState(s): AxState<State>) -> Result<Json<Value>, ApiError> {
+    p.require_admin()?;
+    let now = ms(s.engine.clock().now());
+    let tokens = s.engine.store().tokens().await?;
+    Ok(Json(Value::Array(
+        tokens.iter().map(|t| token_json(t, now)).collect(),
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTokenBody {
+    name: String,
+    #[serde(default)]
+    read_only: bool,
+    #[serde(default)]
+    days: Option<u32>,
+}
+
+async fn token_create(
+    p: Principal,
+    AxState(s): AxState<State>,
+    Body(b): Body<NewTokenBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    p.require_admin()?;
+    crate::access::check_token_name(&b.name)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
+    if b.days == Some(0) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "`days` must be at least 1",
+        ));
+    }
+    let now = ms(s.engine.clock().now());
+    let rights = if b.read_only {
+        crate::core::state::Rights::Read
+    } else {
+        crate::core::state::Rights::Admin
+    };
+    let expires_at = b
+        .days
+        .map(|d| now.saturating_add(i64::from(d) * 86_400_000));
+    let token = crate::access::create_token(
+        s.engine.store().as_ref(),
+        &b.name,
+        rights,
+        expires_at,
+        &p.actor(),
+        now,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "name": b.name, "rights": rights, "expires_at": expires_at.map(from_ms),
+            "token": token,
+        })),
+    ))
+}
+
+async fn token_revoke(
+    p: Principal,
+    AxState(s): AxState<State>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    p.require_admin()?;
+    let now = ms(s.engine.clock().now());
+    if !crate::access::revoke_token(s.engine.store().as_ref(), &name, &p.actor(), now).await? {
+        return Err(ApiError::not_found(format!(
+            "no active token named `{name}`"
+        )));
+    }
+    Ok(Json(json!({"name": name, "revoked_at": from_ms(now)})))
 }

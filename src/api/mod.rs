@@ -17,7 +17,10 @@ pub mod json;
 pub mod openapi;
 pub mod server;
 
-pub use auth::{Principal, Rights, authenticate, bearer_token, request_token};
+pub use auth::{
+    Principal, Rights, SESSION_COOKIE, authenticate, bearer_token, idle_ms, principal_of,
+    session_cookie, session_id, session_principal,
+};
 pub use server::serve_with_limits;
 
 use crate::access::LinkSigner;
@@ -53,7 +56,7 @@ pub fn router(state: State) -> Router {
     let http = state.engine.catalog().config.http.clone();
     Router::new()
         .merge(json::routes())
-        .merge(console::routes())
+        .merge(console::routes(&http))
         .merge(guard::branch_rate_limit(console::branch_routes(), &http))
         // One limit for every body, the configured one (axum's own 2 MB default is off).
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -64,6 +67,7 @@ pub fn router(state: State) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(http.request_timeout_seconds),
         ))
+        .layer(from_fn_with_state(state.clone(), console::csrf_check))
         .layer(from_fn_with_state(state.clone(), guard::same_origin))
         .layer(from_fn_with_state(state.clone(), guard::uniform_errors))
         .with_state(state)
@@ -234,6 +238,9 @@ impl From<EngineError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string())
             }
             EngineError::Store(StoreError::NotFound(_)) => ApiError::not_found(e.to_string()),
+            EngineError::Store(StoreError::Exists(m)) => {
+                ApiError::new(StatusCode::CONFLICT, "exists", m.clone())
+            }
             // Stored data that does not parse: say which row, so it can be mended.
             EngineError::Store(StoreError::Corrupt(_)) => {
                 tracing::error!(error = %e, "request failed on corrupt data");

@@ -45,7 +45,7 @@ const ERROR_CLASSES: &[(u16, &str, &str)] = &[
     (
         409,
         "Conflict",
-        "The task is not in a state that allows this (`wrong_state`).",
+        "The task is not in a state that allows this (`wrong_state`), or a token of that name exists (`exists`).",
     ),
     (
         413,

@@ -1,7 +1,9 @@
 //! The commands that act on the database (`round`, `task`, `status`, `reload`, `token`,
 //! `workflow`, `feed`, `simulate`) and `serve`, on top of [`crate::runtime::daemon`].
 
-use super::{Command, Format, RoundCommand, TaskCommand, TokenCommand, WorkflowCommand};
+use super::{
+    Command, Format, LinkCommand, RoundCommand, TaskCommand, TokenCommand, WorkflowCommand,
+};
 use crate::core::timefmt::{provisional_mark, zh_datetime};
 use crate::engine::{Engine, StartRound, from_ms};
 use crate::runtime::daemon::{
@@ -173,38 +175,8 @@ pub async fn run_command(
             Ok(ExitCode::SUCCESS)
         }
         Command::Task(t) => task_command(config, today, t).await,
-        Command::Token(TokenCommand::Create { name, read_only }) => {
-            let e = engine(config, today, false).await?;
-            let token = crate::access::new_token();
-            let now = crate::engine::ms(chrono::Utc::now());
-            let rights = if read_only {
-                crate::core::state::Rights::Read
-            } else {
-                crate::core::state::Rights::Admin
-            };
-            e.store()
-                .create_token(
-                    crate::store::TokenRow {
-                        name: name.clone(),
-                        hash: crate::access::token_hash(&token),
-                        rights,
-                        created_at: now,
-                        revoked_at: None,
-                    },
-                    crate::store::AuditEntry {
-                        at: now,
-                        actor: "cli".into(),
-                        action: "token.create".into(),
-                        subject: format!("token:{name}"),
-                        detail_json: serde_json::json!({"rights": rights}).to_string(),
-                    },
-                )
-                .await
-                .with_context(|| format!("creating token `{name}` (does it exist already?)"))?;
-            eprintln!("token `{name}` ({rights}) created; it is shown once, store it now:");
-            println!("{token}");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Token(t) => token_command(config, today, t).await,
+        Command::Link(l) => link_command(config, today, l).await,
         Command::Feed { unit } => {
             let e = engine(config, today, false).await?;
             print!("{}", crate::notify::ics::unit_feed(&e, &unit).await?);
@@ -546,5 +518,161 @@ async fn reload_command(config: &Path, today: NaiveDate) -> anyhow::Result<ExitC
         took.len(),
         took.join(", ")
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `yanzhen token create | list | revoke`.
+async fn token_command(
+    config: &Path,
+    today: NaiveDate,
+    cmd: TokenCommand,
+) -> anyhow::Result<ExitCode> {
+    let e = engine(config, today, false).await?;
+    let now = chrono::Utc::now();
+    let now_ms = crate::engine::ms(now);
+    let tz = e.catalog().config.tz();
+    let when = |ms: Option<i64>| {
+        ms.map(|m| zh_datetime(&from_ms(m).with_timezone(&tz)))
+            .unwrap_or_else(|| "-".into())
+    };
+    match cmd {
+        TokenCommand::Create {
+            name,
+            read_only,
+            expires,
+            days,
+        } => {
+            crate::access::check_token_name(&name)?;
+            let rights = if read_only {
+                crate::core::state::Rights::Read
+            } else {
+                crate::core::state::Rights::Admin
+            };
+            let expires_at = match (expires, days) {
+                // Accepted through that whole day in the office's time zone.
+                (Some(d), _) => {
+                    let next = d
+                        .succ_opt()
+                        .and_then(|n| n.and_hms_opt(0, 0, 0))
+                        .context("expiry date out of range")?;
+                    let at = chrono::TimeZone::from_local_datetime(&tz, &next)
+                        .earliest()
+                        .context("expiry date does not exist in the office's time zone")?;
+                    Some(crate::engine::ms(at.with_timezone(&chrono::Utc)))
+                }
+                (None, Some(n)) => Some(now_ms.saturating_add(i64::from(n) * 86_400_000)),
+                (None, None) => None,
+            };
+            if expires_at.is_some_and(|x| x <= now_ms) {
+                bail!("the expiry must be in the future");
+            }
+            let token = crate::access::create_token(
+                e.store().as_ref(),
+                &name,
+                rights,
+                expires_at,
+                "cli",
+                now_ms,
+            )
+            .await?;
+            let until = expires_at
+                .map(|x| format!(", accepted until {}", when(Some(x))))
+                .unwrap_or_default();
+            eprintln!("token `{name}` ({rights}{until}) created; it is shown once, store it now:");
+            println!("{token}");
+        }
+        TokenCommand::List => {
+            let tokens = e.store().tokens().await?;
+            if tokens.is_empty() {
+                eprintln!("no tokens; create one with `yanzhen token create NAME`");
+            }
+            println!("NAME\tRIGHTS\tCREATED\tEXPIRES\tREVOKED\tLAST USED\tSTATE");
+            for t in tokens {
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else if t.expired(now_ms) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    t.name,
+                    t.rights,
+                    when(Some(t.created_at)),
+                    when(t.expires_at),
+                    when(t.revoked_at),
+                    when(t.last_used_at),
+                    state
+                );
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            if !crate::access::revoke_token(e.store().as_ref(), &name, "cli", now_ms).await? {
+                bail!("no active token named `{name}` (see `yanzhen token list`)");
+            }
+            eprintln!("token `{name}` revoked; its console sessions have ended");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `yanzhen link task | unit | feed`: a signed link, audited as `link.mint` by `cli`.
+async fn link_command(
+    config: &Path,
+    today: NaiveDate,
+    cmd: LinkCommand,
+) -> anyhow::Result<ExitCode> {
+    use crate::access::{Grant, LinkSigner};
+    let e = engine(config, today, false).await?;
+    let Some(base) = e.catalog().config.notify.link_base.clone() else {
+        bail!(
+            "`notify.link_base` is not set in the config: links need the address branches reach the server at"
+        );
+    };
+    let secret = match std::env::var("YANZHEN_LINK_SECRET").ok().filter(|s| !s.is_empty()) {
+        Some(s) => s,
+        None => e.store().setting("link_secret").await?.context(
+            "no link secret yet: start `yanzhen serve` once (it makes one), or set YANZHEN_LINK_SECRET",
+        )?,
+    };
+    let (grant, days) = match cmd {
+        LinkCommand::Task { id, days } => {
+            let task = e
+                .store()
+                .task(id)
+                .await?
+                .with_context(|| format!("no task {id}"))?;
+            if task.assignee_kind != crate::core::state::AssigneeKind::Unit {
+                bail!("task {id} is assigned to a role, not a unit: it has no branch link");
+            }
+            (
+                Grant::Task {
+                    unit: task.assignee_id,
+                    task: id,
+                },
+                days,
+            )
+        }
+        LinkCommand::Unit { unit, days } => (Grant::Unit { unit }, days),
+        LinkCommand::Feed { unit, days } => (Grant::Feed { unit }, days),
+    };
+    if e.catalog().directory.unit(grant.unit()).is_none() {
+        bail!("no unit `{}` in the directory", grant.unit());
+    }
+    let now = chrono::Utc::now();
+    let expires = now.timestamp() + i64::from(days.max(1)) * 86_400;
+    e.store()
+        .append_audit(crate::store::AuditEntry {
+            at: crate::engine::ms(now),
+            actor: "cli".into(),
+            action: "link.mint".into(),
+            subject: grant.scope(),
+            detail_json: serde_json::json!({"unit": grant.unit(), "scope": grant.scope(), "expires": expires})
+                .to_string(),
+        })
+        .await?;
+    let path = LinkSigner::new(secret).link(&grant, expires);
+    println!("{}{path}", base.trim_end_matches('/'));
     Ok(ExitCode::SUCCESS)
 }

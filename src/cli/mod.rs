@@ -81,6 +81,11 @@ pub enum Command {
     /// API/console tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Make a signed branch link (audited as `link.mint` by `cli`); needs `notify.link_base`
+    /// and the daemon's link secret (in the database after its first start, or
+    /// `YANZHEN_LINK_SECRET`).
+    #[command(subcommand)]
+    Link(LinkCommand),
     /// Workflow versions and their differences.
     #[command(subcommand)]
     Workflow(WorkflowCommand),
@@ -147,6 +152,35 @@ pub enum RoundCommand {
     },
 }
 
+/// Link commands: what the link grants.
+#[derive(Debug, Subcommand)]
+pub enum LinkCommand {
+    /// One task's page and marking it done.
+    Task {
+        /// Task id.
+        id: i64,
+        /// Days the link is valid.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// A unit's page (its open tasks and their links).
+    Unit {
+        /// Unit id.
+        unit: String,
+        /// Days the link is valid.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// A unit's calendar feed, read only (for calendar subscriptions).
+    Feed {
+        /// Unit id.
+        unit: String,
+        /// Days the link is valid.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+}
+
 /// Token commands.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -157,6 +191,19 @@ pub enum TokenCommand {
         /// A token that may only read.
         #[arg(long)]
         read_only: bool,
+        /// Last day the token is accepted (YYYY-MM-DD, in the office's time zone).
+        #[arg(long, value_name = "DATE", conflicts_with = "days")]
+        expires: Option<NaiveDate>,
+        /// Days from now the token is accepted.
+        #[arg(long, value_name = "N")]
+        days: Option<u32>,
+    },
+    /// List tokens: name, rights, created, expires, revoked, last used.
+    List,
+    /// Revoke a token; the console sessions signed in with it end at once.
+    Revoke {
+        /// Token name.
+        name: String,
     },
 }
 

@@ -29,6 +29,9 @@ pub enum NewDeadline {
     On(NaiveDate),
     /// This local date and time.
     At(NaiveDateTime),
+    /// The task's own deadline, even if it has passed: undoing a mistaken "done" puts the
+    /// task back as it was.
+    Unchanged,
 }
 
 impl NewDeadline {
@@ -79,6 +82,13 @@ fn reopen_deadline(
             .map_err(|e| EngineError::Invalid(format!("cannot count {n} working days: {e}")))
     };
     let local = match due {
+        // Not checked against now: the task goes back as it was, overdue or not.
+        NewDeadline::Unchanged => {
+            let own = task
+                .due_at
+                .ok_or_else(|| EngineError::Invalid(format!("task {} has no deadline", task.id)))?;
+            return Ok(from_ms(own).with_timezone(&tz));
+        }
         NewDeadline::Default => working_days(
             wf.defaults
                 .reopen_working_days

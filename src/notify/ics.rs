@@ -224,7 +224,9 @@ pub async fn unit_feed(engine: &Engine, unit_id: &str) -> Result<String, EngineE
                     }
                 ),
                 due: from_ms(due),
-                url: engine.task_link(&t, engine.clock().now()),
+                // A feed is read-only (calendar subscriptions end up on third-party
+                // servers): it carries no "mark done" link.
+                url: None,
                 done: t.state.is_settled(),
             });
         }

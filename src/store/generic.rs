@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::rows::{
-    AuditDb, HistoryDb, OutboxDb, RoundDb, TaskDb, TimerDb, TokenDb, VersionDb, convert,
+    AuditDb, HistoryDb, OutboxDb, RoundDb, SessionDb, TaskDb, TimerDb, TokenDb, VersionDb, convert,
     convert_opt, word,
 };
 use super::shared::{Backend, Conn, RowsAffected as _, Tx};
@@ -16,8 +16,8 @@ use super::sql;
 use super::{
     AuditEntry, AuditRow, ClaimedOutbox, ClaimedTimers, Counts, Decide, Delivery, DigestHold,
     FireEffects, HistoryRow, Millis, NewNotification, NewRound, NewTask, NewTimer, OutboxClaim,
-    OutboxRow, Reprojection, Result, RoundRow, Store, StoreError, TaskRow, TimerRow, TokenRow,
-    Transition, VersionRow,
+    OutboxRow, Reprojection, Result, RoundRow, SessionRow, Store, StoreError, TaskRow, TimerRow,
+    TokenRow, Transition, VersionRow,
 };
 use crate::core::state::{RoundStatus, TaskState};
 
@@ -630,18 +630,149 @@ where
     }
 
     async fn create_token(&self, token: TokenRow, audit: AuditEntry) -> Result<()> {
+        let exists = || {
+            StoreError::Exists(format!(
+                "a token named `{}` already exists; revoke it or choose another name",
+                token.name
+            ))
+        };
         let mut tx = self.begin_write().await?;
-        sqlx::query(sql::TOKEN_INSERT)
+        let old = sqlx::query_as::<B::Db, TokenDb>(sql::TOKEN_BY_NAME)
+            .bind(&token.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let q = match old {
+            Some(old) if old.is_revoked() => {
+                // The revoked token's sessions are gone already; make sure of it before
+                // the name means another token.
+                sqlx::query(sql::SESSIONS_OF_TOKEN_DELETE)
+                    .bind(&token.name)
+                    .execute(&mut *tx)
+                    .await?;
+                sql::TOKEN_REPLACE_REVOKED
+            }
+            Some(_) => return Err(exists()),
+            None => sql::TOKEN_INSERT,
+        };
+        let inserted = sqlx::query(q)
             .bind(&token.name)
             .bind(&token.hash)
             .bind(token.rights.as_str())
             .bind(token.created_at)
             .bind(token.revoked_at)
+            .bind(token.expires_at)
+            .execute(&mut *tx)
+            .await;
+        match inserted {
+            Ok(_) => {}
+            // Another writer took the name between our look and our insert.
+            Err(sqlx::Error::Database(d)) if d.is_unique_violation() => return Err(exists()),
+            Err(e) => return Err(e.into()),
+        }
+        Tx::<B>::insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        let rows = sqlx::query_as::<B::Db, TokenDb>(sql::TOKENS_ALL)
+            .fetch_all(self.pool())
+            .await?;
+        convert(rows)
+    }
+
+    async fn revoke_token(&self, name: &str, audit: AuditEntry) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(sql::TOKEN_REVOKE)
+            .bind(name)
+            .bind(audit.at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(sql::SESSIONS_OF_TOKEN_DELETE)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        Tx::<B>::insert_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn token_used(&self, name: &str, at: Millis) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(sql::TOKEN_USED)
+            .bind(name)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_session(&self, session: SessionRow, audit: AuditEntry) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(sql::SESSION_INSERT)
+            .bind(&session.id_hash)
+            .bind(&session.token_name)
+            .bind(session.created_at)
+            .bind(session.expires_at)
+            .bind(session.last_seen)
             .execute(&mut *tx)
             .await?;
         Tx::<B>::insert_audit(&mut tx, &audit).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn session(&self, id_hash: &str, now: Millis) -> Result<Option<(SessionRow, TokenRow)>> {
+        let row = sqlx::query_as::<B::Db, SessionDb>(sql::SESSION_GET)
+            .bind(id_hash)
+            .bind(now)
+            .fetch_optional(self.pool())
+            .await?;
+        convert_opt(row)
+    }
+
+    async fn touch_session(
+        &self,
+        id_hash: &str,
+        last_seen: Millis,
+        expires_at: Millis,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(sql::SESSION_TOUCH)
+            .bind(id_hash)
+            .bind(last_seen)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(sql::SESSION_DELETE)
+            .bind(id_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now: Millis) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(sql::SESSIONS_EXPIRED_DELETE)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n)
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>> {

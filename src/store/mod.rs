@@ -35,8 +35,8 @@ pub use postgres::PgStore;
 pub use rows::{
     Activation, AuditEntry, AuditRow, ClaimedOutbox, ClaimedTimers, CorruptTimer, Counts, Decide,
     Decided, Delivery, FireEffects, HistoryRow, NewNotification, NewRound, NewTask, NewTimer,
-    OutboxClaim, OutboxRow, Reprojection, RoundRow, TaskRow, TimerPayload, TimerRow, TokenRow,
-    Transition, VersionRow,
+    OutboxClaim, OutboxRow, Reprojection, RoundRow, SessionRow, TaskRow, TimerPayload, TimerRow,
+    TokenRow, Transition, VersionRow,
 };
 pub use shared::{Backend, RowsAffected};
 #[doc(hidden)]
@@ -72,6 +72,9 @@ pub enum StoreError {
     /// The URL is neither `sqlite:` nor `postgres:`.
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
     BadUrl(String),
+    /// A row with this unique name exists already; the text says what to do.
+    #[error("{0}")]
+    Exists(String),
     /// A row that must exist does not.
     #[error("{0} not found")]
     NotFound(String),
@@ -323,11 +326,43 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// its release), or a lease expires.
     async fn next_outbox_at(&self, hold: DigestHold) -> Result<Option<Millis>>;
 
-    /// Store a new token (by hash) and an audit entry; fails if the name exists.
+    /// Store a new token (by hash) and an audit entry; [`StoreError::Exists`] if an
+    /// unrevoked token has that name (a revoked token's name may be used again).
     async fn create_token(&self, token: TokenRow, audit: AuditEntry) -> Result<()>;
 
     /// The unrevoked token with this hash.
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>>;
+
+    /// Every token, revoked ones included, by name.
+    async fn tokens(&self) -> Result<Vec<TokenRow>>;
+
+    /// Revoke the token `name` at `audit.at` and end its console sessions, with an audit
+    /// entry; false (and nothing written) when no unrevoked token has that name.
+    async fn revoke_token(&self, name: &str, audit: AuditEntry) -> Result<bool>;
+
+    /// Record that token `name` was used at `at`.
+    async fn token_used(&self, name: &str, at: Millis) -> Result<()>;
+
+    /// Open a console session, with an audit entry.
+    async fn create_session(&self, session: SessionRow, audit: AuditEntry) -> Result<()>;
+
+    /// The session with this id hash and its token, if the session has not expired at
+    /// `now` and its token is not revoked.
+    async fn session(&self, id_hash: &str, now: Millis) -> Result<Option<(SessionRow, TokenRow)>>;
+
+    /// Mark a session used at `last_seen`, to expire at `expires_at` unless used again.
+    async fn touch_session(
+        &self,
+        id_hash: &str,
+        last_seen: Millis,
+        expires_at: Millis,
+    ) -> Result<()>;
+
+    /// End a session (sign-out); ends nothing when there is none.
+    async fn delete_session(&self, id_hash: &str) -> Result<()>;
+
+    /// Remove the sessions that expired by `now`; returns how many.
+    async fn delete_expired_sessions(&self, now: Millis) -> Result<u64>;
 
     /// A setting, writing `default` first if it is not set yet (first writer wins across
     /// daemons); returns the stored value.

@@ -358,6 +358,33 @@ pub struct TokenRow {
     pub created_at: Millis,
     /// When revoked, if it was.
     pub revoked_at: Option<Millis>,
+    /// When it stops being accepted, if ever.
+    pub expires_at: Option<Millis>,
+    /// When it was last used (signing in, or a request; updated at most every few
+    /// minutes), if ever.
+    pub last_used_at: Option<Millis>,
+}
+
+impl TokenRow {
+    /// Whether the token is past its expiry at `now`.
+    pub fn expired(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+}
+
+/// A console session as stored: only a hash of its id, never the id or the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// Hex SHA-256 of the session id the cookie holds.
+    pub id_hash: String,
+    /// The token it was opened with.
+    pub token_name: String,
+    /// When it was opened.
+    pub created_at: Millis,
+    /// When it ends unless used again (idle expiry).
+    pub expires_at: Millis,
+    /// When it was last used.
+    pub last_seen: Millis,
 }
 
 /// A running round re-projected onto a (possibly new) workflow version, directory or
@@ -854,6 +881,15 @@ pub(crate) struct TokenDb {
     rights: String,
     created_at: i64,
     revoked_at: Option<i64>,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+}
+
+impl TokenDb {
+    /// Whether the stored token is revoked.
+    pub(crate) fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
 }
 
 impl TryFrom<TokenDb> for TokenRow {
@@ -864,9 +900,40 @@ impl TryFrom<TokenDb> for TokenRow {
             rights: c.word("rights", r.rights)?,
             created_at: c.instant("created_at", r.created_at)?,
             revoked_at: c.instant_opt("revoked_at", r.revoked_at)?,
+            expires_at: c.instant_opt("expires_at", r.expires_at)?,
+            last_used_at: c.instant_opt("last_used_at", r.last_used_at)?,
             name: r.name,
             hash: r.hash,
         })
+    }
+}
+
+/// A session with its token, as stored (one join).
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionDb {
+    id_hash: String,
+    token_name: String,
+    s_created_at: i64,
+    s_expires_at: i64,
+    last_seen: i64,
+    #[sqlx(flatten)]
+    token: TokenDb,
+}
+
+impl TryFrom<SessionDb> for (SessionRow, TokenRow) {
+    type Error = StoreError;
+    fn try_from(r: SessionDb) -> Result<Self> {
+        let c = Columns::of("sessions", &r.token_name);
+        Ok((
+            SessionRow {
+                created_at: c.instant("created_at", r.s_created_at)?,
+                expires_at: c.instant("expires_at", r.s_expires_at)?,
+                last_seen: c.instant("last_seen", r.last_seen)?,
+                id_hash: r.id_hash,
+                token_name: r.token_name,
+            },
+            r.token.try_into()?,
+        ))
     }
 }
 

@@ -243,9 +243,34 @@ pub(crate) const OUTBOX_AFTER: &str = concat!(
 );
 
 pub(crate) const TOKEN_INSERT: &str = "INSERT INTO api_tokens \
-     (name, hash, rights, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5)";
-pub(crate) const TOKEN_BY_HASH: &str = "SELECT name, hash, rights, created_at, revoked_at \
-     FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL";
+     (name, hash, rights, created_at, revoked_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+/// A revoked token's row taken over by a new token of the same name.
+pub(crate) const TOKEN_REPLACE_REVOKED: &str = "UPDATE api_tokens SET hash = $2, rights = $3, \
+     created_at = $4, revoked_at = $5, expires_at = $6, last_used_at = NULL \
+     WHERE name = $1 AND revoked_at IS NOT NULL";
+pub(crate) const TOKEN_BY_HASH: &str = "SELECT name, hash, rights, created_at, revoked_at, \
+     expires_at, last_used_at FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL";
+pub(crate) const TOKEN_BY_NAME: &str = "SELECT name, hash, rights, created_at, revoked_at, \
+     expires_at, last_used_at FROM api_tokens WHERE name = $1";
+pub(crate) const TOKENS_ALL: &str = "SELECT name, hash, rights, created_at, revoked_at, \
+     expires_at, last_used_at FROM api_tokens ORDER BY name";
+pub(crate) const TOKEN_REVOKE: &str =
+    "UPDATE api_tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL";
+pub(crate) const TOKEN_USED: &str = "UPDATE api_tokens SET last_used_at = $2 WHERE name = $1";
+pub(crate) const SESSION_INSERT: &str = "INSERT INTO sessions \
+     (id_hash, token_name, created_at, expires_at, last_seen) VALUES ($1, $2, $3, $4, $5)";
+/// A live session with its token: unexpired at `$2`, and its token unrevoked (the token's
+/// own expiry is checked by the caller, at the same clock).
+pub(crate) const SESSION_GET: &str = "SELECT s.id_hash, s.token_name, \
+     s.created_at AS s_created_at, s.expires_at AS s_expires_at, s.last_seen, \
+     t.name, t.hash, t.rights, t.created_at, t.revoked_at, t.expires_at, t.last_used_at \
+     FROM sessions s JOIN api_tokens t ON t.name = s.token_name \
+     WHERE s.id_hash = $1 AND s.expires_at > $2 AND t.revoked_at IS NULL";
+pub(crate) const SESSION_TOUCH: &str =
+    "UPDATE sessions SET last_seen = $2, expires_at = $3 WHERE id_hash = $1";
+pub(crate) const SESSION_DELETE: &str = "DELETE FROM sessions WHERE id_hash = $1";
+pub(crate) const SESSIONS_OF_TOKEN_DELETE: &str = "DELETE FROM sessions WHERE token_name = $1";
+pub(crate) const SESSIONS_EXPIRED_DELETE: &str = "DELETE FROM sessions WHERE expires_at <= $1";
 pub(crate) const SETTING_INSERT: &str =
     "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
 pub(crate) const SETTING_GET: &str = "SELECT value FROM settings WHERE key = $1";

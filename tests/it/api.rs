@@ -61,6 +61,8 @@ async fn token(store: &Arc<dyn Store>, name: &str, rights: &str) -> String {
                 rights: rights.parse().expect("rights"),
                 created_at: 0,
                 revoked_at: None,
+                expires_at: None,
+                last_used_at: None,
             },
             audit,
         )

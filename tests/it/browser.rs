@@ -126,6 +126,8 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
                 rights: yanzhen::core::state::Rights::Admin,
                 created_at: 0,
                 revoked_at: None,
+                expires_at: None,
+                last_used_at: None,
             },
             AuditEntry {
                 at: 0,
@@ -345,8 +347,11 @@ fn browse(scene: &Scene, profile: &Path) -> anyhow::Result<()> {
     // 4. A branch opens its signed link and presses 标记完成.
     tab.navigate_to(&url(&scene.task_link))?
         .wait_until_navigated()?;
+    // The button asks first: the confirming button shows only once it is opened.
+    tab.wait_for_element("#ask-done")?.click()?;
     tab.wait_for_element("#mark-done")?.click()?;
     let thanks = tab.wait_for_element("#thanks")?.get_inner_text()?;
+    tab.find_element("#undo")?;
     anyhow::ensure!(
         thanks.contains("谢谢，已标记完成"),
         "thank-you page says: {thanks}"

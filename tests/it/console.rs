@@ -56,6 +56,8 @@ struct Console {
     reader: String,
     round: i64,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Session cookies by token, signed in once each.
+    sessions: std::sync::Mutex<std::collections::HashMap<String, String>>,
     _guard: common::stores::Guard,
 }
 
@@ -128,6 +130,8 @@ impl Console {
                         rights: rights.parse().expect("rights"),
                         created_at: 0,
                         revoked_at: None,
+                        expires_at: None,
+                        last_used_at: None,
                     },
                     AuditEntry {
                         at: 0,
@@ -166,6 +170,7 @@ impl Console {
             reader,
             round,
             stop: Some(tx),
+            sessions: Default::default(),
             _guard: guard,
         };
         c.run_until(at(2019, 7, 3, 10, 0)).await;
@@ -199,14 +204,23 @@ impl Console {
         format!("{}{}", self.base, path)
     }
 
-    fn cookie(token: &str) -> String {
-        format!("yz_token={token}")
+    /// The session cookie of `token`, signing in once per token.
+    async fn cookie(&self, token: &str) -> String {
+        if let Some(c) = self.sessions.lock().expect("lock").get(token) {
+            return c.clone();
+        }
+        let pair = common::session::sign_in(&self.base, token).await;
+        self.sessions
+            .lock()
+            .expect("lock")
+            .insert(token.to_string(), pair.clone());
+        pair
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, String) {
         let mut req = self.http.get(self.url(path));
         if let Some(t) = token {
-            req = req.header(COOKIE, Self::cookie(t));
+            req = req.header(COOKIE, self.cookie(t).await);
         }
         let resp = req.send().await.expect("GET");
         let status = resp.status();
@@ -219,15 +233,20 @@ impl Console {
         token: Option<&str>,
         form: &[(&str, &str)],
     ) -> reqwest::Response {
-        let mut req = self
-            .http
-            .post(self.url(path))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form_body(form));
+        let mut form = form.to_vec();
+        let mut req = self.http.post(self.url(path));
+        let csrf;
         if let Some(t) = token {
-            req = req.header(COOKIE, Self::cookie(t));
+            let cookie = self.cookie(t).await;
+            csrf = common::session::csrf(SECRET, &cookie);
+            form.push(("csrf", &csrf));
+            req = req.header(COOKIE, cookie);
         }
-        req.send().await.expect("POST")
+        req.header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_body(&form))
+            .send()
+            .await
+            .expect("POST")
     }
 
     /// The state of a task, its history length and the audit log length: what a refused
@@ -308,7 +327,10 @@ async fn console_pages_redirect_to_sign_in_without_a_valid_token() {
                 let resp = c
                     .http
                     .get(c.url(path))
-                    .header(COOKIE, token.map(Console::cookie).unwrap_or_default())
+                    .header(
+                        COOKIE,
+                        token.map(|t| format!("yz_session={t}")).unwrap_or_default(),
+                    )
                     .send()
                     .await
                     .expect("GET");
@@ -366,9 +388,10 @@ async fn signing_in_sets_an_http_only_strict_cookie_and_a_bad_token_shows_the_fo
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
+        assert!(cookie.starts_with("yz_session="), "{name}: {cookie}");
         assert!(
-            cookie.starts_with(&format!("yz_token={};", c.admin)),
-            "{name}: {cookie}"
+            !cookie.contains(&c.admin),
+            "{name}: the cookie holds a session id, never the token: {cookie}"
         );
         for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
             assert!(cookie.contains(attr), "{name}: {attr} in {cookie}");
@@ -416,7 +439,7 @@ async fn signing_in_sets_an_http_only_strict_cookie_and_a_bad_token_shows_the_fo
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         assert!(
-            cleared.starts_with("yz_token=;") && cleared.contains("Max-Age=0"),
+            cleared.starts_with("yz_session=;") && cleared.contains("Max-Age=0"),
             "{name}: {cleared}"
         );
     }
@@ -975,10 +998,8 @@ async fn the_branch_page_lists_its_open_tasks_with_signed_done_buttons_and_the_f
             "{name}: done tasks leave the list"
         );
 
-        let feed = c
-            .signer()
-            .unit_link("xiguan", exp)
-            .replace("/b/xiguan?", "/b/xiguan/feed.ics?");
+        // The feed's link is signed for the feed only.
+        let feed = c.signer().feed_link("xiguan", exp);
         assert!(
             body.contains(&escaped(&feed)),
             "{name}: the page links its feed"
@@ -1204,7 +1225,7 @@ async fn the_editor_previews_a_plan_and_saves_a_valid_draft_then_reloads_the_cat
         let resp = c
             .http
             .get(c.url("/console/workflows/new?id=pilot-training"))
-            .header(COOKIE, Console::cookie(&c.admin))
+            .header(COOKIE, c.cookie(&c.admin).await)
             .send()
             .await
             .expect("GET");

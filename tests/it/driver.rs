@@ -83,6 +83,8 @@ async fn admin_token(store: &Arc<dyn Store>) -> String {
                 rights: yanzhen::core::state::Rights::Admin,
                 created_at: 0,
                 revoked_at: None,
+                expires_at: None,
+                last_used_at: None,
             },
             AuditEntry {
                 at: 0,

@@ -33,6 +33,9 @@ struct Site {
     clock: Arc<VirtualClock>,
     admin: String,
     reader: String,
+    /// Console session cookies (`yz_session=ID`) of the admin and the reader.
+    admin_session: String,
+    reader_session: String,
     round: i64,
     _stop: tokio::sync::oneshot::Sender<()>,
     _guard: common::stores::Guard,
@@ -80,6 +83,8 @@ async fn site(http_config: HttpConfig) -> Site {
                     rights,
                     created_at: 0,
                     revoked_at: None,
+                    expires_at: None,
+                    last_used_at: None,
                 },
                 AuditEntry {
                     at: 0,
@@ -102,17 +107,23 @@ async fn site(http_config: HttpConfig) -> Site {
     tokio::spawn(yanzhen::api::serve(listener, state, async move {
         let _ = stopped.await;
     }));
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let reader = tokens.pop().expect("reader");
+    let admin = tokens.pop().expect("admin");
     Site {
-        base: format!("http://{addr}"),
+        admin_session: common::session::sign_in(&base, &admin).await,
+        reader_session: common::session::sign_in(&base, &reader).await,
+        base,
         addr,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
+        http,
         store,
         clock,
-        reader: tokens.pop().expect("reader"),
-        admin: tokens.pop().expect("admin"),
+        reader,
+        admin,
         round,
         _stop: stop,
         _guard: guard,
@@ -163,9 +174,12 @@ impl Site {
         let mut req = self
             .http
             .post(self.url(path))
-            .header(COOKIE, format!("yz_token={}", self.admin))
+            .header(COOKIE, &self.admin_session)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body("note=forged");
+            .body(format!(
+                "note=forged&csrf={}",
+                common::session::csrf(SECRET, &self.admin_session)
+            ));
         for (k, v) in origin_headers {
             req = req.header(*k, *v);
         }
@@ -309,7 +323,7 @@ async fn api_changes_need_the_bearer_header_not_the_console_cookie_and_a_json_bo
     let resp = s
         .http
         .post(&complete)
-        .header(COOKIE, format!("yz_token={}", s.admin))
+        .header(COOKIE, &s.admin_session)
         .header(CONTENT_TYPE, "application/json")
         .body("{}")
         .send()
@@ -388,7 +402,7 @@ async fn api_changes_need_the_bearer_header_not_the_console_cookie_and_a_json_bo
     let resp = s
         .http
         .get(s.url("/api/rounds"))
-        .header(COOKIE, format!("yz_token={}", s.reader))
+        .header(COOKIE, &s.reader_session)
         .send()
         .await
         .expect("GET");
@@ -724,7 +738,7 @@ async fn security_headers_are_present_on_every_html_response_and_no_page_needs_i
     for (path, signed_in, status) in pages {
         let mut req = s.http.get(s.url(&path));
         if signed_in {
-            req = req.header(COOKIE, format!("yz_token={}", s.admin));
+            req = req.header(COOKIE, &s.admin_session);
         }
         let resp = req.send().await.expect("GET");
         assert_eq!(resp.status(), status, "{path}");
@@ -953,13 +967,14 @@ async fn every_rejection_has_one_status_per_class_in_the_error_shape_of_its_audi
     );
 
     // The console answers the same classes with its HTML error page.
-    let cookie = format!("yz_token={}", s.admin);
+    let cookie = s.admin_session.clone();
+    let csrf = common::session::csrf(SECRET, &cookie);
     let resp = s
         .http
         .post(s.url(&format!("/console/tasks/{}/complete", task.id)))
         .header(COOKIE, &cookie)
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("note={}", "x".repeat(4000)))
+        .body(format!("csrf={csrf}&note={}", "x".repeat(4000)))
         .send()
         .await
         .expect("POST");
@@ -972,7 +987,7 @@ async fn every_rejection_has_one_status_per_class_in_the_error_shape_of_its_audi
         .post(s.url(&format!("/console/tasks/{}/reopen", task.id)))
         .header(COOKIE, &cookie)
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body("due=2019-07-20")
+        .body(format!("csrf={csrf}&due=2019-07-20"))
         .send()
         .await
         .expect("POST");

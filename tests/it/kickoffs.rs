@@ -11,7 +11,6 @@ use yanzhen::core::state::{MessageKind, TimerState};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
 use common::daemon::{Setup, wait_for};
-use reqwest::header::COOKIE;
 use std::sync::Arc;
 use yanzhen::access::{new_token, token_hash};
 use yanzhen::catalog::Catalog;
@@ -100,6 +99,8 @@ impl ConsoleHome {
                     rights: yanzhen::core::state::Rights::Admin,
                     created_at: 0,
                     revoked_at: None,
+                    expires_at: None,
+                    last_used_at: None,
                 },
                 AuditEntry {
                     at: 0,
@@ -130,7 +131,7 @@ impl ConsoleHome {
     async fn body(&self) -> String {
         let resp = reqwest::Client::new()
             .get(&self.url)
-            .header(COOKIE, format!("yz_token={}", self.token))
+            .header("Authorization", format!("Bearer {}", self.token))
             .send()
             .await
             .expect("GET /console");

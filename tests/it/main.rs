@@ -24,6 +24,7 @@ mod notify;
 mod plan_shipped;
 mod provisional;
 mod reload;
+mod sessions;
 mod store;
 mod validation_errors;
 mod webhook;

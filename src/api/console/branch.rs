@@ -152,7 +152,7 @@ pub(super) async fn branch_page(
             "branch": true, "unit": name, "now": ui.at_utc(now),
             "expires": ui.at_utc(DateTime::from_timestamp(exp, 0).unwrap_or_default()),
             "tasks": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
-            "feed": ui.absolute(&format!("/b/{unit}/feed.ics?{}", q.query())),
+            "feed": ui.absolute(&state.links.feed_link(&unit, exp)),
         }),
     )
 }
@@ -172,7 +172,12 @@ pub(super) async fn branch_feed(
 ) -> Response {
     let ui = Ui::new(&state, None);
     let q = LinkQuery::from(q);
-    if let Err(e) = check_link(&state, &Grant::Unit { unit: unit.clone() }, &q) {
+    // The feed's own read-only signature; a unit-page signature (the feed URLs made before
+    // scopes, which were unit-page signatures) reads it too, granting nothing new.
+    let feed = check_link(&state, &Grant::Feed { unit: unit.clone() }, &q);
+    if let Err(e) = feed
+        && check_link(&state, &Grant::Unit { unit: unit.clone() }, &q).is_err()
+    {
         return link_refused(&ui, e, q.exp.as_deref());
     }
     match crate::notify::ics::unit_feed(&state.engine, &unit).await {
@@ -260,6 +265,7 @@ pub(super) async fn branch_task(
             "task": {"title": task.title, "state": task.state, "state_zh": state_zh(task.state),
                      "due": ui.due(&task), "overdue": ui.overdue_text(&task)},
             "action": format!("/b/{unit}/t/{}?{}", task.id, q.query()),
+            "undo_minutes": ui.catalog.config.http.branch_undo_minutes,
         }),
     )
 }
@@ -280,14 +286,21 @@ pub(super) async fn branch_task_done(
         .complete_task(task.id, &format!("link:{unit}"), None)
         .await
     {
-        Ok(done) => ui.page(
-            StatusCode::OK,
-            "branch_done.html",
-            json!({
-                "branch": true, "unit": name, "title": done.title,
-                "at": ui.at(done.completed_at.unwrap_or_else(|| ui.now().timestamp_millis())),
-            }),
-        ),
+        Ok(done) => {
+            let at = done
+                .completed_at
+                .unwrap_or_else(|| ui.now().timestamp_millis());
+            let until = at.saturating_add(undo_window_ms(&ui));
+            ui.page(
+                StatusCode::OK,
+                "branch_done.html",
+                json!({
+                    "branch": true, "unit": name, "title": done.title, "at": ui.at(at),
+                    "undo": format!("/b/{unit}/t/{}/undo?{}", done.id, q.query()),
+                    "undo_until": ui.at(until),
+                }),
+            )
+        }
         Err(EngineError::Store(StoreError::WrongState { state: s, .. })) => {
             let text = if s == TaskState::Done {
                 format!("「{}」已经标记完成，无需再次提交。", task.title)
@@ -300,6 +313,90 @@ pub(super) async fn branch_task_done(
             };
             branch_message(&ui, StatusCode::CONFLICT, "无需操作", &text)
         }
+        Err(e) => ui.fail(e),
+    }
+}
+
+/// How long a branch may undo its "done", in milliseconds (`[http] branch_undo_minutes`).
+fn undo_window_ms(ui: &Ui<'_>) -> i64 {
+    let minutes = ui.catalog.config.http.branch_undo_minutes;
+    i64::try_from(minutes.saturating_mul(60_000)).unwrap_or(i64::MAX)
+}
+
+/// Undo a "done" the branch itself marked through its link, within the undo window: the
+/// task is reopened (the engine's reopen path) with the deadline it had, as `link:UNIT`,
+/// and `task.undo` is audited. A task done by anyone else, or longer ago, stays done.
+pub(super) async fn branch_task_undo(
+    Shared(state): Shared<State>,
+    Path((unit, task)): Path<(String, String)>,
+    q: Result<Query<LinkQuery>, QueryRejection>,
+) -> Response {
+    let ui = Ui::new(&state, None);
+    let q = LinkQuery::from(q);
+    let (task, name) = match linked_task(&ui, &unit, &task, &q).await {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let actor = format!("link:{unit}");
+    let store = state.engine.store();
+    let history = match store.task_history(task.id).await {
+        Ok(h) => h,
+        Err(e) => return ui.store_fail(e),
+    };
+    let now = ui.now().timestamp_millis();
+    let undoable = task.state == TaskState::Done
+        && history.last().is_some_and(|h| {
+            h.to_state == TaskState::Done
+                && h.actor == actor
+                && now.saturating_sub(h.at) <= undo_window_ms(&ui)
+        });
+    if !undoable {
+        let text = format!(
+            "「{}」不能在这里撤销：只有本单位通过链接标记的完成，且在 {} 分钟内，才能撤销。如需更正，请联系{}。",
+            task.title,
+            ui.catalog.config.http.branch_undo_minutes,
+            ui.office()
+        );
+        return branch_message(&ui, StatusCode::CONFLICT, "无法撤销", &text);
+    }
+    let reopened = state
+        .engine
+        .reopen_task_due(
+            task.id,
+            &actor,
+            Some("分支撤销误标记的完成".into()),
+            crate::engine::NewDeadline::Unchanged,
+        )
+        .await;
+    match reopened {
+        Ok(row) => {
+            let entry = crate::store::AuditEntry {
+                at: now,
+                actor,
+                action: "task.undo".into(),
+                subject: format!("task:{}", row.id),
+                detail_json: json!({"key": row.key, "due": row.due_at}).to_string(),
+            };
+            if let Err(e) = store.append_audit(entry).await {
+                tracing::error!(error = %e, "could not record a branch's undo");
+            }
+            ui.page(
+                StatusCode::OK,
+                "message.html",
+                json!({
+                    "branch": true, "title": "已撤销",
+                    "text": format!("{}的「{}」已恢复为待办，截止时间不变。", name, row.title),
+                    "diagnostics": [], "back": format!("/b/{unit}/t/{}?{}", row.id, q.query()),
+                    "kind": "ok",
+                }),
+            )
+        }
+        Err(EngineError::Store(StoreError::WrongState { .. })) => branch_message(
+            &ui,
+            StatusCode::CONFLICT,
+            "无需撤销",
+            &format!("「{}」当前不是已完成状态。", task.title),
+        ),
         Err(e) => ui.fail(e),
     }
 }

@@ -15,23 +15,27 @@
 //! - `overdue`: the overdue board;
 //! - `tasks`: a task's page and its actions (complete, waive, reopen);
 //! - `workflows`: the workflow list; `editor`: the editor (preview, save);
+//! - `tokens`: the tokens page (administrators: list, create, revoke);
 //! - `branch`: the branch pages behind signed links and their calendar feed.
 //!
-//! **Console pages** need an administrator token: the `yz_token` cookie that the sign-in
-//! form sets (HttpOnly, SameSite=Strict) or an `Authorization: Bearer` header. Without a
-//! valid one a page answers 303 to `/console/login` rather than a JSON 401. Every change
-//! (POST) needs an admin token (a read token gets a 403 page), must come from the console's
-//! own pages (`api::guard::same_origin`: a form on another site, or on another port of this
-//! host, gets a 403 page) and goes through the engine with the token as the actor
-//! (`token:NAME`), so it lands in the audit log.
+//! **Console pages** need a token: a console session (the `yz_session` cookie that the
+//! sign-in form sets: a random id, HttpOnly, SameSite=Strict, Secure over https; see
+//! `auth`) or an `Authorization: Bearer` header. Without a valid one a page answers 303 to
+//! `/console/login` rather than a JSON 401. Every change (POST) needs an admin token (a read
+//! token gets a 403 page), must come from the console's own pages (`api::guard::same_origin`:
+//! a form on another site, or on another port of this host, gets a 403 page), must carry
+//! the session's CSRF token when it rests on the cookie ([`csrf_check`]) and goes through
+//! the engine with the token as the actor (`token:NAME`), so it lands in the audit log.
+//! Only administrators are shown branch links, and each one shown is audited (`link.mint`).
 //!
 //! **Branch pages** need no token: a signed, expiring link ([`LinkSigner`]) grants one
-//! unit's page and calendar feed ([`Grant::Unit`]) or marking one of its tasks done
-//! ([`Grant::Task`]). A signature is checked against the exact grant of the page it is
-//! used on, so a unit-page signature does not open a task and a task signature does not
-//! open another task or another branch; any refused link gets a 403 page that says whether
-//! it expired or is not valid, and changes nothing. Expiry is checked against the engine's
-//! clock.
+//! unit's page ([`Grant::Unit`]), its calendar feed only ([`Grant::Feed`]), or one of its
+//! tasks ([`Grant::Task`]: its page, marking it done after a confirmation, and undoing that
+//! for a few minutes). A signature is checked against the exact grant of the page it is
+//! used on, so a feed signature opens no page, a unit-page signature does not open a task
+//! and a task signature does not open another task or another branch; any refused link
+//! gets a 403 page that says whether it expired or is not valid, and changes nothing.
+//! Expiry is checked against the engine's clock.
 //!
 //! **The workflow editor** checks a draft with the same validation as `yanzhen validate`
 //! plus a trial plan, writes the file only when the draft is valid (temp file + rename),
@@ -42,6 +46,7 @@
 //! [`LinkSigner`]: crate::access::LinkSigner
 //! [`Grant::Unit`]: crate::access::Grant::Unit
 //! [`Grant::Task`]: crate::access::Grant::Task
+//! [`Grant::Feed`]: crate::access::Grant::Feed
 
 mod auth;
 mod branch;
@@ -51,10 +56,11 @@ mod labels;
 mod overdue;
 mod rounds;
 mod tasks;
+mod tokens;
 mod ui;
 mod workflows;
 
-pub use auth::ConsoleUser;
+pub use auth::{ConsoleUser, csrf_check};
 
 use super::State;
 use axum::Router;
@@ -62,12 +68,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-/// Console and branch-page routes.
-pub fn routes() -> Router<State> {
+/// Console routes; the sign-in form's POST behind its per-address rate limit.
+pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
     Router::new()
         .route("/console", get(rounds::rounds_page))
         .route("/console/", get(|| async { Redirect::to("/console") }))
-        .route("/console/login", get(auth::login_form).post(auth::login))
+        .route(
+            "/console/login",
+            get(auth::login_form).merge(super::guard::login_rate_limit(post(auth::login), http)),
+        )
         .route("/console/logout", post(auth::logout))
         .route("/console/rounds/{id}", get(rounds::round_page))
         .route("/console/overdue", get(overdue::overdue_page))
@@ -75,6 +84,11 @@ pub fn routes() -> Router<State> {
         .route("/console/tasks/{id}/complete", post(tasks::task_complete))
         .route("/console/tasks/{id}/waive", post(tasks::task_waive))
         .route("/console/tasks/{id}/reopen", post(tasks::task_reopen))
+        .route(
+            "/console/tokens",
+            get(tokens::tokens_page).post(tokens::token_create),
+        )
+        .route("/console/tokens/{name}/revoke", post(tokens::token_revoke))
         .route("/console/workflows", get(workflows::workflows_page))
         .route("/console/workflows/new", get(workflows::new_workflow))
         .route("/console/workflows/{id}/edit", get(editor::editor_page))
@@ -97,6 +111,7 @@ pub fn branch_routes() -> Router<State> {
             "/b/{unit}/t/{task}",
             get(branch::branch_task).post(branch::branch_task_done),
         )
+        .route("/b/{unit}/t/{task}/undo", post(branch::branch_task_undo))
 }
 
 /// The error page of a request refused before its page ran (the guards of every request).

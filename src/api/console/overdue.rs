@@ -4,6 +4,7 @@
 use super::auth::ConsoleUser;
 use super::labels::assignee_kind_zh;
 use super::ui::{LINK_DAYS, Ui};
+use crate::access::Grant;
 use crate::api::State;
 use crate::core::state::{AssigneeKind, RoundStatus, TaskState, TimerState};
 use crate::core::timefmt::provisional_mark;
@@ -66,19 +67,25 @@ pub(super) async fn overdue_page(
         }
     }
     let link_expires = ui.now().timestamp() + LINK_DAYS * 86_400;
-    let groups: Vec<serde_json::Value> = ordered(groups)
-        .into_iter()
-        .map(|(kind, id, name, items)| {
-            let unit = (kind == AssigneeKind::Unit)
-                .then(|| ui.catalog.directory.unit(&id))
-                .flatten();
-            json!({
-                "id": id, "name": name, "kind": assignee_kind_zh(kind, unit.map(|u| u.kind)),
-                "page": unit.map(|_| ui.absolute(&ui.state.links.unit_link(&id, link_expires))),
-                "items": items,
-            })
-        })
-        .collect();
+    let mut out: Vec<serde_json::Value> = Vec::new();
+    for (kind, id, name, items) in ordered(groups) {
+        let unit = (kind == AssigneeKind::Unit)
+            .then(|| ui.catalog.directory.unit(&id))
+            .flatten();
+        // Only administrators get the unit pages' links, each one audited.
+        let page = match unit {
+            Some(_) => {
+                let grant = Grant::Unit { unit: id.clone() };
+                ui.mint_link(&grant, link_expires).await
+            }
+            None => None,
+        };
+        out.push(json!({
+            "id": id, "name": name, "kind": assignee_kind_zh(kind, unit.map(|u| u.kind)),
+            "page": page, "items": items,
+        }));
+    }
+    let groups = out;
     ui.page(
         StatusCode::OK,
         "overdue.html",

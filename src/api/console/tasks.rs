@@ -5,6 +5,7 @@
 use super::auth::ConsoleUser;
 use super::labels::{action_zh, done_flash, state_zh};
 use super::ui::{LINK_DAYS, Ui};
+use crate::access::Grant;
 use crate::api::{AppState, Principal, State};
 use crate::core::state::{AssigneeKind, TaskState};
 use crate::engine::{EngineError, NewDeadline, from_ms};
@@ -78,15 +79,17 @@ async fn render_task(
         .and_then(|w| w.workflow.defaults.reopen_working_days)
         .unwrap_or(crate::engine::DEFAULT_REOPEN_WORKING_DAYS);
     let expires = ui.now().timestamp() + LINK_DAYS * 86_400;
-    let link = (task.assignee_kind == AssigneeKind::Unit
-        && (task.state == TaskState::Open || task.state == TaskState::Waiting))
-        .then(|| {
-            ui.absolute(
-                &ui.state
-                    .links
-                    .task_link(&task.assignee_id, task.id, expires),
-            )
-        });
+    let link = if task.assignee_kind == AssigneeKind::Unit
+        && (task.state == TaskState::Open || task.state == TaskState::Waiting)
+    {
+        let grant = Grant::Task {
+            unit: task.assignee_id.clone(),
+            task: task.id,
+        };
+        ui.mint_link(&grant, expires).await
+    } else {
+        None
+    };
     let history: Vec<serde_json::Value> = history
         .iter()
         .map(|h| json!({"at": ui.at(h.at), "from": state_zh(h.from_state), "to": state_zh(h.to_state), "actor": h.actor, "note": h.note}))

@@ -3,12 +3,13 @@
 //! shares.
 
 use super::labels::{action_zh, overdue_text, state_zh};
+use crate::access::Grant;
 use crate::api::{AppState, Principal, Rights};
 use crate::catalog::Catalog;
 use crate::core::diagnostic::{Diagnostic, Severity};
 use crate::core::timefmt::{provisional_mark, zh_datetime};
 use crate::engine::{EngineError, from_ms, local_date};
-use crate::store::{RoundRow, StoreError, TaskRow};
+use crate::store::{AuditEntry, RoundRow, StoreError, TaskRow};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -67,6 +68,10 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
     (
         "branch_done.html",
         include_str!("../../../templates/console/branch_done.html"),
+    ),
+    (
+        "tokens.html",
+        include_str!("../../../templates/console/tokens.html"),
     ),
     (
         "link_error.html",
@@ -201,6 +206,15 @@ impl<'a> Ui<'a> {
                 )
             };
             map.insert("calendar_notice".into(), notice.into());
+            // Every console form carries the session's CSRF token (empty without a session:
+            // a Bearer request needs none).
+            map.insert(
+                "csrf".into(),
+                self.user
+                    .and_then(|p| p.csrf.clone())
+                    .unwrap_or_default()
+                    .into(),
+            );
             map.insert(
                 "user".into(),
                 match self.user {
@@ -226,6 +240,27 @@ impl<'a> Ui<'a> {
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         resp
+    }
+
+    /// A signed link for the signed-in administrator, recorded in the audit log
+    /// (`link.mint`: who, which unit, which scope, until when) before it is shown; `None`
+    /// for a read-only token (read-only means it never holds a link that changes
+    /// anything) or when the record cannot be written.
+    pub(super) async fn mint_link(&self, grant: &Grant, expires: i64) -> Option<String> {
+        let user = self.user.filter(|p| p.rights == Rights::Admin)?;
+        let entry = AuditEntry {
+            at: self.now().timestamp_millis(),
+            actor: user.actor(),
+            action: "link.mint".into(),
+            subject: grant.scope(),
+            detail_json: json!({"unit": grant.unit(), "scope": grant.scope(), "expires": expires})
+                .to_string(),
+        };
+        if let Err(e) = self.state.engine.store().append_audit(entry).await {
+            tracing::error!(error = %e, "could not record a minted link; it is not shown");
+            return None;
+        }
+        Some(self.absolute(&self.state.links.link(grant, expires)))
     }
 
     /// A page with a title and one message.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod session;
 pub mod smtp;
 pub mod stores;
 use chrono::NaiveDate;
