@@ -10,6 +10,8 @@ pub mod definition;
 pub mod diagnostic;
 pub mod directory;
 pub mod plan;
+pub mod pool;
+pub mod roster;
 pub mod render;
 pub mod schedule;
 pub mod state;
