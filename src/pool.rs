@@ -185,7 +185,12 @@ impl<'a> Pool<'a> {
 
     /// Change fields of a person (set in field order; an empty text clears an optional
     /// field). Every refused value is reported and nothing is changed.
-    pub async fn edit(&self, id: i64, fields: &[(Field, String)], actor: &str) -> Result<PersonRow> {
+    pub async fn edit(
+        &self,
+        id: i64,
+        fields: &[(Field, String)],
+        actor: &str,
+    ) -> Result<PersonRow> {
         let row = self.get(id).await?;
         let mut person = row.person.clone();
         let mut sorted: Vec<&(Field, String)> = fields.iter().collect();

@@ -10,10 +10,10 @@ use super::{ApiError, Principal, State};
 use crate::core::pool::{Field, Tier};
 use crate::pool::{Pool, PoolError};
 use crate::store::{EventFilter, PeopleFilter};
+use axum::Json;
 use axum::extract::{FromRequest, State as AxState};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -81,13 +81,17 @@ fn edit_body() -> Value {
 }
 
 fn remove_body() -> Value {
-    json_body(json!({"type": "object", "required": ["reason"], "additionalProperties": false,
-        "properties": {"reason": {"type": "string"}, "date": {"type": "string", "format": "date"}}}))
+    json_body(
+        json!({"type": "object", "required": ["reason"], "additionalProperties": false,
+        "properties": {"reason": {"type": "string"}, "date": {"type": "string", "format": "date"}}}),
+    )
 }
 
 fn event_body() -> Value {
-    json_body(json!({"type": "object", "required": ["kind", "date"], "additionalProperties": false,
-        "properties": {"kind": {"type": "string"}, "date": {"type": "string", "format": "date"}, "note": {"type": "string"}}}))
+    json_body(
+        json!({"type": "object", "required": ["kind", "date"], "additionalProperties": false,
+        "properties": {"kind": {"type": "string"}, "date": {"type": "string", "format": "date"}, "note": {"type": "string"}}}),
+    )
 }
 
 fn import_body() -> Value {
@@ -104,9 +108,11 @@ impl From<PoolError> for ApiError {
             PoolError::Invalid(_) | PoolError::Ambiguous(_) | PoolError::UnknownKind { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
             }
-            PoolError::BadRoster(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_roster", e.to_string())
-            }
+            PoolError::BadRoster(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_roster",
+                e.to_string(),
+            ),
             PoolError::Store(s) => s.into(),
             PoolError::Write(_) => {
                 tracing::error!(error = %e, "export failed");
@@ -164,7 +170,11 @@ impl FieldsBody {
                         "bad_json",
                         format!(
                             "unknown field `{k}`; known: {}",
-                            Field::all().iter().map(|f| f.key()).collect::<Vec<_>>().join(", ")
+                            Field::all()
+                                .iter()
+                                .map(|f| f.key())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     )
                 })?;
@@ -281,7 +291,8 @@ async fn edit(
     }
     let fields = match b.fields() {
         Ok(f) if f.is_empty() => {
-            return ApiError::bad_request("nothing to change: the body names no field").into_response();
+            return ApiError::bad_request("nothing to change: the body names no field")
+                .into_response();
         }
         Ok(f) => f,
         Err(e) => return e.into_response(),
@@ -302,8 +313,11 @@ struct RemoveBody {
 }
 
 fn date(field: &str, text: &str) -> Result<chrono::NaiveDate, ApiError> {
-    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-        .map_err(|_| invalid(format!("`{field}` must be a date, YYYY-MM-DD, not `{text}`")))
+    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
+        invalid(format!(
+            "`{field}` must be a date, YYYY-MM-DD, not `{text}`"
+        ))
+    })
 }
 
 async fn remove(
@@ -364,7 +378,10 @@ async fn import(
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return ApiError::new(e.status(), "too_large", e.body_text()).into_response();
         }
-        Err(e) => return ApiError::bad_request(format!("cannot read the body: {}", e.body_text())).into_response(),
+        Err(e) => {
+            return ApiError::bad_request(format!("cannot read the body: {}", e.body_text()))
+                .into_response();
+        }
     };
     let pool = Pool::new(&s.engine);
     match pool.import(&bytes, q.skip_bad, q.dry_run, &p.actor()).await {

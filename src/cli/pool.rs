@@ -187,7 +187,12 @@ fn fail(e: PoolError) -> anyhow::Error {
     match e {
         PoolError::Invalid(errors) => {
             for (f, r) in &errors {
-                eprintln!("error: {} (--{}): {}", f.heading(), f.key().replace('_', "-"), r);
+                eprintln!(
+                    "error: {} (--{}): {}",
+                    f.heading(),
+                    f.key().replace('_', "-"),
+                    r
+                );
             }
             anyhow::anyhow!("{} field(s) refused; nothing changed", errors.len())
         }
@@ -205,7 +210,11 @@ fn fail(e: PoolError) -> anyhow::Error {
 }
 
 /// Run a pool command.
-pub async fn pool_command(config: &Path, cmd: PoolCommand, today: NaiveDate) -> anyhow::Result<ExitCode> {
+pub async fn pool_command(
+    config: &Path,
+    cmd: PoolCommand,
+    today: NaiveDate,
+) -> anyhow::Result<ExitCode> {
     let e = engine(config, today, false).await?;
     let pool = Pool::new(&e);
     let dir = &pool.catalog().directory;
@@ -324,7 +333,11 @@ pub async fn pool_command(config: &Path, cmd: PoolCommand, today: NaiveDate) -> 
             }
             println!(
                 "{}{} added, {} updated, {} unchanged, {} bad row(s) skipped",
-                if dry_run { "(dry run: nothing changed) " } else { "" },
+                if dry_run {
+                    "(dry run: nothing changed) "
+                } else {
+                    ""
+                },
                 report.added,
                 report.updated,
                 report.unchanged,
@@ -347,7 +360,11 @@ pub async fn pool_command(config: &Path, cmd: PoolCommand, today: NaiveDate) -> 
 }
 
 /// Run an event command.
-pub async fn event_command(config: &Path, cmd: EventCommand, today: NaiveDate) -> anyhow::Result<ExitCode> {
+pub async fn event_command(
+    config: &Path,
+    cmd: EventCommand,
+    today: NaiveDate,
+) -> anyhow::Result<ExitCode> {
     let e = engine(config, today, false).await?;
     let pool = Pool::new(&e);
     match cmd {
@@ -379,7 +396,10 @@ pub async fn event_command(config: &Path, cmd: EventCommand, today: NaiveDate) -
                 Some(p) => Some(pool.find(&p).await.map_err(fail)?.id),
                 None => None,
             };
-            let kind = kind.map(|k| pool.event_kind(&k)).transpose().map_err(fail)?;
+            let kind = kind
+                .map(|k| pool.event_kind(&k))
+                .transpose()
+                .map_err(fail)?;
             let events = pool
                 .events(&EventFilter { person, kind, year })
                 .await

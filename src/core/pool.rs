@@ -467,7 +467,10 @@ fn date_from_number(n: f64, text: &str) -> Option<NaiveDate> {
         let year = n.trunc() as i32;
         let frac_text = text.split_once('.').map(|(_, f)| f).unwrap_or("");
         let month = if frac_text.len() == 1 {
-            frac_text.parse::<u32>().ok().map(|m| if m == 1 { 10 } else { m })
+            frac_text
+                .parse::<u32>()
+                .ok()
+                .map(|m| if m == 1 { 10 } else { m })
         } else {
             Some(((n.fract() * 100.0).round()) as u32)
         }?;
@@ -522,7 +525,9 @@ fn date_field(text: &str) -> Result<Option<NaiveDate>, Reason> {
     if text.trim().is_empty() {
         return Ok(None);
     }
-    parse_date(text).map(Some).ok_or_else(|| bad_date(text.trim()))
+    parse_date(text)
+        .map(Some)
+        .ok_or_else(|| bad_date(text.trim()))
 }
 
 /// Two years after `start`, the default term (两年一届).
@@ -554,7 +559,10 @@ impl Person {
     /// A person from field texts (a form, a roster row, CLI flags): every field refused is
     /// reported, each with its reason. Unset: 入库时间 is `today`, 任期开始 the day
     /// joined, 任期结束 two years later, the status 在库.
-    pub fn from_fields(fields: &[(Field, String)], ctx: Ctx<'_>) -> Result<Person, Vec<(Field, Reason)>> {
+    pub fn from_fields(
+        fields: &[(Field, String)],
+        ctx: Ctx<'_>,
+    ) -> Result<Person, Vec<(Field, Reason)>> {
         let mut p = Person {
             name: String::new(),
             unit: String::new(),
@@ -577,9 +585,7 @@ impl Person {
         };
         let mut errors = Vec::new();
         for f in Field::all().iter().copied().filter(|f| f.required()) {
-            let given = fields
-                .iter()
-                .any(|(g, v)| *g == f && !v.trim().is_empty());
+            let given = fields.iter().any(|(g, v)| *g == f && !v.trim().is_empty());
             if !given {
                 errors.push((
                     f,
@@ -609,7 +615,11 @@ impl Person {
             p.term_end = p.term_start.map(default_term_end);
         }
         errors.extend(p.check());
-        if errors.is_empty() { Ok(p) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(p)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Set one field from its text; an empty text clears an optional field. A new 任期开始
@@ -628,7 +638,10 @@ impl Person {
                     return Err(required());
                 }
                 if t.chars().count() > 50 {
-                    return Err(Reason::new("姓名过长（最多 50 字）", "name longer than 50 characters"));
+                    return Err(Reason::new(
+                        "姓名过长（最多 50 字）",
+                        "name longer than 50 characters",
+                    ));
                 }
                 self.name = t.to_string();
             }
@@ -643,7 +656,10 @@ impl Person {
             Field::Tier => {
                 self.tier = ctx.tiers.parse(t).ok_or_else(|| {
                     Reason::new(
-                        format!("「{t}」不是梯队：填 1 至 4 或「{}」等", ctx.tiers.0.join("」「")),
+                        format!(
+                            "「{t}」不是梯队：填 1 至 4 或「{}」等",
+                            ctx.tiers.0.join("」「")
+                        ),
                         format!("`{t}` is not a tier: 1 to 4 or {}", ctx.tiers.0.join(", ")),
                     )
                 })?;
@@ -748,7 +764,10 @@ impl Person {
     /// A field's value as text, as the roster and the forms show it (the inverse of
     /// [`set`](Self::set)).
     pub fn text(&self, field: Field, directory: &Directory, tiers: &TierNames) -> String {
-        let date = |d: Option<NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default();
+        let date = |d: Option<NaiveDate>| {
+            d.map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default()
+        };
         let opt = |s: &Option<String>| s.clone().unwrap_or_default();
         match field {
             Field::Name => self.name.clone(),
@@ -757,7 +776,10 @@ impl Person {
                 .map(|u| u.name.clone())
                 .unwrap_or_else(|| self.unit.clone()),
             Field::Tier => tiers.name(self.tier).to_string(),
-            Field::PostTrack => self.post_track.map(|p| p.zh().to_string()).unwrap_or_default(),
+            Field::PostTrack => self
+                .post_track
+                .map(|p| p.zh().to_string())
+                .unwrap_or_default(),
             Field::CurrentPost => opt(&self.current_post),
             Field::Gender => self.gender.map(|g| g.zh().to_string()).unwrap_or_default(),
             Field::Birth => year_month(self.birth),
@@ -874,7 +896,14 @@ mod tests {
     #[test]
     fn tiers_by_number_numeral_or_the_offices_name() {
         let t = TierNames::default();
-        for (text, n) in [("1", 1), ("2.0", 2), ("第三梯队", 3), ("第四级梯队", 4), ("二", 2), ("第一级", 1)] {
+        for (text, n) in [
+            ("1", 1),
+            ("2.0", 2),
+            ("第三梯队", 3),
+            ("第四级梯队", 4),
+            ("二", 2),
+            ("第一级", 1),
+        ] {
             assert_eq!(t.parse(text).map(Tier::get), Some(n), "{text}");
         }
         assert_eq!(t.parse("5"), None);

@@ -173,10 +173,13 @@ pub fn read(bytes: &[u8], format: Format, ctx: Ctx<'_>) -> Roster {
         let key = (r.person.name.clone(), r.person.unit.clone(), r.person.birth);
         match seen.get(&key) {
             Some((sheet, row)) => {
-                let at = if sheet.is_empty() {
-                    format!("第 {row} 行")
+                let (at, at_en) = if sheet.is_empty() {
+                    (format!("第 {row} 行"), format!("row {row}"))
                 } else {
-                    format!("工作表「{sheet}」第 {row} 行")
+                    (
+                        format!("工作表「{sheet}」第 {row} 行"),
+                        format!("sheet {sheet} row {row}"),
+                    )
                 };
                 dup.push(i);
                 roster.problems.push(Problem::new(
@@ -185,7 +188,7 @@ pub fn read(bytes: &[u8], format: Format, ctx: Ctx<'_>) -> Roster {
                     Some(Field::Name.heading()),
                     Reason::new(
                         format!("与{at}是同一人（姓名、单位、出生年月相同）"),
-                        format!("the same person (name, unit, birth) as {sheet} row {row}"),
+                        format!("the same person (name, unit, birth) as {at_en}"),
                     ),
                 ));
             }
@@ -213,7 +216,11 @@ fn read_grid(g: &Grid, ctx: Ctx<'_>, roster: &mut Roster) {
             .any(|c| Field::from_heading(c) == Some(Field::Name))
     });
     let Some(header) = header else {
-        if g.rows.iter().any(|(_, c)| c.iter().any(|x| !x.trim().is_empty())) && g.name != "汇总" {
+        if g.rows
+            .iter()
+            .any(|(_, c)| c.iter().any(|x| !x.trim().is_empty()))
+            && g.name != "汇总"
+        {
             roster.warnings.push(Problem::new(
                 &g.name,
                 None,
@@ -250,7 +257,10 @@ fn read_grid(g: &Grid, ctx: Ctx<'_>, roster: &mut Roster) {
                 &g.name,
                 None,
                 Some(h),
-                Reason::new(format!("未识别的列「{h}」，已忽略"), format!("unknown heading `{h}`, ignored")),
+                Reason::new(
+                    format!("未识别的列「{h}」，已忽略"),
+                    format!("unknown heading `{h}`, ignored"),
+                ),
             )),
         }
     }
@@ -280,8 +290,10 @@ fn read_grid(g: &Grid, ctx: Ctx<'_>, roster: &mut Roster) {
         if columns.iter().all(|(i, _, _)| cell(*i).trim().is_empty()) {
             continue;
         }
-        let mut fields: Vec<(Field, String)> =
-            columns.iter().map(|(i, f, _)| (*f, cell(*i).to_string())).collect();
+        let mut fields: Vec<(Field, String)> = columns
+            .iter()
+            .map(|(i, f, _)| (*f, cell(*i).to_string()))
+            .collect();
         let mut given: Vec<Field> = columns.iter().map(|(_, f, _)| *f).collect();
         if let (false, Some(u)) = (has(Field::Unit), &sheet_unit) {
             fields.push((Field::Unit, u.clone()));
@@ -299,7 +311,12 @@ fn read_grid(g: &Grid, ctx: Ctx<'_>, roster: &mut Roster) {
             }),
             Err(mut errors) => {
                 // In the file's column order, as the clerk reads the row.
-                let col = |f: &Field| columns.iter().position(|(_, g, _)| g == f).unwrap_or(usize::MAX);
+                let col = |f: &Field| {
+                    columns
+                        .iter()
+                        .position(|(_, g, _)| g == f)
+                        .unwrap_or(usize::MAX)
+                };
                 errors.sort_by_key(|(f, _)| col(f));
                 for (f, r) in errors {
                     let heading = columns
@@ -335,16 +352,18 @@ fn xlsx_grids(bytes: &[u8]) -> Result<Vec<Grid>, Reason> {
             .enumerate()
             .map(|(i, r)| {
                 let mut cells = vec![String::new(); col0 as usize];
-                cells.extend(r.iter().map(|c| match c {
-                    Data::Empty | Data::Error(_) => String::new(),
-                    Data::String(s) | Data::DurationIso(s) => s.clone(),
-                    Data::DateTimeIso(s) => s.chars().take(10).collect(),
-                    Data::Int(n) => n.to_string(),
-                    Data::Float(f) => f.to_string(),
-                    Data::Bool(b) => b.to_string(),
-                    Data::DateTime(d) => super::pool::excel_serial(d.as_f64())
-                        .map(|d| d.format("%Y-%m-%d").to_string())
-                        .unwrap_or_else(|| d.as_f64().to_string()),
+                cells.extend(r.iter().map(|c| {
+                    match c {
+                        Data::Empty | Data::Error(_) => String::new(),
+                        Data::String(s) | Data::DurationIso(s) => s.clone(),
+                        Data::DateTimeIso(s) => s.chars().take(10).collect(),
+                        Data::Int(n) => n.to_string(),
+                        Data::Float(f) => f.to_string(),
+                        Data::Bool(b) => b.to_string(),
+                        Data::DateTime(d) => super::pool::excel_serial(d.as_f64())
+                            .map(|d| d.format("%Y-%m-%d").to_string())
+                            .unwrap_or_else(|| d.as_f64().to_string()),
+                    }
                 }));
                 (row0 + i as u32 + 1, cells)
             })
@@ -383,7 +402,13 @@ fn csv_grid(bytes: &[u8]) -> Result<Grid, Reason> {
 pub fn sheet_name(name: &str, used: &mut HashSet<String>) -> String {
     let clean: String = name
         .chars()
-        .map(|c| if matches!(c, '[' | ']' | ':' | '*' | '?' | '/' | '\\') { '_' } else { c })
+        .map(|c| {
+            if matches!(c, '[' | ']' | ':' | '*' | '?' | '/' | '\\') {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let mut clean = clean.trim().trim_matches('\'').to_string();
     if clean.is_empty() || clean.eq_ignore_ascii_case("history") {
@@ -429,7 +454,11 @@ fn units_in_order<'a>(people: &[&'a Person], directory: &'a Directory) -> Vec<St
 /// tier, their total and how many were removed), then one sheet per unit with people, in
 /// the directory's order, every field a column under its heading, 序号 first. Dates are
 /// text as the rosters write them, so reading the file back gives the same registry.
-pub fn write_xlsx(people: &[Person], directory: &Directory, tiers: &TierNames) -> Result<Vec<u8>, WriteError> {
+pub fn write_xlsx(
+    people: &[Person],
+    directory: &Directory,
+    tiers: &TierNames,
+) -> Result<Vec<u8>, WriteError> {
     use rust_xlsxwriter::{Format as Fmt, Workbook};
     let bold = Fmt::new().set_bold();
     let mut book = Workbook::new();
@@ -538,7 +567,10 @@ mod tests {
         assert_eq!(r.rows[0].person.unit, "dongguan");
         assert_eq!(r.rows[0].row, 3);
         assert_eq!(r.rows[1].person.tier.get(), 1);
-        assert_eq!(r.rows[1].person.term_end, NaiveDate::from_ymd_opt(2028, 1, 10));
+        assert_eq!(
+            r.rows[1].person.term_end,
+            NaiveDate::from_ymd_opt(2028, 1, 10)
+        );
     }
 
     #[test]
@@ -549,7 +581,12 @@ mod tests {
         let places: Vec<String> = r.problems.iter().map(Problem::place).collect();
         assert_eq!(
             places,
-            ["第 2 行「梯队」列", "第 3 行「姓名」列", "第 3 行「所在单位」列", "第 3 行「出生年月」列"]
+            [
+                "第 2 行「梯队」列",
+                "第 3 行「姓名」列",
+                "第 3 行「所在单位」列",
+                "第 3 行「出生年月」列"
+            ]
         );
         assert_eq!(r.rows.len(), 1);
         assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
@@ -578,11 +615,17 @@ mod tests {
     #[test]
     fn sheet_names_follow_excels_rules() {
         let mut used = HashSet::new();
-        assert_eq!(sheet_name("东关/西关[联合]:党委?", &mut used), "东关_西关_联合__党委_");
+        assert_eq!(
+            sheet_name("东关/西关[联合]:党委?", &mut used),
+            "东关_西关_联合__党委_"
+        );
         let long = "一".repeat(40);
         assert_eq!(sheet_name(&long, &mut used).chars().count(), 31);
         let again = sheet_name(&long, &mut used);
-        assert!(again.ends_with(" (2)") && again.chars().count() == 31, "{again}");
+        assert!(
+            again.ends_with(" (2)") && again.chars().count() == 31,
+            "{again}"
+        );
         assert_eq!(sheet_name("'History'", &mut used), "History_");
         assert_eq!(sheet_name("history", &mut used), "history_ (2)");
     }

@@ -32,6 +32,7 @@ mod sqlite;
 
 pub(crate) use digest::MessageKey;
 pub use digest::{DIGEST_CLASSES, DigestHold, digest_class};
+pub use people::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
 pub use postgres::PgStore;
 pub use rows::{
     Activation, AuditEntry, AuditRow, ClaimedOutbox, ClaimedTimers, CorruptTimer, Counts, Decide,
@@ -39,7 +40,6 @@ pub use rows::{
     OutboxClaim, OutboxRow, Reprojection, RoundRow, TaskRow, TimerPayload, TimerRow, TokenRow,
     Transition, VersionRow,
 };
-pub use people::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
 pub use shared::{Backend, RowsAffected};
 #[doc(hidden)]
 pub use sql::Dialect;

@@ -164,7 +164,13 @@ pub(crate) struct PersonDb {
     updated_at: i64,
 }
 
-fn corrupt(table: &'static str, id: i64, column: &'static str, value: String, problem: String) -> StoreError {
+fn corrupt(
+    table: &'static str,
+    id: i64,
+    column: &'static str,
+    value: String,
+    problem: String,
+) -> StoreError {
     StoreError::Corrupt(Corrupt {
         table,
         id: id.to_string(),
@@ -179,7 +185,12 @@ fn date(table: &'static str, id: i64, column: &'static str, v: String) -> Result
         .map_err(|_| corrupt(table, id, column, v, "is not a date (YYYY-MM-DD)".into()))
 }
 
-fn date_opt(table: &'static str, id: i64, column: &'static str, v: Option<String>) -> Result<Option<NaiveDate>> {
+fn date_opt(
+    table: &'static str,
+    id: i64,
+    column: &'static str,
+    v: Option<String>,
+) -> Result<Option<NaiveDate>> {
     v.map(|v| date(table, id, column, v)).transpose()
 }
 
@@ -349,8 +360,25 @@ where
 
     async fn insert_person(c: &mut Conn<B>, p: &Person, who: &PoolWrite) -> Result<i64> {
         let b = bound(p);
-        let [name, unit, post_track, current_post, gender, birth, education, joined_at, term_start, term_end, mentor, status, removed_reason, removed_at, phone, email, note] =
-            b.text;
+        let [
+            name,
+            unit,
+            post_track,
+            current_post,
+            gender,
+            birth,
+            education,
+            joined_at,
+            term_start,
+            term_end,
+            mentor,
+            status,
+            removed_reason,
+            removed_at,
+            phone,
+            email,
+            note,
+        ] = b.text;
         let id = sqlx::query_scalar::<B::Db, i64>(PERSON_INSERT)
             .bind(name)
             .bind(unit)
@@ -380,7 +408,12 @@ where
 
     /// Write `new` over the row `id`; the audit names each changed field's old and new
     /// value. Nothing is written when nothing changed (returns false).
-    pub(crate) async fn update_person(c: &mut Conn<B>, id: i64, new: &Person, who: &PoolWrite) -> Result<bool> {
+    pub(crate) async fn update_person(
+        c: &mut Conn<B>,
+        id: i64,
+        new: &Person,
+        who: &PoolWrite,
+    ) -> Result<bool> {
         let old = Tx::<B>::person(c, id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("person {id}")))?;
@@ -389,8 +422,25 @@ where
             return Ok(false);
         }
         let b = bound(new);
-        let [name, unit, post_track, current_post, gender, birth, education, joined_at, term_start, term_end, mentor, status, removed_reason, removed_at, phone, email, note] =
-            b.text;
+        let [
+            name,
+            unit,
+            post_track,
+            current_post,
+            gender,
+            birth,
+            education,
+            joined_at,
+            term_start,
+            term_end,
+            mentor,
+            status,
+            removed_reason,
+            removed_at,
+            phone,
+            email,
+            note,
+        ] = b.text;
         sqlx::query(PERSON_UPDATE)
             .bind(id)
             .bind(name)

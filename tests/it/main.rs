@@ -21,6 +21,7 @@ mod kickoffs;
 mod links;
 mod notify;
 mod plan_shipped;
+mod pool;
 mod provisional;
 mod reload;
 mod store;

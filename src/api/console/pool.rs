@@ -46,9 +46,17 @@ const FORM_FIELDS: &[Field] = &[
 
 fn fail(ui: &Ui<'_>, e: PoolError) -> Response {
     match e {
-        PoolError::NotFound(what) => ui.message(StatusCode::NOT_FOUND, "未找到", &format!("没有找到 {what}。")),
+        PoolError::NotFound(what) => ui.message(
+            StatusCode::NOT_FOUND,
+            "未找到",
+            &format!("没有找到 {what}。"),
+        ),
         PoolError::Store(s) => ui.store_fail(s),
-        other => ui.message(StatusCode::UNPROCESSABLE_ENTITY, "无法保存", &other.to_string()),
+        other => ui.message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "无法保存",
+            &other.to_string(),
+        ),
     }
 }
 
@@ -72,7 +80,12 @@ pub(super) async fn people_page(
     let pool = Pool::new(&state.engine);
     let dir = &pool.catalog().directory;
     let unit = unit_id(dir, &q.unit);
-    let tier = q.tier.trim().parse::<u8>().ok().and_then(|t| Tier::try_from(t).ok());
+    let tier = q
+        .tier
+        .trim()
+        .parse::<u8>()
+        .ok()
+        .and_then(|t| Tier::try_from(t).ok());
     let all = !q.all.is_empty();
     let rows = match pool
         .list(&PeopleFilter {
@@ -143,7 +156,13 @@ fn render_form(
         .iter()
         .map(|f| {
             let options: Vec<String> = match f {
-                Field::Unit => pool.catalog().directory.units.iter().map(|u| u.name.clone()).collect(),
+                Field::Unit => pool
+                    .catalog()
+                    .directory
+                    .units
+                    .iter()
+                    .map(|u| u.name.clone())
+                    .collect(),
                 Field::Tier => pool.tiers().0.to_vec(),
                 Field::PostTrack => vec!["".into(), "正职".into(), "副职".into()],
                 Field::Gender => vec!["".into(), "男".into(), "女".into()],
@@ -154,7 +173,10 @@ fn render_form(
         })
         .collect();
     let (title, action) = match id {
-        Some(id) => (format!("修改后备干部信息（编号 {id}）"), format!("/console/people/{id}/edit")),
+        Some(id) => (
+            format!("修改后备干部信息（编号 {id}）"),
+            format!("/console/people/{id}/edit"),
+        ),
         None => ("新增后备干部".to_string(), "/console/people".to_string()),
     };
     ui.page(
@@ -202,7 +224,14 @@ pub(super) async fn add_person(
     match pool.add(&form_fields(&values), &user.actor()).await {
         Ok(r) => Redirect::to(&format!("/console/people/{}?flash=added", r.id)).into_response(),
         Err(PoolError::Store(e)) => ui.store_fail(e),
-        Err(e) => render_form(&ui, &pool, StatusCode::UNPROCESSABLE_ENTITY, None, &values, error_list(&e)),
+        Err(e) => render_form(
+            &ui,
+            &pool,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            &values,
+            error_list(&e),
+        ),
     }
 }
 
@@ -346,7 +375,12 @@ pub(super) async fn edit_form(
     };
     let values: FormValues = FORM_FIELDS
         .iter()
-        .map(|f| (f.key().to_string(), r.person.text(*f, &pool.catalog().directory, pool.tiers())))
+        .map(|f| {
+            (
+                f.key().to_string(),
+                r.person.text(*f, &pool.catalog().directory, pool.tiers()),
+            )
+        })
         .collect();
     render_form(&ui, &pool, StatusCode::OK, Some(id), &values, Vec::new())
 }
@@ -369,7 +403,14 @@ pub(super) async fn edit_person(
     match pool.edit(id, &form_fields(&values), &user.actor()).await {
         Ok(_) => Redirect::to(&format!("/console/people/{id}?flash=saved")).into_response(),
         Err(e @ (PoolError::NotFound(_) | PoolError::Store(_))) => fail(&ui, e),
-        Err(e) => render_form(&ui, &pool, StatusCode::UNPROCESSABLE_ENTITY, Some(id), &values, error_list(&e)),
+        Err(e) => render_form(
+            &ui,
+            &pool,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(id),
+            &values,
+            error_list(&e),
+        ),
     }
 }
 
@@ -400,7 +441,8 @@ pub(super) async fn remove_person(
             Some(d) => Some(d),
             None => {
                 let text = format!("「{d}」不是日期。");
-                return render_person(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(text)).await;
+                return render_person(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(text))
+                    .await;
             }
         },
     };
@@ -409,7 +451,11 @@ pub(super) async fn remove_person(
         Ok(_) => Redirect::to(&format!("/console/people/{id}?flash=removed")).into_response(),
         Err(e @ (PoolError::NotFound(_) | PoolError::Store(_))) => fail(&ui, e),
         Err(e) => {
-            let text = error_list(&e).iter().filter_map(|v| v["text"].as_str().map(str::to_string)).collect::<Vec<_>>().join("；");
+            let text = error_list(&e)
+                .iter()
+                .filter_map(|v| v["text"].as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+                .join("；");
             render_person(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(text)).await
         }
     }
@@ -443,9 +489,21 @@ pub(super) async fn record_event(
     };
     let pool = Pool::new(&state.engine);
     let note = Some(form.note).filter(|n| !n.trim().is_empty());
-    match pool.record_event(&id.to_string(), &form.kind, date, note, &user.actor()).await {
+    match pool
+        .record_event(&id.to_string(), &form.kind, date, note, &user.actor())
+        .await
+    {
         Ok(_) => Redirect::to(&format!("/console/people/{id}?flash=event")).into_response(),
         Err(e @ (PoolError::NotFound(_) | PoolError::Store(_))) => fail(&ui, e),
-        Err(e) => render_person(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(e.to_string())).await,
+        Err(e) => {
+            render_person(
+                &ui,
+                id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(e.to_string()),
+            )
+            .await
+        }
     }
 }
