@@ -97,7 +97,7 @@ pub enum Command {
     },
     /// The reserve pool (后备干部库): people, roster import and export.
     #[command(subcommand)]
-    Pool(PoolCommand),
+    Pool(Box<PoolCommand>),
     /// Events about people (a job change, an assessment …) that workflows declare.
     #[command(subcommand)]
     Event(EventCommand),

@@ -711,7 +711,8 @@ impl Person {
                 };
             }
             Field::Email => {
-                if !t.is_empty() && !(t.contains('@') && !t.contains(char::is_whitespace)) {
+                let looks_like_address = t.contains('@') && !t.contains(char::is_whitespace);
+                if !t.is_empty() && !looks_like_address {
                     return Err(Reason::new(
                         format!("「{t}」不是电子邮箱地址"),
                         format!("`{t}` is not an e-mail address"),

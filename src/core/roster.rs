@@ -269,7 +269,8 @@ fn read_grid(g: &Grid, ctx: Ctx<'_>, roster: &mut Roster) {
     let has = |f: Field| columns.iter().any(|(_, g, _)| *g == f);
     let mut missing = false;
     for f in Field::all().iter().copied().filter(|f| f.required()) {
-        if !has(f) && !(f == Field::Unit && sheet_unit.is_some()) {
+        let named_by_sheet = f == Field::Unit && sheet_unit.is_some();
+        if !has(f) && !named_by_sheet {
             missing = true;
             roster.problems.push(Problem::new(
                 &g.name,
