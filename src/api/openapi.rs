@@ -64,12 +64,12 @@ const ERROR_CLASSES: &[(u16, &str, &str)] = &[
     (
         415,
         "UnsupportedMediaType",
-        "A body without `Content-Type: application/json` (`unsupported_media_type`).",
+        "A body without `Content-Type: application/json` (a roster import: without the .xlsx or `text/csv` content type) (`unsupported_media_type`).",
     ),
     (
         422,
         "Invalid",
-        "The request reads, but a value is refused: an unknown state, unit or date, a limit out of range, a missing reason, a plan that cannot be made (`invalid`, `unknown_unit`, `cannot_plan`, `reason_required`).",
+        "The request reads, but a value is refused: an unknown state, unit or date, a limit out of range, a missing reason, a plan that cannot be made, a person's field refused (listed in `error.fields`), a roster with bad rows (listed in `error.problems`) (`invalid`, `unknown_unit`, `cannot_plan`, `reason_required`, `bad_roster`).",
     ),
 ];
 

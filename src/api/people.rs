@@ -35,16 +35,16 @@ macro_rules! endpoints {
 }
 
 endpoints! {
-    get "/api/people" list Some("read"), [422], None, "People of the reserve pool (unit?, tier?: 1-4, all?: true for removed people too).";
+    get "/api/people" list Some("read"), [400, 422], None, "People of the reserve pool (unit?, tier?: 1-4, all?: true for removed people too).";
     post "/api/people" add Some("admin"), [422], Some(new_person_body), "Add a person (body: field keys to values; name, unit, tier, birth required).";
     get "/api/people/export.xlsx" export Some("read"), [], None, "The roster as .xlsx: a summary sheet (汇总) and one sheet per branch.";
-    post "/api/people/import" import Some("admin"), [422], Some(import_body), "Import a roster (.xlsx or .csv body with its content type; skip_bad?, dry_run?). 422 `bad_roster` lists every bad row.";
+    post "/api/people/import" import Some("admin"), [400, 422], Some(import_body), "Import a roster (.xlsx or .csv body with its content type; skip_bad?, dry_run?). 422 `bad_roster` lists every bad row.";
     get "/api/people/{id}" get_person Some("read"), [404], None, "A person with the history of its edits and its events.";
     patch "/api/people/{id}" edit Some("admin"), [404, 422], Some(edit_body), "Change fields of a person (body: field keys to values; null or \"\" clears an optional field).";
     post "/api/people/{id}/remove" remove Some("admin"), [404, 422], Some(remove_body), "调整出库: take a person out of the pool (body: {reason, date?: \"YYYY-MM-DD\"}).";
     get "/api/people/{id}/events" person_events Some("read"), [404], None, "Events recorded about a person.";
     post "/api/people/{id}/events" record_event Some("admin"), [404, 422], Some(event_body), "Record an event (body: {kind, date: \"YYYY-MM-DD\", note?}); kinds are those the loaded workflows declare.";
-    get "/api/events" events Some("read"), [404, 422], None, "Recorded events (person?, kind?, year?).";
+    get "/api/events" events Some("read"), [400, 404, 422], None, "Recorded events (person?, kind?, year?).";
 }
 
 fn field_properties() -> serde_json::Map<String, Value> {
