@@ -622,6 +622,41 @@ async fn the_console_lists_the_pool_by_branch_and_an_admin_edits_a_person_throug
             "{n}: {body}"
         );
         assert!(body.contains("token:zzb-ma"), "{n}");
+
+        // The add form: a read token is refused; a bad value shows the form again with
+        // the reason; a good one adds the person.
+        let add = |token: &str, form: &'static str| {
+            s.http
+                .post(format!("{}/console/people", s.base))
+                .header("cookie", format!("yz_token={token}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form)
+                .send()
+        };
+        let form = "name=%E6%96%B0%E4%BA%BA&unit=nanmen&tier=4&birth=1999.09";
+        let resp = add(&s.reader, form).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{n}");
+        let resp = add(
+            &s.admin,
+            "name=%E6%96%B0%E4%BA%BA&unit=nanmen&tier=4&birth=1999.19",
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{n}");
+        assert!(
+            resp.text().await.unwrap().contains("「1999.19」不是日期"),
+            "{n}"
+        );
+        let resp = add(&s.admin, form).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{n}");
+        let (_, list) = s.get("/api/people?unit=nanmen&tier=4").await;
+        let names: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"新人"), "{n}: {names:?}");
     }
 }
 
@@ -753,6 +788,43 @@ async fn the_cli_adds_edits_removes_imports_and_exports_on_sqlite_and_postgres()
         let out = s.run(&["pool", "import", xlsx.to_str().unwrap()]);
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("0 added, 0 updated, 3 unchanged"),
+            "{n}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stored_person_whose_date_or_tier_does_not_parse_is_reported_not_defaulted() {
+    for (n, store, guard) in common::stores::stores().await {
+        let s = server(n, store.clone(), guard).await;
+        let (_, p) = s
+            .post(
+                "/api/people",
+                json!({"name": "孙丽娜", "unit": "dongguan", "tier": 2, "birth": "1992.11"}),
+            )
+            .await;
+        let id = p["id"].as_i64().unwrap();
+        common::stores::write_raw(&s._guard, "people", "birth", id, "'1992-13-01'").await;
+        let err = store
+            .person(id)
+            .await
+            .expect_err("a birth that is not a date");
+        assert!(err.is_corrupt(), "{n}: {err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "row {id} of table `people` has birth `1992-13-01`, which is not a date (YYYY-MM-DD)"
+            ),
+            "{n}"
+        );
+        common::stores::write_raw(&s._guard, "people", "birth", id, "'1992-11-01'").await;
+        common::stores::write_raw(&s._guard, "people", "tier", id, "9").await;
+        let err = store.people(&Default::default()).await.expect_err("tier 9");
+        assert!(err.to_string().contains("has tier `9`"), "{n}: {err}");
+        let (st, e) = s.get(&format!("/api/people/{id}")).await;
+        assert_eq!(
+            (st, e["error"]["code"].as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, Some("corrupt_data")),
             "{n}"
         );
     }
