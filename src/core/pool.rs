@@ -924,6 +924,21 @@ mod tests {
     }
 
     #[test]
+    fn stored_words_are_those_the_schema_checks() {
+        // The CHECK constraints of migrations/*/0009_pool.sql.
+        fn words<T: Stored + strum::VariantArray>() -> Vec<&'static str> {
+            T::VARIANTS.iter().map(|v| v.word()).collect()
+        }
+        assert_eq!(words::<PersonStatus>(), ["active", "removed"]);
+        assert_eq!(words::<Gender>(), ["male", "female"]);
+        assert_eq!(words::<PostTrack>(), ["chief", "deputy"]);
+        assert_eq!(
+            "removed".parse::<PersonStatus>().ok(),
+            Some(PersonStatus::Removed)
+        );
+    }
+
+    #[test]
     fn term_end_defaults_to_two_years_after_the_start() {
         assert_eq!(default_term_end(d(2024, 2, 29)), d(2026, 2, 28));
         assert_eq!(default_term_end(d(2019, 7, 19)), d(2021, 7, 19));

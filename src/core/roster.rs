@@ -614,6 +614,48 @@ mod tests {
     }
 
     #[test]
+    fn a_workbook_with_number_and_date_cells_reads_them_as_the_rosters_mean() {
+        use rust_xlsxwriter::{ExcelDateTime, Format as Fmt, Workbook};
+        let (d, t) = (directory(), TierNames::default());
+        let mut book = Workbook::new();
+        let sheet = book.add_worksheet();
+        sheet.set_name("东关社区党委").expect("name");
+        sheet
+            .write_string(0, 0, "东关社区后备干部名册")
+            .expect("title");
+        for (c, h) in ["序号", "姓名", "梯队", "出生年月", "入库时间", "联系电话"]
+            .iter()
+            .enumerate()
+        {
+            sheet.write_string(1, c as u16, *h).expect("heading");
+        }
+        let date_format = Fmt::new().set_num_format("yyyy-mm-dd");
+        sheet.write_number(2, 0, 1).expect("n");
+        sheet.write_string(2, 1, "张三").expect("name");
+        sheet.write_number(2, 2, 2).expect("tier");
+        // Excel keeps 1990.10 as the number 1990.1.
+        sheet.write_number(2, 3, 1990.1).expect("birth");
+        let joined = ExcelDateTime::from_ymd(2019, 7, 19).expect("date");
+        sheet
+            .write_datetime_with_format(2, 4, &joined, &date_format)
+            .expect("joined");
+        sheet.write_number(2, 5, 13800000000.0).expect("phone");
+        let bytes = book.save_to_buffer().expect("save");
+        let r = read(&bytes, Format::sniff(&bytes), ctx(&d, &t));
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let p = &r.rows[0].person;
+        assert_eq!(r.rows[0].row, 3);
+        assert_eq!(p.unit, "dongguan", "the sheet names the unit");
+        assert_eq!(p.birth, NaiveDate::from_ymd_opt(1990, 10, 1).expect("date"));
+        assert_eq!(
+            p.joined_at,
+            NaiveDate::from_ymd_opt(2019, 7, 19).expect("date")
+        );
+        assert_eq!(p.phone.as_deref(), Some("13800000000"));
+        assert_eq!(p.tier.get(), 2);
+    }
+
+    #[test]
     fn sheet_names_follow_excels_rules() {
         let mut used = HashSet::new();
         assert_eq!(
