@@ -31,6 +31,9 @@ pub struct Config {
     /// The HTTP server (API, console, branch links).
     #[serde(default)]
     pub http: HttpConfig,
+    /// The reserve pool (后备干部库).
+    #[serde(default)]
+    pub pool: PoolConfig,
     /// No longer used: `yanzhen reload` asks the daemons through the database. Accepted so
     /// that an older config still loads; `validate` and `serve` warn about it.
     #[serde(default)]
@@ -389,6 +392,26 @@ fn default_db() -> String {
     "sqlite://data/yanzhen.db".into()
 }
 
+/// The reserve pool: what the office calls things.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// The names of the four tiers (梯队), first to fourth; default 第一梯队 … 第四梯队
+    /// (seed 001 says 第一级梯队 …).
+    #[serde(default)]
+    pub tier_names: Option<[String; 4]>,
+}
+
+impl PoolConfig {
+    /// The tier names in use.
+    pub fn tiers(&self) -> crate::core::pool::TierNames {
+        match &self.tier_names {
+            Some(names) => crate::core::pool::TierNames(names.clone()),
+            None => crate::core::pool::TierNames::default(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -399,6 +422,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             notify: NotifyConfig::default(),
             http: HttpConfig::default(),
+            pool: PoolConfig::default(),
             pid_file: None,
         }
     }

@@ -10,5 +10,6 @@ pub mod config;
 pub mod core;
 pub mod engine;
 pub mod notify;
+pub mod pool;
 pub mod runtime;
 pub mod store;

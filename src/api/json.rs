@@ -30,7 +30,7 @@ macro_rules! endpoints {
         /// document are both built from this one list, so they cannot drift apart.
         pub fn endpoints() -> Vec<(Endpoint, axum::routing::MethodRouter<State>)> {
             vec![$(
-                (Endpoint { method: stringify!($method), path: $path, summary: $summary, auth: $auth, errors: &[$($status),*] },
+                (Endpoint { method: stringify!($method), path: $path, summary: $summary, auth: $auth, errors: &[$($status),*], body: None },
                  axum::routing::$method($handler)),
             )*]
         }
@@ -69,6 +69,7 @@ endpoints! {
 pub fn routes() -> Router<State> {
     endpoints()
         .into_iter()
+        .chain(super::people::endpoints())
         .fold(Router::new(), |r, (e, handler)| r.route(e.path, handler))
 }
 
@@ -275,7 +276,11 @@ async fn metrics(AxState(s): AxState<State>) -> Response {
 }
 
 async fn openapi() -> Json<Value> {
-    let list: Vec<Endpoint> = endpoints().into_iter().map(|(e, _)| e).collect();
+    let list: Vec<Endpoint> = endpoints()
+        .into_iter()
+        .chain(super::people::endpoints())
+        .map(|(e, _)| e)
+        .collect();
     Json(super::openapi::document(&list))
 }
 

@@ -15,6 +15,7 @@ pub mod console;
 pub mod guard;
 pub mod json;
 pub mod openapi;
+pub mod people;
 pub mod server;
 
 pub use auth::{

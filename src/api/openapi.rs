@@ -18,6 +18,15 @@ pub struct Endpoint {
     /// Error statuses of its own (404 unknown id, 409, 422, 400 for a query); those
     /// of its kind are added by [`document`].
     pub errors: &'static [u16],
+    /// The request body's OpenAPI object (schema per content type), when it has its own.
+    pub body: Option<fn() -> Value>,
+}
+
+impl Endpoint {
+    /// A method that carries a body and changes something.
+    fn has_body(&self) -> bool {
+        matches!(self.method, "post" | "patch")
+    }
 }
 
 /// Every error class: status, component name, what it means (with its codes).
@@ -55,12 +64,12 @@ const ERROR_CLASSES: &[(u16, &str, &str)] = &[
     (
         415,
         "UnsupportedMediaType",
-        "A body without `Content-Type: application/json` (`unsupported_media_type`).",
+        "A body without `Content-Type: application/json` (a roster import: without the .xlsx or `text/csv` content type) (`unsupported_media_type`).",
     ),
     (
         422,
         "Invalid",
-        "The request reads, but a value is refused: an unknown state, unit or date, a limit out of range, a missing reason, a plan that cannot be made (`invalid`, `unknown_unit`, `cannot_plan`, `reason_required`).",
+        "The request reads, but a value is refused: an unknown state, unit or date, a limit out of range, a missing reason, a plan that cannot be made, a person's field refused (listed in `error.fields`), a roster with bad rows (listed in `error.problems`) (`invalid`, `unknown_unit`, `cannot_plan`, `reason_required`, `bad_roster`).",
     ),
 ];
 
@@ -68,7 +77,7 @@ const ERROR_CLASSES: &[(u16, &str, &str)] = &[
 pub fn error_statuses(e: &Endpoint) -> Vec<u16> {
     let mut out: Vec<u16> = e.errors.to_vec();
     let has_path_param = e.path.contains('{');
-    if has_path_param || e.method == "post" {
+    if has_path_param || e.has_body() {
         out.push(400);
     }
     if let Some(right) = e.auth {
@@ -77,7 +86,7 @@ pub fn error_statuses(e: &Endpoint) -> Vec<u16> {
             out.push(403);
         }
     }
-    if e.method == "post" {
+    if e.has_body() {
         out.extend([403, 413, 415]);
     }
     out.sort_unstable();
@@ -95,7 +104,8 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": if name == "id" && !e.path.contains("workflows") { "integer" } else { "string" }}}))
             .collect();
-        let ok = if e.path == "/api/rounds" && e.method == "post" {
+        let created = ["/api/rounds", "/api/people", "/api/people/{id}/events"];
+        let ok = if created.contains(&e.path) && e.method == "post" {
             "201"
         } else {
             "200"
@@ -119,7 +129,9 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
         if e.auth.is_some() {
             op["security"] = json!([{"bearer": []}]);
         }
-        if e.method == "post" {
+        if let Some(body) = e.body {
+            op["requestBody"] = body();
+        } else if e.has_body() {
             op["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"type": "object"}}}});
         }
         paths

@@ -24,6 +24,8 @@ pub async fn run_command(
 ) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Serve => serve(config, today).await,
+        Command::Pool(c) => super::pool::pool_command(config, *c, today).await,
+        Command::Event(c) => super::pool::event_command(config, c, today).await,
         Command::Round(RoundCommand::Start {
             workflow,
             start,

@@ -3,6 +3,9 @@
 //! The clock is read here (the edge) and passed into the pure core.
 
 mod commands;
+mod pool;
+
+pub use pool::{EventCommand, PersonArgs, PoolCommand};
 
 use crate::catalog;
 use crate::core::diagnostic::{Diagnostic, Severity};
@@ -97,6 +100,12 @@ pub enum Command {
         /// Unit id (a branch or department in the directory).
         unit: String,
     },
+    /// The reserve pool (后备干部库): people, roster import and export.
+    #[command(subcommand)]
+    Pool(Box<PoolCommand>),
+    /// Events about people (a job change, an assessment …) that workflows declare.
+    #[command(subcommand)]
+    Event(EventCommand),
     /// Run a round from date A to date B under a virtual clock and print every effect.
     Simulate {
         /// Scenario file (YAML).

@@ -19,6 +19,8 @@ use super::{
     OutboxRow, Reprojection, Result, RoundRow, SessionRow, Store, StoreError, TaskRow, TimerRow,
     TokenRow, Transition, VersionRow,
 };
+use super::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
+use crate::core::pool::Person;
 use crate::core::state::{RoundStatus, TaskState};
 
 /// How often storing a workflow version may lose the race for the next number.
@@ -953,5 +955,44 @@ where
             .fetch_all(self.pool())
             .await?;
         convert(rows)
+    }
+
+    async fn people(&self, filter: &PeopleFilter) -> Result<Vec<PersonRow>> {
+        Tx::people(self, filter).await
+    }
+
+    async fn person(&self, id: i64) -> Result<Option<PersonRow>> {
+        Tx::person_read(self, id).await
+    }
+
+    async fn write_people(
+        &self,
+        adds: &[Person],
+        updates: &[(i64, Person)],
+        who: &PoolWrite,
+    ) -> Result<(Vec<i64>, u64)> {
+        Tx::write_people(self, adds, updates, who).await
+    }
+
+    async fn update_person(&self, id: i64, person: &Person, who: &PoolWrite) -> Result<PersonRow> {
+        let mut tx = self.begin_write().await?;
+        Tx::<B>::update_person(&mut tx, id, person, who).await?;
+        let row = Tx::<B>::person(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("person {id}")))?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn person_audit(&self, id: i64) -> Result<Vec<AuditRow>> {
+        Tx::person_audit(self, id).await
+    }
+
+    async fn record_event(&self, event: &NewEvent, who: &PoolWrite) -> Result<EventRow> {
+        Tx::record_event(self, event, who).await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>> {
+        Tx::events(self, filter).await
     }
 }

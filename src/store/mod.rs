@@ -23,6 +23,7 @@ use crate::core::state::{RoundStatus, TaskState};
 pub mod budget;
 mod digest;
 mod generic;
+mod people;
 mod postgres;
 mod rows;
 mod shared;
@@ -31,6 +32,7 @@ mod sqlite;
 
 pub(crate) use digest::MessageKey;
 pub use digest::{DIGEST_CLASSES, DigestHold, digest_class};
+pub use people::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
 pub use postgres::PgStore;
 pub use rows::{
     Activation, AuditEntry, AuditRow, ClaimedOutbox, ClaimedTimers, CorruptTimer, Counts, Decide,
@@ -396,6 +398,40 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Audit entries with id greater than `after_id`, oldest first.
     async fn audit_after(&self, after_id: i64, limit: i64) -> Result<Vec<AuditRow>>;
+
+    /// People of the reserve pool, by unit, tier and name.
+    async fn people(&self, filter: &PeopleFilter) -> Result<Vec<PersonRow>>;
+
+    /// One person.
+    async fn person(&self, id: i64) -> Result<Option<PersonRow>>;
+
+    /// Add people and update others (an import) in one transaction, each with its audit
+    /// entry (`person:ID`: the new record, or the old and new values of what changed).
+    /// Returns the new ids and how many updates changed something.
+    async fn write_people(
+        &self,
+        adds: &[crate::core::pool::Person],
+        updates: &[(i64, crate::core::pool::Person)],
+        who: &PoolWrite,
+    ) -> Result<(Vec<i64>, u64)>;
+
+    /// Replace a person's record (an edit, a removal) with its audit entry; the row as it
+    /// now is. Nothing is written (nor audited) when nothing changes.
+    async fn update_person(
+        &self,
+        id: i64,
+        person: &crate::core::pool::Person,
+        who: &PoolWrite,
+    ) -> Result<PersonRow>;
+
+    /// The audit entries about a person (edits and recorded events), oldest first.
+    async fn person_audit(&self, id: i64) -> Result<Vec<AuditRow>>;
+
+    /// Record an event about a person, with its audit entry.
+    async fn record_event(&self, event: &NewEvent, who: &PoolWrite) -> Result<EventRow>;
+
+    /// Recorded events, by date.
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>>;
 }
 
 /// A database URL with any password replaced by `***`, for messages and logs.

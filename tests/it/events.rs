@@ -219,3 +219,45 @@ async fn a_talks_round_finishes_when_its_term_closes_and_its_talks_are_done() {
         assert!(clock.now() >= at(2028, 1, 6, 9));
     }
 }
+
+#[tokio::test]
+async fn recording_an_event_for_a_person_of_the_pool_owes_the_talk_in_the_running_round() {
+    use yanzhen::core::pool::Field;
+    use yanzhen::pool::Pool;
+    for (name, store, _g) in common::stores::stores().await {
+        let (e, _clock, round) = talks_round(store.clone(), None).await;
+        let pool = Pool::new(&e);
+        let person = pool
+            .add(
+                &[
+                    (Field::Name, "李红梅".into()),
+                    (Field::Unit, "nanmen".into()),
+                    (Field::Tier, "1".into()),
+                    (Field::Birth, "1990.05".into()),
+                ],
+                "test",
+            )
+            .await
+            .expect("add");
+        let recorded = pool
+            .record_event(
+                &person.id.to_string(),
+                "promotion",
+                date(2026, 6, 1),
+                None,
+                "token:clerk",
+            )
+            .await
+            .expect("record");
+        assert_eq!(recorded.owed.len(), 1, "{name}");
+        let t = &recorded.owed[0];
+        assert_eq!(t.round_id, round, "{name}");
+        assert_eq!(
+            t.key,
+            format!("talk_promotion@nanmen/e{}", recorded.event.id),
+            "{name}"
+        );
+        assert_eq!(t.title, "提拔重用谈话（李红梅）", "{name}");
+        assert_eq!(t.assignee_id, "nanmen", "{name}");
+    }
+}

@@ -819,6 +819,7 @@ async fn every_malformed_path_id_returns_the_json_error_shape_listed_in_the_open
                 let url = s.url(&path.replace("{id}", bad));
                 let req = match method.as_str() {
                     "get" => s.http.get(&url),
+                    "patch" => s.http.patch(&url).json(&json!({"note": "x"})),
                     _ => s.http.post(&url).json(&json!({"reason": "x"})),
                 };
                 let resp = req.bearer_auth(&s.admin).send().await.expect("send");
@@ -835,8 +836,9 @@ async fn every_malformed_path_id_returns_the_json_error_shape_listed_in_the_open
         }
     }
     assert_eq!(
-        checked, 5,
-        "rounds/{{id}}, tasks/{{id}} and its three actions (a workflow id is a string)"
+        checked, 10,
+        "rounds/{{id}}, tasks/{{id}} and its three actions (a workflow id is a string); \
+         people/{{id}} (get, patch), its removal and its events (get, post)"
     );
     // An unknown id that is well formed is a 404 in the same shape.
     let resp = s

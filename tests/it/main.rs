@@ -22,6 +22,7 @@ mod kickoffs;
 mod links;
 mod notify;
 mod plan_shipped;
+mod pool;
 mod provisional;
 mod reload;
 mod sessions;

@@ -145,6 +145,30 @@ pub(super) async fn branch_page(
         }
     }
     rows.sort_by_key(|(due, _)| *due);
+    // The branch's own reserves only (the link grants this unit and nothing else).
+    let pool = crate::pool::Pool::new(&state.engine);
+    let people = match pool
+        .list(&crate::store::PeopleFilter {
+            unit: Some(unit.clone()),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(p) => p,
+        Err(crate::pool::PoolError::Store(e)) => return ui.store_fail(e),
+        Err(e) => return ui.fail(EngineError::Invalid(e.to_string())),
+    };
+    let people: Vec<serde_json::Value> = people
+        .iter()
+        .map(|r| {
+            let p = &r.person;
+            json!({
+                "name": p.name, "tier": pool.tiers().name(p.tier),
+                "post": p.current_post.clone().or_else(|| p.post_track.map(|t| format!("{}后备", t.zh()))),
+                "term_end": p.term_end.map(|d| d.to_string()),
+            })
+        })
+        .collect();
     ui.page(
         StatusCode::OK,
         "branch.html",
@@ -152,6 +176,8 @@ pub(super) async fn branch_page(
             "branch": true, "unit": name, "now": ui.at_utc(now),
             "expires": ui.at_utc(DateTime::from_timestamp(exp, 0).unwrap_or_default()),
             "tasks": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+            "people": people,
+
             "feed": ui.absolute(&state.links.feed_link(&unit, exp)),
         }),
     )

@@ -16,6 +16,8 @@
 //! - `tasks`: a task's page and its actions (complete, waive, reopen);
 //! - `workflows`: the workflow list; `editor`: the editor (preview, save);
 //! - `tokens`: the tokens page (administrators: list, create, revoke);
+
+//! - `pool`: the reserve pool (后备干部库): the list, a person's page, the forms;
 //! - `branch`: the branch pages behind signed links and their calendar feed.
 //!
 //! **Console pages** need a token: a console session (the `yz_session` cookie that the
@@ -54,6 +56,7 @@ mod editor;
 mod gantt;
 mod labels;
 mod overdue;
+mod pool;
 mod rounds;
 mod tasks;
 mod tokens;
@@ -97,6 +100,18 @@ pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
             post(editor::editor_preview),
         )
         .route("/console/workflows/{id}/save", post(editor::editor_save))
+        .route(
+            "/console/people",
+            get(pool::people_page).post(pool::add_person),
+        )
+        .route("/console/people/new", get(pool::new_person))
+        .route("/console/people/{id}", get(pool::person_page))
+        .route(
+            "/console/people/{id}/edit",
+            get(pool::edit_form).post(pool::edit_person),
+        )
+        .route("/console/people/{id}/remove", post(pool::remove_person))
+        .route("/console/people/{id}/events", post(pool::record_event))
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/console.js", get(script))
 }

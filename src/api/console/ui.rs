@@ -74,6 +74,18 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/console/tokens.html"),
     ),
     (
+        "people.html",
+        include_str!("../../../templates/console/people.html"),
+    ),
+    (
+        "person.html",
+        include_str!("../../../templates/console/person.html"),
+    ),
+    (
+        "person_form.html",
+        include_str!("../../../templates/console/person_form.html"),
+    ),
+    (
         "link_error.html",
         include_str!("../../../templates/console/link_error.html"),
     ),

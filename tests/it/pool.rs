@@ -1,0 +1,839 @@
+//! The reserve pool (后备干部库) on SQLite and Postgres: the JSON API (add, edit, remove,
+//! list, one person with its history; every edit audited with old and new values), roster
+//! import (every bad row reported at once, nothing imported; `skip_bad`; an update rather
+//! than a duplicate), export → import round trip, events, the branch page showing only its
+//! own people, and the CLI.
+
+use crate::common;
+use crate::common::daemon::Setup;
+
+use chrono::{TimeZone, Utc};
+use chrono_tz::Asia::Shanghai;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use yanzhen::access::{LinkSigner, new_token, token_hash};
+use yanzhen::runtime::app::{App, AppOptions};
+use yanzhen::runtime::clock::VirtualClock;
+use yanzhen::store::{AuditEntry, Store, TokenRow};
+
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// A roster with five bad rows (rows 3, 4, 6, 7 and 8) among good ones: a tier out of
+/// range, an unknown unit and a date that is not one in the same row, a missing name, a
+/// bad gender, the same person twice.
+const BAD_ROSTER: &str = "姓名,性别,出生年月,所在单位,梯队,政治面貌\n\
+    周晓明,男,1988.03,东关社区党委,1,党员\n\
+    孙丽娜,女,1992.11,东关社区党委,5,党员\n\
+    吴建华,男,1985.13,无此社区,2,群众\n\
+    郑雅琴,女,1994.02,xiguan,第三梯队,党员\n\
+    ,男,1990.08,南门社区党支部,2,党员\n\
+    陈思雨,未知,1996/4/12,南门社区党支部,4,党员\n\
+    周晓明,男,1988.03,东关社区党委,2,党员\n";
+
+struct Server {
+    name: &'static str,
+    base: String,
+    admin: String,
+    reader: String,
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _guard: common::stores::Guard,
+}
+
+async fn token(store: &Arc<dyn Store>, name: &str, rights: &str) -> String {
+    let t = new_token();
+    let audit = AuditEntry {
+        at: 0,
+        actor: "test".into(),
+        action: "token.create".into(),
+        subject: name.into(),
+        detail_json: "{}".into(),
+    };
+    let row = TokenRow {
+        name: name.into(),
+        hash: token_hash(&t),
+        rights: rights.parse().expect("rights"),
+        created_at: 0,
+        revoked_at: None,
+        expires_at: None,
+        last_used_at: None,
+    };
+    store.create_token(row, audit).await.expect("token");
+    t
+}
+
+async fn server(name: &'static str, store: Arc<dyn Store>, guard: common::stores::Guard) -> Server {
+    yanzhen::notify::install_tls_provider();
+    let now = Shanghai
+        .with_ymd_and_hms(2026, 1, 10, 9, 0, 0)
+        .unwrap()
+        .with_timezone(&Utc);
+    let app = App::build(
+        common::catalog_with(&[], true),
+        store.clone(),
+        Arc::new(VirtualClock::new(now)),
+        AppOptions {
+            link_secret: Some("pool-test".into()),
+            config_path: common::root().join("config/yanzhen.toml"),
+            ..AppOptions::new("pool")
+        },
+    )
+    .await
+    .expect("app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(yanzhen::api::serve(listener, app.http, async move {
+        let _ = rx.await;
+    }));
+    Server {
+        name,
+        base,
+        admin: token(&store, "zzb-ma", "admin").await,
+        reader: token(&store, "viewer", "read").await,
+        store,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        _stop: tx,
+        _guard: guard,
+    }
+}
+
+async fn servers() -> Vec<Server> {
+    let mut out = Vec::new();
+    for (name, store, guard) in common::stores::stores().await {
+        out.push(server(name, store, guard).await);
+    }
+    out
+}
+
+impl Server {
+    async fn send(&self, r: reqwest::RequestBuilder, token: &str) -> (StatusCode, Value) {
+        let resp = r.bearer_auth(token).send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.http.get(format!("{}{path}", self.base)), &self.reader)
+            .await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(
+            self.http.post(format!("{}{path}", self.base)).json(&body),
+            &self.admin,
+        )
+        .await
+    }
+
+    async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.send(
+            self.http.patch(format!("{}{path}", self.base)).json(&body),
+            token,
+        )
+        .await
+    }
+
+    async fn import(&self, query: &str, content_type: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+        self.send(
+            self.http
+                .post(format!("{}/api/people/import{query}", self.base))
+                .header("content-type", content_type)
+                .body(bytes),
+            &self.admin,
+        )
+        .await
+    }
+
+    async fn export(&self) -> Vec<u8> {
+        let resp = self
+            .http
+            .get(format!("{}/api/people/export.xlsx", self.base))
+            .bearer_auth(&self.reader)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{}", self.name);
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            XLSX,
+            "{}",
+            self.name
+        );
+        resp.bytes().await.unwrap().to_vec()
+    }
+
+    /// Every person (removed ones too) without ids and instants, by unit and name.
+    async fn registry(&self) -> Vec<Value> {
+        let (st, v) = self.get("/api/people?all=true").await;
+        assert_eq!(st, StatusCode::OK, "{}: {v}", self.name);
+        let mut list: Vec<Value> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                for k in ["id", "created_at", "updated_at"] {
+                    p.as_object_mut().unwrap().remove(k);
+                }
+                p
+            })
+            .collect();
+        list.sort_by_key(|p| (p["unit"].to_string(), p["name"].to_string()));
+        list
+    }
+}
+
+#[tokio::test]
+async fn the_api_adds_edits_and_removes_people_and_every_edit_is_audited_with_old_and_new_values() {
+    for s in servers().await {
+        let n = s.name;
+        let (st, p) = s
+            .post(
+                "/api/people",
+                json!({"name": "周晓明", "unit": "东关社区党委", "tier": 2, "birth": "1988.03", "gender": "男", "post_track": "正职"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{n}: {p}");
+        let id = p["id"].as_i64().unwrap();
+        assert_eq!(p["unit"], "dongguan", "{n}");
+        assert_eq!(p["birth"], "1988-03-01", "{n}");
+        assert_eq!(p["joined_at"], "2026-01-10", "{n}: joined today by default");
+        assert_eq!(
+            p["term_end"], "2028-01-10",
+            "{n}: a two-year term by default"
+        );
+
+        // Every refused field at once, nothing added.
+        let (st, e) = s
+            .post(
+                "/api/people",
+                json!({"name": "吴建华", "unit": "无此社区", "tier": 7, "birth": "1985.13"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{n}: {e}");
+        let fields: Vec<&str> = e["error"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, ["birth", "unit", "tier"], "{n}: {e}");
+        let (st, e) = s
+            .post("/api/people", json!({"name": "x", "idcard": "1"}))
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{n}: an unknown field: {e}");
+
+        // An edit by a read token is refused; by the admin it is applied and audited.
+        let path = format!("/api/people/{id}");
+        let (st, _) = s.patch(&path, &s.reader, json!({"tier": 1})).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{n}");
+        let (st, p) = s
+            .patch(
+                &path,
+                &s.admin,
+                json!({"tier": "第一梯队", "current_post": "居委会副主任"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{n}: {p}");
+        assert_eq!(
+            (p["tier"].as_i64(), p["tier_name"].as_str()),
+            (Some(1), Some("第一梯队"))
+        );
+        let (st, _) = s
+            .patch("/api/people/999", &s.admin, json!({"tier": 1}))
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{n}");
+
+        let (st, e) = s
+            .post(&format!("{path}/remove"), json!({"reason": " "}))
+            .await;
+        assert_eq!(
+            st,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{n}: a removal needs a reason: {e}"
+        );
+        let (st, p) = s
+            .post(
+                &format!("{path}/remove"),
+                json!({"reason": "考核不称职", "date": "2026-01-09"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{n}: {p}");
+        assert_eq!(
+            (p["status"].as_str(), p["removed_at"].as_str()),
+            (Some("removed"), Some("2026-01-09"))
+        );
+
+        // Removed people leave the list unless asked for.
+        let (_, list) = s.get("/api/people").await;
+        assert_eq!(list.as_array().unwrap().len(), 0, "{n}");
+        let (_, list) = s.get("/api/people?all=true&unit=dongguan").await;
+        assert_eq!(list.as_array().unwrap().len(), 1, "{n}");
+        let (st, _) = s.get("/api/people?tier=9").await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{n}");
+
+        // The person's history: who, what, old and new values.
+        let (_, p) = s.get(&path).await;
+        let history = p["history"].as_array().unwrap();
+        let actions: Vec<&str> = history
+            .iter()
+            .map(|h| h["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actions,
+            ["person.add", "person.edit", "person.remove"],
+            "{n}: {p}"
+        );
+        assert!(history.iter().all(|h| h["actor"] == "token:zzb-ma"), "{n}");
+        assert_eq!(
+            history[1]["detail"]["changes"],
+            json!({"tier": {"old": 2, "new": 1}, "current_post": {"old": null, "new": "居委会副主任"}}),
+            "{n}"
+        );
+        assert_eq!(
+            history[2]["detail"]["changes"]["status"],
+            json!({"old": "active", "new": "removed"}),
+            "{n}"
+        );
+        // The same rows are in the append-only audit log.
+        let audit = s.store.audit_after(0, 1000).await.unwrap();
+        let about: Vec<&str> = audit
+            .iter()
+            .filter(|a| a.entry.subject == format!("person:{id}"))
+            .map(|a| a.entry.action.as_str())
+            .collect();
+        assert_eq!(about, actions, "{n}");
+    }
+}
+
+#[tokio::test]
+async fn an_import_with_five_bad_rows_reports_all_five_at_once_and_imports_nothing() {
+    for s in servers().await {
+        let n = s.name;
+        let (st, e) = s
+            .import("", "text/csv", BAD_ROSTER.as_bytes().to_vec())
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{n}: {e}");
+        assert_eq!(e["error"]["code"], "bad_roster", "{n}");
+        let problems = &e["error"]["problems"];
+        let rows: std::collections::BTreeSet<i64> = problems
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["row"].as_i64().unwrap())
+            .collect();
+        assert_eq!(rows.into_iter().collect::<Vec<_>>(), [3, 4, 6, 7, 8], "{n}");
+        insta::assert_yaml_snapshot!("five_bad_rows", problems);
+        assert_eq!(s.registry().await.len(), 0, "{n}: nothing imported");
+
+        // With skip_bad, the good rows and the list of skipped ones.
+        let (st, r) = s
+            .import("?skip_bad=true", "text/csv", BAD_ROSTER.as_bytes().to_vec())
+            .await;
+        assert_eq!(st, StatusCode::OK, "{n}: {r}");
+        assert_eq!(
+            (r["added"].as_i64(), r["updated"].as_i64()),
+            (Some(2), Some(0)),
+            "{n}: {r}"
+        );
+        assert_eq!(r["skipped"], *problems, "{n}");
+        assert_eq!(
+            r["warnings"][0]["column"], "政治面貌",
+            "{n}: unknown headings are reported"
+        );
+        let names: Vec<String> = s
+            .registry()
+            .await
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["周晓明", "郑雅琴"], "{n}");
+
+        // Neither a workbook nor CSV.
+        let (st, _) = s.import("", "application/json", b"{}".to_vec()).await;
+        assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{n}");
+    }
+}
+
+#[tokio::test]
+async fn importing_the_same_person_again_updates_the_record_instead_of_adding_a_second() {
+    for s in servers().await {
+        let n = s.name;
+        let roster = std::fs::read(common::root().join("examples/roster.csv")).unwrap();
+        let (st, r) = s.import("", "text/csv", roster.clone()).await;
+        assert_eq!(st, StatusCode::OK, "{n}: {r}");
+        assert_eq!(r["added"], 8, "{n}: {r}");
+        let (_, r) = s.import("?dry_run=true", "text/csv", roster.clone()).await;
+        assert_eq!(
+            (r["added"].as_i64(), r["unchanged"].as_i64()),
+            (Some(0), Some(8)),
+            "{n}: {r}"
+        );
+        // Same name, unit and birth: the tier and post change, nobody is added.
+        let changed = "姓名,所在单位,出生年月,梯队,现任职务\n周晓明,东关社区党委,1988.03,第二梯队,居委会主任\n";
+        let (_, r) = s.import("", "text/csv", changed.as_bytes().to_vec()).await;
+        assert_eq!(
+            (r["added"].as_i64(), r["updated"].as_i64()),
+            (Some(0), Some(1)),
+            "{n}: {r}"
+        );
+        let people = s.registry().await;
+        assert_eq!(people.len(), 8, "{n}");
+        let zhou = people.iter().find(|p| p["name"] == "周晓明").unwrap();
+        assert_eq!(
+            (zhou["tier"].as_i64(), zhou["current_post"].as_str()),
+            (Some(2), Some("居委会主任")),
+            "{n}"
+        );
+        assert_eq!(
+            zhou["mentor"], "高振华",
+            "{n}: a column the file lacks is kept"
+        );
+    }
+}
+
+#[tokio::test]
+async fn export_then_import_into_a_fresh_database_gives_the_identical_registry() {
+    for s in servers().await {
+        let n = s.name;
+        let roster = std::fs::read(common::root().join("examples/roster.csv")).unwrap();
+        let (st, r) = s.import("", "text/csv", roster).await;
+        assert_eq!(st, StatusCode::OK, "{n}: {r}");
+        // A removal, so that the status columns travel too.
+        let (_, list) = s.get("/api/people?unit=nanmen").await;
+        let id = list[0]["id"].as_i64().unwrap();
+        let (st, _) = s
+            .post(
+                &format!("/api/people/{id}/remove"),
+                json!({"reason": "调任他处", "date": "2025-12-31"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{n}");
+        let before = s.registry().await;
+        let workbook = s.export().await;
+
+        // The layout: the summary sheet first, then one sheet per branch with people.
+        use calamine::Reader as _;
+        let mut book =
+            calamine::open_workbook_auto_from_rs(std::io::Cursor::new(workbook.clone())).unwrap();
+        let sheets = book.sheet_names();
+        assert_eq!(
+            sheets,
+            [
+                "汇总",
+                "东关社区党委",
+                "西关社区党委",
+                "南门社区党支部",
+                "桥头村党总支"
+            ],
+            "{n}"
+        );
+        let summary = book.worksheet_range("汇总").unwrap();
+        let dongguan: Vec<String> = summary
+            .rows()
+            .nth(1)
+            .unwrap()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(
+            dongguan,
+            ["东关社区党委", "1", "1", "0", "0", "2", "0"],
+            "{n}"
+        );
+
+        let (name, store, guard) = common::stores::sqlite().await;
+        let fresh = server(name, store, guard).await;
+        let (st, r) = fresh.import("", XLSX, workbook).await;
+        assert_eq!(st, StatusCode::OK, "{n}: {r}");
+        assert_eq!(r["added"], 8, "{n}: {r}");
+        assert_eq!(fresh.registry().await, before, "{n}");
+    }
+}
+
+#[tokio::test]
+async fn events_of_the_kinds_workflows_declare_are_recorded_and_listed_by_person_kind_and_year() {
+    for s in servers().await {
+        let n = s.name;
+        let (_, p) = s
+            .post(
+                "/api/people",
+                json!({"name": "孙丽娜", "unit": "dongguan", "tier": 2, "birth": "1992-11-01"}),
+            )
+            .await;
+        let id = p["id"].as_i64().unwrap();
+        let events = format!("/api/people/{id}/events");
+        let (st, e) = s
+            .post(
+                &events,
+                json!({"kind": "job_change", "date": "2025-12-01", "note": "调任网格长"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{n}: {e}");
+        assert_eq!(e["kind_title"], "调整岗位", "{n}");
+        // By the title the workflow gives it, too.
+        let (st, _) = s
+            .post(
+                &events,
+                json!({"kind": "考察考核结束", "date": "2026-01-08"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{n}");
+        let (st, e) = s
+            .post(&events, json!({"kind": "birthday", "date": "2026-01-08"}))
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{n}: {e}");
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("job_change"),
+            "{n}: {e}"
+        );
+        let (st, _) = s
+            .post(
+                "/api/people/999/events",
+                json!({"kind": "job_change", "date": "2026-01-08"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{n}");
+
+        let (_, list) = s.get(&events).await;
+        assert_eq!(list.as_array().unwrap().len(), 2, "{n}");
+        let (_, list) = s.get("/api/events?year=2026").await;
+        let kinds: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["assessment_done"], "{n}");
+        let (_, list) = s
+            .get(&format!("/api/events?person={id}&kind=job_change"))
+            .await;
+        assert_eq!(list.as_array().unwrap().len(), 1, "{n}");
+        let (_, p) = s.get(&format!("/api/people/{id}")).await;
+        let actions: Vec<&str> = p["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actions,
+            ["person.add", "event.record", "event.record"],
+            "{n}: events are audited"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_branch_page_shows_its_own_people_only() {
+    for s in servers().await {
+        let n = s.name;
+        let roster = std::fs::read(common::root().join("examples/roster.csv")).unwrap();
+        let (st, _) = s.import("", "text/csv", roster).await;
+        assert_eq!(st, StatusCode::OK, "{n}");
+        let exp = Shanghai
+            .with_ymd_and_hms(2026, 2, 1, 0, 0, 0)
+            .unwrap()
+            .timestamp();
+        let link = LinkSigner::new("pool-test").unit_link("xiguan", exp);
+        let resp = s
+            .http
+            .get(format!("{}{link}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{n}");
+        let body = resp.text().await.unwrap();
+        let table = body
+            .split("id=\"branch-people\"")
+            .nth(1)
+            .expect("the people table");
+        for own in ["吴建华", "郑雅琴"] {
+            assert!(table.contains(own), "{n}: {own}");
+        }
+        for other in ["周晓明", "孙丽娜", "冯志远", "褚国栋"] {
+            assert!(!body.contains(other), "{n}: {other} is not xiguan's");
+        }
+        assert!(
+            table.contains("第一梯队") && table.contains("2021-07-19"),
+            "{n}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_console_lists_the_pool_by_branch_and_an_admin_edits_a_person_through_the_form() {
+    for s in servers().await {
+        let n = s.name;
+        let roster = std::fs::read(common::root().join("examples/roster.csv")).unwrap();
+        s.import("", "text/csv", roster).await;
+        // Signed in as a browser is: a session cookie, and the session's CSRF token in forms.
+        let reader = common::session::sign_in(&s.base, &s.reader).await;
+        let admin = common::session::sign_in(&s.base, &s.admin).await;
+        let admin_csrf = common::session::csrf("pool-test", &admin);
+        let reader_csrf = common::session::csrf("pool-test", &reader);
+        let page = |path: String, cookie: &str| {
+            s.http
+                .get(format!("{}{path}", s.base))
+                .header("cookie", cookie.to_string())
+                .send()
+        };
+        let body = page("/console/people?unit=xiguan".into(), &reader)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            body.contains("吴建华") && !body.contains("周晓明"),
+            "{n}: filtered by unit"
+        );
+        assert!(
+            body.contains("/api/people/export.xlsx"),
+            "{n}: the download button"
+        );
+        let (_, list) = s.get("/api/people?unit=xiguan&tier=1").await;
+        let id = list[0]["id"].as_i64().unwrap();
+        let resp = s
+            .http
+            .post(format!("{}/console/people/{id}/edit", s.base))
+            .header("cookie", admin.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={admin_csrf}&name=%E5%90%B4%E5%BB%BA%E5%8D%8E&unit=xiguan&tier=2&birth=1985.06&current_post=%E4%B8%BB%E4%BB%BB"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::SEE_OTHER,
+            "{n}: {}",
+            resp.text().await.unwrap()
+        );
+        let body = page(format!("/console/people/{id}"), &reader)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            body.contains("第一梯队 → 第二梯队") || body.contains("1 → 2"),
+            "{n}: {body}"
+        );
+        assert!(body.contains("token:zzb-ma"), "{n}");
+
+        // The add form: a read token is refused; a bad value shows the form again with
+        // the reason; a good one adds the person.
+        let add = |cookie: &str, csrf: &str, form: &'static str| {
+            s.http
+                .post(format!("{}/console/people", s.base))
+                .header("cookie", cookie.to_string())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("csrf={csrf}&{form}"))
+                .send()
+        };
+        let form = "name=%E6%96%B0%E4%BA%BA&unit=nanmen&tier=4&birth=1999.09";
+        let resp = add(&reader, &reader_csrf, form).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{n}");
+        let resp = add(
+            &admin,
+            &admin_csrf,
+            "name=%E6%96%B0%E4%BA%BA&unit=nanmen&tier=4&birth=1999.19",
+        )
+        .await
+        .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{n}");
+        assert!(
+            resp.text().await.unwrap().contains("「1999.19」不是日期"),
+            "{n}"
+        );
+        let resp = add(&admin, &admin_csrf, form).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{n}");
+        let (_, list) = s.get("/api/people?unit=nanmen&tier=4").await;
+        let names: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"新人"), "{n}: {names:?}");
+    }
+}
+
+fn yanzhen(setup: &Setup, args: &[&str]) -> std::process::Output {
+    setup
+        .cmd(args)
+        .env("YANZHEN_LOG", "warn")
+        .output()
+        .expect("run")
+}
+
+#[tokio::test]
+async fn the_cli_adds_edits_removes_imports_and_exports_on_sqlite_and_postgres() {
+    // Every shipped workflow, so that cadre-talks declares the event kinds.
+    let mut setups = vec![("sqlite", Setup::new().with_shipped_workflows(), None)];
+    if let Some((url, guard)) = common::stores::postgres_database().await {
+        setups.push((
+            "postgres",
+            Setup::new().with_shipped_workflows().db_url(url),
+            Some(guard),
+        ));
+    }
+    for (n, s, _guard) in setups {
+        let dir = s.path().to_path_buf();
+        let bad = dir.join("bad.csv");
+        std::fs::write(&bad, BAD_ROSTER).unwrap();
+        let bad = bad.to_str().unwrap();
+        let out = yanzhen(&s, &["pool", "import", bad]);
+        assert_eq!(out.status.code(), Some(1), "{n}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for row in ["第 3 行", "第 4 行", "第 6 行", "第 7 行", "第 8 行"] {
+            assert!(err.contains(row), "{n}: {row}: {err}");
+        }
+        assert!(err.contains("nothing was imported"), "{n}: {err}");
+        let out = s.run(&["pool", "import", bad, "--skip-bad", "--dry-run"]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("(dry run: nothing changed) 2 added"),
+            "{n}"
+        );
+        let out = s.run(&["pool", "list", "--format", "json"]);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+            json!([]),
+            "{n}"
+        );
+        let out = s.run(&["pool", "import", bad, "--skip-bad"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("2 added") && text.contains("5 bad row(s) skipped"),
+            "{n}: {text}"
+        );
+
+        let out = s.run(&[
+            "pool",
+            "add",
+            "--name",
+            "冯志远",
+            "--unit",
+            "nanmen",
+            "--tier",
+            "2",
+            "--birth",
+            "1990年8月",
+        ]);
+        let id = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string();
+        s.run(&[
+            "pool",
+            "edit",
+            &id,
+            "--mentor",
+            "何立平",
+            "--term-end",
+            "2027-12-31",
+        ]);
+        let out = yanzhen(&s, &["pool", "edit", &id, "--tier", "9"]);
+        assert_eq!(out.status.code(), Some(1), "{n}");
+        s.run(&[
+            "pool",
+            "remove",
+            &id,
+            "--reason",
+            "调任",
+            "--date",
+            "2026-01-05",
+        ]);
+        s.run(&[
+            "event",
+            "record",
+            "周晓明",
+            "job_change",
+            "--date",
+            "2026-01-06",
+        ]);
+        let out = s.run(&["event", "list", "--person", "周晓明", "--format", "json"]);
+        let events: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(events[0]["kind"], "job_change", "{n}");
+
+        let out = s.run(&[
+            "pool",
+            "list",
+            "--all",
+            "--unit",
+            "南门社区党支部",
+            "--format",
+            "json",
+        ]);
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (
+                list[0]["mentor"].as_str(),
+                list[0]["term_end"].as_str(),
+                list[0]["status"].as_str()
+            ),
+            (Some("何立平"), Some("2027-12-31"), Some("removed")),
+            "{n}"
+        );
+        let out = s.run(&["pool", "show", &id]);
+        let shown = String::from_utf8_lossy(&out.stdout);
+        for action in ["person.add", "person.edit", "person.remove"] {
+            assert!(shown.contains(action), "{n}: {shown}");
+        }
+
+        let xlsx = dir.join("out.xlsx");
+        s.run(&["pool", "export", xlsx.to_str().unwrap()]);
+        let out = s.run(&["pool", "import", xlsx.to_str().unwrap()]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("0 added, 0 updated, 3 unchanged"),
+            "{n}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stored_person_whose_date_or_tier_does_not_parse_is_reported_not_defaulted() {
+    for (n, store, guard) in common::stores::stores().await {
+        let s = server(n, store.clone(), guard).await;
+        let (_, p) = s
+            .post(
+                "/api/people",
+                json!({"name": "孙丽娜", "unit": "dongguan", "tier": 2, "birth": "1992.11"}),
+            )
+            .await;
+        let id = p["id"].as_i64().unwrap();
+        common::stores::write_raw(&s._guard, "people", "birth", id, "'1992-13-01'").await;
+        let err = store
+            .person(id)
+            .await
+            .expect_err("a birth that is not a date");
+        assert!(err.is_corrupt(), "{n}: {err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "row {id} of table `people` has birth `1992-13-01`, which is not a date (YYYY-MM-DD)"
+            ),
+            "{n}"
+        );
+        common::stores::write_raw(&s._guard, "people", "birth", id, "'1992-11-01'").await;
+        common::stores::write_raw(&s._guard, "people", "tier", id, "9").await;
+        let err = store.people(&Default::default()).await.expect_err("tier 9");
+        assert!(err.to_string().contains("has tier `9`"), "{n}: {err}");
+        let (st, e) = s.get(&format!("/api/people/{id}")).await;
+        assert_eq!(
+            (st, e["error"]["code"].as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, Some("corrupt_data")),
+            "{n}"
+        );
+    }
+}
