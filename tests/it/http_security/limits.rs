@@ -89,7 +89,11 @@ async fn slow_half_sent_requests_are_closed_after_the_header_read_timeout() {
 
 /// What the server sent on `c` within `limit` (until it closed the connection or `until`
 /// appeared in it), or `None` if it sent nothing.
-pub(super) async fn answered_within(c: &mut TcpStream, limit: Duration, until: &str) -> Option<String> {
+pub(super) async fn answered_within(
+    c: &mut TcpStream,
+    limit: Duration,
+    until: &str,
+) -> Option<String> {
     let started = Instant::now();
     let mut got = Vec::new();
     let mut buf = vec![0u8; 4096];
