@@ -67,6 +67,16 @@ pub enum PoolCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// 库况检查: check every branch against the seeds' rules in `[pool.rules]`; exit status 1
+    /// when any rule is broken.
+    Check {
+        /// The check date, YYYY-MM-DD (ages are computed on it; default today).
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Export the pool as .xlsx: a summary sheet and one sheet per branch.
     Export {
         /// The file to write.
@@ -270,6 +280,16 @@ pub async fn pool_command(
                     }
                     eprintln!("{} person(s)", rows.len());
                 }
+            }
+        }
+        PoolCommand::Check { date, format } => {
+            let report = pool.check(date).await.map_err(fail)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Text => print!("{}", report.to_zh()),
+            }
+            if !report.ok() {
+                return Ok(ExitCode::from(1));
             }
         }
         PoolCommand::Show { id } => {
