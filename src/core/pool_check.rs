@@ -243,7 +243,11 @@ fn secretaries(unit: &super::directory::Unit, titles: &[String]) -> u32 {
     let n = unit
         .contacts
         .iter()
-        .filter(|c| c.title.as_ref().is_some_and(|t| titles.iter().any(|s| s == t)))
+        .filter(|c| {
+            c.title
+                .as_ref()
+                .is_some_and(|t| titles.iter().any(|s| s == t))
+        })
         .count();
     u32::try_from(n).unwrap_or(u32::MAX).max(1)
 }
@@ -295,10 +299,7 @@ pub fn check(
                     actual: reserves,
                     required,
                     tier: None,
-                    message: format!(
-                        "后备干部人数应为{range}（{}）：现有{reserves}名",
-                        c.source
-                    ),
+                    message: format!("后备干部人数应为{range}（{}）：现有{reserves}名", c.source),
                 })
             };
             if reserves < c.min {
@@ -368,10 +369,7 @@ pub fn check(
                         actual: have,
                         required: min,
                         tier: Some(t.get()),
-                        message: format!(
-                            "{}后备干部应不少于{min}名：现有{have}名",
-                            tiers.name(t)
-                        ),
+                        message: format!("{}后备干部应不少于{min}名：现有{have}名", tiers.name(t)),
                     });
                 }
             }
@@ -455,7 +453,13 @@ mod tests {
     }
 
     fn run(people: &[Person], rules: &PoolRules) -> CheckReport {
-        check(people, &dir(), rules, &TierNames::default(), day(2026, 6, 1))
+        check(
+            people,
+            &dir(),
+            rules,
+            &TierNames::default(),
+            day(2026, 6, 1),
+        )
     }
 
     #[test]
