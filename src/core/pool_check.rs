@@ -575,3 +575,32 @@ mod tests {
         assert_eq!(rules.ratio, RatioRule::default());
     }
 }
+
+#[cfg(test)]
+mod shipped_config {
+    use super::PoolRules;
+
+    /// The commented `[pool.rules]` block of the shipped config, uncommented, is the defaults:
+    /// what the comments say is what runs.
+    #[test]
+    fn the_shipped_config_comments_state_the_default_rules() {
+        let text = include_str!("../../config/yanzhen.toml");
+        let start = text.find("# [pool.rules.count]").expect("rules block");
+        let block: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        #[derive(serde::Deserialize)]
+        struct Wrap {
+            pool: Pool,
+        }
+        #[derive(serde::Deserialize)]
+        struct Pool {
+            rules: PoolRules,
+        }
+        let w: Wrap = toml::from_str(&block).expect("toml");
+        assert_eq!(w.pool.rules, PoolRules::default());
+    }
+}
