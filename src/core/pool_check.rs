@@ -106,22 +106,13 @@ impl Default for YoungRule {
 
 /// Fewest reserves per tier in a branch (first to fourth tier); off by default since the
 /// seeds set tier targets for the whole street (seed 001), not per branch.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TierRule {
     /// Checked at all.
     pub enabled: bool,
     /// Minimum per tier, first to fourth.
     pub min: [u32; 4],
-}
-
-impl Default for TierRule {
-    fn default() -> Self {
-        TierRule {
-            enabled: false,
-            min: [0; 4],
-        }
-    }
 }
 
 /// Which rule a finding breaks.
