@@ -400,6 +400,9 @@ pub struct PoolConfig {
     /// (seed 001 says 第一级梯队 …).
     #[serde(default)]
     pub tier_names: Option<[String; 4]>,
+    /// The seeds' rules that `pool check` checks (`[pool.rules]`).
+    #[serde(default)]
+    pub rules: crate::core::pool_check::PoolRules,
 }
 
 impl PoolConfig {

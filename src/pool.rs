@@ -143,6 +143,29 @@ impl<'a> Pool<'a> {
         }
     }
 
+    /// The pool rules check (库况检查) of every branch on `date` (default today), with the
+    /// rules of the config's `[pool.rules]`.
+    pub async fn check(
+        &self,
+        date: Option<NaiveDate>,
+    ) -> Result<crate::core::pool_check::CheckReport> {
+        let rows = self
+            .list(&PeopleFilter {
+                unit: None,
+                tier: None,
+                include_removed: false,
+            })
+            .await?;
+        let people: Vec<Person> = rows.into_iter().map(|r| r.person).collect();
+        Ok(crate::core::pool_check::check(
+            &people,
+            &self.catalog.directory,
+            &self.catalog.config.pool.rules,
+            &self.tiers,
+            date.unwrap_or(self.today),
+        ))
+    }
+
     /// People by filter.
     pub async fn list(&self, filter: &PeopleFilter) -> Result<Vec<PersonRow>> {
         Ok(self.engine.store().people(filter).await?)

@@ -37,6 +37,7 @@ macro_rules! endpoints {
 endpoints! {
     get "/api/people" list Some("read"), [400, 422], None, "People of the reserve pool (unit?, tier?: 1-4, all?: true for removed people too).";
     post "/api/people" add Some("admin"), [422], Some(new_person_body), "Add a person (body: field keys to values; name, unit, tier, birth required).";
+    get "/api/people/check" check Some("read"), [400], None, "库况检查: every branch against the seeds' rules in [pool.rules] (date?: YYYY-MM-DD, default today): figures, findings (code, actual, required, Chinese message), violations.";
     get "/api/people/export.xlsx" export Some("read"), [], None, "The roster as .xlsx: a summary sheet (汇总) and one sheet per branch.";
     post "/api/people/import" import Some("admin"), [400, 422], Some(import_body), "Import a roster (.xlsx or .csv body with its content type; skip_bad?, dry_run?). 422 `bad_roster` lists every bad row.";
     get "/api/people/{id}" get_person Some("read"), [404], None, "A person with the history of its edits and its events.";
@@ -210,6 +211,22 @@ struct ListQuery {
 
 fn invalid(message: String) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckQuery {
+    #[serde(default)]
+    date: Option<chrono::NaiveDate>,
+}
+
+async fn check(
+    _p: Principal,
+    AxState(s): AxState<State>,
+    ApiQuery(q): ApiQuery<CheckQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let report = Pool::new(&s.engine).check(q.date).await?;
+    Ok(Json(json!(report)))
 }
 
 async fn list(

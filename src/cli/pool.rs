@@ -67,6 +67,16 @@ pub enum PoolCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// 库况检查: check every branch against the seeds' rules in `[pool.rules]`; exit status 1
+    /// when any rule is broken.
+    Check {
+        /// The check date, YYYY-MM-DD (ages are computed on it; default today).
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Export the pool as .xlsx: a summary sheet and one sheet per branch.
     Export {
         /// The file to write.
@@ -272,6 +282,16 @@ pub async fn pool_command(
                 }
             }
         }
+        PoolCommand::Check { date, format } => {
+            let report = pool.check(date).await.map_err(fail)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Text => print!("{}", report.to_zh()),
+            }
+            if !report.ok() {
+                return Ok(ExitCode::from(1));
+            }
+        }
         PoolCommand::Show { id } => {
             let r = pool.get(id).await.map_err(fail)?;
             println!("id: {}", r.id);
@@ -386,6 +406,17 @@ pub async fn event_command(
                 pool.kind_title(&ev.kind),
                 ev.date
             );
+            for t in &recorded.owed {
+                println!(
+                    "owes task {} in round {}: {} (due {})",
+                    t.id,
+                    t.round_id,
+                    t.title,
+                    t.due_at
+                        .map(|d| crate::engine::from_ms(d).to_rfc3339())
+                        .unwrap_or_default()
+                );
+            }
         }
         EventCommand::List {
             person,

@@ -11,6 +11,7 @@ pub mod diagnostic;
 pub mod directory;
 pub mod plan;
 pub mod pool;
+pub mod pool_check;
 pub mod render;
 pub mod roster;
 pub mod schedule;

@@ -837,3 +837,196 @@ async fn a_stored_person_whose_date_or_tier_does_not_parse_is_reported_not_defau
         );
     }
 }
+
+/// The pool rules fixture: 40 people for the 13 sample branches (and one department), with
+/// violations planted in six branches. Rows: (branch, 正副职, birth). A young birth (1995) is
+/// 31 on the check date 2026-06-01, an old one (1970) 56; 1991-06-01 turns 35 that day and
+/// still counts as 35周岁以下. The third 东关 row is taken out of the pool after the import.
+fn check_roster() -> String {
+    const Y: &str = "1995.01";
+    const O: &str = "1970.01";
+    let mut rows: Vec<(&str, &str, &str)> = vec![
+        // 东关: 3 rows, 1 removed → 2 in the pool: count_min.
+        ("dongguan", "正职", Y),
+        ("dongguan", "正职", O),
+        ("dongguan", "副职", Y),
+        // 西关: 8: count_max (young 5 of 8).
+        ("xiguan", "正职", Y),
+        ("xiguan", "正职", Y),
+        ("xiguan", "副职", Y),
+        ("xiguan", "副职", Y),
+        ("xiguan", "副职", Y),
+        ("xiguan", "副职", O),
+        ("xiguan", "副职", O),
+        ("xiguan", "副职", O),
+        // 南门: one 正职 candidate for one secretary: ratio.
+        ("nanmen", "正职", Y),
+        ("nanmen", "副职", Y),
+        ("nanmen", "副职", O),
+        // 北门: 1 young of 3 (33%): young_share.
+        ("beimen", "正职", Y),
+        ("beimen", "正职", O),
+        ("beimen", "副职", O),
+        // 府前: 2 young of 3, one of them 35 on the day: fine.
+        ("fuqian", "正职", O),
+        ("fuqian", "正职", "1991-06-01"),
+        ("fuqian", "副职", Y),
+        // 刘家: 1 person: count_min and ratio. 王庄: nobody: count_min and ratio.
+        ("liujia", "正职", Y),
+    ];
+    for b in ["qiaotou", "hexi", "shanxia", "xinhe", "yangliu", "dongshan"] {
+        rows.extend([(b, "正职", Y), (b, "正职", Y), (b, "副职", O)]);
+    }
+    // A department's reserve is not checked.
+    rows.push(("jiwei", "副职", O));
+    assert_eq!(rows.len(), 40);
+    let surnames = ["赵", "钱", "孙", "李", "周", "吴", "郑", "王", "冯", "陈"];
+    let given = ["一鸣", "二强", "三丽", "四海"];
+    let mut csv = String::from("姓名,出生年月,所在单位,梯队,正副职\n");
+    for (i, (unit, track, birth)) in rows.iter().enumerate() {
+        let name = format!("{}{}", surnames[i % 10], given[i / 10]);
+        csv.push_str(&format!("{name},{birth},{unit},3,{track}\n"));
+    }
+    csv
+}
+
+/// The findings a check of [`check_roster`] must report: (branch, rule code).
+const PLANTED: [(&str, &str); 8] = [
+    ("dongguan", "count_min"),
+    ("xiguan", "count_max"),
+    ("nanmen", "ratio"),
+    ("beimen", "young_share"),
+    ("liujia", "count_min"),
+    ("liujia", "ratio"),
+    ("wangzhuang", "count_min"),
+    ("wangzhuang", "ratio"),
+];
+
+fn findings(report: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for b in report["branches"].as_array().expect("branches") {
+        for f in b["findings"].as_array().expect("findings") {
+            out.push((
+                b["unit"].as_str().unwrap().to_string(),
+                f["code"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out
+}
+
+fn planted() -> Vec<(String, String)> {
+    PLANTED
+        .iter()
+        .map(|(u, c)| (u.to_string(), c.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn pool_check_reports_exactly_the_planted_violations_with_exit_status_1_on_sqlite_and_postgres()
+ {
+    let mut setups = vec![("sqlite", Setup::new(), None)];
+    if let Some((url, guard)) = common::stores::postgres_database().await {
+        setups.push(("postgres", Setup::new().db_url(url), Some(guard)));
+    }
+    for (n, s, _guard) in setups {
+        // An empty pool breaks the count and ratio rules in all 13 branches.
+        let out = yanzhen(&s, &["pool", "check", "--format", "json"]);
+        assert_eq!(out.status.code(), Some(1), "{n}");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["violations"], 26, "{n}");
+
+        let file = s.path().join("roster.csv");
+        std::fs::write(&file, check_roster()).unwrap();
+        s.run(&["pool", "import", file.to_str().unwrap()]);
+        let out = s.run(&["pool", "list", "--unit", "dongguan", "--format", "json"]);
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let removed = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["post_track"] == "deputy")
+            .expect("东关's 副职")["id"]
+            .to_string();
+        s.run(&["pool", "remove", &removed, "--reason", "调任"]);
+
+        let out = yanzhen(
+            &s,
+            &["pool", "check", "--date", "2026-06-01", "--format", "json"],
+        );
+        assert_eq!(out.status.code(), Some(1), "{n}");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(findings(&report), planted(), "{n}: {report:#}");
+        assert_eq!(report["violations"], 8, "{n}");
+        assert_eq!(report["branches"].as_array().unwrap().len(), 13, "{n}");
+        let fuqian = &report["branches"][4];
+        assert_eq!(
+            (&fuqian["unit"], &fuqian["young"]),
+            (&json!("fuqian"), &json!(2))
+        );
+
+        let out = yanzhen(&s, &["pool", "check", "--date", "2026-06-01"]);
+        assert_eq!(out.status.code(), Some(1), "{n}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in [
+            "东关社区党委：不符合",
+            "后备干部人数应为3至7名（文件002）：现有2名",
+            "后备干部人数应为3至7名（文件002）：现有8名",
+            "书记后备干部应按书记1:2的比例配备（文件004）：书记1名，应有正职后备干部2名，现有1名",
+            "35周岁以下的后备干部应达到40%以上（文件000）：现有3名，35周岁以下1名（33%）",
+            "共13个支部，6个不符合，8处问题。",
+        ] {
+            assert!(text.contains(line), "{n}: {line}\n{text}");
+        }
+
+        // A year later 府前's 1991-06-01 is 36, and 府前 falls short of the young share.
+        let out = yanzhen(
+            &s,
+            &["pool", "check", "--date", "2027-06-01", "--format", "json"],
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            findings(&report).contains(&("fuqian".into(), "young_share".into())),
+            "{n}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pool_check_passes_with_exit_status_0_when_the_rules_are_switched_off() {
+    let s = Setup::new();
+    let config = s.path().join("yanzhen.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[pool.rules.count]\nenabled = false\n[pool.rules.ratio]\nenabled = false\n");
+    std::fs::write(&config, text).unwrap();
+    let out = yanzhen(&s, &["pool", "check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("共13个支部，0个不符合，0处问题。"));
+}
+
+#[tokio::test]
+async fn the_api_checks_the_pool_rules_for_a_reader_on_sqlite_and_postgres() {
+    for s in servers().await {
+        let (status, _) = s.import("", "text/csv", check_roster().into_bytes()).await;
+        assert_eq!(status, StatusCode::OK, "{}", s.name);
+        let (status, report) = s.get("/api/people/check?date=2026-06-01").await;
+        assert_eq!(status, StatusCode::OK, "{}", s.name);
+        // The third 东关 row is still in the pool here: 东关 is fine.
+        let mut want = planted();
+        want.remove(0);
+        assert_eq!(findings(&report), want, "{}", s.name);
+        let (status, _) = s.get("/api/people/check?date=tomorrow").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{}", s.name);
+        let (_, doc) = s.get("/api/openapi.json").await;
+        assert!(
+            doc["paths"]["/api/people/check"]["get"].is_object(),
+            "{}",
+            s.name
+        );
+    }
+}

@@ -105,6 +105,7 @@ pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
             get(pool::people_page).post(pool::add_person),
         )
         .route("/console/people/new", get(pool::new_person))
+        .route("/console/people/check", get(pool::check_page))
         .route("/console/people/{id}", get(pool::person_page))
         .route(
             "/console/people/{id}/edit",

@@ -134,6 +134,42 @@ pub(super) async fn people_page(
     )
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct CheckQuery {
+    date: String,
+}
+
+/// 库况检查: every branch against the seeds' rules (`[pool.rules]`) on a date, default today.
+pub(super) async fn check_page(
+    Shared(state): Shared<State>,
+    ConsoleUser(user): ConsoleUser,
+    Query(q): Query<CheckQuery>,
+) -> Response {
+    let ui = Ui::new(&state, Some(&user));
+    let pool = Pool::new(&state.engine);
+    // A date that does not read is today, said so on the page rather than refused.
+    let date = chrono::NaiveDate::parse_from_str(q.date.trim(), "%Y-%m-%d").ok();
+    let report = match pool.check(date).await {
+        Ok(r) => r,
+        Err(e) => return fail(&ui, e),
+    };
+    let bad = report
+        .branches
+        .iter()
+        .filter(|b| !b.findings.is_empty())
+        .count();
+    ui.page(
+        StatusCode::OK,
+        "pool_check.html",
+        json!({
+            "active": "people", "report": report, "bad": bad,
+            "date": report.date.to_string(),
+            "bad_date": !q.date.trim().is_empty() && date.is_none(),
+        }),
+    )
+}
+
 /// A form's values: the posted fields the form shows, by key.
 type FormValues = BTreeMap<String, String>;
 

@@ -78,6 +78,10 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/console/people.html"),
     ),
     (
+        "pool_check.html",
+        include_str!("../../../templates/console/pool_check.html"),
+    ),
+    (
         "person.html",
         include_str!("../../../templates/console/person.html"),
     ),
