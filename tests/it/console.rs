@@ -1491,3 +1491,46 @@ async fn reopening_in_the_console_takes_the_new_deadline_from_the_form() {
         assert_eq!(c.snapshot(t.id).await.0, TaskState::Done, "{name}");
     }
 }
+
+#[tokio::test]
+async fn the_sign_in_page_says_how_to_create_a_token_only_while_no_administrator_token_exists() {
+    for c in consoles().await {
+        let name = c.name;
+        let (status, body) = c.get("/console/login", None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(
+            !body.contains("id=\"first-run\""),
+            "{name}: an administrator token exists: {body}"
+        );
+        let audit = AuditEntry {
+            at: c.clock.now().timestamp_millis(),
+            actor: "test".into(),
+            action: "token.revoke".into(),
+            subject: "token:zzb-admin".into(),
+            detail_json: "{}".into(),
+        };
+        assert!(
+            c.store
+                .revoke_token("zzb-admin", audit)
+                .await
+                .expect("revoke"),
+            "{name}"
+        );
+        let (status, body) = c.get("/console/login", None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(
+            body.contains("id=\"first-run\"")
+                && body.contains("还没有管理员令牌")
+                && body.contains("yanzhen token create zzb-ma"),
+            "{name}: the read-only token left does not count: {body}"
+        );
+        let resp = c
+            .post("/console/login", None, &[("token", "yz_wrong")])
+            .await;
+        let body = resp.text().await.expect("body");
+        assert!(
+            body.contains("id=\"first-run\""),
+            "{name}: a refused sign-in says it too"
+        );
+    }
+}
