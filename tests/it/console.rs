@@ -1534,3 +1534,54 @@ async fn the_sign_in_page_says_how_to_create_a_token_only_while_no_administrator
         );
     }
 }
+
+#[tokio::test]
+async fn branch_pages_name_the_office_contact_with_a_phone() {
+    for c in consoles().await {
+        let name = c.name;
+        let exp = c.now_secs() + 86_400;
+        let x = c.task("nomination@xiguan").await;
+        let task = c.signer().task_link("xiguan", x.id, exp);
+        let (status, unit_page) = c.get(&c.signer().unit_link("xiguan", exp), None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        let (status, task_page) = c.get(&task, None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        let resp = c.post(&task, None, &[]).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        let done_page = resp.text().await.expect("body");
+        for (page, body) in [
+            ("unit", unit_page),
+            ("task", task_page),
+            ("done", done_page),
+        ] {
+            assert!(
+                body.contains("id=\"office-contact\"")
+                    && body.contains("街道党工委组织办")
+                    && body.contains("马晓燕")
+                    && body.contains("0000-1234567"),
+                "{name}: the {page} page names whom to call: {body}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_overdue_board_the_task_page_and_the_round_page_show_the_branch_secretary_and_phone() {
+    for c in consoles().await {
+        let name = c.name;
+        let x = c.task("nomination@xiguan").await;
+        let pages = [
+            "/console/overdue".to_string(),
+            format!("/console/tasks/{}", x.id),
+            format!("/console/rounds/{}", c.round),
+        ];
+        for page in pages {
+            let (status, body) = c.get(&page, Some(&c.reader)).await;
+            assert_eq!(status, StatusCode::OK, "{name}: {page}");
+            assert!(
+                body.contains("陈秀英") && body.contains("0000-7654302"),
+                "{name}: {page} names xiguan's secretary and phone: {body}"
+            );
+        }
+    }
+}
