@@ -124,6 +124,38 @@ async fn accept(
     })
 }
 
+/// Whether any administrator token can sign in at `now` (not revoked, not expired): while
+/// none can, `serve` and the sign-in page say how to create one.
+pub async fn admin_token_exists(
+    store: &dyn crate::store::Store,
+    now: i64,
+) -> Result<bool, crate::store::StoreError> {
+    Ok(store
+        .tokens()
+        .await?
+        .iter()
+        .any(|t| t.rights == Rights::Admin && t.revoked_at.is_none() && !t.expired(now)))
+}
+
+/// The console's address for people: `notify.link_base` when set (what links in messages
+/// use), else the address the daemon listens on (an unspecified address as localhost).
+pub fn console_url(
+    link_base: Option<&str>,
+    listening: Option<std::net::SocketAddr>,
+) -> Option<String> {
+    if let Some(base) = link_base.map(str::trim).filter(|b| !b.is_empty()) {
+        return Some(format!("{}/console", base.trim_end_matches('/')));
+    }
+    let mut addr = listening?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Some(format!("http://{addr}/console"))
+}
+
 /// Look a token up: unknown, revoked and expired tokens are 401.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     let row = state
@@ -231,5 +263,24 @@ mod tests {
             let p = parts(&[(header::AUTHORIZATION, value)]);
             assert_eq!(bearer_token(&p), None, "{value:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod console_url_tests {
+    use super::console_url;
+
+    #[test]
+    fn console_url_prefers_link_base_and_shows_an_unspecified_bind_as_localhost() {
+        let any: std::net::SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+        assert_eq!(
+            console_url(Some("https://y.example.gov.cn/"), Some(any)).as_deref(),
+            Some("https://y.example.gov.cn/console")
+        );
+        assert_eq!(
+            console_url(None, Some(any)).as_deref(),
+            Some("http://127.0.0.1:8080/console")
+        );
+        assert_eq!(console_url(None, None), None);
     }
 }

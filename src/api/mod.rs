@@ -19,8 +19,8 @@ pub mod people;
 pub mod server;
 
 pub use auth::{
-    Principal, Rights, SESSION_COOKIE, authenticate, bearer_token, idle_ms, principal_of,
-    session_cookie, session_id, session_principal,
+    Principal, Rights, SESSION_COOKIE, admin_token_exists, authenticate, bearer_token, console_url,
+    idle_ms, principal_of, session_cookie, session_id, session_principal,
 };
 pub use server::serve_with_limits;
 

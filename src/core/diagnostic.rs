@@ -269,6 +269,61 @@ pub fn suggest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str> + 
     }
 }
 
+/// What a long-running command logs of a set of diagnostics: each error and each warning
+/// whose code occurs once in full, and one line per code that repeats (`summaries`), so
+/// that a fresh `serve` does not open with a screen of alike warnings.
+#[derive(Debug, Default, PartialEq)]
+pub struct Summary<'a> {
+    /// Diagnostics to show in full: errors, and warnings whose code occurs once.
+    pub full: Vec<&'a Diagnostic>,
+    /// One line per repeated warning code, in order of first occurrence.
+    pub summaries: Vec<String>,
+    /// The warnings a summary line stands for (logged at debug level).
+    pub summarised: Vec<&'a Diagnostic>,
+}
+
+/// Group `diags` as [`Summary`] says. A summary line names the code, the count and the
+/// files (by stem, at most four, then "…"), and points at `yanzhen validate` for each.
+pub fn summarise(diags: &[Diagnostic]) -> Summary<'_> {
+    let mut out = Summary::default();
+    let mut order: Vec<&'static str> = Vec::new();
+    let mut counts: std::collections::HashMap<&'static str, usize> = Default::default();
+    for d in diags.iter().filter(|d| d.severity == Severity::Warning) {
+        let n = counts.entry(d.code).or_insert(0);
+        if *n == 0 {
+            order.push(d.code);
+        }
+        *n += 1;
+    }
+    for d in diags {
+        if d.severity == Severity::Warning && counts[d.code] > 1 {
+            out.summarised.push(d);
+        } else {
+            out.full.push(d);
+        }
+    }
+    for code in order.into_iter().filter(|c| counts[c] > 1) {
+        let mut files: Vec<String> = Vec::new();
+        for d in diags.iter().filter(|d| d.code == code) {
+            let stem = std::path::Path::new(&d.file)
+                .file_stem()
+                .map_or_else(|| d.file.clone(), |s| s.to_string_lossy().into_owned());
+            if !files.contains(&stem) {
+                files.push(stem);
+            }
+        }
+        let shown = files.iter().take(4).cloned().collect::<Vec<_>>().join(", ");
+        let more = if files.len() > 4 { ", …" } else { "" };
+        out.summaries.push(format!(
+            "warning[{code}]: {} warnings in {} file{} ({shown}{more}); run `yanzhen validate` for each",
+            counts[code],
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +350,35 @@ mod tests {
         assert_eq!(
             all[0].to_string(),
             "error[unknown-reference]: workflows/a.yaml:3:7: unknown task `x`\n  hint: did you mean `y`?"
+        );
+    }
+
+    fn warning(code: &'static str, file: &str) -> Diagnostic {
+        let mut d = Diagnostics::new(file);
+        d.warning(code, Loc::default(), "m", None);
+        d.into_sorted().remove(0)
+    }
+
+    #[test]
+    fn summarise_keeps_single_warnings_and_errors_and_folds_repeated_codes_into_one_line() {
+        let mut e = Diagnostics::new("workflows/x.yaml");
+        e.error("unknown-reference", Loc::default(), "m", None);
+        let mut all = vec![
+            warning("calendar-provisional", "workflows/a.yaml"),
+            warning("calendar-file-missing", "config/calendar/2027.json"),
+            warning("calendar-provisional", "workflows/b.yaml"),
+            warning("calendar-provisional", "workflows/b.yaml"),
+        ];
+        all.extend(e.into_sorted());
+        let s = summarise(&all);
+        assert_eq!(s.full.len(), 2, "{s:?}");
+        assert_eq!(s.summarised.len(), 3);
+        assert_eq!(
+            s.summaries,
+            vec![
+                "warning[calendar-provisional]: 3 warnings in 2 files (a, b); run `yanzhen validate` for each"
+                    .to_string()
+            ]
         );
     }
 }

@@ -28,17 +28,38 @@ fn load_catalog_reporting(
     daemon: bool,
 ) -> anyhow::Result<(Catalog, Vec<crate::core::diagnostic::Diagnostic>)> {
     let (cat, diags) = catalog::load(config, today);
-    for d in &diags {
-        match d.severity {
-            Severity::Error => tracing::error!("{d}"),
-            // Short commands stay quiet about warnings `validate` already shows.
-            Severity::Warning if daemon => tracing::warn!("{d}"),
-            Severity::Warning => tracing::debug!("{d}"),
+    if daemon {
+        log_summarised(&diags);
+    } else {
+        for d in &diags {
+            match d.severity {
+                Severity::Error => tracing::error!("{d}"),
+                // Short commands stay quiet about warnings `validate` already shows.
+                Severity::Warning => tracing::debug!("{d}"),
+            }
         }
     }
     match cat {
         Some(c) => Ok((c, diags)),
         None => bail!("configuration is not valid (see the errors above); run `yanzhen validate`"),
+    }
+}
+
+/// Log `diags` for the daemon: errors and one-off warnings in full, one line per repeated
+/// warning code (the full list stays at debug level and in `yanzhen validate`).
+fn log_summarised(diags: &[crate::core::diagnostic::Diagnostic]) {
+    let s = crate::core::diagnostic::summarise(diags);
+    for d in &s.full {
+        match d.severity {
+            Severity::Error => tracing::error!("{d}"),
+            Severity::Warning => tracing::warn!("{d}"),
+        }
+    }
+    for line in &s.summaries {
+        tracing::warn!("{line}");
+    }
+    for d in &s.summarised {
+        tracing::debug!("{d}");
     }
 }
 
@@ -225,12 +246,7 @@ pub async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> 
     // is logged only once it all did.
     let (cat, load_diagnostics) = load_catalog_reporting(config, today, true)?;
     let problems = notify_diagnostics(config, &cat.config, true);
-    for d in &problems {
-        match d.severity {
-            Severity::Error => tracing::error!("{d}"),
-            Severity::Warning => tracing::warn!("{d}"),
-        }
-    }
+    log_summarised(&problems);
     if problems.iter().any(|d| d.severity == Severity::Error) {
         bail!("the [notify] settings cannot work (see the errors above); run `yanzhen validate`");
     }
@@ -238,12 +254,14 @@ pub async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> 
     // The HTTP server comes first, so that /healthz answers (and /readyz says why not
     // ready) while the database is still unreachable.
     let bind = cat.config.http.bind.clone();
+    let mut listening = None;
     let (http, switch) = if bind.is_empty() {
         (None, None)
     } else {
         let listener = tokio::net::TcpListener::bind(&bind)
             .await
             .with_context(|| format!("cannot listen on {bind} ([http] bind in the config)"))?;
+        listening = listener.local_addr().ok();
         let switch = crate::api::Switch::starting("opening the database");
         let mut stop = rx.clone();
         let server = tokio::spawn(crate::api::serve_switch(
@@ -301,6 +319,7 @@ pub async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> 
         workflows = e.catalog().workflows.len(),
         "yanzhen serving"
     );
+    tell_how_to_sign_in(&e, listening).await;
     app.driver.run(rx).await;
     let _ = reloader.await;
     e.forget_reload_state().await;
@@ -312,6 +331,25 @@ pub async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Say where the console is and, while no administrator token can sign in, how to create
+/// one: what a first `serve` owes whoever started it.
+async fn tell_how_to_sign_in(e: &Engine, listening: Option<std::net::SocketAddr>) {
+    let link_base = e.catalog().config.notify.link_base.clone();
+    let Some(url) = crate::api::console_url(link_base.as_deref(), listening) else {
+        tracing::info!("no web console: [http] bind is empty");
+        return;
+    };
+    tracing::info!("console at {url}");
+    let now = e.clock().now().timestamp_millis();
+    match crate::api::admin_token_exists(e.store().as_ref(), now).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            "no administrator token yet: create one on this server with `yanzhen token create NAME` (it is printed once) and sign in at {url}"
+        ),
+        Err(err) => tracing::warn!(error = %err, "could not check for administrator tokens"),
+    }
 }
 
 async fn shutdown_signal() {

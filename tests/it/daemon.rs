@@ -1185,3 +1185,59 @@ fn simulate_prints_stage_openings_and_closings() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_first_serve_says_where_the_console_is_and_how_to_get_a_token_with_one_line_per_warning_code()
+ {
+    let s = Setup::new().with_shipped_workflows();
+    let daemon = s.serve();
+    let addr = http_addr(&daemon).await;
+    let hint = "no administrator token yet";
+    assert!(
+        daemon.log_shows(hint, Duration::from_secs(20)).await,
+        "{}",
+        daemon.log()
+    );
+    let (ok, log) = daemon.stop();
+    assert!(ok, "{log}");
+    let url = format!("http://{addr}/console");
+    assert!(log.contains(&format!("console at {url}")), "{log}");
+    let hint_line = log.lines().find(|l| l.contains(hint)).expect("hint line");
+    assert!(
+        hint_line.contains("yanzhen token create NAME") && hint_line.contains(&url),
+        "{hint_line}"
+    );
+    let serving = log.find("yanzhen serving").expect("serving");
+    assert!(
+        log.find(hint).expect("hint") > serving,
+        "after serving: {log}"
+    );
+    let mut per_code: HashMap<&str, usize> = HashMap::new();
+    for line in log.lines() {
+        if let Some(rest) = line.split("warning[").nth(1) {
+            let code = rest.split(']').next().unwrap_or_default();
+            *per_code.entry(code).or_default() += 1;
+        }
+    }
+    assert!(
+        per_code.values().all(|&n| n == 1),
+        "one line per warning code: {per_code:?}\n{log}"
+    );
+
+    let out = s
+        .cmd(&["token", "create", "zzb-ma"])
+        .output()
+        .expect("token create");
+    assert!(out.status.success(), "{out:?}");
+    let daemon = s.serve();
+    assert!(
+        daemon
+            .log_shows("console at http://", Duration::from_secs(20))
+            .await,
+        "{}",
+        daemon.log()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, log) = daemon.stop();
+    assert!(!log.contains(hint), "an administrator token exists: {log}");
+}

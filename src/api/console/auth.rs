@@ -81,7 +81,25 @@ pub(super) struct LoginForm {
 }
 
 pub(super) async fn login_form(Shared(state): Shared<State>) -> Response {
-    Ui::new(&state, None).page(StatusCode::OK, "login.html", json!({"error": null}))
+    let no_admin = no_admin_token(&state).await;
+    Ui::new(&state, None).page(
+        StatusCode::OK,
+        "login.html",
+        json!({"error": null, "no_admin": no_admin}),
+    )
+}
+
+/// Whether no administrator token can sign in yet (the sign-in page then says how to
+/// create one); a store error counts as "there is one", to say nothing wrong.
+async fn no_admin_token(state: &State) -> bool {
+    let now = state.engine.clock().now().timestamp_millis();
+    match crate::api::admin_token_exists(state.engine.store().as_ref(), now).await {
+        Ok(exists) => !exists,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not check for administrator tokens");
+            false
+        }
+    }
 }
 
 /// The client's address and whether the request came over https.
@@ -133,7 +151,14 @@ pub(super) async fn login(
 ) -> Response {
     let ui = Ui::new(&state, None);
     let token = form.token.trim();
-    let retry = |error: &str| ui.page(StatusCode::OK, "login.html", json!({"error": error}));
+    let no_admin = no_admin_token(&state).await;
+    let retry = |error: &str| {
+        ui.page(
+            StatusCode::OK,
+            "login.html",
+            json!({"error": error, "no_admin": no_admin}),
+        )
+    };
     let store = state.engine.store();
     let now = state.engine.clock().now().timestamp_millis();
     let refused = |name: Option<String>, outcome: &'static str| {

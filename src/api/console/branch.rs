@@ -177,7 +177,7 @@ pub(super) async fn branch_page(
             "expires": ui.at_utc(DateTime::from_timestamp(exp, 0).unwrap_or_default()),
             "tasks": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
             "people": people,
-
+            "office_contact": office_contact(&ui),
             "feed": ui.absolute(&state.links.feed_link(&unit, exp)),
         }),
     )
@@ -292,6 +292,7 @@ pub(super) async fn branch_task(
                      "due": ui.due(&task), "overdue": ui.overdue_text(&task)},
             "action": format!("/b/{unit}/t/{}?{}", task.id, q.query()),
             "undo_minutes": ui.catalog.config.http.branch_undo_minutes,
+            "office_contact": office_contact(&ui),
         }),
     )
 }
@@ -324,6 +325,7 @@ pub(super) async fn branch_task_done(
                     "branch": true, "unit": name, "title": done.title, "at": ui.at(at),
                     "undo": format!("/b/{unit}/t/{}/undo?{}", done.id, q.query()),
                     "undo_until": ui.at(until),
+                    "office_contact": office_contact(&ui),
                 }),
             )
         }

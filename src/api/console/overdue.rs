@@ -82,7 +82,7 @@ pub(super) async fn overdue_page(
         };
         out.push(json!({
             "id": id, "name": name, "kind": assignee_kind_zh(kind, unit.map(|u| u.kind)),
-            "page": page, "items": items,
+            "page": page, "items": items, "secretary": ui.secretary(kind, &id),
         }));
     }
     let groups = out;

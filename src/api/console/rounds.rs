@@ -140,6 +140,7 @@ pub(super) async fn round_page(
                 "id": t.id, "key": t.key, "title": t.title,
                 "stage": stage_title.get(t.stage.as_str()).copied().unwrap_or(t.stage.as_str()),
                 "assignee": t.assignee_name, "state": t.state, "state_zh": state_zh(t.state),
+                "secretary": ui.secretary(t.assignee_kind, &t.assignee_id),
                 "due": ui.due(t), "overdue": ui.overdue_text(t),
             })
         })

@@ -102,6 +102,7 @@ async fn render_task(
             "task": {
                 "id": task.id, "round_id": task.round_id, "key": task.key, "title": task.title,
                 "stage": stage, "assignee": task.assignee_name, "state": task.state,
+                "secretary": ui.secretary(task.assignee_kind, &task.assignee_id),
                 "state_zh": state_zh(task.state), "due": ui.due(&task),
                 "overdue": ui.overdue_text(&task), "completed": task.completed_at.map(|d| ui.at(d)),
             },

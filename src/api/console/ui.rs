@@ -157,6 +157,25 @@ impl<'a> Ui<'a> {
         local_date(self.now(), self.tz())
     }
 
+    /// A branch's secretary (its first directory contact) as `{name, title, phone}`, for
+    /// whoever in the office picks up the phone about a late task; None for roles,
+    /// departments and branches without contacts.
+    pub(super) fn secretary(
+        &self,
+        kind: crate::core::state::AssigneeKind,
+        id: &str,
+    ) -> Option<serde_json::Value> {
+        if kind != crate::core::state::AssigneeKind::Unit {
+            return None;
+        }
+        let unit = self.catalog.directory.unit(id)?;
+        if unit.kind != crate::core::directory::UnitKind::Branch {
+            return None;
+        }
+        let c = unit.contacts.first()?;
+        Some(serde_json::json!({"name": c.name, "title": c.title, "phone": c.phone}))
+    }
+
     pub(super) fn office(&self) -> &str {
         &self.catalog.directory.office.name
     }

@@ -748,3 +748,97 @@ async fn an_admin_completes_waives_and_reopens_through_the_console_and_the_audit
         assert_eq!(c.snapshot(m.id).await.0, TaskState::Done, "{name}");
     }
 }
+
+#[tokio::test]
+async fn the_sign_in_page_says_how_to_create_a_token_only_while_no_administrator_token_exists() {
+    for c in consoles().await {
+        let name = c.name;
+        let (status, body) = c.get("/console/login", None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(
+            !body.contains("id=\"first-run\""),
+            "{name}: an administrator token exists: {body}"
+        );
+        let audit = AuditEntry {
+            at: c.clock.now().timestamp_millis(),
+            actor: "test".into(),
+            action: "token.revoke".into(),
+            subject: "token:zzb-admin".into(),
+            detail_json: "{}".into(),
+        };
+        assert!(
+            c.store
+                .revoke_token("zzb-admin", audit)
+                .await
+                .expect("revoke"),
+            "{name}"
+        );
+        let (status, body) = c.get("/console/login", None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        assert!(
+            body.contains("id=\"first-run\"")
+                && body.contains("还没有管理员令牌")
+                && body.contains("yanzhen token create zzb-ma"),
+            "{name}: the read-only token left does not count: {body}"
+        );
+        let resp = c
+            .post("/console/login", None, &[("token", "yz_wrong")])
+            .await;
+        let body = resp.text().await.expect("body");
+        assert!(
+            body.contains("id=\"first-run\""),
+            "{name}: a refused sign-in says it too"
+        );
+    }
+}
+
+#[tokio::test]
+async fn branch_pages_name_the_office_contact_with_a_phone() {
+    for c in consoles().await {
+        let name = c.name;
+        let exp = c.now_secs() + 86_400;
+        let x = c.task("nomination@xiguan").await;
+        let task = c.signer().task_link("xiguan", x.id, exp);
+        let (status, unit_page) = c.get(&c.signer().unit_link("xiguan", exp), None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        let (status, task_page) = c.get(&task, None).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+        let resp = c.post(&task, None, &[]).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        let done_page = resp.text().await.expect("body");
+        for (page, body) in [
+            ("unit", unit_page),
+            ("task", task_page),
+            ("done", done_page),
+        ] {
+            assert!(
+                body.contains("id=\"office-contact\"")
+                    && body.contains("街道党工委组织办")
+                    && body.contains("马晓燕")
+                    && body.contains("0000-1234567"),
+                "{name}: the {page} page names whom to call: {body}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_overdue_board_the_task_page_and_the_round_page_show_the_branch_secretary_and_phone() {
+    for c in consoles().await {
+        let name = c.name;
+        let x = c.task("nomination@xiguan").await;
+        let pages = [
+            "/console/overdue".to_string(),
+            format!("/console/tasks/{}", x.id),
+            format!("/console/rounds/{}", c.round),
+        ];
+        for page in pages {
+            let (status, body) = c.get(&page, Some(&c.reader)).await;
+            assert_eq!(status, StatusCode::OK, "{name}: {page}");
+            assert!(
+                body.contains("陈秀英") && body.contains("0000-7654302"),
+                "{name}: {page} names xiguan's secretary and phone: {body}"
+            );
+        }
+    }
+}
