@@ -46,6 +46,14 @@ pub fn done_anchor(task: &Task) -> Option<&str> {
     }
 }
 
+/// The outside event a task's deadline counts from, if any.
+pub fn event_anchor(task: &Task) -> Option<&str> {
+    match task.due.value.from.as_ref().map(|a| &a.value) {
+        Some(Anchor::Event(id)) => Some(id.as_str()),
+        _ => None,
+    }
+}
+
 /// The workflow task ids whose rows decide what finishing task `task` releases: every task
 /// that waits for it, and everything those wait for. Empty when nothing waits for it.
 pub fn to_read(wf: &Workflow, task: &str) -> Vec<String> {
@@ -159,10 +167,7 @@ pub fn ready(wf: &Workflow, tasks: &[TaskRow], now: Millis) -> Vec<Ready> {
         let Some((_, def)) = wf.task(&t.task) else {
             continue;
         };
-        if matches!(
-            def.due.value.from.as_ref().map(|a| &a.value),
-            Some(Anchor::Event(_))
-        ) {
+        if event_anchor(def).is_some() {
             continue;
         }
         let pre = prerequisites(def);

@@ -15,7 +15,7 @@
 use super::round::plan_event;
 use super::{Engine, EngineError, Result, audit, ms, timer_row};
 use crate::catalog::Catalog;
-use crate::core::definition::{Anchor, Workflow};
+use crate::core::definition::Workflow;
 use crate::core::state::{AssigneeKind, RoundStatus, TaskState};
 use crate::store::{AuditEntry, NewTask, NewTimer, Reprojection, RoundRow, TaskRow};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -52,9 +52,7 @@ pub struct OccurrenceTasks {
 /// The workflow task ids due from `{event: kind}`.
 pub fn tasks_due_from(wf: &Workflow, kind: &str) -> Vec<String> {
     wf.tasks()
-        .filter(|(_, t)| {
-            matches!(t.due.value.from.as_ref().map(|a| &a.value), Some(Anchor::Event(e)) if e == kind)
-        })
+        .filter(|(_, t)| super::activation::event_anchor(t) == Some(kind))
         .map(|(_, t)| t.id.value.clone())
         .collect()
 }
@@ -163,16 +161,13 @@ impl Engine {
                     round_id: round.id,
                     version_id: round.version_id,
                     units: round.units.clone(),
-                    cancel_timers: vec![],
                     new_tasks: rows.tasks,
-                    cancel_tasks: vec![],
-                    due_changes: vec![],
-                    title_changes: vec![],
                     new_timers: rows.timers,
                     at: ms(now),
                     actor: o.actor.clone(),
                     note: Some(format!("event {} ({})", o.id, o.kind)),
                     audit: rows.audit,
+                    ..Reprojection::default()
                 })
                 .await?;
             for key in keys {

@@ -77,21 +77,7 @@ pub(crate) fn plan_with(
     units: Option<&[String]>,
     done: Option<&BTreeMap<String, DateTime<Utc>>>,
 ) -> Result<Plan> {
-    let (p, problems) = plan(PlanInput {
-        workflow: wf,
-        directory: &cat.directory,
-        calendar: &cat.calendar,
-        tz: workflow_tz(wf, cat.config.tz()),
-        start,
-        params,
-        units,
-        done,
-        events: None,
-    });
-    p.ok_or_else(|| EngineError::Plan {
-        workflow: wf.id.value.clone(),
-        problems,
-    })
+    plan_checked(cat, wf, start, params, units, done, None)
 }
 
 /// Plan a stored round for one unit as if event `kind` happened at `at` (the tasks due
@@ -104,19 +90,41 @@ pub(crate) fn plan_event(
     kind: &str,
     at: DateTime<Utc>,
 ) -> Result<Plan> {
-    let start = round_start(round)?;
     let units = [unit.to_string()];
     let events = BTreeMap::from([(kind.to_string(), at)]);
+    let start = round_start(round)?;
+    plan_checked(
+        cat,
+        wf,
+        start,
+        &round.params,
+        Some(&units),
+        None,
+        Some(&events),
+    )
+}
+
+/// The planner over the catalog's directory, calendar and time zone; its problems as an
+/// error when it cannot plan.
+fn plan_checked(
+    cat: &Catalog,
+    wf: &Workflow,
+    start: NaiveDate,
+    params: &BTreeMap<String, String>,
+    units: Option<&[String]>,
+    done: Option<&BTreeMap<String, DateTime<Utc>>>,
+    events: Option<&BTreeMap<String, DateTime<Utc>>>,
+) -> Result<Plan> {
     let (p, problems) = plan(PlanInput {
         workflow: wf,
         directory: &cat.directory,
         calendar: &cat.calendar,
         tz: workflow_tz(wf, cat.config.tz()),
         start,
-        params: &round.params,
-        units: Some(&units),
-        done: None,
-        events: Some(&events),
+        params,
+        units,
+        done,
+        events,
     });
     p.ok_or_else(|| EngineError::Plan {
         workflow: wf.id.value.clone(),

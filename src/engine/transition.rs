@@ -9,7 +9,7 @@ use super::{
     DEFAULT_REOPEN_WORKING_DAYS, Engine, EngineError, Result, audit, from_ms, local_date, ms,
     timer_row,
 };
-use crate::core::definition::{Anchor, Workflow};
+use crate::core::definition::Workflow;
 use crate::core::diagnostic::Severity;
 use crate::core::state::{AssigneeKind, RoundStatus, TaskState};
 use crate::core::timefmt::zh_datetime;
@@ -440,12 +440,9 @@ impl Engine {
             let wf = self.workflow_of(round.version_id).await?;
             let waits = |t: &TaskRow| {
                 t.state == TaskState::Waiting
-                    && wf.task(&t.task).is_some_and(|(_, d)| {
-                        matches!(
-                            d.due.value.from.as_ref().map(|a| &a.value),
-                            Some(Anchor::Event(_))
-                        )
-                    })
+                    && wf
+                        .task(&t.task)
+                        .is_some_and(|(_, d)| super::activation::event_anchor(d).is_some())
             };
             if owed.iter().any(|t| !waits(t)) {
                 return Ok(());
@@ -466,16 +463,11 @@ impl Engine {
                     round_id,
                     version_id: round.version_id,
                     units: round.units.clone(),
-                    cancel_timers: vec![],
-                    new_tasks: vec![],
                     cancel_tasks: waiting_for_events.clone(),
-                    due_changes: vec![],
-                    title_changes: vec![],
-                    new_timers: vec![],
                     at: ms(now),
                     actor: actor.to_string(),
                     note: Some("the round's last stage has closed".into()),
-                    audit: vec![],
+                    ..crate::store::Reprojection::default()
                 })
                 .await?;
         }
