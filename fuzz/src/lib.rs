@@ -85,6 +85,7 @@ pub fn workflow(data: &[u8]) -> (Option<Workflow>, Diagnostics) {
             units: None,
             done: None,
             events: None,
+            people: None,
         });
     }
     (wf, d)

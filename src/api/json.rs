@@ -416,6 +416,7 @@ async fn plan_draft(
         units: None,
         done: None,
         events: None,
+        people: None,
     });
     let problems: Vec<Value> = problems
         .iter()
@@ -450,6 +451,7 @@ fn task_json(t: &TaskRow, now: i64) -> Value {
         "due": t.due_at.map(from_ms), "provisional": t.provisional, "state": t.state,
         "overdue": t.state == TaskState::Open && t.due_at.is_some_and(|d| d < now),
         "completed_at": t.completed_at.map(from_ms), "updated_at": from_ms(t.updated_at),
+        "person": t.person,
     })
 }
 

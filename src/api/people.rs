@@ -46,6 +46,7 @@ endpoints! {
     get "/api/people/{id}/events" person_events Some("read"), [404], None, "Events recorded about a person.";
     post "/api/people/{id}/events" record_event Some("admin"), [404, 422], Some(event_body), "Record an event (body: {kind, date: \"YYYY-MM-DD\", note?}); kinds are those the loaded workflows declare.";
     get "/api/events" events Some("read"), [400, 404, 422], None, "Recorded events (person?, kind?, year?).";
+    post "/api/rounds/{id}/people" add_person Some("admin"), [404, 422], Some(add_person_body), "Add a person of the pool to a running round (body: {person: id or a name only one person has, dry_run?}): the round's tasks per person (`each:`) are made for them; the answer is the impact (what appears).";
 }
 
 fn field_properties() -> serde_json::Map<String, Value> {
@@ -92,6 +93,13 @@ fn event_body() -> Value {
     json_body(
         json!({"type": "object", "required": ["kind", "date"], "additionalProperties": false,
         "properties": {"kind": {"type": "string"}, "date": {"type": "string", "format": "date"}, "note": {"type": "string"}}}),
+    )
+}
+
+fn add_person_body() -> Value {
+    json_body(
+        json!({"type": "object", "required": ["person"], "additionalProperties": false,
+        "properties": {"person": {"type": ["integer", "string"]}, "dry_run": {"type": "boolean"}}}),
     )
 }
 
@@ -516,4 +524,42 @@ async fn events(
     Ok(Json(Value::Array(
         list.iter().map(|e| pool.event_json(e)).collect(),
     )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddPersonBody {
+    person: Value,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn add_person(
+    p: Principal,
+    AxState(s): AxState<State>,
+    ApiPath(round): ApiPath<i64>,
+    Body(b): Body<AddPersonBody>,
+) -> Response {
+    if let Err(e) = p.require_admin() {
+        return e.into_response();
+    }
+    let reference = match &b.person {
+        Value::String(r) => r.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return ApiError::bad_request("`person` is a person id or name").into_response();
+        }
+    };
+    let found = match Pool::new(&s.engine).find(&reference).await {
+        Ok(f) => f,
+        Err(e) => return pool_error(e),
+    };
+    match s
+        .engine
+        .add_person(round, found.id, b.dry_run, &p.actor())
+        .await
+    {
+        Ok(impact) => Json(json!(impact)).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }

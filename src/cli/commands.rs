@@ -92,6 +92,11 @@ pub async fn run_command(
             print!("{}", impact.to_table(e.catalog().config.tz()));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Round(RoundCommand::AddPerson {
+            round,
+            person,
+            dry_run,
+        }) => super::person::add_person(config, today, round, &person, dry_run).await,
         Command::Workflow(WorkflowCommand::Versions { id }) => {
             let e = engine(config, today, false).await?;
             let tz = e.catalog().config.tz();

@@ -3,6 +3,7 @@
 //! The clock is read here (the edge) and passed into the pure core.
 
 mod commands;
+mod person;
 mod pool;
 
 pub use pool::{EventCommand, PersonArgs, PoolCommand};
@@ -64,6 +65,11 @@ pub enum Command {
         /// With `--branches`: leave out the departments not listed too.
         #[arg(long, requires = "branches")]
         only_listed: bool,
+        /// A roster (.xlsx or .csv, the pool's import format) whose people in the pool get
+        /// the tasks made per person (`assignee: {each: reserve}`); they are numbered
+        /// p1, p2 … in file order. Without it such tasks are not listed.
+        #[arg(long)]
+        roster: Option<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -158,6 +164,17 @@ pub enum RoundCommand {
         round: i64,
         /// Unit id.
         unit: String,
+    },
+    /// Add a person of the pool to a running round: they get the round's tasks made per
+    /// person (`assignee: {each: reserve}`) that their tier and branch qualify for.
+    AddPerson {
+        /// Round id.
+        round: i64,
+        /// Person id, or a name only one person in the pool has.
+        person: String,
+        /// Only show what would be added.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -344,6 +361,7 @@ pub fn main() -> ExitCode {
             params,
             branches,
             only_listed,
+            roster,
             format,
         } => plan_cmd(
             &cli.config,
@@ -351,6 +369,7 @@ pub fn main() -> ExitCode {
             start,
             params,
             branches.map(|b| (b, only_listed)),
+            roster.as_deref(),
             format,
             today,
         ),
@@ -443,12 +462,14 @@ fn validate(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_cmd(
     config: &std::path::Path,
     workflow: &str,
     start: Option<NaiveDate>,
     params: Vec<(String, String)>,
     branches: Option<(Vec<String>, bool)>,
+    roster: Option<&std::path::Path>,
     format: Format,
     today: NaiveDate,
 ) -> ExitCode {
@@ -501,6 +522,16 @@ fn plan_cmd(
         }
         None => None,
     };
+    let people = match roster {
+        Some(path) => match crate::cli::person::roster_people(path, &cfg, &dir, today) {
+            Ok(people) => Some(people),
+            Err(e) => {
+                eprintln!("error: --roster {}: {e}", path.display());
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
     let (plan, problems) = plan(PlanInput {
         workflow: wf,
         directory: &dir,
@@ -511,6 +542,7 @@ fn plan_cmd(
         units: units.as_deref(),
         done: None,
         events: None,
+        people: people.as_deref(),
     });
     let mut pd = crate::core::diagnostic::Diagnostics::new(loaded.path.display().to_string());
     for p in problems {

@@ -173,13 +173,150 @@ pub struct Task {
 }
 
 /// Who a task is for.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "AssigneeForm")]
 pub enum Assignee {
     /// One task for every member of this directory group (e.g. `branches`).
     Group(String),
     /// One task for this directory role (e.g. `organization_office`).
     Role(String),
+    /// One task for every person in a pool (`{each: reserve, tier: [1, 2]}`).
+    Each(EachPerson),
+}
+
+/// A task per person: which people, and to whom each task goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EachPerson {
+    /// The pool; `reserve` (后备干部库) is the only one.
+    pub pool: String,
+    /// Only people of these tiers (梯队 1–4); empty: every tier.
+    pub tier: Vec<u8>,
+    /// The role every task goes to; None: the person's own branch.
+    pub to_role: Option<String>,
+}
+
+/// The pools an `each:` assignee may name.
+pub const POOLS: &[&str] = &["reserve"];
+
+/// Where a per-person task goes instead of the person's branch.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RouteTo {
+    /// A directory role, e.g. `organization_office`.
+    pub role: String,
+}
+
+/// The assignee as written: the keys of every form, checked by [`Assignee::try_from`] so
+/// that unknown keys are still reported by the loader with their positions.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AssigneeForm {
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    each: Option<String>,
+    #[serde(default)]
+    tier: Option<Vec<i64>>,
+    #[serde(default)]
+    to: Option<RouteTo>,
+}
+
+impl TryFrom<AssigneeForm> for Assignee {
+    type Error = String;
+    fn try_from(f: AssigneeForm) -> Result<Self, String> {
+        let given: Vec<&str> = [
+            ("group", f.group.is_some()),
+            ("role", f.role.is_some()),
+            ("each", f.each.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect();
+        if given.len() != 1 {
+            return Err(if given.is_empty() {
+                "an assignee needs one of `group`, `role` or `each`, e.g. `{group: branches}`, `{role: organization_office}` or `{each: reserve}`".into()
+            } else {
+                format!(
+                    "an assignee takes one of `group`, `role` or `each`, not {}",
+                    given
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                )
+            });
+        }
+        if f.each.is_none() {
+            if let Some(k) = [("tier", f.tier.is_some()), ("to", f.to.is_some())]
+                .into_iter()
+                .find_map(|(k, set)| set.then_some(k))
+            {
+                return Err(format!(
+                    "`{k}` goes with `each:` only (one task per person); a `group` or `role` assignee has no people"
+                ));
+            }
+        }
+        match (f.group, f.role, f.each) {
+            (Some(g), _, _) => Ok(Assignee::Group(g)),
+            (_, Some(r), _) => Ok(Assignee::Role(r)),
+            (_, _, Some(pool)) => {
+                if !POOLS.contains(&pool.as_str()) {
+                    return Err(format!(
+                        "unknown pool `{pool}`; write `each: reserve` (the reserve-cadre pool, 后备干部库)"
+                    ));
+                }
+                let mut tier = Vec::new();
+                for t in f.tier.unwrap_or_default() {
+                    match u8::try_from(t) {
+                        Ok(n @ 1..=4) if !tier.contains(&n) => tier.push(n),
+                        Ok(1..=4) => return Err(format!("tier {t} is listed twice")),
+                        _ => {
+                            return Err(format!(
+                                "tier {t} does not exist; tiers (梯队) are 1 to 4, e.g. `tier: [1, 2]`"
+                            ));
+                        }
+                    }
+                }
+                Ok(Assignee::Each(EachPerson {
+                    pool,
+                    tier,
+                    to_role: f.to.map(|t| t.role),
+                }))
+            }
+            (None, None, None) => Err("an assignee needs one of `group`, `role` or `each`".into()),
+        }
+    }
+}
+
+impl JsonSchema for Assignee {
+    fn schema_name() -> Cow<'static, str> {
+        "Assignee".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Who a task is for.",
+            "oneOf": [
+                {"description": "One task for every member of this directory group (e.g. `branches`).",
+                 "type": "object", "properties": {"group": {"type": "string"}},
+                 "additionalProperties": false, "required": ["group"]},
+                {"description": "One task for this directory role (e.g. `organization_office`).",
+                 "type": "object", "properties": {"role": {"type": "string"}},
+                 "additionalProperties": false, "required": ["role"]},
+                {"description": "One task for every person in the pool (in the pool on the day the round starts), routed to the person's branch or to `to.role`.",
+                 "type": "object",
+                 "properties": {
+                    "each": {"enum": POOLS, "description": "The pool: `reserve` (后备干部库)."},
+                    "tier": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 4}, "uniqueItems": true,
+                             "description": "Only people of these tiers (梯队); default every tier."},
+                    "to": {"type": "object", "properties": {"role": {"type": "string", "description": "A directory role."}},
+                           "additionalProperties": false, "required": ["role"],
+                           "description": "Send every task to this role instead of the person's branch."}
+                 },
+                 "additionalProperties": false, "required": ["each"]}
+            ]
+        })
+    }
 }
 
 /// An instant, written as a base (`on` a date or `from` an anchor), an optional offset,

@@ -42,6 +42,7 @@ pub const TEMPLATE_VARIABLES: &[&str] = &[
     "items",
     "office",
     "event",
+    "person",
 ];
 
 /// Parse and check one workflow file. The workflow is returned only when it has no errors.
@@ -213,6 +214,7 @@ fn check(wf: &Workflow, ctx: Context<'_>, d: &mut Diagnostics, gaps: bool) {
         units: None,
         done: None,
         events: None,
+        people: None,
     });
     for p in problems {
         push(d, p);
@@ -284,6 +286,7 @@ fn check_next_kickoff(
         units: None,
         done: None,
         events: None,
+        people: None,
     });
     for p in problems
         .into_iter()

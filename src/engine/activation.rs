@@ -229,7 +229,7 @@ impl Joins {
         units.sort();
         units.dedup();
         let units = Some(units.as_slice());
-        let base = match round_plan(&self.catalog, &self.wf, &self.round, None, units) {
+        let base = match round_plan(&self.catalog, &self.wf, &self.round, rows, None, units) {
             Ok(p) => p,
             Err(e) => {
                 out.audit
@@ -259,7 +259,14 @@ impl Joins {
                 None => Ok(base.clone()),
                 Some((task, at)) => {
                     let map = BTreeMap::from([(task.clone(), from_ms(*at))]);
-                    round_plan(&self.catalog, &self.wf, &self.round, Some(&map), units)
+                    round_plan(
+                        &self.catalog,
+                        &self.wf,
+                        &self.round,
+                        rows,
+                        Some(&map),
+                        units,
+                    )
                 }
             };
             let p = match plan {
@@ -344,6 +351,7 @@ mod tests {
             assignee_name: who.into(),
             due_at: None,
             provisional: false,
+            person: None,
             state,
             completed_at: done,
             updated_at: done.unwrap_or(0),

@@ -101,6 +101,7 @@ pub fn occurrence_tasks(
             due_at: Some(ms(due.with_timezone(&Utc))),
             state: TaskState::Open,
             provisional: t.due.provisional,
+            person: None,
         });
         let prefix = format!("{}/", t.key);
         out.timers.extend(

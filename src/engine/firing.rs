@@ -231,6 +231,9 @@ impl Engine {
         for id in needs.round_tasks {
             reads.round_tasks.insert(id, self.store.tasks(id).await?);
         }
+        if needs.people {
+            reads.people = Some(self.pool_people().await?);
+        }
         Ok(reads)
     }
 }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod event;
 pub mod fire;
 mod firing;
+pub mod person;
 pub mod provisional;
 mod report;
 pub mod reproject;

@@ -114,7 +114,8 @@ impl Engine {
         done: Option<&BTreeMap<String, DateTime<Utc>>>,
     ) -> Result<Plan> {
         let wf = self.workflow_of(round.version_id).await?;
-        round_plan(&self.catalog(), &wf, round, done, None)
+        let tasks = self.store.tasks(round.id).await?;
+        round_plan(&self.catalog(), &wf, round, &tasks, done, None)
     }
 
     /// Plan a workflow source (a stored version) with the current catalog, at `start_from`'s
@@ -138,7 +139,7 @@ impl Engine {
             .or(Some(&wf))
             .and_then(|w| w.example_start.as_ref().map(|s| s.value))
             .unwrap_or(today);
-        self.plan_round(&wf, start, &BTreeMap::new(), None, None)
+        self.plan_round(&wf, start, &BTreeMap::new(), None).await
     }
 
     /// Progress of a round: per stage, overdue tasks, what fires next.

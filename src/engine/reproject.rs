@@ -260,6 +260,23 @@ impl Engine {
         actor: &str,
         reason: &str,
     ) -> Result<Impact, EngineError> {
+        self.reproject_with(round_id, to_version, add_units, &[], dry_run, actor, reason)
+            .await
+    }
+
+    /// [`Engine::reproject`], also making the round's tasks per person for `add_people`
+    /// (the round's own people are those its tasks were made for).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reproject_with(
+        &self,
+        round_id: i64,
+        to_version: Option<i64>,
+        add_units: &[String],
+        add_people: &[crate::core::plan::PersonRef],
+        dry_run: bool,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Impact, EngineError> {
         let store = self.store().clone();
         let round = store
             .round(round_id)
@@ -279,7 +296,15 @@ impl Engine {
         }
         units.extend(add_units.iter().cloned());
         let units: Vec<String> = units.into_iter().collect();
-        let plan = self.plan_version(&round, version, &units).await?;
+        let mut people = crate::engine::person::round_people(&tasks);
+        people.extend(
+            add_people
+                .iter()
+                .filter(|p| !people.iter().any(|q| q.id == p.id))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        let plan = self.plan_version(&round, version, &units, &people).await?;
         let wf = self.workflow_of(version).await?;
         // A task that appears waits, like at the round's start, while it has prerequisites
         // in the round (`after:`, `{done: …}`).
@@ -338,6 +363,7 @@ impl Engine {
                             TaskState::Waiting
                         },
                         provisional: fixed.is_some() && pt.due.provisional,
+                        person: pt.person.clone(),
                     });
                     if fixed.is_some() && !blocked(&pt.task) {
                         live.insert(pt.key.clone());
@@ -560,7 +586,10 @@ impl Engine {
             texts,
         };
         if dry_run
-            || (impact.changes.is_empty() && version == round.version_id && add_units.is_empty())
+            || (impact.changes.is_empty()
+                && version == round.version_id
+                && add_units.is_empty()
+                && add_people.is_empty())
         {
             return Ok(impact);
         }
@@ -580,7 +609,8 @@ impl Engine {
             actor: actor.to_string(),
             action: "round.migrate".into(),
             subject: format!("round:{round_id}"),
-            detail_json: serde_json::json!({"reason": reason, "from_version": round.version_id, "to_version": version, "changes": impact.changes.len(), "texts": impact.texts, "added_units": add_units}).to_string(),
+            detail_json: serde_json::json!({"reason": reason, "from_version": round.version_id, "to_version": version, "changes": impact.changes.len(), "texts": impact.texts, "added_units": add_units,
+                "added_people": add_people.iter().map(|p| p.id).collect::<Vec<_>>()}).to_string(),
         });
         store.reproject(r).await?;
         self.wake();
@@ -604,6 +634,7 @@ impl Engine {
         round: &crate::store::RoundRow,
         version: i64,
         units: &[String],
+        people: &[crate::core::plan::PersonRef],
     ) -> Result<Plan, EngineError> {
         let wf = self.workflow_of(version).await?;
         let start = NaiveDate::parse_from_str(&round.start_date, "%Y-%m-%d")
@@ -619,6 +650,7 @@ impl Engine {
             units: Some(units),
             done: None,
             events: None,
+            people: Some(people),
         });
         p.ok_or(EngineError::Plan {
             workflow: wf.id.value.clone(),

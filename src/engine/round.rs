@@ -5,10 +5,10 @@ use super::{Engine, EngineError, Result, from_ms, kickoff_timer, ms, timer_row};
 use crate::catalog::Catalog;
 use crate::core::definition::Workflow;
 use crate::core::directory::Party;
-use crate::core::plan::{Plan, PlanInput, plan};
+use crate::core::plan::{PersonRef, Plan, PlanInput, plan};
 use crate::core::state::{TaskState, TimerKind, TimerState};
 use crate::core::validate::workflow_tz;
-use crate::store::{AuditEntry, NewRound, NewTask, NewTimer, RoundRow, TimerPayload};
+use crate::store::{AuditEntry, NewRound, NewTask, NewTimer, RoundRow, TaskRow, TimerPayload};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::{BTreeMap, HashSet};
 
@@ -27,18 +27,30 @@ pub struct StartRound {
     pub actor: String,
 }
 
-/// Plan a stored round (its start, parameters and units, or only the units `only`) with a
-/// catalog.
+/// Plan a stored round (its start, parameters, units and people, or only the units `only`)
+/// with a catalog. `tasks` are the round's task rows: its people are those its tasks were
+/// made for (a round never takes in a person by itself; `round add-person` does).
 pub(crate) fn round_plan(
     cat: &Catalog,
     wf: &Workflow,
     round: &RoundRow,
+    tasks: &[TaskRow],
     done: Option<&BTreeMap<String, DateTime<Utc>>>,
     only: Option<&[String]>,
 ) -> Result<Plan> {
     let units: Option<&[String]> = only.or(round.units.as_deref());
     let start = round_start(round)?;
-    plan_with(cat, wf, start, &round.params, units, done)
+    let people = super::person::round_people(tasks);
+    plan_checked(
+        cat,
+        wf,
+        start,
+        &round.params,
+        units,
+        done,
+        None,
+        Some(&people),
+    )
 }
 
 /// One `catch_up` timer, due now, for each assignee with work already overdue when the
@@ -75,9 +87,9 @@ pub(crate) fn plan_with(
     start: NaiveDate,
     params: &BTreeMap<String, String>,
     units: Option<&[String]>,
-    done: Option<&BTreeMap<String, DateTime<Utc>>>,
+    people: Option<&[PersonRef]>,
 ) -> Result<Plan> {
-    plan_checked(cat, wf, start, params, units, done, None)
+    plan_checked(cat, wf, start, params, units, None, None, people)
 }
 
 /// Plan a stored round for one unit as if event `kind` happened at `at` (the tasks due
@@ -101,11 +113,13 @@ pub(crate) fn plan_event(
         Some(&units),
         None,
         Some(&events),
+        None,
     )
 }
 
 /// The planner over the catalog's directory, calendar and time zone; its problems as an
 /// error when it cannot plan.
+#[allow(clippy::too_many_arguments)]
 fn plan_checked(
     cat: &Catalog,
     wf: &Workflow,
@@ -114,6 +128,7 @@ fn plan_checked(
     units: Option<&[String]>,
     done: Option<&BTreeMap<String, DateTime<Utc>>>,
     events: Option<&BTreeMap<String, DateTime<Utc>>>,
+    people: Option<&[PersonRef]>,
 ) -> Result<Plan> {
     let (p, problems) = plan(PlanInput {
         workflow: wf,
@@ -125,6 +140,7 @@ fn plan_checked(
         units,
         done,
         events,
+        people,
     });
     p.ok_or_else(|| EngineError::Plan {
         workflow: wf.id.value.clone(),
@@ -187,6 +203,7 @@ pub(crate) fn materialise(
                     TaskState::Open
                 },
                 provisional: fixed && t.due.provisional,
+                person: t.person.clone(),
             }
         })
         .collect();
@@ -205,16 +222,17 @@ pub(crate) fn materialise(
 }
 
 impl Engine {
-    /// Plan a workflow with the current catalog.
-    pub(crate) fn plan_round(
+    /// Plan a workflow with the current catalog and, when it has tasks per person, the
+    /// people in the pool now.
+    pub(crate) async fn plan_round(
         &self,
         wf: &Workflow,
         start: NaiveDate,
         params: &BTreeMap<String, String>,
         units: Option<&[String]>,
-        done: Option<&BTreeMap<String, DateTime<Utc>>>,
     ) -> Result<Plan> {
-        plan_with(&self.catalog(), wf, start, params, units, done)
+        let people = self.pool_people_for(wf).await?;
+        plan_with(&self.catalog(), wf, start, params, units, people.as_deref())
     }
 
     /// Start a round now: plan it and write its tasks and timers in one transaction.
@@ -242,13 +260,14 @@ impl Engine {
             }
         };
         let now = self.clock.now();
-        let p = self.plan_round(
-            &loaded.workflow,
-            req.start,
-            &req.params,
-            req.units.as_deref(),
-            None,
-        )?;
+        let p = self
+            .plan_round(
+                &loaded.workflow,
+                req.start,
+                &req.params,
+                req.units.as_deref(),
+            )
+            .await?;
         let tag = format!("m{}", self.tag(&req.workflow));
         let (tasks, mut timers) = materialise(&tag, &loaded.workflow, &p, now);
         // Started late: what is overdue already is told once per assignee, instead of by

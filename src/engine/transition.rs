@@ -261,7 +261,15 @@ impl Engine {
             .then(|| task.assignee_id.clone())
             .into_iter()
             .collect();
-        let p = round_plan(&cat, &fixed, &round, None, Some(&only)).map_err(|e| match e {
+        let p = round_plan(
+            &cat,
+            &fixed,
+            &round,
+            std::slice::from_ref(&task),
+            None,
+            Some(&only),
+        )
+        .map_err(|e| match e {
             EngineError::Plan { problems, .. } => EngineError::Invalid(format!(
                 "the new deadline {} cannot be used: {}",
                 zh_datetime(&at),
@@ -447,7 +455,8 @@ impl Engine {
             if owed.iter().any(|t| !waits(t)) {
                 return Ok(());
             }
-            let p = round_plan(&self.catalog(), &wf, &round, None, None)?;
+            // Only the stage windows are read: no people needed.
+            let p = round_plan(&self.catalog(), &wf, &round, &[], None, None)?;
             let closed = p
                 .stages
                 .iter()

@@ -152,6 +152,7 @@ fn check(sf: &ScenarioFile, catalog: &Catalog, d: &mut Diagnostics) -> Scenario 
         units: units.as_deref(),
         done: None,
         events: None,
+        people: None,
     });
     let keys: Option<BTreeSet<&str>> = plan
         .as_ref()

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Corrupt, Millis, Result, StoreError};
 use crate::core::directory::Party;
+use crate::core::plan::PersonRef;
 use crate::core::state::{
     AssigneeKind, MessageKind, OutboxChannel, OutboxState, Rights, RoundStatus, Stored, TaskState,
     TimerKind, TimerState,
@@ -104,6 +105,8 @@ pub struct NewTask {
     pub state: TaskState,
     /// The deadline was counted over a year without a holiday file (provisional calendar).
     pub provisional: bool,
+    /// The person a task `{each: …}` is made for.
+    pub person: Option<PersonRef>,
 }
 
 /// A stored task instance.
@@ -137,6 +140,8 @@ pub struct TaskRow {
     pub updated_at: Millis,
     /// The deadline was counted over a year without a holiday file (provisional calendar).
     pub provisional: bool,
+    /// The person a task `{each: …}` is made for, as when the task was made.
+    pub person: Option<PersonRef>,
 }
 
 /// One entry of a task's history.
@@ -734,6 +739,7 @@ pub(crate) struct TaskDb {
     completed_at: Option<i64>,
     updated_at: i64,
     provisional: bool,
+    person_json: Option<String>,
 }
 
 impl TryFrom<TaskDb> for TaskRow {
@@ -755,6 +761,10 @@ impl TryFrom<TaskDb> for TaskRow {
             completed_at: c.instant_opt("completed_at", r.completed_at)?,
             updated_at: c.instant("updated_at", r.updated_at)?,
             provisional: r.provisional,
+            person: r
+                .person_json
+                .map(|j| c.json("person_json", j))
+                .transpose()?,
         })
     }
 }
@@ -1047,6 +1057,7 @@ mod tests {
             completed_at: None,
             updated_at: 0,
             provisional: false,
+            person_json: None,
         }
     }
 

@@ -483,6 +483,8 @@ where
             .bind(t.state.as_str())
             .bind(at)
             .bind(t.provisional)
+            .bind(t.person.as_ref().map(|p| p.id))
+            .bind(t.person.as_ref().map(json))
             .execute(&mut *c)
             .await?;
         Ok(())
@@ -526,7 +528,9 @@ where
                     .push_bind(t.state.as_str())
                     .push_bind(None::<i64>)
                     .push_bind(r.created_at)
-                    .push_bind(t.provisional);
+                    .push_bind(t.provisional)
+                    .push_bind(t.person.as_ref().map(|p| p.id))
+                    .push_bind(t.person.as_ref().map(json));
             });
             q.push(" RETURNING id, key");
             let rows: Vec<(i64, String)> = q.build_query_as().fetch_all(&mut *c).await?;

@@ -17,7 +17,7 @@ macro_rules! cols {
     };
     (task) => {
         "id, round_id, key, task, stage, title, assignee_kind, assignee_id, \
-         assignee_name, due_at, state, completed_at, updated_at, provisional"
+         assignee_name, due_at, state, completed_at, updated_at, provisional, person_json"
     };
     (timer) => {
         "id, key, round_id, task_id, kind, due_at, payload_json, state, attempts, \
@@ -92,7 +92,8 @@ pub(crate) const ROUND_SET_STATUS: &str = "UPDATE rounds SET status = $2 WHERE i
 
 pub(crate) const TASK_INSERT: &str = "INSERT INTO tasks (round_id, key, task, stage, title, \
      assignee_kind, assignee_id, assignee_name, due_at, state, completed_at, updated_at, \
-     provisional) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12)";
+     provisional, person_id, person_json) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13, $14)";
 pub(crate) const TASK_BY_ID: &str = concat!("SELECT ", cols!(task), " FROM tasks WHERE id = $1");
 /// Followed by a bound id list and `)`.
 pub(crate) const TASKS_BY_IDS: &str = concat!("SELECT ", cols!(task), " FROM tasks WHERE id IN (");
@@ -302,7 +303,7 @@ pub(crate) const OUTBOX_SEED_SCAN: i64 = 200;
 /// Heads of the statements built with a row count (multi-row `VALUES`, bound id lists).
 pub(crate) const TASKS_INSERT_HEAD: &str = "INSERT INTO tasks (round_id, key, task, stage, \
      title, assignee_kind, assignee_id, assignee_name, due_at, state, completed_at, \
-     updated_at, provisional) ";
+     updated_at, provisional, person_id, person_json) ";
 /// Followed by multi-row `VALUES` and ` ON CONFLICT (key) DO NOTHING`.
 pub(crate) const TIMERS_INSERT_HEAD: &str =
     "INSERT INTO timers (key, round_id, task_id, kind, due_at, payload_json) ";

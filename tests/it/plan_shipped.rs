@@ -40,6 +40,7 @@ fn plan_of(id: &str, start: Option<NaiveDate>, params: &[(&str, &str)]) -> Plan 
         units: None,
         done: None,
         events: None,
+        people: None,
     });
     p.unwrap_or_else(|| panic!("{id} does not plan: {problems:?}"))
 }
@@ -331,6 +332,7 @@ fn branches_option_limits_the_fan_out() {
         units: Some(&only),
         done: None,
         events: None,
+        people: None,
     });
     let p = p.unwrap();
     assert!(

@@ -203,6 +203,7 @@ fn the_plan_marks_exactly_the_instants_counted_over_2027_in_text_and_json() {
         units: None,
         done: None,
         events: None,
+        people: None,
     });
     let plan = plan.unwrap_or_else(|| panic!("the 2026-12-01 round plans: {problems:?}"));
     assert!(

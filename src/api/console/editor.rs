@@ -163,6 +163,7 @@ fn check_draft(cat: &Catalog, id: &str, path: &FsPath, text: &str, today: NaiveD
             units: None,
             done: None,
             events: None,
+            people: None,
         });
         out.plan_start = Some(start);
         out.plan = p.map(|p| p.to_table());

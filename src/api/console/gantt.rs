@@ -357,6 +357,7 @@ mod tests {
             completed_at: None,
             updated_at: 0,
             provisional: false,
+            person: None,
         }
     }
 

@@ -2,8 +2,8 @@
 //! (reminders, deadline, overdue reminders, escalation rungs) with their stable keys.
 
 use super::{
-    MAX_OVERDUE_REMINDERS, Plan, PlannedStage, PlannedTask, PlannedTimer, Planner, Point,
-    TimerKind, first_rung_above, len_value,
+    MAX_OVERDUE_REMINDERS, PersonRef, Plan, PlannedStage, PlannedTask, PlannedTimer, Planner,
+    Point, TimerKind, first_rung_above, len_value,
 };
 use crate::core::definition::{Anchor, Assignee, Rung, Task};
 use crate::core::diagnostic::{Sp, suggest};
@@ -17,19 +17,16 @@ use std::collections::BTreeMap;
 type TaskTimer = (TimerKind, u32, DateTime<Tz>, bool, Option<String>);
 
 impl<'a> Planner<'a> {
-    fn assignees(&mut self, task: &Task) -> Vec<Party> {
+    /// The assignees of a task, each with the person its task is made for (`each:`).
+    fn assignees(&mut self, task: &Task) -> Vec<(Party, Option<PersonRef>)> {
         let dir = self.input.directory;
         match &task.assignee.value {
             Assignee::Group(g) => match dir.group(g) {
                 Some(group) => dir
                     .members(group)
                     .into_iter()
-                    .filter(|u| {
-                        self.input
-                            .units
-                            .is_none_or(|only| only.contains(&u.id.value))
-                    })
-                    .map(|u| u.party())
+                    .filter(|u| self.takes_part(&u.id.value))
+                    .map(|u| (u.party(), None))
                     .collect(),
                 None => {
                     self.error(
@@ -42,18 +39,67 @@ impl<'a> Planner<'a> {
                 }
             },
             Assignee::Role(r) => {
-                if dir.role(r).is_none() {
-                    self.error(
-                        "unknown-reference",
-                        task.assignee.loc,
-                        format!("unknown directory role `{r}`"),
-                        Some(suggest(r, dir.role_ids())),
-                    );
+                if !self.known_role(task, r) {
                     return Vec::new();
                 }
-                vec![dir.role_party(r)]
+                vec![(dir.role_party(r), None)]
+            }
+            Assignee::Each(each) => {
+                if let Some(r) = &each.to_role
+                    && !self.known_role(task, r)
+                {
+                    return Vec::new();
+                }
+                let people = self.input.people.unwrap_or(&[]);
+                let mut out = Vec::new();
+                for p in people {
+                    if !(each.tier.is_empty() || each.tier.contains(&p.tier))
+                        || !self.takes_part(&p.unit)
+                    {
+                        continue;
+                    }
+                    let party = match (&each.to_role, dir.unit(&p.unit)) {
+                        (Some(r), _) => dir.role_party(r),
+                        (None, Some(u)) => u.party(),
+                        (None, None) => {
+                            self.warning(
+                                "person-unit-unknown",
+                                task.assignee.loc,
+                                format!(
+                                    "{} (person {}) belongs to unit `{}`, which is not in the directory: no task `{}` for them",
+                                    p.name, p.id, p.unit, task.id.value
+                                ),
+                                Some("move the person to a unit of the directory (`yanzhen pool edit ID --unit …`)".into()),
+                            );
+                            continue;
+                        }
+                    };
+                    out.push((party, Some(p.clone())));
+                }
+                out
             }
         }
+    }
+
+    /// Whether a unit takes part in the round (the round's unit filter).
+    fn takes_part(&self, unit: &str) -> bool {
+        self.input
+            .units
+            .is_none_or(|only| only.iter().any(|u| u == unit))
+    }
+
+    fn known_role(&mut self, task: &Task, r: &str) -> bool {
+        let dir = self.input.directory;
+        if dir.role(r).is_some() {
+            return true;
+        }
+        self.error(
+            "unknown-reference",
+            task.assignee.loc,
+            format!("unknown directory role `{r}`"),
+            Some(suggest(r, dir.role_ids())),
+        );
+        false
     }
 
     pub(super) fn build(&mut self) -> Option<Plan> {
@@ -246,11 +292,14 @@ impl<'a> Planner<'a> {
                     }
                 }
             }
-            for a in assignees {
-                let key = match a.kind {
+            for (a, person) in assignees {
+                let mut key = match a.kind {
                     AssigneeKind::Unit => format!("{}@{}", task.id.value, a.id),
                     AssigneeKind::Role => format!("{}@role:{}", task.id.value, a.id),
                 };
+                if let Some(p) = &person {
+                    key.push_str(&format!("/p{}", p.id));
+                }
                 let first_rung = chain.map_or(0, |c| first_rung_above(c, &a));
                 if chain.is_some_and(|c| !c.is_empty() && first_rung >= c.len()) {
                     self.warning(
@@ -300,11 +349,15 @@ impl<'a> Planner<'a> {
                 tasks.push(PlannedTask {
                     key,
                     task: task.id.value.clone(),
-                    title: task.title.clone(),
+                    title: match &person {
+                        Some(p) => format!("{}（{}）", task.title, p.name),
+                        None => task.title.clone(),
+                    },
                     stage: stage.id.value.clone(),
                     assignee: a,
                     due: due.clone(),
                     after_done: after_done.clone(),
+                    person,
                 });
             }
         }

@@ -51,6 +51,22 @@ pub struct PlanInput<'a> {
     /// Outside events that happened, by event id: `from: {event: id}` counts from this
     /// instant (one occurrence; the engine plans each occurrence's task on its own).
     pub events: Option<&'a BTreeMap<String, DateTime<chrono::Utc>>>,
+    /// The people of the pool a task `{each: …}` is made for (those in the pool on the day
+    /// the round starts, or a running round's own); None: no per-person task is planned.
+    pub people: Option<&'a [PersonRef]>,
+}
+
+/// A person a task is made for, as the planner, the task row and messages see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PersonRef {
+    /// `people.id`.
+    pub id: i64,
+    /// Name (姓名).
+    pub name: String,
+    /// The person's branch: a unit id of the directory.
+    pub unit: String,
+    /// Tier (梯队) 1–4.
+    pub tier: u8,
 }
 
 /// A problem met while planning, positioned in the workflow file.
@@ -104,7 +120,8 @@ pub struct PlannedStage {
 /// One task for one assignee.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedTask {
-    /// Unique key within the round: `task@unit` or `task@role:id`.
+    /// Unique key within the round: `task@unit` or `task@role:id`, for a person's task
+    /// followed by `/pID`.
     pub key: String,
     /// Task id.
     pub task: String,
@@ -119,6 +136,9 @@ pub struct PlannedTask {
     /// The task this one waits for (`from: {done: ...}`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_done: Option<String>,
+    /// The person a task `{each: …}` is made for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person: Option<PersonRef>,
 }
 
 pub use crate::core::state::TimerKind;

@@ -61,6 +61,7 @@ fn planned(text: &str) -> (Plan, Vec<Problem>) {
         units: Some(&["dongguan".to_string()]),
         done: None,
         events: None,
+        people: None,
     });
     (p.expect("plans"), problems)
 }

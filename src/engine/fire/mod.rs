@@ -49,6 +49,9 @@ pub struct Reads {
     pub siblings: HashMap<i64, Vec<TimerRow>>,
     /// All tasks of the rounds whose catch-up messages fire in the batch.
     pub round_tasks: HashMap<i64, Vec<TaskRow>>,
+    /// The people in the pool, when a kickoff fires in the batch (its round's tasks per
+    /// person are made for them).
+    pub people: Option<Vec<crate::core::plan::PersonRef>>,
 }
 
 /// What the shell must read for a batch before calling [`effects`]: the first stage (tasks
@@ -64,6 +67,8 @@ pub struct Needs {
     pub rounds: Vec<i64>,
     /// Rounds whose every task is read (catch-up messages).
     pub round_tasks: Vec<i64>,
+    /// The people in the pool (a kickoff fires).
+    pub people: bool,
 }
 
 /// What a batch needs read, from the timers and `now` alone.
@@ -84,6 +89,7 @@ pub fn needs(batch: &[TimerRow], now: DateTime<Utc>) -> Needs {
                 n.round_tasks.push(round);
             }
         }
+        n.people |= t.kind == TimerKind::Kickoff;
     }
     for v in [
         &mut n.tasks,
@@ -113,6 +119,16 @@ pub struct Ctx<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// `{{ person }}` in a per-person task's messages: id, name, the branch's name (`unit`) and
+/// id (`unit_id`), tier.
+pub fn person_context(cat: &Catalog, p: &crate::core::plan::PersonRef) -> minijinja::Value {
+    let unit = cat
+        .directory
+        .unit(&p.unit)
+        .map_or_else(|| p.unit.clone(), |u| u.name.clone());
+    minijinja::context! { id => p.id, name => p.name.clone(), unit => unit, unit_id => p.unit.clone(), tier => p.tier }
+}
+
 /// The effects of one claimed timer. An error means the timer's own data (or a row it
 /// needs) is unusable; the shell then fires it with a `timer.error` audit entry.
 pub fn effects(cx: &Ctx, reads: &Reads, t: &TimerRow) -> Result<FireEffects> {
@@ -128,7 +144,7 @@ pub fn effects(cx: &Ctx, reads: &Reads, t: &TimerRow) -> Result<FireEffects> {
         return Ok(skipped(t, now, "before the round was started"));
     }
     match t.kind {
-        TimerKind::Kickoff => kickoff(cx, t),
+        TimerKind::Kickoff => kickoff(cx, reads, t),
         TimerKind::CatchUp => catch_up(cx, reads, t),
         TimerKind::CalendarNotice => Ok(calendar_notice(cx, t)),
         TimerKind::StageOpen | TimerKind::StageClose => Ok(FireEffects {
@@ -228,7 +244,7 @@ pub fn task_link(
     ))
 }
 
-fn kickoff(cx: &Ctx, t: &TimerRow) -> Result<FireEffects> {
+fn kickoff(cx: &Ctx, reads: &Reads, t: &TimerRow) -> Result<FireEffects> {
     let (cat, now, payload) = (cx.catalog, cx.now, &t.payload);
     let Some(id) = payload.workflow.clone() else {
         return Err(corrupt_payload(
@@ -285,7 +301,15 @@ fn kickoff(cx: &Ctx, t: &TimerRow) -> Result<FireEffects> {
         return Ok(fx);
     }
     let start = due.with_timezone(&tz).date_naive();
-    let p = match super::round::plan_with(cat, wf, start, &BTreeMap::new(), None, None) {
+    let people =
+        if super::person::has_each(wf) {
+            Some(reads.people.as_deref().ok_or_else(|| {
+                EngineError::Invalid("the pool was not read for a kickoff".into())
+            })?)
+        } else {
+            None
+        };
+    let p = match super::round::plan_with(cat, wf, start, &BTreeMap::new(), None, people) {
         Ok(p) => p,
         // E.g. the holiday calendar lacks a year the round needs. The round is still owed:
         // it waits, and starts once it plans (after a reload).
@@ -624,6 +648,7 @@ fn task_timer(cx: &Ctx, reads: &Reads, t: &TimerRow) -> Result<FireEffects> {
         link => link,
         items => minijinja::Value::from(minijinja::value::Serde(vec![&item])),
         office => minijinja::context!{ name => cat.directory.office.name.clone() },
+        person => task.person.as_ref().map(|p| person_context(cat, p)),
     };
     // A task description is a template too: render it with the same variables.
     if let Some(src) = task_def.as_ref().and_then(|t| t.description.as_ref()) {

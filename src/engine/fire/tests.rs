@@ -42,6 +42,7 @@ fn task(state: TaskState, due: DateTime<Utc>) -> TaskRow {
         completed_at: None,
         updated_at: 0,
         provisional: false,
+        person: None,
     }
 }
 

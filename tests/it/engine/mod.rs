@@ -96,6 +96,7 @@ async fn round_start_writes_every_task_and_timer_of_the_plan() {
             units: None,
             done: None,
             events: None,
+            people: None,
         });
         let p = p.expect("plans");
         let waiting_keys: HashSet<&str> = tasks

@@ -55,6 +55,7 @@ fn task(key: &str, state: &str, due_at: Option<Millis>) -> NewTask {
         due_at,
         state: state.parse().expect("a task state"),
         provisional: false,
+        person: None,
     }
 }
 
