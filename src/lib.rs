@@ -3,6 +3,7 @@
 //! See `docs/architecture.md` for the map of modules.
 
 pub mod access;
+pub mod assessment;
 pub mod api;
 pub mod catalog;
 pub mod cli;

@@ -80,7 +80,11 @@ pub fn occurrence_tasks(
         .with_timezone(&Utc);
     let p = plan_event(cat, wf, round, &o.unit, &o.kind, start_of_day)?;
     for t in p.tasks.iter().filter(|t| {
-        owed.contains(&t.task) && t.assignee.kind == AssigneeKind::Unit && t.assignee.id == o.unit
+        // A role's task (the office's 调整 task) is owed once per occurrence too; a unit's
+        // only for the person's own unit.
+        owed.contains(&t.task)
+            && (t.assignee.kind == AssigneeKind::Role
+                || (t.assignee.kind == AssigneeKind::Unit && t.assignee.id == o.unit))
     }) {
         let Some(due) = t.due.at.filter(|_| !t.due.projected) else {
             continue;

@@ -24,6 +24,7 @@ pub mod budget;
 mod digest;
 mod generic;
 mod people;
+mod results;
 mod postgres;
 mod rows;
 mod shared;
@@ -33,6 +34,7 @@ mod sqlite;
 pub(crate) use digest::MessageKey;
 pub use digest::{DIGEST_CLASSES, DigestHold, digest_class};
 pub use people::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
+pub use results::{NewResult, RatingsWrite, ResultFilter, ResultRow};
 pub use postgres::PgStore;
 pub use rows::{
     Activation, AuditEntry, AuditRow, ClaimedOutbox, ClaimedTimers, CorruptTimer, Counts, Decide,
@@ -432,6 +434,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Recorded events, by date.
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>>;
+
+    /// Store a branch's ratings for a year (replacing that year's earlier ones) with their
+    /// audit entries, and record each 调整 event owed that was not recorded before; returns
+    /// the events recorded now.
+    async fn write_ratings(&self, ratings: &RatingsWrite, who: &PoolWrite)
+    -> Result<Vec<EventRow>>;
+
+    /// Assessment results by year, branch and name.
+    async fn results(&self, filter: &ResultFilter) -> Result<Vec<ResultRow>>;
 }
 
 /// A database URL with any password replaced by `***`, for messages and logs.
