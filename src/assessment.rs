@@ -174,8 +174,14 @@ impl<'a> Assessment<'a> {
             return Err(AssessError::NotOpen(form.task.state.zh().to_string()));
         }
         let people: BTreeMap<i64, String> = form.people.iter().cloned().collect();
-        form.rules.judge(&people, given)?;
         let store = self.engine.store();
+        let mut others = BTreeMap::new();
+        for (id, _) in given.iter().filter(|(id, _)| !people.contains_key(id)) {
+            if let Some(p) = store.person(*id).await? {
+                others.insert(*id, p.person.name);
+            }
+        }
+        form.rules.judge(&people, &others, given)?;
         let now = self.engine.clock().now();
         let today = local_date(now, self.engine.catalog().config.tz());
         let years_back = form.rules.adjust.as_ref().map_or(0, |(n, _)| *n);
@@ -236,7 +242,7 @@ impl<'a> Assessment<'a> {
             let name = people.get(&e.person_id).cloned().unwrap_or_default();
             adjust_tasks.extend(
                 self.engine
-                    .event_occurred(&Occurrence {
+                    .event_occurred_in(round.id, &Occurrence {
                         id: e.id,
                         kind: e.kind.clone(),
                         date: e.date,

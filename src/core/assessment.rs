@@ -223,16 +223,21 @@ impl Rules {
 
     /// Check a branch's submission against its in-pool people (`id → name`): every person
     /// rated once, from the scale, within the quota. All problems but the quota are listed
-    /// together; the quota is judged on a submission that is otherwise complete.
+    /// together; the quota is judged on a submission that is otherwise complete. `others`
+    /// names people of other branches, so that a refusal can name them too.
     pub fn judge(
         &self,
         people: &BTreeMap<i64, String>,
+        others: &BTreeMap<i64, String>,
         given: &[(i64, String)],
     ) -> Result<(), Refusal> {
         let mut problems = Vec::new();
         let mut seen = BTreeSet::new();
         for (id, rating) in given {
-            let who = people.get(id).map_or_else(|| format!("编号{id}"), Clone::clone);
+            let who = people
+                .get(id)
+                .or_else(|| others.get(id))
+                .map_or_else(|| format!("编号为{id}的人员"), Clone::clone);
             if !people.contains_key(id) {
                 problems.push(format!("{who}不是本支部在库的后备干部"));
             } else if !seen.insert(*id) {
@@ -501,8 +506,8 @@ mod tests {
     #[test]
     fn fifteen_percent_of_ten_rounded_down_allows_one() {
         let r = rules(15, Rounding::Down);
-        assert_eq!(r.judge(&people(10), &given(10, 1)), Ok(()));
-        let refused = r.judge(&people(10), &given(10, 2)).unwrap_err();
+        assert_eq!(r.judge(&people(10), &BTreeMap::new(), &given(10, 1)), Ok(()));
+        let refused = r.judge(&people(10), &BTreeMap::new(), &given(10, 2)).unwrap_err();
         assert_eq!(refused.code(), "quota_exceeded");
         insta::assert_snapshot!(refused.to_string());
     }
@@ -523,7 +528,7 @@ mod tests {
             (1, "好".to_string()),
             (9, "较好".to_string()),
         ];
-        let refused = r.judge(&people(3), &bad).unwrap_err();
+        let refused = r.judge(&people(3), &BTreeMap::new(), &bad).unwrap_err();
         assert_eq!(refused.code(), "ratings_invalid");
         insta::assert_snapshot!(refused.to_string());
     }
