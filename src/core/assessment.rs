@@ -363,16 +363,11 @@ pub fn check(wf: &Workflow, d: &mut Diagnostics) {
                 Some("ratings are collected per branch: assign the task to a group, e.g. `{group: branches}`".into()),
             );
         }
-        check_block(wf, &r.value, r.loc, d);
+        check_block(wf, &r.value, d);
     }
 }
 
-fn check_block(
-    wf: &Workflow,
-    r: &Ratings,
-    at: crate::core::diagnostic::Loc,
-    d: &mut Diagnostics,
-) {
+fn check_block(wf: &Workflow, r: &Ratings, d: &mut Diagnostics) {
     let scale: Vec<String> = match &r.scale {
         Some(s) => {
             if s.value.is_empty() {
@@ -471,7 +466,6 @@ fn check_block(
             );
         }
     }
-    let _ = at;
 }
 
 #[cfg(test)]

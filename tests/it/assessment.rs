@@ -453,3 +453,73 @@ async fn the_branch_page_rates_its_own_people_only_and_the_console_task_page_tak
         assert_eq!(s.results(2025).await.len(), 10, "{n}");
     }
 }
+
+/// A workflow whose `ratings:` block breaks every rule once: each error names its line and
+/// column, says what is wrong and how to fix it.
+const BAD_RATINGS: &str = r#"id: t
+title: 测试
+example_start: 2025-03-03
+parameters:
+  - id: share
+    type: text
+    default: 十五
+events:
+  - id: adjust_due
+    title: 应予调整
+stages:
+  - id: s1
+    title: 阶段一
+    closes: {from: round_start, days: 5}
+    tasks:
+      - id: a
+        title: 考核
+        assignee: {group: branches}
+        due: {from: stage_close}
+        ratings:
+          scale: [优秀, 称职, 基本称职, 不称职]
+          failing: [不合格]
+          quota: {rating: 好, max_percent: "${share}"}
+          adjust: {consecutive_failing_years: 0, event: adjust_du}
+          priority: {ratings: [优秀]}
+      - id: b
+        title: 复核
+        assignee: {role: organization_office}
+        due: {from: stage_close}
+        ratings:
+          quota: {rating: 好, max_percent: 150}
+          adjust: {consecutive_failing_years: 2, event: adjust_due}
+"#;
+
+#[test]
+fn every_bad_ratings_block_is_reported_with_its_position_and_a_hint() {
+    let dir = common::directory();
+    let cal = common::calendar();
+    let ctx = yanzhen::core::validate::Context {
+        directory: &dir,
+        calendar: &cal,
+        default_tz: Shanghai,
+        today: common::today(),
+    };
+    let (wf, d) = yanzhen::core::validate::validate_workflow("wf.yaml", BAD_RATINGS, ctx);
+    assert!(wf.is_none());
+    let all = d.into_sorted();
+    let codes: Vec<&str> = all.iter().map(|d| d.code).collect();
+    for code in [
+        "ratings-unknown-rating",
+        "ratings-quota-param",
+        "ratings-adjust-years",
+        "ratings-adjust-event",
+        "ratings-twice",
+        "ratings-not-per-branch",
+        "ratings-quota-percent",
+        "ratings-adjust-no-task",
+    ] {
+        assert!(codes.contains(&code), "{code} in {codes:?}");
+    }
+    let text = all
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!(text);
+}
