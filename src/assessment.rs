@@ -193,7 +193,10 @@ impl<'a> Assessment<'a> {
                     ..ResultFilter::default()
                 })
                 .await?;
-            for r in rows.into_iter().filter(|r| people.contains_key(&r.person_id)) {
+            for r in rows
+                .into_iter()
+                .filter(|r| people.contains_key(&r.person_id))
+            {
                 history
                     .entry(r.person_id)
                     .or_default()
@@ -242,14 +245,17 @@ impl<'a> Assessment<'a> {
             let name = people.get(&e.person_id).cloned().unwrap_or_default();
             adjust_tasks.extend(
                 self.engine
-                    .event_occurred_in(round.id, &Occurrence {
-                        id: e.id,
-                        kind: e.kind.clone(),
-                        date: e.date,
-                        unit: form.task.assignee_id.clone(),
-                        person: Some((e.person_id, name)),
-                        actor: actor.to_string(),
-                    })
+                    .event_occurred_in(
+                        round.id,
+                        &Occurrence {
+                            id: e.id,
+                            kind: e.kind.clone(),
+                            date: e.date,
+                            unit: form.task.assignee_id.clone(),
+                            person: Some((e.person_id, name)),
+                            actor: actor.to_string(),
+                        },
+                    )
                     .await?,
             );
         }

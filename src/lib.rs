@@ -3,8 +3,8 @@
 //! See `docs/architecture.md` for the map of modules.
 
 pub mod access;
-pub mod assessment;
 pub mod api;
+pub mod assessment;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -47,9 +47,11 @@ impl From<AssessError> for ApiError {
     fn from(e: AssessError) -> Self {
         match e {
             AssessError::NotFound(_) => ApiError::not_found(e.to_string()),
-            AssessError::NotRatings(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "not_ratings", e.to_string())
-            }
+            AssessError::NotRatings(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "not_ratings",
+                e.to_string(),
+            ),
             AssessError::NotOpen(_) => {
                 ApiError::new(StatusCode::CONFLICT, "wrong_state", e.to_string())
             }

@@ -166,11 +166,7 @@ impl QuotaRule {
 impl Rules {
     /// Resolve a block; `param` gives a parameter's integer value for the round (its
     /// override or default). A quota whose parameter has no value is left out.
-    pub fn of(
-        r: &Ratings,
-        workflow: &str,
-        param: &dyn Fn(&str) -> Option<i64>,
-    ) -> Rules {
+    pub fn of(r: &Ratings, workflow: &str, param: &dyn Fn(&str) -> Option<i64>) -> Rules {
         let scale: Vec<String> = match &r.scale {
             Some(s) => s.value.clone(),
             None => DEFAULT_SCALE.iter().map(|s| s.to_string()).collect(),
@@ -333,7 +329,9 @@ impl Refusal {
 
 /// The task of a workflow that collects ratings, with its block.
 pub fn ratings_task<'a>(wf: &'a Workflow, task: &str) -> Option<&'a Ratings> {
-    wf.task(task).and_then(|(_, t)| t.ratings.as_ref()).map(|r| &r.value)
+    wf.task(task)
+        .and_then(|(_, t)| t.ratings.as_ref())
+        .map(|r| &r.value)
 }
 
 /// Check every `ratings:` block of a workflow: the scale, that every rating named is on it,
@@ -350,7 +348,10 @@ pub fn check(wf: &Workflow, d: &mut Diagnostics) {
                     "task `{}` collects ratings, but task `{}` (line {}) already does",
                     t.id.value, f.value, f.loc.line
                 ),
-                Some("a workflow keeps one result per person and year: collect ratings in one task".into()),
+                Some(
+                    "a workflow keeps one result per person and year: collect ratings in one task"
+                        .into(),
+                ),
             );
         } else {
             first = Some(&t.id);
@@ -398,7 +399,11 @@ fn check_block(wf: &Workflow, r: &Ratings, d: &mut Diagnostics) {
             d.error(
                 "ratings-unknown-rating",
                 x.loc,
-                format!("{what} `{}` is not on the rating scale ({})", x.value, scale.join(", ")),
+                format!(
+                    "{what} `{}` is not on the rating scale ({})",
+                    x.value,
+                    scale.join(", ")
+                ),
                 Some(suggest(&x.value, scale.iter().map(String::as_str))),
             );
         }
@@ -500,8 +505,13 @@ mod tests {
     #[test]
     fn fifteen_percent_of_ten_rounded_down_allows_one() {
         let r = rules(15, Rounding::Down);
-        assert_eq!(r.judge(&people(10), &BTreeMap::new(), &given(10, 1)), Ok(()));
-        let refused = r.judge(&people(10), &BTreeMap::new(), &given(10, 2)).unwrap_err();
+        assert_eq!(
+            r.judge(&people(10), &BTreeMap::new(), &given(10, 1)),
+            Ok(())
+        );
+        let refused = r
+            .judge(&people(10), &BTreeMap::new(), &given(10, 2))
+            .unwrap_err();
         assert_eq!(refused.code(), "quota_exceeded");
         insta::assert_snapshot!(refused.to_string());
     }

@@ -24,8 +24,8 @@ pub mod budget;
 mod digest;
 mod generic;
 mod people;
-mod results;
 mod postgres;
+mod results;
 mod rows;
 mod shared;
 mod sql;
@@ -34,8 +34,8 @@ mod sqlite;
 pub(crate) use digest::MessageKey;
 pub use digest::{DIGEST_CLASSES, DigestHold, digest_class};
 pub use people::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
-pub use results::{NewResult, RatingsWrite, ResultFilter, ResultRow};
 pub use postgres::PgStore;
+pub use results::{NewResult, RatingsWrite, ResultFilter, ResultRow};
 pub use rows::{
     Activation, AuditEntry, AuditRow, ClaimedOutbox, ClaimedTimers, CorruptTimer, Counts, Decide,
     Decided, Delivery, FireEffects, HistoryRow, NewNotification, NewRound, NewTask, NewTimer,

@@ -168,8 +168,7 @@ where
                     "task": w.task_id, "round": w.round_id});
                 Tx::<B>::insert_audit(&mut tx, &audit(who, r.person_id, detail)).await?;
             }
-            if let (Some(note), Some((kind, date)), None) = (&r.adjust, &w.adjust_event, adjusted)
-            {
+            if let (Some(note), Some((kind, date)), None) = (&r.adjust, &w.adjust_event, adjusted) {
                 let id = sqlx::query_scalar::<B::Db, i64>(EVENT_INSERT)
                     .bind(r.person_id)
                     .bind(kind.as_str())
@@ -189,8 +188,7 @@ where
                     action: "event.record".into(),
                     ..who.clone()
                 };
-                let detail =
-                    json!({"event": id, "kind": kind, "date": ymd(*date), "note": note});
+                let detail = json!({"event": id, "kind": kind, "date": ymd(*date), "note": note});
                 Tx::<B>::insert_audit(&mut tx, &audit(&ev_who, r.person_id, detail)).await?;
                 events.push(EventRow {
                     id,

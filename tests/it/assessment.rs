@@ -98,7 +98,15 @@ async fn servers() -> Vec<Server> {
 
 /// Ten reserves of dongguan: the quota of 好 is 15% of 10, rounded down: one.
 const DONGGUAN: [&str; 10] = [
-    "周晓明", "孙丽娜", "吴建华", "郑雅琴", "王海涛", "李春燕", "赵志刚", "钱文静", "冯志远",
+    "周晓明",
+    "孙丽娜",
+    "吴建华",
+    "郑雅琴",
+    "王海涛",
+    "李春燕",
+    "赵志刚",
+    "钱文静",
+    "冯志远",
     "褚国栋",
 ];
 
@@ -225,7 +233,12 @@ async fn a_quota_breach_is_refused_over_http_and_in_the_engine_with_the_rule_cit
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| (r["person"].as_i64().unwrap(), r["rating"].as_str().unwrap().into()))
+            .map(|r| {
+                (
+                    r["person"].as_i64().unwrap(),
+                    r["rating"].as_str().unwrap().into(),
+                )
+            })
             .collect();
         let refused = Assessment::new(&s.engine)
             .submit(task, &given, "cli")
@@ -255,7 +268,12 @@ async fn a_quota_breach_is_refused_over_http_and_in_the_engine_with_the_rule_cit
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{n}: {e}");
         assert_eq!(e["error"]["code"], "ratings_invalid", "{n}");
         let m = e["error"]["message"].as_str().unwrap();
-        for part in ["陈思雨不是本支部在库的后备干部", "周晓明的等次“优秀”", "尚未评定：", "褚国栋"] {
+        for part in [
+            "陈思雨不是本支部在库的后备干部",
+            "周晓明的等次“优秀”",
+            "尚未评定：",
+            "褚国栋",
+        ] {
             assert!(m.contains(part), "{n}: {part} in {m}");
         }
         assert!(s.results(2025).await.is_empty(), "{n}: nothing stored");
@@ -276,7 +294,10 @@ async fn a_valid_submission_stores_the_results_by_year_completes_the_task_and_li
             .await;
         assert_eq!(st, StatusCode::OK, "{n}: {v}");
         assert_eq!(v["task"]["state"], "done", "{n}");
-        assert!(v["adjust_tasks"].as_array().unwrap().is_empty(), "{n}: first failing year");
+        assert!(
+            v["adjust_tasks"].as_array().unwrap().is_empty(),
+            "{n}: first failing year"
+        );
 
         let results = s.results(2025).await;
         assert_eq!(results.len(), 10, "{n}");
@@ -284,7 +305,10 @@ async fn a_valid_submission_stores_the_results_by_year_completes_the_task_and_li
         assert_eq!(of("周晓明")["rating"], "好", "{n}");
         assert_eq!(of("褚国栋")["failing"], true, "{n}");
         assert_eq!(of("孙丽娜")["rating"], "较好", "{n}");
-        assert!(s.results(2024).await.is_empty(), "{n}: kept under the round's year");
+        assert!(
+            s.results(2024).await.is_empty(),
+            "{n}: kept under the round's year"
+        );
 
         let (_, list) = s.get("/api/results/priority?year=2025").await;
         let names: Vec<&str> = list
@@ -364,12 +388,13 @@ async fn two_failing_years_owe_exactly_one_adjustment_task_for_the_office_naming
 
         // Reopened and submitted again: the results are replaced, no second 调整 task.
         let (st, r) = s
-            .post(&format!("/api/tasks/{second}/reopen"), json!({"reason": "更正"}))
+            .post(
+                &format!("/api/tasks/{second}/reopen"),
+                json!({"reason": "更正"}),
+            )
             .await;
         assert_eq!(st, StatusCode::OK, "{n}: {r}");
-        let (st, v) = s
-            .post(&format!("/api/tasks/{second}/ratings"), body)
-            .await;
+        let (st, v) = s.post(&format!("/api/tasks/{second}/ratings"), body).await;
         assert_eq!(st, StatusCode::OK, "{n}: {v}");
         assert!(v["adjust_tasks"].as_array().unwrap().is_empty(), "{n}: {v}");
         assert_eq!(adjust(&s.tasks(round).await), 1, "{n}");
@@ -395,7 +420,7 @@ async fn the_branch_page_rates_its_own_people_only_and_the_console_task_page_tak
             .with_ymd_and_hms(2026, 2, 1, 0, 0, 0)
             .unwrap()
             .timestamp();
-        let link = LinkSigner::new("assess-test").unit_link("dongguan", exp);
+        let link = LinkSigner::new("assess-test").task_link("dongguan", task, exp);
         let page = s
             .http
             .get(format!("{}{link}", s.base))
@@ -408,11 +433,35 @@ async fn the_branch_page_rates_its_own_people_only_and_the_console_task_page_tak
         let form = page
             .split("id=\"ratings-form\"")
             .nth(1)
-            .unwrap_or_else(|| panic!("{n}: the ratings form on the branch page"));
+            .unwrap_or_else(|| panic!("{n}: the ratings form on the branch page: {page}"));
         for own in DONGGUAN {
             assert!(form.contains(own), "{n}: {own}");
         }
         assert!(!page.contains("陈思雨"), "{n}: 陈思雨 is xiguan's");
+        assert!(
+            !page.contains("id=\"mark-done\""),
+            "{n}: done through the ratings only"
+        );
+
+        // The branch posts a breach through its link: refused with the rule, nothing kept.
+        let action = link.replacen('?', "/ratings?", 1);
+        let body: Vec<String> = people
+            .iter()
+            .filter(|(p, _)| DONGGUAN.contains(&p.as_str()))
+            .map(|(_, id)| format!("p{id}=%E5%A5%BD"))
+            .collect();
+        let resp = s
+            .http
+            .post(format!("{}{action}", s.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.join("&"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{n}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("最多1人为“好”，提交了10人"), "{n}: {text}");
+        assert!(s.results(2025).await.is_empty(), "{n}");
 
         // The console task page: sign in, post the form with its CSRF token.
         let pair = sign_in(&s.base, &s.admin).await;
@@ -428,7 +477,10 @@ async fn the_branch_page_rates_its_own_people_only_and_the_console_task_page_tak
             .unwrap();
         assert!(page.contains("id=\"ratings-form\""), "{n}: {page}");
         let mut form: Vec<(String, String)> = vec![("csrf".into(), csrf("assess-test", &pair))];
-        for (name, id) in people.iter().filter(|(p, _)| DONGGUAN.contains(&p.as_str())) {
+        for (name, id) in people
+            .iter()
+            .filter(|(p, _)| DONGGUAN.contains(&p.as_str()))
+        {
             let r = if name == "周晓明" { "好" } else { "一般" };
             form.push((format!("p{id}"), r.into()));
         }
@@ -440,7 +492,10 @@ async fn the_branch_page_rates_its_own_people_only_and_the_console_task_page_tak
             .body(
                 form.iter()
                     .map(|(k, v)| {
-                        let v = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
+                        let v = percent_encoding::utf8_percent_encode(
+                            v,
+                            percent_encoding::NON_ALPHANUMERIC,
+                        );
                         format!("{k}={v}")
                     })
                     .collect::<Vec<_>>()
@@ -449,7 +504,12 @@ async fn the_branch_page_rates_its_own_people_only_and_the_console_task_page_tak
             .send()
             .await
             .unwrap();
-        assert!(resp.status().is_redirection() || resp.status().is_success(), "{n}: {}", resp.status());
+        assert_eq!(
+            resp.status(),
+            StatusCode::SEE_OTHER,
+            "{n}: {}",
+            resp.text().await.unwrap()
+        );
         assert_eq!(s.results(2025).await.len(), 10, "{n}");
     }
 }
