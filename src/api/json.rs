@@ -70,6 +70,7 @@ pub fn routes() -> Router<State> {
     endpoints()
         .into_iter()
         .chain(super::people::endpoints())
+        .chain(super::results::endpoints())
         .fold(Router::new(), |r, (e, handler)| r.route(e.path, handler))
 }
 
@@ -279,6 +280,7 @@ async fn openapi() -> Json<Value> {
     let list: Vec<Endpoint> = endpoints()
         .into_iter()
         .chain(super::people::endpoints())
+        .chain(super::results::endpoints())
         .map(|(e, _)| e)
         .collect();
     Json(super::openapi::document(&list))

@@ -16,6 +16,7 @@ pub mod guard;
 pub mod json;
 pub mod openapi;
 pub mod people;
+pub mod results;
 pub mod server;
 
 pub use auth::{

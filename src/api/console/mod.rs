@@ -14,6 +14,7 @@
 //! - `rounds`: the rounds list and a round's page; `gantt` lays out its timeline;
 //! - `overdue`: the overdue board;
 //! - `tasks`: a task's page and its actions (complete, waive, reopen);
+//! - `ratings`: the ratings form of a task that collects 考核等次 (console and branch page);
 //! - `workflows`: the workflow list; `editor`: the editor (preview, save);
 //! - `tokens`: the tokens page (administrators: list, create, revoke);
 
@@ -57,6 +58,7 @@ mod gantt;
 mod labels;
 mod overdue;
 mod pool;
+mod ratings;
 mod rounds;
 mod tasks;
 mod tokens;
@@ -87,6 +89,7 @@ pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
         .route("/console/tasks/{id}/complete", post(tasks::task_complete))
         .route("/console/tasks/{id}/waive", post(tasks::task_waive))
         .route("/console/tasks/{id}/reopen", post(tasks::task_reopen))
+        .route("/console/tasks/{id}/ratings", post(ratings::task_ratings))
         .route(
             "/console/tokens",
             get(tokens::tokens_page).post(tokens::token_create),
@@ -128,6 +131,7 @@ pub fn branch_routes() -> Router<State> {
             get(branch::branch_task).post(branch::branch_task_done),
         )
         .route("/b/{unit}/t/{task}/undo", post(branch::branch_task_undo))
+        .route("/b/{unit}/t/{task}/ratings", post(ratings::branch_ratings))
 }
 
 /// The error page of a request refused before its page ran (the guards of every request).

@@ -90,6 +90,10 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/console/person_form.html"),
     ),
     (
+        "ratings_form.html",
+        include_str!("../../../templates/console/ratings_form.html"),
+    ),
+    (
         "link_error.html",
         include_str!("../../../templates/console/link_error.html"),
     ),
