@@ -8,6 +8,7 @@
 pub mod calendar;
 pub mod definition;
 pub mod diagnostic;
+pub mod diagnostic_text;
 pub mod directory;
 pub mod plan;
 pub mod pool;

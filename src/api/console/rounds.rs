@@ -148,7 +148,7 @@ pub(super) async fn round_page(
     let next: Vec<serde_json::Value> = status
         .next
         .iter()
-        .map(|t| json!({"at": format!("{}{}", ui.at(t.due_at), provisional_mark(crate::engine::timer_is_provisional(t))), "kind": timer_kind_zh(t.kind), "key": t.key.split_once('/').map(|(_, k)| k).unwrap_or(&t.key)}))
+        .map(|t| json!({"at": format!("{}{}", ui.at(t.due_at), provisional_mark(crate::engine::timer_is_provisional(t))), "kind": timer_kind_zh(t.kind), "subject": super::display::timer_subject(t, &tasks), "key": t.key.split_once('/').map(|(_, k)| k).unwrap_or(&t.key)}))
         .collect();
     let done = tasks
         .iter()
