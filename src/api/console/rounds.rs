@@ -168,6 +168,7 @@ pub(super) async fn round_page(
         json!({
             "active": "rounds",
             "title": status.title,
+            "gantt_title": status.title,
             "round": {"id": r.id, "tag": r.tag, "workflow_id": r.workflow_id, "start_date": r.start_date, "status": r.status, "status_zh": round_status_zh(r.status)},
             "stages": stages, "tasks": task_rows, "next": next, "gantt": gantt,
             "total": tasks.iter().filter(|t| t.state != TaskState::Cancelled).count(),

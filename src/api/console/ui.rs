@@ -90,6 +90,10 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/console/person_form.html"),
     ),
     (
+        "gantt.html",
+        include_str!("../../../templates/console/gantt.html"),
+    ),
+    (
         "link_error.html",
         include_str!("../../../templates/console/link_error.html"),
     ),

@@ -14,6 +14,19 @@ document.addEventListener('DOMContentLoaded', function () {
       });
     });
   }
+  // Editor: line numbers follow the draft's lines and its scrolling.
+  var gutter = document.getElementById('gutter');
+  if (ta && gutter) {
+    var number = function () {
+      var n = ta.value.split('\n').length, out = [];
+      for (var i = 1; i <= n; i++) out.push(i);
+      gutter.textContent = out.join('\n') + '\n';
+      gutter.scrollTop = ta.scrollTop;
+    };
+    ta.addEventListener('input', number);
+    ta.addEventListener('scroll', function () { gutter.scrollTop = ta.scrollTop; });
+    number();
+  }
   // Task page: one click selects the whole signed link, ready to copy.
   document.querySelectorAll('input.select-on-click').forEach(function (el) {
     el.addEventListener('click', function () { el.select(); });
