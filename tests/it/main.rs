@@ -7,6 +7,7 @@ mod common;
 
 mod api;
 mod browser;
+mod browser_clerk;
 mod calendar_official;
 mod cli;
 mod console;

@@ -18,7 +18,8 @@ document.addEventListener('DOMContentLoaded', function () {
   var gutter = document.getElementById('gutter');
   if (ta && gutter) {
     var number = function () {
-      var n = ta.value.split('\n').length, out = [];
+      // A final line break ends the last line; it does not start a numbered one.
+      var n = Math.max(1, ta.value.replace(/\n$/, '').split('\n').length), out = [];
       for (var i = 1; i <= n; i++) out.push(i);
       gutter.textContent = out.join('\n') + '\n';
       gutter.scrollTop = ta.scrollTop;
