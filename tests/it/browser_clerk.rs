@@ -518,6 +518,11 @@ fn browse(scene: &Scene, profile: &Path) -> anyhow::Result<()> {
         "both versions shown: {current} / {draft}"
     );
     shot(&tab, "editor-conflict")?;
+    let sizes: Vec<f64> = serde_json::from_str(&eval_string(&tab, OVERFLOW)?)?;
+    anyhow::ensure!(
+        sizes.len() == 2 && sizes[0] <= sizes[1],
+        "the two versions push the page sideways: {sizes:?}"
+    );
     anyhow::ensure!(
         std::fs::read_to_string(&scene.editor_file)? == theirs,
         "the refused save changed the file"
