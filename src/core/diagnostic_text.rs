@@ -270,15 +270,22 @@ pub struct ZhText {
     pub hint: Option<String>,
 }
 
-/// The `quoted` names of an English message, in order, without repeats.
-fn quoted(text: &str) -> Vec<&str> {
-    let mut out: Vec<&str> = Vec::new();
-    for (i, part) in text.split('`').enumerate() {
-        if i % 2 == 1 && !part.is_empty() && !out.contains(&part) {
-            out.push(part);
+/// The `quoted` names of an English message, in order, without repeats: those the
+/// message is about, and those that say where (`… in \`stages[0]\``).
+fn quoted(text: &str) -> (Vec<&str>, Vec<&str>) {
+    let (mut about, mut place): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    let parts: Vec<&str> = text.split('`').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i % 2 == 0 || part.is_empty() || about.contains(part) || place.contains(part) {
+            continue;
+        }
+        if parts[i - 1].ends_with(" in ") {
+            place.push(part);
+        } else {
+            about.push(part);
         }
     }
-    out
+    (about, place)
 }
 
 /// The Chinese of `d`: the catalogue's text for its code followed by the names quoted in
@@ -292,13 +299,20 @@ pub fn zh(d: &Diagnostic) -> ZhText {
             hint: d.hint.clone(),
         };
     };
-    let names = quoted(&d.message);
-    let message = if names.is_empty() {
-        entry.zh.to_string()
-    } else {
-        let list: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-        format!("{}：{}", entry.zh, list.join("、"))
+    let (names, place) = quoted(&d.message);
+    let list = |v: &[&str]| {
+        v.iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join("、")
     };
+    let mut message = entry.zh.to_string();
+    if !names.is_empty() {
+        message = format!("{message}：{}", list(&names));
+    }
+    if !place.is_empty() {
+        message = format!("{message}（位于 {}）", list(&place));
+    }
     let suggestion = d.hint.as_deref().and_then(|h| {
         let rest = h.split("did you mean `").nth(1)?;
         let name = rest.split('`').next()?;
@@ -415,7 +429,7 @@ mod tests {
             Some("did you mean `nominate`? (known: `inspect`, `nominate`)".into()),
         );
         let z = zh(&d.into_sorted()[0]);
-        assert_eq!(z.message, "引用了不存在的名称：`nominte`、`after`");
+        assert_eq!(z.message, "引用了不存在的名称：`nominte`（位于 `after`）");
         assert_eq!(
             z.hint.as_deref(),
             Some("是不是想写 `nominate`？检查拼写，或先在工作流或名录中定义它。")

@@ -362,7 +362,7 @@ fn browse(scene: &Scene, profile: &Path) -> anyhow::Result<()> {
                 .collect::<Result<Vec<_>, _>>()?
                 .join("\n");
             anyhow::ensure!(
-                shown.contains("5:5 格式中没有这个键：`titel`")
+                shown.contains("5:5 格式中没有这个键：`titel`（位于 `stages[0]`）")
                     && shown.contains("提示：是不是想写 `title`？"),
                 "the editor's error is not in Chinese: {shown}"
             );
