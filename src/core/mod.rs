@@ -9,6 +9,7 @@ pub mod assessment;
 pub mod calendar;
 pub mod definition;
 pub mod diagnostic;
+pub mod diagnostic_text;
 pub mod directory;
 pub mod plan;
 pub mod pool;

@@ -29,10 +29,10 @@ use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
 use yanzhen::store::{AuditEntry, TokenRow};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Flags for a quiet, self-contained headless Chromium (no sandbox: CI runs as root).
-const CHROMIUM_FLAGS: &[&str] = &[
+pub(crate) const CHROMIUM_FLAGS: &[&str] = &[
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -44,9 +44,9 @@ const CHROMIUM_FLAGS: &[&str] = &[
 ];
 
 /// A draft with a misspelt key (`titel`) on line 5, column 5.
-const MISSPELT: &str = "id: yearly-training\ntitle: 年度培训\nstages:\n  - id: s\n    titel: 培训\n    opens: {from: round_start}\n    closes: {from: round_start, days: 3}\n    tasks: []\n";
+pub(crate) const MISSPELT: &str = "id: yearly-training\ntitle: 年度培训\nstages:\n  - id: s\n    titel: 培训\n    opens: {from: round_start}\n    closes: {from: round_start, days: 3}\n    tasks: []\n";
 
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+pub(crate) fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Shanghai
         .with_ymd_and_hms(y, m, d, h, min, 0)
         .single()
@@ -54,7 +54,7 @@ fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+pub(crate) fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("date")
 }
 

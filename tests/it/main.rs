@@ -8,6 +8,7 @@ mod common;
 mod api;
 mod assessment;
 mod browser;
+mod browser_clerk;
 mod calendar_official;
 mod cli;
 mod console;

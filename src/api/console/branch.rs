@@ -399,7 +399,7 @@ pub(super) async fn branch_task_undo(
         .reopen_task_due(
             task.id,
             &actor,
-            Some("分支撤销误标记的完成".into()),
+            Some("支部撤销误标记的完成".into()),
             crate::engine::NewDeadline::Unchanged,
         )
         .await;

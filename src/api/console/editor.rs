@@ -3,6 +3,7 @@
 //! atomically, reloaded as a file event would be, and recorded in the audit log.
 
 use super::auth::ConsoleUser;
+use super::gantt::plan_gantt;
 use super::ui::{Early, Ui, diag_json};
 use crate::api::State;
 use crate::catalog::{Catalog, content_hash};
@@ -88,18 +89,64 @@ pub(super) async fn editor_page(
             None => (skeleton(&id, ui.today()), true),
         },
     };
+    // The version this edit starts from: the file as read now (none for a new file).
+    let base = on_disk(&path).map(|t| content_hash(&t)).unwrap_or_default();
+    let page = EditorPage {
+        id: &id,
+        path: &path,
+        is_new,
+        source: &source,
+        base: &base,
+        title: ui
+            .catalog
+            .workflows
+            .get(&id)
+            .map(|w| w.workflow.title.as_str()),
+    };
     ui.page(
         StatusCode::OK,
         "editor.html",
-        editor_ctx(&id, &path, is_new, &source, None, None),
+        page.ctx(&ui, None, None, None),
     )
+}
+
+/// The workflow file's text as it is on disk now, None when it does not exist (or cannot
+/// be read: then a save cannot have been based on it either).
+fn on_disk(path: &FsPath) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// What every rendering of the editor shows besides the check's outcome.
+struct EditorPage<'a> {
+    id: &'a str,
+    path: &'a FsPath,
+    is_new: bool,
+    source: &'a str,
+    /// The content hash of the file version the draft was based on ("" for a new file):
+    /// a save over a newer version is refused (optimistic concurrency).
+    base: &'a str,
+    title: Option<&'a str>,
+}
+
+/// A refused save: the file as it is now, next to the draft.
+struct Conflict {
+    current: String,
+}
+
+/// Lines of `text` numbered for a side-by-side view; lines absent from `other` marked.
+fn numbered(text: &str, other: &str) -> Vec<serde_json::Value> {
+    let theirs: std::collections::HashSet<&str> = other.lines().collect();
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| json!({"n": i + 1, "text": l, "changed": !theirs.contains(l)}))
+        .collect()
 }
 
 /// The outcome of checking a draft.
 struct Checked {
     workflow: Option<Workflow>,
     diagnostics: Vec<Diagnostic>,
-    plan: Option<String>,
+    plan: Option<crate::core::plan::Plan>,
     plan_start: Option<NaiveDate>,
     plan_problems: Vec<Diagnostic>,
 }
@@ -111,9 +158,16 @@ impl Checked {
 }
 
 /// Validate a draft as `yanzhen validate` would (against the loaded directory and
-/// calendar, with today's date), require its id to be the one edited, and plan it from its
-/// `example_start` (or today) for the preview.
-fn check_draft(cat: &Catalog, id: &str, path: &FsPath, text: &str, today: NaiveDate) -> Checked {
+/// calendar, with today's date), require its id to be the one edited, and plan it from
+/// `start` (the preview's date picker), else its `example_start`, else today.
+fn check_draft(
+    cat: &Catalog,
+    id: &str,
+    path: &FsPath,
+    text: &str,
+    today: NaiveDate,
+    start: Option<NaiveDate>,
+) -> Checked {
     let file = path.display().to_string();
     let ctx = Context {
         directory: &cat.directory,
@@ -151,7 +205,9 @@ fn check_draft(cat: &Catalog, id: &str, path: &FsPath, text: &str, today: NaiveD
         plan_problems: Vec::new(),
     };
     if let Some(wf) = &out.workflow {
-        let start = wf.example_start.as_ref().map(|s| s.value).unwrap_or(today);
+        let start = start
+            .or(wf.example_start.as_ref().map(|s| s.value))
+            .unwrap_or(today);
         let params = BTreeMap::new();
         let (p, problems) = plan(PlanInput {
             workflow: wf,
@@ -166,7 +222,7 @@ fn check_draft(cat: &Catalog, id: &str, path: &FsPath, text: &str, today: NaiveD
             people: None,
         });
         out.plan_start = Some(start);
-        out.plan = p.map(|p| p.to_table());
+        out.plan = p;
         out.plan_problems = problems
             .into_iter()
             .map(|p| Diagnostic {
@@ -182,42 +238,68 @@ fn check_draft(cat: &Catalog, id: &str, path: &FsPath, text: &str, today: NaiveD
     out
 }
 
-fn editor_ctx(
-    id: &str,
-    path: &FsPath,
-    is_new: bool,
-    source: &str,
-    checked: Option<&Checked>,
-    message: Option<(&str, String)>,
-) -> serde_json::Value {
-    let count = |s: Severity| {
-        checked.map_or(0, |c| {
-            c.diagnostics.iter().filter(|d| d.severity == s).count()
+impl EditorPage<'_> {
+    fn ctx(
+        &self,
+        ui: &Ui<'_>,
+        checked: Option<&Checked>,
+        message: Option<(&str, String)>,
+        conflict: Option<&Conflict>,
+    ) -> serde_json::Value {
+        let count = |s: Severity| {
+            checked.map_or(0, |c| {
+                c.diagnostics.iter().filter(|d| d.severity == s).count()
+            })
+        };
+        let gantt = checked
+            .and_then(|c| c.plan.as_ref())
+            .and_then(|p| plan_gantt(p, ui.now(), ui.tz(), &ui.catalog.calendar));
+        json!({
+            "active": "workflows", "id": self.id, "path": self.path.display().to_string(), "is_new": self.is_new,
+            "title": self.title, "source": self.source, "base": self.base,
+            "lines": self.source.lines().count().max(1),
+            "checked": checked.is_some(),
+            "errors": count(Severity::Error), "warnings": count(Severity::Warning),
+            "diagnostics": checked.map(|c| c.diagnostics.iter().map(diag_json).collect::<Vec<_>>()).unwrap_or_default(),
+            "plan": checked.and_then(|c| c.plan.as_ref()).map(|p| p.to_table()),
+            "gantt": gantt, "gantt_title": format!("{}（计划预览）", self.title.unwrap_or(self.id)),
+            "plan_start": checked.and_then(|c| c.plan_start).map(zh_date),
+            "plan_start_iso": checked.and_then(|c| c.plan_start).map(|d| d.to_string()),
+            "plan_problems": checked.map(|c| c.plan_problems.iter().map(diag_json).collect::<Vec<_>>()).unwrap_or_default(),
+            "message": message.as_ref().map(|m| m.1.clone()),
+            "message_kind": message.as_ref().map(|m| m.0).unwrap_or("error"),
+            "conflict": conflict.map(|c| json!({
+                "current": numbered(&c.current, self.source),
+                "mine": numbered(self.source, &c.current),
+            })),
         })
-    };
-    json!({
-        "active": "workflows", "id": id, "path": path.display().to_string(), "is_new": is_new,
-        "source": source, "checked": checked.is_some(),
-        "errors": count(Severity::Error), "warnings": count(Severity::Warning),
-        "diagnostics": checked.map(|c| c.diagnostics.iter().map(diag_json).collect::<Vec<_>>()).unwrap_or_default(),
-        "plan": checked.and_then(|c| c.plan.clone()),
-        "plan_start": checked.and_then(|c| c.plan_start).map(zh_date),
-        "plan_problems": checked.map(|c| c.plan_problems.iter().map(diag_json).collect::<Vec<_>>()).unwrap_or_default(),
-        "message": message.as_ref().map(|m| m.1.clone()),
-        "message_kind": message.as_ref().map(|m| m.0).unwrap_or("error"),
-    })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(super) struct SourceForm {
     source: String,
+    /// The content hash of the version the draft started from ("" for a new file).
+    base: String,
+    /// The preview's start date (`YYYY-MM-DD`), else the workflow's `example_start`.
+    start: String,
 }
 
 /// Browsers send textarea line breaks as CRLF; files keep LF.
 fn normalise(source: &str) -> String {
     source.replace("\r\n", "\n")
 }
+
+/// The preview's start date from the form's date picker; None when empty or malformed
+/// (then the workflow's `example_start`, else today).
+fn form_start(raw: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d").ok()
+}
+
+/// Saves are checked against the file and written one at a time, so two saves based on
+/// the same version cannot both pass the version check.
+static SAVING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub(super) async fn editor_preview(
     Shared(state): Shared<State>,
@@ -231,12 +313,30 @@ pub(super) async fn editor_preview(
         Err(r) => return *r,
     };
     let source = normalise(&form.source);
-    let checked = check_draft(&ui.catalog, &id, &path, &source, ui.today());
-    let is_new = !ui.catalog.workflows.contains_key(&id) && !path.is_file();
+    let checked = check_draft(
+        &ui.catalog,
+        &id,
+        &path,
+        &source,
+        ui.today(),
+        form_start(&form.start),
+    );
+    let page = EditorPage {
+        id: &id,
+        path: &path,
+        is_new: !ui.catalog.workflows.contains_key(&id) && !path.is_file(),
+        source: &source,
+        base: &form.base,
+        title: ui
+            .catalog
+            .workflows
+            .get(&id)
+            .map(|w| w.workflow.title.as_str()),
+    };
     ui.page(
         StatusCode::OK,
         "editor.html",
-        editor_ctx(&id, &path, is_new, &source, Some(&checked), None),
+        page.ctx(&ui, Some(&checked), None, None),
     )
 }
 
@@ -256,19 +356,62 @@ pub(super) async fn editor_save(
     };
     let source = normalise(&form.source);
     let today = ui.today();
-    let checked = check_draft(&ui.catalog, &id, &path, &source, today);
+    let checked = check_draft(
+        &ui.catalog,
+        &id,
+        &path,
+        &source,
+        today,
+        form_start(&form.start),
+    );
     let is_new = !ui.catalog.workflows.contains_key(&id) && !path.is_file();
+    let saving = SAVING.lock().await;
+    let current = on_disk(&path);
+    let current_hash = current.as_deref().map(content_hash).unwrap_or_default();
+    let mut page = EditorPage {
+        id: &id,
+        path: &path,
+        is_new,
+        source: &source,
+        base: &form.base,
+        title: ui
+            .catalog
+            .workflows
+            .get(&id)
+            .map(|w| w.workflow.title.as_str()),
+    };
+    if form.base != current_hash {
+        // Someone saved (or edited the file on the server) since this draft was opened:
+        // show both versions; the form now carries the current version, so saving again
+        // replaces it knowingly.
+        tracing::info!(workflow = %id, actor = %user.actor(), "a save over a newer version of the workflow was refused");
+        page.base = &current_hash;
+        let conflict = Conflict {
+            current: current.unwrap_or_default(),
+        };
+        return ui.page(
+            StatusCode::CONFLICT,
+            "editor.html",
+            page.ctx(
+                &ui,
+                Some(&checked),
+                Some((
+                    "error",
+                    "没有保存：你打开编辑器之后，这个文件已被修改（其他人在控制台保存过，或在服务器上改动过）。下面并列显示文件的当前版本和你的草稿；请把需要的修改合并到草稿中再保存，再次保存将以你的草稿替换当前版本。".into(),
+                )),
+                Some(&conflict),
+            ),
+        );
+    }
     if !checked.valid() {
         return ui.page(
             StatusCode::UNPROCESSABLE_ENTITY,
             "editor.html",
-            editor_ctx(
-                &id,
-                &path,
-                is_new,
-                &source,
+            page.ctx(
+                &ui,
                 Some(&checked),
                 Some(("error", "草稿有错误，没有保存；文件保持不变。".into())),
+                None,
             ),
         );
     }
@@ -277,16 +420,15 @@ pub(super) async fn editor_save(
         return ui.page(
             StatusCode::INTERNAL_SERVER_ERROR,
             "editor.html",
-            editor_ctx(
-                &id,
-                &path,
-                is_new,
-                &source,
+            page.ctx(
+                &ui,
                 Some(&checked),
                 Some(("error", format!("写入文件失败：{e}"))),
+                None,
             ),
         );
     }
+    drop(saving);
     // The same reload as a file event or SIGHUP: a broken config, directory or calendar
     // changes nothing, other broken workflow files keep their last good version, and
     // running rounds are re-projected onto the current directory and calendar.

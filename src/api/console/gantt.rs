@@ -16,8 +16,15 @@ use std::collections::BTreeMap;
 const LABEL_W: f64 = 180.0;
 /// Height of the date axis above the first row.
 const AXIS_H: f64 = 46.0;
-/// Height of one stage row.
-const ROW_H: f64 = 38.0;
+/// Height of one stage row (the bar, its deadline diamonds and their printed dates).
+const ROW_H: f64 = 44.0;
+/// Width of the time axis: with the label margin the chart fits a 1,000 px container
+/// without sideways scrolling (the stylesheet scales it down further, e.g. for print).
+const SPAN_W: f64 = 760.0;
+/// Stage label font size; labels longer than the margin are shortened with "…".
+const LABEL_PX: f64 = 13.0;
+/// Least distance between two printed deadline dates of a row, so they never overlap.
+const DATE_GAP: f64 = 30.0;
 /// Height of a stage bar.
 const BAR_H: f64 = 16.0;
 /// Half the width of a deadline diamond.
@@ -60,7 +67,12 @@ struct Span {
 #[derive(Debug, Serialize)]
 struct GanttRow {
     id: String,
+    /// The stage title, shortened to fit the label margin.
     label: String,
+    /// The whole title (tooltip, and the details table under the chart).
+    title: String,
+    /// The window in words, for the details table (readable in print, without hovering).
+    window: Option<String>,
     line_y: f64,
     text_y: f64,
     bar: Option<Bar>,
@@ -84,6 +96,11 @@ struct Diamond {
     /// The deadline rests on the provisional calendar (drawn dashed).
     provisional: bool,
     tip: String,
+    /// The deadline's date printed under the diamond (`7/4`), None where it would overlap
+    /// the previous one.
+    date: Option<String>,
+    date_x: f64,
+    date_y: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -92,6 +109,35 @@ struct NowLine {
     label_x: f64,
     label_y: f64,
     label: String,
+    /// `end` when the label is drawn to the left of the line (near the right edge).
+    anchor: &'static str,
+    /// Now is outside the chart's range: the line sits on the nearer edge.
+    outside: bool,
+}
+
+/// The display width of `text` at the label size: CJK and other wide characters take a
+/// full em, ASCII about half.
+fn text_px(text: &str) -> f64 {
+    text.chars()
+        .map(|c| if c.is_ascii() { 0.55 } else { 1.0 })
+        .sum::<f64>()
+        * LABEL_PX
+}
+
+/// `text` shortened with "…" to fit `max_px` at the label size.
+fn fit_label(text: &str, max_px: f64) -> String {
+    if text_px(text) <= max_px {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    for c in text.chars() {
+        let next = format!("{out}{c}…");
+        if text_px(&next) > max_px {
+            break;
+        }
+        out.push(c);
+    }
+    format!("{out}…")
 }
 
 fn r1(v: f64) -> f64 {
@@ -130,7 +176,7 @@ pub(super) fn gantt(
     };
     let start_utc = midnight(first)?;
     let end_utc = midnight(end)?;
-    let ppd = (1100.0 / days as f64).clamp(3.0, 44.0);
+    let ppd = (SPAN_W / days as f64).clamp(3.0, 44.0);
     let x = |t: DateTime<Utc>| r1(LABEL_W + (t - start_utc).num_seconds() as f64 / 86_400.0 * ppd);
     let width = r1(LABEL_W + days as f64 * ppd + 24.0);
     let body_h = stages.len() as f64 * ROW_H;
@@ -183,6 +229,16 @@ pub(super) fn gantt(
         .map(|(i, s)| {
             let top = AXIS_H + i as f64 * ROW_H;
             let cy = top + ROW_H / 2.0;
+            let bar_window = match (s.opens, s.closes) {
+                (Some(o), Some(c)) => Some(format!(
+                    "{}{} — {}{}",
+                    zh_datetime(&o.with_timezone(&tz)),
+                    provisional_mark(s.opens_provisional),
+                    zh_datetime(&c.with_timezone(&tz)),
+                    provisional_mark(s.closes_provisional)
+                )),
+                _ => None,
+            };
             let bar = match (s.opens, s.closes) {
                 (Some(o), Some(c)) => {
                     let (x1, x2) = (x(o), x(c));
@@ -217,10 +273,16 @@ pub(super) fn gantt(
                     by_due.entry(d).or_default().push(t);
                 }
             }
+            let mut last_date_x = f64::NEG_INFINITY;
             let diamonds = by_due
                 .into_iter()
                 .map(|(due, ts)| {
                     let dx = x(from_ms(due));
+                    let local = from_ms(due).with_timezone(&tz);
+                    let date = (dx - last_date_x >= DATE_GAP).then(|| {
+                        last_date_x = dx;
+                        format!("{}/{}", local.month(), local.day())
+                    });
                     let late = ts
                         .iter()
                         .any(|t| t.state == TaskState::Open && due < now_ms);
@@ -235,6 +297,9 @@ pub(super) fn gantt(
                         .count();
                     let provisional = ts.iter().any(|t| t.provisional);
                     Diamond {
+                        date,
+                        date_x: dx,
+                        date_y: r1(cy + DIAMOND + 13.0),
                         provisional,
                         points: format!(
                             "{},{} {},{} {},{} {},{}",
@@ -267,7 +332,9 @@ pub(super) fn gantt(
                 .collect();
             GanttRow {
                 id: s.id.clone(),
-                label: s.title.clone(),
+                label: fit_label(&s.title, LABEL_W - 16.0),
+                title: s.title.clone(),
+                window: bar_window,
                 line_y: r1(top + ROW_H),
                 text_y: r1(cy + 4.5),
                 bar,
@@ -275,21 +342,40 @@ pub(super) fn gantt(
             }
         })
         .collect();
-    let now_line = (now >= start_utc && now <= end_utc).then(|| {
-        let nx = x(now);
+    // Now is always marked: on the nearer edge, with an arrow, when the round lies wholly
+    // in the past or the future.
+    let now_line = {
+        let clamped = now.clamp(start_utc, end_utc);
+        let outside = clamped != now;
+        let nx = x(clamped);
         let local = now.with_timezone(&tz);
-        NowLine {
+        let when = format!(
+            "现在 {}月{}日 {}",
+            local.month(),
+            local.day(),
+            local.format("%H:%M")
+        );
+        let label = if now > end_utc {
+            format!("{when} →")
+        } else if now < start_utc {
+            format!("← {when}")
+        } else {
+            when
+        };
+        let right_half = nx > LABEL_W + (days as f64 * ppd) / 2.0;
+        Some(NowLine {
             x: nx,
-            label_x: r1(nx + 3.0),
+            label_x: if right_half {
+                r1(nx - 3.0)
+            } else {
+                r1(nx + 3.0)
+            },
             label_y: r1(AXIS_H + body_h + 14.0),
-            label: format!(
-                "现在 {}月{}日 {}",
-                local.month(),
-                local.day(),
-                local.format("%H:%M")
-            ),
-        }
-    });
+            label,
+            anchor: if right_half { "end" } else { "start" },
+            outside,
+        })
+    };
     Some(Gantt {
         width,
         height,
@@ -306,6 +392,55 @@ pub(super) fn gantt(
         rows,
         now: now_line,
     })
+}
+
+/// The Gantt chart of a trial plan (the editor's preview): each stage's window, each task
+/// instance's deadline as still to do; no progress yet.
+pub(super) fn plan_gantt(
+    plan: &crate::core::plan::Plan,
+    now: DateTime<Utc>,
+    tz: Tz,
+    calendar: &Calendar,
+) -> Option<Gantt> {
+    let utc = |m: &crate::core::plan::Moment| m.at.map(|t| t.with_timezone(&Utc));
+    let stages: Vec<StageProgress> = plan
+        .stages
+        .iter()
+        .map(|s| StageProgress {
+            id: s.id.clone(),
+            title: s.title.clone(),
+            opens: utc(&s.opens),
+            closes: utc(&s.closes),
+            opens_provisional: s.opens.provisional,
+            closes_provisional: s.closes.provisional,
+            total: plan.tasks.iter().filter(|t| t.stage == s.id).count(),
+            done: 0,
+            overdue: 0,
+        })
+        .collect();
+    let tasks: Vec<TaskRow> = plan
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| TaskRow {
+            id: i as i64,
+            round_id: 0,
+            key: t.key.clone(),
+            task: t.task.clone(),
+            stage: t.stage.clone(),
+            title: t.title.clone(),
+            assignee_kind: t.assignee.kind,
+            assignee_id: t.assignee.id.clone(),
+            assignee_name: t.assignee.name.clone(),
+            due_at: utc(&t.due).map(|d| d.timestamp_millis()),
+            // Waiting, not open: a preview has nothing overdue, whatever today is.
+            state: TaskState::Waiting,
+            completed_at: None,
+            updated_at: 0,
+            provisional: t.due.provisional,
+        })
+        .collect();
+    gantt(&stages, &tasks, now, tz, calendar)
 }
 
 #[cfg(test)]
@@ -527,12 +662,12 @@ mod tests {
         assert_eq!(labels, ["7/1", "8/1", "9/1", "10/1", "11/1"]);
         assert!(g.ticks.iter().all(|t| t.major));
         assert!(g.rest.is_empty());
-        // 151 days squeezed into the chart's 1,100 px.
-        assert_eq!(g.width, LABEL_W + 1100.0 + 24.0);
+        // 151 days squeezed into the chart's span.
+        assert_eq!(g.width, LABEL_W + SPAN_W + 24.0);
     }
 
     #[test]
-    fn the_now_line_is_drawn_inside_the_range_only() {
+    fn the_now_line_is_drawn_inside_the_range_and_on_the_nearer_edge_outside_it() {
         let g = gantt(&week(), &[], bj(4, 12), Shanghai, &calendar(&[2019])).expect("chart");
         let now = g.now.expect("now line");
         assert_eq!(now.x, LABEL_W + 3.5 * 44.0);
@@ -545,8 +680,55 @@ mod tests {
             Shanghai,
             &calendar(&[2019]),
         );
-        assert!(before.expect("chart").now.is_none());
-        let after = gantt(&week(), &[], bj(9, 1), Shanghai, &calendar(&[2019]));
-        assert!(after.expect("chart").now.is_none());
+        let before = before
+            .expect("chart")
+            .now
+            .expect("now marked before the start");
+        assert!(before.outside);
+        assert_eq!(before.x, LABEL_W);
+        assert!(
+            before.label.starts_with("← 现在 6月30日"),
+            "{}",
+            before.label
+        );
+        let after = gantt(&week(), &[], bj(26, 9), Shanghai, &calendar(&[2019]));
+        let after = after.expect("chart").now.expect("now marked past the end");
+        assert!(after.outside && after.anchor == "end");
+        assert_eq!(after.x, LABEL_W + 8.0 * 44.0);
+        assert_eq!(after.label, "现在 7月26日 09:00 →");
+    }
+
+    #[test]
+    fn a_long_stage_title_is_shortened_to_the_label_margin_and_kept_whole_for_the_details() {
+        let mut s = week();
+        s[0].title = "村（社区）党组织书记后备人选的民主推荐与组织考察阶段".into();
+        let g = gantt(&s, &[], bj(3, 9), Shanghai, &calendar(&[2019])).expect("chart");
+        let row = &g.rows[0];
+        assert!(row.label.ends_with('…'), "{}", row.label);
+        assert!(text_px(&row.label) <= LABEL_W - 16.0, "{}", row.label);
+        assert_eq!(row.title, s[0].title);
+        assert!(
+            row.window
+                .as_deref()
+                .is_some_and(|w| w.contains("2019年7月1日"))
+        );
+        assert_eq!(fit_label("部署", 100.0), "部署");
+    }
+
+    #[test]
+    fn deadline_dates_are_printed_under_the_diamonds_without_overlapping() {
+        // 151 days: about 5 px a day, so deadlines a day apart would collide.
+        let mut s = week();
+        s[0].closes = Some(bj(1, 0) + chrono::Duration::days(150));
+        let tasks = [
+            task(1, "nomination", bj(2, 18), TaskState::Open),
+            task(2, "nomination", bj(3, 18), TaskState::Open),
+            task(3, "nomination", bj(20, 18), TaskState::Open),
+        ];
+        let g = gantt(&s, &tasks, bj(1, 9), Shanghai, &calendar(&[2019])).expect("chart");
+        let d = &g.rows[0].diamonds;
+        let dates: Vec<Option<&str>> = d.iter().map(|d| d.date.as_deref()).collect();
+        assert_eq!(dates, [Some("7/2"), None, Some("7/20")]);
+        assert!(d[2].date_x - d[0].date_x >= DATE_GAP);
     }
 }

@@ -10,6 +10,7 @@
 //! - `ui`: the template environment, the per-request renderer `Ui` (layout context,
 //!   dates in the office's time zone) and the error pages;
 //! - `labels`: pure Chinese labels and short texts (states, "逾期 3 天");
+//! - `display`: display names for actors and timers recorded by internal key;
 //! - `auth`: sign-in, sign-out, the [`ConsoleUser`] extractor and the admin check;
 //! - `rounds`: the rounds list and a round's page; `gantt` lays out its timeline;
 //! - `overdue`: the overdue board;
@@ -53,6 +54,7 @@
 
 mod auth;
 mod branch;
+mod display;
 mod editor;
 mod gantt;
 mod labels;

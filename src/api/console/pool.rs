@@ -348,7 +348,7 @@ async fn render_person(
                 "event.record" => "记录事件",
                 other => other,
             };
-            json!({"at": ui.at(a.entry.at), "actor": a.entry.actor, "what": what, "changes": changes,
+            json!({"at": ui.at(a.entry.at), "actor": super::display::actor_zh(&a.entry.actor, &ui.catalog.directory), "what": what, "changes": changes,
                    "event": detail.get("kind").map(|k| pool.kind_title(k.as_str().unwrap_or_default()))})
         })
         .collect();
@@ -364,7 +364,7 @@ async fn render_person(
     };
     let events: Vec<Value> = events
         .iter()
-        .map(|e| json!({"date": e.date.to_string(), "kind": pool.kind_title(&e.kind), "note": e.note, "by": e.recorded_by}))
+        .map(|e| json!({"date": e.date.to_string(), "kind": pool.kind_title(&e.kind), "note": e.note, "by": super::display::actor_zh(&e.recorded_by, &ui.catalog.directory)}))
         .collect();
     let kinds: Vec<Value> = pool
         .event_kinds()

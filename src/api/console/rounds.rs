@@ -148,7 +148,7 @@ pub(super) async fn round_page(
     let next: Vec<serde_json::Value> = status
         .next
         .iter()
-        .map(|t| json!({"at": format!("{}{}", ui.at(t.due_at), provisional_mark(crate::engine::timer_is_provisional(t))), "kind": timer_kind_zh(t.kind), "key": t.key.split_once('/').map(|(_, k)| k).unwrap_or(&t.key)}))
+        .map(|t| json!({"at": format!("{}{}", ui.at(t.due_at), provisional_mark(crate::engine::timer_is_provisional(t))), "kind": timer_kind_zh(t.kind), "subject": super::display::timer_subject(t, &tasks), "key": t.key.split_once('/').map(|(_, k)| k).unwrap_or(&t.key)}))
         .collect();
     let done = tasks
         .iter()
@@ -168,6 +168,7 @@ pub(super) async fn round_page(
         json!({
             "active": "rounds",
             "title": status.title,
+            "gantt_title": status.title,
             "round": {"id": r.id, "tag": r.tag, "workflow_id": r.workflow_id, "start_date": r.start_date, "status": r.status, "status_zh": round_status_zh(r.status)},
             "stages": stages, "tasks": task_rows, "next": next, "gantt": gantt,
             "total": tasks.iter().filter(|t| t.state != TaskState::Cancelled).count(),

@@ -102,7 +102,7 @@ pub(super) async fn render_task(
     };
     let history: Vec<serde_json::Value> = history
         .iter()
-        .map(|h| json!({"at": ui.at(h.at), "from": state_zh(h.from_state), "to": state_zh(h.to_state), "actor": h.actor, "note": h.note}))
+        .map(|h| json!({"at": ui.at(h.at), "from": state_zh(h.from_state), "to": state_zh(h.to_state), "actor": super::display::actor_zh(&h.actor, &ui.catalog.directory), "note": h.note}))
         .collect();
     ui.page(
         status,

@@ -94,6 +94,10 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/console/ratings_form.html"),
     ),
     (
+        "gantt.html",
+        include_str!("../../../templates/console/gantt.html"),
+    ),
+    (
         "link_error.html",
         include_str!("../../../templates/console/link_error.html"),
     ),
@@ -376,11 +380,15 @@ pub(super) fn error_page(
 }
 
 /// A diagnostic for a template (the workflow list, the editor, the save outcome).
+/// The main text and hint are the catalogue's Chinese; the checker's English stays
+/// beside them in small grey type (`en`).
 pub(super) fn diag_json(d: &Diagnostic) -> serde_json::Value {
+    let zh = crate::core::diagnostic_text::zh(d);
     json!({
         "severity": match d.severity { Severity::Error => "error", Severity::Warning => "warning" },
         "code": d.code, "file": d.file, "line": d.loc.line, "column": d.loc.column,
-        "message": d.message, "hint": d.hint,
+        "message": zh.message, "hint": zh.hint,
+        "en": match &d.hint { Some(h) => format!("{} ({h})", d.message), None => d.message.clone() },
     })
 }
 

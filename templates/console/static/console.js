@@ -14,6 +14,20 @@ document.addEventListener('DOMContentLoaded', function () {
       });
     });
   }
+  // Editor: line numbers follow the draft's lines and its scrolling.
+  var gutter = document.getElementById('gutter');
+  if (ta && gutter) {
+    var number = function () {
+      // A final line break ends the last line; it does not start a numbered one.
+      var n = Math.max(1, ta.value.replace(/\n$/, '').split('\n').length), out = [];
+      for (var i = 1; i <= n; i++) out.push(i);
+      gutter.textContent = out.join('\n') + '\n';
+      gutter.scrollTop = ta.scrollTop;
+    };
+    ta.addEventListener('input', number);
+    ta.addEventListener('scroll', function () { gutter.scrollTop = ta.scrollTop; });
+    number();
+  }
   // Task page: one click selects the whole signed link, ready to copy.
   document.querySelectorAll('input.select-on-click').forEach(function (el) {
     el.addEventListener('click', function () { el.select(); });

@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// The version a draft of the file at `path` is based on, as the editor's form carries it.
+fn base_of(path: &std::path::Path) -> String {
+    yanzhen::catalog::content_hash(&std::fs::read_to_string(path).expect("read"))
+}
+
 const MISSPELT: &str = "id: yearly-training\ntitle: 年度培训\nstages:\n  - id: s\n    titel: 培训\n    opens: {from: round_start}\n    closes: {from: round_start, days: 3}\n    tasks: []\n";
 
 #[tokio::test]
@@ -28,7 +33,7 @@ async fn the_editor_rejects_an_invalid_draft_with_positioned_diagnostics_and_lea
                 .post(
                     &format!("/console/workflows/yearly-training/{action}"),
                     Some(&c.admin),
-                    &[("source", MISSPELT)],
+                    &[("source", MISSPELT), ("base", &base_of(&path))],
                 )
                 .await;
             let status = resp.status();
@@ -65,7 +70,7 @@ async fn the_editor_rejects_an_invalid_draft_with_positioned_diagnostics_and_lea
             .post(
                 "/console/workflows/yearly-training/save",
                 Some(&c.admin),
-                &[("source", &renamed)],
+                &[("source", &renamed), ("base", &base_of(&path))],
             )
             .await;
         assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{name}");
@@ -139,7 +144,10 @@ async fn the_editor_previews_a_plan_and_saves_a_valid_draft_then_reloads_the_cat
             .post(
                 "/console/workflows/yearly-training/save",
                 Some(&c.admin),
-                &[("source", &edited.replace('\n', "\r\n"))],
+                &[
+                    ("source", &edited.replace('\n', "\r\n")),
+                    ("base", &base_of(&path)),
+                ],
             )
             .await;
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
@@ -214,7 +222,7 @@ async fn the_editor_previews_a_plan_and_saves_a_valid_draft_then_reloads_the_cat
             .await;
         assert_eq!(status, StatusCode::OK, "{name}");
         let skeleton = body
-            .split("spellcheck=\"false\">")
+            .split("spellcheck=\"false\" wrap=\"off\">")
             .nth(1)
             .and_then(|s| s.split("</textarea>").next())
             .expect("textarea")
@@ -309,7 +317,7 @@ async fn a_save_under_a_broken_config_keeps_the_running_catalog_and_says_why() {
             .post(
                 "/console/workflows/yearly-training/save",
                 Some(&c.admin),
-                &[("source", &edited)],
+                &[("source", &edited), ("base", &base_of(&path))],
             )
             .await;
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR, "{name}");
@@ -464,5 +472,172 @@ async fn reopening_in_the_console_takes_the_new_deadline_from_the_form() {
             "{name}: {body}"
         );
         assert_eq!(c.snapshot(t.id).await.0, TaskState::Done, "{name}");
+    }
+}
+
+/// The version in the editor form's hidden `base` field.
+fn form_base(body: &str) -> String {
+    body.split("name=\"base\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no base field: {body}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_save_over_someone_elses_newer_version_is_refused_with_409_showing_both_versions() {
+    for c in consoles().await {
+        let name = c.name;
+        let path: PathBuf = c.setup.path().join("workflows/yearly-training.yaml");
+        let original = std::fs::read_to_string(&path).expect("read");
+        // Two clerks open the editor on the same version.
+        let (_, page) = c
+            .get("/console/workflows/yearly-training/edit", Some(&c.admin))
+            .await;
+        let opened = form_base(&page);
+        assert_eq!(
+            opened,
+            base_of(&path),
+            "{name}: the form carries the file's version"
+        );
+        let theirs = original.replacen("title: 年度集中培训", "title: 甲改的标题", 1);
+        let mine = original.replacen("title: 年度集中培训", "title: 乙改的标题", 1);
+        assert!(
+            theirs != original && mine != original,
+            "{name}: the edits apply"
+        );
+        // The first save wins.
+        let resp = c
+            .post(
+                "/console/workflows/yearly-training/save",
+                Some(&c.admin),
+                &[("source", &theirs), ("base", &opened)],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
+        let audits = |all: Vec<yanzhen::store::AuditRow>| {
+            all.iter()
+                .filter(|a| a.entry.action == "workflow.save")
+                .count()
+        };
+        let saves = audits(c.store.audit_after(0, i64::MAX).await.expect("audit"));
+        // The second, based on the version the first replaced, is refused.
+        let resp = c
+            .post(
+                "/console/workflows/yearly-training/save",
+                Some(&c.admin),
+                &[("source", &mine), ("base", &opened)],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::CONFLICT, "{name}");
+        let body = resp.text().await.expect("body");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            theirs,
+            "{name}: the newer version stays"
+        );
+        let section = |id: &str| {
+            body.split(&format!("id=\"{id}\">"))
+                .nth(1)
+                .and_then(|s| s.split("</pre>").next())
+                .unwrap_or_else(|| panic!("{name}: no #{id}: {body}"))
+                .to_string()
+        };
+        assert!(
+            section("theirs").contains("甲改的标题") && !section("theirs").contains("乙改的标题"),
+            "{name}: the current version is shown"
+        );
+        assert!(
+            section("mine").contains("乙改的标题"),
+            "{name}: the draft is shown"
+        );
+        assert!(
+            section("mine").contains("<span class=\"changed\">title: 乙改的标题</span>"),
+            "{name}: the differing line is marked"
+        );
+        assert!(body.contains("没有保存"), "{name}: says why");
+        assert_eq!(
+            audits(c.store.audit_after(0, i64::MAX).await.expect("audit")),
+            saves,
+            "{name}: nothing recorded for the refused save"
+        );
+        // The page now carries the current version: saving again replaces it knowingly.
+        let now_base = form_base(&body);
+        assert_eq!(now_base, base_of(&path), "{name}");
+        let resp = c
+            .post(
+                "/console/workflows/yearly-training/save",
+                Some(&c.admin),
+                &[("source", &mine), ("base", &now_base)],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            mine,
+            "{name}"
+        );
+
+        // A new workflow whose file someone else created meanwhile is refused the same way.
+        let created = c.setup.path().join("workflows/late-comer.yaml");
+        std::fs::write(&created, original.replace("yearly-training", "late-comer")).expect("write");
+        let resp = c
+            .post(
+                "/console/workflows/late-comer/save",
+                Some(&c.admin),
+                &[
+                    ("source", &mine.replace("yearly-training", "late-comer")),
+                    ("base", ""),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::CONFLICT, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_editor_previews_from_the_picked_date_as_a_gantt_chart_with_line_numbers() {
+    for c in consoles().await {
+        let name = c.name;
+        let path: PathBuf = c.setup.path().join("workflows/yearly-training.yaml");
+        let source = std::fs::read_to_string(&path).expect("read");
+        let (_, page) = c
+            .get("/console/workflows/yearly-training/edit", Some(&c.admin))
+            .await;
+        let gutter = page
+            .split("id=\"gutter\" aria-hidden=\"true\">")
+            .nth(1)
+            .and_then(|s| s.split("</pre>").next())
+            .expect("gutter");
+        assert_eq!(
+            gutter.lines().count(),
+            source.lines().count(),
+            "{name}: one number per line"
+        );
+        let resp = c
+            .post(
+                "/console/workflows/yearly-training/preview",
+                Some(&c.admin),
+                &[("source", &source), ("start", "2024-03-04")],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+        let body = resp.text().await.expect("body");
+        assert!(
+            body.contains("计划预览（起始 2024年3月4日"),
+            "{name}: planned from the picked date: {body}"
+        );
+        assert!(
+            body.contains("name=\"start\" id=\"start\" value=\"2024-03-04\""),
+            "{name}: the picker keeps the date"
+        );
+        assert!(
+            body.contains("<svg class=\"gantt\""),
+            "{name}: a Gantt chart"
+        );
+        assert!(
+            body.contains("id=\"gantt-details\"") && body.contains("2024年3月"),
+            "{name}: the chart's details in words"
+        );
     }
 }

@@ -687,8 +687,10 @@ async fn an_admin_completes_waives_and_reopens_through_the_console_and_the_audit
         let (status, body) = c.get(&location(&resp), Some(&c.admin)).await;
         assert_eq!(status, StatusCode::OK, "{name}");
         assert!(
-            body.contains("已标记完成") && body.contains("token:zzb-admin"),
-            "{name}: history shown"
+            body.contains("已标记完成")
+                && body.contains("zzb-admin（令牌）")
+                && !body.contains("token:zzb-admin"),
+            "{name}: history shown, the actor by name"
         );
 
         // Completing again is a wrong state: the page says so, nothing crashes.
