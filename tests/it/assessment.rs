@@ -277,6 +277,12 @@ async fn a_quota_breach_is_refused_over_http_and_in_the_engine_with_the_rule_cit
             assert!(m.contains(part), "{n}: {part} in {m}");
         }
         assert!(s.results(2025).await.is_empty(), "{n}: nothing stored");
+
+        // The endpoint and its body are in the OpenAPI document.
+        let (_, doc) = s.get("/api/openapi.json").await;
+        let post = &doc["paths"]["/api/tasks/{id}/ratings"]["post"];
+        assert!(post["requestBody"].is_object(), "{n}: {post}");
+        assert!(doc["paths"]["/api/results"]["get"].is_object(), "{n}");
     }
 }
 
@@ -582,4 +588,95 @@ fn every_bad_ratings_block_is_reported_with_its_position_and_a_hint() {
         .collect::<Vec<_>>()
         .join("\n");
     insta::assert_snapshot!(text);
+}
+
+#[tokio::test]
+async fn the_cli_lists_results_by_year_and_the_priority_list_on_sqlite_and_postgres() {
+    use crate::common::daemon::Setup;
+    let mut setups = vec![("sqlite", Setup::new().with_shipped_workflows(), None)];
+    if let Some((url, guard)) = common::stores::postgres_database().await {
+        setups.push((
+            "postgres",
+            Setup::new().with_shipped_workflows().db_url(url),
+            Some(guard),
+        ));
+    }
+    for (n, s, _guard) in setups {
+        for name in &DONGGUAN[..7] {
+            let out = s.run(&[
+                "pool", "add", "--name", name, "--unit", "dongguan", "--tier", "1", "--birth",
+                "1990.05",
+            ]);
+            assert!(out.status.success(), "{n}");
+        }
+        let out = s.run(&[
+            "round",
+            "start",
+            "annual-assessment",
+            "--start",
+            "2025-12-01",
+        ]);
+        assert!(out.status.success(), "{n}");
+        let store = s.store().await;
+        let now = Shanghai
+            .with_ymd_and_hms(2026, 1, 10, 9, 0, 0)
+            .unwrap()
+            .with_timezone(&Utc);
+        let app = App::build(
+            common::catalog_with(&[], true),
+            store.clone(),
+            Arc::new(VirtualClock::new(now)),
+            AppOptions::new("cli-results"),
+        )
+        .await
+        .expect("app");
+        let round = store.rounds().await.unwrap()[0].id;
+        let task = store
+            .task_by_key(round, "assess@dongguan")
+            .await
+            .unwrap()
+            .expect("assess@dongguan");
+        let assessment = Assessment::new(&app.engine);
+        let form = assessment.form(task.id).await.expect("form");
+        let given: Vec<(i64, String)> = form
+            .people
+            .iter()
+            .map(|(id, name)| {
+                let r = match name.as_str() {
+                    "周晓明" => "好",
+                    "孙丽娜" => "差",
+                    _ => "一般",
+                };
+                (*id, r.to_string())
+            })
+            .collect();
+        assessment
+            .submit(task.id, &given, "cli")
+            .await
+            .expect("7 rated, one 好 allowed");
+
+        let out = s.run(&["pool", "results", "--year", "2025", "--format", "json"]);
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(list.as_array().unwrap().len(), 7, "{n}: {list}");
+        let out = s.run(&["pool", "results", "--year", "2024", "--format", "json"]);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+            json!([]),
+            "{n}"
+        );
+        let out = s.run(&["pool", "results", "--year", "2025", "--priority"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.lines().count(), 1, "{n}: {text}");
+        assert!(
+            text.contains("周晓明") && text.contains("优先使用"),
+            "{n}: {text}"
+        );
+        let out = s.run(&["pool", "results", "--year", "2025"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.lines()
+                .any(|l| l.contains("孙丽娜") && l.contains("不合格")),
+            "{n}: {text}"
+        );
+    }
 }
