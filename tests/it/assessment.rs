@@ -324,6 +324,38 @@ async fn a_valid_submission_stores_the_results_by_year_completes_the_task_and_li
             .map(|r| r["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["周晓明"], "{n}: 优先使用");
+        let page = s
+            .http
+            .get(format!("{}/console/results?year=2025", s.base))
+            .bearer_auth(&s.admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let list = page
+            .split("id=\"priority-list\"")
+            .nth(1)
+            .and_then(|t| t.split("</table>").next())
+            .unwrap_or_else(|| panic!("{n}: the 优先使用 list: {page}"));
+        assert!(
+            list.contains("周晓明") && !list.contains("孙丽娜"),
+            "{n}: {list}"
+        );
+        // The person's page shows the result by year.
+        let page = s
+            .http
+            .get(format!("{}/console/people/{}", s.base, people[0].1))
+            .bearer_auth(&s.admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let table = page.split("id=\"results\"").nth(1).expect("results table");
+        assert!(table.contains("2025") && table.contains("好"), "{n}");
 
         // The rating is audited on the person.
         let id = people[0].1;
