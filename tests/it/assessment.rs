@@ -712,3 +712,61 @@ async fn the_cli_lists_results_by_year_and_the_priority_list_on_sqlite_and_postg
         );
     }
 }
+
+#[tokio::test]
+async fn an_adjustment_event_kept_without_its_task_gets_the_task_on_the_next_submission_once() {
+    for s in servers().await {
+        let n = s.name;
+        let people = s.people().await;
+        let (round, task) = s.assess_task("2025-12-01").await;
+        let cgd = people.iter().find(|(p, _)| p == "褚国栋").unwrap().1;
+        // What a submission that stopped after its transaction leaves: the result marked
+        // with its 调整 event, no task for it, the ratings task still open.
+        let write = yanzhen::store::RatingsWrite {
+            year: 2025,
+            unit: "dongguan".into(),
+            workflow_id: "annual-assessment".into(),
+            round_id: round,
+            task_id: task,
+            results: vec![yanzhen::store::NewResult {
+                person_id: cgd,
+                rating: "差".into(),
+                failing: true,
+                priority: false,
+                adjust: Some("连续两年考核不合格".into()),
+            }],
+            adjust_event: Some(("adjustment_due".into(), common::today())),
+        };
+        let who = yanzhen::store::PoolWrite {
+            actor: "test".into(),
+            at: 0,
+            action: "assessment.rate".into(),
+        };
+        let events = s.store.write_ratings(&write, &who).await.unwrap();
+        assert_eq!(events.len(), 1, "{n}");
+        assert!(
+            s.store
+                .write_ratings(&write, &who)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{n}: once"
+        );
+
+        let (st, v) = s
+            .post(
+                &format!("/api/tasks/{task}/ratings"),
+                ratings(&people, &[], &["褚国栋"]),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{n}: {v}");
+        assert_eq!(v["adjust_tasks"].as_array().unwrap().len(), 1, "{n}: {v}");
+        let owed = s
+            .tasks(round)
+            .await
+            .iter()
+            .filter(|t| t["task"] == "adjust_reserve" && t["key"].as_str().unwrap().contains("/e"))
+            .count();
+        assert_eq!(owed, 1, "{n}");
+    }
+}
