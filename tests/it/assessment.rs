@@ -212,8 +212,12 @@ async fn a_quota_breach_is_refused_over_http_and_in_the_engine_with_the_rule_cit
     for s in servers().await {
         let n = s.name;
         let people = s.people().await;
-        let (_, task) = s.assess_task("2025-12-01").await;
+        let (round, task) = s.assess_task("2025-12-01").await;
         let path = format!("/api/tasks/{task}/ratings");
+        let other = s.task_of(round, "file_results@dongguan").await;
+        let (st, e) = s.get(&format!("/api/tasks/{other}/ratings")).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{n}: {e}");
+        assert_eq!(e["error"]["code"], "not_ratings", "{n}");
 
         let (st, form) = s.get(&path).await;
         assert_eq!(st, StatusCode::OK, "{n}: {form}");
