@@ -239,7 +239,37 @@ impl<'a> Assessment<'a> {
             at: ms(now),
             action: "assessment.rate".into(),
         };
-        let events = store.write_ratings(&write, &who).await?;
+        let mut events = store.write_ratings(&write, &who).await?;
+        // A 调整 event recorded by an earlier submission whose task was never added (the
+        // daemon stopped in between) gets its task now; adding is idempotent per event.
+        if let Some((_, kind)) = &form.rules.adjust {
+            let marked: Vec<(i64, i64)> = store
+                .results(&ResultFilter {
+                    year: Some(form.year),
+                    unit: Some(form.task.assignee_id.clone()),
+                    ..ResultFilter::default()
+                })
+                .await?
+                .iter()
+                .filter(|r| r.round_id == round.id)
+                .filter_map(|r| r.adjust_event.map(|e| (r.person_id, e)))
+                .filter(|(_, e)| !events.iter().any(|x| x.id == *e))
+                .collect();
+            for (person, id) in marked {
+                let filter = crate::store::EventFilter {
+                    person: Some(person),
+                    kind: Some(kind.clone()),
+                    year: None,
+                };
+                events.extend(
+                    store
+                        .events(&filter)
+                        .await?
+                        .into_iter()
+                        .filter(|e| e.id == id),
+                );
+            }
+        }
         let mut adjust_tasks = Vec::new();
         for e in events {
             let name = people.get(&e.person_id).cloned().unwrap_or_default();

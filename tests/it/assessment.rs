@@ -212,8 +212,12 @@ async fn a_quota_breach_is_refused_over_http_and_in_the_engine_with_the_rule_cit
     for s in servers().await {
         let n = s.name;
         let people = s.people().await;
-        let (_, task) = s.assess_task("2025-12-01").await;
+        let (round, task) = s.assess_task("2025-12-01").await;
         let path = format!("/api/tasks/{task}/ratings");
+        let other = s.task_of(round, "file_results@dongguan").await;
+        let (st, e) = s.get(&format!("/api/tasks/{other}/ratings")).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{n}: {e}");
+        assert_eq!(e["error"]["code"], "not_ratings", "{n}");
 
         let (st, form) = s.get(&path).await;
         assert_eq!(st, StatusCode::OK, "{n}: {form}");
@@ -277,6 +281,12 @@ async fn a_quota_breach_is_refused_over_http_and_in_the_engine_with_the_rule_cit
             assert!(m.contains(part), "{n}: {part} in {m}");
         }
         assert!(s.results(2025).await.is_empty(), "{n}: nothing stored");
+
+        // The endpoint and its body are in the OpenAPI document.
+        let (_, doc) = s.get("/api/openapi.json").await;
+        let post = &doc["paths"]["/api/tasks/{id}/ratings"]["post"];
+        assert!(post["requestBody"].is_object(), "{n}: {post}");
+        assert!(doc["paths"]["/api/results"]["get"].is_object(), "{n}");
     }
 }
 
@@ -318,6 +328,38 @@ async fn a_valid_submission_stores_the_results_by_year_completes_the_task_and_li
             .map(|r| r["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["周晓明"], "{n}: 优先使用");
+        let page = s
+            .http
+            .get(format!("{}/console/results?year=2025", s.base))
+            .bearer_auth(&s.admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let list = page
+            .split("id=\"priority-list\"")
+            .nth(1)
+            .and_then(|t| t.split("</table>").next())
+            .unwrap_or_else(|| panic!("{n}: the 优先使用 list: {page}"));
+        assert!(
+            list.contains("周晓明") && !list.contains("孙丽娜"),
+            "{n}: {list}"
+        );
+        // The person's page shows the result by year.
+        let page = s
+            .http
+            .get(format!("{}/console/people/{}", s.base, people[0].1))
+            .bearer_auth(&s.admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let table = page.split("id=\"results\"").nth(1).expect("results table");
+        assert!(table.contains("2025") && table.contains("好"), "{n}");
 
         // The rating is audited on the person.
         let id = people[0].1;
@@ -582,4 +624,153 @@ fn every_bad_ratings_block_is_reported_with_its_position_and_a_hint() {
         .collect::<Vec<_>>()
         .join("\n");
     insta::assert_snapshot!(text);
+}
+
+#[tokio::test]
+async fn the_cli_lists_results_by_year_and_the_priority_list_on_sqlite_and_postgres() {
+    use crate::common::daemon::Setup;
+    let mut setups = vec![("sqlite", Setup::new().with_shipped_workflows(), None)];
+    if let Some((url, guard)) = common::stores::postgres_database().await {
+        setups.push((
+            "postgres",
+            Setup::new().with_shipped_workflows().db_url(url),
+            Some(guard),
+        ));
+    }
+    for (n, s, _guard) in setups {
+        for name in &DONGGUAN[..7] {
+            let out = s.run(&[
+                "pool", "add", "--name", name, "--unit", "dongguan", "--tier", "1", "--birth",
+                "1990.05",
+            ]);
+            assert!(out.status.success(), "{n}");
+        }
+        let out = s.run(&[
+            "round",
+            "start",
+            "annual-assessment",
+            "--start",
+            "2025-12-01",
+        ]);
+        assert!(out.status.success(), "{n}");
+        let store = s.store().await;
+        let now = Shanghai
+            .with_ymd_and_hms(2026, 1, 10, 9, 0, 0)
+            .unwrap()
+            .with_timezone(&Utc);
+        let app = App::build(
+            common::catalog_with(&[], true),
+            store.clone(),
+            Arc::new(VirtualClock::new(now)),
+            AppOptions::new("cli-results"),
+        )
+        .await
+        .expect("app");
+        let round = store.rounds().await.unwrap()[0].id;
+        let task = store
+            .task_by_key(round, "assess@dongguan")
+            .await
+            .unwrap()
+            .expect("assess@dongguan");
+        let assessment = Assessment::new(&app.engine);
+        let form = assessment.form(task.id).await.expect("form");
+        let given: Vec<(i64, String)> = form
+            .people
+            .iter()
+            .map(|(id, name)| {
+                let r = match name.as_str() {
+                    "周晓明" => "好",
+                    "孙丽娜" => "差",
+                    _ => "一般",
+                };
+                (*id, r.to_string())
+            })
+            .collect();
+        assessment
+            .submit(task.id, &given, "cli")
+            .await
+            .expect("7 rated, one 好 allowed");
+
+        let out = s.run(&["pool", "results", "--year", "2025", "--format", "json"]);
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(list.as_array().unwrap().len(), 7, "{n}: {list}");
+        let out = s.run(&["pool", "results", "--year", "2024", "--format", "json"]);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+            json!([]),
+            "{n}"
+        );
+        let out = s.run(&["pool", "results", "--year", "2025", "--priority"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.lines().count(), 1, "{n}: {text}");
+        assert!(
+            text.contains("周晓明") && text.contains("优先使用"),
+            "{n}: {text}"
+        );
+        let out = s.run(&["pool", "results", "--year", "2025"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.lines()
+                .any(|l| l.contains("孙丽娜") && l.contains("不合格")),
+            "{n}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_adjustment_event_kept_without_its_task_gets_the_task_on_the_next_submission_once() {
+    for s in servers().await {
+        let n = s.name;
+        let people = s.people().await;
+        let (round, task) = s.assess_task("2025-12-01").await;
+        let cgd = people.iter().find(|(p, _)| p == "褚国栋").unwrap().1;
+        // What a submission that stopped after its transaction leaves: the result marked
+        // with its 调整 event, no task for it, the ratings task still open.
+        let write = yanzhen::store::RatingsWrite {
+            year: 2025,
+            unit: "dongguan".into(),
+            workflow_id: "annual-assessment".into(),
+            round_id: round,
+            task_id: task,
+            results: vec![yanzhen::store::NewResult {
+                person_id: cgd,
+                rating: "差".into(),
+                failing: true,
+                priority: false,
+                adjust: Some("连续两年考核不合格".into()),
+            }],
+            adjust_event: Some(("adjustment_due".into(), common::today())),
+        };
+        let who = yanzhen::store::PoolWrite {
+            actor: "test".into(),
+            at: 0,
+            action: "assessment.rate".into(),
+        };
+        let events = s.store.write_ratings(&write, &who).await.unwrap();
+        assert_eq!(events.len(), 1, "{n}");
+        assert!(
+            s.store
+                .write_ratings(&write, &who)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{n}: once"
+        );
+
+        let (st, v) = s
+            .post(
+                &format!("/api/tasks/{task}/ratings"),
+                ratings(&people, &[], &["褚国栋"]),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{n}: {v}");
+        assert_eq!(v["adjust_tasks"].as_array().unwrap().len(), 1, "{n}: {v}");
+        let owed = s
+            .tasks(round)
+            .await
+            .iter()
+            .filter(|t| t["task"] == "adjust_reserve" && t["key"].as_str().unwrap().contains("/e"))
+            .count();
+        assert_eq!(owed, 1, "{n}");
+    }
 }

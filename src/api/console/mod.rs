@@ -15,7 +15,8 @@
 //! - `rounds`: the rounds list and a round's page; `gantt` lays out its timeline;
 //! - `overdue`: the overdue board;
 //! - `tasks`: a task's page and its actions (complete, waive, reopen);
-//! - `ratings`: the ratings form of a task that collects 考核等次 (console and branch page);
+//! - `ratings`: the ratings form of a task that collects 考核等次 (console and branch page)
+//!   and the results page (by year, with the 优先使用 list);
 //! - `workflows`: the workflow list; `editor`: the editor (preview, save);
 //! - `tokens`: the tokens page (administrators: list, create, revoke);
 
@@ -111,6 +112,7 @@ pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
         )
         .route("/console/people/new", get(pool::new_person))
         .route("/console/people/check", get(pool::check_page))
+        .route("/console/results", get(ratings::results_page))
         .route("/console/people/{id}", get(pool::person_page))
         .route(
             "/console/people/{id}/edit",

@@ -114,6 +114,43 @@ pub(super) async fn branch_ratings(
     }
 }
 
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub(super) struct YearQuery {
+    year: String,
+}
+
+/// The results of a year (all years when none is given), with the 优先使用 list.
+pub(super) async fn results_page(
+    Shared(state): Shared<State>,
+    ConsoleUser(user): ConsoleUser,
+    Query(q): Query<YearQuery>,
+) -> Response {
+    let ui = Ui::new(&state, Some(&user));
+    let year = q.year.trim().parse::<i32>().ok();
+    let filter = crate::store::ResultFilter {
+        year,
+        ..Default::default()
+    };
+    let rows = match state.engine.store().results(&filter).await {
+        Ok(r) => r,
+        Err(e) => return ui.store_fail(e),
+    };
+    let dir = &ui.catalog.directory;
+    let row = |r: &crate::store::ResultRow| {
+        let unit = dir.unit(&r.unit).map_or(r.unit.clone(), |u| u.name.clone());
+        serde_json::json!({"year": r.year, "person": r.person_id, "name": r.name, "unit": unit,
+            "rating": r.rating, "failing": r.failing != 0, "priority": r.priority != 0})
+    };
+    let results: Vec<_> = rows.iter().map(row).collect();
+    let priority: Vec<_> = rows.iter().filter(|r| r.priority != 0).map(row).collect();
+    ui.page(
+        StatusCode::OK,
+        "results.html",
+        serde_json::json!({"active": "people", "year": year, "results": results, "priority": priority}),
+    )
+}
+
 fn branch_message_ok(ui: &Ui<'_>, text: &str) -> Response {
     ui.page(
         StatusCode::OK,

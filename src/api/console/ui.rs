@@ -90,6 +90,10 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/console/person_form.html"),
     ),
     (
+        "results.html",
+        include_str!("../../../templates/console/results.html"),
+    ),
+    (
         "ratings_form.html",
         include_str!("../../../templates/console/ratings_form.html"),
     ),
