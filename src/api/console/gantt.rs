@@ -438,6 +438,7 @@ pub(super) fn plan_gantt(
             completed_at: None,
             updated_at: 0,
             provisional: t.due.provisional,
+            person: t.person.clone(),
         })
         .collect();
     gantt(&stages, &tasks, now, tz, calendar)
