@@ -193,7 +193,9 @@ async fn every_route_in_the_openapi_document_exists_and_every_api_route_is_docum
     }
     assert_eq!(
         operations,
-        yanzhen::api::json::endpoints().len() + yanzhen::api::people::endpoints().len()
+        yanzhen::api::json::endpoints().len()
+            + yanzhen::api::people::endpoints().len()
+            + yanzhen::api::reports::endpoints().len()
     );
     // And a path that is not documented is not served.
     let (st, v) = s.get("/api/nonexistent", Some(&s.admin)).await;

@@ -13,6 +13,8 @@
 //! - `auth`: sign-in, sign-out, the [`ConsoleUser`] extractor and the admin check;
 //! - `rounds`: the rounds list and a round's page; `gantt` lays out its timeline;
 //! - `overdue`: the overdue board;
+//! - `filters`: the lists' filter form; `find`: the task list, the search box, a
+//!   branch's page across rounds and the lists' `.xlsx` exports;
 //! - `tasks`: a task's page and its actions (complete, waive, reopen);
 //! - `workflows`: the workflow list; `editor`: the editor (preview, save);
 //! - `tokens`: the tokens page (administrators: list, create, revoke);
@@ -53,6 +55,8 @@
 mod auth;
 mod branch;
 mod editor;
+mod filters;
+mod find;
 mod gantt;
 mod labels;
 mod overdue;
@@ -64,6 +68,7 @@ mod ui;
 mod workflows;
 
 pub use auth::{ConsoleUser, csrf_check};
+pub(crate) use find::{ReportError, build_report, xlsx_response};
 
 use super::State;
 use axum::Router;
@@ -83,6 +88,10 @@ pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
         .route("/console/logout", post(auth::logout))
         .route("/console/rounds/{id}", get(rounds::round_page))
         .route("/console/overdue", get(overdue::overdue_page))
+        .route("/console/tasks", get(find::tasks_page))
+        .route("/console/search", get(find::search_page))
+        .route("/console/units/{id}", get(find::unit_page))
+        .route("/console/export/{file}", get(find::export))
         .route("/console/tasks/{id}", get(tasks::task_page))
         .route("/console/tasks/{id}/complete", post(tasks::task_complete))
         .route("/console/tasks/{id}/waive", post(tasks::task_waive))

@@ -90,6 +90,22 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/console/person_form.html"),
     ),
     (
+        "tasks.html",
+        include_str!("../../../templates/console/tasks.html"),
+    ),
+    (
+        "search.html",
+        include_str!("../../../templates/console/search.html"),
+    ),
+    (
+        "unit.html",
+        include_str!("../../../templates/console/unit.html"),
+    ),
+    (
+        "filters.html",
+        include_str!("../../../templates/console/filters.html"),
+    ),
+    (
         "link_error.html",
         include_str!("../../../templates/console/link_error.html"),
     ),

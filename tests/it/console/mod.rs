@@ -25,6 +25,7 @@ use yanzhen::runtime::driver::Driver;
 use yanzhen::store::{AuditEntry, Store, TaskRow, TokenRow};
 
 mod editor;
+mod find;
 mod links;
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {

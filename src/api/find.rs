@@ -1,0 +1,116 @@
+//! Reading what the lists and exports show: the tasks that pass a [`Find`] filter, each
+//! with its round, stage and branch secretary looked up, and the overdue ones with their
+//! escalation. Shared by the console's pages, its `.xlsx` exports and the JSON API, so a
+//! filter means the same everywhere.
+
+use super::AppState;
+use crate::core::directory::{Directory, UnitKind};
+use crate::core::state::{AssigneeKind, RoundStatus, TaskState};
+use crate::report::{Escalation, Find, StateFilter, TaskLine};
+use crate::store::{RoundRow, StoreError, TaskRow};
+
+/// A branch's secretary (its first directory contact): name and phone; None for roles,
+/// departments and branches without contacts.
+pub fn secretary(
+    directory: &Directory,
+    kind: AssigneeKind,
+    id: &str,
+) -> Option<(String, Option<String>)> {
+    if kind != AssigneeKind::Unit {
+        return None;
+    }
+    let unit = directory.unit(id)?;
+    if unit.kind != UnitKind::Branch {
+        return None;
+    }
+    let c = unit.contacts.first()?;
+    Some((c.name.clone(), c.phone.clone()))
+}
+
+/// A task row as a [`TaskLine`] of `round`, titles from the loaded catalog (ids when the
+/// workflow is no longer loaded).
+pub fn line(state: &AppState, round: &RoundRow, t: &TaskRow) -> TaskLine {
+    let cat = state.engine.catalog();
+    let wf = cat.workflows.get(&round.workflow_id).map(|w| &w.workflow);
+    let stage_title = wf
+        .and_then(|w| w.stages.iter().find(|s| s.id.value == t.stage))
+        .map_or_else(|| t.stage.clone(), |s| s.title.clone());
+    let sec = secretary(&cat.directory, t.assignee_kind, &t.assignee_id);
+    TaskLine {
+        id: t.id,
+        round_id: round.id,
+        workflow: wf.map_or_else(|| round.workflow_id.clone(), |w| w.title.clone()),
+        round_start: round.start_date.clone(),
+        stage: t.stage.clone(),
+        stage_title,
+        title: t.title.clone(),
+        assignee_kind: t.assignee_kind,
+        assignee_id: t.assignee_id.clone(),
+        assignee: t.assignee_name.clone(),
+        secretary: sec.as_ref().map(|s| s.0.clone()),
+        phone: sec.and_then(|s| s.1),
+        state: t.state,
+        due_at: t.due_at,
+        completed_at: t.completed_at,
+        provisional: t.provisional,
+    }
+}
+
+/// The rounds a filter looks at: the one asked for, else all (newest first as stored).
+async fn rounds(state: &AppState, find: &Find) -> Result<Vec<RoundRow>, StoreError> {
+    let store = state.engine.store();
+    Ok(match find.round {
+        Some(id) => store.round(id).await?.into_iter().collect(),
+        None => store.rounds().await?,
+    })
+}
+
+/// Every task passing `find` (its state already parsed), across rounds.
+pub async fn task_lines(
+    state: &AppState,
+    find: &Find,
+    task_state: Option<StateFilter>,
+) -> Result<Vec<TaskLine>, StoreError> {
+    let store = state.engine.store();
+    let now = state.engine.clock().now().timestamp_millis();
+    let mut out = Vec::new();
+    for round in rounds(state, find).await? {
+        for t in store.tasks(round.id).await? {
+            let l = line(state, &round, &t);
+            if find.matches(&l, task_state, now) {
+                out.push(l);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The overdue tasks of running rounds passing `find`'s round, stage and branch, each
+/// with its escalation, in round and task order.
+pub async fn overdue(
+    state: &AppState,
+    find: &Find,
+) -> Result<Vec<(TaskLine, Escalation)>, StoreError> {
+    let store = state.engine.store();
+    let now = state.engine.clock().now().timestamp_millis();
+    let mut out = Vec::new();
+    for round in rounds(state, find).await? {
+        if round.status != RoundStatus::Running {
+            continue;
+        }
+        for t in store.tasks(round.id).await? {
+            if t.state != TaskState::Open {
+                continue;
+            }
+            let l = line(state, &round, &t);
+            if !find.matches(&l, Some(StateFilter::Overdue), now) {
+                continue;
+            }
+            let timers = store
+                .timers_with_prefix(&format!("{}/{}/escalation", round.tag, t.key))
+                .await?;
+            out.push((l, Escalation::of(&timers)));
+        }
+    }
+    Ok(out)
+}
