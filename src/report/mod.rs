@@ -542,3 +542,6 @@ impl Escalation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -71,11 +71,14 @@ fn headings(cols: &[yanzhen::report::Column]) -> Vec<String> {
     cols.iter().map(|c| c.heading.to_string()).collect()
 }
 
+/// Which tasks of the database a filter should keep.
+type Keep<'a> = Box<dyn Fn(&TaskRow) -> bool + 'a>;
+
 #[tokio::test]
 async fn the_task_list_filters_by_round_stage_state_and_branch_and_the_api_gives_the_same_tasks() {
     for c in consoles().await {
         let tasks = all_tasks(&c).await;
-        let cases: Vec<(String, Box<dyn Fn(&TaskRow) -> bool>)> = vec![
+        let cases: Vec<(String, Keep)> = vec![
             (
                 "branch=xiguan".into(),
                 Box::new(|t: &TaskRow| t.assignee_id == "xiguan"),
