@@ -20,7 +20,7 @@ pub fn endpoints() -> Vec<(Endpoint, axum::routing::MethodRouter<State>)> {
             Endpoint {
                 method: "get",
                 path: "/api/reports/{name}",
-                summary: "An export as JSON: `progress` (轮次进度), `overdue` (逾期清单) or `tasks` (任务清单), filtered by round?, stage?, state? (a task state or `overdue`), branch?; {name, title, sheets: [{name, columns: [{key, heading}], rows}]} (docs/exports.md).",
+                summary: "An export as JSON: `progress` (轮次进度), `overdue` (逾期清单), `tasks` (任务清单), `coverage` (培训体检覆盖) or `talks` (谈心谈话台账), filtered by round?, stage?, state? (a task state or `overdue`), branch?; {name, title, sheets: [{name, columns: [{key, heading}], rows}]} (docs/exports.md).",
                 auth: Some("read"),
                 errors: &[400, 404, 422],
                 body: None,
@@ -45,7 +45,7 @@ async fn report(s: &State, name: &str, find: &Find) -> Result<Report, ApiError> 
     match build_report(s, name, find).await {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(ApiError::not_found(format!(
-            "no report `{name}`: use progress, overdue or tasks"
+            "no report `{name}`: use progress, overdue, tasks, coverage or talks"
         ))),
         Err(ReportError::State(e)) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

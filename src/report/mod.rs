@@ -454,6 +454,141 @@ pub fn overdue(items: &[(TaskLine, Escalation)], now: DateTime<Utc>, tz: Tz) -> 
     }
 }
 
+/// The workflows whose rounds 培训体检覆盖 counts: the shipped yearly training and health
+/// check-up.
+pub const COVERAGE_WORKFLOWS: &[&str] = &["yearly-training", "health-checkup"];
+
+/// 培训体检覆盖.
+pub const COVERAGE_COLUMNS: &[Column] = &[
+    col("year", "年度"),
+    col("workflow", "工作"),
+    col("round", "轮次编号"),
+    col("assignee", "承办单位"),
+    col("total", "任务数"),
+    col("done", "已完成"),
+    col("pct", "完成率(%)"),
+    col("covered", "是否全部完成"),
+];
+
+/// 培训体检覆盖: per round of a training or health check-up workflow and per branch (tasks
+/// of the office's roles are left out), how
+/// many of its tasks are done (waived ones count as done: excused by the office). The
+/// lines given are those rounds' tasks.
+pub fn coverage(lines: &[TaskLine]) -> Report {
+    let mut order: Vec<(i64, &str)> = Vec::new();
+    let mut counts: BTreeMap<(i64, &str), (&TaskLine, usize, usize)> = BTreeMap::new();
+    let branches = lines.iter().filter(|t| {
+        t.state != TaskState::Cancelled && t.assignee_kind == crate::core::state::AssigneeKind::Unit
+    });
+    for t in branches {
+        let key = (t.round_id, t.assignee_id.as_str());
+        let e = counts.entry(key).or_insert_with(|| {
+            order.push(key);
+            (t, 0, 0)
+        });
+        e.1 += 1;
+        if t.state.is_settled() {
+            e.2 += 1;
+        }
+    }
+    let rows = order
+        .iter()
+        .filter_map(|k| counts.get(k))
+        .map(|(t, total, done)| {
+            vec![
+                t.round_start.get(..4).unwrap_or_default().into(),
+                t.workflow.as_str().into(),
+                t.round_id.into(),
+                t.assignee.as_str().into(),
+                (*total).into(),
+                (*done).into(),
+                ((done * 100).checked_div(*total).unwrap_or(0)).into(),
+                if done == total { "是" } else { "否" }.into(),
+            ]
+        })
+        .collect();
+    Report {
+        name: "coverage",
+        title: "培训体检覆盖",
+        sheets: vec![Sheet {
+            name: "培训体检覆盖",
+            columns: COVERAGE_COLUMNS,
+            rows,
+        }],
+    }
+}
+
+/// 谈心谈话台账.
+pub const TALK_COLUMNS: &[Column] = &[
+    col("person", "姓名"),
+    col("unit", "所在单位"),
+    col("event", "事由"),
+    col("date", "发生日期"),
+    col("recorded_by", "登记人"),
+    col("task", "谈话任务"),
+    col("state", "状态"),
+    col("due", "截止时间"),
+    col("completed", "完成时间"),
+];
+
+/// One recorded event of the pool for the talk ledger, with the talk tasks it owes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TalkEvent {
+    /// The person's name.
+    pub person: String,
+    /// Their unit's name.
+    pub unit: String,
+    /// The event's title (its id when no loaded workflow declares it).
+    pub event: String,
+    /// When it happened.
+    pub date: chrono::NaiveDate,
+    /// Who recorded it.
+    pub recorded_by: String,
+    /// The tasks it owes (key `TASK@UNIT/eID`).
+    pub tasks: Vec<TaskLine>,
+}
+
+/// 谈心谈话台账: one row per event and talk task it owes (one row with the task columns
+/// empty for an event that owes none), by person then date.
+pub fn talks(events: &[TalkEvent], tz: Tz) -> Report {
+    let mut events: Vec<&TalkEvent> = events.iter().collect();
+    events.sort_by(|a, b| (&a.person, a.date).cmp(&(&b.person, b.date)));
+    let mut rows = Vec::new();
+    for e in events {
+        let head: Vec<Cell> = vec![
+            e.person.as_str().into(),
+            e.unit.as_str().into(),
+            e.event.as_str().into(),
+            e.date.to_string().into(),
+            e.recorded_by.as_str().into(),
+        ];
+        if e.tasks.is_empty() {
+            let mut row = head.clone();
+            row.extend([Cell::Empty, Cell::Empty, Cell::Empty, Cell::Empty]);
+            rows.push(row);
+        }
+        for t in &e.tasks {
+            let mut row = head.clone();
+            row.extend([
+                t.title.as_str().into(),
+                t.state.zh().into(),
+                stamp(t.due_at, tz),
+                stamp(t.completed_at, tz),
+            ]);
+            rows.push(row);
+        }
+    }
+    Report {
+        name: "talks",
+        title: "谈心谈话台账",
+        sheets: vec![Sheet {
+            name: "谈心谈话台账",
+            columns: TALK_COLUMNS,
+            rows,
+        }],
+    }
+}
+
 /// A workbook could not be written.
 #[derive(Debug, thiserror::Error)]
 #[error("could not write the workbook: {0}")]

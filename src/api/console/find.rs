@@ -51,7 +51,7 @@ pub(super) async fn tasks_page(
         StatusCode::OK,
         "tasks.html",
         json!({
-            "active": "tasks", "tasks": rows, "now": ui.at_utc(ui.now()),
+            "active": "tasks", "tasks": rows, "now": ui.at_utc(ui.now()), "query": find.query(),
             "filters": filters::form(&ui, &find, "/console/tasks", States::Tasks, "tasks").await,
         }),
     )
@@ -201,6 +201,8 @@ pub(crate) async fn build_report(
             }
         }
         "overdue" => report::overdue(&crate::api::find::overdue(state, find).await?, now, tz),
+        "coverage" => report::coverage(&crate::api::find::coverage_lines(state, find).await?),
+        "talks" => report::talks(&crate::api::find::talk_events(state, find).await?, tz),
         _ => return Ok(None),
     }))
 }

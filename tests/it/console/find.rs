@@ -472,3 +472,147 @@ async fn exports_download_as_xlsx_with_chinese_headings_and_row_counts_of_the_da
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }
+
+#[tokio::test]
+async fn the_coverage_and_talk_ledger_exports_count_what_the_database_holds() {
+    use yanzhen::core::pool::Field;
+    use yanzhen::pool::Pool;
+    for c in consoles().await {
+        let units = || {
+            Some(vec![
+                "dongguan".to_string(),
+                "xiguan".into(),
+                "nanmen".into(),
+            ])
+        };
+        let mut rounds = Vec::new();
+        for wf in ["yearly-training", "health-checkup", "cadre-talks"] {
+            rounds.push(
+                c.engine()
+                    .start_round(StartRound {
+                        workflow: wf.into(),
+                        start: date(2019, 7, 15),
+                        params: Default::default(),
+                        units: units(),
+                        actor: "test".into(),
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: start {wf}: {e}", c.name)),
+            );
+        }
+        c.run_until(at(2019, 7, 15, 11, 0)).await;
+        // dongguan does every open task of the training round.
+        for t in c.store.tasks(rounds[0]).await.expect("tasks") {
+            if t.assignee_id == "dongguan" && t.state == TaskState::Open {
+                c.engine()
+                    .complete_task(t.id, "test", None)
+                    .await
+                    .expect("complete");
+            }
+        }
+        let mut pairs = BTreeSet::new();
+        for r in &rounds[..2] {
+            for t in c.store.tasks(*r).await.expect("tasks") {
+                if t.state != TaskState::Cancelled
+                    && t.assignee_kind == yanzhen::core::state::AssigneeKind::Unit
+                {
+                    pairs.insert((*r, t.assignee_id.clone()));
+                }
+            }
+        }
+        let book = workbook(&c, "/console/export/coverage.xlsx").await;
+        let rows = &book["培训体检覆盖"];
+        assert_eq!(rows[0], headings(yanzhen::report::COVERAGE_COLUMNS));
+        assert_eq!(
+            rows.len() - 1,
+            pairs.len(),
+            "{}: one row per round and branch",
+            c.name
+        );
+        assert!(!pairs.is_empty());
+        let done = yanzhen::report::COVERAGE_COLUMNS
+            .iter()
+            .position(|c| c.key == "done")
+            .expect("col");
+        let total = yanzhen::report::COVERAGE_COLUMNS
+            .iter()
+            .position(|c| c.key == "total")
+            .expect("col");
+        let dongguan_training = rows
+            .iter()
+            .find(|r| r[2] == rounds[0].to_string() && r[3] == "东关社区党委")
+            .expect("dongguan's training row");
+        let mine: Vec<TaskRow> = c
+            .store
+            .tasks(rounds[0])
+            .await
+            .expect("tasks")
+            .into_iter()
+            .filter(|t| t.assignee_id == "dongguan" && t.state != TaskState::Cancelled)
+            .collect();
+        let settled = mine.iter().filter(|t| t.state.is_settled()).count();
+        assert!(settled > 0, "{}: dongguan did its training tasks", c.name);
+        assert_eq!(
+            (
+                dongguan_training[done].clone(),
+                dongguan_training[total].clone()
+            ),
+            (settled.to_string(), mine.len().to_string()),
+            "{}: {dongguan_training:?}",
+            c.name
+        );
+
+        let pool = Pool::new(c.engine());
+        let person = pool
+            .add(
+                &[
+                    (Field::Name, "赵志强".into()),
+                    (Field::Unit, "dongguan".into()),
+                    (Field::Tier, "1".into()),
+                    (Field::Birth, "1988.03".into()),
+                ],
+                "test",
+            )
+            .await
+            .expect("add");
+        let event = pool
+            .record_event(
+                &person.id.to_string(),
+                "job_change",
+                date(2019, 7, 15),
+                None,
+                "token:clerk",
+            )
+            .await
+            .expect("event");
+        let suffix = format!("/e{}", event.event.id);
+        let mut owed = 0;
+        for r in [c.round, rounds[0], rounds[1], rounds[2]] {
+            owed += c
+                .store
+                .tasks(r)
+                .await
+                .expect("tasks")
+                .iter()
+                .filter(|t| t.key.ends_with(&suffix))
+                .count();
+        }
+        assert!(owed > 0, "{}: the job change owes a talk", c.name);
+        let book = workbook(&c, "/console/export/talks.xlsx").await;
+        let rows = &book["谈心谈话台账"];
+        assert_eq!(rows[0], headings(yanzhen::report::TALK_COLUMNS));
+        assert_eq!(
+            rows.len() - 1,
+            owed,
+            "{}: one row per talk task the event owes",
+            c.name
+        );
+        assert!(
+            rows[1..]
+                .iter()
+                .all(|r| r[0] == "赵志强" && r[2] == "调整岗位"),
+            "{}: {rows:?}",
+            c.name
+        );
+    }
+}
