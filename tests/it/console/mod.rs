@@ -26,6 +26,7 @@ use yanzhen::store::{AuditEntry, Store, TaskRow, TokenRow};
 
 mod editor;
 mod find;
+mod find_browser;
 mod links;
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
