@@ -15,7 +15,8 @@
 //! - `overdue`: the overdue board;
 //! - `filters`: the lists' filter form; `find`: the task list, the search box, a
 //!   branch's page across rounds and the lists' `.xlsx` exports;
-//! - `tasks`: a task's page and its actions (complete, waive, reopen);
+//! - `tasks`: a task's page and its actions (complete, waive, reopen); `messages`: the
+//!   messages sent about a task and their resend;
 //! - `workflows`: the workflow list; `editor`: the editor (preview, save);
 //! - `tokens`: the tokens page (administrators: list, create, revoke);
 
@@ -59,6 +60,7 @@ mod filters;
 mod find;
 mod gantt;
 mod labels;
+mod messages;
 mod overdue;
 mod pool;
 mod rounds;
@@ -96,6 +98,10 @@ pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
         .route("/console/tasks/{id}/complete", post(tasks::task_complete))
         .route("/console/tasks/{id}/waive", post(tasks::task_waive))
         .route("/console/tasks/{id}/reopen", post(tasks::task_reopen))
+        .route(
+            "/console/tasks/{id}/messages/{message}/resend",
+            post(messages::resend),
+        )
         .route(
             "/console/tokens",
             get(tokens::tokens_page).post(tokens::token_create),

@@ -110,6 +110,7 @@ async fn render_task(
             "history": history, "flash": flash, "error": error,
             "link": link, "link_expires": ui.at_utc(from_ms(expires * 1000)),
             "reopen_days": reopen_days,
+            "messages": super::messages::for_task(ui, id).await,
         }),
     )
 }

@@ -102,6 +102,10 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/console/unit.html"),
     ),
     (
+        "task_messages.html",
+        include_str!("../../../templates/console/task_messages.html"),
+    ),
+    (
         "filters.html",
         include_str!("../../../templates/console/filters.html"),
     ),
