@@ -14,6 +14,8 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
+pub mod weekly;
+
 /// What a list shows: every field optional, an empty one (as an HTML form sends an unset
 /// select) the same as none.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
