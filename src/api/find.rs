@@ -4,56 +4,13 @@
 //! filter means the same everywhere.
 
 use super::AppState;
-use crate::core::directory::{Directory, UnitKind};
-use crate::core::state::{AssigneeKind, RoundStatus, TaskState};
+use crate::core::state::{RoundStatus, TaskState};
 use crate::report::{Escalation, Find, StateFilter, TaskLine};
 use crate::store::{RoundRow, StoreError, TaskRow};
 
-/// A branch's secretary (its first directory contact): name and phone; None for roles,
-/// departments and branches without contacts.
-pub fn secretary(
-    directory: &Directory,
-    kind: AssigneeKind,
-    id: &str,
-) -> Option<(String, Option<String>)> {
-    if kind != AssigneeKind::Unit {
-        return None;
-    }
-    let unit = directory.unit(id)?;
-    if unit.kind != UnitKind::Branch {
-        return None;
-    }
-    let c = unit.contacts.first()?;
-    Some((c.name.clone(), c.phone.clone()))
-}
-
-/// A task row as a [`TaskLine`] of `round`, titles from the loaded catalog (ids when the
-/// workflow is no longer loaded).
+/// A task row as a [`TaskLine`] of `round`, titles from the loaded catalog.
 pub fn line(state: &AppState, round: &RoundRow, t: &TaskRow) -> TaskLine {
-    let cat = state.engine.catalog();
-    let wf = cat.workflows.get(&round.workflow_id).map(|w| &w.workflow);
-    let stage_title = wf
-        .and_then(|w| w.stages.iter().find(|s| s.id.value == t.stage))
-        .map_or_else(|| t.stage.clone(), |s| s.title.clone());
-    let sec = secretary(&cat.directory, t.assignee_kind, &t.assignee_id);
-    TaskLine {
-        id: t.id,
-        round_id: round.id,
-        workflow: wf.map_or_else(|| round.workflow_id.clone(), |w| w.title.clone()),
-        round_start: round.start_date.clone(),
-        stage: t.stage.clone(),
-        stage_title,
-        title: t.title.clone(),
-        assignee_kind: t.assignee_kind,
-        assignee_id: t.assignee_id.clone(),
-        assignee: t.assignee_name.clone(),
-        secretary: sec.as_ref().map(|s| s.0.clone()),
-        phone: sec.and_then(|s| s.1),
-        state: t.state,
-        due_at: t.due_at,
-        completed_at: t.completed_at,
-        provisional: t.provisional,
-    }
+    TaskLine::of(&state.engine.catalog(), round, t)
 }
 
 /// The rounds a filter looks at: the one asked for, else all (newest first as stored).

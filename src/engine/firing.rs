@@ -231,6 +231,16 @@ impl Engine {
         for id in needs.round_tasks {
             reads.round_tasks.insert(id, self.store.tasks(id).await?);
         }
+        if needs.running_rounds {
+            for r in self.store.rounds().await? {
+                if r.status == crate::core::state::RoundStatus::Running {
+                    reads
+                        .round_tasks
+                        .insert(r.id, self.store.tasks(r.id).await?);
+                    reads.rounds.insert(r.id, Some(r));
+                }
+            }
+        }
         Ok(reads)
     }
 }

@@ -163,7 +163,58 @@ pub struct TaskLine {
     pub provisional: bool,
 }
 
+/// A branch's secretary (its first directory contact): name and phone; None for roles,
+/// departments and branches without contacts.
+pub fn secretary(
+    directory: &crate::core::directory::Directory,
+    kind: crate::core::state::AssigneeKind,
+    id: &str,
+) -> Option<(String, Option<String>)> {
+    use crate::core::directory::UnitKind;
+    if kind != crate::core::state::AssigneeKind::Unit {
+        return None;
+    }
+    let unit = directory.unit(id)?;
+    if unit.kind != UnitKind::Branch {
+        return None;
+    }
+    let c = unit.contacts.first()?;
+    Some((c.name.clone(), c.phone.clone()))
+}
+
 impl TaskLine {
+    /// A task row of `round` with its titles from the loaded catalog (ids when the workflow
+    /// is no longer loaded) and its branch's secretary.
+    pub fn of(
+        cat: &crate::catalog::Catalog,
+        round: &crate::store::RoundRow,
+        t: &crate::store::TaskRow,
+    ) -> TaskLine {
+        let wf = cat.workflows.get(&round.workflow_id).map(|w| &w.workflow);
+        let stage_title = wf
+            .and_then(|w| w.stages.iter().find(|s| s.id.value == t.stage))
+            .map_or_else(|| t.stage.clone(), |s| s.title.clone());
+        let sec = secretary(&cat.directory, t.assignee_kind, &t.assignee_id);
+        TaskLine {
+            id: t.id,
+            round_id: round.id,
+            workflow: wf.map_or_else(|| round.workflow_id.clone(), |w| w.title.clone()),
+            round_start: round.start_date.clone(),
+            stage: t.stage.clone(),
+            stage_title,
+            title: t.title.clone(),
+            assignee_kind: t.assignee_kind,
+            assignee_id: t.assignee_id.clone(),
+            assignee: t.assignee_name.clone(),
+            secretary: sec.as_ref().map(|s| s.0.clone()),
+            phone: sec.and_then(|s| s.1),
+            state: t.state,
+            due_at: t.due_at,
+            completed_at: t.completed_at,
+            provisional: t.provisional,
+        }
+    }
+
     /// Open and past its deadline at `now` (epoch ms).
     pub fn is_overdue(&self, now: i64) -> bool {
         self.state == TaskState::Open && self.due_at.is_some_and(|d| d < now)

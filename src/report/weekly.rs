@@ -9,9 +9,7 @@
 //! tasks not yet due do not count. The rate is 准时 over all three; a branch with nothing
 //! due yet is listed last without a rate.
 //!
-//! What is not here yet: the programme that sends it (a config flag, a durable weekly
-//! timer in the timer table, the firing that reads the rounds and puts one message per
-//! recipient in the outbox). See the report of #18 item 6.
+//! The programme that sends it is `engine::weekly` (`[weekly_report]` in the config).
 
 use super::TaskLine;
 use crate::core::state::{AssigneeKind, TaskState};
@@ -143,9 +141,7 @@ const HTML: &str = r##"<div style="font-family:sans-serif;color:#222">
 {% else %}<p>本周没有逾期未完成事项。</p>{% endif %}
 </div>"##;
 
-const TEXT: &str = r#"{{ s.office }}工作进度通报（{{ s.date }}）
-
-按时完成率排名：
+const TEXT: &str = r#"按时完成率排名（已到期任务中按时完成的比例）：
 {% for r in s.ranking %}{{ loop.index }}. {{ r.branch }}：{% if r.pct is not none %}{{ r.pct }}%（准时 {{ r.on_time }}，逾期完成 {{ r.late }}，逾期未完成 {{ r.overdue }}）{% else %}暂无到期任务{% endif %}
 {% endfor %}
 {% if s.overdue %}逾期未完成事项（{{ s.overdue | length }} 项）：
@@ -180,7 +176,7 @@ impl Summary {
     }
 
     /// The plain text (mail's text part), whose lines also read as markdown: the robots'
-    /// card is made from it.
+    /// card is made from it, under the subject as its heading.
     pub fn text(&self) -> Result<String, RenderError> {
         render(TEXT, "weekly.txt", self)
     }

@@ -25,6 +25,7 @@ pub(super) fn kind_zh(kind: MessageKind) -> &'static str {
         MessageKind::CalendarMissing => "缺少节假日文件",
         MessageKind::CatchUp => "补发逾期提醒",
         MessageKind::DeadLetter => "投递失败通知",
+        MessageKind::WeeklyReport => "每周通报",
     }
 }
 

@@ -29,6 +29,7 @@ mod find;
 mod find_browser;
 mod links;
 mod messages;
+mod weekly;
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Shanghai
