@@ -5,28 +5,10 @@
 
 use super::{Console, at, location};
 use crate::common;
-use common::smtp::TestSmtp;
+use common::smtp::{TestSmtp, deliver_to};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE};
-use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
 use yanzhen::core::state::{OutboxChannel, OutboxState};
-
-fn deliver_to(port: u16) -> NotifyConfig {
-    NotifyConfig {
-        mode: DeliveryMode::Deliver,
-        from: "清水街道党工委组织办 <noreply@qingshui.example.gov.cn>".into(),
-        smtp: Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: Some(port),
-            security: SmtpSecurity::None,
-            username: None,
-            password_env: None,
-            timeout_seconds: 5,
-            pool_size: 2,
-        }),
-        ..NotifyConfig::default()
-    }
-}
 
 /// (recipients, subject) of every message the sink received.
 fn received(smtp: &TestSmtp) -> Vec<(String, String)> {

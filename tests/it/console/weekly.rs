@@ -8,7 +8,6 @@ use super::{Console, at};
 use crate::common;
 use common::smtp::TestSmtp;
 use std::sync::{Arc, Mutex};
-use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
 use yanzhen::core::directory::{UnitKind, Webhook, WebhookKind};
 use yanzhen::core::state::TimerState;
 
@@ -45,20 +44,7 @@ async fn the_weekly_report_fires_once_at_its_instant_mailing_every_recipient_and
         let (robot_url, posted) = robot().await;
         let hook = robot_url.clone();
         let c: Console = Console::start_with(name, store, guard, move |cat| {
-            cat.config.notify = NotifyConfig {
-                mode: DeliveryMode::Deliver,
-                from: "清水街道党工委组织办 <noreply@qingshui.example.gov.cn>".into(),
-                smtp: Some(SmtpConfig {
-                    host: "127.0.0.1".into(),
-                    port: Some(port),
-                    security: SmtpSecurity::None,
-                    username: None,
-                    password_env: None,
-                    timeout_seconds: 5,
-                    pool_size: 2,
-                }),
-                ..NotifyConfig::default()
-            };
+            cat.config.notify = common::smtp::deliver_to(port);
             cat.config.weekly_report.enabled = true;
             if let Some(u) = cat
                 .directory
