@@ -59,7 +59,11 @@ pub(super) async fn form(
     export: &str,
 ) -> Value {
     let cat = &ui.catalog;
-    let rounds = ui.state.engine.store().rounds().await.unwrap_or_default();
+    // The form still works without the round choices; the list itself reports a failure.
+    let rounds = ui.state.engine.store().rounds().await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "filter form: rounds not read");
+        Vec::new()
+    });
     let round_workflow = find
         .round
         .and_then(|id| rounds.iter().find(|r| r.id == id))
