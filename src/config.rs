@@ -34,6 +34,9 @@ pub struct Config {
     /// The reserve pool (后备干部库).
     #[serde(default)]
     pub pool: PoolConfig,
+    /// The weekly 通报 (`[weekly_report]`, off by default).
+    #[serde(default)]
+    pub weekly_report: WeeklyReportConfig,
     /// No longer used: `yanzhen reload` asks the daemons through the database. Accepted so
     /// that an older config still loads; `validate` and `serve` warn about it.
     #[serde(default)]
@@ -415,6 +418,47 @@ impl PoolConfig {
     }
 }
 
+/// The weekly 通报 to every branch and the committee head: when it goes out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeeklyReportConfig {
+    /// Send it (off unless set).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Day of the week, 1 (Monday) to 7 (Sunday).
+    #[serde(default = "default_weekly_day")]
+    pub weekday: u32,
+    /// Local hour, 0 to 23.
+    #[serde(default = "default_weekly_hour")]
+    pub hour: u32,
+    /// The role that receives it besides the branches (the committee head).
+    #[serde(default = "default_head_role")]
+    pub head_role: String,
+}
+
+fn default_weekly_day() -> u32 {
+    1
+}
+
+fn default_weekly_hour() -> u32 {
+    9
+}
+
+fn default_head_role() -> String {
+    "committee_head".into()
+}
+
+impl Default for WeeklyReportConfig {
+    fn default() -> Self {
+        WeeklyReportConfig {
+            enabled: false,
+            weekday: default_weekly_day(),
+            hour: default_weekly_hour(),
+            head_role: default_head_role(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -426,6 +470,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             http: HttpConfig::default(),
             pool: PoolConfig::default(),
+            weekly_report: WeeklyReportConfig::default(),
             pid_file: None,
         }
     }

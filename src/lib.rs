@@ -12,5 +12,6 @@ pub mod core;
 pub mod engine;
 pub mod notify;
 pub mod pool;
+pub mod report;
 pub mod runtime;
 pub mod store;

@@ -52,7 +52,7 @@ endpoints! {
     get "/api/rounds" rounds Some("read"), [], "All rounds.";
     post "/api/rounds" start_round Some("admin"), [404, 422], "Start a round (body: {workflow, start: \"YYYY-MM-DD\", params?: {name: string or number}, branches?, only_listed?}); with `branches`, every department still takes part unless `only_listed` is true.";
     get "/api/rounds/{id}" round Some("read"), [404], "A round with progress per stage, overdue tasks and next timers.";
-    get "/api/tasks" tasks Some("read"), [400, 404, 422], "Tasks, filtered by round, state, assignee, overdue.";
+    get "/api/tasks" tasks Some("read"), [400, 404, 422], "Tasks, filtered by round, state, assignee, overdue, stage, branch.";
     get "/api/tasks/{id}" task Some("read"), [404], "A task with its history.";
     post "/api/tasks/{id}/complete" complete Some("admin"), [404, 409], "Mark a task done (body: {note?}, or none).";
     post "/api/tasks/{id}/waive" waive Some("admin"), [404, 409, 422], "Excuse a task (body: {reason}).";
@@ -70,6 +70,7 @@ pub fn routes() -> Router<State> {
     endpoints()
         .into_iter()
         .chain(super::people::endpoints())
+        .chain(super::reports::endpoints())
         .chain(super::results::endpoints())
         .fold(Router::new(), |r, (e, handler)| r.route(e.path, handler))
 }
@@ -280,6 +281,7 @@ async fn openapi() -> Json<Value> {
     let list: Vec<Endpoint> = endpoints()
         .into_iter()
         .chain(super::people::endpoints())
+        .chain(super::reports::endpoints())
         .chain(super::results::endpoints())
         .map(|(e, _)| e)
         .collect();
@@ -529,6 +531,11 @@ struct TaskFilter {
     assignee: Option<String>,
     #[serde(default)]
     overdue: Option<bool>,
+    #[serde(default)]
+    stage: Option<String>,
+    /// The same as `assignee` (the console's filter calls it branch).
+    #[serde(default)]
+    branch: Option<String>,
 }
 
 async fn tasks(
@@ -568,6 +575,8 @@ async fn tasks(
             if state.is_some_and(|st| st != t.state)
                 || f.assignee.as_ref().is_some_and(|a| *a != t.assignee_id)
                 || f.overdue.is_some_and(|o| o != overdue)
+                || f.stage.as_ref().is_some_and(|st| *st != t.stage)
+                || f.branch.as_ref().is_some_and(|b| *b != t.assignee_id)
             {
                 continue;
             }

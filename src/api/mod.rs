@@ -12,10 +12,12 @@
 
 mod auth;
 pub mod console;
+pub mod find;
 pub mod guard;
 pub mod json;
 pub mod openapi;
 pub mod people;
+pub mod reports;
 pub mod results;
 pub mod server;
 

@@ -165,6 +165,8 @@ pub enum TimerKind {
     CatchUp,
     /// The weekly notice that next year's holiday file is missing.
     CalendarNotice,
+    /// The weekly 通报 to the branches and the committee head.
+    WeeklyReport,
 }
 stored!(TimerKind, "a timer kind");
 
@@ -181,6 +183,7 @@ impl TimerKind {
             TimerKind::Kickoff => "启动轮次",
             TimerKind::CatchUp => "补发提醒",
             TimerKind::CalendarNotice => "节假日文件提醒",
+            TimerKind::WeeklyReport => "每周通报",
         }
     }
 
@@ -352,6 +355,8 @@ pub enum MessageKind {
     CatchUp,
     /// A message could not be delivered (to the office).
     DeadLetter,
+    /// The weekly 通报: branches ranked by punctuality, what is overdue.
+    WeeklyReport,
 }
 stored!(MessageKind, "a message kind");
 
@@ -438,7 +443,12 @@ mod tests {
 
     #[test]
     fn message_kinds_are_template_kinds() {
-        for k in MessageKind::VARIANTS {
+        // The weekly 通报 is a ranking, not a task message: `report::weekly` renders it
+        // from its own templates, and it is never re-rendered from the outbox (no digest).
+        for k in MessageKind::VARIANTS
+            .iter()
+            .filter(|k| **k != MessageKind::WeeklyReport)
+        {
             assert!(
                 crate::core::render::KINDS.contains(&k.as_str()),
                 "{k} has no template"

@@ -234,6 +234,16 @@ impl Engine {
         if needs.people {
             reads.people = Some(self.pool_people().await?);
         }
+        if needs.running_rounds {
+            for r in self.store.rounds().await? {
+                if r.status == crate::core::state::RoundStatus::Running {
+                    reads
+                        .round_tasks
+                        .insert(r.id, self.store.tasks(r.id).await?);
+                    reads.rounds.insert(r.id, Some(r));
+                }
+            }
+        }
         Ok(reads)
     }
 }

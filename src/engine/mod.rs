@@ -17,6 +17,7 @@ mod report;
 pub mod reproject;
 mod round;
 mod transition;
+pub mod weekly;
 
 pub use firing::Fired;
 pub use report::{BlockedKickoff, RoundReport, StageProgress, blocked_reason_zh};
@@ -250,6 +251,7 @@ impl Engine {
         self.ensure_kickoffs().await?;
         self.reproject_kickoffs().await?;
         self.ensure_calendar_notice().await?;
+        self.ensure_weekly_report().await?;
         self.wake();
         Ok(())
     }

@@ -519,6 +519,25 @@ where
         convert(rows)
     }
 
+    async fn outbox_for_task(&self, task_id: i64) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query_as::<B::Db, OutboxDb>(sql::OUTBOX_FOR_TASK)
+            .bind(task_id)
+            .fetch_all(self.pool())
+            .await?;
+        convert(rows)
+    }
+
+    async fn enqueue(&self, rows: Vec<NewNotification>, audit: Option<AuditEntry>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let refs: Vec<&NewNotification> = rows.iter().collect();
+        B::insert_notifications(&mut tx, &refs).await?;
+        if let Some(a) = &audit {
+            Tx::<B>::insert_audit(&mut tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn claim_outbox(&self, c: &OutboxClaim) -> Result<ClaimedOutbox> {
         let mut tx = self.begin_write().await?;
         // One claimer at a time: seeds read and messages claimed by one daemon are never

@@ -296,6 +296,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Outbox rows, in insertion order, with id greater than `after_id`.
     async fn outbox_after(&self, after_id: i64, limit: i64) -> Result<Vec<OutboxRow>>;
 
+    /// The outbox rows about one task, oldest first.
+    async fn outbox_for_task(&self, task_id: i64) -> Result<Vec<OutboxRow>>;
+
+    /// Put messages in the outbox outside a firing (a resend, the weekly summary), with
+    /// their audit entry, in one transaction; a key already used is skipped.
+    async fn enqueue(&self, rows: Vec<NewNotification>, audit: Option<AuditEntry>) -> Result<()>;
+
     /// Claim whole messages ready to send at `now` (see [`OutboxClaim`]): rows due (a
     /// reminder or escalation only once its digest is released, [`DigestHold`]) and rows
     /// whose lease expired, grouped by [`MessageKey`] with every row of each chosen message,

@@ -243,6 +243,12 @@ pub(crate) const OUTBOX_AFTER: &str = concat!(
     " FROM outbox WHERE id > $1 ORDER BY id LIMIT $2"
 );
 
+pub(crate) const OUTBOX_FOR_TASK: &str = concat!(
+    "SELECT ",
+    cols!(outbox),
+    " FROM outbox WHERE task_id = $1 ORDER BY id"
+);
+
 pub(crate) const TOKEN_INSERT: &str = "INSERT INTO api_tokens \
      (name, hash, rights, created_at, revoked_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
 /// A revoked token's row taken over by a new token of the same name.

@@ -6,11 +6,10 @@ use crate::common;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
-use common::smtp::TestSmtp;
+use common::smtp::{TestSmtp, deliver_to};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use yanzhen::access::{new_token, token_hash};
-use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
 use yanzhen::engine::StartRound;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::VirtualClock;
@@ -51,25 +50,6 @@ fn scenario() -> Scenario {
             completion("nomination", "dongguan", "2019-07-11T09:30"),
             completion("nomination", "xiguan", "2019-07-15T11:00"),
         ],
-    }
-}
-
-/// Deliver mode to a real SMTP server, two messages in flight at once, the shipped digest
-/// window (15 minutes).
-fn deliver_to(port: u16) -> NotifyConfig {
-    NotifyConfig {
-        mode: DeliveryMode::Deliver,
-        from: "清水街道党工委组织办 <noreply@qingshui.example.gov.cn>".into(),
-        smtp: Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: Some(port),
-            security: SmtpSecurity::None,
-            username: None,
-            password_env: None,
-            timeout_seconds: 5,
-            pool_size: 2,
-        }),
-        ..NotifyConfig::default()
     }
 }
 

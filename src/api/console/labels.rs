@@ -49,6 +49,7 @@ pub(super) fn done_flash(done: Option<&str>) -> Option<&'static str> {
         Some("complete") => Some("已标记完成。"),
         Some("waive") => Some("已免除。"),
         Some("reopen") => Some("已重新打开，提醒和催办按新的截止时间重新安排。"),
+        Some("resend") => Some("已重新发送：消息已放入发件队列，按发送频率限制送出。"),
         _ => None,
     }
 }

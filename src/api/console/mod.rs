@@ -14,7 +14,10 @@
 //! - `auth`: sign-in, sign-out, the [`ConsoleUser`] extractor and the admin check;
 //! - `rounds`: the rounds list and a round's page; `gantt` lays out its timeline;
 //! - `overdue`: the overdue board;
-//! - `tasks`: a task's page and its actions (complete, waive, reopen);
+//! - `filters`: the lists' filter form; `find`: the task list, the search box, a
+//!   branch's page across rounds and the lists' `.xlsx` exports;
+//! - `tasks`: a task's page and its actions (complete, waive, reopen); `messages`: the
+//!   messages sent about a task and their resend;
 //! - `ratings`: the ratings form of a task that collects 考核等次 (console and branch page)
 //!   and the results page (by year, with the 优先使用 list);
 //! - `workflows`: the workflow list; `editor`: the editor (preview, save);
@@ -57,8 +60,11 @@ mod auth;
 mod branch;
 mod display;
 mod editor;
+mod filters;
+mod find;
 mod gantt;
 mod labels;
+mod messages;
 mod overdue;
 mod pool;
 mod ratings;
@@ -69,6 +75,7 @@ mod ui;
 mod workflows;
 
 pub use auth::{ConsoleUser, csrf_check};
+pub(crate) use find::{ReportError, build_report, xlsx_response};
 
 use super::State;
 use axum::Router;
@@ -88,11 +95,19 @@ pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
         .route("/console/logout", post(auth::logout))
         .route("/console/rounds/{id}", get(rounds::round_page))
         .route("/console/overdue", get(overdue::overdue_page))
+        .route("/console/tasks", get(find::tasks_page))
+        .route("/console/search", get(find::search_page))
+        .route("/console/units/{id}", get(find::unit_page))
+        .route("/console/export/{file}", get(find::export))
         .route("/console/tasks/{id}", get(tasks::task_page))
         .route("/console/tasks/{id}/complete", post(tasks::task_complete))
         .route("/console/tasks/{id}/waive", post(tasks::task_waive))
         .route("/console/tasks/{id}/reopen", post(tasks::task_reopen))
         .route("/console/tasks/{id}/ratings", post(ratings::task_ratings))
+        .route(
+            "/console/tasks/{id}/messages/{message}/resend",
+            post(messages::resend),
+        )
         .route(
             "/console/tokens",
             get(tokens::tokens_page).post(tokens::token_create),

@@ -2,14 +2,17 @@
 //! round's page (`/console/rounds/{id}`: stages, tasks, next timers and the timeline).
 
 use super::auth::ConsoleUser;
+use super::filters::{self, States};
 use super::gantt::gantt;
 use super::labels::{pct, round_status_zh, state_zh, timer_kind_zh};
 use super::ui::Ui;
 use crate::api::State;
 use crate::core::state::{TaskState, TimerState};
 use crate::core::timefmt::provisional_mark;
+use crate::report::Find;
 use crate::store::TimerPayload;
-use axum::extract::{Path, State as Shared};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State as Shared};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
@@ -18,8 +21,17 @@ use std::collections::BTreeMap;
 pub(super) async fn rounds_page(
     Shared(state): Shared<State>,
     ConsoleUser(user): ConsoleUser,
+    q: Result<Query<Find>, QueryRejection>,
 ) -> Response {
     let ui = Ui::new(&state, Some(&user));
+    let find = match filters::read(&ui, q) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let status_filter = match find.round_status() {
+        Ok(s) => s,
+        Err(e) => return *filters::bad_state(&ui, e),
+    };
     let store = state.engine.store();
     let rounds = match store.rounds().await {
         Ok(r) => r,
@@ -27,6 +39,17 @@ pub(super) async fn rounds_page(
     };
     let mut out = Vec::new();
     for r in rounds {
+        if status_filter.is_some_and(|s| s != r.status) {
+            continue;
+        }
+        // A branch's rounds: those that gave it a task.
+        if let Some(b) = &find.branch {
+            match store.tasks(r.id).await {
+                Ok(t) if t.iter().any(|t| &t.assignee_id == b) => {}
+                Ok(_) => continue,
+                Err(e) => return ui.store_fail(e),
+            }
+        }
         let row = match state.engine.status(r.id).await {
             Ok(s) => {
                 let stages: Vec<serde_json::Value> = s
@@ -91,10 +114,20 @@ pub(super) async fn rounds_page(
             .collect(),
         Err(e) => return ui.fail(e),
     };
+    let mut form = filters::form(&ui, &find, "/console", States::Rounds, "progress").await;
+    // The export is of tasks: it keeps the branch, not the rounds' status.
+    form["export"] = json!(format!(
+        "/console/export/progress.xlsx?{}",
+        Find {
+            branch: find.branch.clone(),
+            ..Default::default()
+        }
+        .query()
+    ));
     ui.page(
         StatusCode::OK,
         "rounds.html",
-        json!({"active": "rounds", "rounds": out, "kickoffs": kickoffs, "blocked": blocked, "now": ui.at_utc(ui.now())}),
+        json!({"active": "rounds", "rounds": out, "filters": form, "kickoffs": kickoffs, "blocked": blocked, "now": ui.at_utc(ui.now())}),
     )
 }
 

@@ -120,6 +120,7 @@ pub(super) async fn render_task(
             "history": history, "flash": flash, "error": error,
             "link": link, "link_expires": ui.at_utc(from_ms(expires * 1000)),
             "reopen_days": reopen_days, "ratings": ratings,
+            "messages": super::messages::for_task(ui, id).await,
         }),
     )
 }

@@ -102,6 +102,26 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/console/gantt.html"),
     ),
     (
+        "tasks.html",
+        include_str!("../../../templates/console/tasks.html"),
+    ),
+    (
+        "search.html",
+        include_str!("../../../templates/console/search.html"),
+    ),
+    (
+        "unit.html",
+        include_str!("../../../templates/console/unit.html"),
+    ),
+    (
+        "task_messages.html",
+        include_str!("../../../templates/console/task_messages.html"),
+    ),
+    (
+        "filters.html",
+        include_str!("../../../templates/console/filters.html"),
+    ),
+    (
         "link_error.html",
         include_str!("../../../templates/console/link_error.html"),
     ),

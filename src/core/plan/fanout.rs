@@ -333,7 +333,8 @@ impl<'a> Planner<'a> {
                         | TimerKind::StageClose
                         | TimerKind::Kickoff
                         | TimerKind::CatchUp
-                        | TimerKind::CalendarNotice => continue,
+                        | TimerKind::CalendarNotice
+                        | TimerKind::WeeklyReport => continue,
                     };
                     timers.push(PlannedTimer {
                         key: format!("{key}/{suffix}"),

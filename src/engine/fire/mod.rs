@@ -69,12 +69,15 @@ pub struct Needs {
     pub round_tasks: Vec<i64>,
     /// The people in the pool (a kickoff fires).
     pub people: bool,
+    /// Every running round and its tasks are read (the weekly 通报).
+    pub running_rounds: bool,
 }
 
 /// What a batch needs read, from the timers and `now` alone.
 pub fn needs(batch: &[TimerRow], now: DateTime<Utc>) -> Needs {
     let mut n = Needs::default();
     for t in batch {
+        n.running_rounds |= t.kind == TimerKind::WeeklyReport;
         if let Some(task) = t.task_id {
             n.tasks.push(task);
             // Two overdue reminders or rungs of one task are at least an hour apart, so
@@ -147,6 +150,7 @@ pub fn effects(cx: &Ctx, reads: &Reads, t: &TimerRow) -> Result<FireEffects> {
         TimerKind::Kickoff => kickoff(cx, reads, t),
         TimerKind::CatchUp => catch_up(cx, reads, t),
         TimerKind::CalendarNotice => Ok(calendar_notice(cx, t)),
+        TimerKind::WeeklyReport => Ok(super::weekly::fire(cx, reads, t)),
         TimerKind::StageOpen | TimerKind::StageClose => Ok(FireEffects {
             audit: vec![audit(
                 now,

@@ -302,3 +302,23 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     head.eq_ignore_ascii_case(prefix)
         .then(|| &s[prefix.len()..])
 }
+
+/// Deliver mode to the SMTP sink on `port` (plain text, two connections), the shipped
+/// sender.
+pub fn deliver_to(port: u16) -> yanzhen::config::NotifyConfig {
+    use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
+    NotifyConfig {
+        mode: DeliveryMode::Deliver,
+        from: "清水街道党工委组织办 <noreply@qingshui.example.gov.cn>".into(),
+        smtp: Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: Some(port),
+            security: SmtpSecurity::None,
+            username: None,
+            password_env: None,
+            timeout_seconds: 5,
+            pool_size: 2,
+        }),
+        ..NotifyConfig::default()
+    }
+}

@@ -25,7 +25,11 @@ use yanzhen::runtime::driver::Driver;
 use yanzhen::store::{AuditEntry, Store, TaskRow, TokenRow};
 
 mod editor;
+mod find;
+mod find_browser;
 mod links;
+mod messages;
+mod weekly;
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Shanghai
@@ -87,11 +91,23 @@ impl Console {
         store: Arc<dyn Store>,
         guard: common::stores::Guard,
     ) -> Console {
+        Self::start_with(name, store, guard, |_| {}).await
+    }
+
+    /// The fixture with the catalog changed by `adjust` first (e.g. to deliver to an SMTP
+    /// sink).
+    async fn start_with(
+        name: &'static str,
+        store: Arc<dyn Store>,
+        guard: common::stores::Guard,
+        adjust: impl FnOnce(&mut yanzhen::catalog::Catalog),
+    ) -> Console {
         yanzhen::notify::install_tls_provider();
         // The shipped workflows, loaded from copies in the temp folder so that the editor
         // writes there and never into the repository.
         let setup = Setup::new().with_shipped_workflows();
-        let cat = setup.catalog(date(2019, 7, 1));
+        let mut cat = setup.catalog(date(2019, 7, 1));
+        adjust(&mut cat);
         assert_eq!(
             cat.workflows.len(),
             common::catalog_with(&[], true).workflows.len(),
