@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod api;
+pub mod assessment;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -71,6 +71,7 @@ pub fn routes() -> Router<State> {
         .into_iter()
         .chain(super::people::endpoints())
         .chain(super::reports::endpoints())
+        .chain(super::results::endpoints())
         .fold(Router::new(), |r, (e, handler)| r.route(e.path, handler))
 }
 
@@ -281,6 +282,7 @@ async fn openapi() -> Json<Value> {
         .into_iter()
         .chain(super::people::endpoints())
         .chain(super::reports::endpoints())
+        .chain(super::results::endpoints())
         .map(|(e, _)| e)
         .collect();
     Json(super::openapi::document(&list))

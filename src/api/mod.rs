@@ -18,6 +18,7 @@ pub mod json;
 pub mod openapi;
 pub mod people;
 pub mod reports;
+pub mod results;
 pub mod server;
 
 pub use auth::{

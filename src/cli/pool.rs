@@ -82,6 +82,21 @@ pub enum PoolCommand {
         /// The file to write.
         file: PathBuf,
     },
+    /// Assessment results (考核等次) by year, branch and name.
+    Results {
+        /// Only this year.
+        #[arg(long)]
+        year: Option<i32>,
+        /// Only this unit (id or name).
+        #[arg(long)]
+        unit: Option<String>,
+        /// Only the 优先使用 list (the ratings the workflow's `priority` names).
+        #[arg(long)]
+        priority: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 /// A person's fields as flags.
@@ -229,6 +244,54 @@ pub async fn pool_command(
     let pool = Pool::new(&e);
     let dir = &pool.catalog().directory;
     match cmd {
+        PoolCommand::Results {
+            year,
+            unit,
+            priority,
+            format,
+        } => {
+            let unit = match unit {
+                Some(u) => Some(
+                    crate::core::pool::unit_id(dir, &u)
+                        .with_context(|| format!("no unit `{u}` in the directory"))?,
+                ),
+                None => None,
+            };
+            let rows = e
+                .store()
+                .results(&crate::store::ResultFilter {
+                    year,
+                    unit,
+                    person: None,
+                    priority_only: priority,
+                })
+                .await?;
+            match format {
+                Format::Json => {
+                    let list: Vec<_> = rows.iter().map(crate::api::results::result_json).collect();
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                }
+                Format::Text => {
+                    for r in &rows {
+                        let unit = dir
+                            .unit(&r.unit)
+                            .map_or(r.unit.as_str(), |u| u.name.as_str());
+                        let mark = if r.failing != 0 {
+                            "  不合格"
+                        } else if r.priority != 0 {
+                            "  优先使用"
+                        } else {
+                            ""
+                        };
+                        println!(
+                            "{}  {:>5}  {}  {}  {}{mark}",
+                            r.year, r.person_id, r.name, unit, r.rating
+                        );
+                    }
+                    eprintln!("{} result(s)", rows.len());
+                }
+            }
+        }
         PoolCommand::List {
             unit,
             tier,

@@ -170,6 +170,9 @@ pub struct Task {
     /// Message templates for this task only.
     #[serde(default)]
     pub templates: Option<Templates>,
+    /// The task collects a rating for each in-pool person of its branch (考核等次).
+    #[serde(default)]
+    pub ratings: Option<Sp<crate::core::assessment::Ratings>>,
 }
 
 /// Who a task is for.

@@ -5,6 +5,7 @@
 //! needs is passed in (the one exception is `Calendar::load_dir`, a thin reader that hands
 //! file texts to the pure `Calendar::from_sources`).
 
+pub mod assessment;
 pub mod calendar;
 pub mod definition;
 pub mod diagnostic;

@@ -144,6 +144,7 @@ fn check(wf: &Workflow, ctx: Context<'_>, d: &mut Diagnostics, gaps: bool) {
     check_unique(d, "task", wf.tasks().map(|(_, t)| &t.id));
     check_unique(d, "parameter", wf.parameters.iter().map(|p| &p.id));
     check_unique(d, "event", wf.events.iter().map(|e| &e.id));
+    crate::core::assessment::check(wf, d);
     let stages_missing = d
         .items()
         .iter()

@@ -80,7 +80,11 @@ pub fn occurrence_tasks(
         .with_timezone(&Utc);
     let p = plan_event(cat, wf, round, &o.unit, &o.kind, start_of_day)?;
     for t in p.tasks.iter().filter(|t| {
-        owed.contains(&t.task) && t.assignee.kind == AssigneeKind::Unit && t.assignee.id == o.unit
+        // A role's task (the office's 调整 task) is owed once per occurrence too; a unit's
+        // only for the person's own unit.
+        owed.contains(&t.task)
+            && (t.assignee.kind == AssigneeKind::Role
+                || (t.assignee.kind == AssigneeKind::Unit && t.assignee.id == o.unit))
     }) {
         let Some(due) = t.due.at.filter(|_| !t.due.projected) else {
             continue;
@@ -135,49 +139,68 @@ impl Engine {
     /// Add the task instances an occurrence owes to every running round (idempotent: an
     /// occurrence already planned in a round is skipped there). Returns the new tasks.
     pub async fn event_occurred(&self, o: &Occurrence) -> Result<Vec<TaskRow>> {
-        let cat = self.catalog();
-        let now = self.clock.now();
         let mut added = Vec::new();
         for round in self.store.rounds().await? {
-            if round.status != RoundStatus::Running {
-                continue;
-            }
-            let wf = self.workflow_of(round.version_id).await?;
-            let rows = occurrence_tasks(&cat, &wf, &round, o, now)?;
-            let Some(first) = rows.tasks.first() else {
-                continue;
-            };
-            if self
-                .store
-                .task_by_key(round.id, &first.key)
-                .await?
-                .is_some()
-            {
-                continue;
-            }
-            let keys: Vec<String> = rows.tasks.iter().map(|t| t.key.clone()).collect();
-            self.store
-                .reproject(Reprojection {
-                    round_id: round.id,
-                    version_id: round.version_id,
-                    units: round.units.clone(),
-                    new_tasks: rows.tasks,
-                    new_timers: rows.timers,
-                    at: ms(now),
-                    actor: o.actor.clone(),
-                    note: Some(format!("event {} ({})", o.id, o.kind)),
-                    audit: rows.audit,
-                    ..Reprojection::default()
-                })
-                .await?;
-            for key in keys {
-                if let Some(t) = self.store.task_by_key(round.id, &key).await? {
-                    tracing::info!(round = round.id, task = %t.key, event = o.id, "task owed by an event");
-                    added.push(t);
-                }
-            }
+            added.extend(self.owe_in_round(&round, o).await?);
         }
         self.wake();
+        Ok(added)
+    }
+
+    /// Add the task instances an occurrence owes to one round only (an assessment's 调整
+    /// task belongs to the round whose ratings owed it, not to every running round).
+    pub async fn event_occurred_in(&self, round_id: i64, o: &Occurrence) -> Result<Vec<TaskRow>> {
+        let round = self
+            .store
+            .round(round_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("round {round_id}")))?;
+        let added = self.owe_in_round(&round, o).await?;
+        self.wake();
+        Ok(added)
+    }
+
+    async fn owe_in_round(&self, round: &RoundRow, o: &Occurrence) -> Result<Vec<TaskRow>> {
+        let mut added = Vec::new();
+        if round.status != RoundStatus::Running {
+            return Ok(added);
+        }
+        let cat = self.catalog();
+        let now = self.clock.now();
+        let wf = self.workflow_of(round.version_id).await?;
+        let rows = occurrence_tasks(&cat, &wf, round, o, now)?;
+        let Some(first) = rows.tasks.first() else {
+            return Ok(added);
+        };
+        if self
+            .store
+            .task_by_key(round.id, &first.key)
+            .await?
+            .is_some()
+        {
+            return Ok(added);
+        }
+        let keys: Vec<String> = rows.tasks.iter().map(|t| t.key.clone()).collect();
+        self.store
+            .reproject(Reprojection {
+                round_id: round.id,
+                version_id: round.version_id,
+                units: round.units.clone(),
+                new_tasks: rows.tasks,
+                new_timers: rows.timers,
+                at: ms(now),
+                actor: o.actor.clone(),
+                note: Some(format!("event {} ({})", o.id, o.kind)),
+                audit: rows.audit,
+                ..Reprojection::default()
+            })
+            .await?;
+        for key in keys {
+            if let Some(t) = self.store.task_by_key(round.id, &key).await? {
+                tracing::info!(round = round.id, task = %t.key, event = o.id, "task owed by an event");
+                added.push(t);
+            }
+        }
         Ok(added)
     }
 }

@@ -20,6 +20,7 @@ use super::{
     TokenRow, Transition, VersionRow,
 };
 use super::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
+use super::{RatingsWrite, ResultFilter, ResultRow};
 use crate::core::pool::Person;
 use crate::core::state::{RoundStatus, TaskState};
 
@@ -1013,5 +1014,13 @@ where
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>> {
         Tx::events(self, filter).await
+    }
+
+    async fn write_ratings(&self, w: &RatingsWrite, who: &PoolWrite) -> Result<Vec<EventRow>> {
+        Tx::write_ratings(self, w, who).await
+    }
+
+    async fn results(&self, filter: &ResultFilter) -> Result<Vec<ResultRow>> {
+        Tx::results(self, filter).await
     }
 }

@@ -25,6 +25,7 @@ mod digest;
 mod generic;
 mod people;
 mod postgres;
+mod results;
 mod rows;
 mod shared;
 mod sql;
@@ -34,6 +35,7 @@ pub(crate) use digest::MessageKey;
 pub use digest::{DIGEST_CLASSES, DigestHold, digest_class};
 pub use people::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
 pub use postgres::PgStore;
+pub use results::{NewResult, RatingsWrite, ResultFilter, ResultRow};
 pub use rows::{
     Activation, AuditEntry, AuditRow, ClaimedOutbox, ClaimedTimers, CorruptTimer, Counts, Decide,
     Decided, Delivery, FireEffects, HistoryRow, NewNotification, NewRound, NewTask, NewTimer,
@@ -439,6 +441,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Recorded events, by date.
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>>;
+
+    /// Store a branch's ratings for a year (replacing that year's earlier ones) with their
+    /// audit entries, and record each 调整 event owed that was not recorded before; returns
+    /// the events recorded now.
+    async fn write_ratings(&self, ratings: &RatingsWrite, who: &PoolWrite)
+    -> Result<Vec<EventRow>>;
+
+    /// Assessment results by year, branch and name.
+    async fn results(&self, filter: &ResultFilter) -> Result<Vec<ResultRow>>;
 }
 
 /// A database URL with any password replaced by `***`, for messages and logs.

@@ -131,7 +131,7 @@ const PERSON_UPDATE: &str = "UPDATE people SET name = $2, unit = $3, tier = $4, 
 const AUDIT_OF_SUBJECT: &str = "SELECT id, at, actor, action, subject, detail_json \
      FROM audit_log WHERE subject = $1 ORDER BY id";
 
-const EVENT_INSERT: &str = "INSERT INTO person_events (person_id, kind, date, note, \
+pub(super) const EVENT_INSERT: &str = "INSERT INTO person_events (person_id, kind, date, note, \
      recorded_by, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
 
 const EVENTS: &str = "SELECT id, person_id, kind, date, note, recorded_by, recorded_at \
@@ -264,7 +264,7 @@ impl TryFrom<EventDb> for EventRow {
     }
 }
 
-fn ymd(d: NaiveDate) -> String {
+pub(super) fn ymd(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
 
@@ -300,7 +300,7 @@ fn bound(p: &Person) -> Bound {
     }
 }
 
-fn audit(who: &PoolWrite, id: i64, detail: serde_json::Value) -> AuditEntry {
+pub(super) fn audit(who: &PoolWrite, id: i64, detail: serde_json::Value) -> AuditEntry {
     AuditEntry {
         at: who.at,
         actor: who.actor.clone(),

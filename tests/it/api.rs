@@ -196,6 +196,7 @@ async fn every_route_in_the_openapi_document_exists_and_every_api_route_is_docum
         yanzhen::api::json::endpoints().len()
             + yanzhen::api::people::endpoints().len()
             + yanzhen::api::reports::endpoints().len()
+            + yanzhen::api::results::endpoints().len()
     );
     // And a path that is not documented is not served.
     let (st, v) = s.get("/api/nonexistent", Some(&s.admin)).await;

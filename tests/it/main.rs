@@ -6,6 +6,7 @@
 mod common;
 
 mod api;
+mod assessment;
 mod browser;
 mod calendar_official;
 mod cli;

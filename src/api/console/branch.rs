@@ -27,12 +27,12 @@ pub(super) struct LinkQuery {
 }
 
 impl LinkQuery {
-    fn from(q: Result<Query<LinkQuery>, QueryRejection>) -> LinkQuery {
+    pub(super) fn from(q: Result<Query<LinkQuery>, QueryRejection>) -> LinkQuery {
         q.map(|Query(q)| q).unwrap_or_default()
     }
 
     /// The query string to repeat in a form's action.
-    fn query(&self) -> String {
+    pub(super) fn query(&self) -> String {
         format!(
             "exp={}&sig={}",
             self.exp.as_deref().unwrap_or(""),
@@ -183,7 +183,7 @@ pub(super) async fn branch_page(
     )
 }
 
-fn branch_message(ui: &Ui<'_>, status: StatusCode, title: &str, text: &str) -> Response {
+pub(super) fn branch_message(ui: &Ui<'_>, status: StatusCode, title: &str, text: &str) -> Response {
     ui.page(
         status,
         "message.html",
@@ -224,7 +224,7 @@ pub(super) async fn branch_feed(
 
 /// The task a task link names, after checking the signature *and* that the task is the
 /// unit's own; a refusal is the page to answer with.
-async fn linked_task(
+pub(super) async fn linked_task(
     ui: &Ui<'_>,
     unit: &str,
     raw_task: &str,
@@ -281,6 +281,12 @@ pub(super) async fn branch_task(
         .await
         .ok()
         .flatten();
+    let ratings = super::ratings::context(
+        &state,
+        &task,
+        format!("/b/{unit}/t/{}/ratings?{}", task.id, q.query()),
+    )
+    .await;
     ui.page(
         StatusCode::OK,
         "branch_task.html",
@@ -293,6 +299,7 @@ pub(super) async fn branch_task(
             "action": format!("/b/{unit}/t/{}?{}", task.id, q.query()),
             "undo_minutes": ui.catalog.config.http.branch_undo_minutes,
             "office_contact": office_contact(&ui),
+            "ratings": ratings,
         }),
     )
 }

@@ -17,6 +17,8 @@
 //!   branch's page across rounds and the lists' `.xlsx` exports;
 //! - `tasks`: a task's page and its actions (complete, waive, reopen); `messages`: the
 //!   messages sent about a task and their resend;
+//! - `ratings`: the ratings form of a task that collects 考核等次 (console and branch page)
+//!   and the results page (by year, with the 优先使用 list);
 //! - `workflows`: the workflow list; `editor`: the editor (preview, save);
 //! - `tokens`: the tokens page (administrators: list, create, revoke);
 
@@ -63,6 +65,7 @@ mod labels;
 mod messages;
 mod overdue;
 mod pool;
+mod ratings;
 mod rounds;
 mod tasks;
 mod tokens;
@@ -98,6 +101,7 @@ pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
         .route("/console/tasks/{id}/complete", post(tasks::task_complete))
         .route("/console/tasks/{id}/waive", post(tasks::task_waive))
         .route("/console/tasks/{id}/reopen", post(tasks::task_reopen))
+        .route("/console/tasks/{id}/ratings", post(ratings::task_ratings))
         .route(
             "/console/tasks/{id}/messages/{message}/resend",
             post(messages::resend),
@@ -121,6 +125,7 @@ pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
         )
         .route("/console/people/new", get(pool::new_person))
         .route("/console/people/check", get(pool::check_page))
+        .route("/console/results", get(ratings::results_page))
         .route("/console/people/{id}", get(pool::person_page))
         .route(
             "/console/people/{id}/edit",
@@ -143,6 +148,7 @@ pub fn branch_routes() -> Router<State> {
             get(branch::branch_task).post(branch::branch_task_done),
         )
         .route("/b/{unit}/t/{task}/undo", post(branch::branch_task_undo))
+        .route("/b/{unit}/t/{task}/ratings", post(ratings::branch_ratings))
 }
 
 /// The error page of a request refused before its page ran (the guards of every request).

@@ -346,6 +346,7 @@ async fn render_person(
                 "person.edit" => "修改",
                 "person.remove" => "调整出库",
                 "event.record" => "记录事件",
+                "assessment.rate" => "录入考核等次",
                 other => other,
             };
             json!({"at": ui.at(a.entry.at), "actor": a.entry.actor, "what": what, "changes": changes,
@@ -366,6 +367,23 @@ async fn render_person(
         .iter()
         .map(|e| json!({"date": e.date.to_string(), "kind": pool.kind_title(&e.kind), "note": e.note, "by": e.recorded_by}))
         .collect();
+    let results = match ui
+        .state
+        .engine
+        .store()
+        .results(&crate::store::ResultFilter {
+            person: Some(id),
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return ui.store_fail(e),
+    };
+    let results: Vec<Value> = results
+        .iter()
+        .map(|r| json!({"year": r.year, "rating": r.rating, "failing": r.failing != 0, "priority": r.priority != 0, "by": r.recorded_by}))
+        .collect();
     let kinds: Vec<Value> = pool
         .event_kinds()
         .into_iter()
@@ -377,7 +395,7 @@ async fn render_person(
         json!({
             "active": "people", "id": r.id, "name": r.person.name,
             "removed": r.person.status == PersonStatus::Removed, "facts": facts,
-            "history": history, "events": events, "kinds": kinds, "today": pool.today().to_string(),
+            "history": history, "events": events, "kinds": kinds, "results": results, "today": pool.today().to_string(),
             "flash": flash, "error": error,
         }),
     )

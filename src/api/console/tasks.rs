@@ -42,7 +42,7 @@ pub(super) async fn task_page(
     }
 }
 
-async fn render_task(
+pub(super) async fn render_task(
     ui: &Ui<'_>,
     id: i64,
     status: StatusCode,
@@ -90,6 +90,16 @@ async fn render_task(
     } else {
         None
     };
+    let ratings = if task.state == TaskState::Open {
+        super::ratings::context(
+            ui.state,
+            &task,
+            format!("/console/tasks/{}/ratings", task.id),
+        )
+        .await
+    } else {
+        None
+    };
     let history: Vec<serde_json::Value> = history
         .iter()
         .map(|h| json!({"at": ui.at(h.at), "from": state_zh(h.from_state), "to": state_zh(h.to_state), "actor": h.actor, "note": h.note}))
@@ -109,7 +119,7 @@ async fn render_task(
             "round_title": round_title,
             "history": history, "flash": flash, "error": error,
             "link": link, "link_expires": ui.at_utc(from_ms(expires * 1000)),
-            "reopen_days": reopen_days,
+            "reopen_days": reopen_days, "ratings": ratings,
             "messages": super::messages::for_task(ui, id).await,
         }),
     )

@@ -110,6 +110,14 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/console/filters.html"),
     ),
     (
+        "results.html",
+        include_str!("../../../templates/console/results.html"),
+    ),
+    (
+        "ratings_form.html",
+        include_str!("../../../templates/console/ratings_form.html"),
+    ),
+    (
         "link_error.html",
         include_str!("../../../templates/console/link_error.html"),
     ),

@@ -1,0 +1,776 @@
+//! Assessment results (考核等次, issue #16 item 5) on SQLite and Postgres: the shipped
+//! `annual-assessment` workflow's `assess` task collects a rating per in-pool person of the
+//! branch; a quota breach is refused (HTTP and engine) with the Chinese message and nothing
+//! stored; a valid submission stores the results by year and completes the task; two failing
+//! years owe exactly one 调整 task for the office naming the person, also after the task is
+//! reopened and submitted again; the 优先使用 list; the branch page rates its own people only.
+
+use crate::common;
+use crate::common::session::{csrf, sign_in};
+
+use chrono::{TimeZone, Utc};
+use chrono_tz::Asia::Shanghai;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use yanzhen::access::{LinkSigner, new_token, token_hash};
+use yanzhen::assessment::{AssessError, Assessment};
+use yanzhen::engine::Engine;
+use yanzhen::runtime::app::{App, AppOptions};
+use yanzhen::runtime::clock::VirtualClock;
+use yanzhen::store::{AuditEntry, ResultFilter, Store, TokenRow};
+
+struct Server {
+    name: &'static str,
+    base: String,
+    admin: String,
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _guard: common::stores::Guard,
+}
+
+async fn server(name: &'static str, store: Arc<dyn Store>, guard: common::stores::Guard) -> Server {
+    yanzhen::notify::install_tls_provider();
+    let now = Shanghai
+        .with_ymd_and_hms(2026, 1, 10, 9, 0, 0)
+        .unwrap()
+        .with_timezone(&Utc);
+    let app = App::build(
+        common::catalog_with(&[], true),
+        store.clone(),
+        Arc::new(VirtualClock::new(now)),
+        AppOptions {
+            link_secret: Some("assess-test".into()),
+            config_path: common::root().join("config/yanzhen.toml"),
+            ..AppOptions::new("assess")
+        },
+    )
+    .await
+    .expect("app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(yanzhen::api::serve(listener, app.http, async move {
+        let _ = rx.await;
+    }));
+    let admin = new_token();
+    let row = TokenRow {
+        name: "zzb-ma".into(),
+        hash: token_hash(&admin),
+        rights: "admin".parse().expect("rights"),
+        created_at: 0,
+        revoked_at: None,
+        expires_at: None,
+        last_used_at: None,
+    };
+    let audit = AuditEntry {
+        at: 0,
+        actor: "test".into(),
+        action: "token.create".into(),
+        subject: "zzb-ma".into(),
+        detail_json: "{}".into(),
+    };
+    store.create_token(row, audit).await.expect("token");
+    Server {
+        name,
+        base,
+        admin,
+        store,
+        engine: app.engine,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        _stop: tx,
+        _guard: guard,
+    }
+}
+
+async fn servers() -> Vec<Server> {
+    let mut out = Vec::new();
+    for (name, store, guard) in common::stores::stores().await {
+        out.push(server(name, store, guard).await);
+    }
+    out
+}
+
+/// Ten reserves of dongguan: the quota of 好 is 15% of 10, rounded down: one.
+const DONGGUAN: [&str; 10] = [
+    "周晓明",
+    "孙丽娜",
+    "吴建华",
+    "郑雅琴",
+    "王海涛",
+    "李春燕",
+    "赵志刚",
+    "钱文静",
+    "冯志远",
+    "褚国栋",
+];
+
+impl Server {
+    async fn call(&self, r: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let resp = r.bearer_auth(&self.admin).send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(self.http.post(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+
+    /// Dongguan's ten people and one of xiguan; ids by name.
+    async fn people(&self) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        for (i, name) in DONGGUAN.iter().enumerate() {
+            let (st, p) = self
+                .post(
+                    "/api/people",
+                    json!({"name": name, "unit": "dongguan", "tier": 1 + i % 4, "birth": "1990.05"}),
+                )
+                .await;
+            assert_eq!(st, StatusCode::CREATED, "{}: {p}", self.name);
+            out.push((name.to_string(), p["id"].as_i64().unwrap()));
+        }
+        let (_, p) = self
+            .post(
+                "/api/people",
+                json!({"name": "陈思雨", "unit": "xiguan", "tier": 2, "birth": "1996.04"}),
+            )
+            .await;
+        out.push(("陈思雨".into(), p["id"].as_i64().unwrap()));
+        out
+    }
+
+    /// Start an annual assessment for dongguan and xiguan; the id of dongguan's `assess`.
+    async fn assess_task(&self, start: &str) -> (i64, i64) {
+        let (st, r) = self
+            .post(
+                "/api/rounds",
+                json!({"workflow": "annual-assessment", "start": start,
+                    "branches": ["dongguan", "xiguan"], "only_listed": true}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{}: {r}", self.name);
+        let round = r["id"].as_i64().unwrap();
+        (round, self.task_of(round, "assess@dongguan").await)
+    }
+
+    async fn tasks(&self, round: i64) -> Vec<Value> {
+        let (st, t) = self.get(&format!("/api/tasks?round={round}")).await;
+        assert_eq!(st, StatusCode::OK, "{}: {t}", self.name);
+        t.as_array().unwrap().clone()
+    }
+
+    async fn task_of(&self, round: i64, key: &str) -> i64 {
+        self.tasks(round)
+            .await
+            .iter()
+            .find(|t| t["key"] == key)
+            .unwrap_or_else(|| panic!("{}: no task {key}", self.name))["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    async fn results(&self, year: i32) -> Vec<Value> {
+        let (st, v) = self.get(&format!("/api/results?year={year}")).await;
+        assert_eq!(st, StatusCode::OK, "{}: {v}", self.name);
+        v.as_array().unwrap().clone()
+    }
+}
+
+/// Dongguan's ten rated: `good` of them 好 (the first ones), `bad` 差, the rest 较好.
+fn ratings(people: &[(String, i64)], good: &[&str], bad: &[&str]) -> Value {
+    let list: Vec<Value> = people
+        .iter()
+        .filter(|(n, _)| DONGGUAN.contains(&n.as_str()))
+        .map(|(n, id)| {
+            let r = if good.contains(&n.as_str()) {
+                "好"
+            } else if bad.contains(&n.as_str()) {
+                "差"
+            } else {
+                "较好"
+            };
+            json!({"person": id, "rating": r})
+        })
+        .collect();
+    json!({ "ratings": list })
+}
+
+#[tokio::test]
+async fn a_quota_breach_is_refused_over_http_and_in_the_engine_with_the_rule_cited_and_nothing_stored()
+ {
+    for s in servers().await {
+        let n = s.name;
+        let people = s.people().await;
+        let (round, task) = s.assess_task("2025-12-01").await;
+        let path = format!("/api/tasks/{task}/ratings");
+        let other = s.task_of(round, "file_results@dongguan").await;
+        let (st, e) = s.get(&format!("/api/tasks/{other}/ratings")).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{n}: {e}");
+        assert_eq!(e["error"]["code"], "not_ratings", "{n}");
+
+        let (st, form) = s.get(&path).await;
+        assert_eq!(st, StatusCode::OK, "{n}: {form}");
+        assert_eq!(form["quota"]["max_now"], 1, "{n}: {form}");
+        assert_eq!(form["people"].as_array().unwrap().len(), 10, "{n}");
+
+        let (st, e) = s
+            .post(&path, ratings(&people, &["周晓明", "孙丽娜"], &[]))
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{n}: {e}");
+        assert_eq!(e["error"]["code"], "quota_exceeded", "{n}");
+        let message = e["error"]["message"].as_str().unwrap().to_string();
+        insta::assert_snapshot!("quota_refusal_http", message);
+
+        // The engine refuses the same submission, whoever calls it.
+        let given: Vec<(i64, String)> = ratings(&people, &["周晓明", "孙丽娜"], &[])["ratings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["person"].as_i64().unwrap(),
+                    r["rating"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let refused = Assessment::new(&s.engine)
+            .submit(task, &given, "cli")
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, AssessError::Refused(_)), "{n}: {refused}");
+        assert_eq!(refused.to_string(), message, "{n}");
+
+        assert!(s.results(2025).await.is_empty(), "{n}: nothing stored");
+        let all = s
+            .store
+            .results(&ResultFilter::default())
+            .await
+            .expect("results");
+        assert!(all.is_empty(), "{n}");
+        let (_, t) = s.get(&format!("/api/tasks/{task}")).await;
+        assert_eq!(t["state"], "open", "{n}: the task stays open: {t}");
+
+        // Someone of another branch, a rating off the scale and people left out: all named.
+        let xiguan = people.iter().find(|(p, _)| p == "陈思雨").unwrap().1;
+        let (st, e) = s
+            .post(
+                &path,
+                json!({"ratings": [{"person": xiguan, "rating": "好"}, {"person": people[0].1, "rating": "优秀"}]}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{n}: {e}");
+        assert_eq!(e["error"]["code"], "ratings_invalid", "{n}");
+        let m = e["error"]["message"].as_str().unwrap();
+        for part in [
+            "陈思雨不是本支部在库的后备干部",
+            "周晓明的等次“优秀”",
+            "尚未评定：",
+            "褚国栋",
+        ] {
+            assert!(m.contains(part), "{n}: {part} in {m}");
+        }
+        assert!(s.results(2025).await.is_empty(), "{n}: nothing stored");
+
+        // The endpoint and its body are in the OpenAPI document.
+        let (_, doc) = s.get("/api/openapi.json").await;
+        let post = &doc["paths"]["/api/tasks/{id}/ratings"]["post"];
+        assert!(post["requestBody"].is_object(), "{n}: {post}");
+        assert!(doc["paths"]["/api/results"]["get"].is_object(), "{n}");
+    }
+}
+
+#[tokio::test]
+async fn a_valid_submission_stores_the_results_by_year_completes_the_task_and_lists_priority_use() {
+    for s in servers().await {
+        let n = s.name;
+        let people = s.people().await;
+        let (_, task) = s.assess_task("2025-12-01").await;
+        let (st, v) = s
+            .post(
+                &format!("/api/tasks/{task}/ratings"),
+                ratings(&people, &["周晓明"], &["褚国栋"]),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{n}: {v}");
+        assert_eq!(v["task"]["state"], "done", "{n}");
+        assert!(
+            v["adjust_tasks"].as_array().unwrap().is_empty(),
+            "{n}: first failing year"
+        );
+
+        let results = s.results(2025).await;
+        assert_eq!(results.len(), 10, "{n}");
+        let of = |name: &str| results.iter().find(|r| r["name"] == name).unwrap().clone();
+        assert_eq!(of("周晓明")["rating"], "好", "{n}");
+        assert_eq!(of("褚国栋")["failing"], true, "{n}");
+        assert_eq!(of("孙丽娜")["rating"], "较好", "{n}");
+        assert!(
+            s.results(2024).await.is_empty(),
+            "{n}: kept under the round's year"
+        );
+
+        let (_, list) = s.get("/api/results/priority?year=2025").await;
+        let names: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["周晓明"], "{n}: 优先使用");
+        let page = s
+            .http
+            .get(format!("{}/console/results?year=2025", s.base))
+            .bearer_auth(&s.admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let list = page
+            .split("id=\"priority-list\"")
+            .nth(1)
+            .and_then(|t| t.split("</table>").next())
+            .unwrap_or_else(|| panic!("{n}: the 优先使用 list: {page}"));
+        assert!(
+            list.contains("周晓明") && !list.contains("孙丽娜"),
+            "{n}: {list}"
+        );
+        // The person's page shows the result by year.
+        let page = s
+            .http
+            .get(format!("{}/console/people/{}", s.base, people[0].1))
+            .bearer_auth(&s.admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let table = page.split("id=\"results\"").nth(1).expect("results table");
+        assert!(table.contains("2025") && table.contains("好"), "{n}");
+
+        // The rating is audited on the person.
+        let id = people[0].1;
+        let (_, p) = s.get(&format!("/api/people/{id}")).await;
+        let rated: Vec<&Value> = p["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["action"] == "assessment.rate")
+            .collect();
+        assert_eq!(rated.len(), 1, "{n}: {p}");
+
+        // Done is done: a second submission needs the task reopened.
+        let (st, e) = s
+            .post(
+                &format!("/api/tasks/{task}/ratings"),
+                ratings(&people, &[], &[]),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CONFLICT, "{n}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn two_failing_years_owe_exactly_one_adjustment_task_for_the_office_naming_the_person() {
+    for s in servers().await {
+        let n = s.name;
+        let people = s.people().await;
+        let (_, first) = s.assess_task("2024-12-02").await;
+        let (st, v) = s
+            .post(
+                &format!("/api/tasks/{first}/ratings"),
+                ratings(&people, &[], &["褚国栋", "冯志远"]),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{n}: {v}");
+
+        let (round, second) = s.assess_task("2025-12-01").await;
+        // 冯志远 is 一般 this year: one failing year, not two.
+        let mut body = ratings(&people, &[], &["褚国栋"]);
+        let fz = people.iter().find(|(p, _)| p == "冯志远").unwrap().1;
+        for r in body["ratings"].as_array_mut().unwrap() {
+            if r["person"] == fz {
+                r["rating"] = json!("一般");
+            }
+        }
+        let (st, v) = s
+            .post(&format!("/api/tasks/{second}/ratings"), body.clone())
+            .await;
+        assert_eq!(st, StatusCode::OK, "{n}: {v}");
+        let owed = v["adjust_tasks"].as_array().unwrap();
+        assert_eq!(owed.len(), 1, "{n}: {v}");
+        assert_eq!(owed[0]["assignee"], "organization_office", "{n}");
+        assert!(
+            owed[0]["title"].as_str().unwrap().contains("褚国栋"),
+            "{n}: the person is named: {v}"
+        );
+
+        let adjust = |tasks: &[Value]| {
+            tasks
+                .iter()
+                .filter(|t| {
+                    t["task"] == "adjust_reserve" && t["key"].as_str().unwrap().contains("/e")
+                })
+                .count()
+        };
+        assert_eq!(adjust(&s.tasks(round).await), 1, "{n}");
+
+        // Reopened and submitted again: the results are replaced, no second 调整 task.
+        let (st, r) = s
+            .post(
+                &format!("/api/tasks/{second}/reopen"),
+                json!({"reason": "更正"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{n}: {r}");
+        let (st, v) = s.post(&format!("/api/tasks/{second}/ratings"), body).await;
+        assert_eq!(st, StatusCode::OK, "{n}: {v}");
+        assert!(v["adjust_tasks"].as_array().unwrap().is_empty(), "{n}: {v}");
+        assert_eq!(adjust(&s.tasks(round).await), 1, "{n}");
+        let events = s
+            .store
+            .events(&yanzhen::store::EventFilter {
+                kind: Some("adjustment_due".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 1, "{n}: one 调整 event");
+    }
+}
+
+#[tokio::test]
+async fn the_branch_page_rates_its_own_people_only_and_the_console_task_page_takes_the_form() {
+    for s in servers().await {
+        let n = s.name;
+        let people = s.people().await;
+        let (_, task) = s.assess_task("2025-12-01").await;
+        let exp = Shanghai
+            .with_ymd_and_hms(2026, 2, 1, 0, 0, 0)
+            .unwrap()
+            .timestamp();
+        let link = LinkSigner::new("assess-test").task_link("dongguan", task, exp);
+        let page = s
+            .http
+            .get(format!("{}{link}", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let form = page
+            .split("id=\"ratings-form\"")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{n}: the ratings form on the branch page: {page}"));
+        for own in DONGGUAN {
+            assert!(form.contains(own), "{n}: {own}");
+        }
+        assert!(!page.contains("陈思雨"), "{n}: 陈思雨 is xiguan's");
+        assert!(
+            !page.contains("id=\"mark-done\""),
+            "{n}: done through the ratings only"
+        );
+
+        // The branch posts a breach through its link: refused with the rule, nothing kept.
+        let action = link.replacen('?', "/ratings?", 1);
+        let body: Vec<String> = people
+            .iter()
+            .filter(|(p, _)| DONGGUAN.contains(&p.as_str()))
+            .map(|(_, id)| format!("p{id}=%E5%A5%BD"))
+            .collect();
+        let resp = s
+            .http
+            .post(format!("{}{action}", s.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.join("&"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{n}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("最多1人为“好”，提交了10人"), "{n}: {text}");
+        assert!(s.results(2025).await.is_empty(), "{n}");
+
+        // The console task page: sign in, post the form with its CSRF token.
+        let pair = sign_in(&s.base, &s.admin).await;
+        let page = s
+            .http
+            .get(format!("{}/console/tasks/{task}", s.base))
+            .header("cookie", pair.clone())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("id=\"ratings-form\""), "{n}: {page}");
+        let mut form: Vec<(String, String)> = vec![("csrf".into(), csrf("assess-test", &pair))];
+        for (name, id) in people
+            .iter()
+            .filter(|(p, _)| DONGGUAN.contains(&p.as_str()))
+        {
+            let r = if name == "周晓明" { "好" } else { "一般" };
+            form.push((format!("p{id}"), r.into()));
+        }
+        let resp = s
+            .http
+            .post(format!("{}/console/tasks/{task}/ratings", s.base))
+            .header("cookie", pair.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                form.iter()
+                    .map(|(k, v)| {
+                        let v = percent_encoding::utf8_percent_encode(
+                            v,
+                            percent_encoding::NON_ALPHANUMERIC,
+                        );
+                        format!("{k}={v}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("&"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::SEE_OTHER,
+            "{n}: {}",
+            resp.text().await.unwrap()
+        );
+        assert_eq!(s.results(2025).await.len(), 10, "{n}");
+    }
+}
+
+/// A workflow whose `ratings:` block breaks every rule once: each error names its line and
+/// column, says what is wrong and how to fix it.
+const BAD_RATINGS: &str = r#"id: t
+title: 测试
+example_start: 2025-03-03
+parameters:
+  - id: share
+    type: text
+    default: 十五
+events:
+  - id: adjust_due
+    title: 应予调整
+stages:
+  - id: s1
+    title: 阶段一
+    closes: {from: round_start, days: 5}
+    tasks:
+      - id: a
+        title: 考核
+        assignee: {group: branches}
+        due: {from: stage_close}
+        ratings:
+          scale: [优秀, 称职, 基本称职, 不称职]
+          failing: [不合格]
+          quota: {rating: 好, max_percent: "${share}"}
+          adjust: {consecutive_failing_years: 0, event: adjust_du}
+          priority: {ratings: [优秀]}
+      - id: b
+        title: 复核
+        assignee: {role: organization_office}
+        due: {from: stage_close}
+        ratings:
+          quota: {rating: 好, max_percent: 150}
+          adjust: {consecutive_failing_years: 2, event: adjust_due}
+"#;
+
+#[test]
+fn every_bad_ratings_block_is_reported_with_its_position_and_a_hint() {
+    let dir = common::directory();
+    let cal = common::calendar();
+    let ctx = yanzhen::core::validate::Context {
+        directory: &dir,
+        calendar: &cal,
+        default_tz: Shanghai,
+        today: common::today(),
+    };
+    let (wf, d) = yanzhen::core::validate::validate_workflow("wf.yaml", BAD_RATINGS, ctx);
+    assert!(wf.is_none());
+    let all = d.into_sorted();
+    let codes: Vec<&str> = all.iter().map(|d| d.code).collect();
+    for code in [
+        "ratings-unknown-rating",
+        "ratings-quota-param",
+        "ratings-adjust-years",
+        "ratings-adjust-event",
+        "ratings-twice",
+        "ratings-not-per-branch",
+        "ratings-quota-percent",
+        "ratings-adjust-no-task",
+    ] {
+        assert!(codes.contains(&code), "{code} in {codes:?}");
+    }
+    let text = all
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!(text);
+}
+
+#[tokio::test]
+async fn the_cli_lists_results_by_year_and_the_priority_list_on_sqlite_and_postgres() {
+    use crate::common::daemon::Setup;
+    let mut setups = vec![("sqlite", Setup::new().with_shipped_workflows(), None)];
+    if let Some((url, guard)) = common::stores::postgres_database().await {
+        setups.push((
+            "postgres",
+            Setup::new().with_shipped_workflows().db_url(url),
+            Some(guard),
+        ));
+    }
+    for (n, s, _guard) in setups {
+        for name in &DONGGUAN[..7] {
+            let out = s.run(&[
+                "pool", "add", "--name", name, "--unit", "dongguan", "--tier", "1", "--birth",
+                "1990.05",
+            ]);
+            assert!(out.status.success(), "{n}");
+        }
+        let out = s.run(&[
+            "round",
+            "start",
+            "annual-assessment",
+            "--start",
+            "2025-12-01",
+        ]);
+        assert!(out.status.success(), "{n}");
+        let store = s.store().await;
+        let now = Shanghai
+            .with_ymd_and_hms(2026, 1, 10, 9, 0, 0)
+            .unwrap()
+            .with_timezone(&Utc);
+        let app = App::build(
+            common::catalog_with(&[], true),
+            store.clone(),
+            Arc::new(VirtualClock::new(now)),
+            AppOptions::new("cli-results"),
+        )
+        .await
+        .expect("app");
+        let round = store.rounds().await.unwrap()[0].id;
+        let task = store
+            .task_by_key(round, "assess@dongguan")
+            .await
+            .unwrap()
+            .expect("assess@dongguan");
+        let assessment = Assessment::new(&app.engine);
+        let form = assessment.form(task.id).await.expect("form");
+        let given: Vec<(i64, String)> = form
+            .people
+            .iter()
+            .map(|(id, name)| {
+                let r = match name.as_str() {
+                    "周晓明" => "好",
+                    "孙丽娜" => "差",
+                    _ => "一般",
+                };
+                (*id, r.to_string())
+            })
+            .collect();
+        assessment
+            .submit(task.id, &given, "cli")
+            .await
+            .expect("7 rated, one 好 allowed");
+
+        let out = s.run(&["pool", "results", "--year", "2025", "--format", "json"]);
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(list.as_array().unwrap().len(), 7, "{n}: {list}");
+        let out = s.run(&["pool", "results", "--year", "2024", "--format", "json"]);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+            json!([]),
+            "{n}"
+        );
+        let out = s.run(&["pool", "results", "--year", "2025", "--priority"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.lines().count(), 1, "{n}: {text}");
+        assert!(
+            text.contains("周晓明") && text.contains("优先使用"),
+            "{n}: {text}"
+        );
+        let out = s.run(&["pool", "results", "--year", "2025"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.lines()
+                .any(|l| l.contains("孙丽娜") && l.contains("不合格")),
+            "{n}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_adjustment_event_kept_without_its_task_gets_the_task_on_the_next_submission_once() {
+    for s in servers().await {
+        let n = s.name;
+        let people = s.people().await;
+        let (round, task) = s.assess_task("2025-12-01").await;
+        let cgd = people.iter().find(|(p, _)| p == "褚国栋").unwrap().1;
+        // What a submission that stopped after its transaction leaves: the result marked
+        // with its 调整 event, no task for it, the ratings task still open.
+        let write = yanzhen::store::RatingsWrite {
+            year: 2025,
+            unit: "dongguan".into(),
+            workflow_id: "annual-assessment".into(),
+            round_id: round,
+            task_id: task,
+            results: vec![yanzhen::store::NewResult {
+                person_id: cgd,
+                rating: "差".into(),
+                failing: true,
+                priority: false,
+                adjust: Some("连续两年考核不合格".into()),
+            }],
+            adjust_event: Some(("adjustment_due".into(), common::today())),
+        };
+        let who = yanzhen::store::PoolWrite {
+            actor: "test".into(),
+            at: 0,
+            action: "assessment.rate".into(),
+        };
+        let events = s.store.write_ratings(&write, &who).await.unwrap();
+        assert_eq!(events.len(), 1, "{n}");
+        assert!(
+            s.store
+                .write_ratings(&write, &who)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{n}: once"
+        );
+
+        let (st, v) = s
+            .post(
+                &format!("/api/tasks/{task}/ratings"),
+                ratings(&people, &[], &["褚国栋"]),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{n}: {v}");
+        assert_eq!(v["adjust_tasks"].as_array().unwrap().len(), 1, "{n}: {v}");
+        let owed = s
+            .tasks(round)
+            .await
+            .iter()
+            .filter(|t| t["task"] == "adjust_reserve" && t["key"].as_str().unwrap().contains("/e"))
+            .count();
+        assert_eq!(owed, 1, "{n}");
+    }
+}
