@@ -14,8 +14,8 @@ use crate::core::state::{AssigneeKind, TaskState};
 use crate::engine::event::Occurrence;
 use crate::engine::{Engine, EngineError, local_date, ms};
 use crate::store::{
-    NewResult, PeopleFilter, PoolWrite, RatingsWrite, ResultFilter, ResultRow, RoundRow, StoreError,
-    TaskRow,
+    NewResult, PeopleFilter, PoolWrite, RatingsWrite, ResultFilter, ResultRow, RoundRow,
+    StoreError, TaskRow,
 };
 
 /// What a submission can fail with.

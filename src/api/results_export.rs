@@ -4,7 +4,7 @@
 //! from the console's results page (`/console/export/results.xlsx?year=`).
 
 use super::json::ApiQuery;
-use super::{AppState, ApiError, Principal, State};
+use super::{ApiError, AppState, Principal, State};
 use crate::assessment::{AssessError, Assessment};
 use crate::report::{Report, results as report};
 use crate::store::{PeopleFilter, ResultFilter};

@@ -247,7 +247,11 @@ mod tests {
         let r = results(&lines, &BTreeMap::from([(1, rules(15, Rounding::Down))]));
         for s in &r.sheets {
             assert!(!s.rows.is_empty(), "{}", s.name);
-            assert!(s.rows.iter().all(|row| row.len() == s.columns.len()), "{}", s.name);
+            assert!(
+                s.rows.iter().all(|row| row.len() == s.columns.len()),
+                "{}",
+                s.name
+            );
         }
     }
 
@@ -266,7 +270,10 @@ mod tests {
         assert_eq!(summary(&down)[0][10], Cell::from("是"));
         assert_eq!(summary(&down)[0][6], Cell::Int(1));
         assert_eq!(summary(&down)[0][7], Cell::Num(14.3));
-        assert_eq!(summary(&down)[0][4], Cell::from("好1人、较好2人、一般3人、差1人"));
+        assert_eq!(
+            summary(&down)[0][4],
+            Cell::from("好1人、较好2人、一般3人、差1人")
+        );
     }
 
     #[test]

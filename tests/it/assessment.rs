@@ -804,7 +804,11 @@ async fn download_sheets(s: &Server, path: &str) -> Vec<(String, Vec<Vec<String>
             .unwrap_or_default()
             .to_string()
     };
-    assert!(header("content-type").contains("spreadsheetml"), "{}", s.name);
+    assert!(
+        header("content-type").contains("spreadsheetml"),
+        "{}",
+        s.name
+    );
     assert!(
         header("content-disposition").contains("results-2025.xlsx"),
         "{}: {}",
@@ -893,7 +897,10 @@ async fn the_results_summary_export_lists_every_stored_rating_and_each_branch_s_
         let book = download_sheets(&s, "/console/export/results.xlsx?year=2025").await;
         let names: Vec<&str> = book.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["考核结果", "支部汇总", "等次分布"], "{n}");
-        for ((_, rows), cols) in book.iter().zip([PERSON_COLUMNS, SUMMARY_COLUMNS, RATING_COLUMNS]) {
+        for ((_, rows), cols) in book
+            .iter()
+            .zip([PERSON_COLUMNS, SUMMARY_COLUMNS, RATING_COLUMNS])
+        {
             let heads: Vec<&str> = cols.iter().map(|c| c.heading).collect();
             assert_eq!(rows[0], heads, "{n}");
         }
@@ -917,8 +924,22 @@ async fn the_results_summary_export_lists_every_stored_rating_and_each_branch_s_
                 .iter()
                 .find(|row| row[2] == r.name)
                 .unwrap_or_else(|| panic!("{n}: {} not exported", r.name));
-            let unit = s.engine.catalog().directory.unit(&r.unit).unwrap().name.clone();
-            let tier = s.store.person(r.person_id).await.unwrap().unwrap().person.tier;
+            let unit = s
+                .engine
+                .catalog()
+                .directory
+                .unit(&r.unit)
+                .unwrap()
+                .name
+                .clone();
+            let tier = s
+                .store
+                .person(r.person_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .person
+                .tier;
             assert_eq!(
                 row,
                 &[
@@ -969,10 +990,11 @@ async fn the_results_summary_export_lists_every_stored_rating_and_each_branch_s_
         assert_eq!(st, StatusCode::OK, "{n}: {v}");
         let sheets = v["sheets"].as_array().unwrap();
         assert_eq!(sheets.len(), book.len(), "{n}");
-        for ((sheet, (name, rows)), cols) in sheets
-            .iter()
-            .zip(&book)
-            .zip([PERSON_COLUMNS, SUMMARY_COLUMNS, RATING_COLUMNS])
+        for ((sheet, (name, rows)), cols) in
+            sheets
+                .iter()
+                .zip(&book)
+                .zip([PERSON_COLUMNS, SUMMARY_COLUMNS, RATING_COLUMNS])
         {
             assert_eq!(sheet["name"], name.as_str(), "{n}");
             let json_rows = sheet["rows"].as_array().unwrap();
@@ -983,7 +1005,13 @@ async fn the_results_summary_export_lists_every_stored_rating_and_each_branch_s_
             }
         }
         let (_, doc) = s.get("/api/openapi.json").await;
-        assert!(doc["paths"]["/api/reports/results"]["get"].is_object(), "{n}");
-        assert!(doc["paths"]["/api/reports/results/xlsx"]["get"].is_object(), "{n}");
+        assert!(
+            doc["paths"]["/api/reports/results"]["get"].is_object(),
+            "{n}"
+        );
+        assert!(
+            doc["paths"]["/api/reports/results/xlsx"]["get"].is_object(),
+            "{n}"
+        );
     }
 }

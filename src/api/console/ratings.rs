@@ -165,10 +165,9 @@ pub(super) async fn results_export(
         Err(e) => return fail(&ui, e),
     };
     match report.to_xlsx() {
-        Ok(bytes) => super::xlsx_response(
-            &crate::api::results_export::file_name(&report, year),
-            bytes,
-        ),
+        Ok(bytes) => {
+            super::xlsx_response(&crate::api::results_export::file_name(&report, year), bytes)
+        }
         Err(e) => {
             tracing::error!(error = %e, "export failed");
             ui.message(
