@@ -16,12 +16,29 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// The export's query: one year, or every year when none is given.
+/// The export's query: one year, or every year when none (or an empty one, as an HTML
+/// form sends it) is given.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct YearQuery {
     #[serde(default)]
-    pub(crate) year: Option<i32>,
+    year: Option<String>,
+}
+
+impl YearQuery {
+    /// The year asked for; a value that is not a year is a 400 `bad_query`.
+    fn year(&self) -> Result<Option<i32>, ApiError> {
+        match self.year.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(y) => y.parse().map(Some).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    format!("year `{y}` is not a year: give four digits, e.g. year=2025"),
+                )
+            }),
+        }
+    }
 }
 
 /// 考核结果汇总表 of `year` (every year when None).
@@ -82,7 +99,7 @@ pub(super) async fn results_json(
     AxState(s): AxState<State>,
     ApiQuery(q): ApiQuery<YearQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(results_report(&s, q.year).await?.to_json()))
+    Ok(Json(results_report(&s, q.year()?).await?.to_json()))
 }
 
 /// `GET /api/reports/results/xlsx?year=`.
@@ -91,7 +108,8 @@ pub(super) async fn results_xlsx(
     AxState(s): AxState<State>,
     ApiQuery(q): ApiQuery<YearQuery>,
 ) -> Result<Response, ApiError> {
-    let r = results_report(&s, q.year).await?;
+    let year = q.year()?;
+    let r = results_report(&s, year).await?;
     let bytes = r.to_xlsx().map_err(|e| {
         tracing::error!(error = %e, "export failed");
         ApiError::new(
@@ -101,7 +119,7 @@ pub(super) async fn results_xlsx(
         )
     })?;
     Ok(crate::api::console::xlsx_response(
-        &file_name(&r, q.year),
+        &file_name(&r, year),
         bytes,
     ))
 }

@@ -1013,5 +1013,22 @@ async fn the_results_summary_export_lists_every_stored_rating_and_each_branch_s_
             doc["paths"]["/api/reports/results/xlsx"]["get"].is_object(),
             "{n}"
         );
+
+        // An empty year (as a form sends it) is every year; one that is not a year is a 400.
+        let (st, all) = s.get("/api/reports/results?year=").await;
+        assert_eq!(st, StatusCode::OK, "{n}: {all}");
+        assert_eq!(
+            all["sheets"][0]["rows"].as_array().unwrap().len(),
+            stored.len(),
+            "{n}: only 2025 is kept"
+        );
+        for bad in ["year=2025x", "month=1"] {
+            let (st, e) = s.get(&format!("/api/reports/results?{bad}")).await;
+            assert_eq!(
+                (st, e["error"]["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("bad_query")),
+                "{n}: {bad}: {e}"
+            );
+        }
     }
 }
