@@ -8,13 +8,14 @@ use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate};
 
-use crate::core::assessment::{Refusal, Rules, ratings_task};
+use crate::core::assessment::{Ratings, Refusal, Rules, ratings_task};
 use crate::core::definition::Workflow;
 use crate::core::state::{AssigneeKind, TaskState};
 use crate::engine::event::Occurrence;
 use crate::engine::{Engine, EngineError, local_date, ms};
 use crate::store::{
-    NewResult, PeopleFilter, PoolWrite, RatingsWrite, ResultFilter, ResultRow, StoreError, TaskRow,
+    NewResult, PeopleFilter, PoolWrite, RatingsWrite, ResultFilter, ResultRow, RoundRow,
+    StoreError, TaskRow,
 };
 
 /// What a submission can fail with.
@@ -114,20 +115,7 @@ impl<'a> Assessment<'a> {
                 task.title
             )));
         }
-        let param = |name: &str| -> Option<i64> {
-            round
-                .params
-                .get(name)
-                .and_then(|v| v.trim().parse().ok())
-                .or_else(|| {
-                    wf.parameters
-                        .iter()
-                        .find(|p| p.id.value == name)
-                        .and_then(|p| p.default.as_ref())
-                        .and_then(|v| v.value.as_i64())
-                })
-        };
-        let rules = Rules::of(block, &wf.id.value, &param);
+        let rules = round_rules(&wf, block, &round);
         let year = round_year(&round.start_date).ok_or_else(|| {
             AssessError::NotRatings(format!("round {} has no valid start date", round.id))
         })?;
@@ -159,6 +147,20 @@ impl<'a> Assessment<'a> {
             people,
             kept,
         })
+    }
+
+    /// The rules in force for the ratings kept by task `task_id` (None when the task, its
+    /// round or its ratings block is gone), for judging stored results afterwards.
+    pub async fn rules_of(&self, task_id: i64) -> Result<Option<Rules>> {
+        let store = self.engine.store();
+        let Some(task) = store.task(task_id).await? else {
+            return Ok(None);
+        };
+        let Some(round) = store.round(task.round_id).await? else {
+            return Ok(None);
+        };
+        let wf = self.engine.workflow_of(round.version_id).await?;
+        Ok(ratings_task(&wf, &task.task).map(|block| round_rules(&wf, block, &round)))
     }
 
     /// Submit a branch's ratings (person id → rating) and complete the task. Refused
@@ -307,6 +309,25 @@ impl<'a> Assessment<'a> {
             adjust_tasks,
         })
     }
+}
+
+/// A ratings block's rules for a round: its parameters from the round's overrides, else
+/// the workflow's defaults.
+fn round_rules(wf: &Workflow, block: &Ratings, round: &RoundRow) -> Rules {
+    let param = |name: &str| -> Option<i64> {
+        round
+            .params
+            .get(name)
+            .and_then(|v| v.trim().parse().ok())
+            .or_else(|| {
+                wf.parameters
+                    .iter()
+                    .find(|p| p.id.value == name)
+                    .and_then(|p| p.default.as_ref())
+                    .and_then(|v| v.value.as_i64())
+            })
+    };
+    Rules::of(block, &wf.id.value, &param)
 }
 
 fn adjust_note(year: i32, years: u32, rating: &str) -> String {

@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod people;
 pub mod reports;
 pub mod results;
+pub(crate) mod results_export;
 pub mod server;
 
 pub use auth::{

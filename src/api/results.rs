@@ -6,6 +6,7 @@
 
 use super::json::{ApiPath, ApiQuery, Body};
 use super::openapi::Endpoint;
+use super::results_export::{results_json, results_xlsx};
 use super::{ApiError, Principal, State};
 use crate::assessment::{AssessError, Assessment, Form};
 use crate::store::{ResultFilter, ResultRow};
@@ -32,6 +33,8 @@ endpoints! {
     get "/api/tasks/{id}/ratings" form Some("read"), [404, 422], None, "A ratings task's form: the scale, the quota, the branch's in-pool people and the ratings kept for the year.";
     post "/api/tasks/{id}/ratings" submit Some("admin"), [404, 409, 422], Some(ratings_body), "Submit a branch's ratings (body: {ratings: [{person: id, rating}]}, one per in-pool person of the branch) and complete the task. 422 `quota_exceeded` or `ratings_invalid` (Chinese message citing the rule): nothing stored.";
     get "/api/results" results Some("read"), [400], None, "Assessment results (year?, unit?, person?), by year, branch and name.";
+    get "/api/reports/results" results_json Some("read"), [400], None, "考核结果汇总表 as JSON (year?; every year when none): sheets 考核结果 (per person), 支部汇总 (per branch's submission: count per rating, the capped rating's share, the quota limit, within quota) and 等次分布; {name, title, sheets: [{name, columns: [{key, heading}], rows}]} (docs/exports.md).";
+    get "/api/reports/results/xlsx" results_xlsx Some("read"), [400], None, "The same 考核结果汇总表 as an .xlsx workbook with Chinese headings.";
     get "/api/results/priority" priority Some("read"), [400], None, "The 优先使用 list of a year (year?): people whose rating the workflow's `priority` names.";
 }
 

@@ -14,6 +14,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
+pub mod results;
 pub mod weekly;
 
 /// What a list shows: every field optional, an empty one (as an HTML form sends an unset
@@ -252,6 +253,8 @@ pub enum Cell {
     Text(String),
     /// A whole number.
     Int(i64),
+    /// A fraction (a share in percent).
+    Num(f64),
     /// Nothing.
     Empty,
 }
@@ -669,6 +672,7 @@ impl Report {
                     match cell {
                         Cell::Text(s) => ws.write_string(r, c, s)?,
                         Cell::Int(n) => ws.write_number(r, c, *n as f64)?,
+                        Cell::Num(x) => ws.write_number(r, c, *x)?,
                         Cell::Empty => ws,
                     };
                 }

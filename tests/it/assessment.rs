@@ -774,3 +774,261 @@ async fn an_adjustment_event_kept_without_its_task_gets_the_task_on_the_next_sub
         assert_eq!(owed, 1, "{n}");
     }
 }
+
+/// A cell as the workbook and the JSON both show it (numbers without a trailing `.0`).
+fn cell_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        // A spreadsheet number is a float: 10.0 shows as 10.
+        Value::Number(x) => x.as_f64().map_or_else(|| x.to_string(), |f| f.to_string()),
+        other => other.to_string(),
+    }
+}
+
+/// Every sheet of an `.xlsx` download, as text, by name in workbook order.
+async fn download_sheets(s: &Server, path: &str) -> Vec<(String, Vec<Vec<String>>)> {
+    use calamine::Reader as _;
+    let resp = s
+        .http
+        .get(format!("{}{path}", s.base))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "{}: {path}", s.name);
+    let header = |h: &str| {
+        resp.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        header("content-type").contains("spreadsheetml"),
+        "{}",
+        s.name
+    );
+    assert!(
+        header("content-disposition").contains("results-2025.xlsx"),
+        "{}: {}",
+        s.name,
+        header("content-disposition")
+    );
+    let bytes = resp.bytes().await.unwrap().to_vec();
+    let mut book =
+        calamine::open_workbook_auto_from_rs(std::io::Cursor::new(bytes)).expect("xlsx opens");
+    let mut out = Vec::new();
+    for name in book.sheet_names() {
+        let range = book.worksheet_range(&name).expect("sheet");
+        let rows = range
+            .rows()
+            .map(|r| r.iter().map(|d| d.to_string()).collect())
+            .collect();
+        out.push((name, rows));
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_results_summary_export_lists_every_stored_rating_and_each_branch_s_quota_check_as_xlsx_and_json()
+ {
+    use yanzhen::report::results::{PERSON_COLUMNS, RATING_COLUMNS, SUMMARY_COLUMNS};
+    for s in servers().await {
+        let n = s.name;
+        let people = s.people().await;
+        let (round, dongguan) = s.assess_task("2025-12-01").await;
+        let xiguan = s.task_of(round, "assess@xiguan").await;
+        let (st, v) = s
+            .post(
+                &format!("/api/tasks/{dongguan}/ratings"),
+                ratings(&people, &["周晓明"], &["褚国栋"]),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{n}: {v}");
+        let csy = people.iter().find(|(p, _)| p == "陈思雨").unwrap().1;
+        let (st, v) = s
+            .post(
+                &format!("/api/tasks/{xiguan}/ratings"),
+                json!({"ratings": [{"person": csy, "rating": "一般"}]}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{n}: {v}");
+        // A rating kept outside the rule (as if the quota had been lowered after the
+        // submission): the export must report xiguan's one 好 of one as over the quota.
+        let write = yanzhen::store::RatingsWrite {
+            year: 2025,
+            unit: "xiguan".into(),
+            workflow_id: "annual-assessment".into(),
+            round_id: round,
+            task_id: xiguan,
+            results: vec![yanzhen::store::NewResult {
+                person_id: csy,
+                rating: "好".into(),
+                failing: false,
+                priority: true,
+                adjust: None,
+            }],
+            adjust_event: None,
+        };
+        let who = yanzhen::store::PoolWrite {
+            actor: "test".into(),
+            at: 0,
+            action: "assessment.rate".into(),
+        };
+        s.store.write_ratings(&write, &who).await.unwrap();
+
+        // The results page links the year's export.
+        let page = s
+            .http
+            .get(format!("{}/console/results?year=2025", s.base))
+            .bearer_auth(&s.admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .replace("&#x2f;", "/");
+        assert!(
+            page.contains("href=\"/console/export/results.xlsx?year=2025\""),
+            "{n}: {page}"
+        );
+        let book = download_sheets(&s, "/console/export/results.xlsx?year=2025").await;
+        let names: Vec<&str> = book.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["考核结果", "支部汇总", "等次分布"], "{n}");
+        for ((_, rows), cols) in book
+            .iter()
+            .zip([PERSON_COLUMNS, SUMMARY_COLUMNS, RATING_COLUMNS])
+        {
+            let heads: Vec<&str> = cols.iter().map(|c| c.heading).collect();
+            assert_eq!(rows[0], heads, "{n}");
+        }
+
+        // 考核结果: one row per stored result, with its values.
+        let stored = s
+            .store
+            .results(&ResultFilter {
+                year: Some(2025),
+                ..ResultFilter::default()
+            })
+            .await
+            .unwrap();
+        let person_rows = &book[0].1[1..];
+        assert_eq!(person_rows.len(), stored.len(), "{n}");
+        assert_eq!(stored.len(), 11, "{n}");
+        let tiers = s.engine.catalog().config.pool.tiers();
+        let yes = |b: i64| if b != 0 { "是" } else { "否" };
+        for r in &stored {
+            let row = person_rows
+                .iter()
+                .find(|row| row[2] == r.name)
+                .unwrap_or_else(|| panic!("{n}: {} not exported", r.name));
+            let unit = s
+                .engine
+                .catalog()
+                .directory
+                .unit(&r.unit)
+                .unwrap()
+                .name
+                .clone();
+            let tier = s
+                .store
+                .person(r.person_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .person
+                .tier;
+            assert_eq!(
+                row,
+                &[
+                    r.year.to_string(),
+                    unit,
+                    r.name.clone(),
+                    tiers.name(tier).to_string(),
+                    r.rating.clone(),
+                    yes(r.failing).to_string(),
+                    yes(r.priority).to_string(),
+                ],
+                "{n}"
+            );
+        }
+
+        // 支部汇总: a row per branch, the quota judged by the workflow's rule.
+        let summary = &book[1].1[1..];
+        assert_eq!(summary.len(), 2, "{n}");
+        let rules = Assessment::new(&s.engine)
+            .rules_of(dongguan)
+            .await
+            .unwrap()
+            .expect("rules");
+        let quota = rules.quota.as_ref().expect("the shipped workflow caps 好");
+        for (row, unit) in summary.iter().zip(["dongguan", "xiguan"]) {
+            let of_unit: Vec<_> = stored.iter().filter(|r| r.unit == unit).collect();
+            let good = of_unit.iter().filter(|r| r.rating == quota.rating).count();
+            let max = quota.max_of(of_unit.len());
+            assert_eq!(row[3], of_unit.len().to_string(), "{n}: {unit} rated");
+            assert_eq!(row[5], quota.rating, "{n}");
+            assert_eq!(row[6], good.to_string(), "{n}: {unit}");
+            assert_eq!(row[8], quota.max_percent.to_string(), "{n}");
+            assert_eq!(row[9], max.to_string(), "{n}: {unit}");
+            assert_eq!(row[10], yes(i64::from(good as u64 <= max)), "{n}: {unit}");
+        }
+        // 15% of dongguan's ten, rounded down, is one 好, which it has; xiguan's one 好 of
+        // one is over.
+        assert_eq!((&*summary[0][9], &*summary[0][10]), ("1", "是"), "{n}");
+        assert_eq!((&*summary[1][9], &*summary[1][10]), ("0", "否"), "{n}");
+        // 等次分布: a row per branch and rating of the scale, adding up to the rated.
+        let spread = &book[2].1[1..];
+        assert_eq!(spread.len(), 2 * rules.scale.len(), "{n}");
+        let total: usize = spread.iter().map(|r| r[4].parse::<usize>().unwrap()).sum();
+        assert_eq!(total, stored.len(), "{n}");
+
+        // The JSON carries the same sheets, keys and cells.
+        let (st, v) = s.get("/api/reports/results?year=2025").await;
+        assert_eq!(st, StatusCode::OK, "{n}: {v}");
+        let sheets = v["sheets"].as_array().unwrap();
+        assert_eq!(sheets.len(), book.len(), "{n}");
+        for ((sheet, (name, rows)), cols) in
+            sheets
+                .iter()
+                .zip(&book)
+                .zip([PERSON_COLUMNS, SUMMARY_COLUMNS, RATING_COLUMNS])
+        {
+            assert_eq!(sheet["name"], name.as_str(), "{n}");
+            let json_rows = sheet["rows"].as_array().unwrap();
+            assert_eq!(json_rows.len(), rows.len() - 1, "{n}: {name}");
+            for (j, x) in json_rows.iter().zip(&rows[1..]) {
+                let cells: Vec<String> = cols.iter().map(|c| cell_text(&j[c.key])).collect();
+                assert_eq!(&cells, x, "{n}: {name}");
+            }
+        }
+        let (_, doc) = s.get("/api/openapi.json").await;
+        assert!(
+            doc["paths"]["/api/reports/results"]["get"].is_object(),
+            "{n}"
+        );
+        assert!(
+            doc["paths"]["/api/reports/results/xlsx"]["get"].is_object(),
+            "{n}"
+        );
+
+        // An empty year (as a form sends it) is every year; one that is not a year is a 400.
+        let (st, all) = s.get("/api/reports/results?year=").await;
+        assert_eq!(st, StatusCode::OK, "{n}: {all}");
+        assert_eq!(
+            all["sheets"][0]["rows"].as_array().unwrap().len(),
+            stored.len(),
+            "{n}: only 2025 is kept"
+        );
+        for bad in ["year=2025x", "month=1"] {
+            let (st, e) = s.get(&format!("/api/reports/results?{bad}")).await;
+            assert_eq!(
+                (st, e["error"]["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("bad_query")),
+                "{n}: {bad}: {e}"
+            );
+        }
+    }
+}

@@ -147,8 +147,36 @@ pub(super) async fn results_page(
     ui.page(
         StatusCode::OK,
         "results.html",
-        serde_json::json!({"active": "people", "year": year, "results": results, "priority": priority}),
+        serde_json::json!({"active": "people", "year": year, "results": results, "priority": priority,
+            "export": format!("/console/export/results.xlsx{}", year.map_or(String::new(), |y| format!("?year={y}")))}),
     )
+}
+
+/// The 考核结果汇总表 of a year (all years when none is given) as a download.
+pub(super) async fn results_export(
+    Shared(state): Shared<State>,
+    ConsoleUser(user): ConsoleUser,
+    Query(q): Query<YearQuery>,
+) -> Response {
+    let ui = Ui::new(&state, Some(&user));
+    let year = q.year.trim().parse::<i32>().ok();
+    let report = match crate::api::results_export::results_report(&state, year).await {
+        Ok(r) => r,
+        Err(e) => return fail(&ui, e),
+    };
+    match report.to_xlsx() {
+        Ok(bytes) => {
+            super::xlsx_response(&crate::api::results_export::file_name(&report, year), bytes)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "export failed");
+            ui.message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "导出失败",
+                "导出失败，详见守护进程日志。",
+            )
+        }
+    }
 }
 
 fn branch_message_ok(ui: &Ui<'_>, text: &str) -> Response {
