@@ -170,6 +170,9 @@ pub struct Task {
     /// Message templates for this task only.
     #[serde(default)]
     pub templates: Option<Templates>,
+    /// What the assignee hands in on its task page (fields, files, blank forms).
+    #[serde(default)]
+    pub submit: Option<Sp<crate::core::submission::Submit>>,
 }
 
 /// Who a task is for.

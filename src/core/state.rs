@@ -58,6 +58,9 @@ pub enum TaskState {
     Open,
     /// Waits for another task's completion or an outside event before it is owed.
     Waiting,
+    /// Handed in on the branch link, waiting for the office to accept or return it: its
+    /// reminders have stopped, but it is not settled.
+    Submitted,
     /// Done by its assignee.
     Done,
     /// Excused by the office.
@@ -73,6 +76,7 @@ impl TaskState {
         match self {
             TaskState::Open => "待办",
             TaskState::Waiting => "等待前序",
+            TaskState::Submitted => "已提交",
             TaskState::Done => "已完成",
             TaskState::Waived => "已免除",
             TaskState::Cancelled => "已取消",

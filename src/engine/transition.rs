@@ -149,7 +149,8 @@ trait HistoryExt {
 
 impl HistoryExt for crate::store::HistoryRow {
     fn action_is_reopen(&self) -> bool {
-        self.to_state == TaskState::Open && self.from_state.is_settled()
+        self.to_state == TaskState::Open
+            && (self.from_state.is_settled() || self.from_state == TaskState::Submitted)
     }
 }
 
@@ -224,8 +225,9 @@ impl Engine {
             .await
     }
 
-    /// Reopen a done or waived task with a new deadline: its reminders, overdue reminders
-    /// and escalations are planned again from that deadline, under new keys.
+    /// Reopen a done, waived or submitted (returned) task with a new deadline: its
+    /// reminders, overdue reminders and escalations are planned again from that deadline,
+    /// under new keys.
     pub async fn reopen_task_due(
         &self,
         task_id: i64,
@@ -239,7 +241,7 @@ impl Engine {
             .round(task.round_id)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("round {}", task.round_id)))?;
-        if !task.state.is_settled() {
+        if !(task.state.is_settled() || task.state == TaskState::Submitted) {
             return Err(StoreError::WrongState {
                 task: task.id,
                 state: task.state,
@@ -302,7 +304,7 @@ impl Engine {
                 &task,
                 now,
                 actor,
-                &[TaskState::Done, TaskState::Waived],
+                &[TaskState::Done, TaskState::Waived, TaskState::Submitted],
                 TaskState::Open,
                 "reopen",
                 reason,
@@ -430,6 +432,10 @@ impl Engine {
             return Ok(());
         }
         let tasks = self.store.tasks(round_id).await?;
+        // A hand-in the office has not yet accepted or returned keeps the round open.
+        if tasks.iter().any(|t| t.state == TaskState::Submitted) {
+            return Ok(());
+        }
         let owed: Vec<&TaskRow> = tasks.iter().filter(|t| t.state.is_owed()).collect();
         let now = self.clock.now();
         let mut waiting_for_events = Vec::new();

@@ -20,6 +20,7 @@ use super::{
     TokenRow, Transition, VersionRow,
 };
 use super::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
+use super::{NewSubmission, Outcome, SubmissionRow};
 use crate::core::pool::Person;
 use crate::core::state::{RoundStatus, TaskState};
 
@@ -994,5 +995,28 @@ where
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>> {
         Tx::events(self, filter).await
+    }
+
+    async fn insert_submission(&self, s: &NewSubmission, audit: &AuditEntry) -> Result<i64> {
+        Tx::insert_submission(self, s, audit).await
+    }
+
+    async fn decide_submission(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        at: Millis,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<bool> {
+        Tx::decide_submission(self, id, outcome, at, by, reason).await
+    }
+
+    async fn task_submissions(&self, task_id: i64) -> Result<Vec<SubmissionRow>> {
+        Tx::submissions_where(self, super::submissions::BY_TASK, task_id).await
+    }
+
+    async fn round_submissions(&self, round_id: i64) -> Result<Vec<SubmissionRow>> {
+        Tx::submissions_where(self, super::submissions::BY_ROUND, round_id).await
     }
 }

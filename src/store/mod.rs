@@ -29,11 +29,13 @@ mod rows;
 mod shared;
 mod sql;
 mod sqlite;
+mod submissions;
 
 pub(crate) use digest::MessageKey;
 pub use digest::{DIGEST_CLASSES, DigestHold, digest_class};
 pub use people::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
 pub use postgres::PgStore;
+pub use submissions::{NewSubmission, Outcome, StoredFile, SubmissionRow};
 pub use rows::{
     Activation, AuditEntry, AuditRow, ClaimedOutbox, ClaimedTimers, CorruptTimer, Counts, Decide,
     Decided, Delivery, FireEffects, HistoryRow, NewNotification, NewRound, NewTask, NewTimer,
@@ -432,6 +434,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Recorded events, by date.
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>>;
+
+    /// Record a hand-in with its audit entry (subject `task:ID`); its id.
+    async fn insert_submission(&self, s: &NewSubmission, audit: &AuditEntry) -> Result<i64>;
+
+    /// Record the office's decision on a submission not yet decided; false when it was.
+    async fn decide_submission(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        at: Millis,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<bool>;
+
+    /// A task's submissions, oldest first.
+    async fn task_submissions(&self, task_id: i64) -> Result<Vec<SubmissionRow>>;
+
+    /// A round's submissions, oldest first.
+    async fn round_submissions(&self, round_id: i64) -> Result<Vec<SubmissionRow>>;
 }
 
 /// A database URL with any password replaced by `***`, for messages and logs.

@@ -113,12 +113,16 @@ mod tests {
         let states = [
             TaskState::Open,
             TaskState::Waiting,
+            TaskState::Submitted,
             TaskState::Done,
             TaskState::Waived,
             TaskState::Cancelled,
         ];
         let labels: Vec<&str> = states.iter().map(|s| state_zh(*s)).collect();
-        assert_eq!(labels, ["待办", "等待前序", "已完成", "已免除", "已取消"]);
+        assert_eq!(
+            labels,
+            ["待办", "等待前序", "已提交", "已完成", "已免除", "已取消"]
+        );
     }
 
     #[test]
