@@ -356,6 +356,8 @@ pub enum MessageKind {
     CatchUp,
     /// A message could not be delivered (to the office).
     DeadLetter,
+    /// The office returned a hand-in (【退回】, to the assignee).
+    Returned,
 }
 stored!(MessageKind, "a message kind");
 
@@ -427,8 +429,8 @@ mod tests {
 
     #[test]
     fn stored_words_are_those_the_schema_checks() {
-        // The CHECK constraints of migrations/*/0001_init.sql and 0003_access.sql.
-        let tasks = ["open", "waiting", "done", "waived", "cancelled"];
+        // The CHECK constraints of migrations/*/0001_init.sql, 0003_access.sql and 0012.
+        let tasks = ["open", "waiting", "submitted", "done", "waived", "cancelled"];
         assert_eq!(words::<TaskState>(), tasks);
         assert_eq!(
             words::<TimerState>(),

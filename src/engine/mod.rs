@@ -15,6 +15,7 @@ pub mod provisional;
 mod report;
 pub mod reproject;
 mod round;
+pub mod submission;
 mod transition;
 
 pub use firing::Fired;

@@ -49,9 +49,12 @@ impl NewDeadline {
 }
 
 /// What a task state change does besides the state.
-enum Change {
+pub(super) enum Change {
     /// Done or waived: its timers stop and waiting tasks may become owed.
     Finish,
+    /// Handed in: its timers stop, but nothing waiting on it becomes owed until the office
+    /// accepts it.
+    Pause,
     /// Reopened: a new deadline and the timers planned from it.
     Reopen {
         timers: Vec<NewTimer>,
@@ -341,7 +344,7 @@ impl Engine {
     /// deciding from reads made before it let two completions at the same moment each
     /// miss the other's, and the join waited forever.
     #[allow(clippy::too_many_arguments)]
-    async fn change(
+    pub(super) async fn change(
         &self,
         task: &TaskRow,
         now: DateTime<Utc>,
@@ -353,8 +356,9 @@ impl Engine {
         what: Change,
         detail: serde_json::Value,
     ) -> Result<TaskRow> {
+        let finish = matches!(what, Change::Finish);
         let (cancel_timers, new_timers, set_due) = match what {
-            Change::Finish => (true, vec![], None),
+            Change::Finish | Change::Pause => (true, vec![], None),
             Change::Reopen {
                 timers,
                 due,
@@ -381,7 +385,7 @@ impl Engine {
                 detail,
             ),
         };
-        let joins = if cancel_timers {
+        let joins = if finish {
             self.joins(task, actor, now).await?
         } else {
             None
@@ -493,7 +497,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn task_or_err(&self, id: i64) -> Result<TaskRow> {
+    pub(super) async fn task_or_err(&self, id: i64) -> Result<TaskRow> {
         self.store
             .task(id)
             .await?

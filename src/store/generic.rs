@@ -1019,4 +1019,12 @@ where
     async fn round_submissions(&self, round_id: i64) -> Result<Vec<SubmissionRow>> {
         Tx::submissions_where(self, super::submissions::BY_ROUND, round_id).await
     }
+
+    async fn enqueue(&self, rows: &[NewNotification]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let refs: Vec<&NewNotification> = rows.iter().collect();
+        B::insert_notifications(&mut tx, &refs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }

@@ -453,6 +453,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// A round's submissions, oldest first.
     async fn round_submissions(&self, round_id: i64) -> Result<Vec<SubmissionRow>>;
+
+    /// Put notifications made outside a timer (【退回】) in the outbox; a key already
+    /// used is skipped.
+    async fn enqueue(&self, rows: &[NewNotification]) -> Result<()>;
 }
 
 /// A database URL with any password replaced by `***`, for messages and logs.
