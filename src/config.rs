@@ -34,6 +34,9 @@ pub struct Config {
     /// The reserve pool (后备干部库).
     #[serde(default)]
     pub pool: PoolConfig,
+    /// Where handed-in files are kept (`[files]`).
+    #[serde(default)]
+    pub files: crate::files::FilesConfig,
     /// No longer used: `yanzhen reload` asks the daemons through the database. Accepted so
     /// that an older config still loads; `validate` and `serve` warn about it.
     #[serde(default)]
@@ -426,6 +429,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             http: HttpConfig::default(),
             pool: PoolConfig::default(),
+            files: crate::files::FilesConfig::default(),
             pid_file: None,
         }
     }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod engine;
+pub mod files;
 pub mod notify;
 pub mod pool;
 pub mod runtime;
