@@ -44,6 +44,22 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The config file, for reloading after the editor saves a workflow.
     pub config_path: PathBuf,
+    /// The file store of hand-ins, opened at first use (so `simulate` and pages that
+    /// never touch a file create no folder).
+    pub files: std::sync::OnceLock<crate::files::Files>,
+}
+
+impl AppState {
+    /// The file store `[files]` names; a relative local root is taken from the working
+    /// folder, as the other paths of the config are.
+    pub fn files(&self) -> Result<&crate::files::Files, crate::files::FilesError> {
+        if let Some(f) = self.files.get() {
+            return Ok(f);
+        }
+        let base = std::path::Path::new(".");
+        let f = crate::files::Files::open(&self.engine.catalog().config.files, base)?;
+        Ok(self.files.get_or_init(|| f))
+    }
 }
 
 /// The state as handlers receive it.
