@@ -80,6 +80,15 @@ pub fn router(state: State) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             http.max_body_bytes,
         ))
+        // Hand-ins carry files: a limit of their own; each file's limit is enforced while
+        // it streams (`files::Files::put_stream`).
+        .merge(
+            guard::branch_rate_limit(console::submissions::branch_upload_routes(), &http)
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                    console::submissions::UPLOAD_MAX_BYTES,
+                )),
+        )
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(http.request_timeout_seconds),

@@ -27,5 +27,6 @@ mod provisional;
 mod reload;
 mod sessions;
 mod store;
+mod submissions;
 mod validation_errors;
 mod webhook;

@@ -27,12 +27,12 @@ pub(super) struct LinkQuery {
 }
 
 impl LinkQuery {
-    fn from(q: Result<Query<LinkQuery>, QueryRejection>) -> LinkQuery {
+    pub(super) fn from(q: Result<Query<LinkQuery>, QueryRejection>) -> LinkQuery {
         q.map(|Query(q)| q).unwrap_or_default()
     }
 
     /// The query string to repeat in a form's action.
-    fn query(&self) -> String {
+    pub(super) fn query(&self) -> String {
         format!(
             "exp={}&sig={}",
             self.exp.as_deref().unwrap_or(""),
@@ -86,7 +86,7 @@ fn link_refused(ui: &Ui<'_>, e: LinkError, exp: Option<&str>) -> Response {
 
 /// Whom a branch calls about a link that no longer works: the first contact of the office
 /// role (`notify.dead_letter_role`, the organization office), from the directory.
-fn office_contact(ui: &Ui<'_>) -> serde_json::Value {
+pub(super) fn office_contact(ui: &Ui<'_>) -> serde_json::Value {
     let role_id = &ui.catalog.config.notify.dead_letter_role;
     let Some(role) = ui.catalog.directory.role(role_id) else {
         return json!({"role": ui.office()});
@@ -183,7 +183,7 @@ pub(super) async fn branch_page(
     )
 }
 
-fn branch_message(ui: &Ui<'_>, status: StatusCode, title: &str, text: &str) -> Response {
+pub(super) fn branch_message(ui: &Ui<'_>, status: StatusCode, title: &str, text: &str) -> Response {
     ui.page(
         status,
         "message.html",
@@ -224,7 +224,7 @@ pub(super) async fn branch_feed(
 
 /// The task a task link names, after checking the signature *and* that the task is the
 /// unit's own; a refusal is the page to answer with.
-async fn linked_task(
+pub(super) async fn linked_task(
     ui: &Ui<'_>,
     unit: &str,
     raw_task: &str,
@@ -274,6 +274,20 @@ pub(super) async fn branch_task(
         Ok(t) => t,
         Err(r) => return *r,
     };
+    render_branch_task(&ui, &task, &name, &unit, &q, &[], StatusCode::OK).await
+}
+
+/// A branch's task page; `errors` are the reasons a hand-in was just refused.
+pub(super) async fn render_branch_task(
+    ui: &Ui<'_>,
+    task: &TaskRow,
+    name: &str,
+    unit: &str,
+    q: &LinkQuery,
+    errors: &[String],
+    status: StatusCode,
+) -> Response {
+    let state = ui.state;
     let round = state
         .engine
         .store()
@@ -281,18 +295,20 @@ pub(super) async fn branch_task(
         .await
         .ok()
         .flatten();
+    let hand_in = super::submissions::hand_in_view(ui, task, unit, q, errors).await;
     ui.page(
-        StatusCode::OK,
+        status,
         "branch_task.html",
         json!({
+            "hand_in": hand_in,
             "branch": true, "unit": name,
             "workflow": round.as_ref().map(|r| ui.round_title(r)).unwrap_or_default(),
             "start": round.as_ref().map(|r| r.start_date.clone()).unwrap_or_default(),
             "task": {"title": task.title, "state": task.state, "state_zh": state_zh(task.state),
-                     "due": ui.due(&task), "overdue": ui.overdue_text(&task)},
+                     "due": ui.due(task), "overdue": ui.overdue_text(task)},
             "action": format!("/b/{unit}/t/{}?{}", task.id, q.query()),
             "undo_minutes": ui.catalog.config.http.branch_undo_minutes,
-            "office_contact": office_contact(&ui),
+            "office_contact": office_contact(ui),
         }),
     )
 }

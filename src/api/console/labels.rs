@@ -49,6 +49,8 @@ pub(super) fn done_flash(done: Option<&str>) -> Option<&'static str> {
         Some("complete") => Some("已标记完成。"),
         Some("waive") => Some("已免除。"),
         Some("reopen") => Some("已重新打开，提醒和催办按新的截止时间重新安排。"),
+        Some("accept") => Some("已通过，任务完成。"),
+        Some("return") => Some("已退回，已通知承办单位；提醒和催办按新的截止时间重新安排。"),
         _ => None,
     }
 }

@@ -58,6 +58,7 @@ mod labels;
 mod overdue;
 mod pool;
 mod rounds;
+pub mod submissions;
 mod tasks;
 mod tokens;
 mod ui;
@@ -113,6 +114,7 @@ pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
         )
         .route("/console/people/{id}/remove", post(pool::remove_person))
         .route("/console/people/{id}/events", post(pool::record_event))
+        .merge(submissions::console_routes())
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/console.js", get(script))
 }

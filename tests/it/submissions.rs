@@ -1,0 +1,424 @@
+//! Hand-ins on the branch link (issue #17), through the real HTTP server on port 0 with
+//! multipart bodies written by hand: a valid submission moves the task to 已提交 and stops
+//! its reminders; too few nominees, a file whose content is not what its name says, and a
+//! file over its limit (refused while it streams) are refused with their Chinese reason and
+//! nothing stored; the office's 退回 reopens the task, sends 【退回】 and plans reminders
+//! from the new deadline (the real SMTP sink receives them). SQLite and PostgreSQL.
+
+use crate::common;
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono_tz::Asia::Shanghai;
+use common::smtp::TestSmtp;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
+use yanzhen::core::state::{TaskState, TimerState};
+use yanzhen::engine::{Engine, NewDeadline, StartRound};
+use yanzhen::notify::outbox::Outbox;
+use yanzhen::runtime::app::{App, AppOptions};
+use yanzhen::runtime::clock::VirtualClock;
+use yanzhen::runtime::driver::Driver;
+use yanzhen::store::Store;
+
+const SECRET: &str = "submissions-test";
+
+const NOMINATE: &str = r#"id: nominate
+title: 推荐后备干部
+parameters:
+  - {id: min_candidates, type: integer, default: 2}
+defaults:
+  due_at: "18:00"
+stages:
+  - id: s
+    title: 组织推荐
+    closes: {from: round_start, days: 60}
+    tasks:
+      - id: nomination
+        title: 组织推荐
+        assignee: {group: communities}
+        due: {from: round_start, days: 10}
+        reminders:
+          before: [{days: 1}]
+        submit:
+          fields:
+            - {id: candidates, label: 推荐人选, type: people, min: "${min_candidates}"}
+          files:
+            - {id: form1, label: 附件1 推荐表, kinds: [docx, pdf], max_mb: 1}
+          forms: [templates/forms/附件1-推荐表.docx]
+"#;
+
+fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+    Shanghai
+        .with_ymd_and_hms(y, m, d, h, 0, 0)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+struct Server {
+    base: String,
+    engine: Arc<Engine>,
+    store: Arc<dyn Store>,
+    clock: Arc<VirtualClock>,
+    timers: Driver,
+    outbox: Arc<Outbox>,
+    files: tempfile::TempDir,
+    task: i64,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Server {
+    async fn start(store: Arc<dyn Store>, notify: NotifyConfig) -> Server {
+        yanzhen::notify::install_tls_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let files = tempfile::tempdir().expect("tempdir");
+        let mut cat = common::catalog_with(&[NOMINATE], false);
+        cat.config.notify = NotifyConfig {
+            link_base: Some(base.clone()),
+            ..notify
+        };
+        cat.config.files.root = files.path().to_path_buf();
+        let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 9)));
+        let app = App::build(
+            cat,
+            store.clone(),
+            clock.clone(),
+            AppOptions {
+                link_secret: Some(SECRET.into()),
+                ..AppOptions::new("submissions")
+            },
+        )
+        .await
+        .expect("app");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(yanzhen::api::serve(listener, app.http.clone(), async move {
+            let _ = rx.await;
+        }));
+        app.engine
+            .start_round(StartRound {
+                workflow: "nominate".into(),
+                start: NaiveDate::from_ymd_opt(2019, 7, 1).expect("date"),
+                params: BTreeMap::new(),
+                units: Some(vec!["dongguan".into()]),
+                actor: "test".into(),
+            })
+            .await
+            .expect("start");
+        let task = store
+            .task_by_key(1, "nomination@dongguan")
+            .await
+            .expect("read")
+            .expect("task")
+            .id;
+        Server {
+            base,
+            timers: Driver::new(app.engine.clone(), None),
+            outbox: app.outbox,
+            engine: app.engine,
+            store,
+            clock,
+            files,
+            task,
+            _stop: tx,
+        }
+    }
+
+    /// The signed path of the task's submit endpoint.
+    fn submit_path(&self) -> String {
+        let link = self
+            .engine
+            .task_link(&self.task_row_sync(), self.clock_now())
+            .expect("link");
+        let path = link.strip_prefix(&self.base).expect("own base").to_string();
+        let (page, query) = path.split_once('?').expect("query");
+        format!("{page}/submit?{query}")
+    }
+
+    fn clock_now(&self) -> DateTime<Utc> {
+        use yanzhen::runtime::clock::Clock;
+        self.clock.now()
+    }
+
+    fn task_row_sync(&self) -> yanzhen::store::TaskRow {
+        let store = self.store.clone();
+        let id = self.task;
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt")
+                .block_on(async move { store.task(id).await.expect("read").expect("task") })
+        })
+        .join()
+        .expect("thread")
+    }
+
+    async fn state(&self) -> TaskState {
+        self.store.task(self.task).await.expect("read").expect("task").state
+    }
+
+    /// Files in the store, staging included.
+    fn stored_files(&self) -> usize {
+        walk(self.files.path())
+    }
+
+    async fn post(&self, body: Vec<u8>) -> (u16, String) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}{}", self.base, self.submit_path()))
+            .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    }
+}
+
+fn walk(p: &std::path::Path) -> usize {
+    std::fs::read_dir(p)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+const BOUNDARY: &str = "yzBoundary7MA4YWxkTrZu0gW";
+
+/// A multipart body: text fields, then files as (field, file name, bytes).
+fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (k, v) in fields {
+        b.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    for (k, name, bytes) in files {
+        b.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{k}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        b.extend_from_slice(bytes);
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    b
+}
+
+fn pdf() -> Vec<u8> {
+    let mut v = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\n".to_vec();
+    v.extend(std::iter::repeat_n(b'x', 2000));
+    v.extend_from_slice(b"\n%%EOF\n");
+    v
+}
+
+#[tokio::test]
+async fn a_valid_submission_moves_the_task_to_submitted_stops_reminders_and_serves_the_file_as_attachment()
+ {
+    for (name, store, _g) in common::stores::stores().await {
+        let s = Server::start(store, NotifyConfig::default()).await;
+        let body = multipart(
+            &[("f.candidates", "张三\n李四")],
+            &[("file.form1", "../推荐表.pdf", &pdf())],
+        );
+        let (status, page) = s.post(body).await;
+        assert_eq!(status, 200, "{name}: {page}");
+        assert!(page.contains("已提交"), "{name}: {page}");
+        assert_eq!(s.state().await, TaskState::Submitted, "{name}");
+        let timers = s.store.task_timers(&[s.task]).await.expect("timers");
+        assert!(
+            timers.iter().all(|t| t.state == TimerState::Cancelled),
+            "{name}: reminders stop: {timers:?}"
+        );
+        let subs = s.store.task_submissions(s.task).await.expect("subs");
+        assert_eq!(subs.len(), 1, "{name}");
+        assert_eq!(subs[0].fields["candidates"], "张三\n李四");
+        let f = &subs[0].files[0];
+        assert_eq!((f.name.as_str(), f.size), ("推荐表.pdf", pdf().len() as u64));
+        // The task page lists it with a link that downloads it as an attachment.
+        let page_link = s.engine.task_link(&s.task_row_sync(), s.clock_now()).expect("link");
+        let page = reqwest::get(&page_link).await.expect("GET").text().await.expect("body");
+        let href = page
+            .split("href=\"")
+            .map(|x| x.split('"').next().unwrap_or(""))
+            .find(|h| h.contains("/files/"))
+            .unwrap_or_else(|| panic!("{name}: no file link in {page}"))
+            .replace("&amp;", "&");
+        let resp = reqwest::get(format!("{}{href}", s.base)).await.expect("GET file");
+        assert_eq!(resp.status().as_u16(), 200, "{name}");
+        let h = resp.headers().clone();
+        assert!(h["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(resp.bytes().await.expect("bytes").to_vec(), pdf(), "{name}");
+        // Another task's signature does not open it.
+        let forged = href.replace(&format!("/t/{}/", s.task), "/t/999/");
+        let resp = reqwest::get(format!("{}{forged}", s.base)).await.expect("GET");
+        assert_eq!(resp.status().as_u16(), 403, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn too_few_nominees_are_refused_in_chinese_and_nothing_is_stored() {
+    for (name, store, _g) in common::stores::stores().await {
+        let s = Server::start(store, NotifyConfig::default()).await;
+        let body = multipart(
+            &[("f.candidates", "张三")],
+            &[("file.form1", "推荐表.pdf", &pdf())],
+        );
+        let (status, page) = s.post(body).await;
+        assert_eq!(status, 422, "{name}: {page}");
+        assert!(page.contains("「推荐人选」至少需要 2 人，目前只填了 1 人。"), "{name}: {page}");
+        assert_eq!(s.state().await, TaskState::Open, "{name}");
+        assert!(s.store.task_submissions(s.task).await.expect("subs").is_empty());
+        assert_eq!(s.stored_files(), 0, "{name}: the refused file is removed");
+    }
+}
+
+#[tokio::test]
+async fn a_file_named_pdf_that_is_really_an_executable_or_a_zip_is_refused_by_content() {
+    for (name, store, _g) in common::stores::stores().await {
+        let s = Server::start(store, NotifyConfig::default()).await;
+        for fake in [&b"MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff"[..], &b"PK\x03\x04\x14\0\0\0\x08\0"[..]] {
+            let body = multipart(
+                &[("f.candidates", "张三\n李四")],
+                &[("file.form1", "推荐表.pdf", fake)],
+            );
+            let (status, page) = s.post(body).await;
+            assert_eq!(status, 422, "{name}: {page}");
+            assert!(page.contains("不是 docx、pdf 文件"), "{name}: {page}");
+        }
+        assert_eq!(s.state().await, TaskState::Open, "{name}");
+        assert!(s.store.task_submissions(s.task).await.expect("subs").is_empty());
+        assert_eq!(s.stored_files(), 0, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_file_over_its_limit_is_refused_while_it_streams_before_the_client_sends_it_all() {
+    for (name, store, _g) in common::stores::stores().await {
+        let s = Server::start(store, NotifyConfig::default()).await;
+        const TOTAL: usize = 50 * 1024 * 1024;
+        let head = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"f.candidates\"\r\n\r\n张三\n李四\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file.form1\"; filename=\"big.pdf\"\r\n\r\n%PDF-1.4\n"
+        );
+        let addr = s.base.strip_prefix("http://").expect("addr").to_string();
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let req = format!(
+            "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n{head}",
+            s.submit_path(),
+            TOTAL + head.len()
+        );
+        conn.write_all(req.as_bytes()).await.expect("head");
+        let (mut rd, mut wr) = conn.into_split();
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = sent.clone();
+        let writer = tokio::spawn(async move {
+            let chunk = vec![b'x'; 64 * 1024];
+            while counter.load(std::sync::atomic::Ordering::SeqCst) < TOTAL {
+                if wr.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), rd.read(&mut buf))
+            .await
+            .expect("a response in time")
+            .expect("read");
+        let at_response = sent.load(std::sync::atomic::Ordering::SeqCst);
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(text.starts_with("HTTP/1.1 413"), "{name}: {text}");
+        assert!(
+            at_response < TOTAL / 2,
+            "{name}: the server answered after {at_response} of {TOTAL} bytes"
+        );
+        writer.abort();
+        assert_eq!(s.state().await, TaskState::Open, "{name}");
+        assert!(s.store.task_submissions(s.task).await.expect("subs").is_empty());
+        assert_eq!(s.stored_files(), 0, "{name}: the partial upload is removed");
+    }
+}
+
+#[tokio::test]
+async fn a_return_with_a_new_deadline_reopens_the_task_sends_the_reason_and_reminds_before_it() {
+    for (name, store, _g) in common::stores::stores().await {
+        let smtp = TestSmtp::start();
+        let notify = NotifyConfig {
+            mode: DeliveryMode::Deliver,
+            from: "清水街道党工委组织办 <noreply@qingshui.example.gov.cn>".into(),
+            smtp: Some(SmtpConfig {
+                host: "127.0.0.1".into(),
+                port: Some(smtp.port()),
+                security: SmtpSecurity::None,
+                username: None,
+                password_env: None,
+                timeout_seconds: 5,
+                pool_size: 1,
+            }),
+            ..NotifyConfig::default()
+        };
+        let s = Server::start(store, notify).await;
+        let body = multipart(
+            &[("f.candidates", "张三\n李四")],
+            &[("file.form1", "推荐表.pdf", &pdf())],
+        );
+        assert_eq!(s.post(body).await.0, 200, "{name}");
+        let new_due = NaiveDate::from_ymd_opt(2019, 7, 25).expect("date");
+        let row = s
+            .engine
+            .return_submission(s.task, "token:office", "推荐表缺少签字", NewDeadline::On(new_due))
+            .await
+            .expect("return");
+        assert_eq!(row.state, TaskState::Open, "{name}");
+        assert_eq!(row.due_at, Some(at(2019, 7, 25, 18).timestamp_millis()), "{name}");
+        let history = s.store.task_history(s.task).await.expect("history");
+        assert!(history.iter().any(|h| h.note.as_deref() == Some("退回：推荐表缺少签字")));
+        s.outbox.deliver_due().await.expect("deliver");
+        // The reminder one day before the new deadline fires and is sent.
+        s.clock.set(at(2019, 7, 24, 19));
+        s.timers.run_until(&s.clock, at(2019, 7, 24, 19)).await.expect("fire");
+        s.outbox.deliver_due().await.expect("deliver");
+        let subjects: Vec<String> = smtp
+            .messages()
+            .iter()
+            .map(|m| {
+                let mail = mailparse::parse_mail(&m.data).expect("mime");
+                mail.headers
+                    .iter()
+                    .find(|h| h.get_key() == "Subject")
+                    .map(|h| h.get_value())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert!(
+            subjects.iter().any(|x| x.starts_with("【退回】组织推荐")),
+            "{name}: {subjects:?}"
+        );
+        assert!(
+            subjects.iter().any(|x| x.starts_with("【提醒】组织推荐") && x.contains("7月25日")),
+            "{name}: a reminder for the new deadline: {subjects:?}"
+        );
+        let returned = smtp
+            .messages()
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.data).to_string())
+            .find(|m| m.contains("=E3=80=90") || m.contains("退回"))
+            .is_some();
+        assert!(returned, "{name}");
+        let _ = Duration::days(1);
+    }
+}
