@@ -127,12 +127,15 @@ impl Files {
                 std::fs::create_dir_all(&root).map_err(|e| {
                     FilesError::Config(format!("cannot create {}: {e}", root.display()))
                 })?;
-                Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&root)?)
+                Arc::new(object_store::local::LocalFileSystem::new_with_prefix(
+                    &root,
+                )?)
             }
             "s3" => {
-                let bucket = cfg.bucket.as_deref().ok_or_else(|| {
-                    FilesError::Config("backend = \"s3\" needs `bucket`".into())
-                })?;
+                let bucket = cfg
+                    .bucket
+                    .as_deref()
+                    .ok_or_else(|| FilesError::Config("backend = \"s3\" needs `bucket`".into()))?;
                 let mut b = object_store::aws::AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .with_region(cfg.region.as_deref().unwrap_or("us-east-1"));

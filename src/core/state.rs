@@ -430,7 +430,14 @@ mod tests {
     #[test]
     fn stored_words_are_those_the_schema_checks() {
         // The CHECK constraints of migrations/*/0001_init.sql, 0003_access.sql and 0012.
-        let tasks = ["open", "waiting", "submitted", "done", "waived", "cancelled"];
+        let tasks = [
+            "open",
+            "waiting",
+            "submitted",
+            "done",
+            "waived",
+            "cancelled",
+        ];
         assert_eq!(words::<TaskState>(), tasks);
         assert_eq!(
             words::<TimerState>(),

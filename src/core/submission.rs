@@ -309,7 +309,11 @@ impl Asks {
             if !f.choices.is_empty() {
                 s.push_str(&format!("：{}", f.choices.join("/")));
             }
-            s.push_str(if f.required { "，必填）" } else { "，选填）" });
+            s.push_str(if f.required {
+                "，必填）"
+            } else {
+                "，选填）"
+            });
             out.push(s);
         }
         for f in &self.files {
@@ -344,7 +348,11 @@ pub fn form_name(path: &str) -> &str {
 /// Parameter references are checked by the planner when it resolves them.
 pub fn check_declaration(s: &Submit, d: &mut Diagnostics) {
     let mut seen: HashSet<&str> = HashSet::new();
-    let ids = s.fields.iter().map(|f| &f.id).chain(s.files.iter().map(|f| &f.id));
+    let ids = s
+        .fields
+        .iter()
+        .map(|f| &f.id)
+        .chain(s.files.iter().map(|f| &f.id));
     for id in ids {
         if !seen.insert(id.value.as_str()) {
             d.error(

@@ -162,17 +162,22 @@ impl Engine {
             .map(|d| zh_datetime(&from_ms(d).with_timezone(&tz)))
             .unwrap_or_default();
         let party = match task.assignee_kind {
-            AssigneeKind::Unit => cat.directory.unit(&task.assignee_id).map(|u| {
-                crate::core::directory::Party {
-                    kind: AssigneeKind::Unit,
-                    id: u.id.value.clone(),
-                    name: u.name.clone(),
-                }
-            }),
+            AssigneeKind::Unit => {
+                cat.directory
+                    .unit(&task.assignee_id)
+                    .map(|u| crate::core::directory::Party {
+                        kind: AssigneeKind::Unit,
+                        id: u.id.value.clone(),
+                        name: u.name.clone(),
+                    })
+            }
             AssigneeKind::Role => Some(cat.directory.role_party(&task.assignee_id)),
         };
         let Some(party) = party else {
-            tracing::error!(task = task.id, "returned task's assignee is not in the directory");
+            tracing::error!(
+                task = task.id,
+                "returned task's assignee is not in the directory"
+            );
             return;
         };
         let link = self.task_link(task, now);

@@ -35,7 +35,6 @@ pub(crate) use digest::MessageKey;
 pub use digest::{DIGEST_CLASSES, DigestHold, digest_class};
 pub use people::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
 pub use postgres::PgStore;
-pub use submissions::{NewSubmission, Outcome, StoredFile, SubmissionRow};
 pub use rows::{
     Activation, AuditEntry, AuditRow, ClaimedOutbox, ClaimedTimers, CorruptTimer, Counts, Decide,
     Decided, Delivery, FireEffects, HistoryRow, NewNotification, NewRound, NewTask, NewTimer,
@@ -46,6 +45,7 @@ pub use shared::{Backend, RowsAffected};
 #[doc(hidden)]
 pub use sql::Dialect;
 pub use sqlite::SqliteStore;
+pub use submissions::{NewSubmission, Outcome, StoredFile, SubmissionRow};
 
 /// UTC epoch milliseconds.
 pub type Millis = i64;

@@ -7,7 +7,7 @@
 
 use crate::common;
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
 use common::smtp::TestSmtp;
 use std::collections::BTreeMap;
@@ -71,7 +71,9 @@ struct Server {
 impl Server {
     async fn start(store: Arc<dyn Store>, notify: NotifyConfig) -> Server {
         yanzhen::notify::install_tls_provider();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let files = tempfile::tempdir().expect("tempdir");
         let mut cat = common::catalog_with(&[NOMINATE], false);
@@ -93,9 +95,13 @@ impl Server {
         .await
         .expect("app");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(yanzhen::api::serve(listener, app.http.clone(), async move {
-            let _ = rx.await;
-        }));
+        tokio::spawn(yanzhen::api::serve(
+            listener,
+            app.http.clone(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
         app.engine
             .start_round(StartRound {
                 workflow: "nominate".into(),
@@ -126,10 +132,10 @@ impl Server {
     }
 
     /// The signed path of the task's submit endpoint.
-    fn submit_path(&self) -> String {
+    async fn submit_path(&self) -> String {
         let link = self
             .engine
-            .task_link(&self.task_row_sync(), self.clock_now())
+            .task_link(&self.task_row().await, self.clock_now())
             .expect("link");
         let path = link.strip_prefix(&self.base).expect("own base").to_string();
         let (page, query) = path.split_once('?').expect("query");
@@ -141,22 +147,21 @@ impl Server {
         self.clock.now()
     }
 
-    fn task_row_sync(&self) -> yanzhen::store::TaskRow {
-        let store = self.store.clone();
-        let id = self.task;
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rt")
-                .block_on(async move { store.task(id).await.expect("read").expect("task") })
-        })
-        .join()
-        .expect("thread")
+    async fn task_row(&self) -> yanzhen::store::TaskRow {
+        self.store
+            .task(self.task)
+            .await
+            .expect("read")
+            .expect("task")
     }
 
     async fn state(&self) -> TaskState {
-        self.store.task(self.task).await.expect("read").expect("task").state
+        self.store
+            .task(self.task)
+            .await
+            .expect("read")
+            .expect("task")
+            .state
     }
 
     /// Files in the store, staging included.
@@ -166,8 +171,11 @@ impl Server {
 
     async fn post(&self, body: Vec<u8>) -> (u16, String) {
         let resp = reqwest::Client::new()
-            .post(format!("{}{}", self.base, self.submit_path()))
-            .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+            .post(format!("{}{}", self.base, self.submit_path().await))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
             .body(body)
             .send()
             .await
@@ -247,25 +255,46 @@ async fn a_valid_submission_moves_the_task_to_submitted_stops_reminders_and_serv
         assert_eq!(subs.len(), 1, "{name}");
         assert_eq!(subs[0].fields["candidates"], "张三\n李四");
         let f = &subs[0].files[0];
-        assert_eq!((f.name.as_str(), f.size), ("推荐表.pdf", pdf().len() as u64));
+        assert_eq!(
+            (f.name.as_str(), f.size),
+            ("推荐表.pdf", pdf().len() as u64)
+        );
         // The task page lists it with a link that downloads it as an attachment.
-        let page_link = s.engine.task_link(&s.task_row_sync(), s.clock_now()).expect("link");
-        let page = reqwest::get(&page_link).await.expect("GET").text().await.expect("body");
+        let page_link = s
+            .engine
+            .task_link(&s.task_row().await, s.clock_now())
+            .expect("link");
+        let page = reqwest::get(&page_link)
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body");
         let href = page
             .split("href=\"")
             .map(|x| x.split('"').next().unwrap_or(""))
-            .find(|h| h.contains("/files/"))
+            .find(|h| h.contains("&#x2f;files&#x2f;"))
             .unwrap_or_else(|| panic!("{name}: no file link in {page}"))
-            .replace("&amp;", "&");
-        let resp = reqwest::get(format!("{}{href}", s.base)).await.expect("GET file");
+            .replace("&amp;", "&")
+            .replace("&#x2f;", "/");
+        let resp = reqwest::get(format!("{}{href}", s.base))
+            .await
+            .expect("GET file");
         assert_eq!(resp.status().as_u16(), 200, "{name}");
         let h = resp.headers().clone();
-        assert!(h["content-disposition"].to_str().unwrap().starts_with("attachment;"));
+        assert!(
+            h["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment;")
+        );
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert_eq!(resp.bytes().await.expect("bytes").to_vec(), pdf(), "{name}");
         // Another task's signature does not open it.
         let forged = href.replace(&format!("/t/{}/", s.task), "/t/999/");
-        let resp = reqwest::get(format!("{}{forged}", s.base)).await.expect("GET");
+        let resp = reqwest::get(format!("{}{forged}", s.base))
+            .await
+            .expect("GET");
         assert_eq!(resp.status().as_u16(), 403, "{name}");
     }
 }
@@ -280,9 +309,18 @@ async fn too_few_nominees_are_refused_in_chinese_and_nothing_is_stored() {
         );
         let (status, page) = s.post(body).await;
         assert_eq!(status, 422, "{name}: {page}");
-        assert!(page.contains("「推荐人选」至少需要 2 人，目前只填了 1 人。"), "{name}: {page}");
+        assert!(
+            page.contains("「推荐人选」至少需要 2 人，目前只填了 1 人。"),
+            "{name}: {page}"
+        );
         assert_eq!(s.state().await, TaskState::Open, "{name}");
-        assert!(s.store.task_submissions(s.task).await.expect("subs").is_empty());
+        assert!(
+            s.store
+                .task_submissions(s.task)
+                .await
+                .expect("subs")
+                .is_empty()
+        );
         assert_eq!(s.stored_files(), 0, "{name}: the refused file is removed");
     }
 }
@@ -291,7 +329,10 @@ async fn too_few_nominees_are_refused_in_chinese_and_nothing_is_stored() {
 async fn a_file_named_pdf_that_is_really_an_executable_or_a_zip_is_refused_by_content() {
     for (name, store, _g) in common::stores::stores().await {
         let s = Server::start(store, NotifyConfig::default()).await;
-        for fake in [&b"MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff"[..], &b"PK\x03\x04\x14\0\0\0\x08\0"[..]] {
+        for fake in [
+            &b"MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff"[..],
+            &b"PK\x03\x04\x14\0\0\0\x08\0"[..],
+        ] {
             let body = multipart(
                 &[("f.candidates", "张三\n李四")],
                 &[("file.form1", "推荐表.pdf", fake)],
@@ -301,7 +342,13 @@ async fn a_file_named_pdf_that_is_really_an_executable_or_a_zip_is_refused_by_co
             assert!(page.contains("不是 docx、pdf 文件"), "{name}: {page}");
         }
         assert_eq!(s.state().await, TaskState::Open, "{name}");
-        assert!(s.store.task_submissions(s.task).await.expect("subs").is_empty());
+        assert!(
+            s.store
+                .task_submissions(s.task)
+                .await
+                .expect("subs")
+                .is_empty()
+        );
         assert_eq!(s.stored_files(), 0, "{name}");
     }
 }
@@ -315,10 +362,12 @@ async fn a_file_over_its_limit_is_refused_while_it_streams_before_the_client_sen
             "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"f.candidates\"\r\n\r\n张三\n李四\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file.form1\"; filename=\"big.pdf\"\r\n\r\n%PDF-1.4\n"
         );
         let addr = s.base.strip_prefix("http://").expect("addr").to_string();
-        let mut conn = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let mut conn = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
         let req = format!(
             "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n{head}",
-            s.submit_path(),
+            s.submit_path().await,
             TOTAL + head.len()
         );
         conn.write_all(req.as_bytes()).await.expect("head");
@@ -348,7 +397,13 @@ async fn a_file_over_its_limit_is_refused_while_it_streams_before_the_client_sen
         );
         writer.abort();
         assert_eq!(s.state().await, TaskState::Open, "{name}");
-        assert!(s.store.task_submissions(s.task).await.expect("subs").is_empty());
+        assert!(
+            s.store
+                .task_submissions(s.task)
+                .await
+                .expect("subs")
+                .is_empty()
+        );
         assert_eq!(s.stored_files(), 0, "{name}: the partial upload is removed");
     }
 }
@@ -380,17 +435,34 @@ async fn a_return_with_a_new_deadline_reopens_the_task_sends_the_reason_and_remi
         let new_due = NaiveDate::from_ymd_opt(2019, 7, 25).expect("date");
         let row = s
             .engine
-            .return_submission(s.task, "token:office", "推荐表缺少签字", NewDeadline::On(new_due))
+            .return_submission(
+                s.task,
+                "token:office",
+                "推荐表缺少签字",
+                NewDeadline::On(new_due),
+            )
             .await
             .expect("return");
         assert_eq!(row.state, TaskState::Open, "{name}");
-        assert_eq!(row.due_at, Some(at(2019, 7, 25, 18).timestamp_millis()), "{name}");
+        assert_eq!(
+            row.due_at,
+            Some(at(2019, 7, 25, 18).timestamp_millis()),
+            "{name}"
+        );
         let history = s.store.task_history(s.task).await.expect("history");
-        assert!(history.iter().any(|h| h.note.as_deref() == Some("退回：推荐表缺少签字")));
+        assert!(
+            history
+                .iter()
+                .any(|h| h.note.as_deref() == Some("退回：推荐表缺少签字"))
+        );
         s.outbox.deliver_due().await.expect("deliver");
         // The reminder one day before the new deadline fires and is sent.
+        s.timers
+            .run_until(&s.clock, at(2019, 7, 24, 18))
+            .await
+            .expect("fire");
+        // Past the reminder's digest hold (the end of its clock hour).
         s.clock.set(at(2019, 7, 24, 19));
-        s.timers.run_until(&s.clock, at(2019, 7, 24, 19)).await.expect("fire");
         s.outbox.deliver_due().await.expect("deliver");
         let subjects: Vec<String> = smtp
             .messages()
@@ -409,16 +481,25 @@ async fn a_return_with_a_new_deadline_reopens_the_task_sends_the_reason_and_remi
             "{name}: {subjects:?}"
         );
         assert!(
-            subjects.iter().any(|x| x.starts_with("【提醒】组织推荐") && x.contains("7月25日")),
+            subjects
+                .iter()
+                .any(|x| x.starts_with("【提醒】组织推荐") && x.contains("7月25日")),
             "{name}: a reminder for the new deadline: {subjects:?}"
         );
-        let returned = smtp
+        // 【退回】 says why and links to the task page, where the branch hands in again.
+        let text = smtp
             .messages()
             .iter()
-            .map(|m| String::from_utf8_lossy(&m.data).to_string())
-            .find(|m| m.contains("=E3=80=90") || m.contains("退回"))
-            .is_some();
-        assert!(returned, "{name}");
-        let _ = Duration::days(1);
+            .map(|m| {
+                let mail = mailparse::parse_mail(&m.data).expect("mime");
+                mail.subparts[0].get_body().expect("text")
+            })
+            .find(|t| t.contains("退回原因"))
+            .unwrap_or_else(|| panic!("{name}: no 【退回】 text"));
+        assert!(text.contains("退回原因：推荐表缺少签字"), "{name}: {text}");
+        assert!(
+            text.contains(&format!("{}/b/dongguan/t/{}?", s.base, s.task)),
+            "{name}: {text}"
+        );
     }
 }

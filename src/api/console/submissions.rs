@@ -31,10 +31,7 @@ pub const UPLOAD_MAX_BYTES: usize = 256 * 1024 * 1024;
 pub fn branch_upload_routes() -> Router<State> {
     Router::new()
         .route("/b/{unit}/t/{task}/submit", post(branch_submit))
-        .route(
-            "/b/{unit}/t/{task}/files/{sub}/{n}",
-            get(branch_file),
-        )
+        .route("/b/{unit}/t/{task}/files/{sub}/{n}", get(branch_file))
 }
 
 /// The console's accept, return and file routes.
@@ -189,7 +186,17 @@ async fn branch_submit(
             Ok(None) => break,
             Err(e) => {
                 let why = vec![format!("上传中断，请重新提交（{e}）。")];
-                return refuse(&ui, &task, &name, &unit, &q, &fresh, why, StatusCode::BAD_REQUEST).await;
+                return refuse(
+                    &ui,
+                    &task,
+                    &name,
+                    &unit,
+                    &q,
+                    &fresh,
+                    why,
+                    StatusCode::BAD_REQUEST,
+                )
+                .await;
             }
         };
         let key = field.name().unwrap_or("").to_string();
@@ -198,7 +205,17 @@ async fn branch_submit(
                 Ok(t) => t,
                 Err(e) => {
                     let why = vec![format!("上传中断，请重新提交（{e}）。")];
-                    return refuse(&ui, &task, &name, &unit, &q, &fresh, why, StatusCode::BAD_REQUEST).await;
+                    return refuse(
+                        &ui,
+                        &task,
+                        &name,
+                        &unit,
+                        &q,
+                        &fresh,
+                        why,
+                        StatusCode::BAD_REQUEST,
+                    )
+                    .await;
                 }
             };
             if asks.fields.iter().any(|f| f.id == id) {
@@ -243,7 +260,17 @@ async fn branch_submit(
                     raw_name,
                     limit / (1024 * 1024)
                 )];
-                return refuse(&ui, &task, &name, &unit, &q, &fresh, why, StatusCode::PAYLOAD_TOO_LARGE).await;
+                return refuse(
+                    &ui,
+                    &task,
+                    &name,
+                    &unit,
+                    &q,
+                    &fresh,
+                    why,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                )
+                .await;
             }
             Err(FilesError::WrongKind { .. }) => {
                 let why = vec![format!(
@@ -252,11 +279,31 @@ async fn branch_submit(
                     raw_name,
                     kinds_zh(&slot.kinds)
                 )];
-                return refuse(&ui, &task, &name, &unit, &q, &fresh, why, StatusCode::UNPROCESSABLE_ENTITY).await;
+                return refuse(
+                    &ui,
+                    &task,
+                    &name,
+                    &unit,
+                    &q,
+                    &fresh,
+                    why,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                )
+                .await;
             }
             Err(FilesError::Read(e)) => {
                 let why = vec![format!("上传中断，请重新提交（{e}）。")];
-                return refuse(&ui, &task, &name, &unit, &q, &fresh, why, StatusCode::BAD_REQUEST).await;
+                return refuse(
+                    &ui,
+                    &task,
+                    &name,
+                    &unit,
+                    &q,
+                    &fresh,
+                    why,
+                    StatusCode::BAD_REQUEST,
+                )
+                .await;
             }
             Err(e) => return ui.fail(EngineError::Invalid(e.to_string())),
         }
@@ -279,7 +326,17 @@ async fn branch_submit(
     };
     let why = check_entry(&asks, &entry, &pool);
     if !why.is_empty() {
-        return refuse(&ui, &task, &name, &unit, &q, &fresh, why, StatusCode::UNPROCESSABLE_ENTITY).await;
+        return refuse(
+            &ui,
+            &task,
+            &name,
+            &unit,
+            &q,
+            &fresh,
+            why,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
     }
     let sub = NewSubmission {
         task_id: task.id,
@@ -333,7 +390,10 @@ async fn send_file(ui: &Ui<'_>, f: &StoredFile) -> Response {
     };
     let encoded =
         percent_encoding::utf8_percent_encode(&f.name, percent_encoding::NON_ALPHANUMERIC);
-    let disposition = format!("attachment; filename=\"file.{}\"; filename*=UTF-8''{encoded}", f.kind.ext());
+    let disposition = format!(
+        "attachment; filename=\"file.{}\"; filename*=UTF-8''{encoded}",
+        f.kind.ext()
+    );
     (
         [
             (header::CONTENT_TYPE, f.kind.mime().to_string()),
@@ -406,7 +466,8 @@ pub(super) async fn console_view(ui: &Ui<'_>, task: &TaskRow) -> serde_json::Val
     let Ok(Some(asks)) = ui.state.engine.asks_of(task).await else {
         return serde_json::Value::Null;
     };
-    let link = |s: &SubmissionRow, n: usize| format!("/console/submissions/{}/{}/{n}", task.id, s.id);
+    let link =
+        |s: &SubmissionRow, n: usize| format!("/console/submissions/{}/{}/{n}", task.id, s.id);
     json!({
         "lines": asks.lines(),
         "history": history_json(ui, &asks, &subs, link),
@@ -440,7 +501,13 @@ async fn accept(
     match state.engine.accept_submission(id, &user.actor()).await {
         Ok(_) => Redirect::to(&format!("/console/tasks/{id}?done=accept")).into_response(),
         Err(EngineError::Store(crate::store::StoreError::WrongState { state: s, .. })) => {
-            super::tasks::render_task_error(&ui, id, StatusCode::CONFLICT, format!("任务当前为「{}」，没有待审核的提交。", s.zh())).await
+            super::tasks::render_task_error(
+                &ui,
+                id,
+                StatusCode::CONFLICT,
+                format!("任务当前为「{}」，没有待审核的提交。", s.zh()),
+            )
+            .await
         }
         Err(e) => ui.fail(e),
     }
@@ -460,7 +527,9 @@ async fn give_back(
         Ok(id) => id,
         Err(r) => return *r,
     };
-    let unprocessable = |msg: String| super::tasks::render_task_error(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, msg);
+    let unprocessable = |msg: String| {
+        super::tasks::render_task_error(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, msg)
+    };
     if form.reason.trim().is_empty() {
         return unprocessable("退回须写明原因，分支按原因修改后重新提交。".into()).await;
     }
@@ -483,10 +552,19 @@ async fn give_back(
     {
         Ok(_) => Redirect::to(&format!("/console/tasks/{id}?done=return")).into_response(),
         Err(EngineError::Store(crate::store::StoreError::WrongState { state: s, .. })) => {
-            super::tasks::render_task_error(&ui, id, StatusCode::CONFLICT, format!("任务当前为「{}」，没有待审核的提交。", s.zh())).await
+            super::tasks::render_task_error(
+                &ui,
+                id,
+                StatusCode::CONFLICT,
+                format!("任务当前为「{}」，没有待审核的提交。", s.zh()),
+            )
+            .await
         }
         Err(EngineError::Invalid(e)) => {
-            unprocessable(format!("不能退回：新截止时间不可用（须晚于现在）。详情：{e}")).await
+            unprocessable(format!(
+                "不能退回：新截止时间不可用（须晚于现在）。详情：{e}"
+            ))
+            .await
         }
         Err(e) => ui.fail(e),
     }
