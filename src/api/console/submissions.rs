@@ -122,26 +122,31 @@ fn history_json(
         .collect()
 }
 
-/// A refusal of the whole hand-in: the page again with the reasons; files this request
-/// stored and nothing else kept are removed first.
-async fn refuse(
-    ui: &Ui<'_>,
-    task: &TaskRow,
-    name: &str,
-    unit: &str,
-    q: &LinkQuery,
-    fresh: &[String],
-    errors: Vec<String>,
-    status: StatusCode,
-) -> Response {
-    if let Ok(files) = ui.state.files() {
-        for h in fresh {
-            if let Err(e) = files.delete(h).await {
-                tracing::error!(error = %e, "could not remove a refused upload");
+/// The branch's task page a hand-in answers with.
+struct TaskPage<'a> {
+    ui: &'a Ui<'a>,
+    task: &'a TaskRow,
+    name: &'a str,
+    unit: &'a str,
+    q: &'a LinkQuery,
+}
+
+impl TaskPage<'_> {
+    /// A refusal of the whole hand-in: the page again with the reasons; the files this
+    /// request added to the store are removed first.
+    async fn refuse(&self, fresh: &[String], errors: Vec<String>, status: StatusCode) -> Response {
+        if let Ok(files) = self.ui.state.files() {
+            for h in fresh {
+                if let Err(e) = files.delete(h).await {
+                    tracing::error!(error = %e, "could not remove a refused upload");
+                }
             }
         }
+        render_branch_task(
+            self.ui, self.task, self.name, self.unit, self.q, &errors, status,
+        )
+        .await
     }
-    render_branch_task(ui, task, name, unit, q, &errors, status).await
 }
 
 async fn branch_submit(
@@ -164,6 +169,13 @@ async fn branch_submit(
         );
         return branch_message(&ui, StatusCode::CONFLICT, "无需提交", &text);
     }
+    let page = TaskPage {
+        ui: &ui,
+        task: &task,
+        name: &name,
+        unit: &unit,
+        q: &q,
+    };
     let asks = match state.engine.asks_of(&task).await {
         Ok(Some(a)) => a,
         Ok(None) => {
@@ -186,17 +198,7 @@ async fn branch_submit(
             Ok(None) => break,
             Err(e) => {
                 let why = vec![format!("上传中断，请重新提交（{e}）。")];
-                return refuse(
-                    &ui,
-                    &task,
-                    &name,
-                    &unit,
-                    &q,
-                    &fresh,
-                    why,
-                    StatusCode::BAD_REQUEST,
-                )
-                .await;
+                return page.refuse(&fresh, why, StatusCode::BAD_REQUEST).await;
             }
         };
         let key = field.name().unwrap_or("").to_string();
@@ -205,17 +207,7 @@ async fn branch_submit(
                 Ok(t) => t,
                 Err(e) => {
                     let why = vec![format!("上传中断，请重新提交（{e}）。")];
-                    return refuse(
-                        &ui,
-                        &task,
-                        &name,
-                        &unit,
-                        &q,
-                        &fresh,
-                        why,
-                        StatusCode::BAD_REQUEST,
-                    )
-                    .await;
+                    return page.refuse(&fresh, why, StatusCode::BAD_REQUEST).await;
                 }
             };
             if asks.fields.iter().any(|f| f.id == id) {
@@ -260,17 +252,9 @@ async fn branch_submit(
                     raw_name,
                     limit / (1024 * 1024)
                 )];
-                return refuse(
-                    &ui,
-                    &task,
-                    &name,
-                    &unit,
-                    &q,
-                    &fresh,
-                    why,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                )
-                .await;
+                return page
+                    .refuse(&fresh, why, StatusCode::PAYLOAD_TOO_LARGE)
+                    .await;
             }
             Err(FilesError::WrongKind { .. }) => {
                 let why = vec![format!(
@@ -279,31 +263,13 @@ async fn branch_submit(
                     raw_name,
                     kinds_zh(&slot.kinds)
                 )];
-                return refuse(
-                    &ui,
-                    &task,
-                    &name,
-                    &unit,
-                    &q,
-                    &fresh,
-                    why,
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                )
-                .await;
+                return page
+                    .refuse(&fresh, why, StatusCode::UNPROCESSABLE_ENTITY)
+                    .await;
             }
             Err(FilesError::Read(e)) => {
                 let why = vec![format!("上传中断，请重新提交（{e}）。")];
-                return refuse(
-                    &ui,
-                    &task,
-                    &name,
-                    &unit,
-                    &q,
-                    &fresh,
-                    why,
-                    StatusCode::BAD_REQUEST,
-                )
-                .await;
+                return page.refuse(&fresh, why, StatusCode::BAD_REQUEST).await;
             }
             Err(e) => return ui.fail(EngineError::Invalid(e.to_string())),
         }
@@ -326,17 +292,9 @@ async fn branch_submit(
     };
     let why = check_entry(&asks, &entry, &pool);
     if !why.is_empty() {
-        return refuse(
-            &ui,
-            &task,
-            &name,
-            &unit,
-            &q,
-            &fresh,
-            why,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        return page
+            .refuse(&fresh, why, StatusCode::UNPROCESSABLE_ENTITY)
+            .await;
     }
     let sub = NewSubmission {
         task_id: task.id,
@@ -360,7 +318,7 @@ async fn branch_submit(
         ),
         Err(EngineError::Store(crate::store::StoreError::WrongState { state: s, .. })) => {
             let why = vec![format!("「{}」当前为「{}」，不能提交。", task.title, s.zh())];
-            refuse(&ui, &task, &name, &unit, &q, &fresh, why, StatusCode::CONFLICT).await
+            page.refuse(&fresh, why, StatusCode::CONFLICT).await
         }
         Err(e) => ui.fail(e),
     }
