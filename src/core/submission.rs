@@ -161,13 +161,12 @@ impl FileKind {
     }
 
     /// The kind a file's leading bytes show, if it is one of ours. Office files are zip
-    /// containers; which one is read from the entries `infer` finds in the prefix.
+    /// containers: which one is read from the names of the entries in the prefix (`word/`,
+    /// `xl/`), since `infer`'s check depends on the order of the first entries, which
+    /// differs between Word, WPS and LibreOffice.
     pub fn sniff(prefix: &[u8]) -> Option<FileKind> {
-        if infer::doc::is_docx(prefix) {
-            return Some(FileKind::Docx);
-        }
-        if infer::doc::is_xlsx(prefix) {
-            return Some(FileKind::Xlsx);
+        if prefix.starts_with(b"PK\x03\x04") {
+            return ooxml(prefix);
         }
         if infer::archive::is_pdf(prefix) {
             return Some(FileKind::Pdf);
@@ -193,6 +192,27 @@ impl FileKind {
             _ => return None,
         })
     }
+}
+
+/// Word or Excel, from the entry names of the zip local file headers found in `prefix`.
+fn ooxml(prefix: &[u8]) -> Option<FileKind> {
+    let mut found = None;
+    let mut at = 0;
+    while let Some(i) = prefix[at..].windows(4).position(|w| w == b"PK\x03\x04") {
+        let h = at + i;
+        let name_len = prefix
+            .get(h + 26..h + 28)
+            .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])));
+        let name = name_len.and_then(|n| prefix.get(h + 30..h + 30 + n));
+        match name {
+            // The first Office part named decides.
+            Some(n) if n.starts_with(b"word/") => found = found.or(Some(FileKind::Docx)),
+            Some(n) if n.starts_with(b"xl/") => found = found.or(Some(FileKind::Xlsx)),
+            _ => {}
+        }
+        at = h + 4;
+    }
+    found
 }
 
 /// A task's `submit` resolved for one round: parameters filled in, defaults applied.
@@ -743,6 +763,32 @@ mod tests {
         assert_eq!(FileKind::sniff(b"MZ\x90\0\x03\0\0\0"), None);
         // A plain zip is not a Word document.
         assert_eq!(FileKind::sniff(b"PK\x03\x04\x14\0\0\0\0\0"), None);
+    }
+
+    #[test]
+    fn the_shipped_blank_forms_are_word_documents_by_content() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/forms");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).expect("templates/forms") {
+            let p = e.expect("entry").path();
+            let bytes = std::fs::read(&p).expect("read");
+            assert_eq!(
+                FileKind::sniff(&bytes),
+                Some(FileKind::Docx),
+                "{}",
+                p.display()
+            );
+            n += 1;
+        }
+        assert!(n >= 5, "the seed rounds' forms are shipped");
+    }
+
+    #[test]
+    fn a_workbook_is_told_from_a_document_by_its_parts() {
+        let mut wb = rust_xlsxwriter::Workbook::new();
+        wb.add_worksheet().write_string(0, 0, "名册").expect("write");
+        let bytes = wb.save_to_buffer().expect("xlsx");
+        assert_eq!(FileKind::sniff(&bytes), Some(FileKind::Xlsx));
     }
 
     #[test]

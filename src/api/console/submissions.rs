@@ -70,6 +70,10 @@ pub(super) async fn hand_in_view(
         "asks": asks_json(&asks),
         "lines": asks.lines(),
         "action": format!("/b/{unit}/t/{}/submit?{}", task.id, q.query()),
+        "forms": asks.forms.iter().enumerate().map(|(n, p)| json!({
+            "name": crate::core::submission::form_name(p),
+            "href": format!("/b/{unit}/t/{}/forms/{n}?{}", task.id, q.query()),
+        })).collect::<Vec<_>>(),
         "errors": errors,
         "history": history_json(ui, &asks, &subs, link),
     })
@@ -391,6 +395,53 @@ async fn branch_file(
         Some(f) => send_file(&ui, &f).await,
         None => branch_message(&ui, StatusCode::NOT_FOUND, "未找到", "没有这个文件。"),
     }
+}
+
+/// The `n`th blank form of the task, as an attachment. Its path was checked when the
+/// workflow loaded (under `templates/forms/`, no `..`).
+async fn branch_form(
+    Shared(state): Shared<State>,
+    Path((unit, task, n)): Path<(String, String, String)>,
+    q: Result<Query<LinkQuery>, QueryRejection>,
+) -> Response {
+    let ui = Ui::new(&state, None);
+    let q = LinkQuery::from(q);
+    let (task, _) = match linked_task(&ui, &unit, &task, &q).await {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    let missing = || branch_message(&ui, StatusCode::NOT_FOUND, "未找到", "没有这份空白表格。");
+    let asks = match state.engine.asks_of(&task).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return missing(),
+        Err(e) => return ui.fail(e),
+    };
+    let Some(path) = n.parse::<usize>().ok().and_then(|n| asks.forms.get(n)) else {
+        return missing();
+    };
+    let (Some(kind), Ok(bytes)) = (
+        crate::core::submission::FileKind::from_name(path),
+        tokio::fs::read(path).await,
+    ) else {
+        return missing();
+    };
+    let name = crate::core::submission::form_name(path);
+    let encoded = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    (
+        [
+            (header::CONTENT_TYPE, kind.mime().to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"form.{}\"; filename*=UTF-8''{encoded}",
+                    kind.ext()
+                ),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 async fn console_file(
