@@ -503,3 +503,84 @@ async fn a_return_with_a_new_deadline_reopens_the_task_sends_the_reason_and_remi
         );
     }
 }
+
+/// `plan` of a shipped workflow, with parameters.
+fn shipped_plan(id: &str, params: &[(&str, &str)]) -> yanzhen::core::plan::Plan {
+    use yanzhen::core::plan::{PlanInput, plan};
+    let text = std::fs::read_to_string(common::workflow_path(id)).expect("workflow");
+    let mut d = yanzhen::core::diagnostic::Diagnostics::new(id);
+    let wf = yanzhen::core::yaml::parse::<yanzhen::core::definition::Workflow>(&text, &mut d)
+        .expect("parses");
+    let params: BTreeMap<String, String> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (dir, cal) = (common::directory(), common::calendar());
+    let (p, problems) = plan(PlanInput {
+        workflow: &wf,
+        directory: &dir,
+        calendar: &cal,
+        tz: chrono_tz::Asia::Shanghai,
+        start: wf.example_start.as_ref().map(|s| s.value).expect("start"),
+        params: &params,
+        units: None,
+        done: None,
+        events: None,
+    });
+    p.unwrap_or_else(|| panic!("{problems:?}"))
+}
+
+#[test]
+fn plan_shows_what_each_seed_task_asks_for_with_the_rounds_minimum_of_nominees() {
+    let p = shipped_plan("community-reserve-selection", &[("min_candidates", "3")]);
+    let nomination = p.asks_of("nomination").expect("nomination asks");
+    let people = &nomination.fields[0];
+    assert_eq!((people.label.as_str(), people.min), ("推荐人选（每行一人）", Some(3)));
+    let table = p.to_table();
+    let asks = table
+        .split("\n提交要求\n")
+        .nth(1)
+        .and_then(|t| t.split("\n\n").next())
+        .expect("a 提交要求 section");
+    insta::assert_snapshot!(asks);
+    let village = shipped_plan("village-reserve-selection", &[]);
+    let kinds: Vec<&str> = village.asks.iter().map(|a| a.task.as_str()).collect();
+    assert_eq!(kinds, ["hand_over_forms", "joint_review"]);
+}
+
+#[test]
+fn a_wrong_submit_declaration_is_reported_at_its_line_and_column_with_a_hint() {
+    use yanzhen::core::validate::{Context, validate_workflow};
+    let bad = NOMINATE
+        .replace(
+            r#"- {id: candidates, label: 推荐人选, type: people, min: "${min_candidates}"}"#,
+            "- {id: candidates, label: 推荐人选, type: choice, min: \"${nope}\"}",
+        )
+        .replace("max_mb: 1}", "max_mb: 900, kinds: []}")
+        .replace("kinds: [docx, pdf], ", "")
+        .replace("templates/forms/附件1-推荐表.docx", "../etc/passwd");
+    let (dir, cal) = (common::directory(), common::calendar());
+    let ctx = Context {
+        directory: &dir,
+        calendar: &cal,
+        default_tz: chrono_tz::Asia::Shanghai,
+        today: NaiveDate::from_ymd_opt(2019, 7, 1).expect("date"),
+    };
+    let (wf, d) = validate_workflow("nominate.yaml", &bad, ctx);
+    assert!(wf.is_none());
+    let text: Vec<String> = d
+        .into_sorted()
+        .iter()
+        .map(|x| {
+            format!(
+                "{}:{} [{}] {} — {}",
+                x.loc.line,
+                x.loc.column,
+                x.code,
+                x.message,
+                x.hint.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    insta::assert_snapshot!(text.join("\n"));
+}
