@@ -786,7 +786,9 @@ mod tests {
     #[test]
     fn a_workbook_is_told_from_a_document_by_its_parts() {
         let mut wb = rust_xlsxwriter::Workbook::new();
-        wb.add_worksheet().write_string(0, 0, "名册").expect("write");
+        wb.add_worksheet()
+            .write_string(0, 0, "名册")
+            .expect("write");
         let bytes = wb.save_to_buffer().expect("xlsx");
         assert_eq!(FileKind::sniff(&bytes), Some(FileKind::Xlsx));
     }

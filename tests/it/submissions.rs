@@ -70,6 +70,15 @@ struct Server {
 
 impl Server {
     async fn start(store: Arc<dyn Store>, notify: NotifyConfig) -> Server {
+        Server::start_with(store, notify, None).await
+    }
+
+    /// With `files` as `[files]` (else the local store in a temporary folder).
+    async fn start_with(
+        store: Arc<dyn Store>,
+        notify: NotifyConfig,
+        files_config: Option<yanzhen::files::FilesConfig>,
+    ) -> Server {
         yanzhen::notify::install_tls_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -82,6 +91,9 @@ impl Server {
             ..notify
         };
         cat.config.files.root = files.path().to_path_buf();
+        if let Some(f) = files_config {
+            cat.config.files = f;
+        }
         let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 9)));
         let app = App::build(
             cat,
@@ -535,7 +547,10 @@ fn plan_shows_what_each_seed_task_asks_for_with_the_rounds_minimum_of_nominees()
     let p = shipped_plan("community-reserve-selection", &[("min_candidates", "3")]);
     let nomination = p.asks_of("nomination").expect("nomination asks");
     let people = &nomination.fields[0];
-    assert_eq!((people.label.as_str(), people.min), ("推荐人选（每行一人）", Some(3)));
+    assert_eq!(
+        (people.label.as_str(), people.min),
+        ("推荐人选（每行一人）", Some(3))
+    );
     let table = p.to_table();
     let asks = table
         .split("\n提交要求\n")
@@ -583,4 +598,108 @@ fn a_wrong_submit_declaration_is_reported_at_its_line_and_column_with_a_hint() {
         })
         .collect();
     insta::assert_snapshot!(text.join("\n"));
+}
+
+/// A moto S3 server on a free loopback port, stopped on drop.
+struct Moto {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn moto() -> Option<Moto> {
+    yanzhen::notify::install_tls_provider();
+    let port = common::smtp::free_port();
+    let child = std::process::Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(child) = child else {
+        common::skip_or_fail(
+            "S3 file-store test: moto_server not found (pip install 'moto[server]')",
+        );
+        return None;
+    };
+    let m = Moto {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(&m.endpoint).send().await.is_ok() {
+            // A bucket of its own; moto's server accepts unsigned requests.
+            let made = client
+                .put(format!("{}/yanzhen-files", m.endpoint))
+                .send()
+                .await
+                .expect("create bucket");
+            assert!(made.status().is_success(), "{:?}", made.status());
+            return Some(m);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("moto_server did not start on {}", m.endpoint);
+}
+
+fn s3_config(endpoint: &str) -> yanzhen::files::FilesConfig {
+    yanzhen::files::FilesConfig {
+        backend: "s3".into(),
+        bucket: Some("yanzhen-files".into()),
+        endpoint: Some(endpoint.to_string()),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        ..yanzhen::files::FilesConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn the_s3_backend_stores_serves_and_refuses_like_the_local_one() {
+    let Some(moto) = moto().await else { return };
+    let (name, store, _g) = common::stores::sqlite().await;
+    let s = Server::start_with(
+        store,
+        NotifyConfig::default(),
+        Some(s3_config(&moto.endpoint)),
+    )
+    .await;
+    let files = yanzhen::files::Files::open(&s3_config(&moto.endpoint), std::path::Path::new("."))
+        .expect("open s3");
+    // Refused by content: nothing is left in the bucket, not even the staging object.
+    let body = multipart(
+        &[("f.candidates", "张三\n李四")],
+        &[("file.form1", "推荐表.pdf", b"MZ\x90\0\x03\0\0\0")],
+    );
+    assert_eq!(s.post(body).await.0, 422, "{name}");
+    assert_eq!(files.count().await.expect("list"), 0, "{name}");
+    // Accepted: stored under its content hash, served back as the same bytes.
+    let body = multipart(
+        &[("f.candidates", "张三\n李四")],
+        &[("file.form1", "推荐表.pdf", &pdf())],
+    );
+    let (status, page) = s.post(body).await;
+    assert_eq!(status, 200, "{name}: {page}");
+    let subs = s.store.task_submissions(s.task).await.expect("subs");
+    let hash = &subs[0].files[0].hash;
+    use sha2::Digest;
+    assert_eq!(hash, &hex::encode(sha2::Sha256::digest(pdf())));
+    assert!(files.exists(hash).await.expect("head"), "{name}");
+    assert_eq!(files.count().await.expect("list"), 1, "{name}");
+    let got: Vec<u8> = {
+        use futures_util::StreamExt;
+        let mut st = Box::pin(files.get(hash).await.expect("get"));
+        let mut v = Vec::new();
+        while let Some(c) = st.next().await {
+            v.extend_from_slice(&c.expect("chunk"));
+        }
+        v
+    };
+    assert_eq!(got, pdf(), "{name}");
 }
