@@ -278,3 +278,63 @@ impl Files {
         Ok(n)
     }
 }
+
+/// The distinct files of a round's submissions that no other round's submission names
+/// (content is stored once for all rounds).
+pub async fn round_files(
+    store: &dyn crate::store::Store,
+    round: i64,
+) -> Result<Vec<crate::store::StoredFile>, crate::store::StoreError> {
+    let mine = store.round_submissions(round).await?;
+    let mut others = std::collections::HashSet::new();
+    for r in store.rounds().await?.iter().filter(|r| r.id != round) {
+        for s in store.round_submissions(r.id).await? {
+            others.extend(s.files.into_iter().map(|f| f.hash));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    Ok(mine
+        .into_iter()
+        .flat_map(|s| s.files)
+        .filter(|f| !others.contains(&f.hash) && seen.insert(f.hash.clone()))
+        .collect())
+}
+
+/// Why deleting a round's files stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    /// Reading the submissions or writing the audit entry.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The file store.
+    #[error(transparent)]
+    Files(#[from] FilesError),
+}
+
+/// Delete a round's files ([`round_files`]) and record `round.delete_files` with what went;
+/// how many were deleted.
+pub async fn delete_round_files(
+    store: &dyn crate::store::Store,
+    files: &Files,
+    round: i64,
+    actor: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, DeleteError> {
+    let list = round_files(store, round).await?;
+    for f in &list {
+        files.delete(&f.hash).await?;
+    }
+    store
+        .append_audit(crate::store::AuditEntry {
+            at: now.timestamp_millis(),
+            actor: actor.to_string(),
+            action: "round.delete_files".into(),
+            subject: format!("round:{round}"),
+            detail_json: serde_json::json!({
+                "files": list.iter().map(|f| serde_json::json!({"hash": f.hash, "name": f.name, "size": f.size})).collect::<Vec<_>>(),
+            })
+            .to_string(),
+        })
+        .await?;
+    Ok(list.len())
+}

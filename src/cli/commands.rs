@@ -92,6 +92,31 @@ pub async fn run_command(
             print!("{}", impact.to_table(e.catalog().config.tz()));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Round(RoundCommand::DeleteFiles { round, yes }) => {
+            let e = engine(config, today, false).await?;
+            let files = crate::files::Files::open(&e.catalog().config.files, Path::new("."))?;
+            let plan = crate::files::round_files(e.store().as_ref(), round).await?;
+            let bytes: u64 = plan.iter().map(|f| f.size).sum();
+            if !yes {
+                println!(
+                    "round {round}: {} file(s), {bytes} bytes would be deleted; run again with --yes",
+                    plan.len()
+                );
+                return Ok(ExitCode::from(2));
+            }
+            let n = crate::files::delete_round_files(
+                e.store().as_ref(),
+                &files,
+                round,
+                "cli",
+                e.clock().now(),
+            )
+            .await?;
+            println!(
+                "round {round}: {n} file(s) deleted ({bytes} bytes); recorded in the audit log"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Workflow(WorkflowCommand::Versions { id }) => {
             let e = engine(config, today, false).await?;
             let tz = e.catalog().config.tz();

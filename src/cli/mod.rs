@@ -159,6 +159,15 @@ pub enum RoundCommand {
         /// Unit id.
         unit: String,
     },
+    /// Delete the files branches handed in for a round (from `[files]`); the submissions'
+    /// records stay. Without `--yes` only says what would go. Audited (`round.delete_files`).
+    DeleteFiles {
+        /// Round id.
+        round: i64,
+        /// Really delete.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Link commands: what the link grants.

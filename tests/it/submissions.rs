@@ -302,6 +302,31 @@ async fn a_valid_submission_moves_the_task_to_submitted_stops_reminders_and_serv
         );
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert_eq!(resp.bytes().await.expect("bytes").to_vec(), pdf(), "{name}");
+        // The blank form downloads as the shipped file.
+        let form = page
+            .split("href=\"")
+            .map(|x| x.split('"').next().unwrap_or(""))
+            .find(|h| h.contains("&#x2f;forms&#x2f;"))
+            .unwrap_or_else(|| panic!("{name}: no form link in {page}"))
+            .replace("&amp;", "&")
+            .replace("&#x2f;", "/");
+        let resp = reqwest::get(format!("{}{form}", s.base))
+            .await
+            .expect("GET form");
+        assert_eq!(resp.status().as_u16(), 200, "{name}");
+        assert!(
+            resp.headers()["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment;")
+        );
+        let shipped =
+            std::fs::read(common::root().join("templates/forms/附件1-推荐表.docx")).expect("form");
+        assert_eq!(
+            resp.bytes().await.expect("bytes").to_vec(),
+            shipped,
+            "{name}"
+        );
         // Another task's signature does not open it.
         let forged = href.replace(&format!("/t/{}/", s.task), "/t/999/");
         let resp = reqwest::get(format!("{}{forged}", s.base))
@@ -702,4 +727,42 @@ async fn the_s3_backend_stores_serves_and_refuses_like_the_local_one() {
         v
     };
     assert_eq!(got, pdf(), "{name}");
+}
+
+#[tokio::test]
+async fn deleting_a_rounds_files_removes_them_keeps_the_records_and_is_audited() {
+    for (name, store, _g) in common::stores::stores().await {
+        let s = Server::start(store, NotifyConfig::default()).await;
+        let body = multipart(
+            &[("f.candidates", "张三\n李四")],
+            &[("file.form1", "推荐表.pdf", &pdf())],
+        );
+        assert_eq!(s.post(body).await.0, 200, "{name}");
+        assert_eq!(s.stored_files(), 1, "{name}");
+        let mut cfg = yanzhen::files::FilesConfig::default();
+        cfg.root = s.files.path().to_path_buf();
+        let files = yanzhen::files::Files::open(&cfg, std::path::Path::new(".")).expect("open");
+        let n =
+            yanzhen::files::delete_round_files(s.store.as_ref(), &files, 1, "cli", s.clock_now())
+                .await
+                .expect("delete");
+        assert_eq!(n, 1, "{name}");
+        assert_eq!(s.stored_files(), 0, "{name}");
+        assert_eq!(
+            s.store.task_submissions(s.task).await.expect("subs").len(),
+            1
+        );
+        let audit = s.store.audit_after(0, 1000).await.expect("audit");
+        let entry = audit
+            .iter()
+            .map(|a| &a.entry)
+            .find(|a| a.action == "round.delete_files")
+            .unwrap_or_else(|| panic!("{name}: not audited"));
+        assert_eq!(entry.subject, "round:1");
+        assert!(
+            entry.detail_json.contains("推荐表.pdf"),
+            "{name}: {}",
+            entry.detail_json
+        );
+    }
 }

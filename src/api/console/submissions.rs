@@ -32,6 +32,7 @@ pub fn branch_upload_routes() -> Router<State> {
     Router::new()
         .route("/b/{unit}/t/{task}/submit", post(branch_submit))
         .route("/b/{unit}/t/{task}/files/{sub}/{n}", get(branch_file))
+        .route("/b/{unit}/t/{task}/forms/{n}", get(branch_form))
 }
 
 /// The console's accept, return and file routes.
