@@ -7,6 +7,7 @@ mod common;
 
 mod api;
 mod browser;
+mod browser_submit;
 mod calendar_official;
 mod cli;
 mod console;
