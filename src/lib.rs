@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod api;
+pub mod archive;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -159,6 +159,15 @@ pub enum RoundCommand {
         /// Unit id.
         unit: String,
     },
+    /// Write the round's archive: a zip with a folder per branch (its files, named by
+    /// task) and `汇总.xlsx`. Audited (`round.archive`).
+    Archive {
+        /// Round id.
+        round: i64,
+        /// Where to write it (default `round-ROUND.zip`).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Delete the files branches handed in for a round (from `[files]`); the submissions'
     /// records stay. Without `--yes` only says what would go. Audited (`round.delete_files`).
     DeleteFiles {

@@ -766,3 +766,100 @@ async fn deleting_a_rounds_files_removes_them_keeps_the_records_and_is_audited()
         );
     }
 }
+
+#[tokio::test]
+async fn the_round_archive_has_a_folder_per_branch_and_a_summary_matching_the_database() {
+    for (name, store, _g) in common::stores::stores().await {
+        let s = Server::start(store, NotifyConfig::default()).await;
+        // Handed in, returned once, handed in again, accepted.
+        for _ in 0..2 {
+            let body = multipart(
+                &[("f.candidates", "张三\n李四")],
+                &[("file.form1", "推荐表.pdf", &pdf())],
+            );
+            assert_eq!(s.post(body).await.0, 200, "{name}");
+            if s.store.task_submissions(s.task).await.expect("subs").len() == 1 {
+                s.engine
+                    .return_submission(
+                        s.task,
+                        "token:office",
+                        "缺签字",
+                        NewDeadline::WorkingDays(3),
+                    )
+                    .await
+                    .expect("return");
+            }
+        }
+        s.engine
+            .accept_submission(s.task, "token:office")
+            .await
+            .expect("accept");
+        assert_eq!(s.state().await, TaskState::Done, "{name}");
+        let mut cfg = yanzhen::files::FilesConfig::default();
+        cfg.root = s.files.path().to_path_buf();
+        let files = yanzhen::files::Files::open(&cfg, std::path::Path::new(".")).expect("open");
+        let out = tempfile::tempdir().expect("out");
+        let path = out.path().join("round.zip");
+        let a = yanzhen::archive::write_round_archive(
+            s.store.as_ref(),
+            &files,
+            1,
+            chrono_tz::Asia::Shanghai,
+            &path,
+        )
+        .await
+        .expect("archive");
+        assert_eq!((a.files, a.rows), (1, 1), "{name}");
+        let mut zip =
+            zip::ZipArchive::new(std::fs::File::open(&path).expect("zip")).expect("read zip");
+        let names: Vec<String> = zip
+            .file_names()
+            .map(|n| n.expect("entry name").to_string())
+            .collect();
+        assert!(
+            names.contains(&"东关社区党委/组织推荐-1-推荐表.pdf".to_string()),
+            "{name}: {names:?}"
+        );
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut zip
+                .by_name("东关社区党委/组织推荐-1-推荐表.pdf")
+                .expect("entry"),
+            &mut bytes,
+        )
+        .expect("read");
+        assert_eq!(bytes, pdf(), "{name}");
+        let mut xlsx = Vec::new();
+        std::io::Read::read_to_end(&mut zip.by_name("汇总.xlsx").expect("summary"), &mut xlsx)
+            .expect("read");
+        use calamine::Reader;
+        let mut book: calamine::Xlsx<_> =
+            calamine::open_workbook_from_rs(std::io::Cursor::new(xlsx)).expect("xlsx");
+        let sheet = book.worksheet_range_at(0).expect("sheet").expect("range");
+        let rows: Vec<Vec<String>> = sheet
+            .rows()
+            .map(|r| r.iter().map(|c| c.to_string()).collect())
+            .collect();
+        let subs = s.store.task_submissions(s.task).await.expect("subs");
+        let fmt = |ms: i64| {
+            DateTime::from_timestamp_millis(ms)
+                .expect("ms")
+                .with_timezone(&Shanghai)
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        };
+        assert_eq!(
+            rows[1],
+            vec![
+                "东关社区党委".to_string(),
+                "组织推荐".into(),
+                "已完成".into(),
+                fmt(subs[1].at),
+                fmt(subs[1].decided_at.expect("decided")),
+                "1".into(),
+                "1".into(),
+            ],
+            "{name}"
+        );
+    }
+}
