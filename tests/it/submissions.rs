@@ -176,6 +176,15 @@ impl Server {
             .state
     }
 
+    /// The server's local file store, opened on its own.
+    fn local_files(&self) -> yanzhen::files::Files {
+        let cfg = yanzhen::files::FilesConfig {
+            root: self.files.path().to_path_buf(),
+            ..Default::default()
+        };
+        yanzhen::files::Files::open(&cfg, std::path::Path::new(".")).expect("open")
+    }
+
     /// Files in the store, staging included.
     fn stored_files(&self) -> usize {
         walk(self.files.path())
@@ -739,9 +748,7 @@ async fn deleting_a_rounds_files_removes_them_keeps_the_records_and_is_audited()
         );
         assert_eq!(s.post(body).await.0, 200, "{name}");
         assert_eq!(s.stored_files(), 1, "{name}");
-        let mut cfg = yanzhen::files::FilesConfig::default();
-        cfg.root = s.files.path().to_path_buf();
-        let files = yanzhen::files::Files::open(&cfg, std::path::Path::new(".")).expect("open");
+        let files = s.local_files();
         let n =
             yanzhen::files::delete_round_files(s.store.as_ref(), &files, 1, "cli", s.clock_now())
                 .await
@@ -795,9 +802,7 @@ async fn the_round_archive_has_a_folder_per_branch_and_a_summary_matching_the_da
             .await
             .expect("accept");
         assert_eq!(s.state().await, TaskState::Done, "{name}");
-        let mut cfg = yanzhen::files::FilesConfig::default();
-        cfg.root = s.files.path().to_path_buf();
-        let files = yanzhen::files::Files::open(&cfg, std::path::Path::new(".")).expect("open");
+        let files = s.local_files();
         let out = tempfile::tempdir().expect("out");
         let path = out.path().join("round.zip");
         let a = yanzhen::archive::write_round_archive(
