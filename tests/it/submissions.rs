@@ -868,3 +868,109 @@ async fn the_round_archive_has_a_folder_per_branch_and_a_summary_matching_the_da
         );
     }
 }
+
+/// An admin token in the store; its session cookie and CSRF token for console forms.
+async fn console_session(s: &Server) -> (String, String) {
+    let token = yanzhen::access::new_token();
+    s.store
+        .create_token(
+            yanzhen::store::TokenRow {
+                name: "zzb-ma".into(),
+                hash: yanzhen::access::token_hash(&token),
+                rights: yanzhen::core::state::Rights::Admin,
+                created_at: 0,
+                revoked_at: None,
+                expires_at: None,
+                last_used_at: None,
+            },
+            yanzhen::store::AuditEntry {
+                at: 0,
+                actor: "test".into(),
+                action: "token.create".into(),
+                subject: "token:zzb-ma".into(),
+                detail_json: "{}".into(),
+            },
+        )
+        .await
+        .expect("token");
+    let cookie = common::session::sign_in(&s.base, &token).await;
+    let csrf = common::session::csrf(SECRET, &cookie);
+    (cookie, csrf)
+}
+
+#[tokio::test]
+async fn the_office_accepts_in_the_console_and_downloads_the_rounds_archive() {
+    for (name, store, _g) in common::stores::stores().await {
+        let s = Server::start(store, NotifyConfig::default()).await;
+        let body = multipart(
+            &[("f.candidates", "张三\n李四")],
+            &[("file.form1", "推荐表.pdf", &pdf())],
+        );
+        assert_eq!(s.post(body).await.0, 200, "{name}");
+        let (cookie, csrf) = console_session(&s).await;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let page = http
+            .get(format!("{}/console/tasks/{}", s.base, s.task))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body");
+        assert!(
+            page.contains("id=\"accept\"") && page.contains("推荐表.pdf"),
+            "{name}: {page}"
+        );
+        let resp = http
+            .post(format!("{}/console/tasks/{}/accept", s.base, s.task))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={csrf}"))
+            .send()
+            .await
+            .expect("POST accept");
+        assert_eq!(resp.status().as_u16(), 303, "{name}");
+        assert_eq!(s.state().await, TaskState::Done, "{name}");
+        let history = s.store.task_history(s.task).await.expect("history");
+        assert_eq!(
+            history.iter().map(|h| h.to_state).collect::<Vec<_>>(),
+            [TaskState::Submitted, TaskState::Done],
+            "{name}"
+        );
+        let resp = http
+            .post(format!("{}/console/rounds/1/archive", s.base))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={csrf}"))
+            .send()
+            .await
+            .expect("POST archive");
+        assert_eq!(resp.status().as_u16(), 200, "{name}");
+        assert_eq!(resp.headers()["content-type"], "application/zip");
+        let bytes = resp.bytes().await.expect("zip").to_vec();
+        let zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+        let names: Vec<String> = zip
+            .file_names()
+            .map(|n| n.expect("entry name").to_string())
+            .collect();
+        assert!(names.iter().any(|n| n == "汇总.xlsx"), "{name}: {names:?}");
+        assert!(
+            names.iter().any(|n| n.starts_with("东关社区党委/")),
+            "{name}: {names:?}"
+        );
+        let audit = s.store.audit_after(0, 1000).await.expect("audit");
+        let actions: Vec<&str> = audit.iter().map(|a| a.entry.action.as_str()).collect();
+        for a in [
+            "task.submit",
+            "submission.create",
+            "task.accept",
+            "round.archive",
+        ] {
+            assert!(actions.contains(&a), "{name}: {a} missing from {actions:?}");
+        }
+    }
+}

@@ -41,6 +41,82 @@ pub fn console_routes() -> Router<State> {
         .route("/console/tasks/{id}/accept", post(accept))
         .route("/console/tasks/{id}/return", post(give_back))
         .route("/console/submissions/{task}/{sub}/{n}", get(console_file))
+        .route("/console/rounds/{id}/archive", post(round_archive))
+}
+
+/// 归档: the round's zip, written to a temporary file and streamed from it (the file is
+/// unlinked once open, so nothing is left behind and the zip is never in memory).
+async fn round_archive(
+    Shared(state): Shared<State>,
+    ConsoleUser(user): ConsoleUser,
+    Path(id): Path<String>,
+) -> Response {
+    let ui = Ui::new(&state, Some(&user));
+    if let Err(r) = ui.require_admin() {
+        return *r;
+    }
+    let id = match ui.parse_id(&id, "轮次") {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    let files = match state.files() {
+        Ok(f) => f,
+        Err(e) => return ui.fail(EngineError::Invalid(e.to_string())),
+    };
+    let path = std::env::temp_dir().join(format!(
+        "yanzhen-archive-{id}-{}-{}.zip",
+        std::process::id(),
+        ui.now().timestamp_nanos_opt().unwrap_or_default()
+    ));
+    let store = state.engine.store();
+    let tz = ui.tz();
+    let written = crate::archive::write_round_archive(store.as_ref(), files, id, tz, &path).await;
+    let opened = tokio::fs::File::open(&path).await;
+    let _ = tokio::fs::remove_file(&path).await;
+    let (a, file) = match (written, opened) {
+        (Ok(a), Ok(f)) => (a, f),
+        (Err(crate::archive::ArchiveError::NoRound(_)), _) => {
+            return ui.fail(EngineError::NotFound(format!("轮次 {id}")));
+        }
+        (Err(e), _) => return ui.fail(EngineError::Invalid(e.to_string())),
+        (_, Err(e)) => return ui.fail(EngineError::Invalid(e.to_string())),
+    };
+    let entry = crate::store::AuditEntry {
+        at: ui.now().timestamp_millis(),
+        actor: user.actor(),
+        action: "round.archive".into(),
+        subject: format!("round:{id}"),
+        detail_json: json!({"files": a.files, "bytes": a.bytes, "rows": a.rows}).to_string(),
+    };
+    if let Err(e) = store.append_audit(entry).await {
+        return ui.store_fail(e);
+    }
+    let stream = futures_util::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    let name = format!("第{id}轮归档.zip");
+    let encoded = percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC);
+    (
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"round-{id}.zip\"; filename*=UTF-8''{encoded}"),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// What the branch's task page shows of a hand-in: what is asked, the form's action, the
