@@ -13,6 +13,27 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// A warning for every blank form a workflow offers that is not there (paths are taken
+/// from the working folder, as the config's paths are): the branch page would offer a
+/// download that fails.
+fn missing_forms(file: &str, wf: &Workflow) -> Vec<Diagnostic> {
+    wf.tasks()
+        .filter_map(|(_, t)| t.submit.as_ref())
+        .flat_map(|s| s.value.forms.iter())
+        .filter(|f| !Path::new(&f.value).is_file())
+        .map(|f| Diagnostic {
+            severity: crate::core::diagnostic::Severity::Warning,
+            code: "submit-form-missing",
+            file: file.to_string(),
+            loc: f.loc,
+            message: format!("blank form `{}` does not exist", f.value),
+            hint: Some(
+                "put the file there, or correct the path (from the folder yanzhen runs in)".into(),
+            ),
+        })
+        .collect()
+}
+
 /// A workflow as loaded from a file.
 #[derive(Debug, Clone)]
 pub struct LoadedWorkflow {
@@ -181,6 +202,9 @@ pub fn load_workflows(
         };
         let (wf, d) = validate_workflow(&name, &text, ctx);
         diags.extend(d.into_sorted());
+        if let Some(wf) = &wf {
+            diags.extend(missing_forms(&name, wf));
+        }
         if let Some(wf) = wf {
             let id = wf.id.value.clone();
             if let Some(prev) = out.get(&id) {

@@ -37,6 +37,9 @@ pub struct Config {
     /// The weekly 通报 (`[weekly_report]`, off by default).
     #[serde(default)]
     pub weekly_report: WeeklyReportConfig,
+    /// Where handed-in files are kept (`[files]`).
+    #[serde(default)]
+    pub files: crate::files::FilesConfig,
     /// No longer used: `yanzhen reload` asks the daemons through the database. Accepted so
     /// that an older config still loads; `validate` and `serve` warn about it.
     #[serde(default)]
@@ -471,6 +474,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             pool: PoolConfig::default(),
             weekly_report: WeeklyReportConfig::default(),
+            files: crate::files::FilesConfig::default(),
             pid_file: None,
         }
     }

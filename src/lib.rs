@@ -5,11 +5,13 @@
 pub mod access;
 pub mod api;
 pub mod assessment;
+pub mod archive;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod core;
 pub mod engine;
+pub mod files;
 pub mod notify;
 pub mod pool;
 pub mod report;

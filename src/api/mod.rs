@@ -48,6 +48,22 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The config file, for reloading after the editor saves a workflow.
     pub config_path: PathBuf,
+    /// The file store of hand-ins, opened at first use (so `simulate` and pages that
+    /// never touch a file create no folder).
+    pub files: std::sync::OnceLock<crate::files::Files>,
+}
+
+impl AppState {
+    /// The file store `[files]` names; a relative local root is taken from the working
+    /// folder, as the other paths of the config are.
+    pub fn files(&self) -> Result<&crate::files::Files, crate::files::FilesError> {
+        if let Some(f) = self.files.get() {
+            return Ok(f);
+        }
+        let base = std::path::Path::new(".");
+        let f = crate::files::Files::open(&self.engine.catalog().config.files, base)?;
+        Ok(self.files.get_or_init(|| f))
+    }
 }
 
 /// The state as handlers receive it.
@@ -68,6 +84,15 @@ pub fn router(state: State) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             http.max_body_bytes,
         ))
+        // Hand-ins carry files: a limit of their own; each file's limit is enforced while
+        // it streams (`files::Files::put_stream`).
+        .merge(
+            guard::branch_rate_limit(console::submissions::branch_upload_routes(), &http)
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                    console::submissions::UPLOAD_MAX_BYTES,
+                )),
+        )
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(http.request_timeout_seconds),

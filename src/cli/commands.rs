@@ -97,6 +97,57 @@ pub async fn run_command(
             person,
             dry_run,
         }) => super::person::add_person(config, today, round, &person, dry_run).await,
+        Command::Round(RoundCommand::Archive { round, out }) => {
+            let e = engine(config, today, false).await?;
+            let files = crate::files::Files::open(&e.catalog().config.files, Path::new("."))?;
+            let out = out.unwrap_or_else(|| std::path::PathBuf::from(format!("round-{round}.zip")));
+            let tz = e.catalog().config.tz();
+            let a =
+                crate::archive::write_round_archive(e.store().as_ref(), &files, round, tz, &out)
+                    .await?;
+            e.store()
+                .append_audit(crate::store::AuditEntry {
+                    at: e.clock().now().timestamp_millis(),
+                    actor: "cli".into(),
+                    action: "round.archive".into(),
+                    subject: format!("round:{round}"),
+                    detail_json: serde_json::json!({"out": out.display().to_string(), "files": a.files, "bytes": a.bytes, "rows": a.rows}).to_string(),
+                })
+                .await?;
+            println!(
+                "{}: {} file(s), {} bytes, {} summary row(s)",
+                out.display(),
+                a.files,
+                a.bytes,
+                a.rows
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Round(RoundCommand::DeleteFiles { round, yes }) => {
+            let e = engine(config, today, false).await?;
+            let files = crate::files::Files::open(&e.catalog().config.files, Path::new("."))?;
+            let plan = crate::files::round_files(e.store().as_ref(), round).await?;
+            let bytes: u64 = plan.iter().map(|f| f.size).sum();
+            if !yes {
+                println!(
+                    "round {round}: {} file(s), {bytes} bytes would be deleted; run again with --yes",
+                    plan.len()
+                );
+                return Ok(ExitCode::from(2));
+            }
+            let n = crate::files::delete_round_files(
+                e.store().as_ref(),
+                &files,
+                round,
+                "cli",
+                e.clock().now(),
+            )
+            .await?;
+            println!(
+                "round {round}: {n} file(s) deleted ({bytes} bytes); recorded in the audit log"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Workflow(WorkflowCommand::Versions { id }) => {
             let e = engine(config, today, false).await?;
             let tz = e.catalog().config.tz();

@@ -176,6 +176,24 @@ pub enum RoundCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Write the round's archive: a zip with a folder per branch (its files, named by
+    /// task) and `汇总.xlsx`. Audited (`round.archive`).
+    Archive {
+        /// Round id.
+        round: i64,
+        /// Where to write it (default `round-ROUND.zip`).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Delete the files branches handed in for a round (from `[files]`); the submissions'
+    /// records stay. Without `--yes` only says what would go. Audited (`round.delete_files`).
+    DeleteFiles {
+        /// Round id.
+        round: i64,
+        /// Really delete.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Link commands: what the link grants.

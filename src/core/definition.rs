@@ -173,6 +173,9 @@ pub struct Task {
     /// The task collects a rating for each in-pool person of its branch (考核等次).
     #[serde(default)]
     pub ratings: Option<Sp<crate::core::assessment::Ratings>>,
+    /// What the assignee hands in on its task page (fields, files, blank forms).
+    #[serde(default)]
+    pub submit: Option<Sp<crate::core::submission::Submit>>,
 }
 
 /// Who a task is for.

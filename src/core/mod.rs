@@ -18,6 +18,7 @@ pub mod render;
 pub mod roster;
 pub mod schedule;
 pub mod state;
+pub mod submission;
 pub mod timefmt;
 pub mod validate;
 pub mod yaml;

@@ -34,6 +34,7 @@ pub const KINDS: &[&str] = &[
     "kickoff_blocked",
     "calendar_missing",
     "catch_up",
+    "returned",
 ];
 
 macro_rules! builtin {
@@ -58,7 +59,8 @@ const BUILTIN: &[(&str, &str, &str, &str)] = builtin!(
     "dead_letter",
     "kickoff_blocked",
     "calendar_missing",
-    "catch_up"
+    "catch_up",
+    "returned"
 );
 
 /// A rendered message.

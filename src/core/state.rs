@@ -58,6 +58,9 @@ pub enum TaskState {
     Open,
     /// Waits for another task's completion or an outside event before it is owed.
     Waiting,
+    /// Handed in on the branch link, waiting for the office to accept or return it: its
+    /// reminders have stopped, but it is not settled.
+    Submitted,
     /// Done by its assignee.
     Done,
     /// Excused by the office.
@@ -73,6 +76,7 @@ impl TaskState {
         match self {
             TaskState::Open => "待办",
             TaskState::Waiting => "等待前序",
+            TaskState::Submitted => "已提交",
             TaskState::Done => "已完成",
             TaskState::Waived => "已免除",
             TaskState::Cancelled => "已取消",
@@ -357,6 +361,8 @@ pub enum MessageKind {
     DeadLetter,
     /// The weekly 通报: branches ranked by punctuality, what is overdue.
     WeeklyReport,
+    /// The office returned a hand-in (【退回】, to the assignee).
+    Returned,
 }
 stored!(MessageKind, "a message kind");
 
@@ -428,8 +434,15 @@ mod tests {
 
     #[test]
     fn stored_words_are_those_the_schema_checks() {
-        // The CHECK constraints of migrations/*/0001_init.sql and 0003_access.sql.
-        let tasks = ["open", "waiting", "done", "waived", "cancelled"];
+        // The CHECK constraints of migrations/*/0001_init.sql, 0003_access.sql and 0012.
+        let tasks = [
+            "open",
+            "waiting",
+            "submitted",
+            "done",
+            "waived",
+            "cancelled",
+        ];
         assert_eq!(words::<TaskState>(), tasks);
         assert_eq!(
             words::<TimerState>(),

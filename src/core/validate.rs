@@ -169,6 +169,11 @@ fn check(wf: &Workflow, ctx: Context<'_>, d: &mut Diagnostics, gaps: bool) {
             Some(suggest(&tz.value, names.filter(|n| n.starts_with("Asia/")))),
         );
     }
+    for (_, t) in wf.tasks() {
+        if let Some(s) = &t.submit {
+            crate::core::submission::check_declaration(&s.value, d);
+        }
+    }
     let task_ids: Vec<&str> = wf.tasks().map(|(_, t)| t.id.value.as_str()).collect();
     for (_, t) in wf.tasks() {
         for a in &t.after {

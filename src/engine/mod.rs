@@ -16,6 +16,7 @@ pub mod provisional;
 mod report;
 pub mod reproject;
 mod round;
+pub mod submission;
 mod transition;
 pub mod weekly;
 

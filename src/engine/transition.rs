@@ -49,9 +49,12 @@ impl NewDeadline {
 }
 
 /// What a task state change does besides the state.
-enum Change {
+pub(super) enum Change {
     /// Done or waived: its timers stop and waiting tasks may become owed.
     Finish,
+    /// Handed in: its timers stop, but nothing waiting on it becomes owed until the office
+    /// accepts it.
+    Pause,
     /// Reopened: a new deadline and the timers planned from it.
     Reopen {
         timers: Vec<NewTimer>,
@@ -149,7 +152,8 @@ trait HistoryExt {
 
 impl HistoryExt for crate::store::HistoryRow {
     fn action_is_reopen(&self) -> bool {
-        self.to_state == TaskState::Open && self.from_state.is_settled()
+        self.to_state == TaskState::Open
+            && (self.from_state.is_settled() || self.from_state == TaskState::Submitted)
     }
 }
 
@@ -224,8 +228,9 @@ impl Engine {
             .await
     }
 
-    /// Reopen a done or waived task with a new deadline: its reminders, overdue reminders
-    /// and escalations are planned again from that deadline, under new keys.
+    /// Reopen a done, waived or submitted (returned) task with a new deadline: its
+    /// reminders, overdue reminders and escalations are planned again from that deadline,
+    /// under new keys.
     pub async fn reopen_task_due(
         &self,
         task_id: i64,
@@ -239,7 +244,7 @@ impl Engine {
             .round(task.round_id)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("round {}", task.round_id)))?;
-        if !task.state.is_settled() {
+        if !(task.state.is_settled() || task.state == TaskState::Submitted) {
             return Err(StoreError::WrongState {
                 task: task.id,
                 state: task.state,
@@ -310,7 +315,7 @@ impl Engine {
                 &task,
                 now,
                 actor,
-                &[TaskState::Done, TaskState::Waived],
+                &[TaskState::Done, TaskState::Waived, TaskState::Submitted],
                 TaskState::Open,
                 "reopen",
                 reason,
@@ -347,7 +352,7 @@ impl Engine {
     /// deciding from reads made before it let two completions at the same moment each
     /// miss the other's, and the join waited forever.
     #[allow(clippy::too_many_arguments)]
-    async fn change(
+    pub(super) async fn change(
         &self,
         task: &TaskRow,
         now: DateTime<Utc>,
@@ -359,8 +364,9 @@ impl Engine {
         what: Change,
         detail: serde_json::Value,
     ) -> Result<TaskRow> {
+        let finish = matches!(what, Change::Finish);
         let (cancel_timers, new_timers, set_due) = match what {
-            Change::Finish => (true, vec![], None),
+            Change::Finish | Change::Pause => (true, vec![], None),
             Change::Reopen {
                 timers,
                 due,
@@ -387,7 +393,7 @@ impl Engine {
                 detail,
             ),
         };
-        let joins = if cancel_timers {
+        let joins = if finish {
             self.joins(task, actor, now).await?
         } else {
             None
@@ -438,6 +444,10 @@ impl Engine {
             return Ok(());
         }
         let tasks = self.store.tasks(round_id).await?;
+        // A hand-in the office has not yet accepted or returned keeps the round open.
+        if tasks.iter().any(|t| t.state == TaskState::Submitted) {
+            return Ok(());
+        }
         let owed: Vec<&TaskRow> = tasks.iter().filter(|t| t.state.is_owed()).collect();
         let now = self.clock.now();
         let mut waiting_for_events = Vec::new();
@@ -496,7 +506,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn task_or_err(&self, id: i64) -> Result<TaskRow> {
+    pub(super) async fn task_or_err(&self, id: i64) -> Result<TaskRow> {
         self.store
             .task(id)
             .await?

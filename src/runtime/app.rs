@@ -131,6 +131,7 @@ impl App {
             links,
             metrics: opts.metrics,
             config_path: opts.config_path,
+            files: std::sync::OnceLock::new(),
         });
         Ok(App {
             driver: Driver::new(engine.clone(), Some(outbox.clone())),

@@ -20,6 +20,7 @@ use super::{
     TokenRow, Transition, VersionRow,
 };
 use super::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
+use super::{NewSubmission, Outcome, SubmissionRow};
 use super::{RatingsWrite, ResultFilter, ResultRow};
 use crate::core::pool::Person;
 use crate::core::state::{RoundStatus, TaskState};
@@ -1022,5 +1023,28 @@ where
 
     async fn results(&self, filter: &ResultFilter) -> Result<Vec<ResultRow>> {
         Tx::results(self, filter).await
+    }
+
+    async fn insert_submission(&self, s: &NewSubmission, audit: &AuditEntry) -> Result<i64> {
+        Tx::insert_submission(self, s, audit).await
+    }
+
+    async fn decide_submission(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        at: Millis,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<bool> {
+        Tx::decide_submission(self, id, outcome, at, by, reason).await
+    }
+
+    async fn task_submissions(&self, task_id: i64) -> Result<Vec<SubmissionRow>> {
+        Tx::submissions_where(self, super::submissions::BY_TASK, task_id).await
+    }
+
+    async fn round_submissions(&self, round_id: i64) -> Result<Vec<SubmissionRow>> {
+        Tx::submissions_where(self, super::submissions::BY_ROUND, round_id).await
     }
 }

@@ -30,6 +30,7 @@ mod rows;
 mod shared;
 mod sql;
 mod sqlite;
+mod submissions;
 
 pub(crate) use digest::MessageKey;
 pub use digest::{DIGEST_CLASSES, DigestHold, digest_class};
@@ -46,6 +47,7 @@ pub use shared::{Backend, RowsAffected};
 #[doc(hidden)]
 pub use sql::Dialect;
 pub use sqlite::SqliteStore;
+pub use submissions::{NewSubmission, Outcome, StoredFile, SubmissionRow};
 
 /// UTC epoch milliseconds.
 pub type Millis = i64;
@@ -450,6 +452,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Assessment results by year, branch and name.
     async fn results(&self, filter: &ResultFilter) -> Result<Vec<ResultRow>>;
+    /// Record a hand-in with its audit entry (subject `task:ID`); its id.
+    async fn insert_submission(&self, s: &NewSubmission, audit: &AuditEntry) -> Result<i64>;
+
+    /// Record the office's decision on a submission not yet decided; false when it was.
+    async fn decide_submission(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        at: Millis,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<bool>;
+
+    /// A task's submissions, oldest first.
+    async fn task_submissions(&self, task_id: i64) -> Result<Vec<SubmissionRow>>;
+
+    /// A round's submissions, oldest first.
+    async fn round_submissions(&self, round_id: i64) -> Result<Vec<SubmissionRow>>;
 }
 
 /// A database URL with any password replaced by `***`, for messages and logs.

@@ -83,12 +83,20 @@ async fn migrating_a_round_to_a_new_version_shows_the_impact_then_applies_it_ato
         // v2's when it becomes owed).
         let v1 =
             std::fs::read_to_string(common::workflow_path("community-reserve-selection")).unwrap();
+        // The summary forms task is dropped whole (with its `submit:` block).
+        let forms_task = {
+            let from = v1
+                .find("      - id: registration_forms\n")
+                .expect("forms task");
+            let to = from
+                + v1[from..]
+                    .find("      - id: report_to_district\n")
+                    .expect("next task");
+            v1[from..to].to_string()
+        };
         let v2 = v1
             .replace("due: {from: round_start, days: 11}     # 7月12日前", "due: {from: round_start, days: 12}")
-            .replace(
-                "      - id: registration_forms\n        title: 报送后备干部登记表（附件2）和队伍名册（附件3）\n        assignee: {group: communities}\n        due: {from: round_start, days: 18}     # 7月19日前\n",
-                "",
-            )
+            .replace(&forms_task, "")
             .replace(
                 "        due: {from: round_start, days: 16}     # 7月17日前\n",
                 "        due: {from: round_start, days: 16}\n        reminders:\n          before: [{days: 1}]\n",

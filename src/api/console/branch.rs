@@ -86,7 +86,7 @@ fn link_refused(ui: &Ui<'_>, e: LinkError, exp: Option<&str>) -> Response {
 
 /// Whom a branch calls about a link that no longer works: the first contact of the office
 /// role (`notify.dead_letter_role`, the organization office), from the directory.
-fn office_contact(ui: &Ui<'_>) -> serde_json::Value {
+pub(super) fn office_contact(ui: &Ui<'_>) -> serde_json::Value {
     let role_id = &ui.catalog.config.notify.dead_letter_role;
     let Some(role) = ui.catalog.directory.role(role_id) else {
         return json!({"role": ui.office()});
@@ -274,6 +274,20 @@ pub(super) async fn branch_task(
         Ok(t) => t,
         Err(r) => return *r,
     };
+    render_branch_task(&ui, &task, &name, &unit, &q, &[], StatusCode::OK).await
+}
+
+/// A branch's task page; `errors` are the reasons a hand-in was just refused.
+pub(super) async fn render_branch_task(
+    ui: &Ui<'_>,
+    task: &TaskRow,
+    name: &str,
+    unit: &str,
+    q: &LinkQuery,
+    errors: &[String],
+    status: StatusCode,
+) -> Response {
+    let state = ui.state;
     let round = state
         .engine
         .store()
@@ -282,23 +296,25 @@ pub(super) async fn branch_task(
         .ok()
         .flatten();
     let ratings = super::ratings::context(
-        &state,
-        &task,
+        state,
+        task,
         format!("/b/{unit}/t/{}/ratings?{}", task.id, q.query()),
     )
     .await;
+    let hand_in = super::submissions::hand_in_view(ui, task, unit, q, errors).await;
     ui.page(
-        StatusCode::OK,
+        status,
         "branch_task.html",
         json!({
+            "hand_in": hand_in,
             "branch": true, "unit": name,
             "workflow": round.as_ref().map(|r| ui.round_title(r)).unwrap_or_default(),
             "start": round.as_ref().map(|r| r.start_date.clone()).unwrap_or_default(),
             "task": {"title": task.title, "state": task.state, "state_zh": state_zh(task.state),
-                     "due": ui.due(&task), "overdue": ui.overdue_text(&task)},
+                     "due": ui.due(task), "overdue": ui.overdue_text(task)},
             "action": format!("/b/{unit}/t/{}?{}", task.id, q.query()),
             "undo_minutes": ui.catalog.config.http.branch_undo_minutes,
-            "office_contact": office_contact(&ui),
+            "office_contact": office_contact(ui),
             "ratings": ratings,
         }),
     )

@@ -50,6 +50,8 @@ pub(super) fn done_flash(done: Option<&str>) -> Option<&'static str> {
         Some("waive") => Some("已免除。"),
         Some("reopen") => Some("已重新打开，提醒和催办按新的截止时间重新安排。"),
         Some("resend") => Some("已重新发送：消息已放入发件队列，按发送频率限制送出。"),
+        Some("accept") => Some("已通过，任务完成。"),
+        Some("return") => Some("已退回，已通知承办单位；提醒和催办按新的截止时间重新安排。"),
         _ => None,
     }
 }
@@ -114,12 +116,16 @@ mod tests {
         let states = [
             TaskState::Open,
             TaskState::Waiting,
+            TaskState::Submitted,
             TaskState::Done,
             TaskState::Waived,
             TaskState::Cancelled,
         ];
         let labels: Vec<&str> = states.iter().map(|s| state_zh(*s)).collect();
-        assert_eq!(labels, ["待办", "等待前序", "已完成", "已免除", "已取消"]);
+        assert_eq!(
+            labels,
+            ["待办", "等待前序", "已提交", "已完成", "已免除", "已取消"]
+        );
     }
 
     #[test]

@@ -69,6 +69,7 @@ mod overdue;
 mod pool;
 mod ratings;
 mod rounds;
+pub mod submissions;
 mod tasks;
 mod tokens;
 mod ui;
@@ -137,6 +138,7 @@ pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
         )
         .route("/console/people/{id}/remove", post(pool::remove_person))
         .route("/console/people/{id}/events", post(pool::record_event))
+        .merge(submissions::console_routes())
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/console.js", get(script))
 }

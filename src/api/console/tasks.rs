@@ -42,6 +42,16 @@ pub(super) async fn task_page(
     }
 }
 
+/// The task page with an error (a refused accept or return).
+pub(super) async fn render_task_error(
+    ui: &Ui<'_>,
+    id: i64,
+    status: StatusCode,
+    error: String,
+) -> Response {
+    render_task(ui, id, status, None, Some(error)).await
+}
+
 pub(super) async fn render_task(
     ui: &Ui<'_>,
     id: i64,
@@ -104,11 +114,13 @@ pub(super) async fn render_task(
         .iter()
         .map(|h| json!({"at": ui.at(h.at), "from": state_zh(h.from_state), "to": state_zh(h.to_state), "actor": super::display::actor_zh(&h.actor, &ui.catalog.directory), "note": h.note}))
         .collect();
+    let hand_in = super::submissions::console_view(ui, &task).await;
     ui.page(
         status,
         "task.html",
         json!({
             "active": "rounds",
+            "hand_in": hand_in,
             "task": {
                 "id": task.id, "round_id": task.round_id, "key": task.key, "title": task.title,
                 "stage": stage, "assignee": task.assignee_name, "state": task.state,

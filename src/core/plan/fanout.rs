@@ -381,8 +381,21 @@ impl<'a> Planner<'a> {
             );
             Some(year)
         });
+        let wf_tasks = self.tasks.clone();
+        let asks = wf_tasks
+            .iter()
+            .filter_map(|(_, t)| {
+                let s = t.submit.as_ref()?;
+                Some(crate::core::submission::Asks::resolve(
+                    &t.id.value,
+                    &s.value,
+                    |v| self.val(v),
+                ))
+            })
+            .collect();
         Some(Plan {
             provisional_year,
+            asks,
             workflow: wf.id.value.clone(),
             title: wf.title.clone(),
             timezone: self.input.tz.name().to_string(),

@@ -190,6 +190,9 @@ pub struct Plan {
     /// The year without a holiday file that the instants marked `provisional` rest on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provisional_year: Option<i32>,
+    /// What each task with `submit:` asks for, resolved for this round.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub asks: Vec<crate::core::submission::Asks>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -303,6 +306,11 @@ fn len_value(l: Len) -> i64 {
 }
 
 impl Plan {
+    /// What the task with this id asks for, when it has `submit:`.
+    pub fn asks_of(&self, task: &str) -> Option<&crate::core::submission::Asks> {
+        self.asks.iter().find(|a| a.task == task)
+    }
+
     /// A readable table (Chinese dates with weekday) of stages, tasks and timers.
     pub fn to_table(&self) -> String {
         use crate::core::timefmt::zh_datetime;
@@ -355,6 +363,15 @@ impl Plan {
                 t.assignee.name,
                 moment(&t.due)
             );
+        }
+        if !self.asks.is_empty() {
+            let _ = writeln!(out, "\n提交要求");
+            for a in &self.asks {
+                let _ = writeln!(out, "  {}", a.task);
+                for line in a.lines() {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
         }
         let _ = writeln!(out, "\n时间线（{} 个定时）", self.timers.len());
         for t in &self.timers {

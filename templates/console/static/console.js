@@ -33,3 +33,26 @@ document.addEventListener('DOMContentLoaded', function () {
     el.addEventListener('click', function () { el.select(); });
   });
 });
+
+// Upload progress on the branch's hand-in form. Without script the form posts as usual.
+(function () {
+  var form = document.getElementById("hand-in-form");
+  if (!form || !window.FormData || !window.XMLHttpRequest) return;
+  form.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var bar = document.getElementById("hand-in-progress");
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    bar.hidden = false;
+    xhr.upload.onprogress = function (e) {
+      if (e.lengthComputable) bar.value = Math.round(e.loaded * 100 / e.total);
+    };
+    xhr.onload = function () {
+      document.open();
+      document.write(xhr.responseText);
+      document.close();
+    };
+    xhr.onerror = function () { form.submit(); };
+    xhr.send(new FormData(form));
+  });
+})();
