@@ -31,7 +31,14 @@ impl Engine {
             .then(|| task.assignee_id.clone())
             .into_iter()
             .collect();
-        let p = round_plan(&self.catalog(), &wf, &round, None, Some(&only))?;
+        let p = round_plan(
+            &self.catalog(),
+            &wf,
+            &round,
+            std::slice::from_ref(task),
+            None,
+            Some(&only),
+        )?;
         Ok(p.asks_of(&task.task).cloned())
     }
 

@@ -572,6 +572,7 @@ fn shipped_plan(id: &str, params: &[(&str, &str)]) -> yanzhen::core::plan::Plan 
         units: None,
         done: None,
         events: None,
+        people: None,
     });
     p.unwrap_or_else(|| panic!("{problems:?}"))
 }

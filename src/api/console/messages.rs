@@ -26,6 +26,7 @@ pub(super) fn kind_zh(kind: MessageKind) -> &'static str {
         MessageKind::CatchUp => "补发逾期提醒",
         MessageKind::DeadLetter => "投递失败通知",
         MessageKind::WeeklyReport => "每周通报",
+        MessageKind::Returned => "退回通知",
     }
 }
 
