@@ -3,7 +3,8 @@
 -- waiting for the office to accept or return it), and each hand-in is kept with its field
 -- values and the files it stored (by content hash; the bytes live in the file store).
 -- SQLite cannot change a CHECK constraint in place, so `tasks` is rebuilt the documented way
--- (foreign keys off, outside sqlx's transaction, in a transaction of its own).
+-- (foreign keys off, outside sqlx's transaction, in a transaction of its own), keeping
+-- 0010's person columns and index.
 -- Keep in step with migrations/postgres/0012_submissions.sql.
 PRAGMA foreign_keys = OFF;
 BEGIN;
@@ -23,14 +24,20 @@ CREATE TABLE tasks_0012 (
     completed_at  INTEGER,
     updated_at    INTEGER NOT NULL,
     provisional   INTEGER NOT NULL DEFAULT 0 CHECK (provisional IN (0, 1)),
+    person_id     INTEGER,
+    person_json   TEXT,
     UNIQUE (round_id, key)
 ) STRICT;
 INSERT INTO tasks_0012 (id, round_id, key, task, stage, title, assignee_kind, assignee_id,
-        assignee_name, due_at, state, completed_at, updated_at, provisional)
+        assignee_name, due_at, state, completed_at, updated_at, provisional, person_id,
+        person_json)
     SELECT id, round_id, key, task, stage, title, assignee_kind, assignee_id,
-        assignee_name, due_at, state, completed_at, updated_at, provisional FROM tasks;
+        assignee_name, due_at, state, completed_at, updated_at, provisional, person_id,
+        person_json FROM tasks;
 DROP TABLE tasks;
 ALTER TABLE tasks_0012 RENAME TO tasks;
+-- The rebuild dropped 0010's index with the old table.
+CREATE INDEX tasks_person ON tasks (person_id, task) WHERE person_id IS NOT NULL;
 
 CREATE TABLE submissions (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
