@@ -231,7 +231,12 @@ impl Engine {
         params: &BTreeMap<String, String>,
         units: Option<&[String]>,
     ) -> Result<Plan> {
-        let people = self.pool_people_for(wf).await?;
+        let people = self.pool_people_for(wf).await?.map(|mut people| {
+            if let Some(only) = units {
+                people.retain(|p| only.contains(&p.unit));
+            }
+            people
+        });
         plan_with(&self.catalog(), wf, start, params, units, people.as_deref())
     }
 
