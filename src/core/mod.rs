@@ -6,6 +6,7 @@
 //! file texts to the pure `Calendar::from_sources`).
 
 pub mod calendar;
+pub mod counts;
 pub mod definition;
 pub mod diagnostic;
 pub mod directory;

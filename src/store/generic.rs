@@ -995,4 +995,24 @@ where
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRow>> {
         Tx::events(self, filter).await
     }
+
+    async fn person_tasks_done(
+        &self,
+        workflow: &str,
+        tasks: &[String],
+    ) -> Result<Vec<(i64, Millis)>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = sqlx::QueryBuilder::<B::Db>::new(sql::PERSON_TASKS_DONE_HEAD);
+        q.push_bind(workflow);
+        q.push(") AND task IN (");
+        let mut list = q.separated(", ");
+        for t in tasks {
+            list.push_bind(t.as_str());
+        }
+        q.push(")");
+        let rows: Vec<(i64, i64)> = q.build_query_as().fetch_all(self.pool()).await?;
+        Ok(rows)
+    }
 }

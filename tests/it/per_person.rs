@@ -416,3 +416,105 @@ fn plan_lists_the_tasks_per_person_of_a_roster_file() {
         ]
     );
 }
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+#[tokio::test]
+async fn the_talk_count_lists_a_person_with_one_talk_when_two_are_required_and_not_one_with_two() {
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2026, 1, 5, 9)));
+        let e = Engine::new(
+            store.clone(),
+            common::catalog_with(&[], true),
+            clock.clone(),
+            "a",
+        );
+        e.register_workflows().await.expect("register");
+        e.start_round(StartRound {
+            workflow: "cadre-talks".into(),
+            start: date(2026, 1, 5),
+            params: BTreeMap::new(),
+            units: None,
+            actor: "test".into(),
+        })
+        .await
+        .expect("start");
+        let pool = Pool::new(&e);
+        let one = add(&pool, "周晓明", "dongguan", 1).await;
+        let two = add(&pool, "吴丽", "nanmen", 2).await;
+        let none = add(&pool, "郑涛", "xiguan", 3).await;
+        let record = |who: i64, kind: &'static str, day: NaiveDate| {
+            let pool = &pool;
+            async move {
+                pool.record_event(&who.to_string(), kind, day, None, "test")
+                    .await
+                    .expect("record")
+            }
+        };
+        record(one, "routine_talk", date(2026, 3, 2)).await;
+        // After the check day (20 December): not counted for 2026.
+        record(one, "routine_talk", date(2026, 12, 28)).await;
+        record(two, "routine_talk", date(2026, 4, 1)).await;
+        // A talk owed by a job change counts once it is done (and names its person).
+        clock.set(at(2026, 5, 6, 9));
+        let owed = record(two, "job_change", date(2026, 5, 6)).await.owed;
+        assert_eq!(owed.len(), 1, "{name}");
+        assert_eq!(
+            owed[0].person.as_ref().map(|p| p.id),
+            Some(two),
+            "{name}: the owed talk names its person"
+        );
+        clock.set(at(2026, 5, 8, 15));
+        e.complete_task(owed[0].id, "test", None)
+            .await
+            .expect("complete");
+        // A talk owed but not done does not count.
+        let open = record(one, "promotion", date(2026, 6, 1)).await.owed;
+        assert_eq!(open.len(), 1, "{name}");
+
+        let reports = e.count_reports(2026).await.expect("counts");
+        let r = reports
+            .iter()
+            .find(|r| r.workflow == "cadre-talks" && r.id == "talks_per_year")
+            .expect("the shipped talk count");
+        assert_eq!(r.required, 2, "{name}");
+        assert_eq!(r.until, date(2026, 12, 20), "{name}");
+        let short: Vec<(i64, u32)> = r.short.iter().map(|s| (s.person.id, s.count)).collect();
+        assert_eq!(short, vec![(one, 1), (none, 0)], "{name}");
+        let lines = r.lines(|u| u.to_string());
+        assert_eq!(
+            lines[0], "周晓明（dongguan）：2026年谈心谈话共1次，应不少于2次",
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn bad_counting_rules_are_reported_with_their_positions() {
+    let yaml = r#"id: t
+title: 测试
+example_start: 2025-03-03
+events:
+  - id: talk
+    title: 谈话
+counts:
+  - id: c1
+    title: 谈话
+    tasks: [per_branch, nosuch]
+    events: [tlak]
+    min_per_year: 0
+    check_on: {month: 2, day: 30}
+stages:
+  - id: s1
+    title: 阶段一
+    closes: {from: round_start, days: 5}
+    tasks:
+      - id: per_branch
+        title: 任务A
+        assignee: {group: branches}
+        due: {from: stage_close}
+"#;
+    insta::assert_snapshot!(validate(yaml));
+}
