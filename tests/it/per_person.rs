@@ -518,3 +518,62 @@ stages:
 "#;
     insta::assert_snapshot!(validate(yaml));
 }
+
+#[tokio::test]
+async fn a_scheduled_kickoff_makes_the_tasks_per_person_of_the_people_in_the_pool_that_day() {
+    const YEARLY: &str = r#"id: yearly-checkup
+title: 年度体检（每人）
+schedule:
+  yearly: {month: 3, day: 2, at: "09:00"}
+stages:
+  - id: run
+    title: 组织体检
+    closes: {from: round_start, days: 30}
+    tasks:
+      - id: checkup
+        title: 组织体检
+        assignee: {each: reserve}
+        due: {from: round_start, days: 10}
+        escalation: []
+"#;
+    for (name, store, _g) in common::stores::stores().await {
+        let clock = Arc::new(VirtualClock::new(at(2026, 2, 20, 9)));
+        let app = App::build(
+            common::catalog_with(&[YEARLY], false),
+            store.clone(),
+            clock.clone(),
+            AppOptions::new("t"),
+        )
+        .await
+        .expect("app");
+        app.engine.ensure_kickoffs().await.expect("kickoffs");
+        let pool = Pool::new(&app.engine);
+        let zhou = add(&pool, "周晓明", "dongguan", 1).await;
+        let wu = add(&pool, "吴丽", "nanmen", 4).await;
+        app.driver
+            .run_until(&clock, at(2026, 3, 2, 10))
+            .await
+            .expect("run");
+        let rounds = store.rounds().await.expect("rounds");
+        let round = rounds
+            .iter()
+            .find(|r| r.workflow_id == "yearly-checkup")
+            .unwrap_or_else(|| panic!("{name}: the kickoff started a round"));
+        let mut keys: Vec<String> = store
+            .tasks(round.id)
+            .await
+            .expect("tasks")
+            .into_iter()
+            .map(|t| t.key)
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![
+                format!("checkup@dongguan/p{zhou}"),
+                format!("checkup@nanmen/p{wu}")
+            ],
+            "{name}"
+        );
+    }
+}
