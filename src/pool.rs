@@ -429,6 +429,7 @@ impl<'a> Pool<'a> {
                 date: event.date,
                 unit: p.person.unit.clone(),
                 person: Some((p.id, p.person.name.clone())),
+                person_tier: Some(p.person.tier.get()),
                 actor: actor.to_string(),
             })
             .await?;

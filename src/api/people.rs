@@ -38,6 +38,7 @@ endpoints! {
     get "/api/people" list Some("read"), [400, 422], None, "People of the reserve pool (unit?, tier?: 1-4, all?: true for removed people too).";
     post "/api/people" add Some("admin"), [422], Some(new_person_body), "Add a person (body: field keys to values; name, unit, tier, birth required).";
     get "/api/people/check" check Some("read"), [400], None, "库况检查: every branch against the seeds' rules in [pool.rules] (date?: YYYY-MM-DD, default today): figures, findings (code, actual, required, Chinese message), violations.";
+    get "/api/people/counts" counts Some("read"), [400], None, "Counting rules (`counts:` of the loaded workflows, e.g. talks twice a year) over a year (year?, default this year): per rule, who in the pool is short, with their count.";
     get "/api/people/export.xlsx" export Some("read"), [], None, "The roster as .xlsx: a summary sheet (汇总) and one sheet per branch.";
     post "/api/people/import" import Some("admin"), [400, 422], Some(import_body), "Import a roster (.xlsx or .csv body with its content type; skip_bad?, dry_run?). 422 `bad_roster` lists every bad row.";
     get "/api/people/{id}" get_person Some("read"), [404], None, "A person with the history of its edits and its events.";
@@ -562,4 +563,23 @@ async fn add_person(
         Ok(impact) => Json(json!(impact)).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountsQuery {
+    #[serde(default)]
+    year: Option<i32>,
+}
+
+async fn counts(
+    _p: Principal,
+    AxState(s): AxState<State>,
+    ApiQuery(q): ApiQuery<CountsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let year = q
+        .year
+        .unwrap_or_else(|| chrono::Datelike::year(&Pool::new(&s.engine).today()));
+    let rules = s.engine.count_reports(year).await?;
+    Ok(Json(json!({"year": year, "rules": rules})))
 }

@@ -1,6 +1,9 @@
 //! `yanzhen-bench`: measures the real engine, store, scheduler loop and outbox sender on
 //! SQLite or PostgreSQL (timings live here, never in tests). See `docs/benchmarks.md`.
 
+#[path = "bench/pool.rs"]
+mod pool;
+
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,8 +46,11 @@ pub struct BenchOptions {
     /// binary next to this one).
     #[arg(long)]
     pub exe: Option<PathBuf>,
+    /// People in the roster of the pool measurements (10 per branch).
+    #[arg(long, default_value_t = 100_000)]
+    pub people: usize,
     /// Run only these measurements (materialise, burst, halfcap, spread, the same three with
-    /// `_reminders`, restart, idle, email, webhook).
+    /// `_reminders`, restart, idle, email, webhook, pool_import, pool_check, pool_plan).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -198,6 +204,13 @@ async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         "sqlite"
     };
     println!("# yanzhen bench on {backend}");
+    // First, so that the peak RSS they report is theirs.
+    if ["pool_import", "pool_check", "pool_plan"]
+        .iter()
+        .any(|m| opts.wants(m))
+    {
+        pool::pool_benches(&opts, &tmp, backend, &calendar).await?;
+    }
 
     for &n in opts.branches.iter().filter(|_| opts.wants("materialise")) {
         let (store, _) = fresh_store(&opts, &tmp, &format!("mat{n}")).await?;

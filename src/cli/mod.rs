@@ -542,7 +542,12 @@ fn plan_cmd(
     };
     let people = match roster {
         Some(path) => match crate::cli::person::roster_people(path, &cfg, &dir, today) {
-            Ok(people) => Some(people),
+            Ok(mut people) => {
+                if let Some(only) = &units {
+                    people.retain(|p| only.contains(&p.unit));
+                }
+                Some(people)
+            }
             Err(e) => {
                 eprintln!("error: --roster {}: {e}", path.display());
                 return ExitCode::from(1);

@@ -1,11 +1,13 @@
 //! The command line's part of tasks per person: the people `yanzhen plan --roster` plans
 //! for, and `yanzhen round add-person`.
 
+use super::Format;
 use crate::config::Config;
 use crate::core::directory::Directory;
 use crate::core::plan::PersonRef;
 use crate::core::pool::{Ctx, PersonStatus};
-use crate::core::roster::{self, Format};
+use crate::core::roster;
+use crate::engine::Engine;
 use crate::pool::Pool;
 use crate::runtime::daemon::engine;
 use chrono::NaiveDate;
@@ -24,7 +26,7 @@ pub fn roster_people(
     let tiers = cfg.pool.tiers();
     let parsed = roster::read(
         &bytes,
-        Format::sniff(&bytes),
+        roster::Format::sniff(&bytes),
         Ctx {
             directory: dir,
             tiers: &tiers,
@@ -71,4 +73,44 @@ pub async fn add_person(
         println!("(dry run: nothing changed)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `yanzhen pool counts [--year Y]`: every counting rule over the year, who is short; exit
+/// status 1 when anybody is.
+pub async fn counts(e: &Engine, year: i32, format: Format) -> anyhow::Result<ExitCode> {
+    let reports = e.count_reports(year).await?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+        Format::Text => {
+            let cat = e.catalog();
+            let unit_name = |id: &str| {
+                cat.directory
+                    .unit(id)
+                    .map_or_else(|| id.to_string(), |u| u.name.clone())
+            };
+            if reports.is_empty() {
+                println!("已加载的流程没有计数规则（counts）。");
+            }
+            for r in &reports {
+                println!(
+                    "{}（{}）：{}年1月1日至{}，每人应不少于{}次；{}人中{}人不足",
+                    r.title,
+                    r.workflow,
+                    r.year,
+                    crate::core::timefmt::zh_date(r.until),
+                    r.required,
+                    r.people,
+                    r.short.len()
+                );
+                for line in r.lines(unit_name) {
+                    println!("  - {line}");
+                }
+            }
+        }
+    }
+    Ok(if reports.iter().any(|r| !r.short.is_empty()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

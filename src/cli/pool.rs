@@ -77,6 +77,16 @@ pub enum PoolCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// The counting rules (`counts:` of the loaded workflows, e.g. talks at least twice a
+    /// year): who in the pool is short in a year; exit status 1 when anybody is.
+    Counts {
+        /// The year (default this year).
+        #[arg(long)]
+        year: Option<i32>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Export the pool as .xlsx: a summary sheet and one sheet per branch.
     Export {
         /// The file to write.
@@ -354,6 +364,14 @@ pub async fn pool_command(
             if !report.ok() {
                 return Ok(ExitCode::from(1));
             }
+        }
+        PoolCommand::Counts { year, format } => {
+            return super::person::counts(
+                &e,
+                year.unwrap_or_else(|| chrono::Datelike::year(&today)),
+                format,
+            )
+            .await;
         }
         PoolCommand::Show { id } => {
             let r = pool.get(id).await.map_err(fail)?;

@@ -43,6 +43,10 @@ pub struct Workflow {
     /// Named outside events that can owe a task (e.g. a job change owes a talk).
     #[serde(default)]
     pub events: Vec<EventDef>,
+    /// Counting rules: each person in the pool owes at least N of some tasks or events a
+    /// year (e.g. talks, `min_per_year: 2`).
+    #[serde(default)]
+    pub counts: Vec<CountRule>,
     /// Message templates overriding the built-in Chinese ones for this workflow.
     #[serde(default)]
     pub templates: Templates,
@@ -253,15 +257,14 @@ impl TryFrom<AssigneeForm> for Assignee {
                 )
             });
         }
-        if f.each.is_none() {
-            if let Some(k) = [("tier", f.tier.is_some()), ("to", f.to.is_some())]
+        if f.each.is_none()
+            && let Some(k) = [("tier", f.tier.is_some()), ("to", f.to.is_some())]
                 .into_iter()
                 .find_map(|(k, set)| set.then_some(k))
-            {
-                return Err(format!(
-                    "`{k}` goes with `each:` only (one task per person); a `group` or `role` assignee has no people"
-                ));
-            }
+        {
+            return Err(format!(
+                "`{k}` goes with `each:` only (one task per person); a `group` or `role` assignee has no people"
+            ));
         }
         match (f.group, f.role, f.each) {
             (Some(g), _, _) => Ok(Assignee::Group(g)),
@@ -486,6 +489,50 @@ pub struct EventDef {
     pub id: Sp<String>,
     /// Title (Chinese), e.g. 调整岗位.
     pub title: String,
+}
+
+/// A counting rule: every person in the pool owes at least `min_per_year` of these a year,
+/// counted from 1 January to `check_on`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CountRule {
+    /// Identifier, unique among the workflow's counts.
+    pub id: Sp<String>,
+    /// Title (Chinese), e.g. 年度谈心谈话.
+    pub title: String,
+    /// Tasks whose instances done for a person count (tasks per person or owed by events).
+    #[serde(default)]
+    pub tasks: Vec<Sp<String>>,
+    /// Recorded events of these kinds (declared under `events:`) count too.
+    #[serde(default)]
+    pub events: Vec<Sp<String>>,
+    /// How many a year each person is owed (at least 1).
+    pub min_per_year: Sp<u32>,
+    /// The day of the year the count is checked, and up to which it counts (default 31
+    /// December).
+    #[serde(default)]
+    pub check_on: Option<Sp<MonthDay>>,
+}
+
+/// A day of the year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct MonthDay {
+    /// Month 1–12.
+    pub month: u32,
+    /// Day of the month.
+    pub day: u32,
+}
+
+impl MonthDay {
+    /// This day in `year`; 29 February is the 28th in other years.
+    pub fn in_year(self, year: i32) -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(year, self.month, self.day).or_else(|| {
+            (self.month == 2 && self.day == 29)
+                .then(|| NaiveDate::from_ymd_opt(year, 2, 28))
+                .flatten()
+        })
+    }
 }
 
 /// Message templates (minijinja). Any left out use the built-in Chinese template.

@@ -7,6 +7,7 @@
 
 pub mod assessment;
 pub mod calendar;
+pub mod counts;
 pub mod definition;
 pub mod diagnostic;
 pub mod diagnostic_text;

@@ -193,6 +193,7 @@ fn check(wf: &Workflow, ctx: Context<'_>, d: &mut Diagnostics, gaps: bool) {
     for rung in wf.defaults.escalation.iter().flatten() {
         check_role(d, ctx.directory, &rung.to);
     }
+    check_counts(wf, d);
     check_after_cycles(wf, d);
     check_templates(wf, d);
     if let Some(s) = &wf.schedule {
@@ -476,4 +477,90 @@ pub fn check_template(what: &str, src: &Sp<String>, params: &[&str]) -> Vec<Prob
         }
     }
     out
+}
+
+/// Counting rules: ids unique, counted tasks per person (or owed by an event), counted
+/// events declared, a positive minimum, a day that exists.
+fn check_counts(wf: &Workflow, d: &mut Diagnostics) {
+    use crate::core::definition::Assignee;
+    check_unique(d, "count", wf.counts.iter().map(|c| &c.id));
+    let task_ids: Vec<&str> = wf.tasks().map(|(_, t)| t.id.value.as_str()).collect();
+    let event_ids: Vec<&str> = wf.events.iter().map(|e| e.id.value.as_str()).collect();
+    for c in &wf.counts {
+        if c.tasks.is_empty() && c.events.is_empty() {
+            d.error(
+                "invalid-value",
+                c.id.loc,
+                format!("count `{}` counts nothing", c.id.value),
+                Some(
+                    "list the `tasks` (per person or owed by an event) and/or `events` it counts"
+                        .into(),
+                ),
+            );
+        }
+        for t in &c.tasks {
+            let Some((_, def)) = wf.task(&t.value) else {
+                d.error(
+                    "unknown-reference",
+                    t.loc,
+                    format!("unknown task `{}`", t.value),
+                    Some(suggest(&t.value, task_ids.iter().copied())),
+                );
+                continue;
+            };
+            let per_person = matches!(def.assignee.value, Assignee::Each(_))
+                || matches!(
+                    def.due.from.as_ref().map(|a| &a.value),
+                    Some(Anchor::Event(_))
+                );
+            if !per_person {
+                d.error(
+                    "invalid-value",
+                    t.loc,
+                    format!(
+                        "task `{}` is not made for a person, so it cannot be counted per person",
+                        t.value
+                    ),
+                    Some(
+                        "count tasks with `assignee: {each: reserve}` or due `{from: {event: …}}`"
+                            .into(),
+                    ),
+                );
+            }
+        }
+        for e in &c.events {
+            if !event_ids.contains(&e.value.as_str()) {
+                d.error(
+                    "unknown-reference",
+                    e.loc,
+                    format!("unknown event `{}`", e.value),
+                    Some(format!(
+                        "declare it under `events:`; {}",
+                        suggest(&e.value, event_ids.iter().copied())
+                    )),
+                );
+            }
+        }
+        if c.min_per_year.value == 0 {
+            d.error(
+                "invalid-value",
+                c.min_per_year.loc,
+                "`min_per_year: 0` asks for nothing".to_string(),
+                Some("write how many a year each person is owed, e.g. `min_per_year: 2`".into()),
+            );
+        }
+        if let Some(day) = &c.check_on
+            && day.value.in_year(2023).is_none()
+        {
+            d.error(
+                "invalid-value",
+                day.loc,
+                format!(
+                    "{}月{}日 is not a day of the year",
+                    day.value.month, day.value.day
+                ),
+                Some("write e.g. `check_on: {month: 12, day: 20}`".into()),
+            );
+        }
+    }
 }

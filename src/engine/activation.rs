@@ -229,7 +229,13 @@ impl Joins {
         units.sort();
         units.dedup();
         let units = Some(units.as_slice());
-        let base = match round_plan(&self.catalog, &self.wf, &self.round, rows, None, units) {
+        // Likewise only the people of the ready tasks.
+        let people: Vec<TaskRow> = rows
+            .iter()
+            .filter(|t| t.person.is_some() && ready.iter().any(|r| r.id == t.id))
+            .cloned()
+            .collect();
+        let base = match round_plan(&self.catalog, &self.wf, &self.round, &people, None, units) {
             Ok(p) => p,
             Err(e) => {
                 out.audit
@@ -263,7 +269,7 @@ impl Joins {
                         &self.catalog,
                         &self.wf,
                         &self.round,
-                        rows,
+                        &people,
                         Some(&map),
                         units,
                     )

@@ -34,6 +34,9 @@ pub struct Occurrence {
     pub unit: String,
     /// The person, by id and name, when the event is about one.
     pub person: Option<(i64, String)>,
+    /// The person's tier (梯队), when known: the owed tasks then name the person
+    /// (`tasks.person_id`), so that a counting rule counts them.
+    pub person_tier: Option<u8>,
     /// Who recorded it (`token:NAME`, `cli`).
     pub actor: String,
 }
@@ -105,7 +108,15 @@ pub fn occurrence_tasks(
             due_at: Some(ms(due.with_timezone(&Utc))),
             state: TaskState::Open,
             provisional: t.due.provisional,
-            person: None,
+            person: match (&o.person, o.person_tier) {
+                (Some((id, name)), Some(tier)) => Some(crate::core::plan::PersonRef {
+                    id: *id,
+                    name: name.clone(),
+                    unit: o.unit.clone(),
+                    tier,
+                }),
+                _ => None,
+            },
         });
         let prefix = format!("{}/", t.key);
         out.timers.extend(

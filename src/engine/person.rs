@@ -8,10 +8,11 @@
 
 use super::reproject::Impact;
 use super::{Engine, EngineError, Result};
+use crate::core::counts::CountReport;
 use crate::core::definition::{Assignee, Workflow};
 use crate::core::plan::PersonRef;
 use crate::core::pool::PersonStatus;
-use crate::store::{PeopleFilter, PersonRow, TaskRow};
+use crate::store::{EventFilter, PeopleFilter, PersonRow, TaskRow};
 
 /// Whether a workflow has a task made per person.
 pub fn has_each(wf: &Workflow) -> bool {
@@ -88,5 +89,51 @@ impl Engine {
             &format!("add person {person_id}"),
         )
         .await
+    }
+
+    /// Every counting rule (`counts:`) of the loaded workflows over `year`: who in the pool
+    /// had fewer of the counted tasks done and events recorded than the rule asks, from 1
+    /// January to the rule's `check_on`. A task counts on the day it was done, in the
+    /// workflow's time zone.
+    pub async fn count_reports(&self, year: i32) -> Result<Vec<CountReport>> {
+        let cat = self.catalog();
+        let mut out = Vec::new();
+        let mut people: Option<Vec<PersonRef>> = None;
+        for (id, loaded) in &cat.workflows {
+            let wf = &loaded.workflow;
+            if wf.counts.is_empty() {
+                continue;
+            }
+            let people = match &people {
+                Some(p) => p,
+                None => people.insert(self.pool_people().await?),
+            };
+            let tz = crate::core::validate::workflow_tz(wf, cat.config.tz());
+            for rule in &wf.counts {
+                let tasks: Vec<String> = rule.tasks.iter().map(|t| t.value.clone()).collect();
+                let mut happened: Vec<(i64, chrono::NaiveDate)> = self
+                    .store()
+                    .person_tasks_done(id, &tasks)
+                    .await?
+                    .into_iter()
+                    .map(|(p, at)| (p, super::from_ms(at).with_timezone(&tz).date_naive()))
+                    .collect();
+                for kind in &rule.events {
+                    let events = self
+                        .store()
+                        .events(&EventFilter {
+                            person: None,
+                            kind: Some(kind.value.clone()),
+                            year: Some(year),
+                        })
+                        .await?;
+                    happened.extend(events.iter().map(|e| (e.person_id, e.date)));
+                }
+                out.push(crate::core::counts::check(
+                    id, rule, people, &happened, year,
+                ));
+            }
+        }
+        Ok(out)
     }
 }

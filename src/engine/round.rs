@@ -231,7 +231,12 @@ impl Engine {
         params: &BTreeMap<String, String>,
         units: Option<&[String]>,
     ) -> Result<Plan> {
-        let people = self.pool_people_for(wf).await?;
+        let people = self.pool_people_for(wf).await?.map(|mut people| {
+            if let Some(only) = units {
+                people.retain(|p| only.contains(&p.unit));
+            }
+            people
+        });
         plan_with(&self.catalog(), wf, start, params, units, people.as_deref())
     }
 
@@ -273,6 +278,9 @@ impl Engine {
         // Started late: what is overdue already is told once per assignee, instead of by
         // the deadlines, overdue reminders and escalations of the past (see `effects`).
         timers.extend(catch_up_timers(&tag, &p, now));
+        // The rows are all that is written: a round of 100,000 tasks per person should not
+        // hold its plan and its rows at once.
+        drop(p);
         let round = NewRound {
             tag: tag.clone(),
             workflow_id: req.workflow.clone(),

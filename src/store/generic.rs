@@ -1047,4 +1047,24 @@ where
     async fn round_submissions(&self, round_id: i64) -> Result<Vec<SubmissionRow>> {
         Tx::submissions_where(self, super::submissions::BY_ROUND, round_id).await
     }
+
+    async fn person_tasks_done(
+        &self,
+        workflow: &str,
+        tasks: &[String],
+    ) -> Result<Vec<(i64, Millis)>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = sqlx::QueryBuilder::<B::Db>::new(sql::PERSON_TASKS_DONE_HEAD);
+        q.push_bind(workflow);
+        q.push(") AND task IN (");
+        let mut list = q.separated(", ");
+        for t in tasks {
+            list.push_bind(t.as_str());
+        }
+        q.push(")");
+        let rows: Vec<(i64, i64)> = q.build_query_as().fetch_all(self.pool()).await?;
+        Ok(rows)
+    }
 }

@@ -470,6 +470,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// A round's submissions, oldest first.
     async fn round_submissions(&self, round_id: i64) -> Result<Vec<SubmissionRow>>;
+
+    /// The task instances made for a person and done, of these task ids in rounds of
+    /// `workflow`: (person id, when done). What a counting rule counts.
+    async fn person_tasks_done(
+        &self,
+        workflow: &str,
+        tasks: &[String],
+    ) -> Result<Vec<(i64, Millis)>>;
 }
 
 /// A database URL with any password replaced by `***`, for messages and logs.

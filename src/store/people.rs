@@ -122,6 +122,15 @@ const PERSON_INSERT: &str = "INSERT INTO people (name, unit, tier, post_track, c
      ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19) \
      RETURNING id";
 
+/// Followed by multi-row `VALUES` (an import's new people, [`PEOPLE_CHUNK`] at a time).
+const PEOPLE_INSERT_HEAD: &str = "INSERT INTO people (name, unit, tier, post_track, \
+     current_post, gender, birth, education, joined_at, term_start, term_end, mentor, status, \
+     removed_reason, removed_at, phone, email, note, created_at, updated_at) ";
+
+/// People per multi-row INSERT: 20 bound values each stays under SQLite's 32,766 and
+/// PostgreSQL's 65,535 bound parameters per statement.
+const PEOPLE_CHUNK: usize = 1000;
+
 const PERSON_UPDATE: &str = "UPDATE people SET name = $2, unit = $3, tier = $4, \
      post_track = $5, current_post = $6, gender = $7, birth = $8, education = $9, \
      joined_at = $10, term_start = $11, term_end = $12, mentor = $13, status = $14, \
@@ -406,6 +415,54 @@ where
         Ok(id)
     }
 
+    /// Insert many people with multi-row statements (an import of a city's roster is
+    /// 100,000 rows), and their audit entries likewise; the ids in `people`'s order.
+    async fn insert_people(
+        c: &mut Conn<B>,
+        people: &[Person],
+        who: &PoolWrite,
+    ) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(people.len());
+        for chunk in people.chunks(PEOPLE_CHUNK) {
+            let mut q = sqlx::QueryBuilder::<B::Db>::new(PEOPLE_INSERT_HEAD);
+            q.push_values(chunk, |mut b, p| {
+                let bound = bound(p);
+                // PERSON_INSERT's order: name, unit, tier, then the other text columns.
+                let mut text = bound.text.into_iter();
+                b.push_bind(text.next().flatten())
+                    .push_bind(text.next().flatten())
+                    .push_bind(bound.tier);
+                for v in text {
+                    b.push_bind(v);
+                }
+                b.push_bind(who.at).push_bind(who.at);
+            });
+            q.push(" RETURNING id");
+            let mut got: Vec<i64> = q.build_query_scalar().fetch_all(&mut *c).await?;
+            // Both backends number a statement's rows in VALUES order; RETURNING's order
+            // is not promised, so the ids are sorted rather than trusted as returned.
+            got.sort_unstable();
+            if got.len() != chunk.len() {
+                return Err(StoreError::NotFound(format!(
+                    "{} of {} people inserted",
+                    got.len(),
+                    chunk.len()
+                )));
+            }
+            ids.extend(got);
+        }
+        let audit: Vec<AuditEntry> = people
+            .iter()
+            .zip(&ids)
+            .map(|(p, id)| {
+                let new = serde_json::to_value(p).unwrap_or_default();
+                audit(who, *id, json!({"new": new}))
+            })
+            .collect();
+        Tx::<B>::insert_audits(c, &audit.iter().collect::<Vec<_>>()).await?;
+        Ok(ids)
+    }
+
     /// Write `new` over the row `id`; the audit names each changed field's old and new
     /// value. Nothing is written when nothing changed (returns false).
     pub(crate) async fn update_person(
@@ -475,10 +532,11 @@ where
         who: &PoolWrite,
     ) -> Result<(Vec<i64>, u64)> {
         let mut tx = store.begin_write().await?;
-        let mut ids = Vec::with_capacity(adds.len());
-        for p in adds {
-            ids.push(Tx::<B>::insert_person(&mut tx, p, who).await?);
-        }
+        let ids = if adds.len() == 1 {
+            vec![Tx::<B>::insert_person(&mut tx, &adds[0], who).await?]
+        } else {
+            Tx::<B>::insert_people(&mut tx, adds, who).await?
+        };
         let mut changed = 0;
         for (id, p) in updates {
             if Tx::<B>::update_person(&mut tx, *id, p, who).await? {

@@ -306,6 +306,12 @@ pub(crate) const INSERT_CHUNK: usize = 1000;
 /// claim of few messages reads four rows per message it may take.
 pub(crate) const OUTBOX_SEED_SCAN: i64 = 200;
 
+/// Followed by a bound workflow id, `) AND task IN (`, a bound list and `)`: the done
+/// per-person task instances a counting rule counts (index `tasks_person`).
+pub(crate) const PERSON_TASKS_DONE_HEAD: &str = "SELECT person_id, completed_at FROM tasks \
+     WHERE person_id IS NOT NULL AND state = 'done' AND completed_at IS NOT NULL \
+     AND round_id IN (SELECT id FROM rounds WHERE workflow_id = ";
+
 /// Heads of the statements built with a row count (multi-row `VALUES`, bound id lists).
 pub(crate) const TASKS_INSERT_HEAD: &str = "INSERT INTO tasks (round_id, key, task, stage, \
      title, assignee_kind, assignee_id, assignee_name, due_at, state, completed_at, \

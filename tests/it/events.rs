@@ -53,6 +53,7 @@ fn occurrence(id: i64, kind: &str, day: NaiveDate) -> Occurrence {
         date: day,
         unit: "dongguan".into(),
         person: Some((7, "王小明".into())),
+        person_tier: Some(1),
         actor: "token:clerk".into(),
     }
 }

@@ -24,6 +24,7 @@ mod ics;
 mod kickoffs;
 mod links;
 mod notify;
+mod per_person;
 mod plan_shipped;
 mod pool;
 mod provisional;

@@ -1030,3 +1030,71 @@ async fn the_api_checks_the_pool_rules_for_a_reader_on_sqlite_and_postgres() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_api_adds_a_person_to_a_running_round_and_lists_who_is_short_of_talks() {
+    for s in servers().await {
+        let (status, round) = s
+            .post(
+                "/api/rounds",
+                json!({"workflow": "health-checkup", "start": "2026-03-02"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{}: {round}", s.name);
+        let round = round["id"].as_i64().expect("round id");
+        let (status, person) = s
+            .post(
+                "/api/people",
+                json!({"name": "孙悦", "unit": "xiguan", "tier": 2, "birth": "1991.04"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{}: {person}", s.name);
+        let id = person["id"].as_i64().expect("person id");
+        let (status, impact) = s
+            .post(
+                &format!("/api/rounds/{round}/people"),
+                json!({"person": "孙悦"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{}: {impact}", s.name);
+        let key = format!("reserve_checkup@xiguan/p{id}");
+        assert!(
+            impact["changes"]
+                .as_array()
+                .expect("changes")
+                .iter()
+                .any(|c| c["key"] == key.as_str() && c["change"] == "appears"),
+            "{}: {impact}",
+            s.name
+        );
+        let (status, tasks) = s.get(&format!("/api/tasks?round={round}")).await;
+        assert_eq!(status, StatusCode::OK, "{}", s.name);
+        let task = tasks
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .find(|t| t["key"] == key.as_str())
+            .unwrap_or_else(|| panic!("{}: no {key} in {tasks}", s.name))
+            .clone();
+        assert_eq!(task["person"]["name"], "孙悦", "{}", s.name);
+        let (status, _) = s
+            .post(
+                &format!("/api/rounds/{round}/people"),
+                json!({"person": 99999}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{}", s.name);
+
+        let (status, counts) = s.get("/api/people/counts?year=2026").await;
+        assert_eq!(status, StatusCode::OK, "{}: {counts}", s.name);
+        let talks = counts["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .find(|r| r["id"] == "talks_per_year")
+            .expect("the shipped talk count")
+            .clone();
+        assert_eq!(talks["short"][0]["person"]["id"], id, "{}", s.name);
+        assert_eq!(talks["short"][0]["count"], 0, "{}", s.name);
+    }
+}

@@ -53,9 +53,9 @@ impl<'a> Planner<'a> {
                 let people = self.input.people.unwrap_or(&[]);
                 let mut out = Vec::new();
                 for p in people {
-                    if !(each.tier.is_empty() || each.tier.contains(&p.tier))
-                        || !self.takes_part(&p.unit)
-                    {
+                    // The unit filter is not applied: the caller passes the people who take
+                    // part (a person added to a round may be of a branch without tasks).
+                    if !(each.tier.is_empty() || each.tier.contains(&p.tier)) {
                         continue;
                     }
                     let party = match (&each.to_role, dir.unit(&p.unit)) {

@@ -52,7 +52,8 @@ pub struct PlanInput<'a> {
     /// instant (one occurrence; the engine plans each occurrence's task on its own).
     pub events: Option<&'a BTreeMap<String, DateTime<chrono::Utc>>>,
     /// The people of the pool a task `{each: …}` is made for (those in the pool on the day
-    /// the round starts, or a running round's own); None: no per-person task is planned.
+    /// the round starts, or a running round's own), already filtered by the round's units
+    /// (`units` does not apply to them); None: no per-person task is planned.
     pub people: Option<&'a [PersonRef]>,
 }
 

@@ -51,9 +51,9 @@ async fn every_malformed_path_id_returns_the_json_error_shape_listed_in_the_open
         }
     }
     assert_eq!(
-        checked, 12,
-        "rounds/{{id}}, tasks/{{id}} and its three actions (a workflow id is a string); \
-         people/{{id}} (get, patch), its removal and its events (get, post); \
+        checked, 13,
+        "rounds/{{id}} and its people (post), tasks/{{id}} and its three actions (a workflow \
+         id is a string); people/{{id}} (get, patch), its removal and its events (get, post); \
          tasks/{{id}}/ratings (get, post)"
     );
     // An unknown id that is well formed is a 404 in the same shape.
