@@ -275,6 +275,11 @@ impl<'a> Assessment<'a> {
         let mut adjust_tasks = Vec::new();
         for e in events {
             let name = people.get(&e.person_id).cloned().unwrap_or_default();
+            // The tier lets the 调整 task name its person (`tasks.person_id`).
+            let tier = store
+                .person(e.person_id)
+                .await?
+                .map(|p| p.person.tier.get());
             adjust_tasks.extend(
                 self.engine
                     .event_occurred_in(
@@ -285,6 +290,7 @@ impl<'a> Assessment<'a> {
                             date: e.date,
                             unit: form.task.assignee_id.clone(),
                             person: Some((e.person_id, name)),
+                            person_tier: tier,
                             actor: actor.to_string(),
                         },
                     )
