@@ -4,8 +4,8 @@
 
 pub mod access;
 pub mod api;
-pub mod assessment;
 pub mod archive;
+pub mod assessment;
 pub mod catalog;
 pub mod cli;
 pub mod config;

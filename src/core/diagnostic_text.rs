@@ -254,6 +254,138 @@ pub const CATALOGUE: &[CodeText] = &[
         "文件中的 id 与正在编辑的工作流不一致",
         "保留原来的 id；要另建工作流，请在工作流页面新建。",
     ),
+    t(
+        "person-unit-unknown",
+        "a person of the pool belongs to a unit the directory does not have",
+        "后备干部所在的支部不在通讯录中，无法为其生成任务",
+        "在 config/directory.yaml 中补上该支部，或在人员库中把此人的所在单位改为已有的支部。",
+    ),
+    t(
+        "ratings-adjust-event",
+        "the adjustment rule names an event the workflow does not declare",
+        "调整规则引用的事件没有在 events 中声明",
+        "在 events: 下声明这个事件，或改成已声明的事件名。",
+    ),
+    t(
+        "ratings-adjust-no-task",
+        "no task is due from the adjustment rule's event",
+        "没有任务从调整事件起算，不会生成调整任务",
+        "增加一项任务（如派给组织办），写 due: {from: {event: 事件名}, working_days: 10}。",
+    ),
+    t(
+        "ratings-adjust-years",
+        "the number of consecutive failing years is below one",
+        "连续不合格年数必须至少为 1",
+        "写 1 或更大的整数，例如 consecutive_failing_years: 2（文件002）。",
+    ),
+    t(
+        "ratings-not-per-branch",
+        "a task that collects ratings is assigned to a role, not to branches",
+        "收集考核等次的任务派给了角色，而不是各支部",
+        "考核等次按支部收集：把 assignee 改为 {group: branches} 这样的分组。",
+    ),
+    t(
+        "ratings-quota-param",
+        "the quota's percentage names a parameter that is not an integer parameter",
+        "比例上限引用的参数不存在或不是整数参数",
+        "在 parameters: 中声明该参数并写 type: integer，或直接写数字。",
+    ),
+    t(
+        "ratings-quota-percent",
+        "the quota's percentage is not between 0 and 100",
+        "比例上限不是 0 到 100 之间的整数",
+        "写 0 到 100 的整数，例如 max_percent: 15。",
+    ),
+    t(
+        "ratings-scale-empty",
+        "the rating scale is empty",
+        "考核等次列表是空的",
+        "按从好到差列出等次，如 [好, 较好, 一般, 差]，或删去 scale 使用默认等次。",
+    ),
+    t(
+        "ratings-scale-item",
+        "a rating on the scale is empty or listed twice",
+        "等次列表中有空项或重复项",
+        "每个等次只写一次，从好到差排列。",
+    ),
+    t(
+        "ratings-twice",
+        "more than one task of the workflow collects ratings",
+        "同一工作流中有多项任务收集考核等次",
+        "考核结果按人按年保存，一个工作流只保留一项收集考核等次的任务。",
+    ),
+    t(
+        "ratings-unknown-rating",
+        "a rating named by the rules is not on the scale",
+        "规则中写的等次不在等次列表中",
+        "改成等次列表中已有的等次，或把它加入 scale。",
+    ),
+    t(
+        "submit-choice-empty",
+        "a choice field has no choices",
+        "选择题字段没有列出选项",
+        "用 choices 列出可选答案，例如 choices: [同意, 不同意]。",
+    ),
+    t(
+        "submit-choices-unused",
+        "a field that is not a choice lists choices",
+        "不是选择题的字段写了 choices",
+        "删去 choices，或把字段类型改为 choice。",
+    ),
+    t(
+        "submit-duplicate-id",
+        "two fields or file slots of one task share an id",
+        "同一任务的提交项中有重复的编号",
+        "给每个字段和附件项各起一个不同的 id。",
+    ),
+    t(
+        "submit-form-missing",
+        "a blank form named by a task does not exist",
+        "任务列出的空白表格文件不存在",
+        "把表格文件放到 templates/forms/ 下，或改正文件名。",
+    ),
+    t(
+        "submit-form-path",
+        "a blank form is not a file under templates/forms/",
+        "空白表格的路径不在 templates/forms/ 下",
+        "写成 templates/forms/附件1-推荐表.docx 这样的路径（docx、xlsx、pdf、jpg 或 png）。",
+    ),
+    t(
+        "submit-kinds-empty",
+        "a file slot allows no kind of file",
+        "附件项没有允许的文件类型",
+        "用 kinds 列出允许的类型，例如 kinds: [docx, pdf]。",
+    ),
+    t(
+        "submit-max-count",
+        "the number of files allowed is out of range",
+        "允许上传的文件个数超出范围",
+        "写一个合理范围内的个数（见提示中的上限）。",
+    ),
+    t(
+        "submit-max-mb",
+        "the file size limit is out of range",
+        "文件大小上限超出范围",
+        "写一个合理范围内的兆字节数（见提示中的上限）。",
+    ),
+    t(
+        "submit-min-above-max",
+        "a field's minimum is above its maximum",
+        "字段的最小值大于最大值",
+        "把 min 改为不大于 max。",
+    ),
+    t(
+        "submit-min-negative",
+        "a minimum or maximum number of people is negative",
+        "人数下限或上限是负数",
+        "写 0 或更大的整数。",
+    ),
+    t(
+        "submit-min-unused",
+        "min or max is given on a field that is not a number or a list of people",
+        "min 或 max 只适用于数字和人员名单字段",
+        "删去 min/max，或把字段类型改为 number 或 people。",
+    ),
 ];
 
 /// The texts of `code`, if it is catalogued.
@@ -399,6 +531,8 @@ mod tests {
             codes.len() >= 30 && codes.contains("yaml-syntax") && codes.contains("id-mismatch"),
             "the scan found the codes: {codes:?}"
         );
+        let missing: Vec<&String> = codes.iter().filter(|c| lookup(c).is_none()).collect();
+        assert!(missing.is_empty(), "not in the catalogue: {missing:?}");
         for code in &codes {
             let e = lookup(code).unwrap_or_else(|| panic!("`{code}` is not in the catalogue"));
             assert!(e.en.is_ascii() && !e.en.is_empty(), "{code}: English text");

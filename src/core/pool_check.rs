@@ -580,8 +580,10 @@ mod shipped_config {
     fn the_shipped_config_comments_state_the_default_rules() {
         let text = include_str!("../../config/yanzhen.toml");
         let start = text.find("# [pool.rules.count]").expect("rules block");
+        // The block ends at the first blank line (other sections follow it).
         let block: String = text[start..]
             .lines()
+            .take_while(|l| !l.trim().is_empty())
             .map(|l| l.strip_prefix("# ").unwrap_or(l))
             .filter(|l| !l.starts_with('#'))
             .collect::<Vec<_>>()
