@@ -372,6 +372,16 @@ fn browse(scene: &Scene, profile: &Path) -> anyhow::Result<()> {
         }
         shot(&tab, &format!("page-{i}"))?;
         let text = eval_string(&tab, MAIN_TEXT)?;
+        // A recipient's email address (the messages sent for a task) may spell a unit id
+        // (`xiguan@…`); that is an address, not a key shown as text.
+        let text: String = text
+            .split(|c: char| c.is_whitespace() || "（）()".contains(c))
+            .filter(|w| {
+                !w.split_once('@')
+                    .is_some_and(|(_, host)| host.contains('.'))
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
         let found: Vec<&String> = scene
             .keys
             .iter()

@@ -628,7 +628,11 @@ async fn the_console_lists_the_pool_by_branch_and_an_admin_edits_a_person_throug
             body.contains("第一梯队 → 第二梯队") || body.contains("1 → 2"),
             "{n}: {body}"
         );
-        assert!(body.contains("token:zzb-ma"), "{n}");
+        assert!(
+            body.contains("zzb-ma（令牌）"),
+            "{n}: the editor is shown by name"
+        );
+        assert!(!body.contains("token:zzb-ma"), "{n}: no internal key");
 
         // The add form: a read token is refused; a bad value shows the form again with
         // the reason; a good one adds the person.
