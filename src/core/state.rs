@@ -171,6 +171,8 @@ pub enum TimerKind {
     CalendarNotice,
     /// The weekly 通报 to the branches and the committee head.
     WeeklyReport,
+    /// A counting rule's check day: who is short is sent to the office and their branches.
+    CountCheck,
 }
 stored!(TimerKind, "a timer kind");
 
@@ -188,6 +190,7 @@ impl TimerKind {
             TimerKind::CatchUp => "补发提醒",
             TimerKind::CalendarNotice => "节假日文件提醒",
             TimerKind::WeeklyReport => "每周通报",
+            TimerKind::CountCheck => "次数检查",
         }
     }
 
@@ -363,6 +366,8 @@ pub enum MessageKind {
     WeeklyReport,
     /// The office returned a hand-in (【退回】, to the assignee).
     Returned,
+    /// Who is short of a counting rule on its check day (to the office and the branches).
+    CountShort,
 }
 stored!(MessageKind, "a message kind");
 
@@ -458,9 +463,10 @@ mod tests {
     fn message_kinds_are_template_kinds() {
         // The weekly 通报 is a ranking, not a task message: `report::weekly` renders it
         // from its own templates, and it is never re-rendered from the outbox (no digest).
+        // The count check's list is plain text built in `engine::count_check` likewise.
         for k in MessageKind::VARIANTS
             .iter()
-            .filter(|k| **k != MessageKind::WeeklyReport)
+            .filter(|k| !matches!(k, MessageKind::WeeklyReport | MessageKind::CountShort))
         {
             assert!(
                 crate::core::render::KINDS.contains(&k.as_str()),

@@ -234,6 +234,9 @@ impl Engine {
         if needs.people {
             reads.people = Some(self.pool_people().await?);
         }
+        for year in needs.count_years {
+            reads.counts.insert(year, self.count_reports(year).await?);
+        }
         if needs.running_rounds {
             for r in self.store.rounds().await? {
                 if r.status == crate::core::state::RoundStatus::Running {

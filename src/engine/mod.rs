@@ -8,6 +8,7 @@
 
 pub mod activation;
 pub mod clock;
+pub mod count_check;
 pub mod event;
 pub mod fire;
 mod firing;
@@ -253,6 +254,7 @@ impl Engine {
         self.reproject_kickoffs().await?;
         self.ensure_calendar_notice().await?;
         self.ensure_weekly_report().await?;
+        self.ensure_count_checks().await?;
         self.wake();
         Ok(())
     }

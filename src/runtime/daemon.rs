@@ -300,6 +300,7 @@ pub async fn serve(config: &Path, today: NaiveDate) -> anyhow::Result<ExitCode> 
     e.reproject_provisional_rounds().await?;
     e.ensure_calendar_notice().await?;
     e.ensure_weekly_report().await?;
+    e.ensure_count_checks().await?;
     let reload_seen = e.store().setting(RELOAD_REQUEST).await?;
     tokio::spawn(async move {
         shutdown_signal().await;

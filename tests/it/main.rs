@@ -13,6 +13,7 @@ mod browser_submit;
 mod calendar_official;
 mod cli;
 mod console;
+mod count_check;
 mod daemon;
 mod driver;
 mod email;

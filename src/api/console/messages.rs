@@ -27,6 +27,7 @@ pub(super) fn kind_zh(kind: MessageKind) -> &'static str {
         MessageKind::DeadLetter => "投递失败通知",
         MessageKind::WeeklyReport => "每周通报",
         MessageKind::Returned => "退回通知",
+        MessageKind::CountShort => "次数不足名单",
     }
 }
 

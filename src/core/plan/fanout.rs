@@ -334,7 +334,8 @@ impl<'a> Planner<'a> {
                         | TimerKind::Kickoff
                         | TimerKind::CatchUp
                         | TimerKind::CalendarNotice
-                        | TimerKind::WeeklyReport => continue,
+                        | TimerKind::WeeklyReport
+                        | TimerKind::CountCheck => continue,
                     };
                     timers.push(PlannedTimer {
                         key: format!("{key}/{suffix}"),

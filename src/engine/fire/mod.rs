@@ -52,6 +52,8 @@ pub struct Reads {
     /// The people in the pool, when a kickoff fires in the batch (its round's tasks per
     /// person are made for them).
     pub people: Option<Vec<crate::core::plan::PersonRef>>,
+    /// Every counting rule's report by year, for the years whose count checks fire.
+    pub counts: HashMap<i32, Vec<crate::core::counts::CountReport>>,
 }
 
 /// What the shell must read for a batch before calling [`effects`]: the first stage (tasks
@@ -71,6 +73,8 @@ pub struct Needs {
     pub people: bool,
     /// Every running round and its tasks are read (the weekly 通报).
     pub running_rounds: bool,
+    /// Years whose counting rules are checked (count checks fire).
+    pub count_years: Vec<i32>,
 }
 
 /// What a batch needs read, from the timers and `now` alone.
@@ -93,7 +97,12 @@ pub fn needs(batch: &[TimerRow], now: DateTime<Utc>) -> Needs {
             }
         }
         n.people |= t.kind == TimerKind::Kickoff;
+        if t.kind == TimerKind::CountCheck {
+            n.count_years.extend(t.payload.year);
+        }
     }
+    n.count_years.sort_unstable();
+    n.count_years.dedup();
     for v in [
         &mut n.tasks,
         &mut n.siblings,
@@ -151,6 +160,7 @@ pub fn effects(cx: &Ctx, reads: &Reads, t: &TimerRow) -> Result<FireEffects> {
         TimerKind::CatchUp => catch_up(cx, reads, t),
         TimerKind::CalendarNotice => Ok(calendar_notice(cx, t)),
         TimerKind::WeeklyReport => Ok(super::weekly::fire(cx, reads, t)),
+        TimerKind::CountCheck => Ok(super::count_check::fire(cx, reads, t)),
         TimerKind::StageOpen | TimerKind::StageClose => Ok(FireEffects {
             audit: vec![audit(
                 now,
