@@ -1,7 +1,7 @@
 //! Starting rounds: planning a workflow for a start date, turning the plan into task and
 //! timer rows, and keeping each scheduled workflow's next kickoff in the timer table.
 
-use super::{Engine, EngineError, Result, from_ms, into_timer_row, kickoff_timer, ms, timer_row};
+use super::{Engine, EngineError, Result, from_ms, into_timer_row, kickoff_timer, ms};
 use crate::catalog::Catalog;
 use crate::core::definition::Workflow;
 use crate::core::directory::Party;
