@@ -401,23 +401,35 @@ pub fn kickoff_timer(workflow: &str, at: DateTime<Utc>) -> NewTimer {
 
 /// A planned timer as a row to insert, or None for a reminder already in the past.
 pub fn timer_row(tag: &str, t: &PlannedTimer, now: DateTime<Utc>) -> Option<NewTimer> {
-    let at = t.at.with_timezone(&Utc);
-    if t.kind == TimerKind::Reminder && at < now {
+    if past_reminder(t, now) {
+        return None;
+    }
+    into_timer_row(tag, t.clone(), now)
+}
+
+/// A reminder whose instant has passed is not created.
+fn past_reminder(t: &PlannedTimer, now: DateTime<Utc>) -> bool {
+    t.kind == TimerKind::Reminder && t.at.with_timezone(&Utc) < now
+}
+
+/// `timer_row` of a timer the caller no longer needs: its strings move into the row.
+pub(crate) fn into_timer_row(tag: &str, t: PlannedTimer, now: DateTime<Utc>) -> Option<NewTimer> {
+    if past_reminder(&t, now) {
         return None;
     }
     let payload = TimerPayload {
-        stage: Some(t.stage.clone()),
+        stage: Some(t.stage),
         task: t.task.clone(),
-        recipient: t.recipient.clone(),
+        recipient: t.recipient,
         provisional: t.provisional,
         ..Default::default()
     };
     Some(NewTimer {
         key: format!("{tag}/{}", t.key),
         round_id: None,
-        task_key: t.task.clone(),
+        task_key: t.task,
         kind: t.kind,
-        due_at: ms(at),
+        due_at: ms(t.at.with_timezone(&Utc)),
         payload,
     })
 }

@@ -1,7 +1,7 @@
 //! Starting rounds: planning a workflow for a start date, turning the plan into task and
 //! timer rows, and keeping each scheduled workflow's next kickoff in the timer table.
 
-use super::{Engine, EngineError, Result, from_ms, kickoff_timer, ms, timer_row};
+use super::{Engine, EngineError, Result, from_ms, into_timer_row, kickoff_timer, ms};
 use crate::catalog::Catalog;
 use crate::core::definition::Workflow;
 use crate::core::directory::Party;
@@ -158,40 +158,43 @@ fn round_start(round: &RoundRow) -> Result<NaiveDate> {
 /// (a round started late should not send a burst of stale reminders). A task waits when
 /// its deadline is not known yet or it has prerequisites (`after:`, `{done: …}`) with
 /// instances in the round; a waiting task's timers are created when it becomes owed.
+/// The plan is consumed: its strings move into the rows, so a round of 100,000 tasks per
+/// person does not hold every string twice while it is written.
 pub(crate) fn materialise(
     tag: &str,
     wf: &Workflow,
-    p: &Plan,
+    p: Plan,
     now: DateTime<Utc>,
 ) -> (Vec<NewTask>, Vec<NewTimer>) {
     let present: HashSet<&str> = p.tasks.iter().map(|t| t.task.as_str()).collect();
-    let blocked: HashSet<&str> = wf
+    let blocked: HashSet<String> = wf
         .tasks()
         .filter(|(_, def)| {
             crate::engine::activation::prerequisites(def)
                 .iter()
                 .any(|pre| present.contains(pre))
         })
-        .map(|(_, def)| def.id.value.as_str())
+        .map(|(_, def)| def.id.value.clone())
         .collect();
-    let mut waiting: HashSet<&str> = HashSet::new();
-    let tasks = p
+    drop(present);
+    let mut waiting: HashSet<String> = HashSet::new();
+    let tasks: Vec<NewTask> = p
         .tasks
-        .iter()
+        .into_iter()
         .map(|t| {
             let fixed = t.due.at.is_some() && !t.due.projected;
             let waits = !fixed || blocked.contains(t.task.as_str());
             if waits {
-                waiting.insert(&t.key);
+                waiting.insert(t.key.clone());
             }
             NewTask {
-                key: t.key.clone(),
-                task: t.task.clone(),
-                stage: t.stage.clone(),
-                title: t.title.clone(),
+                key: t.key,
+                task: t.task,
+                stage: t.stage,
+                title: t.title,
                 assignee_kind: t.assignee.kind,
-                assignee_id: t.assignee.id.clone(),
-                assignee_name: t.assignee.name.clone(),
+                assignee_id: t.assignee.id,
+                assignee_name: t.assignee.name,
                 due_at: if fixed {
                     t.due.at.map(|a| ms(a.with_timezone(&Utc)))
                 } else {
@@ -203,20 +206,20 @@ pub(crate) fn materialise(
                     TaskState::Open
                 },
                 provisional: fixed && t.due.provisional,
-                person: t.person.clone(),
+                person: t.person,
             }
         })
         .collect();
     let timers = p
         .timers
-        .iter()
+        .into_iter()
         .filter(|t| !t.projected)
         .filter(|t| {
             t.task
                 .as_ref()
-                .is_none_or(|k| !waiting.contains(&k.as_str()))
+                .is_none_or(|k| !waiting.contains(k.as_str()))
         })
-        .filter_map(|t| timer_row(tag, t, now))
+        .filter_map(|t| into_timer_row(tag, t, now))
         .collect();
     (tasks, timers)
 }
@@ -274,13 +277,11 @@ impl Engine {
             )
             .await?;
         let tag = format!("m{}", self.tag(&req.workflow));
-        let (tasks, mut timers) = materialise(&tag, &loaded.workflow, &p, now);
         // Started late: what is overdue already is told once per assignee, instead of by
         // the deadlines, overdue reminders and escalations of the past (see `effects`).
-        timers.extend(catch_up_timers(&tag, &p, now));
-        // The rows are all that is written: a round of 100,000 tasks per person should not
-        // hold its plan and its rows at once.
-        drop(p);
+        let catch_up = catch_up_timers(&tag, &p, now);
+        let (tasks, mut timers) = materialise(&tag, &loaded.workflow, p, now);
+        timers.extend(catch_up);
         let round = NewRound {
             tag: tag.clone(),
             workflow_id: req.workflow.clone(),

@@ -339,7 +339,8 @@ fn kickoff(cx: &Ctx, reads: &Reads, t: &TimerRow) -> Result<FireEffects> {
     fx.timers
         .extend(next_kickoff(cx, &id, schedule, tz, due, &mut fx.audit));
     let tag = format!("k{}", short_hash(&kickoff_key));
-    let (tasks, timers) = super::round::materialise(&tag, wf, &p, now);
+    let notifications = kickoff_notifications(cx, &tag, wf, &p);
+    let (tasks, timers) = super::round::materialise(&tag, wf, p, now);
     fx.audit.push(audit(
         now,
         "daemon",
@@ -347,8 +348,7 @@ fn kickoff(cx: &Ctx, reads: &Reads, t: &TimerRow) -> Result<FireEffects> {
         &format!("workflow:{id}"),
         serde_json::json!({"tag": tag, "start": start.to_string(), "kickoff": kickoff_key, "late_ms": late, "tasks": tasks.len()}),
     ));
-    fx.notifications
-        .extend(kickoff_notifications(cx, &tag, wf, &p));
+    fx.notifications.extend(notifications);
     fx.round = Some((
         NewRound {
             tag,
