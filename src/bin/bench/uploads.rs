@@ -132,7 +132,12 @@ fn file_head(i: usize) -> Vec<u8> {
 const FILE_TAIL: &[u8] = b"\n%%EOF\n";
 
 /// POST file `i` of `size` bytes to `path` on `addr`, streamed; the status answered.
-async fn upload(addr: std::net::SocketAddr, path: &str, i: usize, size: usize) -> anyhow::Result<u16> {
+async fn upload(
+    addr: std::net::SocketAddr,
+    path: &str,
+    i: usize,
+    size: usize,
+) -> anyhow::Result<u16> {
     static FILLER: [u8; CHUNK] = [b'x'; CHUNK];
     let part_head = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file.doc\"; filename=\"材料{i}.pdf\"\r\nContent-Type: application/pdf\r\n\r\n"
@@ -205,7 +210,11 @@ pub async fn uploads(
         let (page, query) = path.split_once('?').context("signed query")?;
         paths.push(format!("{page}/submit?{query}"));
     }
-    anyhow::ensure!(paths.len() == clients, "{} tasks, not {clients}", paths.len());
+    anyhow::ensure!(
+        paths.len() == clients,
+        "{} tasks, not {clients}",
+        paths.len()
+    );
 
     // Timers every 5 ms for a minute from 1 s on; only those due while the uploads run
     // are counted.
@@ -220,9 +229,13 @@ pub async fn uploads(
     });
     super::add_timers(&store, timers).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(yanzhen::api::serve(listener, app.http.clone(), async move {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(yanzhen::api::serve(
+        listener,
+        app.http.clone(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
     let (tx, rx) = tokio::sync::watch::channel(false);
     let lp = tokio::spawn(yanzhen::runtime::scheduler::run(engine.clone(), rx));
     let wait = t0 - ms(chrono::Utc::now());
@@ -291,7 +304,15 @@ pub async fn archive(
     size: usize,
     calendar: &yanzhen::core::calendar::Calendar,
 ) -> anyhow::Result<()> {
-    let (app, round) = app(opts, tmp, "archive", branches, "http://127.0.0.1:1", calendar).await?;
+    let (app, round) = app(
+        opts,
+        tmp,
+        "archive",
+        branches,
+        "http://127.0.0.1:1",
+        calendar,
+    )
+    .await?;
     let engine = app.engine.clone();
     let store = engine.store();
     let files = app.http.files()?;
