@@ -227,7 +227,7 @@ pub async fn uploads(
         due_at: t0 + i as i64 * TIMER_EVERY_MS,
         payload: TimerPayload::default(),
     });
-    super::add_timers(&store, timers).await?;
+    super::add_timers(store, timers).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(yanzhen::api::serve(
         listener,
