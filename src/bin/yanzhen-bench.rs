@@ -3,6 +3,8 @@
 
 #[path = "bench/pool.rs"]
 mod pool;
+#[path = "bench/uploads.rs"]
+mod uploads;
 
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
@@ -49,8 +51,21 @@ pub struct BenchOptions {
     /// People in the roster of the pool measurements (10 per branch).
     #[arg(long, default_value_t = 100_000)]
     pub people: usize,
+    /// Concurrent uploads of the `uploads` measurement.
+    #[arg(long, default_value_t = 50)]
+    pub uploads: usize,
+    /// Size of each upload in MiB.
+    #[arg(long, default_value_t = 10)]
+    pub upload_mib: usize,
+    /// Branches of the `archive` measurement's round (one file each).
+    #[arg(long, default_value_t = 1000)]
+    pub archive_branches: usize,
+    /// Size of each archived file in MiB.
+    #[arg(long, default_value_t = 1)]
+    pub archive_mib: usize,
     /// Run only these measurements (materialise, burst, halfcap, spread, the same three with
-    /// `_reminders`, restart, idle, email, webhook, pool_import, pool_check, pool_plan).
+    /// `_reminders`, restart, idle, email, webhook, pool_import, pool_check, pool_plan, uploads,
+    /// archive).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -290,6 +305,15 @@ async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     }
     if opts.wants("idle") {
         restart(&opts, &tmp, backend, 0).await?;
+    }
+    // Both are the process's peak when run alone (`--only uploads`, `--only archive`).
+    if opts.wants("uploads") {
+        let size = opts.upload_mib << 20;
+        uploads::uploads(&opts, &tmp, backend, opts.uploads, size, &calendar).await?;
+    }
+    if opts.wants("archive") {
+        let (n, size) = (opts.archive_branches, opts.archive_mib << 20);
+        uploads::archive(&opts, &tmp, backend, n, size, &calendar).await?;
     }
     if opts.wants("email") || opts.wants("webhook") {
         deliveries_per_channel(&opts, &tmp, backend, calendar).await?;
