@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 use yanzhen::core::state::OutboxState;
 use yanzhen::store::Store;
 
-/// The small volume: the migrated database (132 KiB), its WAL and room for a few rounds.
-const SMALL_KB: u32 = 1024;
+/// The small volume: the migrated database (larger since the pool, ratings and submissions
+/// tables), its WAL and room for a few rounds.
+const SMALL_KB: u32 = 1536;
 /// The volume after "freeing space".
 const LARGE_KB: u32 = 32 * 1024;
 
