@@ -62,6 +62,19 @@ pub struct HttpConfig {
     /// Seconds one request may take, reading its body included; then 408.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_seconds: u64,
+    /// Seconds one hand-in (a branch's submit with its files) may take, its upload and its
+    /// wait for a slot included; then 408. Hand-ins have their own, longer limit because a
+    /// branch on a slow line needs minutes for 10 MB.
+    #[serde(default = "default_upload_timeout")]
+    pub upload_timeout_seconds: u64,
+    /// Seconds a hand-in's upload may send nothing; then it is cut off and nothing of it is
+    /// kept, so a stalled client does not hold its slot for the whole `upload_timeout_seconds`.
+    #[serde(default = "default_upload_idle")]
+    pub upload_idle_seconds: u64,
+    /// Hand-ins read at once; further ones wait, their bodies unread, until one ends. This
+    /// bounds the memory uploads take (each holds a few hundred KiB of buffers while it streams).
+    #[serde(default = "default_max_concurrent_uploads")]
+    pub max_concurrent_uploads: usize,
     /// Open connections at most; further ones wait in the listen queue until one closes.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -112,6 +125,9 @@ impl Default for HttpConfig {
             bind: default_bind(),
             header_read_timeout_seconds: default_header_read_timeout(),
             request_timeout_seconds: default_request_timeout(),
+            upload_timeout_seconds: default_upload_timeout(),
+            upload_idle_seconds: default_upload_idle(),
+            max_concurrent_uploads: default_max_concurrent_uploads(),
             max_connections: default_max_connections(),
             max_connections_per_address: default_max_connections_per_address(),
             max_body_bytes: default_max_body_bytes(),
@@ -129,13 +145,16 @@ impl Default for HttpConfig {
 
 impl HttpConfig {
     /// The settings that must not be zero, by name, with their values.
-    fn positive_settings(&self) -> [(&'static str, u64); 10] {
+    fn positive_settings(&self) -> [(&'static str, u64); 13] {
         [
             (
                 "header_read_timeout_seconds",
                 self.header_read_timeout_seconds,
             ),
             ("request_timeout_seconds", self.request_timeout_seconds),
+            ("upload_timeout_seconds", self.upload_timeout_seconds),
+            ("upload_idle_seconds", self.upload_idle_seconds),
+            ("max_concurrent_uploads", self.max_concurrent_uploads as u64),
             ("max_connections", self.max_connections as u64),
             (
                 "max_connections_per_address",
@@ -165,6 +184,15 @@ fn default_header_read_timeout() -> u64 {
 }
 fn default_request_timeout() -> u64 {
     30
+}
+fn default_upload_timeout() -> u64 {
+    900
+}
+fn default_upload_idle() -> u64 {
+    60
+}
+fn default_max_concurrent_uploads() -> usize {
+    16
 }
 fn default_max_connections() -> usize {
     512

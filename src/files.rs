@@ -6,7 +6,7 @@
 //! its size is counted and its kind told from its first bytes while it is written to a
 //! staging key, so a file over its limit is refused as soon as the limit is passed and
 //! memory stays flat (one part filling and one being written); only a file that passes is
-//! moved to its content key. The part is 256 KiB on the local file system, and S3's minimum
+//! moved to its content key. The part is 64 KiB on the local file system, and S3's minimum
 //! of 5 MiB elsewhere: with 5 MiB parts locally, 50 concurrent uploads held ~10 MiB each.
 
 use crate::core::submission::{FileKind, SNIFF_BYTES};
@@ -115,7 +115,7 @@ pub struct Files {
 }
 
 /// A part on the local file system: small, since a part there is just a write.
-const LOCAL_PART_BYTES: usize = 256 * 1024;
+const LOCAL_PART_BYTES: usize = 64 * 1024;
 /// S3's smallest part (all but the last), for any other store.
 const S3_PART_BYTES: usize = 5 * 1024 * 1024;
 

@@ -79,24 +79,36 @@ pub fn router(state: State) -> Router {
         .merge(json::routes())
         .merge(console::routes(&http))
         .merge(guard::branch_rate_limit(console::branch_routes(), &http))
+        .merge(guard::branch_rate_limit(
+            console::submissions::branch_file_routes(),
+            &http,
+        ))
         // One limit for every body, the configured one (axum's own 2 MB default is off).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             http.max_body_bytes,
         ))
-        // Hand-ins carry files: a limit of their own; each file's limit is enforced while
-        // it streams (`files::Files::put_stream`).
-        .merge(
-            guard::branch_rate_limit(console::submissions::branch_upload_routes(), &http)
-                .layer(axum::extract::DefaultBodyLimit::disable())
-                .layer(tower_http::limit::RequestBodyLimitLayer::new(
-                    console::submissions::UPLOAD_MAX_BYTES,
-                )),
-        )
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(http.request_timeout_seconds),
         ))
+        // Hand-ins carry files: limits of their own (a larger body, a longer time, a pause
+        // limit, a number read at once); each file's own limit is enforced while it streams
+        // (`files::Files::put_stream`).
+        .merge(
+            guard::branch_rate_limit(console::submissions::branch_upload_routes(&http), &http)
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                    console::submissions::UPLOAD_MAX_BYTES,
+                ))
+                .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                    Duration::from_secs(http.upload_idle_seconds),
+                ))
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_secs(http.upload_timeout_seconds),
+                )),
+        )
         .layer(from_fn_with_state(state.clone(), console::csrf_check))
         .layer(from_fn_with_state(state.clone(), guard::same_origin))
         .layer(from_fn_with_state(state.clone(), guard::uniform_errors))

@@ -56,6 +56,9 @@ pub fn with_security_headers(app: Router) -> Router {
         })
 }
 
+/// The most a connection buffers of what it reads (a request's head must fit in it).
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Serve `app` on `listener` within the connection limits of `http` until `shutdown`
 /// completes; then stop accepting, let in-flight requests finish and close idle
 /// connections.
@@ -70,6 +73,9 @@ pub async fn serve_with_limits(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(http.header_read_timeout_seconds.max(1)))
+        // hyper's read buffer grows to ~400 KiB on a fast client, per connection; 64 KiB
+        // holds any real request head and keeps a streaming upload's buffers small.
+        .max_buf_size(READ_BUFFER_BYTES)
         .keep_alive(true);
     let slots = Arc::new(tokio::sync::Semaphore::new(http.max_connections.max(1)));
     let per_address = Arc::new(PerAddress {

@@ -57,6 +57,10 @@ pub struct BenchOptions {
     /// Size of each upload in MiB.
     #[arg(long, default_value_t = 10)]
     pub upload_mib: usize,
+    /// Hand-ins the daemon reads at once (`[http] max_concurrent_uploads`; default: the
+    /// config's default); the rest wait for a slot.
+    #[arg(long)]
+    pub upload_slots: Option<usize>,
     /// Branches of the `archive` measurement's round (one file each).
     #[arg(long, default_value_t = 1000)]
     pub archive_branches: usize,

@@ -6,13 +6,13 @@
 
 use super::round::round_plan;
 use super::transition::Change;
-use super::{Engine, EngineError, Result, audit, from_ms, ms};
+use super::{Engine, EngineError, Result, audit, from_ms};
 use crate::core::state::{AssigneeKind, MessageKind, TaskState};
 use crate::core::submission::Asks;
 use crate::core::timefmt::zh_datetime;
 use crate::core::validate::workflow_tz;
 use crate::engine::NewDeadline;
-use crate::store::{NewSubmission, Outcome, SubmissionRow, TaskRow};
+use crate::store::{NewSubmission, Outcome, SubmissionChange, SubmissionRow, TaskRow};
 
 impl Engine {
     /// What the task asks its assignee to hand in, resolved with its round's parameters;
@@ -43,24 +43,12 @@ impl Engine {
     }
 
     /// Record a hand-in whose rules were checked: the task goes from open to submitted (its
-    /// timers stop), then the submission is stored with its `submission.create` audit.
+    /// timers stop) and the submission is stored with its `submission.create` audit, in one
+    /// transaction.
     pub async fn submit_task(&self, s: NewSubmission) -> Result<(TaskRow, i64)> {
         let task = self.task_or_err(s.task_id).await?;
         let now = self.clock.now();
         let detail = serde_json::json!({"key": task.key, "files": s.files.len()});
-        let row = self
-            .change(
-                &task,
-                now,
-                &s.actor,
-                &[TaskState::Open],
-                TaskState::Submitted,
-                "submit",
-                None,
-                Change::Pause,
-                detail,
-            )
-            .await?;
         let entry = audit(
             now,
             &s.actor,
@@ -68,7 +56,28 @@ impl Engine {
             &format!("task:{}", task.id),
             serde_json::json!({"key": task.key, "fields": s.fields, "files": s.files}),
         );
-        let id = self.store.insert_submission(&s, &entry).await?;
+        let actor = s.actor.clone();
+        let row = self
+            .change(
+                &task,
+                now,
+                &actor,
+                &[TaskState::Open],
+                TaskState::Submitted,
+                "submit",
+                None,
+                Change::Pause,
+                detail,
+                Some(SubmissionChange::Insert(s, entry)),
+            )
+            .await?;
+        let id = self
+            .store
+            .task_submissions(task.id)
+            .await?
+            .last()
+            .map(|r| r.id)
+            .ok_or_else(|| EngineError::NotFound(format!("submission of task {}", task.id)))?;
         self.wake();
         Ok((row, id))
     }
@@ -90,10 +99,13 @@ impl Engine {
                 None,
                 Change::Finish,
                 detail,
+                Some(SubmissionChange::Decide {
+                    id: sub.id,
+                    outcome: Outcome::Accepted,
+                    by: actor.to_string(),
+                    reason: None,
+                }),
             )
-            .await?;
-        self.store
-            .decide_submission(sub.id, Outcome::Accepted, ms(now), actor, None)
             .await?;
         self.finish_if_done(row.round_id, actor).await?;
         self.wake();
@@ -118,13 +130,22 @@ impl Engine {
         }
         let task = self.task_or_err(task_id).await?;
         let sub = self.pending_submission(&task).await?;
+        let decide = SubmissionChange::Decide {
+            id: sub.id,
+            outcome: Outcome::Returned,
+            by: actor.to_string(),
+            reason: Some(reason.to_string()),
+        };
         let row = self
-            .reopen_task_due(task_id, actor, Some(format!("退回：{reason}")), due)
+            .reopen_task_due_with(
+                task_id,
+                actor,
+                Some(format!("退回：{reason}")),
+                due,
+                Some(decide),
+            )
             .await?;
         let now = self.clock.now();
-        self.store
-            .decide_submission(sub.id, Outcome::Returned, ms(now), actor, Some(reason))
-            .await?;
         self.store
             .append_audit(audit(
                 now,

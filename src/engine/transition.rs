@@ -14,7 +14,7 @@ use crate::core::diagnostic::Severity;
 use crate::core::state::{AssigneeKind, RoundStatus, TaskState};
 use crate::core::timefmt::zh_datetime;
 use crate::core::validate::workflow_tz;
-use crate::store::{Millis, NewTimer, StoreError, TaskRow, Transition};
+use crate::store::{Millis, NewTimer, StoreError, SubmissionChange, TaskRow, Transition};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 /// The deadline of a reopened task.
@@ -180,6 +180,7 @@ impl Engine {
                 note,
                 Change::Finish,
                 detail,
+                None,
             )
             .await?;
         self.finish_if_done(row.round_id, actor).await?;
@@ -209,6 +210,7 @@ impl Engine {
                 reason,
                 Change::Finish,
                 detail,
+                None,
             )
             .await?;
         self.finish_if_done(row.round_id, actor).await?;
@@ -237,6 +239,20 @@ impl Engine {
         actor: &str,
         reason: Option<String>,
         due: NewDeadline,
+    ) -> Result<TaskRow> {
+        self.reopen_task_due_with(task_id, actor, reason, due, None)
+            .await
+    }
+
+    /// [`reopen_task_due`](Self::reopen_task_due), changing a submission in the same
+    /// transaction (a 退回 decides the branch's hand-in as it reopens the task).
+    pub(super) async fn reopen_task_due_with(
+        &self,
+        task_id: i64,
+        actor: &str,
+        reason: Option<String>,
+        due: NewDeadline,
+        submission: Option<SubmissionChange>,
     ) -> Result<TaskRow> {
         let task = self.task_or_err(task_id).await?;
         let round = self
@@ -325,6 +341,7 @@ impl Engine {
                     provisional,
                 },
                 detail,
+                submission,
             )
             .await?;
         if round.status == RoundStatus::Finished {
@@ -363,6 +380,7 @@ impl Engine {
         note: Option<String>,
         what: Change,
         detail: serde_json::Value,
+        submission: Option<SubmissionChange>,
     ) -> Result<TaskRow> {
         let finish = matches!(what, Change::Finish);
         let (cancel_timers, new_timers, set_due) = match what {
@@ -392,6 +410,7 @@ impl Engine {
                 &format!("task:{}", task.id),
                 detail,
             ),
+            submission,
         };
         let joins = if finish {
             self.joins(task, actor, now).await?

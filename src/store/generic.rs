@@ -20,7 +20,7 @@ use super::{
     TokenRow, Transition, VersionRow,
 };
 use super::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
-use super::{NewSubmission, Outcome, SubmissionRow};
+use super::{NewSubmission, Outcome, SubmissionChange, SubmissionRow};
 use super::{RatingsWrite, ResultFilter, ResultRow};
 use crate::core::pool::Person;
 use crate::core::state::{RoundStatus, TaskState};
@@ -302,6 +302,35 @@ where
             Tx::<B>::activate(&mut tx, &t, a).await?;
         }
         Tx::<B>::insert_audit(&mut tx, &t.audit).await?;
+        match &t.submission {
+            None => {}
+            Some(SubmissionChange::Insert(s, audit)) => {
+                Tx::<B>::insert_submission_in(&mut tx, s, audit).await?;
+            }
+            Some(SubmissionChange::Decide {
+                id,
+                outcome,
+                by,
+                reason,
+            }) => {
+                let decided = Tx::<B>::decide_submission_in(
+                    &mut tx,
+                    *id,
+                    *outcome,
+                    t.at,
+                    by,
+                    reason.as_deref(),
+                )
+                .await?;
+                if !decided {
+                    tx.rollback().await?;
+                    return Err(StoreError::Exists(format!(
+                        "submission {id} of task {} was already decided",
+                        task.id
+                    )));
+                }
+            }
+        }
         if !read.is_empty() {
             let mut q = sqlx::QueryBuilder::<B::Db>::new(sql::TASKS_OF_ROUND_BY_TASK);
             q.push_bind(task.round_id);

@@ -40,8 +40,8 @@ pub use results::{NewResult, RatingsWrite, ResultFilter, ResultRow};
 pub use rows::{
     Activation, AuditEntry, AuditRow, ClaimedOutbox, ClaimedTimers, CorruptTimer, Counts, Decide,
     Decided, Delivery, FireEffects, HistoryRow, NewNotification, NewRound, NewTask, NewTimer,
-    OutboxClaim, OutboxRow, Reprojection, RoundRow, SessionRow, TaskRow, TimerPayload, TimerRow,
-    TokenRow, Transition, VersionRow,
+    OutboxClaim, OutboxRow, Reprojection, RoundRow, SessionRow, SubmissionChange, TaskRow,
+    TimerPayload, TimerRow, TokenRow, Transition, VersionRow,
 };
 pub use shared::{Backend, RowsAffected};
 #[doc(hidden)]

@@ -504,6 +504,28 @@ pub struct Transition {
     pub set_due: Option<(Millis, bool)>,
     /// Audit entry.
     pub audit: AuditEntry,
+    /// A hand-in recorded or decided with the change, in its transaction: a task is never
+    /// 已提交 without its submission, nor reopened or done with it undecided.
+    pub submission: Option<SubmissionChange>,
+}
+
+/// What a transition does to the task's submissions.
+#[derive(Debug, Clone)]
+pub enum SubmissionChange {
+    /// The branch's hand-in, with its own audit entry.
+    Insert(super::NewSubmission, AuditEntry),
+    /// The office's decision on submission `id`; the transition fails (nothing written)
+    /// when it was already decided.
+    Decide {
+        /// Submission row id.
+        id: i64,
+        /// Accepted or returned.
+        outcome: super::Outcome,
+        /// Who decided.
+        by: String,
+        /// Why (a return's reason).
+        reason: Option<String>,
+    },
 }
 
 /// What a transition's caller decides inside its transaction, from the round's task rows as

@@ -204,6 +204,17 @@ where
         audit: &AuditEntry,
     ) -> Result<i64> {
         let mut tx = store.begin_write().await?;
+        let id = Self::insert_submission_in(&mut tx, s, audit).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The submission and its audit entry, in the caller's transaction.
+    pub(crate) async fn insert_submission_in(
+        c: &mut Conn<B>,
+        s: &NewSubmission,
+        audit: &AuditEntry,
+    ) -> Result<i64> {
         let fields = serde_json::to_string(&s.fields).unwrap_or_else(|_| "{}".into());
         let files = serde_json::to_string(&s.files).unwrap_or_else(|_| "[]".into());
         let id = sqlx::query_scalar::<B::Db, i64>(INSERT)
@@ -214,12 +225,11 @@ where
             .bind(s.actor.as_str())
             .bind(fields)
             .bind(files)
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut *c)
             .await?;
         let mut audit = audit.clone();
         audit.subject = format!("task:{}", s.task_id);
-        Tx::<B>::insert_audit(&mut tx, &audit).await?;
-        tx.commit().await?;
+        Tx::<B>::insert_audit(c, &audit).await?;
         Ok(id)
     }
 
@@ -232,15 +242,28 @@ where
         reason: Option<&str>,
     ) -> Result<bool> {
         let mut tx = store.begin_write().await?;
+        let decided = Self::decide_submission_in(&mut tx, id, outcome, at, by, reason).await?;
+        tx.commit().await?;
+        Ok(decided)
+    }
+
+    /// Record the decision in the caller's transaction; false when it was already decided.
+    pub(crate) async fn decide_submission_in(
+        c: &mut Conn<B>,
+        id: i64,
+        outcome: Outcome,
+        at: Millis,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<bool> {
         let n = sqlx::query(DECIDE)
             .bind(id)
             .bind(outcome.as_str())
             .bind(at)
             .bind(by)
             .bind(reason)
-            .execute(&mut *tx)
+            .execute(&mut *c)
             .await?;
-        tx.commit().await?;
         Ok(n.rows_affected() == 1)
     }
 

@@ -344,6 +344,7 @@ async fn reopen_takes_a_new_deadline_and_status_names_a_task_stuck_waiting() {
                 new_timers: vec![],
                 activate: vec![],
                 set_due: None,
+                submission: None,
                 audit: yanzhen::store::AuditEntry {
                     at: now,
                     actor: "test".into(),

@@ -79,6 +79,20 @@ impl Server {
         notify: NotifyConfig,
         files_config: Option<yanzhen::files::FilesConfig>,
     ) -> Server {
+        Server::start_full(store, notify, files_config, None).await
+    }
+
+    /// With `http` as `[http]` (else the defaults).
+    async fn start_with_http(store: Arc<dyn Store>, http: yanzhen::config::HttpConfig) -> Server {
+        Server::start_full(store, NotifyConfig::default(), None, Some(http)).await
+    }
+
+    async fn start_full(
+        store: Arc<dyn Store>,
+        notify: NotifyConfig,
+        files_config: Option<yanzhen::files::FilesConfig>,
+        http: Option<yanzhen::config::HttpConfig>,
+    ) -> Server {
         yanzhen::notify::install_tls_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -93,6 +107,9 @@ impl Server {
         cat.config.files.root = files.path().to_path_buf();
         if let Some(f) = files_config {
             cat.config.files = f;
+        }
+        if let Some(h) = http {
+            cat.config.http = h;
         }
         let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 9)));
         let app = App::build(
@@ -452,6 +469,125 @@ async fn a_file_over_its_limit_is_refused_while_it_streams_before_the_client_sen
         );
         assert_eq!(s.stored_files(), 0, "{name}: the partial upload is removed");
     }
+}
+
+/// A raw connection that has sent a hand-in's headers and the start of its body, promising
+/// `total` body bytes: the rest is written by the test.
+async fn open_hand_in(s: &Server, total: usize) -> (tokio::net::TcpStream, String) {
+    let head = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"f.candidates\"\r\n\r\n张三\n李四\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file.form1\"; filename=\"slow.pdf\"\r\n\r\n"
+    );
+    let tail = format!("\r\n--{BOUNDARY}--\r\n");
+    let addr = s.base.strip_prefix("http://").expect("addr").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let req = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+        s.submit_path().await,
+        head.len() + total + tail.len()
+    );
+    conn.write_all(req.as_bytes()).await.expect("head");
+    (conn, tail)
+}
+
+/// The status line's code of what the server answered on `conn`, within `secs` seconds.
+async fn answer(conn: &mut tokio::net::TcpStream, secs: u64) -> Option<u16> {
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(secs),
+        conn.read_to_end(&mut buf),
+    )
+    .await;
+    if read.is_err() && buf.is_empty() {
+        return None;
+    }
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+}
+
+#[tokio::test]
+async fn a_hand_in_slower_than_the_request_timeout_is_accepted_within_the_upload_timeout() {
+    let (_, store, _g) = common::stores::sqlite().await;
+    let http = yanzhen::config::HttpConfig {
+        request_timeout_seconds: 1,
+        upload_timeout_seconds: 30,
+        ..Default::default()
+    };
+    let s = Server::start_with_http(store, http).await;
+    let file = pdf();
+    let (mut conn, tail) = open_hand_in(&s, file.len()).await;
+    // 2.5 s in all, in five pieces: past the 1 s request timeout, each pause well under
+    // the upload idle limit.
+    for piece in file.chunks(file.len().div_ceil(5)) {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        conn.write_all(piece).await.expect("piece");
+    }
+    conn.write_all(tail.as_bytes()).await.expect("tail");
+    assert_eq!(answer(&mut conn, 30).await, Some(200));
+    assert_eq!(s.state().await, TaskState::Submitted);
+}
+
+#[tokio::test]
+async fn a_hand_in_that_stalls_past_the_idle_limit_is_cut_off_and_nothing_is_kept() {
+    let (_, store, _g) = common::stores::sqlite().await;
+    let http = yanzhen::config::HttpConfig {
+        upload_idle_seconds: 1,
+        ..Default::default()
+    };
+    let s = Server::start_with_http(store, http).await;
+    let file = pdf();
+    let (mut conn, _tail) = open_hand_in(&s, file.len()).await;
+    conn.write_all(&file[..file.len() / 2]).await.expect("half");
+    // Then nothing: the server must answer on its own, long before its 900 s upload limit.
+    let status = answer(&mut conn, 20).await;
+    assert!(
+        matches!(status, Some(400) | Some(408)),
+        "a stalled hand-in is refused: {status:?}"
+    );
+    assert_eq!(s.state().await, TaskState::Open);
+    assert!(
+        s.store
+            .task_submissions(s.task)
+            .await
+            .expect("subs")
+            .is_empty()
+    );
+    assert_eq!(s.stored_files(), 0, "the partial upload is removed");
+}
+
+#[tokio::test]
+async fn hand_ins_beyond_the_concurrent_limit_wait_for_a_slot_and_then_go_through() {
+    let (_, store, _g) = common::stores::sqlite().await;
+    let http = yanzhen::config::HttpConfig {
+        max_concurrent_uploads: 1,
+        ..Default::default()
+    };
+    let s = Server::start_with_http(store, http).await;
+    let file = pdf();
+    // The first takes the only slot and holds it half sent.
+    let (mut first, first_tail) = open_hand_in(&s, file.len()).await;
+    first.write_all(&file[..100]).await.expect("start");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The second is sent whole, but is not read while the first holds the slot.
+    let (mut second, second_tail) = open_hand_in(&s, file.len()).await;
+    second.write_all(&file).await.expect("whole");
+    second
+        .write_all(second_tail.as_bytes())
+        .await
+        .expect("tail");
+    assert_eq!(
+        answer(&mut second, 1).await,
+        None,
+        "the second hand-in waits for the slot"
+    );
+    first.write_all(&file[100..]).await.expect("rest");
+    first.write_all(first_tail.as_bytes()).await.expect("tail");
+    assert_eq!(answer(&mut first, 30).await, Some(200));
+    // The task is 已提交 now, so the second, read at last, is answered 409.
+    assert_eq!(answer(&mut second, 30).await, Some(409));
 }
 
 #[tokio::test]

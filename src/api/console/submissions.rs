@@ -26,11 +26,22 @@ use serde_json::json;
 /// file's own limit (`max_mb`) is enforced while it streams.
 pub const UPLOAD_MAX_BYTES: usize = 256 * 1024 * 1024;
 
-/// The branch's upload and download routes (behind the branch rate limit, with their own
-/// body limit: see `api::router`).
-pub fn branch_upload_routes() -> Router<State> {
+/// The branch's hand-in route (behind the branch rate limit, with limits of its own: see
+/// `api::router`).
+pub fn branch_upload_routes(http: &crate::config::HttpConfig) -> Router<State> {
+    // One semaphore for every hand-in: a waiting one has not read its body yet, so it
+    // holds a connection but no buffers.
+    let slots = tower::limit::GlobalConcurrencyLimitLayer::new(http.max_concurrent_uploads);
+    Router::new().route(
+        "/b/{unit}/t/{task}/submit",
+        post(branch_submit).layer(slots),
+    )
+}
+
+/// The branch's file downloads (its own hand-ins and the blank forms), under the branch
+/// pages' limits: a download's body streams after the response starts.
+pub fn branch_file_routes() -> Router<State> {
     Router::new()
-        .route("/b/{unit}/t/{task}/submit", post(branch_submit))
         .route("/b/{unit}/t/{task}/files/{sub}/{n}", get(branch_file))
         .route("/b/{unit}/t/{task}/forms/{n}", get(branch_form))
 }

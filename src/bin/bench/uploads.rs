@@ -73,6 +73,9 @@ async fn app(
     cat.config.files.root = tmp.join(format!("{name}-files"));
     cat.config.http.branch_burst = 10_000;
     cat.config.http.max_connections_per_address = 10_000;
+    if let Some(n) = opts.upload_slots {
+        cat.config.http.max_concurrent_uploads = n;
+    }
     let app = App::build(
         cat,
         store,
@@ -284,6 +287,7 @@ pub async fn uploads(
     report(
         "uploads",
         serde_json::json!({"backend": backend, "clients": clients, "file_bytes": size,
+        "upload_slots": app.engine.catalog().config.http.max_concurrent_uploads,
         "statuses": statuses, "tasks_submitted": submitted, "seconds": secs,
         "mb_per_s": bytes / 1_048_576.0 / secs,
         "timers_due_during": during.len(), "timers_fired": late.len(),

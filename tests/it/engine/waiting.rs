@@ -382,6 +382,7 @@ fn raw_complete(task_id: i64, at: DateTime<Utc>) -> yanzhen::store::Transition {
         new_timers: vec![],
         activate: vec![],
         set_due: None,
+        submission: None,
         audit: yanzhen::store::AuditEntry {
             at: ms(at),
             actor: "test".into(),

@@ -110,6 +110,7 @@ fn transition(
         new_timers: vec![],
         activate: vec![],
         set_due: None,
+        submission: None,
         audit: audit(&format!("task.{action}"), &format!("task:{task_id}"), at),
     }
 }

@@ -602,3 +602,82 @@ async fn sqlite_memory_store_works() {
         "each memory store is its own database"
     );
 }
+
+#[tokio::test]
+async fn a_hand_in_is_recorded_with_its_state_change_and_a_second_decision_writes_nothing() {
+    use yanzhen::store::{NewSubmission, Outcome, SubmissionChange};
+    for (name, store, _g) in common::stores::stores().await {
+        let round_id = round_ab(&store, "x").await;
+        let a = store
+            .task_by_key(round_id, "a@u1")
+            .await
+            .expect("a")
+            .expect("a");
+        let sub = NewSubmission {
+            task_id: a.id,
+            round_id,
+            unit: "u1".into(),
+            at: 4_000,
+            actor: "link:u1".into(),
+            fields: [("note".to_string(), "材料齐全".to_string())].into(),
+            files: vec![],
+        };
+        let mut t = transition(
+            a.id,
+            &[TaskState::Open],
+            TaskState::Submitted,
+            4_000,
+            "submit",
+        );
+        t.cancel_timers = true;
+        t.submission = Some(SubmissionChange::Insert(
+            sub,
+            audit("submission.create", "", 4_000),
+        ));
+        let row = store.transition(t).await.expect("submit");
+        assert_eq!(row.state, TaskState::Submitted, "{name}");
+        let subs = store.task_submissions(a.id).await.expect("subs");
+        assert_eq!(subs.len(), 1, "{name}: the submission came with the change");
+        assert_eq!(
+            subs[0].fields.get("note").map(String::as_str),
+            Some("材料齐全")
+        );
+
+        let decide = |at| {
+            let mut t = transition(
+                a.id,
+                &[TaskState::Submitted, TaskState::Done],
+                TaskState::Done,
+                at,
+                "accept",
+            );
+            t.submission = Some(SubmissionChange::Decide {
+                id: subs[0].id,
+                outcome: Outcome::Accepted,
+                by: "office".into(),
+                reason: None,
+            });
+            t
+        };
+        let done = store.transition(decide(5_000)).await.expect("accept");
+        assert_eq!(done.state, TaskState::Done, "{name}");
+        let history = store.task_history(a.id).await.expect("history").len();
+        // The same decision again (a second office clerk at once): refused, and neither the
+        // task, its history nor the submission changes.
+        let again = store.transition(decide(6_000)).await;
+        assert!(again.is_err(), "{name}: an already decided submission");
+        let after = store.task(a.id).await.expect("read").expect("task");
+        assert_eq!(
+            after.updated_at, 5_000,
+            "{name}: the task is as the first left it"
+        );
+        assert_eq!(
+            store.task_history(a.id).await.expect("history").len(),
+            history,
+            "{name}"
+        );
+        let subs = store.task_submissions(a.id).await.expect("subs");
+        assert_eq!(subs[0].decided_at, Some(5_000), "{name}");
+        assert_eq!(subs[0].outcome, Some(Outcome::Accepted), "{name}");
+    }
+}
