@@ -1100,5 +1100,32 @@ async fn the_api_adds_a_person_to_a_running_round_and_lists_who_is_short_of_talk
             .clone();
         assert_eq!(talks["short"][0]["person"]["id"], id, "{}", s.name);
         assert_eq!(talks["short"][0]["count"], 0, "{}", s.name);
+
+        // The console's 次数检查 page says the same to a reader, in Chinese.
+        let cookie = common::session::sign_in(&s.base, &s.reader).await;
+        let page = s
+            .http
+            .get(format!("{}/console/people/counts?year=2026", s.base))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("GET counts page");
+        let status = page.status();
+        let html = page.text().await.expect("page");
+        assert_eq!(status, StatusCode::OK, "{}: {html}", s.name);
+        let rule = html
+            .split("<section class=\"count-rule\" data-rule=\"talks_per_year\">")
+            .nth(1)
+            .and_then(|rest| rest.split("</section>").next())
+            .unwrap_or_else(|| panic!("{}: no talk rule on the page: {html}", s.name));
+        assert!(rule.contains("1 人未达到要求"), "{}: {rule}", s.name);
+        assert!(
+            rule.contains(&format!(
+                "<tr data-person=\"{id}\"><td><a href=\"/console/people/{id}\">孙悦</a></td>"
+            )),
+            "{}: {rule}",
+            s.name
+        );
+        assert!(rule.contains("<td>0</td><td>2</td>"), "{}: {rule}", s.name);
     }
 }

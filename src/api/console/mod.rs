@@ -128,6 +128,7 @@ pub fn routes(http: &crate::config::HttpConfig) -> Router<State> {
         )
         .route("/console/people/new", get(pool::new_person))
         .route("/console/people/check", get(pool::check_page))
+        .route("/console/people/counts", get(pool::counts_page))
         .route("/console/results", get(ratings::results_page))
         // A static path, so it wins over the lists' `/console/export/{file}` (whose filter has no year).
         .route("/console/export/results.xlsx", get(ratings::results_export))

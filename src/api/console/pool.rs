@@ -170,6 +170,61 @@ pub(super) async fn check_page(
     )
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct CountsQuery {
+    year: String,
+}
+
+/// 次数检查: the workflows' counting rules (`counts:`, e.g. 谈心谈话 twice a year) over a
+/// year, default this year: per rule, who in the pool is short and how many they have.
+pub(super) async fn counts_page(
+    Shared(state): Shared<State>,
+    ConsoleUser(user): ConsoleUser,
+    Query(q): Query<CountsQuery>,
+) -> Response {
+    let ui = Ui::new(&state, Some(&user));
+    let asked = q.year.trim().parse::<i32>().ok();
+    let year = asked
+        .filter(|y| (1900..=9999).contains(y))
+        .unwrap_or_else(|| chrono::Datelike::year(&ui.today()));
+    let reports = match state.engine.count_reports(year).await {
+        Ok(r) => r,
+        Err(e) => return ui.fail(e),
+    };
+    let dir = &state.engine.catalog().directory;
+    let unit_name = |id: &str| {
+        dir.units
+            .iter()
+            .find(|u| u.id.value == id)
+            .map_or_else(|| id.to_string(), |u| u.name.clone())
+    };
+    let rules: Vec<Value> = reports
+        .iter()
+        .map(|r| {
+            let short: Vec<Value> = r
+                .short
+                .iter()
+                .map(|s| {
+                    json!({"id": s.person.id, "name": s.person.name,
+                        "unit": unit_name(&s.person.unit), "count": s.count})
+                })
+                .collect();
+            json!({"workflow": r.workflow, "id": r.id, "title": r.title,
+                "until": r.until.to_string(), "required": r.required,
+                "people": r.people, "short": short})
+        })
+        .collect();
+    ui.page(
+        StatusCode::OK,
+        "pool_counts.html",
+        json!({
+            "active": "people", "year": year, "rules": rules,
+            "bad_year": !q.year.trim().is_empty() && asked != Some(year),
+        }),
+    )
+}
+
 /// A form's values: the posted fields the form shows, by key.
 type FormValues = BTreeMap<String, String>;
 

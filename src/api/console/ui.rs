@@ -82,6 +82,10 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/console/pool_check.html"),
     ),
     (
+        "pool_counts.html",
+        include_str!("../../../templates/console/pool_counts.html"),
+    ),
+    (
         "person.html",
         include_str!("../../../templates/console/person.html"),
     ),
