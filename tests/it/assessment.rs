@@ -7,93 +7,31 @@
 
 use crate::common;
 use crate::common::session::{csrf, sign_in};
+use common::office::{Office, offices};
 
 use chrono::{TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use yanzhen::access::{LinkSigner, new_token, token_hash};
+use yanzhen::access::LinkSigner;
 use yanzhen::assessment::{AssessError, Assessment};
-use yanzhen::engine::Engine;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::VirtualClock;
-use yanzhen::store::{AuditEntry, ResultFilter, Store, TokenRow};
+use yanzhen::store::ResultFilter;
 
-struct Server {
-    name: &'static str,
-    base: String,
-    admin: String,
-    store: Arc<dyn Store>,
-    engine: Arc<Engine>,
-    http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _guard: common::stores::Guard,
-}
+/// The office server, called with the administrator token.
+struct Server(Office);
 
-async fn server(name: &'static str, store: Arc<dyn Store>, guard: common::stores::Guard) -> Server {
-    yanzhen::notify::install_tls_provider();
-    let now = Shanghai
-        .with_ymd_and_hms(2026, 1, 10, 9, 0, 0)
-        .unwrap()
-        .with_timezone(&Utc);
-    let app = App::build(
-        common::catalog_with(&[], true),
-        store.clone(),
-        Arc::new(VirtualClock::new(now)),
-        AppOptions {
-            link_secret: Some("assess-test".into()),
-            config_path: common::root().join("config/yanzhen.toml"),
-            ..AppOptions::new("assess")
-        },
-    )
-    .await
-    .expect("app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(yanzhen::api::serve(listener, app.http, async move {
-        let _ = rx.await;
-    }));
-    let admin = new_token();
-    let row = TokenRow {
-        name: "zzb-ma".into(),
-        hash: token_hash(&admin),
-        rights: "admin".parse().expect("rights"),
-        created_at: 0,
-        revoked_at: None,
-        expires_at: None,
-        last_used_at: None,
-    };
-    let audit = AuditEntry {
-        at: 0,
-        actor: "test".into(),
-        action: "token.create".into(),
-        subject: "zzb-ma".into(),
-        detail_json: "{}".into(),
-    };
-    store.create_token(row, audit).await.expect("token");
-    Server {
-        name,
-        base,
-        admin,
-        store,
-        engine: app.engine,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        _stop: tx,
-        _guard: guard,
+impl std::ops::Deref for Server {
+    type Target = Office;
+    fn deref(&self) -> &Office {
+        &self.0
     }
 }
 
 async fn servers() -> Vec<Server> {
-    let mut out = Vec::new();
-    for (name, store, guard) in common::stores::stores().await {
-        out.push(server(name, store, guard).await);
-    }
-    out
+    offices("assess").await.into_iter().map(Server).collect()
 }
 
 /// Ten reserves of dongguan: the quota of 好 is 15% of 10, rounded down: one.
@@ -112,9 +50,7 @@ const DONGGUAN: [&str; 10] = [
 
 impl Server {
     async fn call(&self, r: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let resp = r.bearer_auth(&self.admin).send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.send(r, &self.admin).await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -131,22 +67,13 @@ impl Server {
     async fn people(&self) -> Vec<(String, i64)> {
         let mut out = Vec::new();
         for (i, name) in DONGGUAN.iter().enumerate() {
-            let (st, p) = self
-                .post(
-                    "/api/people",
-                    json!({"name": name, "unit": "dongguan", "tier": 1 + i % 4, "birth": "1990.05"}),
-                )
+            let id = self
+                .add_person(name, "dongguan", 1 + i % 4, "1990.05")
                 .await;
-            assert_eq!(st, StatusCode::CREATED, "{}: {p}", self.name);
-            out.push((name.to_string(), p["id"].as_i64().unwrap()));
+            out.push((name.to_string(), id));
         }
-        let (_, p) = self
-            .post(
-                "/api/people",
-                json!({"name": "陈思雨", "unit": "xiguan", "tier": 2, "birth": "1996.04"}),
-            )
-            .await;
-        out.push(("陈思雨".into(), p["id"].as_i64().unwrap()));
+        let id = self.add_person("陈思雨", "xiguan", 2, "1996.04").await;
+        out.push(("陈思雨".into(), id));
         out
     }
 
@@ -628,16 +555,7 @@ fn every_bad_ratings_block_is_reported_with_its_position_and_a_hint() {
 
 #[tokio::test]
 async fn the_cli_lists_results_by_year_and_the_priority_list_on_sqlite_and_postgres() {
-    use crate::common::daemon::Setup;
-    let mut setups = vec![("sqlite", Setup::new().with_shipped_workflows(), None)];
-    if let Some((url, guard)) = common::stores::postgres_database().await {
-        setups.push((
-            "postgres",
-            Setup::new().with_shipped_workflows().db_url(url),
-            Some(guard),
-        ));
-    }
-    for (n, s, _guard) in setups {
+    for (n, s, _guard) in common::daemon::setups(true).await {
         for name in &DONGGUAN[..7] {
             let out = s.run(&[
                 "pool", "add", "--name", name, "--unit", "dongguan", "--tier", "1", "--birth",

@@ -7,15 +7,14 @@
 use crate::common;
 use crate::common::daemon::Setup;
 
-use chrono::{TimeZone, Utc};
+use chrono::TimeZone;
 use chrono_tz::Asia::Shanghai;
+use common::office::{Office, office, offices};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use yanzhen::access::{LinkSigner, new_token, token_hash};
-use yanzhen::runtime::app::{App, AppOptions};
-use yanzhen::runtime::clock::VirtualClock;
-use yanzhen::store::{AuditEntry, Store, TokenRow};
+use yanzhen::access::LinkSigner;
+use yanzhen::store::Store;
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
@@ -31,93 +30,25 @@ const BAD_ROSTER: &str = "姓名,性别,出生年月,所在单位,梯队,政治�
     陈思雨,未知,1996/4/12,南门社区党支部,4,党员\n\
     周晓明,男,1988.03,东关社区党委,2,党员\n";
 
-struct Server {
-    name: &'static str,
-    base: String,
-    admin: String,
-    reader: String,
-    store: Arc<dyn Store>,
-    http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _guard: common::stores::Guard,
-}
+/// The office server: read with the read token, written with the administrator's.
+struct Server(Office);
 
-async fn token(store: &Arc<dyn Store>, name: &str, rights: &str) -> String {
-    let t = new_token();
-    let audit = AuditEntry {
-        at: 0,
-        actor: "test".into(),
-        action: "token.create".into(),
-        subject: name.into(),
-        detail_json: "{}".into(),
-    };
-    let row = TokenRow {
-        name: name.into(),
-        hash: token_hash(&t),
-        rights: rights.parse().expect("rights"),
-        created_at: 0,
-        revoked_at: None,
-        expires_at: None,
-        last_used_at: None,
-    };
-    store.create_token(row, audit).await.expect("token");
-    t
+impl std::ops::Deref for Server {
+    type Target = Office;
+    fn deref(&self) -> &Office {
+        &self.0
+    }
 }
 
 async fn server(name: &'static str, store: Arc<dyn Store>, guard: common::stores::Guard) -> Server {
-    yanzhen::notify::install_tls_provider();
-    let now = Shanghai
-        .with_ymd_and_hms(2026, 1, 10, 9, 0, 0)
-        .unwrap()
-        .with_timezone(&Utc);
-    let app = App::build(
-        common::catalog_with(&[], true),
-        store.clone(),
-        Arc::new(VirtualClock::new(now)),
-        AppOptions {
-            link_secret: Some("pool-test".into()),
-            config_path: common::root().join("config/yanzhen.toml"),
-            ..AppOptions::new("pool")
-        },
-    )
-    .await
-    .expect("app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(yanzhen::api::serve(listener, app.http, async move {
-        let _ = rx.await;
-    }));
-    Server {
-        name,
-        base,
-        admin: token(&store, "zzb-ma", "admin").await,
-        reader: token(&store, "viewer", "read").await,
-        store,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        _stop: tx,
-        _guard: guard,
-    }
+    Server(office(name, store, guard, "pool").await)
 }
 
 async fn servers() -> Vec<Server> {
-    let mut out = Vec::new();
-    for (name, store, guard) in common::stores::stores().await {
-        out.push(server(name, store, guard).await);
-    }
-    out
+    offices("pool").await.into_iter().map(Server).collect()
 }
 
 impl Server {
-    async fn send(&self, r: reqwest::RequestBuilder, token: &str) -> (StatusCode, Value) {
-        let resp = r.bearer_auth(token).send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
     async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.send(self.http.get(format!("{}{path}", self.base)), &self.reader)
             .await
@@ -461,13 +392,7 @@ async fn export_then_import_into_a_fresh_database_gives_the_identical_registry()
 async fn events_of_the_kinds_workflows_declare_are_recorded_and_listed_by_person_kind_and_year() {
     for s in servers().await {
         let n = s.name;
-        let (_, p) = s
-            .post(
-                "/api/people",
-                json!({"name": "孙丽娜", "unit": "dongguan", "tier": 2, "birth": "1992-11-01"}),
-            )
-            .await;
-        let id = p["id"].as_i64().unwrap();
+        let id = s.add_person("孙丽娜", "dongguan", 2, "1992-11-01").await;
         let events = format!("/api/people/{id}/events");
         let (st, e) = s
             .post(
@@ -683,15 +608,7 @@ fn yanzhen(setup: &Setup, args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn the_cli_adds_edits_removes_imports_and_exports_on_sqlite_and_postgres() {
     // Every shipped workflow, so that cadre-talks declares the event kinds.
-    let mut setups = vec![("sqlite", Setup::new().with_shipped_workflows(), None)];
-    if let Some((url, guard)) = common::stores::postgres_database().await {
-        setups.push((
-            "postgres",
-            Setup::new().with_shipped_workflows().db_url(url),
-            Some(guard),
-        ));
-    }
-    for (n, s, _guard) in setups {
+    for (n, s, _guard) in common::daemon::setups(true).await {
         let dir = s.path().to_path_buf();
         let bad = dir.join("bad.csv");
         std::fs::write(&bad, BAD_ROSTER).unwrap();
@@ -809,14 +726,8 @@ async fn the_cli_adds_edits_removes_imports_and_exports_on_sqlite_and_postgres()
 async fn a_stored_person_whose_date_or_tier_does_not_parse_is_reported_not_defaulted() {
     for (n, store, guard) in common::stores::stores().await {
         let s = server(n, store.clone(), guard).await;
-        let (_, p) = s
-            .post(
-                "/api/people",
-                json!({"name": "孙丽娜", "unit": "dongguan", "tier": 2, "birth": "1992.11"}),
-            )
-            .await;
-        let id = p["id"].as_i64().unwrap();
-        common::stores::write_raw(&s._guard, "people", "birth", id, "'1992-13-01'").await;
+        let id = s.add_person("孙丽娜", "dongguan", 2, "1992.11").await;
+        common::stores::write_raw(&s.guard, "people", "birth", id, "'1992-13-01'").await;
         let err = store
             .person(id)
             .await
@@ -829,8 +740,8 @@ async fn a_stored_person_whose_date_or_tier_does_not_parse_is_reported_not_defau
             ),
             "{n}"
         );
-        common::stores::write_raw(&s._guard, "people", "birth", id, "'1992-11-01'").await;
-        common::stores::write_raw(&s._guard, "people", "tier", id, "9").await;
+        common::stores::write_raw(&s.guard, "people", "birth", id, "'1992-11-01'").await;
+        common::stores::write_raw(&s.guard, "people", "tier", id, "9").await;
         let err = store.people(&Default::default()).await.expect_err("tier 9");
         assert!(err.to_string().contains("has tier `9`"), "{n}: {err}");
         let (st, e) = s.get(&format!("/api/people/{id}")).await;
@@ -929,11 +840,7 @@ fn planted() -> Vec<(String, String)> {
 #[tokio::test]
 async fn pool_check_reports_exactly_the_planted_violations_with_exit_status_1_on_sqlite_and_postgres()
  {
-    let mut setups = vec![("sqlite", Setup::new(), None)];
-    if let Some((url, guard)) = common::stores::postgres_database().await {
-        setups.push(("postgres", Setup::new().db_url(url), Some(guard)));
-    }
-    for (n, s, _guard) in setups {
+    for (n, s, _guard) in common::daemon::setups(false).await {
         // An empty pool breaks the count and ratio rules in all 13 branches.
         let out = yanzhen(&s, &["pool", "check", "--format", "json"]);
         assert_eq!(out.status.code(), Some(1), "{n}");
@@ -1046,14 +953,7 @@ async fn the_api_adds_a_person_to_a_running_round_and_lists_who_is_short_of_talk
             .await;
         assert_eq!(status, StatusCode::CREATED, "{}: {round}", s.name);
         let round = round["id"].as_i64().expect("round id");
-        let (status, person) = s
-            .post(
-                "/api/people",
-                json!({"name": "孙悦", "unit": "xiguan", "tier": 2, "birth": "1991.04"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{}: {person}", s.name);
-        let id = person["id"].as_i64().expect("person id");
+        let id = s.add_person("孙悦", "xiguan", 2, "1991.04").await;
         let (status, impact) = s
             .post(
                 &format!("/api/rounds/{round}/people"),

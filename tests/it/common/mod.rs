@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod daemon;
 pub mod http;
+pub mod office;
 pub mod session;
 pub mod smtp;
 pub mod stores;
