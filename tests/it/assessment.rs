@@ -6,7 +6,7 @@
 //! reopened and submitted again; the 优先使用 list; the branch page rates its own people only.
 
 use crate::common;
-use crate::common::session::{csrf, sign_in};
+use crate::common::session::{SignedIn, post_form};
 use common::office::{Office, offices};
 
 use chrono::{TimeZone, Utc};
@@ -255,16 +255,7 @@ async fn a_valid_submission_stores_the_results_by_year_completes_the_task_and_li
             .map(|r| r["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["周晓明"], "{n}: 优先使用");
-        let page = s
-            .http
-            .get(format!("{}/console/results?year=2025", s.base))
-            .bearer_auth(&s.admin)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = s.text("/console/results?year=2025", Some(&s.admin)).await;
         let list = page
             .split("id=\"priority-list\"")
             .nth(1)
@@ -276,15 +267,8 @@ async fn a_valid_submission_stores_the_results_by_year_completes_the_task_and_li
         );
         // The person's page shows the result by year.
         let page = s
-            .http
-            .get(format!("{}/console/people/{}", s.base, people[0].1))
-            .bearer_auth(&s.admin)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            .text(&format!("/console/people/{}", people[0].1), Some(&s.admin))
+            .await;
         let table = page.split("id=\"results\"").nth(1).expect("results table");
         assert!(table.contains("2025") && table.contains("好"), "{n}");
 
@@ -390,15 +374,7 @@ async fn the_branch_page_rates_its_own_people_only_and_the_console_task_page_tak
             .unwrap()
             .timestamp();
         let link = LinkSigner::new("assess-test").task_link("dongguan", task, exp);
-        let page = s
-            .http
-            .get(format!("{}{link}", s.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = s.text(&link, None).await;
         let form = page
             .split("id=\"ratings-form\"")
             .nth(1)
@@ -414,65 +390,40 @@ async fn the_branch_page_rates_its_own_people_only_and_the_console_task_page_tak
 
         // The branch posts a breach through its link: refused with the rule, nothing kept.
         let action = link.replacen('?', "/ratings?", 1);
-        let body: Vec<String> = people
+        let fields: Vec<String> = people
             .iter()
             .filter(|(p, _)| DONGGUAN.contains(&p.as_str()))
-            .map(|(_, id)| format!("p{id}=%E5%A5%BD"))
+            .map(|(_, id)| format!("p{id}"))
             .collect();
-        let resp = s
-            .http
-            .post(format!("{}{action}", s.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.join("&"))
-            .send()
-            .await
-            .unwrap();
+        let all_good: Vec<(&str, &str)> = fields.iter().map(|f| (f.as_str(), "好")).collect();
+        let resp = post_form(&s.http, &s.url(&action), None, &all_good).await;
         assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{n}");
         let text = resp.text().await.unwrap();
         assert!(text.contains("最多1人为“好”，提交了10人"), "{n}: {text}");
         assert!(s.results(2025).await.is_empty(), "{n}");
 
         // The console task page: sign in, post the form with its CSRF token.
-        let pair = sign_in(&s.base, &s.admin).await;
-        let page = s
-            .http
-            .get(format!("{}/console/tasks/{task}", s.base))
-            .header("cookie", pair.clone())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let me = SignedIn::new(&s.base, &s.admin, "assess-test").await;
+        let page = me
+            .page(&s.http, &s.url(&format!("/console/tasks/{task}")))
+            .await;
         assert!(page.contains("id=\"ratings-form\""), "{n}: {page}");
-        let mut form: Vec<(String, String)> = vec![("csrf".into(), csrf("assess-test", &pair))];
-        for (name, id) in people
+        let ratings: Vec<(String, &str)> = people
             .iter()
             .filter(|(p, _)| DONGGUAN.contains(&p.as_str()))
-        {
-            let r = if name == "周晓明" { "好" } else { "一般" };
-            form.push((format!("p{id}"), r.into()));
-        }
-        let resp = s
-            .http
-            .post(format!("{}/console/tasks/{task}/ratings", s.base))
-            .header("cookie", pair.clone())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(
-                form.iter()
-                    .map(|(k, v)| {
-                        let v = percent_encoding::utf8_percent_encode(
-                            v,
-                            percent_encoding::NON_ALPHANUMERIC,
-                        );
-                        format!("{k}={v}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join("&"),
+            .map(|(name, id)| {
+                let r = if name == "周晓明" { "好" } else { "一般" };
+                (format!("p{id}"), r)
+            })
+            .collect();
+        let form: Vec<(&str, &str)> = ratings.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let resp = me
+            .post_form(
+                &s.http,
+                &s.url(&format!("/console/tasks/{task}/ratings")),
+                &form,
             )
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(
             resp.status(),
             StatusCode::SEE_OTHER,

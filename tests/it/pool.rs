@@ -10,6 +10,7 @@ use crate::common::daemon::Setup;
 use chrono::TimeZone;
 use chrono_tz::Asia::Shanghai;
 use common::office::{Office, office, offices};
+use common::session::SignedIn;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -502,22 +503,11 @@ async fn the_console_lists_the_pool_by_branch_and_an_admin_edits_a_person_throug
         let roster = std::fs::read(common::root().join("examples/roster.csv")).unwrap();
         s.import("", "text/csv", roster).await;
         // Signed in as a browser is: a session cookie, and the session's CSRF token in forms.
-        let reader = common::session::sign_in(&s.base, &s.reader).await;
-        let admin = common::session::sign_in(&s.base, &s.admin).await;
-        let admin_csrf = common::session::csrf("pool-test", &admin);
-        let reader_csrf = common::session::csrf("pool-test", &reader);
-        let page = |path: String, cookie: &str| {
-            s.http
-                .get(format!("{}{path}", s.base))
-                .header("cookie", cookie.to_string())
-                .send()
-        };
-        let body = page("/console/people?unit=xiguan".into(), &reader)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let reader = SignedIn::new(&s.base, &s.reader, "pool-test").await;
+        let admin = SignedIn::new(&s.base, &s.admin, "pool-test").await;
+        let body = reader
+            .page(&s.http, &s.url("/console/people?unit=xiguan"))
+            .await;
         assert!(
             body.contains("吴建华") && !body.contains("周晓明"),
             "{n}: filtered by unit"
@@ -528,27 +518,28 @@ async fn the_console_lists_the_pool_by_branch_and_an_admin_edits_a_person_throug
         );
         let (_, list) = s.get("/api/people?unit=xiguan&tier=1").await;
         let id = list[0]["id"].as_i64().unwrap();
-        let resp = s
-            .http
-            .post(format!("{}/console/people/{id}/edit", s.base))
-            .header("cookie", admin.clone())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("csrf={admin_csrf}&name=%E5%90%B4%E5%BB%BA%E5%8D%8E&unit=xiguan&tier=2&birth=1985.06&current_post=%E4%B8%BB%E4%BB%BB"))
-            .send()
-            .await
-            .unwrap();
+        let resp = admin
+            .post_form(
+                &s.http,
+                &s.url(&format!("/console/people/{id}/edit")),
+                &[
+                    ("name", "吴建华"),
+                    ("unit", "xiguan"),
+                    ("tier", "2"),
+                    ("birth", "1985.06"),
+                    ("current_post", "主任"),
+                ],
+            )
+            .await;
         assert_eq!(
             resp.status(),
             StatusCode::SEE_OTHER,
             "{n}: {}",
             resp.text().await.unwrap()
         );
-        let body = page(format!("/console/people/{id}"), &reader)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = reader
+            .page(&s.http, &s.url(&format!("/console/people/{id}")))
+            .await;
         assert!(
             body.contains("第一梯队 → 第二梯队") || body.contains("1 → 2"),
             "{n}: {body}"
@@ -561,30 +552,24 @@ async fn the_console_lists_the_pool_by_branch_and_an_admin_edits_a_person_throug
 
         // The add form: a read token is refused; a bad value shows the form again with
         // the reason; a good one adds the person.
-        let add = |cookie: &str, csrf: &str, form: &'static str| {
-            s.http
-                .post(format!("{}/console/people", s.base))
-                .header("cookie", cookie.to_string())
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(format!("csrf={csrf}&{form}"))
-                .send()
+        let add = s.url("/console/people");
+        let form = |birth| {
+            [
+                ("name", "新人"),
+                ("unit", "nanmen"),
+                ("tier", "4"),
+                ("birth", birth),
+            ]
         };
-        let form = "name=%E6%96%B0%E4%BA%BA&unit=nanmen&tier=4&birth=1999.09";
-        let resp = add(&reader, &reader_csrf, form).await.unwrap();
+        let resp = reader.post_form(&s.http, &add, &form("1999.09")).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{n}");
-        let resp = add(
-            &admin,
-            &admin_csrf,
-            "name=%E6%96%B0%E4%BA%BA&unit=nanmen&tier=4&birth=1999.19",
-        )
-        .await
-        .unwrap();
+        let resp = admin.post_form(&s.http, &add, &form("1999.19")).await;
         assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{n}");
         assert!(
             resp.text().await.unwrap().contains("「1999.19」不是日期"),
             "{n}"
         );
-        let resp = add(&admin, &admin_csrf, form).await.unwrap();
+        let resp = admin.post_form(&s.http, &add, &form("1999.09")).await;
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{n}");
         let (_, list) = s.get("/api/people?unit=nanmen&tier=4").await;
         let names: Vec<&str> = list

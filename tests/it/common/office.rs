@@ -105,16 +105,17 @@ impl Office {
         p["id"].as_i64().expect("person id")
     }
 
-    /// GET `path` (a page) with the session cookie `cookie`: the page's text.
-    pub async fn page(&self, path: &str, cookie: &str) -> String {
-        self.http
-            .get(self.url(path))
-            .header("cookie", cookie)
-            .send()
+    /// GET `path`, with `token` if given (a signed link needs none): the body's text.
+    pub async fn text(&self, path: &str, token: Option<&str>) -> String {
+        let mut r = self.http.get(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
             .await
-            .expect("GET page")
+            .expect("GET")
             .text()
             .await
-            .expect("page text")
+            .expect("body text")
     }
 }
