@@ -415,10 +415,7 @@ pub(super) async fn edit_form(
     Path(id): Path<String>,
 ) -> Response {
     let ui = Ui::new(&state, Some(&user));
-    if let Err(r) = ui.require_admin() {
-        return *r;
-    }
-    let id = match ui.parse_id(&id, "人员") {
+    let id = match ui.admin_id(&id, "人员") {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -446,10 +443,7 @@ pub(super) async fn edit_person(
     Form(values): Form<FormValues>,
 ) -> Response {
     let ui = Ui::new(&state, Some(&user));
-    if let Err(r) = ui.require_admin() {
-        return *r;
-    }
-    let id = match ui.parse_id(&id, "人员") {
+    let id = match ui.admin_id(&id, "人员") {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -482,10 +476,7 @@ pub(super) async fn remove_person(
     Form(form): Form<RemoveForm>,
 ) -> Response {
     let ui = Ui::new(&state, Some(&user));
-    if let Err(r) = ui.require_admin() {
-        return *r;
-    }
-    let id = match ui.parse_id(&id, "人员") {
+    let id = match ui.admin_id(&id, "人员") {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -530,10 +521,7 @@ pub(super) async fn record_event(
     Form(form): Form<EventForm>,
 ) -> Response {
     let ui = Ui::new(&state, Some(&user));
-    if let Err(r) = ui.require_admin() {
-        return *r;
-    }
-    let id = match ui.parse_id(&id, "人员") {
+    let id = match ui.admin_id(&id, "人员") {
         Ok(id) => id,
         Err(r) => return *r,
     };
