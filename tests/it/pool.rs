@@ -549,6 +549,34 @@ async fn the_console_lists_the_pool_by_branch_and_an_admin_edits_a_person_throug
             "{n}: the editor is shown by name"
         );
         assert!(!body.contains("token:zzb-ma"), "{n}: no internal key");
+        // A remove or event form with a bad value: the person's page again, with the reason.
+        for (form, pairs, says) in [
+            (
+                "remove",
+                [("reason", "调离"), ("date", "2026-13-01")],
+                "「2026-13-01」不是日期。",
+            ),
+            (
+                "events",
+                [("kind", "birthday"), ("date", "2026-01-08")],
+                "job_change",
+            ),
+        ] {
+            let resp = admin
+                .post_form(
+                    &s.http,
+                    &s.url(&format!("/console/people/{id}/{form}")),
+                    &pairs,
+                )
+                .await;
+            assert_eq!(
+                resp.status(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{n}: {form}"
+            );
+            let body = resp.text().await.unwrap();
+            assert!(body.contains(says), "{n}: {form}: {body}");
+        }
 
         // The add form: a read token is refused; a bad value shows the form again with
         // the reason; a good one adds the person.

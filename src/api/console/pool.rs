@@ -301,6 +301,11 @@ pub(super) async fn person_page(
     render_person(&ui, id, StatusCode::OK, flash_text(&q.flash), None).await
 }
 
+/// The person's page again with a 422 and `text`: what was wrong with the form sent.
+async fn refuse(ui: &Ui<'_>, id: i64, text: String) -> Response {
+    render_person(ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(text)).await
+}
+
 async fn render_person(
     ui: &Ui<'_>,
     id: i64,
@@ -486,8 +491,7 @@ pub(super) async fn remove_person(
             Some(d) => Some(d),
             None => {
                 let text = format!("「{d}」不是日期。");
-                return render_person(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(text))
-                    .await;
+                return refuse(&ui, id, text).await;
             }
         },
     };
@@ -501,7 +505,7 @@ pub(super) async fn remove_person(
                 .filter_map(|v| v["text"].as_str().map(str::to_string))
                 .collect::<Vec<_>>()
                 .join("；");
-            render_person(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(text)).await
+            refuse(&ui, id, text).await
         }
     }
 }
@@ -527,7 +531,7 @@ pub(super) async fn record_event(
     };
     let Some(date) = crate::core::pool::parse_date(&form.date) else {
         let text = format!("「{}」不是日期。", form.date.trim());
-        return render_person(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(text)).await;
+        return refuse(&ui, id, text).await;
     };
     let pool = Pool::new(&state.engine);
     let note = Some(form.note).filter(|n| !n.trim().is_empty());
@@ -537,15 +541,6 @@ pub(super) async fn record_event(
     {
         Ok(_) => Redirect::to(&format!("/console/people/{id}?flash=event")).into_response(),
         Err(e @ (PoolError::NotFound(_) | PoolError::Store(_))) => fail(&ui, e),
-        Err(e) => {
-            render_person(
-                &ui,
-                id,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some(e.to_string()),
-            )
-            .await
-        }
+        Err(e) => refuse(&ui, id, e.to_string()).await,
     }
 }
