@@ -9,12 +9,12 @@ use chrono_tz::Asia::Shanghai;
 use common::smtp::{TestSmtp, deliver_to};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use yanzhen::access::{new_token, token_hash};
+use yanzhen::core::state::Rights;
 use yanzhen::engine::StartRound;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::VirtualClock;
 use yanzhen::runtime::simulate::{self, Completion, Effect, Scenario};
-use yanzhen::store::{AuditEntry, Store, TokenRow};
+use yanzhen::store::Store;
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Shanghai
@@ -53,32 +53,6 @@ fn scenario() -> Scenario {
     }
 }
 
-async fn admin_token(store: &Arc<dyn Store>) -> String {
-    let token = new_token();
-    store
-        .create_token(
-            TokenRow {
-                name: "zzb".into(),
-                hash: token_hash(&token),
-                rights: yanzhen::core::state::Rights::Admin,
-                created_at: 0,
-                revoked_at: None,
-                expires_at: None,
-                last_used_at: None,
-            },
-            AuditEntry {
-                at: 0,
-                actor: "test".into(),
-                action: "token.create".into(),
-                subject: "token:zzb".into(),
-                detail_json: "{}".into(),
-            },
-        )
-        .await
-        .expect("token");
-    token
-}
-
 /// The scenario through `serve`'s path: the app `serve` builds over `store`, the real HTTP
 /// server (completions are POSTs to the JSON API, as an office would make them), messages
 /// delivered to a real SMTP server, time moved by the app's driver under a virtual clock.
@@ -111,19 +85,9 @@ async fn serve_path(
     )
     .await
     .expect("app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(yanzhen::api::serve(
-        listener,
-        app.http.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let token = admin_token(&store).await;
+    let server = common::http::serve(app.http.clone()).await;
+    let base = server.base.clone();
+    let token = common::http::token(store.as_ref(), "zzb", Rights::Admin).await;
     let round = app
         .engine
         .start_round(StartRound {
@@ -170,8 +134,7 @@ async fn serve_path(
     }
     let end = at(2019, 7, 25, 23, 59) + chrono::Duration::seconds(59);
     fired.extend(app.driver.run_until(&clock, end).await.expect("run"));
-    let _ = stop.send(());
-    let _ = server.await;
+    server.stop().await;
     effects.extend(simulate::stage_effects(&fired, &titles));
     let mut messages = Vec::new();
     while let Ok(m) = sent.try_recv() {

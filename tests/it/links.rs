@@ -70,16 +70,13 @@ struct Server {
     clock: Arc<VirtualClock>,
     store: Arc<dyn Store>,
     http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: common::http::Served,
 }
 
 impl Server {
     async fn start(store: Arc<dyn Store>, notify: NotifyConfig) -> Server {
         yanzhen::notify::install_tls_provider();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (listener, base) = common::http::bind().await;
         let mut cat = common::catalog_with(&[LATE], false);
         cat.config.notify = NotifyConfig {
             link_base: Some(base.clone()),
@@ -97,11 +94,8 @@ impl Server {
         )
         .await
         .expect("app");
-        let (engine, state) = (app.engine.clone(), app.http.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(yanzhen::api::serve(listener, state, async move {
-            let _ = rx.await;
-        }));
+        let engine = app.engine.clone();
+        let server = common::http::serve_on(listener, app.http.clone());
         engine
             .start_round(StartRound {
                 workflow: "late-notice".into(),
@@ -119,7 +113,7 @@ impl Server {
             clock,
             store,
             http: reqwest::Client::new(),
-            _stop: tx,
+            _server: server,
         }
     }
 

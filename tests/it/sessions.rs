@@ -34,7 +34,7 @@ struct Site {
     admin: String,
     reader: String,
     round: i64,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: common::http::Served,
     _guard: common::stores::Guard,
 }
 
@@ -79,21 +79,10 @@ async fn site_on(
     let reader = create_token(store.as_ref(), "viewer", Rights::Read, None, "test", 0)
         .await
         .expect("read token");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(yanzhen::api::serve(
-        listener,
-        app.http.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let server = common::http::serve(app.http.clone()).await;
     Site {
         name,
-        base,
+        base: server.base.clone(),
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -103,7 +92,7 @@ async fn site_on(
         admin,
         reader,
         round,
-        _stop: stop,
+        _server: server,
         _guard: guard,
     }
 }

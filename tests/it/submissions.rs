@@ -66,7 +66,7 @@ struct Server {
     outbox: Arc<Outbox>,
     files: tempfile::TempDir,
     task: i64,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: common::http::Served,
 }
 
 impl Server {
@@ -81,10 +81,7 @@ impl Server {
         files_config: Option<yanzhen::files::FilesConfig>,
     ) -> Server {
         yanzhen::notify::install_tls_provider();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (listener, base) = common::http::bind().await;
         let files = tempfile::tempdir().expect("tempdir");
         let mut cat = common::catalog_with(&[NOMINATE], false);
         cat.config.notify = NotifyConfig {
@@ -107,14 +104,7 @@ impl Server {
         )
         .await
         .expect("app");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(yanzhen::api::serve(
-            listener,
-            app.http.clone(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let server = common::http::serve_on(listener, app.http.clone());
         app.engine
             .start_round(StartRound {
                 workflow: "nominate".into(),
@@ -140,7 +130,7 @@ impl Server {
             clock,
             files,
             task,
-            _stop: tx,
+            _server: server,
         }
     }
 

@@ -8,22 +8,43 @@ use yanzhen::store::Store;
 pub struct Served {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Its address.
+    pub addr: std::net::SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// Serve `state` on a free loopback port until the returned [`Served`] is stopped or dropped.
-pub async fn serve(state: yanzhen::api::State) -> Served {
+/// A listener on a free loopback port, and its `http://127.0.0.1:PORT`, for a server whose
+/// config must know its own address before the application is built (links in messages).
+pub async fn bind() -> (tokio::net::TcpListener, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
+    (listener, base)
+}
+
+/// Serve `state` on a free loopback port until the returned [`Served`] is stopped or dropped.
+pub async fn serve(state: yanzhen::api::State) -> Served {
+    let (listener, _) = bind().await;
+    serve_on(listener, state)
+}
+
+/// Serve `state` on `listener` (from [`bind`]) until the returned [`Served`] is stopped or
+/// dropped.
+pub fn serve_on(listener: tokio::net::TcpListener, state: yanzhen::api::State) -> Served {
+    let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(yanzhen::api::serve(listener, state, async move {
         // A dropped sender stops the server as a sent stop does.
         let _ = stopped.await;
     }));
-    Served { base, stop, task }
+    Served {
+        base: format!("http://{addr}"),
+        addr,
+        stop,
+        task,
+    }
 }
 
 impl Served {

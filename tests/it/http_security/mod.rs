@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use yanzhen::access::{LinkSigner, new_token, token_hash};
+use yanzhen::access::LinkSigner;
 use yanzhen::config::HttpConfig;
 use yanzhen::core::state::{Rights, TaskState};
 use yanzhen::engine::StartRound;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
-use yanzhen::store::{AuditEntry, Store, TaskRow, TokenRow};
+use yanzhen::store::{Store, TaskRow};
 
 mod errors;
 mod limits;
@@ -40,7 +40,7 @@ struct Site {
     admin_session: String,
     reader_session: String,
     round: i64,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: common::http::Served,
     _guard: common::stores::Guard,
 }
 
@@ -75,48 +75,14 @@ async fn site(http_config: HttpConfig) -> Site {
         })
         .await
         .expect("round");
-    let mut tokens = Vec::new();
-    for (name, rights) in [("zzb-admin", Rights::Admin), ("viewer", Rights::Read)] {
-        let t = new_token();
-        store
-            .create_token(
-                TokenRow {
-                    name: name.into(),
-                    hash: token_hash(&t),
-                    rights,
-                    created_at: 0,
-                    revoked_at: None,
-                    expires_at: None,
-                    last_used_at: None,
-                },
-                AuditEntry {
-                    at: 0,
-                    actor: "test".into(),
-                    action: "token.create".into(),
-                    subject: format!("token:{name}"),
-                    detail_json: "{}".into(),
-                },
-            )
-            .await
-            .expect("token");
-        tokens.push(t);
-    }
-    let state = app.http.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(yanzhen::api::serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    let base = format!("http://{addr}");
+    let admin = common::http::token(store.as_ref(), "zzb-admin", Rights::Admin).await;
+    let reader = common::http::token(store.as_ref(), "viewer", Rights::Read).await;
+    let server = common::http::serve(app.http.clone()).await;
+    let (base, addr) = (server.base.clone(), server.addr);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let reader = tokens.pop().expect("reader");
-    let admin = tokens.pop().expect("admin");
     Site {
         admin_session: common::session::sign_in(&base, &admin).await,
         reader_session: common::session::sign_in(&base, &reader).await,
@@ -128,7 +94,7 @@ async fn site(http_config: HttpConfig) -> Site {
         reader,
         admin,
         round,
-        _stop: stop,
+        _server: server,
         _guard: guard,
     }
 }
