@@ -8,93 +8,26 @@
 
 use crate::common;
 use crate::common::session::{csrf, session_pair, sign_in};
+use crate::common::site::Site;
 
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use yanzhen::access::{LinkSigner, create_token, revoke_token};
 use yanzhen::config::HttpConfig;
 use yanzhen::core::state::{Rights, TaskState};
-use yanzhen::engine::StartRound;
-use yanzhen::runtime::app::{App, AppOptions};
-use yanzhen::runtime::clock::{Clock, VirtualClock};
-use yanzhen::store::{AuditRow, Store, StoreError, TaskRow};
+use yanzhen::runtime::clock::Clock;
+use yanzhen::store::{AuditRow, StoreError, TaskRow};
 
 const SECRET: &str = "sessions-test";
 
-/// A server on one store with a running round (dongguan and xiguan), an admin and a
-/// read-only token.
-struct Site {
-    name: &'static str,
-    base: String,
-    http: reqwest::Client,
-    store: Arc<dyn Store>,
-    clock: Arc<VirtualClock>,
-    admin: String,
-    reader: String,
-    round: i64,
-    _server: common::http::Served,
-    _guard: common::stores::Guard,
-}
-
+/// A site on `store` with `[http]` as `http`, links signed with [`SECRET`].
 async fn site_on(
     name: &'static str,
-    store: Arc<dyn Store>,
+    store: std::sync::Arc<dyn yanzhen::store::Store>,
     guard: common::stores::Guard,
     http: HttpConfig,
 ) -> Site {
-    yanzhen::notify::install_tls_provider();
-    let mut catalog = common::catalog_with(&[], true);
-    catalog.config.http = http;
-    let start = chrono::NaiveDate::from_ymd_opt(2019, 7, 1).expect("date");
-    let clock = Arc::new(VirtualClock::new(
-        start.and_hms_opt(1, 0, 0).expect("time").and_utc(),
-    ));
-    let app = App::build(
-        catalog,
-        store.clone(),
-        clock.clone(),
-        AppOptions {
-            link_secret: Some(SECRET.into()),
-            ..AppOptions::new("sessions")
-        },
-    )
-    .await
-    .expect("app");
-    let round = app
-        .engine
-        .start_round(StartRound {
-            workflow: "community-reserve-selection".into(),
-            start,
-            params: BTreeMap::new(),
-            units: Some(vec!["dongguan".into(), "xiguan".into()]),
-            actor: "test".into(),
-        })
-        .await
-        .expect("round");
-    let admin = create_token(store.as_ref(), "zzb-admin", Rights::Admin, None, "test", 0)
-        .await
-        .expect("admin token");
-    let reader = create_token(store.as_ref(), "viewer", Rights::Read, None, "test", 0)
-        .await
-        .expect("read token");
-    let server = common::http::serve(app.http.clone()).await;
-    Site {
-        name,
-        base: server.base.clone(),
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
-        store,
-        clock,
-        admin,
-        reader,
-        round,
-        _server: server,
-        _guard: guard,
-    }
+    common::site::site_on(name, store, guard, http, SECRET, "sessions").await
 }
 
 /// One site per backend under test.
@@ -107,27 +40,6 @@ async fn sites(http: HttpConfig) -> Vec<Site> {
 }
 
 impl Site {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn task(&self, key: &str) -> TaskRow {
-        self.store
-            .task_by_key(self.round, key)
-            .await
-            .expect("task")
-            .unwrap_or_else(|| panic!("{}: no task {key}", self.name))
-    }
-
-    async fn state_of(&self, id: i64) -> TaskState {
-        self.store
-            .task(id)
-            .await
-            .expect("task")
-            .expect("exists")
-            .state
-    }
-
     async fn audit(&self, action: &str) -> Vec<AuditRow> {
         self.store
             .audit_after(0, i64::MAX)
@@ -136,14 +48,6 @@ impl Site {
             .into_iter()
             .filter(|a| a.entry.action == action)
             .collect()
-    }
-
-    fn signer(&self) -> LinkSigner {
-        LinkSigner::new(SECRET)
-    }
-
-    fn expires(&self) -> i64 {
-        self.clock.now().timestamp() + 86_400
     }
 
     async fn get(&self, path: &str, cookie: &str) -> reqwest::Response {

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod http;
 pub mod office;
 pub mod session;
+pub mod site;
 pub mod smtp;
 pub mod stores;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
