@@ -12,12 +12,10 @@ use crate::common;
 use common::browser::{chromium_or_skip, launch, sign_in};
 use common::{at, date};
 use headless_chrome::Tab;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use yanzhen::core::state::TaskState;
-use yanzhen::engine::StartRound;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
 
@@ -64,16 +62,7 @@ async fn a_branch_hands_in_a_file_on_a_phone_and_the_office_returns_it() {
     )
     .await
     .expect("app");
-    app.engine
-        .start_round(StartRound {
-            workflow: "nominate".into(),
-            start: date(2019, 7, 1),
-            params: BTreeMap::new(),
-            units: Some(vec!["dongguan".into()]),
-            actor: "test".into(),
-        })
-        .await
-        .expect("start");
+    common::start_round(&app.engine, "nominate", date(2019, 7, 1), &["dongguan"]).await;
     let task = store
         .task_by_key(1, "nomination@dongguan")
         .await

@@ -5,15 +5,14 @@
 
 use crate::common;
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
 use common::smtp::TestSmtp;
 use reqwest::StatusCode;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use yanzhen::access::LinkSigner;
 use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
-use yanzhen::engine::{LINK_VALID_DAYS, StartRound};
+use yanzhen::engine::LINK_VALID_DAYS;
 use yanzhen::notify::outbox::Outbox;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
@@ -96,16 +95,13 @@ impl Server {
         .expect("app");
         let engine = app.engine.clone();
         let server = common::http::serve_on(listener, app.http.clone());
-        engine
-            .start_round(StartRound {
-                workflow: "late-notice".into(),
-                start: NaiveDate::from_ymd_opt(2019, 7, 1).expect("date"),
-                params: BTreeMap::new(),
-                units: Some(vec!["dongguan".into()]),
-                actor: "test".into(),
-            })
-            .await
-            .expect("start");
+        common::start_round(
+            &engine,
+            "late-notice",
+            common::date(2019, 7, 1),
+            &["dongguan"],
+        )
+        .await;
         Server {
             base,
             timers: Driver::new(engine.clone(), None),

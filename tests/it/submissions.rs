@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
 use yanzhen::core::state::{TaskState, TimerState};
-use yanzhen::engine::{Engine, NewDeadline, StartRound};
+use yanzhen::engine::{Engine, NewDeadline};
 use yanzhen::notify::outbox::Outbox;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::VirtualClock;
@@ -105,16 +105,13 @@ impl Server {
         .await
         .expect("app");
         let server = common::http::serve_on(listener, app.http.clone());
-        app.engine
-            .start_round(StartRound {
-                workflow: "nominate".into(),
-                start: NaiveDate::from_ymd_opt(2019, 7, 1).expect("date"),
-                params: BTreeMap::new(),
-                units: Some(vec!["dongguan".into()]),
-                actor: "test".into(),
-            })
-            .await
-            .expect("start");
+        common::start_round(
+            &app.engine,
+            "nominate",
+            common::date(2019, 7, 1),
+            &["dongguan"],
+        )
+        .await;
         let task = store
             .task_by_key(1, "nomination@dongguan")
             .await

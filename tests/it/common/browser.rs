@@ -7,12 +7,10 @@
 use super::daemon::Setup;
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
-use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use yanzhen::engine::StartRound;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::VirtualClock;
 use yanzhen::store::Store;
@@ -158,17 +156,13 @@ pub async fn sample_round(secret: &str, instance: &str) -> SampleRound {
     )
     .await
     .expect("app");
-    let round = app
-        .engine
-        .start_round(StartRound {
-            workflow: "community-reserve-selection".into(),
-            start: super::date(2019, 7, 1),
-            params: BTreeMap::new(),
-            units: Some(vec!["dongguan".into(), "xiguan".into(), "nanmen".into()]),
-            actor: "test".into(),
-        })
-        .await
-        .expect("start round");
+    let round = super::start_round(
+        &app.engine,
+        "community-reserve-selection",
+        super::date(2019, 7, 1),
+        &["dongguan", "xiguan", "nanmen"],
+    )
+    .await;
     SampleRound {
         app,
         store,

@@ -72,6 +72,26 @@ pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("date")
 }
 
+/// Start a round of `workflow` on `start` for `units`, with default parameters, as `test`:
+/// its id.
+pub async fn start_round(
+    engine: &yanzhen::engine::Engine,
+    workflow: &str,
+    start: NaiveDate,
+    units: &[&str],
+) -> i64 {
+    engine
+        .start_round(yanzhen::engine::StartRound {
+            workflow: workflow.into(),
+            start,
+            params: Default::default(),
+            units: Some(units.iter().map(|u| u.to_string()).collect()),
+            actor: "test".into(),
+        })
+        .await
+        .expect("start round")
+}
+
 /// Path of a shipped workflow.
 pub fn workflow_path(id: &str) -> PathBuf {
     root().join("workflows").join(format!("{id}.yaml"))

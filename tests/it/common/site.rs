@@ -4,12 +4,10 @@
 //! (`zzb-admin`) and a read-only one (`viewer`).
 
 use super::http::{Served, serve, token};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use yanzhen::access::LinkSigner;
 use yanzhen::config::HttpConfig;
 use yanzhen::core::state::{Rights, TaskState};
-use yanzhen::engine::StartRound;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
 use yanzhen::store::{Store, TaskRow};
@@ -67,17 +65,13 @@ pub async fn site_on(
     )
     .await
     .expect("app");
-    let round = app
-        .engine
-        .start_round(StartRound {
-            workflow: "community-reserve-selection".into(),
-            start,
-            params: BTreeMap::new(),
-            units: Some(vec!["dongguan".into(), "xiguan".into()]),
-            actor: "test".into(),
-        })
-        .await
-        .expect("round");
+    let round = super::start_round(
+        &app.engine,
+        "community-reserve-selection",
+        start,
+        &["dongguan", "xiguan"],
+    )
+    .await;
     let admin = token(store.as_ref(), "zzb-admin", Rights::Admin).await;
     let reader = token(store.as_ref(), "viewer", Rights::Read).await;
     let server = serve(app.http.clone()).await;

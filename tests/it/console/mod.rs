@@ -120,16 +120,13 @@ impl Console {
         .await
         .expect("app");
         let engine = app.engine.clone();
-        let round = engine
-            .start_round(StartRound {
-                workflow: "community-reserve-selection".into(),
-                start: date(2019, 7, 1),
-                params: BTreeMap::new(),
-                units: Some(vec!["dongguan".into(), "xiguan".into(), "nanmen".into()]),
-                actor: "test".into(),
-            })
-            .await
-            .expect("start round");
+        let round = common::start_round(
+            &engine,
+            "community-reserve-selection",
+            date(2019, 7, 1),
+            &["dongguan", "xiguan", "nanmen"],
+        )
+        .await;
         let admin = common::http::token(store.as_ref(), "zzb-admin", Rights::Admin).await;
         let reader = common::http::token(store.as_ref(), "viewer", Rights::Read).await;
         let state = app.http.clone();
