@@ -850,10 +850,7 @@ async fn the_office_accepts_in_the_console_and_downloads_the_rounds_archive() {
         assert_eq!(s.post(hand_in()).await.0, 200, "{name}");
         let token = common::http::admin_token(s.store.as_ref()).await;
         let office = SignedIn::new(&s.base, &token, SECRET).await;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
+        let http = common::http::client();
         let page = office
             .page(&http, &format!("{}/console/tasks/{}", s.base, s.task))
             .await;

@@ -55,6 +55,14 @@ impl Served {
     }
 }
 
+/// A client that does not follow redirects (a form's 303 is what a test checks).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
 /// A token named `name` with `rights`, created by `test` at 0: the secret to send.
 pub async fn token(store: &dyn Store, name: &str, rights: Rights) -> String {
     yanzhen::access::create_token(store, name, rights, None, "test", 0)

@@ -61,10 +61,7 @@ pub async fn office(name: &'static str, store: Arc<dyn Store>, guard: Guard, tag
         secret,
         store,
         engine: app.engine,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
+        http: super::http::client(),
         guard,
         _server: server,
     }

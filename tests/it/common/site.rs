@@ -79,10 +79,7 @@ pub async fn site_on(
         name,
         base: server.base.clone(),
         addr: server.addr,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
+        http: super::http::client(),
         store,
         clock,
         admin,

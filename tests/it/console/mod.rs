@@ -131,10 +131,7 @@ impl Console {
         let reader = common::http::token(store.as_ref(), "viewer", Rights::Read).await;
         let state = app.http.clone();
         let server = common::http::serve(state.clone()).await;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
+        let http = common::http::client();
         let c = Console {
             name,
             base: server.base.clone(),
