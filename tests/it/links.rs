@@ -11,7 +11,7 @@ use common::smtp::TestSmtp;
 use reqwest::StatusCode;
 use std::sync::Arc;
 use yanzhen::access::LinkSigner;
-use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
+use yanzhen::config::NotifyConfig;
 use yanzhen::engine::LINK_VALID_DAYS;
 use yanzhen::notify::outbox::Outbox;
 use yanzhen::runtime::app::{App, AppOptions};
@@ -178,20 +178,7 @@ async fn a_late_notice_fired_long_after_the_deadline_carries_a_link_that_opens_t
 async fn a_message_sent_long_after_it_fired_carries_links_valid_for_thirty_days_from_sending() {
     for (name, store, _g) in common::stores::stores().await {
         let smtp = TestSmtp::start();
-        let notify = NotifyConfig {
-            mode: DeliveryMode::Deliver,
-            from: "清水街道党工委组织办 <noreply@qingshui.example.gov.cn>".into(),
-            smtp: Some(SmtpConfig {
-                host: "127.0.0.1".into(),
-                port: Some(smtp.port()),
-                security: SmtpSecurity::None,
-                username: None,
-                password_env: None,
-                timeout_seconds: 5,
-                pool_size: 1,
-            }),
-            ..NotifyConfig::default()
-        };
+        let notify = common::smtp::deliver_to(smtp.port());
         let s = Server::start(store, notify).await;
         // Both deadline notices fire on time; nothing is sent until 45 days later (the
         // sender was stopped, or held back).

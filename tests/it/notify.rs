@@ -13,7 +13,7 @@ use common::smtp::{Received, TestSmtp};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use yanzhen::catalog::Catalog;
-use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
+use yanzhen::config::{DeliveryMode, NotifyConfig};
 use yanzhen::engine::{Engine, StartRound};
 use yanzhen::notify::outbox::Outbox;
 use yanzhen::runtime::app::{App, AppOptions};
@@ -29,20 +29,7 @@ fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
 }
 
 fn deliver_to(port: u16) -> NotifyConfig {
-    let mut cfg = NotifyConfig {
-        mode: DeliveryMode::Deliver,
-        from: "清水街道党工委组织办 <noreply@qingshui.example.gov.cn>".into(),
-        smtp: Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: Some(port),
-            security: SmtpSecurity::None,
-            username: None,
-            password_env: None,
-            timeout_seconds: 5,
-            pool_size: 2,
-        }),
-        ..NotifyConfig::default()
-    };
+    let mut cfg = common::smtp::deliver_to(port);
     cfg.retry.max_attempts = 3;
     cfg.retry.min_delay_seconds = 60;
     cfg.retry.max_delay_seconds = 600;

@@ -14,7 +14,7 @@ use common::smtp::TestSmtp;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
+use yanzhen::config::NotifyConfig;
 use yanzhen::core::state::{TaskState, TimerState};
 use yanzhen::engine::{Engine, NewDeadline};
 use yanzhen::notify::outbox::Outbox;
@@ -447,20 +447,7 @@ async fn a_file_over_its_limit_is_refused_while_it_streams_before_the_client_sen
 async fn a_return_with_a_new_deadline_reopens_the_task_sends_the_reason_and_reminds_before_it() {
     for (name, store, _g) in common::stores::stores().await {
         let smtp = TestSmtp::start();
-        let notify = NotifyConfig {
-            mode: DeliveryMode::Deliver,
-            from: "清水街道党工委组织办 <noreply@qingshui.example.gov.cn>".into(),
-            smtp: Some(SmtpConfig {
-                host: "127.0.0.1".into(),
-                port: Some(smtp.port()),
-                security: SmtpSecurity::None,
-                username: None,
-                password_env: None,
-                timeout_seconds: 5,
-                pool_size: 1,
-            }),
-            ..NotifyConfig::default()
-        };
+        let notify = common::smtp::deliver_to(smtp.port());
         let s = Server::start(store, notify).await;
         assert_eq!(s.post(hand_in()).await.0, 200, "{name}");
         let new_due = NaiveDate::from_ymd_opt(2019, 7, 25).expect("date");
