@@ -3,8 +3,9 @@
 //! merged — and `simulate` lists what was sent, not the rows queued.
 
 use crate::common;
+use crate::common::{at, date};
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
 use common::smtp::{TestSmtp, deliver_to};
 use std::collections::BTreeMap;
@@ -15,17 +16,6 @@ use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::VirtualClock;
 use yanzhen::runtime::simulate::{self, Completion, Effect, Scenario};
 use yanzhen::store::Store;
-
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, min, 0)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-fn date(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap()
-}
 
 fn completion(task: &str, assignee: &str, at: &str) -> Completion {
     Completion {

@@ -6,10 +6,10 @@
 //! and the real binary.
 
 use crate::common;
+use crate::common::at;
 use yanzhen::core::state::{MessageKind, TimerState};
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use chrono_tz::Asia::Shanghai;
+use chrono::{Duration, Utc};
 use common::daemon::{Setup, wait_for};
 use std::sync::Arc;
 use yanzhen::catalog::Catalog;
@@ -33,13 +33,6 @@ stages:
         assignee: {role: organization_office}
         due: {from: stage_close}
 "#;
-
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, min, 0)
-        .unwrap()
-        .with_timezone(&Utc)
-}
 
 /// A daemon's app over `store` (the builder `serve` uses), its kickoffs scheduled.
 async fn app_on(store: Arc<dyn Store>, cat: Catalog, clock: Arc<VirtualClock>, owner: &str) -> App {

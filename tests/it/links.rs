@@ -4,9 +4,9 @@
 //! On a SQLite file, and PostgreSQL when `YANZHEN_TEST_POSTGRES_URL` is set.
 
 use crate::common;
+use crate::common::at;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use chrono_tz::Asia::Shanghai;
+use chrono::{DateTime, Duration, Utc};
 use common::smtp::TestSmtp;
 use reqwest::StatusCode;
 use std::sync::Arc;
@@ -45,13 +45,6 @@ stages:
         due: {from: round_start, days: 3}
         reminders: {}
 "#;
-
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, min, 0)
-        .unwrap()
-        .with_timezone(&Utc)
-}
 
 /// The deadline of both tasks.
 fn due() -> DateTime<Utc> {

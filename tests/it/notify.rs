@@ -5,9 +5,10 @@
 //! Message-ID, and dead-lettering permanent ones with a notice to the office.
 
 use crate::common;
+use crate::common::at;
 use yanzhen::core::state::{MessageKind, OutboxState};
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Asia::Shanghai;
 use common::smtp::{Received, TestSmtp};
 use std::collections::{BTreeMap, HashSet};
@@ -20,13 +21,6 @@ use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
 use yanzhen::runtime::driver::Driver;
 use yanzhen::store::Store;
-
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, min, 0)
-        .unwrap()
-        .with_timezone(&Utc)
-}
 
 fn deliver_to(port: u16) -> NotifyConfig {
     let mut cfg = common::smtp::deliver_to(port);

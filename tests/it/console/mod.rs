@@ -5,9 +5,9 @@
 //! signed branch links, the .ics feed, and the workflow editor.
 
 use crate::common;
+use crate::common::{at, date};
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use chrono_tz::Asia::Shanghai;
+use chrono::{DateTime, Utc};
 use common::daemon::Setup;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
@@ -31,18 +31,6 @@ mod find_browser;
 mod links;
 mod messages;
 mod weekly;
-
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, min, 0)
-        .single()
-        .expect("valid local time")
-        .with_timezone(&Utc)
-}
-
-fn date(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).expect("date")
-}
 
 /// The secret the test server signs branch links with.
 const SECRET: &str = "test";
