@@ -59,6 +59,17 @@ impl Site {
             .expect("GET")
     }
 
+    /// POST the sign-in form with `token`, as the console's sign-in page does.
+    async fn login(&self, token: &str) -> reqwest::Response {
+        common::session::post_form(
+            &self.http,
+            &self.url("/console/login"),
+            None,
+            &[("token", token)],
+        )
+        .await
+    }
+
     /// A console form post from the console's own page (no Origin headers: same-origin
     /// as far as the server can tell) with a session cookie and this body.
     async fn form(&self, path: &str, cookie: &str, body: String) -> reqwest::Response {
@@ -232,14 +243,7 @@ async fn a_task_link_cannot_act_on_another_task_of_the_same_unit() {
 async fn the_session_cookie_holds_no_token_and_ends_at_once_when_the_token_is_revoked() {
     for s in sites(HttpConfig::default()).await {
         let name = s.name;
-        let resp = s
-            .http
-            .post(s.url("/console/login"))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(format!("token={}", s.admin))
-            .send()
-            .await
-            .expect("POST");
+        let resp = s.login(&s.admin).await;
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
         let set: Vec<String> = resp
             .headers()
@@ -360,14 +364,7 @@ async fn sign_in_attempts_get_429_after_the_burst_and_each_is_audited() {
         let name = s.name;
         let mut statuses = Vec::new();
         for _ in 0..4 {
-            let resp = s
-                .http
-                .post(s.url("/console/login"))
-                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body("token=yz_guessed")
-                .send()
-                .await
-                .expect("POST");
+            let resp = s.login("yz_guessed").await;
             statuses.push(resp.status());
             if resp.status() == StatusCode::TOO_MANY_REQUESTS {
                 assert!(resp.headers().contains_key("retry-after"), "{name}");
@@ -384,14 +381,7 @@ async fn sign_in_attempts_get_429_after_the_burst_and_each_is_audited() {
             "{name}"
         );
         // Even the right token waits now.
-        let resp = s
-            .http
-            .post(s.url("/console/login"))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(format!("token={}", s.admin))
-            .send()
-            .await
-            .expect("POST");
+        let resp = s.login(&s.admin).await;
         assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "{name}");
         let refused = s.audit("console.sign_in_refused").await;
         assert_eq!(refused.len(), 3, "{name}: the attempts that were read");
@@ -547,14 +537,7 @@ async fn tokens_expire_and_a_duplicate_name_gets_one_clear_error() {
         assert!(temp.last_used_at.is_some(), "{name}: its use is recorded");
         s.clock.advance(chrono::Duration::hours(2));
         assert_eq!(get(short.clone()).await, StatusCode::UNAUTHORIZED, "{name}");
-        let resp = s
-            .http
-            .post(s.url("/console/login"))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(format!("token={short}"))
-            .send()
-            .await
-            .expect("POST");
+        let resp = s.login(&short).await;
         assert!(
             session_pair(&resp).is_none(),
             "{name}: no session for an expired token"
@@ -896,14 +879,7 @@ async fn the_session_cookie_is_secure_over_https_as_configured_or_told_by_a_trus
         ..HttpConfig::default()
     };
     let s = site_on("sqlite", store, guard, always).await;
-    let resp = s
-        .http
-        .post(s.url("/console/login"))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("token={}", s.admin))
-        .send()
-        .await
-        .expect("POST");
+    let resp = s.login(&s.admin).await;
     assert!(
         cookie_of(&resp).contains("; Secure"),
         "{}",
