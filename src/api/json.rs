@@ -10,7 +10,7 @@
 //! is not one, a limit out of range, a plan that cannot be made). Nothing is half-applied
 //! (each change is one engine call, one transaction).
 
-use super::openapi::Endpoint;
+use super::openapi::{Endpoint, endpoints};
 use super::{ApiError, Principal, State};
 use crate::core::state::{RoundStatus, TaskState, TimerState};
 use crate::engine::{NewDeadline, StartRound, from_ms, ms};
@@ -24,23 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-macro_rules! endpoints {
-    ($( $method:ident $path:literal $handler:ident $auth:expr, [$($status:literal),*], $summary:literal; )*) => {
-        /// Every endpoint of this module with its handler: the router and the OpenAPI
-        /// document are both built from this one list, so they cannot drift apart.
-        pub fn endpoints() -> Vec<(Endpoint, axum::routing::MethodRouter<State>)> {
-            vec![$(
-                (Endpoint { method: stringify!($method), path: $path, summary: $summary, auth: $auth, errors: &[$($status),*], body: None },
-                 axum::routing::$method($handler)),
-            )*]
-        }
-    };
-}
-
 // Per endpoint, the error statuses of its own (404 unknown id, 409 wrong state, 422 invalid
 // value, 400 for a query); the document adds those of its kind (400 for a path parameter
 // or a body, 401/403 for tokens, 403 cross-site, 413 and 415 for a body).
-endpoints! {
+endpoints! { no_body:
     get "/healthz" healthz None, [], "Liveness: the process answers (also while the database is unreachable).";
     get "/readyz" readyz None, [], "Readiness: the database answers and migrations are applied; 503 with the reason otherwise.";
     get "/metrics" metrics None, [404], "Prometheus metrics (404 when not enabled).";

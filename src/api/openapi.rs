@@ -22,6 +22,28 @@ pub struct Endpoint {
     pub body: Option<fn() -> Value>,
 }
 
+/// `pub fn endpoints()` of an API module from one list of `METHOD "PATH" HANDLER AUTH,
+/// [STATUSES], BODY, "SUMMARY";` lines: the router and the OpenAPI document are both built
+/// from it, so they cannot drift apart. `no_body:` first leaves BODY out of every line.
+macro_rules! endpoints {
+    (no_body: $( $method:ident $path:literal $handler:ident $auth:expr, [$($status:literal),*], $summary:literal; )*) => {
+        $crate::api::openapi::endpoints! {
+            $( $method $path $handler $auth, [$($status),*], None, $summary; )*
+        }
+    };
+    ($( $method:ident $path:literal $handler:ident $auth:expr, [$($status:literal),*], $body:expr, $summary:literal; )*) => {
+        /// Every endpoint of this module with its handler (the router and the OpenAPI
+        /// document are both built from this list).
+        pub fn endpoints() -> Vec<($crate::api::openapi::Endpoint, axum::routing::MethodRouter<State>)> {
+            vec![$(
+                ($crate::api::openapi::Endpoint { method: stringify!($method), path: $path, summary: $summary, auth: $auth, errors: &[$($status),*], body: $body },
+                 axum::routing::$method($handler)),
+            )*]
+        }
+    };
+}
+pub(crate) use endpoints;
+
 impl Endpoint {
     /// A method that carries a body and changes something.
     fn has_body(&self) -> bool {

@@ -5,7 +5,7 @@
 //! 422 a value refused (every refused field named, every bad roster row listed).
 
 use super::json::{ApiPath, ApiQuery, Body};
-use super::openapi::Endpoint;
+use super::openapi::endpoints;
 use super::{ApiError, Principal, State};
 use crate::core::pool::{Field, Tier};
 use crate::pool::{Pool, PoolError};
@@ -20,19 +20,6 @@ use std::collections::BTreeMap;
 
 /// The content type of an `.xlsx` workbook.
 pub const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
-
-macro_rules! endpoints {
-    ($( $method:ident $path:literal $handler:ident $auth:expr, [$($status:literal),*], $body:expr, $summary:literal; )*) => {
-        /// The pool's endpoints with their handlers (the router and the OpenAPI document
-        /// are both built from this list).
-        pub fn endpoints() -> Vec<(Endpoint, axum::routing::MethodRouter<State>)> {
-            vec![$(
-                (Endpoint { method: stringify!($method), path: $path, summary: $summary, auth: $auth, errors: &[$($status),*], body: $body },
-                 axum::routing::$method($handler)),
-            )*]
-        }
-    };
-}
 
 endpoints! {
     get "/api/people" list Some("read"), [400, 422], None, "People of the reserve pool (unit?, tier?: 1-4, all?: true for removed people too).";

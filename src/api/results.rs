@@ -5,7 +5,7 @@
 //! message, and nothing is stored.
 
 use super::json::{ApiPath, ApiQuery, Body};
-use super::openapi::Endpoint;
+use super::openapi::endpoints;
 use super::results_export::{results_json, results_xlsx};
 use super::{ApiError, Principal, State};
 use crate::assessment::{AssessError, Assessment, Form};
@@ -15,19 +15,6 @@ use axum::extract::State as AxState;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-macro_rules! endpoints {
-    ($( $method:ident $path:literal $handler:ident $auth:expr, [$($status:literal),*], $body:expr, $summary:literal; )*) => {
-        /// The assessment endpoints with their handlers (the router and the OpenAPI
-        /// document are both built from this list).
-        pub fn endpoints() -> Vec<(Endpoint, axum::routing::MethodRouter<State>)> {
-            vec![$(
-                (Endpoint { method: stringify!($method), path: $path, summary: $summary, auth: $auth, errors: &[$($status),*], body: $body },
-                 axum::routing::$method($handler)),
-            )*]
-        }
-    };
-}
 
 endpoints! {
     get "/api/tasks/{id}/ratings" form Some("read"), [404, 422], None, "A ratings task's form: the scale, the quota, the branch's in-pool people and the ratings kept for the year.";

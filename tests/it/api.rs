@@ -10,11 +10,11 @@ use chrono_tz::Asia::Shanghai;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
-use yanzhen::access::{new_token, token_hash};
+use yanzhen::core::state::Rights;
 use yanzhen::engine::Engine;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::VirtualClock;
-use yanzhen::store::{AuditEntry, Store, TokenRow};
+use yanzhen::store::{AuditEntry, Store};
 
 fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
     Shanghai
@@ -31,7 +31,7 @@ struct Server {
     clock: Arc<VirtualClock>,
     store: Arc<dyn Store>,
     http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: common::http::Served,
 }
 
 fn metrics_handle() -> metrics_exporter_prometheus::PrometheusHandle {
@@ -42,33 +42,6 @@ fn metrics_handle() -> metrics_exporter_prometheus::PrometheusHandle {
             .expect("recorder")
     })
     .clone()
-}
-
-async fn token(store: &Arc<dyn Store>, name: &str, rights: &str) -> String {
-    let t = new_token();
-    let audit = AuditEntry {
-        at: 0,
-        actor: "test".into(),
-        action: "token.create".into(),
-        subject: name.into(),
-        detail_json: "{}".into(),
-    };
-    store
-        .create_token(
-            TokenRow {
-                name: name.into(),
-                hash: token_hash(&t),
-                rights: rights.parse().expect("rights"),
-                created_at: 0,
-                revoked_at: None,
-                expires_at: None,
-                last_used_at: None,
-            },
-            audit,
-        )
-        .await
-        .unwrap();
-    t
 }
 
 async fn server(store: Arc<dyn Store>) -> Server {
@@ -88,21 +61,16 @@ async fn server(store: Arc<dyn Store>) -> Server {
     .await
     .unwrap();
     let (engine, state) = (app.engine, app.http);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(yanzhen::api::serve(listener, state, async move {
-        let _ = rx.await;
-    }));
+    let server = common::http::serve(state).await;
     Server {
-        base,
-        admin: token(&store, "zzb-ma", "admin").await,
-        reader: token(&store, "viewer", "read").await,
+        base: server.base.clone(),
+        admin: common::http::token(store.as_ref(), "zzb-ma", Rights::Admin).await,
+        reader: common::http::token(store.as_ref(), "viewer", Rights::Read).await,
         engine,
         clock,
         store,
         http: reqwest::Client::new(),
-        _stop: tx,
+        _server: server,
     }
 }
 

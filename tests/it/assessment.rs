@@ -6,94 +6,32 @@
 //! reopened and submitted again; the 优先使用 list; the branch page rates its own people only.
 
 use crate::common;
-use crate::common::session::{csrf, sign_in};
+use crate::common::session::{SignedIn, post_form};
+use common::office::{Office, offices};
 
 use chrono::{TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use yanzhen::access::{LinkSigner, new_token, token_hash};
+use yanzhen::access::LinkSigner;
 use yanzhen::assessment::{AssessError, Assessment};
-use yanzhen::engine::Engine;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::VirtualClock;
-use yanzhen::store::{AuditEntry, ResultFilter, Store, TokenRow};
+use yanzhen::store::ResultFilter;
 
-struct Server {
-    name: &'static str,
-    base: String,
-    admin: String,
-    store: Arc<dyn Store>,
-    engine: Arc<Engine>,
-    http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _guard: common::stores::Guard,
-}
+/// The office server, called with the administrator token.
+struct Server(Office);
 
-async fn server(name: &'static str, store: Arc<dyn Store>, guard: common::stores::Guard) -> Server {
-    yanzhen::notify::install_tls_provider();
-    let now = Shanghai
-        .with_ymd_and_hms(2026, 1, 10, 9, 0, 0)
-        .unwrap()
-        .with_timezone(&Utc);
-    let app = App::build(
-        common::catalog_with(&[], true),
-        store.clone(),
-        Arc::new(VirtualClock::new(now)),
-        AppOptions {
-            link_secret: Some("assess-test".into()),
-            config_path: common::root().join("config/yanzhen.toml"),
-            ..AppOptions::new("assess")
-        },
-    )
-    .await
-    .expect("app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(yanzhen::api::serve(listener, app.http, async move {
-        let _ = rx.await;
-    }));
-    let admin = new_token();
-    let row = TokenRow {
-        name: "zzb-ma".into(),
-        hash: token_hash(&admin),
-        rights: "admin".parse().expect("rights"),
-        created_at: 0,
-        revoked_at: None,
-        expires_at: None,
-        last_used_at: None,
-    };
-    let audit = AuditEntry {
-        at: 0,
-        actor: "test".into(),
-        action: "token.create".into(),
-        subject: "zzb-ma".into(),
-        detail_json: "{}".into(),
-    };
-    store.create_token(row, audit).await.expect("token");
-    Server {
-        name,
-        base,
-        admin,
-        store,
-        engine: app.engine,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        _stop: tx,
-        _guard: guard,
+impl std::ops::Deref for Server {
+    type Target = Office;
+    fn deref(&self) -> &Office {
+        &self.0
     }
 }
 
 async fn servers() -> Vec<Server> {
-    let mut out = Vec::new();
-    for (name, store, guard) in common::stores::stores().await {
-        out.push(server(name, store, guard).await);
-    }
-    out
+    offices("assess").await.into_iter().map(Server).collect()
 }
 
 /// Ten reserves of dongguan: the quota of 好 is 15% of 10, rounded down: one.
@@ -112,9 +50,7 @@ const DONGGUAN: [&str; 10] = [
 
 impl Server {
     async fn call(&self, r: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let resp = r.bearer_auth(&self.admin).send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.send(r, &self.admin).await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -131,22 +67,13 @@ impl Server {
     async fn people(&self) -> Vec<(String, i64)> {
         let mut out = Vec::new();
         for (i, name) in DONGGUAN.iter().enumerate() {
-            let (st, p) = self
-                .post(
-                    "/api/people",
-                    json!({"name": name, "unit": "dongguan", "tier": 1 + i % 4, "birth": "1990.05"}),
-                )
+            let id = self
+                .add_person(name, "dongguan", 1 + i % 4, "1990.05")
                 .await;
-            assert_eq!(st, StatusCode::CREATED, "{}: {p}", self.name);
-            out.push((name.to_string(), p["id"].as_i64().unwrap()));
+            out.push((name.to_string(), id));
         }
-        let (_, p) = self
-            .post(
-                "/api/people",
-                json!({"name": "陈思雨", "unit": "xiguan", "tier": 2, "birth": "1996.04"}),
-            )
-            .await;
-        out.push(("陈思雨".into(), p["id"].as_i64().unwrap()));
+        let id = self.add_person("陈思雨", "xiguan", 2, "1996.04").await;
+        out.push(("陈思雨".into(), id));
         out
     }
 
@@ -328,16 +255,7 @@ async fn a_valid_submission_stores_the_results_by_year_completes_the_task_and_li
             .map(|r| r["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["周晓明"], "{n}: 优先使用");
-        let page = s
-            .http
-            .get(format!("{}/console/results?year=2025", s.base))
-            .bearer_auth(&s.admin)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = s.text("/console/results?year=2025", Some(&s.admin)).await;
         let list = page
             .split("id=\"priority-list\"")
             .nth(1)
@@ -349,15 +267,8 @@ async fn a_valid_submission_stores_the_results_by_year_completes_the_task_and_li
         );
         // The person's page shows the result by year.
         let page = s
-            .http
-            .get(format!("{}/console/people/{}", s.base, people[0].1))
-            .bearer_auth(&s.admin)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            .text(&format!("/console/people/{}", people[0].1), Some(&s.admin))
+            .await;
         let table = page.split("id=\"results\"").nth(1).expect("results table");
         assert!(table.contains("2025") && table.contains("好"), "{n}");
 
@@ -463,15 +374,7 @@ async fn the_branch_page_rates_its_own_people_only_and_the_console_task_page_tak
             .unwrap()
             .timestamp();
         let link = LinkSigner::new("assess-test").task_link("dongguan", task, exp);
-        let page = s
-            .http
-            .get(format!("{}{link}", s.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = s.text(&link, None).await;
         let form = page
             .split("id=\"ratings-form\"")
             .nth(1)
@@ -487,65 +390,40 @@ async fn the_branch_page_rates_its_own_people_only_and_the_console_task_page_tak
 
         // The branch posts a breach through its link: refused with the rule, nothing kept.
         let action = link.replacen('?', "/ratings?", 1);
-        let body: Vec<String> = people
+        let fields: Vec<String> = people
             .iter()
             .filter(|(p, _)| DONGGUAN.contains(&p.as_str()))
-            .map(|(_, id)| format!("p{id}=%E5%A5%BD"))
+            .map(|(_, id)| format!("p{id}"))
             .collect();
-        let resp = s
-            .http
-            .post(format!("{}{action}", s.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.join("&"))
-            .send()
-            .await
-            .unwrap();
+        let all_good: Vec<(&str, &str)> = fields.iter().map(|f| (f.as_str(), "好")).collect();
+        let resp = post_form(&s.http, &s.url(&action), None, &all_good).await;
         assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{n}");
         let text = resp.text().await.unwrap();
         assert!(text.contains("最多1人为“好”，提交了10人"), "{n}: {text}");
         assert!(s.results(2025).await.is_empty(), "{n}");
 
         // The console task page: sign in, post the form with its CSRF token.
-        let pair = sign_in(&s.base, &s.admin).await;
-        let page = s
-            .http
-            .get(format!("{}/console/tasks/{task}", s.base))
-            .header("cookie", pair.clone())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let me = SignedIn::new(&s.base, &s.admin, "assess-test").await;
+        let page = me
+            .page(&s.http, &s.url(&format!("/console/tasks/{task}")))
+            .await;
         assert!(page.contains("id=\"ratings-form\""), "{n}: {page}");
-        let mut form: Vec<(String, String)> = vec![("csrf".into(), csrf("assess-test", &pair))];
-        for (name, id) in people
+        let ratings: Vec<(String, &str)> = people
             .iter()
             .filter(|(p, _)| DONGGUAN.contains(&p.as_str()))
-        {
-            let r = if name == "周晓明" { "好" } else { "一般" };
-            form.push((format!("p{id}"), r.into()));
-        }
-        let resp = s
-            .http
-            .post(format!("{}/console/tasks/{task}/ratings", s.base))
-            .header("cookie", pair.clone())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(
-                form.iter()
-                    .map(|(k, v)| {
-                        let v = percent_encoding::utf8_percent_encode(
-                            v,
-                            percent_encoding::NON_ALPHANUMERIC,
-                        );
-                        format!("{k}={v}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join("&"),
+            .map(|(name, id)| {
+                let r = if name == "周晓明" { "好" } else { "一般" };
+                (format!("p{id}"), r)
+            })
+            .collect();
+        let form: Vec<(&str, &str)> = ratings.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let resp = me
+            .post_form(
+                &s.http,
+                &s.url(&format!("/console/tasks/{task}/ratings")),
+                &form,
             )
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(
             resp.status(),
             StatusCode::SEE_OTHER,
@@ -628,16 +506,7 @@ fn every_bad_ratings_block_is_reported_with_its_position_and_a_hint() {
 
 #[tokio::test]
 async fn the_cli_lists_results_by_year_and_the_priority_list_on_sqlite_and_postgres() {
-    use crate::common::daemon::Setup;
-    let mut setups = vec![("sqlite", Setup::new().with_shipped_workflows(), None)];
-    if let Some((url, guard)) = common::stores::postgres_database().await {
-        setups.push((
-            "postgres",
-            Setup::new().with_shipped_workflows().db_url(url),
-            Some(guard),
-        ));
-    }
-    for (n, s, _guard) in setups {
+    for (n, s, _guard) in common::daemon::setups(true).await {
         for name in &DONGGUAN[..7] {
             let out = s.run(&[
                 "pool", "add", "--name", name, "--unit", "dongguan", "--tier", "1", "--birth",

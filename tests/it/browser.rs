@@ -12,51 +12,12 @@
 
 use crate::common;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use chrono_tz::Asia::Shanghai;
-use common::daemon::Setup;
-use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
-use headless_chrome::{Browser, LaunchOptions, Tab};
-use std::collections::BTreeMap;
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
-use yanzhen::access::{new_token, token_hash};
+use common::at;
+use common::browser::{MISSPELT, Shots, chromium_or_skip, launch, sample_round, sign_in};
+use headless_chrome::Tab;
+use std::path::Path;
 use yanzhen::core::state::TaskState;
-use yanzhen::engine::StartRound;
-use yanzhen::runtime::app::{App, AppOptions};
-use yanzhen::runtime::clock::{Clock, VirtualClock};
-use yanzhen::store::{AuditEntry, TokenRow};
-
-pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Flags for a quiet, self-contained headless Chromium (no sandbox: CI runs as root).
-pub(crate) const CHROMIUM_FLAGS: &[&str] = &[
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-];
-
-/// A draft with a misspelt key (`titel`) on line 5, column 5.
-pub(crate) const MISSPELT: &str = "id: yearly-training\ntitle: 年度培训\nstages:\n  - id: s\n    titel: 培训\n    opens: {from: round_start}\n    closes: {from: round_start, days: 3}\n    tasks: []\n";
-
-pub(crate) fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, min, 0)
-        .single()
-        .expect("valid local time")
-        .with_timezone(&Utc)
-}
-
-pub(crate) fn date(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).expect("date")
-}
+use yanzhen::runtime::clock::Clock;
 
 /// What the browser part needs to know.
 struct Scene {
@@ -69,76 +30,25 @@ struct Scene {
     done_task: i64,
     /// A page on another port of the same host whose form posts to the console.
     attacker: String,
-    shots: Option<PathBuf>,
+    shots: Shots,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_and_sees_editor_errors()
  {
-    if !Path::new(CHROMIUM).exists() {
-        common::skip_or_fail(&format!("browser test: {CHROMIUM} not found"));
+    if !chromium_or_skip() {
         return;
     }
-    yanzhen::notify::install_tls_provider();
-    let (_, store, _guard) = common::stores::sqlite().await;
-
-    // A config in a temp folder with copies of the shipped workflows (the editor may write).
-    let setup = Setup::new().with_shipped_workflows();
-    let wf = setup.workflows();
-    let cat = setup.catalog(date(2019, 7, 1));
-
-    // A round for three communities, run to 2019-07-15 10:00: nominations (due 07-12) overdue.
-    let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
-    let app = App::build(
-        cat,
-        store.clone(),
-        clock.clone(),
-        AppOptions {
-            link_secret: Some("browser-secret".into()),
-            config_path: setup.config(),
-            ..AppOptions::new("browser-test")
-        },
-    )
-    .await
-    .expect("app");
-    let round = app
-        .engine
-        .start_round(StartRound {
-            workflow: "community-reserve-selection".into(),
-            start: date(2019, 7, 1),
-            params: BTreeMap::new(),
-            units: Some(vec!["dongguan".into(), "xiguan".into(), "nanmen".into()]),
-            actor: "test".into(),
-        })
-        .await
-        .expect("start round");
+    // The sample round run to 2019-07-15 10:00: nominations (due 07-12) overdue.
+    let sample = sample_round("browser-secret", "browser-test").await;
+    let (app, store, clock, round) = (&sample.app, &sample.store, &sample.clock, sample.round);
+    let wf = sample.setup.workflows();
     app.driver
-        .run_until(&clock, at(2019, 7, 15, 10, 0))
+        .run_until(clock, at(2019, 7, 15, 10, 0))
         .await
         .expect("run");
 
-    let token = new_token();
-    store
-        .create_token(
-            TokenRow {
-                name: "zzb-ma".into(),
-                hash: token_hash(&token),
-                rights: yanzhen::core::state::Rights::Admin,
-                created_at: 0,
-                revoked_at: None,
-                expires_at: None,
-                last_used_at: None,
-            },
-            AuditEntry {
-                at: 0,
-                actor: "test".into(),
-                action: "token.create".into(),
-                subject: "token:zzb-ma".into(),
-                detail_json: "{}".into(),
-            },
-        )
-        .await
-        .expect("token");
+    let token = common::http::admin_token(store.as_ref()).await;
     let overdue = store
         .task_by_key(round, "nomination@xiguan")
         .await
@@ -152,15 +62,8 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
     let signer = &app.http.links;
     let task_link = signer.task_link("nanmen", to_complete.id, clock.now().timestamp() + 86_400);
     let unit_link = signer.unit_link("nanmen", clock.now().timestamp() + 86_400);
-    let state = app.http.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(yanzhen::api::serve(listener, state.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let server = common::http::serve(app.http.clone()).await;
+    let base = server.base.clone();
 
     // The attacker: a page on another port of this host, same-site to the console (ports
     // do not count for SameSite, so the Strict cookie goes along) but not same-origin.
@@ -191,16 +94,12 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
         unit_link,
         done_task: to_complete.id,
         attacker: attacker_base,
-        shots: std::env::var_os("YANZHEN_SCREENSHOTS").map(PathBuf::from),
+        shots: Shots::from_env(""),
     };
     let profile = tempfile::tempdir().expect("profile dir");
     let profile_path = profile.path().to_path_buf();
-    // The driver blocks; keep it off the runtime's threads that serve the pages.
-    let outcome = tokio::task::spawn_blocking(move || browse(&scene, &profile_path))
-        .await
-        .expect("browser thread");
-    let _ = stop.send(());
-    let _ = server.await;
+    let outcome = common::browser::session(move || browse(&scene, &profile_path)).await;
+    server.stop().await;
     attacker_server.abort();
     if let Err(e) = outcome {
         panic!("browser session failed: {e:#}");
@@ -248,30 +147,9 @@ async fn a_person_signs_in_reads_the_round_and_overdue_board_marks_a_task_done_a
 /// Drive Chromium through the scene; every expectation is checked here and reported as an
 /// error so the server can be stopped before the test fails.
 fn browse(scene: &Scene, profile: &Path) -> anyhow::Result<()> {
-    let flags: Vec<&OsStr> = CHROMIUM_FLAGS.iter().map(OsStr::new).collect();
-    let options = LaunchOptions::default_builder()
-        .path(Some(PathBuf::from(CHROMIUM)))
-        .headless(true)
-        .sandbox(false)
-        .user_data_dir(Some(profile.to_path_buf()))
-        .window_size(Some((1280, 1000)))
-        .args(flags)
-        .idle_browser_timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|e| anyhow::anyhow!("launch options: {e}"))?;
-    let browser = Browser::new(options)?;
-    let tab = browser.new_tab()?;
-    tab.set_default_timeout(Duration::from_secs(30));
+    let (_browser, tab) = launch(profile, (1280, 1000))?;
     let url = |p: &str| format!("{}{}", scene.base, p);
-    let shot = |tab: &Tab, name: &str| -> anyhow::Result<()> {
-        if let Some(dir) = &scene.shots {
-            std::fs::create_dir_all(dir)?;
-            let png =
-                tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)?;
-            std::fs::write(dir.join(format!("{name}.png")), png)?;
-        }
-        Ok(())
-    };
+    let shot = |tab: &Tab, name: &str| scene.shots.page(tab, name);
 
     // 1. The console sends a stranger to the sign-in form; signing in lands on the rounds.
     tab.navigate_to(&url("/console"))?.wait_until_navigated()?;
@@ -282,9 +160,7 @@ fn browse(scene: &Scene, profile: &Path) -> anyhow::Result<()> {
         tab.get_url()
     );
     shot(&tab, "1-login")?;
-    tab.find_element("#token")?.click()?;
-    tab.type_str(&scene.token)?;
-    tab.find_element("#login-submit")?.click()?;
+    sign_in(&tab, &scene.token)?;
     let round_link = format!("a[href=\"/console/rounds/{}\"]", scene.round);
     tab.wait_for_element(&round_link)?;
     shot(&tab, "2-rounds")?;

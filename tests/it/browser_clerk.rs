@@ -7,24 +7,15 @@
 //! Skips (or fails under `CI=true`) without `/usr/bin/chromium`, like `browser.rs`. Set
 //! `YANZHEN_SCREENSHOTS=DIR` to keep a PNG of the pages and the PDFs.
 
-use crate::browser::{CHROMIUM, CHROMIUM_FLAGS, MISSPELT, at, date};
 use crate::common;
 
-use common::daemon::Setup;
+use common::at;
+use common::browser::{MISSPELT, Shots, chromium_or_skip, launch, sample_round, sign_in};
+use headless_chrome::Tab;
 use headless_chrome::protocol::cdp::Emulation;
-use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::types::PrintToPdfOptions;
-use headless_chrome::{Browser, LaunchOptions, Tab};
-use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
-use yanzhen::access::{new_token, token_hash};
-use yanzhen::engine::StartRound;
-use yanzhen::runtime::app::{App, AppOptions};
-use yanzhen::runtime::clock::{Clock, VirtualClock};
-use yanzhen::store::{AuditEntry, TokenRow};
+use yanzhen::runtime::clock::Clock;
 
 /// What the browser part needs.
 struct Scene {
@@ -40,51 +31,26 @@ struct Scene {
     task_link: String,
     /// The editor's file, changed on disk while a clerk edits it.
     editor_file: PathBuf,
-    shots: Option<PathBuf>,
+    shots: Shots,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clerk_reads_chinese_names_prints_the_round_uses_a_phone_and_cannot_overwrite_a_newer_workflow()
  {
-    if !Path::new(CHROMIUM).exists() {
-        common::skip_or_fail(&format!("browser test: {CHROMIUM} not found"));
+    if !chromium_or_skip() {
         return;
     }
-    yanzhen::notify::install_tls_provider();
-    let (_, store, _guard) = common::stores::sqlite().await;
-    let setup = Setup::new().with_shipped_workflows();
-    let cat = setup.catalog(date(2019, 7, 1));
-    let workflow = cat
+    let sample = sample_round("clerk-secret", "browser-clerk").await;
+    let (app, store, clock, round) = (&sample.app, &sample.store, &sample.clock, sample.round);
+    let workflow = app
+        .engine
+        .catalog()
         .workflows
         .get("community-reserve-selection")
         .expect("shipped workflow")
         .workflow
         .clone();
-    let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 0, 0)));
-    let app = App::build(
-        cat,
-        store.clone(),
-        clock.clone(),
-        AppOptions {
-            link_secret: Some("clerk-secret".into()),
-            config_path: setup.config(),
-            ..AppOptions::new("browser-clerk")
-        },
-    )
-    .await
-    .expect("app");
     let units = ["dongguan", "xiguan", "nanmen"];
-    let round = app
-        .engine
-        .start_round(StartRound {
-            workflow: "community-reserve-selection".into(),
-            start: date(2019, 7, 1),
-            params: BTreeMap::new(),
-            units: Some(units.iter().map(|u| u.to_string()).collect()),
-            actor: "test".into(),
-        })
-        .await
-        .expect("start round");
     // dongguan's deployment meeting done through its link (a `link:` actor in the
     // history), the rest overdue and escalated by 07-15.
     let meeting = store
@@ -93,7 +59,7 @@ async fn a_clerk_reads_chinese_names_prints_the_round_uses_a_phone_and_cannot_ov
         .expect("task")
         .expect("exists");
     app.driver
-        .run_until(&clock, at(2019, 7, 3, 9, 0))
+        .run_until(clock, at(2019, 7, 3, 9, 0))
         .await
         .expect("run");
     app.engine
@@ -101,32 +67,11 @@ async fn a_clerk_reads_chinese_names_prints_the_round_uses_a_phone_and_cannot_ov
         .await
         .expect("complete");
     app.driver
-        .run_until(&clock, at(2019, 7, 15, 10, 0))
+        .run_until(clock, at(2019, 7, 15, 10, 0))
         .await
         .expect("run");
 
-    let token = new_token();
-    store
-        .create_token(
-            TokenRow {
-                name: "zzb-ma".into(),
-                hash: token_hash(&token),
-                rights: yanzhen::core::state::Rights::Admin,
-                created_at: 0,
-                revoked_at: None,
-                expires_at: None,
-                last_used_at: None,
-            },
-            AuditEntry {
-                at: 0,
-                actor: "test".into(),
-                action: "token.create".into(),
-                subject: "token:zzb-ma".into(),
-                detail_json: "{}".into(),
-            },
-        )
-        .await
-        .expect("token");
+    let token = common::http::admin_token(store.as_ref()).await;
 
     let tasks = store.tasks(round).await.expect("tasks");
     let overdue = tasks
@@ -142,18 +87,8 @@ async fn a_clerk_reads_chinese_names_prints_the_round_uses_a_phone_and_cannot_ov
     let unit_link = signer.unit_link("nanmen", expires);
     let task_link = signer.task_link("nanmen", nanmen_task.id, expires);
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(yanzhen::api::serve(
-        listener,
-        app.http.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let server = common::http::serve(app.http.clone()).await;
+    let base = server.base.clone();
 
     // One person in the reserve pool, so that its pages have a row and a history.
     let http = reqwest::Client::new();
@@ -210,16 +145,13 @@ async fn a_clerk_reads_chinese_names_prints_the_round_uses_a_phone_and_cannot_ov
         keys,
         unit_link,
         task_link,
-        editor_file: setup.workflows().join("yearly-training.yaml"),
-        shots: std::env::var_os("YANZHEN_SCREENSHOTS").map(PathBuf::from),
+        editor_file: sample.setup.workflows().join("yearly-training.yaml"),
+        shots: Shots::from_env("clerk-"),
     };
     let profile = tempfile::tempdir().expect("profile dir");
     let profile_path = profile.path().to_path_buf();
-    let outcome = tokio::task::spawn_blocking(move || browse(&scene, &profile_path))
-        .await
-        .expect("browser thread");
-    let _ = stop.send(());
-    let _ = server.await;
+    let outcome = common::browser::session(move || browse(&scene, &profile_path)).await;
+    server.stop().await;
     if let Err(e) = outcome {
         panic!("browser session failed: {e:#}");
     }
@@ -298,43 +230,15 @@ fn media_boxes(pdf: &[u8]) -> Vec<(f64, f64)> {
 }
 
 fn browse(scene: &Scene, profile: &Path) -> anyhow::Result<()> {
-    let flags: Vec<&OsStr> = CHROMIUM_FLAGS.iter().map(OsStr::new).collect();
-    let options = LaunchOptions::default_builder()
-        .path(Some(PathBuf::from(CHROMIUM)))
-        .headless(true)
-        .sandbox(false)
-        .user_data_dir(Some(profile.to_path_buf()))
-        .window_size(Some((1280, 1000)))
-        .args(flags)
-        .idle_browser_timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|e| anyhow::anyhow!("launch options: {e}"))?;
-    let browser = Browser::new(options)?;
-    let tab = browser.new_tab()?;
-    tab.set_default_timeout(Duration::from_secs(30));
+    let (_browser, tab) = launch(profile, (1280, 1000))?;
     viewport(&tab, 1280, 1000, false)?;
     let url = |p: &str| format!("{}{}", scene.base, p);
-    let keep = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
-        if let Some(dir) = &scene.shots {
-            std::fs::create_dir_all(dir)?;
-            std::fs::write(dir.join(name), bytes)?;
-        }
-        Ok(())
-    };
-    let shot = |tab: &Tab, name: &str| -> anyhow::Result<()> {
-        if scene.shots.is_some() {
-            let png =
-                tab.capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)?;
-            keep(&format!("clerk-{name}.png"), &png)?;
-        }
-        Ok(())
-    };
+    let keep = |name: &str, bytes: &[u8]| scene.shots.keep(name, bytes);
+    let shot = |tab: &Tab, name: &str| scene.shots.page(tab, name);
 
     tab.navigate_to(&url("/console/login"))?
         .wait_until_navigated()?;
-    tab.wait_for_element("#token")?.click()?;
-    tab.type_str(&scene.token)?;
-    tab.find_element("#login-submit")?.click()?;
+    sign_in(&tab, &scene.token)?;
     tab.wait_for_element(&format!("a[href=\"/console/rounds/{}\"]", scene.round))?;
 
     // 1. No internal key is the main text of any console page of the round, the editor
@@ -453,7 +357,7 @@ fn browse(scene: &Scene, profile: &Path) -> anyhow::Result<()> {
             print_background: Some(true),
             ..Default::default()
         }))?;
-        keep(&format!("clerk-{name}.pdf"), &pdf)?;
+        keep(&format!("{name}.pdf"), &pdf)?;
         let pages = pdf_pages(&pdf);
         anyhow::ensure!(
             pdf.starts_with(b"%PDF") && pdf.len() > 10_000,

@@ -9,22 +9,15 @@
 
 use crate::common;
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use chrono_tz::Asia::Shanghai;
-use headless_chrome::{Browser, LaunchOptions, Tab};
-use std::collections::BTreeMap;
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use common::browser::{chromium_or_skip, launch, sign_in};
+use common::{at, date};
+use headless_chrome::Tab;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use yanzhen::access::{new_token, token_hash};
 use yanzhen::core::state::TaskState;
-use yanzhen::engine::StartRound;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
-use yanzhen::store::{AuditEntry, TokenRow};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 const WORKFLOW: &str = r#"id: nominate
 title: 推荐后备干部
@@ -47,17 +40,9 @@ stages:
           forms: [templates/forms/附件1-推荐表.docx]
 "#;
 
-fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, 0, 0)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_branch_hands_in_a_file_on_a_phone_and_the_office_returns_it() {
-    if !Path::new(CHROMIUM).exists() {
-        common::skip_or_fail(&format!("browser test: {CHROMIUM} not found"));
+    if !chromium_or_skip() {
         return;
     }
     yanzhen::notify::install_tls_provider();
@@ -65,7 +50,7 @@ async fn a_branch_hands_in_a_file_on_a_phone_and_the_office_returns_it() {
     let files = tempfile::tempdir().expect("files");
     let mut cat = common::catalog_with(&[WORKFLOW], false);
     cat.config.files.root = files.path().to_path_buf();
-    let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 9)));
+    let clock = Arc::new(VirtualClock::new(at(2019, 7, 1, 9, 0)));
     let app = App::build(
         cat,
         store.clone(),
@@ -77,59 +62,19 @@ async fn a_branch_hands_in_a_file_on_a_phone_and_the_office_returns_it() {
     )
     .await
     .expect("app");
-    app.engine
-        .start_round(StartRound {
-            workflow: "nominate".into(),
-            start: NaiveDate::from_ymd_opt(2019, 7, 1).expect("date"),
-            params: BTreeMap::new(),
-            units: Some(vec!["dongguan".into()]),
-            actor: "test".into(),
-        })
-        .await
-        .expect("start");
+    common::start_round(&app.engine, "nominate", date(2019, 7, 1), &["dongguan"]).await;
     let task = store
         .task_by_key(1, "nomination@dongguan")
         .await
         .expect("read")
         .expect("task");
-    let token = new_token();
-    store
-        .create_token(
-            TokenRow {
-                name: "zzb-ma".into(),
-                hash: token_hash(&token),
-                rights: yanzhen::core::state::Rights::Admin,
-                created_at: 0,
-                revoked_at: None,
-                expires_at: None,
-                last_used_at: None,
-            },
-            AuditEntry {
-                at: 0,
-                actor: "test".into(),
-                action: "token.create".into(),
-                subject: "token:zzb-ma".into(),
-                detail_json: "{}".into(),
-            },
-        )
-        .await
-        .expect("token");
+    let token = common::http::admin_token(store.as_ref()).await;
     let link = app
         .http
         .links
         .task_link("dongguan", task.id, clock.now().timestamp() + 86_400);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(yanzhen::api::serve(
-        listener,
-        app.http.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let server = common::http::serve(app.http.clone()).await;
+    let base = server.base.clone();
     let upload = files.path().join("推荐表.pdf");
     let mut pdf = b"%PDF-1.4\n1 0 obj<<>>endobj\n".to_vec();
     pdf.extend(std::iter::repeat_n(b'x', 200_000));
@@ -137,13 +82,11 @@ async fn a_branch_hands_in_a_file_on_a_phone_and_the_office_returns_it() {
     std::fs::write(&upload, &pdf).expect("pdf");
     let profile = tempfile::tempdir().expect("profile");
     let (profile_path, task_id) = (profile.path().to_path_buf(), task.id);
-    let outcome = tokio::task::spawn_blocking(move || {
+    let outcome = common::browser::session(move || {
         browse(&base, &link, &token, task_id, &upload, &profile_path)
     })
-    .await
-    .expect("browser thread");
-    let _ = stop.send(());
-    let _ = server.await;
+    .await;
+    server.stop().await;
     if let Err(e) = outcome {
         panic!("browser session failed: {e:#}");
     }
@@ -191,28 +134,7 @@ fn browse(
     upload: &Path,
     profile: &Path,
 ) -> anyhow::Result<()> {
-    let flags: Vec<&OsStr> = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-    ]
-    .iter()
-    .map(OsStr::new)
-    .collect();
-    let options = LaunchOptions::default_builder()
-        .path(Some(PathBuf::from(CHROMIUM)))
-        .headless(true)
-        .sandbox(false)
-        .user_data_dir(Some(profile.to_path_buf()))
-        .window_size(Some((390, 844)))
-        .args(flags)
-        .idle_browser_timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|e| anyhow::anyhow!("launch options: {e}"))?;
-    let browser = Browser::new(options)?;
-    let tab = browser.new_tab()?;
-    tab.set_default_timeout(Duration::from_secs(30));
+    let (_browser, tab) = launch(profile, (390, 844))?;
     let url = |p: &str| format!("{base}{p}");
 
     // 1. The branch's task page on a phone: what is asked, the blank form, the hand-in form.
@@ -236,9 +158,7 @@ fn browse(
     // 2. The office signs in and returns it from the task page.
     tab.navigate_to(&url("/console/login"))?
         .wait_until_navigated()?;
-    tab.wait_for_element("#token")?.click()?;
-    tab.type_str(token)?;
-    tab.find_element("#login-submit")?.click()?;
+    sign_in(&tab, token)?;
     tab.wait_for_element("nav")?;
     std::thread::sleep(Duration::from_millis(300));
     tab.navigate_to(&url(&format!("/console/tasks/{task}")))?

@@ -3,29 +3,19 @@
 //! merged — and `simulate` lists what was sent, not the rows queued.
 
 use crate::common;
+use crate::common::{at, date};
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
 use common::smtp::{TestSmtp, deliver_to};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use yanzhen::access::{new_token, token_hash};
+use yanzhen::core::state::Rights;
 use yanzhen::engine::StartRound;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::VirtualClock;
 use yanzhen::runtime::simulate::{self, Completion, Effect, Scenario};
-use yanzhen::store::{AuditEntry, Store, TokenRow};
-
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, min, 0)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-fn date(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap()
-}
+use yanzhen::store::Store;
 
 fn completion(task: &str, assignee: &str, at: &str) -> Completion {
     Completion {
@@ -51,32 +41,6 @@ fn scenario() -> Scenario {
             completion("nomination", "xiguan", "2019-07-15T11:00"),
         ],
     }
-}
-
-async fn admin_token(store: &Arc<dyn Store>) -> String {
-    let token = new_token();
-    store
-        .create_token(
-            TokenRow {
-                name: "zzb".into(),
-                hash: token_hash(&token),
-                rights: yanzhen::core::state::Rights::Admin,
-                created_at: 0,
-                revoked_at: None,
-                expires_at: None,
-                last_used_at: None,
-            },
-            AuditEntry {
-                at: 0,
-                actor: "test".into(),
-                action: "token.create".into(),
-                subject: "token:zzb".into(),
-                detail_json: "{}".into(),
-            },
-        )
-        .await
-        .expect("token");
-    token
 }
 
 /// The scenario through `serve`'s path: the app `serve` builds over `store`, the real HTTP
@@ -111,19 +75,9 @@ async fn serve_path(
     )
     .await
     .expect("app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(yanzhen::api::serve(
-        listener,
-        app.http.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let token = admin_token(&store).await;
+    let server = common::http::serve(app.http.clone()).await;
+    let base = server.base.clone();
+    let token = common::http::token(store.as_ref(), "zzb", Rights::Admin).await;
     let round = app
         .engine
         .start_round(StartRound {
@@ -170,8 +124,7 @@ async fn serve_path(
     }
     let end = at(2019, 7, 25, 23, 59) + chrono::Duration::seconds(59);
     fired.extend(app.driver.run_until(&clock, end).await.expect("run"));
-    let _ = stop.send(());
-    let _ = server.await;
+    server.stop().await;
     effects.extend(simulate::stage_effects(&fired, &titles));
     let mut messages = Vec::new();
     while let Ok(m) = sent.try_recv() {

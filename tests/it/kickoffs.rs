@@ -6,18 +6,18 @@
 //! and the real binary.
 
 use crate::common;
+use crate::common::at;
 use yanzhen::core::state::{MessageKind, TimerState};
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
-use chrono_tz::Asia::Shanghai;
+use chrono::{Duration, Utc};
 use common::daemon::{Setup, wait_for};
 use std::sync::Arc;
-use yanzhen::access::{new_token, token_hash};
 use yanzhen::catalog::Catalog;
+use yanzhen::core::state::Rights;
 use yanzhen::engine::{BLOCKED_NOT_LOADED, ms};
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::VirtualClock;
-use yanzhen::store::{AuditEntry, Store, TokenRow};
+use yanzhen::store::Store;
 
 const YEARLY: &str = r#"id: yearly-notice
 title: 年度通知
@@ -33,13 +33,6 @@ stages:
         assignee: {role: organization_office}
         due: {from: stage_close}
 "#;
-
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, min, 0)
-        .unwrap()
-        .with_timezone(&Utc)
-}
 
 /// A daemon's app over `store` (the builder `serve` uses), its kickoffs scheduled.
 async fn app_on(store: Arc<dyn Store>, cat: Catalog, clock: Arc<VirtualClock>, owner: &str) -> App {
@@ -83,48 +76,19 @@ async fn alerts(store: &Arc<dyn Store>) -> Vec<yanzhen::store::OutboxRow> {
 struct ConsoleHome {
     url: String,
     token: String,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: common::http::Served,
 }
 
 impl ConsoleHome {
     async fn start(app: &App) -> ConsoleHome {
         yanzhen::notify::install_tls_provider();
-        let token = new_token();
-        app.engine
-            .store()
-            .create_token(
-                TokenRow {
-                    name: "zzb".into(),
-                    hash: token_hash(&token),
-                    rights: yanzhen::core::state::Rights::Admin,
-                    created_at: 0,
-                    revoked_at: None,
-                    expires_at: None,
-                    last_used_at: None,
-                },
-                AuditEntry {
-                    at: 0,
-                    actor: "test".into(),
-                    action: "token.create".into(),
-                    subject: "token:zzb".into(),
-                    detail_json: "{}".into(),
-                },
-            )
-            .await
-            .expect("token");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}/console", listener.local_addr().expect("addr"));
-        let state = app.http.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(yanzhen::api::serve(listener, state, async move {
-            let _ = rx.await;
-        }));
+        let token = common::http::token(app.engine.store().as_ref(), "zzb", Rights::Admin).await;
+        let server = common::http::serve(app.http.clone()).await;
+        let url = format!("{}/console", server.base);
         ConsoleHome {
             url,
             token,
-            _stop: tx,
+            _server: server,
         }
     }
 

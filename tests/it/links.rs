@@ -4,16 +4,15 @@
 //! On a SQLite file, and PostgreSQL when `YANZHEN_TEST_POSTGRES_URL` is set.
 
 use crate::common;
+use crate::common::at;
 
-use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
-use chrono_tz::Asia::Shanghai;
+use chrono::{DateTime, Duration, Utc};
 use common::smtp::TestSmtp;
 use reqwest::StatusCode;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use yanzhen::access::LinkSigner;
-use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
-use yanzhen::engine::{LINK_VALID_DAYS, StartRound};
+use yanzhen::config::NotifyConfig;
+use yanzhen::engine::LINK_VALID_DAYS;
 use yanzhen::notify::outbox::Outbox;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
@@ -47,13 +46,6 @@ stages:
         reminders: {}
 "#;
 
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, min, 0)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
 /// The deadline of both tasks.
 fn due() -> DateTime<Utc> {
     at(2019, 7, 4, 18, 0)
@@ -70,16 +62,13 @@ struct Server {
     clock: Arc<VirtualClock>,
     store: Arc<dyn Store>,
     http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: common::http::Served,
 }
 
 impl Server {
     async fn start(store: Arc<dyn Store>, notify: NotifyConfig) -> Server {
         yanzhen::notify::install_tls_provider();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (listener, base) = common::http::bind().await;
         let mut cat = common::catalog_with(&[LATE], false);
         cat.config.notify = NotifyConfig {
             link_base: Some(base.clone()),
@@ -97,21 +86,15 @@ impl Server {
         )
         .await
         .expect("app");
-        let (engine, state) = (app.engine.clone(), app.http.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(yanzhen::api::serve(listener, state, async move {
-            let _ = rx.await;
-        }));
-        engine
-            .start_round(StartRound {
-                workflow: "late-notice".into(),
-                start: NaiveDate::from_ymd_opt(2019, 7, 1).expect("date"),
-                params: BTreeMap::new(),
-                units: Some(vec!["dongguan".into()]),
-                actor: "test".into(),
-            })
-            .await
-            .expect("start");
+        let engine = app.engine.clone();
+        let server = common::http::serve_on(listener, app.http.clone());
+        common::start_round(
+            &engine,
+            "late-notice",
+            common::date(2019, 7, 1),
+            &["dongguan"],
+        )
+        .await;
         Server {
             base,
             timers: Driver::new(engine.clone(), None),
@@ -119,7 +102,7 @@ impl Server {
             clock,
             store,
             http: reqwest::Client::new(),
-            _stop: tx,
+            _server: server,
         }
     }
 
@@ -188,20 +171,7 @@ async fn a_late_notice_fired_long_after_the_deadline_carries_a_link_that_opens_t
 async fn a_message_sent_long_after_it_fired_carries_links_valid_for_thirty_days_from_sending() {
     for (name, store, _g) in common::stores::stores().await {
         let smtp = TestSmtp::start();
-        let notify = NotifyConfig {
-            mode: DeliveryMode::Deliver,
-            from: "清水街道党工委组织办 <noreply@qingshui.example.gov.cn>".into(),
-            smtp: Some(SmtpConfig {
-                host: "127.0.0.1".into(),
-                port: Some(smtp.port()),
-                security: SmtpSecurity::None,
-                username: None,
-                password_env: None,
-                timeout_seconds: 5,
-                pool_size: 1,
-            }),
-            ..NotifyConfig::default()
-        };
+        let notify = common::smtp::deliver_to(smtp.port());
         let s = Server::start(store, notify).await;
         // Both deadline notices fire on time; nothing is sent until 45 days later (the
         // sender was stopped, or held back).

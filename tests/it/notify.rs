@@ -5,15 +5,16 @@
 //! Message-ID, and dead-lettering permanent ones with a notice to the office.
 
 use crate::common;
+use crate::common::at;
 use yanzhen::core::state::{MessageKind, OutboxState};
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Asia::Shanghai;
 use common::smtp::{Received, TestSmtp};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use yanzhen::catalog::Catalog;
-use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
+use yanzhen::config::{DeliveryMode, NotifyConfig};
 use yanzhen::engine::{Engine, StartRound};
 use yanzhen::notify::outbox::Outbox;
 use yanzhen::runtime::app::{App, AppOptions};
@@ -21,28 +22,8 @@ use yanzhen::runtime::clock::{Clock, VirtualClock};
 use yanzhen::runtime::driver::Driver;
 use yanzhen::store::Store;
 
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, min, 0)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
 fn deliver_to(port: u16) -> NotifyConfig {
-    let mut cfg = NotifyConfig {
-        mode: DeliveryMode::Deliver,
-        from: "清水街道党工委组织办 <noreply@qingshui.example.gov.cn>".into(),
-        smtp: Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: Some(port),
-            security: SmtpSecurity::None,
-            username: None,
-            password_env: None,
-            timeout_seconds: 5,
-            pool_size: 2,
-        }),
-        ..NotifyConfig::default()
-    };
+    let mut cfg = common::smtp::deliver_to(port);
     cfg.retry.max_attempts = 3;
     cfg.retry.min_delay_seconds = 60;
     cfg.retry.max_delay_seconds = 600;

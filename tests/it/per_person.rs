@@ -10,7 +10,6 @@ use chrono_tz::Asia::Shanghai;
 use common::smtp::TestSmtp;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
 use yanzhen::core::diagnostic::Severity;
 use yanzhen::core::pool::Field;
 use yanzhen::core::state::{AssigneeKind, TaskState};
@@ -57,23 +56,6 @@ fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
 
 fn start() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 3, 2).unwrap()
-}
-
-fn deliver_to(port: u16) -> NotifyConfig {
-    NotifyConfig {
-        mode: DeliveryMode::Deliver,
-        from: "清水街道党工委组织办 <noreply@qingshui.example.gov.cn>".into(),
-        smtp: Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: Some(port),
-            security: SmtpSecurity::None,
-            username: None,
-            password_env: None,
-            timeout_seconds: 5,
-            pool_size: 2,
-        }),
-        ..NotifyConfig::default()
-    }
 }
 
 /// Add a person to the pool; returns the id.
@@ -134,7 +116,7 @@ async fn a_per_person_workflow_makes_one_task_per_person_of_the_listed_tiers_and
     for (name, store, _g) in common::stores::stores().await {
         let smtp = TestSmtp::start();
         let mut cat = common::catalog_with(&[CHECKUP], false);
-        cat.config.notify = deliver_to(smtp.port());
+        cat.config.notify = common::smtp::deliver_to(smtp.port());
         let clock = Arc::new(VirtualClock::new(at(2026, 3, 2, 8)));
         let app = App::build(cat, store.clone(), clock.clone(), AppOptions::new("t"))
             .await

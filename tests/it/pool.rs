@@ -7,15 +7,15 @@
 use crate::common;
 use crate::common::daemon::Setup;
 
-use chrono::{TimeZone, Utc};
+use chrono::TimeZone;
 use chrono_tz::Asia::Shanghai;
+use common::office::{Office, office, offices};
+use common::session::SignedIn;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use yanzhen::access::{LinkSigner, new_token, token_hash};
-use yanzhen::runtime::app::{App, AppOptions};
-use yanzhen::runtime::clock::VirtualClock;
-use yanzhen::store::{AuditEntry, Store, TokenRow};
+use yanzhen::access::LinkSigner;
+use yanzhen::store::Store;
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
@@ -31,93 +31,25 @@ const BAD_ROSTER: &str = "姓名,性别,出生年月,所在单位,梯队,政治�
     陈思雨,未知,1996/4/12,南门社区党支部,4,党员\n\
     周晓明,男,1988.03,东关社区党委,2,党员\n";
 
-struct Server {
-    name: &'static str,
-    base: String,
-    admin: String,
-    reader: String,
-    store: Arc<dyn Store>,
-    http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _guard: common::stores::Guard,
-}
+/// The office server: read with the read token, written with the administrator's.
+struct Server(Office);
 
-async fn token(store: &Arc<dyn Store>, name: &str, rights: &str) -> String {
-    let t = new_token();
-    let audit = AuditEntry {
-        at: 0,
-        actor: "test".into(),
-        action: "token.create".into(),
-        subject: name.into(),
-        detail_json: "{}".into(),
-    };
-    let row = TokenRow {
-        name: name.into(),
-        hash: token_hash(&t),
-        rights: rights.parse().expect("rights"),
-        created_at: 0,
-        revoked_at: None,
-        expires_at: None,
-        last_used_at: None,
-    };
-    store.create_token(row, audit).await.expect("token");
-    t
+impl std::ops::Deref for Server {
+    type Target = Office;
+    fn deref(&self) -> &Office {
+        &self.0
+    }
 }
 
 async fn server(name: &'static str, store: Arc<dyn Store>, guard: common::stores::Guard) -> Server {
-    yanzhen::notify::install_tls_provider();
-    let now = Shanghai
-        .with_ymd_and_hms(2026, 1, 10, 9, 0, 0)
-        .unwrap()
-        .with_timezone(&Utc);
-    let app = App::build(
-        common::catalog_with(&[], true),
-        store.clone(),
-        Arc::new(VirtualClock::new(now)),
-        AppOptions {
-            link_secret: Some("pool-test".into()),
-            config_path: common::root().join("config/yanzhen.toml"),
-            ..AppOptions::new("pool")
-        },
-    )
-    .await
-    .expect("app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(yanzhen::api::serve(listener, app.http, async move {
-        let _ = rx.await;
-    }));
-    Server {
-        name,
-        base,
-        admin: token(&store, "zzb-ma", "admin").await,
-        reader: token(&store, "viewer", "read").await,
-        store,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        _stop: tx,
-        _guard: guard,
-    }
+    Server(office(name, store, guard, "pool").await)
 }
 
 async fn servers() -> Vec<Server> {
-    let mut out = Vec::new();
-    for (name, store, guard) in common::stores::stores().await {
-        out.push(server(name, store, guard).await);
-    }
-    out
+    offices("pool").await.into_iter().map(Server).collect()
 }
 
 impl Server {
-    async fn send(&self, r: reqwest::RequestBuilder, token: &str) -> (StatusCode, Value) {
-        let resp = r.bearer_auth(token).send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
     async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.send(self.http.get(format!("{}{path}", self.base)), &self.reader)
             .await
@@ -461,13 +393,7 @@ async fn export_then_import_into_a_fresh_database_gives_the_identical_registry()
 async fn events_of_the_kinds_workflows_declare_are_recorded_and_listed_by_person_kind_and_year() {
     for s in servers().await {
         let n = s.name;
-        let (_, p) = s
-            .post(
-                "/api/people",
-                json!({"name": "孙丽娜", "unit": "dongguan", "tier": 2, "birth": "1992-11-01"}),
-            )
-            .await;
-        let id = p["id"].as_i64().unwrap();
+        let id = s.add_person("孙丽娜", "dongguan", 2, "1992-11-01").await;
         let events = format!("/api/people/{id}/events");
         let (st, e) = s
             .post(
@@ -577,22 +503,11 @@ async fn the_console_lists_the_pool_by_branch_and_an_admin_edits_a_person_throug
         let roster = std::fs::read(common::root().join("examples/roster.csv")).unwrap();
         s.import("", "text/csv", roster).await;
         // Signed in as a browser is: a session cookie, and the session's CSRF token in forms.
-        let reader = common::session::sign_in(&s.base, &s.reader).await;
-        let admin = common::session::sign_in(&s.base, &s.admin).await;
-        let admin_csrf = common::session::csrf("pool-test", &admin);
-        let reader_csrf = common::session::csrf("pool-test", &reader);
-        let page = |path: String, cookie: &str| {
-            s.http
-                .get(format!("{}{path}", s.base))
-                .header("cookie", cookie.to_string())
-                .send()
-        };
-        let body = page("/console/people?unit=xiguan".into(), &reader)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let reader = SignedIn::new(&s.base, &s.reader, "pool-test").await;
+        let admin = SignedIn::new(&s.base, &s.admin, "pool-test").await;
+        let body = reader
+            .page(&s.http, &s.url("/console/people?unit=xiguan"))
+            .await;
         assert!(
             body.contains("吴建华") && !body.contains("周晓明"),
             "{n}: filtered by unit"
@@ -603,27 +518,28 @@ async fn the_console_lists_the_pool_by_branch_and_an_admin_edits_a_person_throug
         );
         let (_, list) = s.get("/api/people?unit=xiguan&tier=1").await;
         let id = list[0]["id"].as_i64().unwrap();
-        let resp = s
-            .http
-            .post(format!("{}/console/people/{id}/edit", s.base))
-            .header("cookie", admin.clone())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("csrf={admin_csrf}&name=%E5%90%B4%E5%BB%BA%E5%8D%8E&unit=xiguan&tier=2&birth=1985.06&current_post=%E4%B8%BB%E4%BB%BB"))
-            .send()
-            .await
-            .unwrap();
+        let resp = admin
+            .post_form(
+                &s.http,
+                &s.url(&format!("/console/people/{id}/edit")),
+                &[
+                    ("name", "吴建华"),
+                    ("unit", "xiguan"),
+                    ("tier", "2"),
+                    ("birth", "1985.06"),
+                    ("current_post", "主任"),
+                ],
+            )
+            .await;
         assert_eq!(
             resp.status(),
             StatusCode::SEE_OTHER,
             "{n}: {}",
             resp.text().await.unwrap()
         );
-        let body = page(format!("/console/people/{id}"), &reader)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = reader
+            .page(&s.http, &s.url(&format!("/console/people/{id}")))
+            .await;
         assert!(
             body.contains("第一梯队 → 第二梯队") || body.contains("1 → 2"),
             "{n}: {body}"
@@ -633,33 +549,55 @@ async fn the_console_lists_the_pool_by_branch_and_an_admin_edits_a_person_throug
             "{n}: the editor is shown by name"
         );
         assert!(!body.contains("token:zzb-ma"), "{n}: no internal key");
+        // A remove or event form with a bad value: the person's page again, with the reason.
+        for (form, pairs, says) in [
+            (
+                "remove",
+                [("reason", "调离"), ("date", "2026-13-01")],
+                "「2026-13-01」不是日期。",
+            ),
+            (
+                "events",
+                [("kind", "birthday"), ("date", "2026-01-08")],
+                "job_change",
+            ),
+        ] {
+            let resp = admin
+                .post_form(
+                    &s.http,
+                    &s.url(&format!("/console/people/{id}/{form}")),
+                    &pairs,
+                )
+                .await;
+            assert_eq!(
+                resp.status(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{n}: {form}"
+            );
+            let body = resp.text().await.unwrap();
+            assert!(body.contains(says), "{n}: {form}: {body}");
+        }
 
         // The add form: a read token is refused; a bad value shows the form again with
         // the reason; a good one adds the person.
-        let add = |cookie: &str, csrf: &str, form: &'static str| {
-            s.http
-                .post(format!("{}/console/people", s.base))
-                .header("cookie", cookie.to_string())
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(format!("csrf={csrf}&{form}"))
-                .send()
+        let add = s.url("/console/people");
+        let form = |birth| {
+            [
+                ("name", "新人"),
+                ("unit", "nanmen"),
+                ("tier", "4"),
+                ("birth", birth),
+            ]
         };
-        let form = "name=%E6%96%B0%E4%BA%BA&unit=nanmen&tier=4&birth=1999.09";
-        let resp = add(&reader, &reader_csrf, form).await.unwrap();
+        let resp = reader.post_form(&s.http, &add, &form("1999.09")).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{n}");
-        let resp = add(
-            &admin,
-            &admin_csrf,
-            "name=%E6%96%B0%E4%BA%BA&unit=nanmen&tier=4&birth=1999.19",
-        )
-        .await
-        .unwrap();
+        let resp = admin.post_form(&s.http, &add, &form("1999.19")).await;
         assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{n}");
         assert!(
             resp.text().await.unwrap().contains("「1999.19」不是日期"),
             "{n}"
         );
-        let resp = add(&admin, &admin_csrf, form).await.unwrap();
+        let resp = admin.post_form(&s.http, &add, &form("1999.09")).await;
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{n}");
         let (_, list) = s.get("/api/people?unit=nanmen&tier=4").await;
         let names: Vec<&str> = list
@@ -683,15 +621,7 @@ fn yanzhen(setup: &Setup, args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn the_cli_adds_edits_removes_imports_and_exports_on_sqlite_and_postgres() {
     // Every shipped workflow, so that cadre-talks declares the event kinds.
-    let mut setups = vec![("sqlite", Setup::new().with_shipped_workflows(), None)];
-    if let Some((url, guard)) = common::stores::postgres_database().await {
-        setups.push((
-            "postgres",
-            Setup::new().with_shipped_workflows().db_url(url),
-            Some(guard),
-        ));
-    }
-    for (n, s, _guard) in setups {
+    for (n, s, _guard) in common::daemon::setups(true).await {
         let dir = s.path().to_path_buf();
         let bad = dir.join("bad.csv");
         std::fs::write(&bad, BAD_ROSTER).unwrap();
@@ -809,14 +739,8 @@ async fn the_cli_adds_edits_removes_imports_and_exports_on_sqlite_and_postgres()
 async fn a_stored_person_whose_date_or_tier_does_not_parse_is_reported_not_defaulted() {
     for (n, store, guard) in common::stores::stores().await {
         let s = server(n, store.clone(), guard).await;
-        let (_, p) = s
-            .post(
-                "/api/people",
-                json!({"name": "孙丽娜", "unit": "dongguan", "tier": 2, "birth": "1992.11"}),
-            )
-            .await;
-        let id = p["id"].as_i64().unwrap();
-        common::stores::write_raw(&s._guard, "people", "birth", id, "'1992-13-01'").await;
+        let id = s.add_person("孙丽娜", "dongguan", 2, "1992.11").await;
+        common::stores::write_raw(&s.guard, "people", "birth", id, "'1992-13-01'").await;
         let err = store
             .person(id)
             .await
@@ -829,8 +753,8 @@ async fn a_stored_person_whose_date_or_tier_does_not_parse_is_reported_not_defau
             ),
             "{n}"
         );
-        common::stores::write_raw(&s._guard, "people", "birth", id, "'1992-11-01'").await;
-        common::stores::write_raw(&s._guard, "people", "tier", id, "9").await;
+        common::stores::write_raw(&s.guard, "people", "birth", id, "'1992-11-01'").await;
+        common::stores::write_raw(&s.guard, "people", "tier", id, "9").await;
         let err = store.people(&Default::default()).await.expect_err("tier 9");
         assert!(err.to_string().contains("has tier `9`"), "{n}: {err}");
         let (st, e) = s.get(&format!("/api/people/{id}")).await;
@@ -929,11 +853,7 @@ fn planted() -> Vec<(String, String)> {
 #[tokio::test]
 async fn pool_check_reports_exactly_the_planted_violations_with_exit_status_1_on_sqlite_and_postgres()
  {
-    let mut setups = vec![("sqlite", Setup::new(), None)];
-    if let Some((url, guard)) = common::stores::postgres_database().await {
-        setups.push(("postgres", Setup::new().db_url(url), Some(guard)));
-    }
-    for (n, s, _guard) in setups {
+    for (n, s, _guard) in common::daemon::setups(false).await {
         // An empty pool breaks the count and ratio rules in all 13 branches.
         let out = yanzhen(&s, &["pool", "check", "--format", "json"]);
         assert_eq!(out.status.code(), Some(1), "{n}");
@@ -1046,14 +966,7 @@ async fn the_api_adds_a_person_to_a_running_round_and_lists_who_is_short_of_talk
             .await;
         assert_eq!(status, StatusCode::CREATED, "{}: {round}", s.name);
         let round = round["id"].as_i64().expect("round id");
-        let (status, person) = s
-            .post(
-                "/api/people",
-                json!({"name": "孙悦", "unit": "xiguan", "tier": 2, "birth": "1991.04"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{}: {person}", s.name);
-        let id = person["id"].as_i64().expect("person id");
+        let id = s.add_person("孙悦", "xiguan", 2, "1991.04").await;
         let (status, impact) = s
             .post(
                 &format!("/api/rounds/{round}/people"),

@@ -4,9 +4,10 @@
 //! where to put the file.
 
 use crate::common;
+use crate::common::{at, date};
 use yanzhen::core::state::{MessageKind, TimerKind, TimerState};
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{NaiveDate, Utc};
 use chrono_tz::Asia::Shanghai;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,17 +15,6 @@ use yanzhen::core::calendar::Calendar;
 use yanzhen::engine::{Engine, StartRound, ms, timer_is_provisional};
 use yanzhen::runtime::clock::VirtualClock;
 use yanzhen::store::Store;
-
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, min, 0)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-fn date(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap()
-}
 
 /// A branch task due 20 working days after the round starts, reminded 2 working days before.
 const WINTER: &str = "id: winter\ntitle: 冬季谈心谈话\nexample_start: 2025-12-01\nstages:\n  - id: talks\n    title: 谈话阶段\n    closes: {from: round_start, working_days: 20}\n    tasks:\n      - id: talk\n        title: 谈心谈话\n        assignee: {group: branches}\n        due: {from: round_start, working_days: 20}\n        reminders:\n          before: [{working_days: 2}]\n";

@@ -8,104 +8,26 @@
 
 use crate::common;
 use crate::common::session::{csrf, session_pair, sign_in};
+use crate::common::site::Site;
 
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use yanzhen::access::{LinkSigner, create_token, revoke_token};
 use yanzhen::config::HttpConfig;
 use yanzhen::core::state::{Rights, TaskState};
-use yanzhen::engine::StartRound;
-use yanzhen::runtime::app::{App, AppOptions};
-use yanzhen::runtime::clock::{Clock, VirtualClock};
-use yanzhen::store::{AuditRow, Store, StoreError, TaskRow};
+use yanzhen::runtime::clock::Clock;
+use yanzhen::store::{AuditRow, StoreError, TaskRow};
 
 const SECRET: &str = "sessions-test";
 
-/// A server on one store with a running round (dongguan and xiguan), an admin and a
-/// read-only token.
-struct Site {
-    name: &'static str,
-    base: String,
-    http: reqwest::Client,
-    store: Arc<dyn Store>,
-    clock: Arc<VirtualClock>,
-    admin: String,
-    reader: String,
-    round: i64,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _guard: common::stores::Guard,
-}
-
+/// A site on `store` with `[http]` as `http`, links signed with [`SECRET`].
 async fn site_on(
     name: &'static str,
-    store: Arc<dyn Store>,
+    store: std::sync::Arc<dyn yanzhen::store::Store>,
     guard: common::stores::Guard,
     http: HttpConfig,
 ) -> Site {
-    yanzhen::notify::install_tls_provider();
-    let mut catalog = common::catalog_with(&[], true);
-    catalog.config.http = http;
-    let start = chrono::NaiveDate::from_ymd_opt(2019, 7, 1).expect("date");
-    let clock = Arc::new(VirtualClock::new(
-        start.and_hms_opt(1, 0, 0).expect("time").and_utc(),
-    ));
-    let app = App::build(
-        catalog,
-        store.clone(),
-        clock.clone(),
-        AppOptions {
-            link_secret: Some(SECRET.into()),
-            ..AppOptions::new("sessions")
-        },
-    )
-    .await
-    .expect("app");
-    let round = app
-        .engine
-        .start_round(StartRound {
-            workflow: "community-reserve-selection".into(),
-            start,
-            params: BTreeMap::new(),
-            units: Some(vec!["dongguan".into(), "xiguan".into()]),
-            actor: "test".into(),
-        })
-        .await
-        .expect("round");
-    let admin = create_token(store.as_ref(), "zzb-admin", Rights::Admin, None, "test", 0)
-        .await
-        .expect("admin token");
-    let reader = create_token(store.as_ref(), "viewer", Rights::Read, None, "test", 0)
-        .await
-        .expect("read token");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(yanzhen::api::serve(
-        listener,
-        app.http.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Site {
-        name,
-        base,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
-        store,
-        clock,
-        admin,
-        reader,
-        round,
-        _stop: stop,
-        _guard: guard,
-    }
+    common::site::site_on(name, store, guard, http, SECRET, "sessions").await
 }
 
 /// One site per backend under test.
@@ -118,27 +40,6 @@ async fn sites(http: HttpConfig) -> Vec<Site> {
 }
 
 impl Site {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn task(&self, key: &str) -> TaskRow {
-        self.store
-            .task_by_key(self.round, key)
-            .await
-            .expect("task")
-            .unwrap_or_else(|| panic!("{}: no task {key}", self.name))
-    }
-
-    async fn state_of(&self, id: i64) -> TaskState {
-        self.store
-            .task(id)
-            .await
-            .expect("task")
-            .expect("exists")
-            .state
-    }
-
     async fn audit(&self, action: &str) -> Vec<AuditRow> {
         self.store
             .audit_after(0, i64::MAX)
@@ -149,14 +50,6 @@ impl Site {
             .collect()
     }
 
-    fn signer(&self) -> LinkSigner {
-        LinkSigner::new(SECRET)
-    }
-
-    fn expires(&self) -> i64 {
-        self.clock.now().timestamp() + 86_400
-    }
-
     async fn get(&self, path: &str, cookie: &str) -> reqwest::Response {
         self.http
             .get(self.url(path))
@@ -164,6 +57,17 @@ impl Site {
             .send()
             .await
             .expect("GET")
+    }
+
+    /// POST the sign-in form with `token`, as the console's sign-in page does.
+    async fn login(&self, token: &str) -> reqwest::Response {
+        common::session::post_form(
+            &self.http,
+            &self.url("/console/login"),
+            None,
+            &[("token", token)],
+        )
+        .await
     }
 
     /// A console form post from the console's own page (no Origin headers: same-origin
@@ -339,14 +243,7 @@ async fn a_task_link_cannot_act_on_another_task_of_the_same_unit() {
 async fn the_session_cookie_holds_no_token_and_ends_at_once_when_the_token_is_revoked() {
     for s in sites(HttpConfig::default()).await {
         let name = s.name;
-        let resp = s
-            .http
-            .post(s.url("/console/login"))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(format!("token={}", s.admin))
-            .send()
-            .await
-            .expect("POST");
+        let resp = s.login(&s.admin).await;
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{name}");
         let set: Vec<String> = resp
             .headers()
@@ -467,14 +364,7 @@ async fn sign_in_attempts_get_429_after_the_burst_and_each_is_audited() {
         let name = s.name;
         let mut statuses = Vec::new();
         for _ in 0..4 {
-            let resp = s
-                .http
-                .post(s.url("/console/login"))
-                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body("token=yz_guessed")
-                .send()
-                .await
-                .expect("POST");
+            let resp = s.login("yz_guessed").await;
             statuses.push(resp.status());
             if resp.status() == StatusCode::TOO_MANY_REQUESTS {
                 assert!(resp.headers().contains_key("retry-after"), "{name}");
@@ -491,14 +381,7 @@ async fn sign_in_attempts_get_429_after_the_burst_and_each_is_audited() {
             "{name}"
         );
         // Even the right token waits now.
-        let resp = s
-            .http
-            .post(s.url("/console/login"))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(format!("token={}", s.admin))
-            .send()
-            .await
-            .expect("POST");
+        let resp = s.login(&s.admin).await;
         assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "{name}");
         let refused = s.audit("console.sign_in_refused").await;
         assert_eq!(refused.len(), 3, "{name}: the attempts that were read");
@@ -654,14 +537,7 @@ async fn tokens_expire_and_a_duplicate_name_gets_one_clear_error() {
         assert!(temp.last_used_at.is_some(), "{name}: its use is recorded");
         s.clock.advance(chrono::Duration::hours(2));
         assert_eq!(get(short.clone()).await, StatusCode::UNAUTHORIZED, "{name}");
-        let resp = s
-            .http
-            .post(s.url("/console/login"))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(format!("token={short}"))
-            .send()
-            .await
-            .expect("POST");
+        let resp = s.login(&short).await;
         assert!(
             session_pair(&resp).is_none(),
             "{name}: no session for an expired token"
@@ -1003,14 +879,7 @@ async fn the_session_cookie_is_secure_over_https_as_configured_or_told_by_a_trus
         ..HttpConfig::default()
     };
     let s = site_on("sqlite", store, guard, always).await;
-    let resp = s
-        .http
-        .post(s.url("/console/login"))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("token={}", s.admin))
-        .send()
-        .await
-        .expect("POST");
+    let resp = s.login(&s.admin).await;
     assert!(
         cookie_of(&resp).contains("; Secure"),
         "{}",

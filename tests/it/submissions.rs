@@ -9,13 +9,14 @@ use crate::common;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
+use common::session::SignedIn;
 use common::smtp::TestSmtp;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use yanzhen::config::{DeliveryMode, NotifyConfig, SmtpConfig, SmtpSecurity};
+use yanzhen::config::NotifyConfig;
 use yanzhen::core::state::{TaskState, TimerState};
-use yanzhen::engine::{Engine, NewDeadline, StartRound};
+use yanzhen::engine::{Engine, NewDeadline};
 use yanzhen::notify::outbox::Outbox;
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::VirtualClock;
@@ -65,7 +66,7 @@ struct Server {
     outbox: Arc<Outbox>,
     files: tempfile::TempDir,
     task: i64,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: common::http::Served,
 }
 
 impl Server {
@@ -94,10 +95,7 @@ impl Server {
         http: Option<yanzhen::config::HttpConfig>,
     ) -> Server {
         yanzhen::notify::install_tls_provider();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (listener, base) = common::http::bind().await;
         let files = tempfile::tempdir().expect("tempdir");
         let mut cat = common::catalog_with(&[NOMINATE], false);
         cat.config.notify = NotifyConfig {
@@ -123,24 +121,14 @@ impl Server {
         )
         .await
         .expect("app");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(yanzhen::api::serve(
-            listener,
-            app.http.clone(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        app.engine
-            .start_round(StartRound {
-                workflow: "nominate".into(),
-                start: NaiveDate::from_ymd_opt(2019, 7, 1).expect("date"),
-                params: BTreeMap::new(),
-                units: Some(vec!["dongguan".into()]),
-                actor: "test".into(),
-            })
-            .await
-            .expect("start");
+        let server = common::http::serve_on(listener, app.http.clone());
+        common::start_round(
+            &app.engine,
+            "nominate",
+            common::date(2019, 7, 1),
+            &["dongguan"],
+        )
+        .await;
         let task = store
             .task_by_key(1, "nomination@dongguan")
             .await
@@ -156,7 +144,7 @@ impl Server {
             clock,
             files,
             task,
-            _stop: tx,
+            _server: server,
         }
     }
 
@@ -202,6 +190,21 @@ impl Server {
         yanzhen::files::Files::open(&cfg, std::path::Path::new(".")).expect("open")
     }
 
+    /// A refused hand-in left the task open, no submission and no file (`why` says why
+    /// no file is left).
+    async fn assert_nothing_kept(&self, name: &str, why: &str) {
+        assert_eq!(self.state().await, TaskState::Open, "{name}");
+        assert!(
+            self.store
+                .task_submissions(self.task)
+                .await
+                .expect("subs")
+                .is_empty(),
+            "{name}: no submission"
+        );
+        assert_eq!(self.stored_files(), 0, "{name}: {why}");
+    }
+
     /// Files in the store, staging included.
     fn stored_files(&self) -> usize {
         walk(self.files.path())
@@ -221,6 +224,16 @@ impl Server {
         let status = resp.status().as_u16();
         (status, resp.text().await.expect("body"))
     }
+}
+
+/// The first link of `page` (HTML-escaped as the pages write it) with `part` in its path,
+/// unescaped.
+fn link_under(page: &str, part: &str) -> Option<String> {
+    let escaped = part.replace('/', "&#x2f;");
+    page.split("href=\"")
+        .map(|x| x.split('"').next().unwrap_or(""))
+        .find(|h| h.contains(&escaped))
+        .map(|h| h.replace("&amp;", "&").replace("&#x2f;", "/"))
 }
 
 fn walk(p: &std::path::Path) -> usize {
@@ -262,6 +275,14 @@ fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> Vec<u8> 
     }
     b.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
     b
+}
+
+/// The hand-in that passes: two nominees and a PDF.
+fn hand_in() -> Vec<u8> {
+    multipart(
+        &[("f.candidates", "张三\n李四")],
+        &[("file.form1", "推荐表.pdf", &pdf())],
+    )
 }
 
 fn pdf() -> Vec<u8> {
@@ -308,13 +329,8 @@ async fn a_valid_submission_moves_the_task_to_submitted_stops_reminders_and_serv
             .text()
             .await
             .expect("body");
-        let href = page
-            .split("href=\"")
-            .map(|x| x.split('"').next().unwrap_or(""))
-            .find(|h| h.contains("&#x2f;files&#x2f;"))
-            .unwrap_or_else(|| panic!("{name}: no file link in {page}"))
-            .replace("&amp;", "&")
-            .replace("&#x2f;", "/");
+        let href = link_under(&page, "/files/")
+            .unwrap_or_else(|| panic!("{name}: no file link in {page}"));
         let resp = reqwest::get(format!("{}{href}", s.base))
             .await
             .expect("GET file");
@@ -329,13 +345,8 @@ async fn a_valid_submission_moves_the_task_to_submitted_stops_reminders_and_serv
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert_eq!(resp.bytes().await.expect("bytes").to_vec(), pdf(), "{name}");
         // The blank form downloads as the shipped file.
-        let form = page
-            .split("href=\"")
-            .map(|x| x.split('"').next().unwrap_or(""))
-            .find(|h| h.contains("&#x2f;forms&#x2f;"))
-            .unwrap_or_else(|| panic!("{name}: no form link in {page}"))
-            .replace("&amp;", "&")
-            .replace("&#x2f;", "/");
+        let form = link_under(&page, "/forms/")
+            .unwrap_or_else(|| panic!("{name}: no form link in {page}"));
         let resp = reqwest::get(format!("{}{form}", s.base))
             .await
             .expect("GET form");
@@ -376,15 +387,8 @@ async fn too_few_nominees_are_refused_in_chinese_and_nothing_is_stored() {
             page.contains("「推荐人选」至少需要 2 人，目前只填了 1 人。"),
             "{name}: {page}"
         );
-        assert_eq!(s.state().await, TaskState::Open, "{name}");
-        assert!(
-            s.store
-                .task_submissions(s.task)
-                .await
-                .expect("subs")
-                .is_empty()
-        );
-        assert_eq!(s.stored_files(), 0, "{name}: the refused file is removed");
+        s.assert_nothing_kept(name, "the refused file is removed")
+            .await;
     }
 }
 
@@ -404,15 +408,7 @@ async fn a_file_named_pdf_that_is_really_an_executable_or_a_zip_is_refused_by_co
             assert_eq!(status, 422, "{name}: {page}");
             assert!(page.contains("不是 docx、pdf 文件"), "{name}: {page}");
         }
-        assert_eq!(s.state().await, TaskState::Open, "{name}");
-        assert!(
-            s.store
-                .task_submissions(s.task)
-                .await
-                .expect("subs")
-                .is_empty()
-        );
-        assert_eq!(s.stored_files(), 0, "{name}");
+        s.assert_nothing_kept(name, "nothing is kept").await;
     }
 }
 
@@ -459,15 +455,8 @@ async fn a_file_over_its_limit_is_refused_while_it_streams_before_the_client_sen
             "{name}: the server answered after {at_response} of {TOTAL} bytes"
         );
         writer.abort();
-        assert_eq!(s.state().await, TaskState::Open, "{name}");
-        assert!(
-            s.store
-                .task_submissions(s.task)
-                .await
-                .expect("subs")
-                .is_empty()
-        );
-        assert_eq!(s.stored_files(), 0, "{name}: the partial upload is removed");
+        s.assert_nothing_kept(name, "the partial upload is removed")
+            .await;
     }
 }
 
@@ -594,26 +583,9 @@ async fn hand_ins_beyond_the_concurrent_limit_wait_for_a_slot_and_then_go_throug
 async fn a_return_with_a_new_deadline_reopens_the_task_sends_the_reason_and_reminds_before_it() {
     for (name, store, _g) in common::stores::stores().await {
         let smtp = TestSmtp::start();
-        let notify = NotifyConfig {
-            mode: DeliveryMode::Deliver,
-            from: "清水街道党工委组织办 <noreply@qingshui.example.gov.cn>".into(),
-            smtp: Some(SmtpConfig {
-                host: "127.0.0.1".into(),
-                port: Some(smtp.port()),
-                security: SmtpSecurity::None,
-                username: None,
-                password_env: None,
-                timeout_seconds: 5,
-                pool_size: 1,
-            }),
-            ..NotifyConfig::default()
-        };
+        let notify = common::smtp::deliver_to(smtp.port());
         let s = Server::start(store, notify).await;
-        let body = multipart(
-            &[("f.candidates", "张三\n李四")],
-            &[("file.form1", "推荐表.pdf", &pdf())],
-        );
-        assert_eq!(s.post(body).await.0, 200, "{name}");
+        assert_eq!(s.post(hand_in()).await.0, 200, "{name}");
         let new_due = NaiveDate::from_ymd_opt(2019, 7, 25).expect("date");
         let row = s
             .engine
@@ -851,11 +823,7 @@ async fn the_s3_backend_stores_serves_and_refuses_like_the_local_one() {
     assert_eq!(s.post(body).await.0, 422, "{name}");
     assert_eq!(files.count().await.expect("list"), 0, "{name}");
     // Accepted: stored under its content hash, served back as the same bytes.
-    let body = multipart(
-        &[("f.candidates", "张三\n李四")],
-        &[("file.form1", "推荐表.pdf", &pdf())],
-    );
-    let (status, page) = s.post(body).await;
+    let (status, page) = s.post(hand_in()).await;
     assert_eq!(status, 200, "{name}: {page}");
     let subs = s.store.task_submissions(s.task).await.expect("subs");
     let hash = &subs[0].files[0].hash;
@@ -879,11 +847,7 @@ async fn the_s3_backend_stores_serves_and_refuses_like_the_local_one() {
 async fn deleting_a_rounds_files_removes_them_keeps_the_records_and_is_audited() {
     for (name, store, _g) in common::stores::stores().await {
         let s = Server::start(store, NotifyConfig::default()).await;
-        let body = multipart(
-            &[("f.candidates", "张三\n李四")],
-            &[("file.form1", "推荐表.pdf", &pdf())],
-        );
-        assert_eq!(s.post(body).await.0, 200, "{name}");
+        assert_eq!(s.post(hand_in()).await.0, 200, "{name}");
         assert_eq!(s.stored_files(), 1, "{name}");
         let files = s.local_files();
         let n =
@@ -917,11 +881,7 @@ async fn the_round_archive_has_a_folder_per_branch_and_a_summary_matching_the_da
         let s = Server::start(store, NotifyConfig::default()).await;
         // Handed in, returned once, handed in again, accepted.
         for _ in 0..2 {
-            let body = multipart(
-                &[("f.candidates", "张三\n李四")],
-                &[("file.form1", "推荐表.pdf", &pdf())],
-            );
-            assert_eq!(s.post(body).await.0, 200, "{name}");
+            assert_eq!(s.post(hand_in()).await.0, 200, "{name}");
             if s.store.task_submissions(s.task).await.expect("subs").len() == 1 {
                 s.engine
                     .return_submission(
@@ -1006,70 +966,28 @@ async fn the_round_archive_has_a_folder_per_branch_and_a_summary_matching_the_da
     }
 }
 
-/// An admin token in the store; its session cookie and CSRF token for console forms.
-async fn console_session(s: &Server) -> (String, String) {
-    let token = yanzhen::access::new_token();
-    s.store
-        .create_token(
-            yanzhen::store::TokenRow {
-                name: "zzb-ma".into(),
-                hash: yanzhen::access::token_hash(&token),
-                rights: yanzhen::core::state::Rights::Admin,
-                created_at: 0,
-                revoked_at: None,
-                expires_at: None,
-                last_used_at: None,
-            },
-            yanzhen::store::AuditEntry {
-                at: 0,
-                actor: "test".into(),
-                action: "token.create".into(),
-                subject: "token:zzb-ma".into(),
-                detail_json: "{}".into(),
-            },
-        )
-        .await
-        .expect("token");
-    let cookie = common::session::sign_in(&s.base, &token).await;
-    let csrf = common::session::csrf(SECRET, &cookie);
-    (cookie, csrf)
-}
-
 #[tokio::test]
 async fn the_office_accepts_in_the_console_and_downloads_the_rounds_archive() {
     for (name, store, _g) in common::stores::stores().await {
         let s = Server::start(store, NotifyConfig::default()).await;
-        let body = multipart(
-            &[("f.candidates", "张三\n李四")],
-            &[("file.form1", "推荐表.pdf", &pdf())],
-        );
-        assert_eq!(s.post(body).await.0, 200, "{name}");
-        let (cookie, csrf) = console_session(&s).await;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
-        let page = http
-            .get(format!("{}/console/tasks/{}", s.base, s.task))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .expect("GET")
-            .text()
-            .await
-            .expect("body");
+        assert_eq!(s.post(hand_in()).await.0, 200, "{name}");
+        let token = common::http::admin_token(s.store.as_ref()).await;
+        let office = SignedIn::new(&s.base, &token, SECRET).await;
+        let http = common::http::client();
+        let page = office
+            .page(&http, &format!("{}/console/tasks/{}", s.base, s.task))
+            .await;
         assert!(
             page.contains("id=\"accept\"") && page.contains("推荐表.pdf"),
             "{name}: {page}"
         );
-        let resp = http
-            .post(format!("{}/console/tasks/{}/accept", s.base, s.task))
-            .header("cookie", &cookie)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("csrf={csrf}"))
-            .send()
-            .await
-            .expect("POST accept");
+        let resp = office
+            .post_form(
+                &http,
+                &format!("{}/console/tasks/{}/accept", s.base, s.task),
+                &[],
+            )
+            .await;
         assert_eq!(resp.status().as_u16(), 303, "{name}");
         assert_eq!(s.state().await, TaskState::Done, "{name}");
         let history = s.store.task_history(s.task).await.expect("history");
@@ -1078,14 +996,9 @@ async fn the_office_accepts_in_the_console_and_downloads_the_rounds_archive() {
             [TaskState::Submitted, TaskState::Done],
             "{name}"
         );
-        let resp = http
-            .post(format!("{}/console/rounds/1/archive", s.base))
-            .header("cookie", &cookie)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("csrf={csrf}"))
-            .send()
-            .await
-            .expect("POST archive");
+        let resp = office
+            .post_form(&http, &format!("{}/console/rounds/1/archive", s.base), &[])
+            .await;
         assert_eq!(resp.status().as_u16(), 200, "{name}");
         assert_eq!(resp.headers()["content-type"], "application/zip");
         let bytes = resp.bytes().await.expect("zip").to_vec();

@@ -356,6 +356,11 @@ pub(super) async fn person_page(
     render_person(&ui, id, StatusCode::OK, flash_text(&q.flash), None).await
 }
 
+/// The person's page again with a 422 and `text`: what was wrong with the form sent.
+async fn refuse(ui: &Ui<'_>, id: i64, text: String) -> Response {
+    render_person(ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(text)).await
+}
+
 async fn render_person(
     ui: &Ui<'_>,
     id: i64,
@@ -470,10 +475,7 @@ pub(super) async fn edit_form(
     Path(id): Path<String>,
 ) -> Response {
     let ui = Ui::new(&state, Some(&user));
-    if let Err(r) = ui.require_admin() {
-        return *r;
-    }
-    let id = match ui.parse_id(&id, "人员") {
+    let id = match ui.admin_id(&id, "人员") {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -501,10 +503,7 @@ pub(super) async fn edit_person(
     Form(values): Form<FormValues>,
 ) -> Response {
     let ui = Ui::new(&state, Some(&user));
-    if let Err(r) = ui.require_admin() {
-        return *r;
-    }
-    let id = match ui.parse_id(&id, "人员") {
+    let id = match ui.admin_id(&id, "人员") {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -537,10 +536,7 @@ pub(super) async fn remove_person(
     Form(form): Form<RemoveForm>,
 ) -> Response {
     let ui = Ui::new(&state, Some(&user));
-    if let Err(r) = ui.require_admin() {
-        return *r;
-    }
-    let id = match ui.parse_id(&id, "人员") {
+    let id = match ui.admin_id(&id, "人员") {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -550,8 +546,7 @@ pub(super) async fn remove_person(
             Some(d) => Some(d),
             None => {
                 let text = format!("「{d}」不是日期。");
-                return render_person(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(text))
-                    .await;
+                return refuse(&ui, id, text).await;
             }
         },
     };
@@ -565,7 +560,7 @@ pub(super) async fn remove_person(
                 .filter_map(|v| v["text"].as_str().map(str::to_string))
                 .collect::<Vec<_>>()
                 .join("；");
-            render_person(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(text)).await
+            refuse(&ui, id, text).await
         }
     }
 }
@@ -585,16 +580,13 @@ pub(super) async fn record_event(
     Form(form): Form<EventForm>,
 ) -> Response {
     let ui = Ui::new(&state, Some(&user));
-    if let Err(r) = ui.require_admin() {
-        return *r;
-    }
-    let id = match ui.parse_id(&id, "人员") {
+    let id = match ui.admin_id(&id, "人员") {
         Ok(id) => id,
         Err(r) => return *r,
     };
     let Some(date) = crate::core::pool::parse_date(&form.date) else {
         let text = format!("「{}」不是日期。", form.date.trim());
-        return render_person(&ui, id, StatusCode::UNPROCESSABLE_ENTITY, None, Some(text)).await;
+        return refuse(&ui, id, text).await;
     };
     let pool = Pool::new(&state.engine);
     let note = Some(form.note).filter(|n| !n.trim().is_empty());
@@ -604,15 +596,6 @@ pub(super) async fn record_event(
     {
         Ok(_) => Redirect::to(&format!("/console/people/{id}?flash=event")).into_response(),
         Err(e @ (PoolError::NotFound(_) | PoolError::Store(_))) => fail(&ui, e),
-        Err(e) => {
-            render_person(
-                &ui,
-                id,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some(e.to_string()),
-            )
-            .await
-        }
+        Err(e) => refuse(&ui, id, e.to_string()).await,
     }
 }

@@ -62,10 +62,7 @@ pub(super) async fn task_ratings(
     Form(fields): Form<BTreeMap<String, String>>,
 ) -> Response {
     let ui = Ui::new(&state, Some(&user));
-    if let Err(r) = ui.require_admin() {
-        return *r;
-    }
-    let id = match ui.parse_id(&id, "任务") {
+    let id = match ui.admin_id(&id, "任务") {
         Ok(id) => id,
         Err(r) => return *r,
     };

@@ -582,29 +582,31 @@ struct ReturnForm {
     in_working_days: String,
 }
 
+/// The task page with a 409: the task (in state `s`) holds no hand-in waiting for a decision.
+async fn nothing_to_decide(ui: &Ui<'_>, id: i64, s: TaskState) -> Response {
+    super::tasks::render_task_error(
+        ui,
+        id,
+        StatusCode::CONFLICT,
+        format!("任务当前为「{}」，没有待审核的提交。", s.zh()),
+    )
+    .await
+}
+
 async fn accept(
     Shared(state): Shared<State>,
     ConsoleUser(user): ConsoleUser,
     Path(id): Path<String>,
 ) -> Response {
     let ui = Ui::new(&state, Some(&user));
-    if let Err(r) = ui.require_admin() {
-        return *r;
-    }
-    let id = match ui.parse_id(&id, "任务") {
+    let id = match ui.admin_id(&id, "任务") {
         Ok(id) => id,
         Err(r) => return *r,
     };
     match state.engine.accept_submission(id, &user.actor()).await {
         Ok(_) => Redirect::to(&format!("/console/tasks/{id}?done=accept")).into_response(),
         Err(EngineError::Store(crate::store::StoreError::WrongState { state: s, .. })) => {
-            super::tasks::render_task_error(
-                &ui,
-                id,
-                StatusCode::CONFLICT,
-                format!("任务当前为「{}」，没有待审核的提交。", s.zh()),
-            )
-            .await
+            nothing_to_decide(&ui, id, s).await
         }
         Err(e) => ui.fail(e),
     }
@@ -617,10 +619,7 @@ async fn give_back(
     Form(form): Form<ReturnForm>,
 ) -> Response {
     let ui = Ui::new(&state, Some(&user));
-    if let Err(r) = ui.require_admin() {
-        return *r;
-    }
-    let id = match ui.parse_id(&id, "任务") {
+    let id = match ui.admin_id(&id, "任务") {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -649,13 +648,7 @@ async fn give_back(
     {
         Ok(_) => Redirect::to(&format!("/console/tasks/{id}?done=return")).into_response(),
         Err(EngineError::Store(crate::store::StoreError::WrongState { state: s, .. })) => {
-            super::tasks::render_task_error(
-                &ui,
-                id,
-                StatusCode::CONFLICT,
-                format!("任务当前为「{}」，没有待审核的提交。", s.zh()),
-            )
-            .await
+            nothing_to_decide(&ui, id, s).await
         }
         Err(EngineError::Invalid(e)) => {
             unprocessable(format!(

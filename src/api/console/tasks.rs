@@ -210,10 +210,7 @@ async fn task_action(
     note: String,
 ) -> Response {
     let ui = Ui::new(state, Some(user));
-    if let Err(r) = ui.require_admin() {
-        return *r;
-    }
-    let id = match ui.parse_id(raw_id, "任务") {
+    let id = match ui.admin_id(raw_id, "任务") {
         Ok(id) => id,
         Err(r) => return *r,
     };

@@ -388,6 +388,13 @@ impl<'a> Ui<'a> {
             ))
         })
     }
+
+    /// The row id in `raw` for a change only an administrator may make: the id, or the
+    /// page to answer with (403 for a read-only token, 400 for a malformed id).
+    pub(super) fn admin_id(&self, raw: &str, what: &str) -> Early<i64> {
+        self.require_admin()?;
+        self.parse_id(raw, what)
+    }
 }
 
 /// The error page of a request refused before (or instead of) its page: the console's

@@ -268,6 +268,25 @@ impl Setup {
     }
 }
 
+/// A [`Setup`] on SQLite and, when PostgreSQL is configured, one on a fresh Postgres
+/// database (with the guard that drops it): `(backend, setup, guard)`. With `shipped`, each
+/// holds every shipped workflow.
+pub async fn setups(shipped: bool) -> Vec<(&'static str, Setup, Option<super::stores::Guard>)> {
+    let new = || {
+        let s = Setup::new();
+        if shipped {
+            s.with_shipped_workflows()
+        } else {
+            s
+        }
+    };
+    let mut out = vec![("sqlite", new(), None)];
+    if let Some((url, guard)) = super::stores::postgres_database().await {
+        out.push(("postgres", new().db_url(url), Some(guard)));
+    }
+    out
+}
+
 fn day_of_july(day: u32) -> String {
     format!("2019-07-{day:02}")
 }

@@ -2,11 +2,16 @@
 //! [`daemon`]) the real binary in a temporary config.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod daemon;
+pub mod http;
+pub mod office;
 pub mod session;
+pub mod site;
 pub mod smtp;
 pub mod stores;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Asia::Shanghai;
 use std::path::{Path, PathBuf};
 use yanzhen::core::calendar::Calendar;
 use yanzhen::core::diagnostic::Diagnostics;
@@ -51,6 +56,40 @@ pub fn calendar() -> Calendar {
 /// A fixed "today" so validation output does not depend on the clock.
 pub fn today() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 1, 10).expect("date")
+}
+
+/// An instant given in Beijing time (the office's).
+pub fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    Shanghai
+        .with_ymd_and_hms(y, m, d, h, min, 0)
+        .single()
+        .expect("valid local time")
+        .with_timezone(&Utc)
+}
+
+/// A calendar date.
+pub fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("date")
+}
+
+/// Start a round of `workflow` on `start` for `units`, with default parameters, as `test`:
+/// its id.
+pub async fn start_round(
+    engine: &yanzhen::engine::Engine,
+    workflow: &str,
+    start: NaiveDate,
+    units: &[&str],
+) -> i64 {
+    engine
+        .start_round(yanzhen::engine::StartRound {
+            workflow: workflow.into(),
+            start,
+            params: Default::default(),
+            units: Some(units.iter().map(|u| u.to_string()).collect()),
+            actor: "test".into(),
+        })
+        .await
+        .expect("start round")
 }
 
 /// Path of a shipped workflow.

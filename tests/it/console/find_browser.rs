@@ -6,23 +6,19 @@
 use super::{Console, consoles};
 use crate::common;
 use calamine::Reader as _;
+use common::browser::{chromium_or_skip, launch, sign_in};
 use headless_chrome::protocol::cdp::Browser::{
     SetDownloadBehavior, SetDownloadBehaviorBehaviorOption,
 };
-use headless_chrome::{Browser, LaunchOptions};
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use yanzhen::core::state::TaskState;
 use yanzhen::runtime::clock::Clock as _;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_browser_the_task_filter_shows_one_branchs_overdue_tasks_and_its_export_downloads() {
-    if !Path::new(CHROMIUM).exists() {
-        common::skip_or_fail(&format!("browser test: {CHROMIUM} not found"));
+    if !chromium_or_skip() {
         return;
     }
     let mut all = consoles().await;
@@ -47,9 +43,7 @@ async fn in_a_browser_the_task_filter_shows_one_branchs_overdue_tasks_and_its_ex
     let token = c.admin.clone();
     let profile = tempfile::tempdir().expect("profile dir");
     let profile_path = profile.path().to_path_buf();
-    let outcome = tokio::task::spawn_blocking(move || browse(&base, &token, &profile_path))
-        .await
-        .expect("browser thread");
+    let outcome = common::browser::session(move || browse(&base, &token, &profile_path)).await;
     let (shown, file_name, bytes) = match outcome {
         Ok(x) => x,
         Err(e) => panic!("browser session failed: {e:#}"),
@@ -85,33 +79,10 @@ fn browse(
     token: &str,
     profile: &Path,
 ) -> anyhow::Result<(BTreeSet<i64>, String, Vec<u8>)> {
-    let flags: Vec<&OsStr> = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-    ]
-    .iter()
-    .map(OsStr::new)
-    .collect();
-    let options = LaunchOptions::default_builder()
-        .path(Some(PathBuf::from(CHROMIUM)))
-        .headless(true)
-        .sandbox(false)
-        .user_data_dir(Some(profile.to_path_buf()))
-        .window_size(Some((1280, 1000)))
-        .args(flags)
-        .idle_browser_timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|e| anyhow::anyhow!("launch options: {e}"))?;
-    let browser = Browser::new(options)?;
-    let tab = browser.new_tab()?;
-    tab.set_default_timeout(Duration::from_secs(30));
+    let (_browser, tab) = launch(profile, (1280, 1000))?;
     tab.navigate_to(&format!("{base}/console/tasks"))?
         .wait_until_navigated()?;
-    tab.wait_for_element("#token")?.click()?;
-    tab.type_str(token)?;
-    tab.find_element("#login-submit")?.click()?;
+    sign_in(&tab, token)?;
     tab.wait_for_element("form.filters")?;
     if !tab.get_url().contains("/console/tasks") {
         tab.navigate_to(&format!("{base}/console/tasks"))?

@@ -5,9 +5,9 @@
 //! signed branch links, the .ics feed, and the workflow editor.
 
 use crate::common;
+use crate::common::{at, date};
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use chrono_tz::Asia::Shanghai;
+use chrono::{DateTime, Utc};
 use common::daemon::Setup;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::StatusCode;
@@ -15,14 +15,15 @@ use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use yanzhen::access::{Grant, LinkSigner, new_token, token_hash};
+use yanzhen::access::{Grant, LinkSigner};
 use yanzhen::api::AppState;
+use yanzhen::core::state::Rights;
 use yanzhen::core::state::TaskState;
 use yanzhen::engine::{Engine, StartRound};
 use yanzhen::runtime::app::{App, AppOptions};
 use yanzhen::runtime::clock::{Clock, VirtualClock};
 use yanzhen::runtime::driver::Driver;
-use yanzhen::store::{AuditEntry, Store, TaskRow, TokenRow};
+use yanzhen::store::{AuditEntry, Store, TaskRow};
 
 mod editor;
 mod find;
@@ -30,18 +31,6 @@ mod find_browser;
 mod links;
 mod messages;
 mod weekly;
-
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, min, 0)
-        .single()
-        .expect("valid local time")
-        .with_timezone(&Utc)
-}
-
-fn date(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).expect("date")
-}
 
 /// The secret the test server signs branch links with.
 const SECRET: &str = "test";
@@ -62,18 +51,10 @@ struct Console {
     admin: String,
     reader: String,
     round: i64,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _server: common::http::Served,
     /// Session cookies by token, signed in once each.
     sessions: std::sync::Mutex<std::collections::HashMap<String, String>>,
     _guard: common::stores::Guard,
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
 }
 
 /// Every backend under test, each with its own server.
@@ -127,58 +108,21 @@ impl Console {
         .await
         .expect("app");
         let engine = app.engine.clone();
-        let round = engine
-            .start_round(StartRound {
-                workflow: "community-reserve-selection".into(),
-                start: date(2019, 7, 1),
-                params: BTreeMap::new(),
-                units: Some(vec!["dongguan".into(), "xiguan".into(), "nanmen".into()]),
-                actor: "test".into(),
-            })
-            .await
-            .expect("start round");
-        let admin = new_token();
-        let reader = new_token();
-        for (token, tname, rights) in [(&admin, "zzb-admin", "admin"), (&reader, "viewer", "read")]
-        {
-            store
-                .create_token(
-                    TokenRow {
-                        name: tname.into(),
-                        hash: token_hash(token),
-                        rights: rights.parse().expect("rights"),
-                        created_at: 0,
-                        revoked_at: None,
-                        expires_at: None,
-                        last_used_at: None,
-                    },
-                    AuditEntry {
-                        at: 0,
-                        actor: "test".into(),
-                        action: "token.create".into(),
-                        subject: format!("token:{tname}"),
-                        detail_json: "{}".into(),
-                    },
-                )
-                .await
-                .expect("token");
-        }
+        let round = common::start_round(
+            &engine,
+            "community-reserve-selection",
+            date(2019, 7, 1),
+            &["dongguan", "xiguan", "nanmen"],
+        )
+        .await;
+        let admin = common::http::token(store.as_ref(), "zzb-admin", Rights::Admin).await;
+        let reader = common::http::token(store.as_ref(), "viewer", Rights::Read).await;
         let state = app.http.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(yanzhen::api::serve(listener, state.clone(), async move {
-            let _ = rx.await;
-        }));
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
+        let server = common::http::serve(state.clone()).await;
+        let http = common::http::client();
         let c = Console {
             name,
-            base,
+            base: server.base.clone(),
             http,
             state,
             driver: app.driver,
@@ -188,7 +132,7 @@ impl Console {
             admin,
             reader,
             round,
-            stop: Some(tx),
+            _server: server,
             sessions: Default::default(),
             _guard: guard,
         };

@@ -3,8 +3,9 @@
 //! several daemons on one database (serve and simulate agreeing: tests/it/driver.rs).
 
 use crate::common;
+use crate::common::{at, date};
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Asia::Shanghai;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -16,17 +17,6 @@ use yanzhen::store::Store;
 
 mod faults;
 mod waiting;
-
-fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-    Shanghai
-        .with_ymd_and_hms(y, m, d, h, min, 0)
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-fn date(y: i32, m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(y, m, d).unwrap()
-}
 
 async fn engine_on(
     store: Arc<dyn Store>,

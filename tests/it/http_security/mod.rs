@@ -8,167 +8,50 @@ use crate::common;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, COOKIE, HeaderMap};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use yanzhen::access::{LinkSigner, new_token, token_hash};
 use yanzhen::config::HttpConfig;
-use yanzhen::core::state::{Rights, TaskState};
-use yanzhen::engine::StartRound;
-use yanzhen::runtime::app::{App, AppOptions};
-use yanzhen::runtime::clock::{Clock, VirtualClock};
-use yanzhen::store::{AuditEntry, Store, TaskRow, TokenRow};
+use yanzhen::core::state::TaskState;
 
 mod errors;
 mod limits;
 
 const SECRET: &str = "http-security-test";
 
-/// A server with one running round (community reserve selection for dongguan and xiguan),
-/// an admin and a read-only token.
+/// The shared [`common::site::Site`] on SQLite, the admin and the reader signed in.
 struct Site {
-    base: String,
-    addr: std::net::SocketAddr,
-    http: reqwest::Client,
-    store: Arc<dyn Store>,
-    clock: Arc<VirtualClock>,
-    admin: String,
-    reader: String,
+    site: common::site::Site,
     /// Console session cookies (`yz_session=ID`) of the admin and the reader.
     admin_session: String,
     reader_session: String,
-    round: i64,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _guard: common::stores::Guard,
+}
+
+impl std::ops::Deref for Site {
+    type Target = common::site::Site;
+    fn deref(&self) -> &common::site::Site {
+        &self.site
+    }
 }
 
 async fn site(http_config: HttpConfig) -> Site {
-    yanzhen::notify::install_tls_provider();
-    let (_, store, guard) = common::stores::sqlite().await;
-    let mut catalog = common::catalog_with(&[], true);
-    catalog.config.http = http_config;
-    let start = chrono::NaiveDate::from_ymd_opt(2019, 7, 1).expect("date");
-    let clock = Arc::new(VirtualClock::new(
-        start.and_hms_opt(1, 0, 0).expect("time").and_utc(),
-    ));
-    let app = App::build(
-        catalog,
-        store.clone(),
-        clock.clone(),
-        AppOptions {
-            link_secret: Some(SECRET.into()),
-            ..AppOptions::new("http-security")
-        },
-    )
-    .await
-    .expect("app");
-    let engine = app.engine.clone();
-    let round = engine
-        .start_round(StartRound {
-            workflow: "community-reserve-selection".into(),
-            start,
-            params: BTreeMap::new(),
-            units: Some(vec!["dongguan".into(), "xiguan".into()]),
-            actor: "test".into(),
-        })
-        .await
-        .expect("round");
-    let mut tokens = Vec::new();
-    for (name, rights) in [("zzb-admin", Rights::Admin), ("viewer", Rights::Read)] {
-        let t = new_token();
-        store
-            .create_token(
-                TokenRow {
-                    name: name.into(),
-                    hash: token_hash(&t),
-                    rights,
-                    created_at: 0,
-                    revoked_at: None,
-                    expires_at: None,
-                    last_used_at: None,
-                },
-                AuditEntry {
-                    at: 0,
-                    actor: "test".into(),
-                    action: "token.create".into(),
-                    subject: format!("token:{name}"),
-                    detail_json: "{}".into(),
-                },
-            )
-            .await
-            .expect("token");
-        tokens.push(t);
-    }
-    let state = app.http.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(yanzhen::api::serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    let base = format!("http://{addr}");
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let reader = tokens.pop().expect("reader");
-    let admin = tokens.pop().expect("admin");
+    let (name, store, guard) = common::stores::sqlite().await;
+    let site =
+        common::site::site_on(name, store, guard, http_config, SECRET, "http-security").await;
     Site {
-        admin_session: common::session::sign_in(&base, &admin).await,
-        reader_session: common::session::sign_in(&base, &reader).await,
-        base,
-        addr,
-        http,
-        store,
-        clock,
-        reader,
-        admin,
-        round,
-        _stop: stop,
-        _guard: guard,
+        admin_session: common::session::sign_in(&site.base, &site.admin).await,
+        reader_session: common::session::sign_in(&site.base, &site.reader).await,
+        site,
     }
 }
 
 impl Site {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn task(&self, key: &str) -> TaskRow {
-        self.store
-            .task_by_key(self.round, key)
-            .await
-            .expect("task")
-            .unwrap_or_else(|| panic!("no task {key}"))
-    }
-
-    async fn state_of(&self, id: i64) -> TaskState {
-        self.store
-            .task(id)
-            .await
-            .expect("task")
-            .expect("exists")
-            .state
-    }
-
     async fn audit_len(&self) -> usize {
         self.store
             .audit_after(0, i64::MAX)
             .await
             .expect("audit")
             .len()
-    }
-
-    fn signer(&self) -> LinkSigner {
-        LinkSigner::new(SECRET)
-    }
-
-    fn expires(&self) -> i64 {
-        self.clock.now().timestamp() + 86_400
     }
 
     /// A console form post as a browser sends it: the sign-in cookie, a form body and the
