@@ -134,6 +134,7 @@ async fn a_clerk_reads_chinese_names_prints_the_round_uses_a_phone_and_cannot_ov
         "/console/workflows".to_string(),
         "/console/people".to_string(),
         "/console/people/check".to_string(),
+        "/console/people/counts".to_string(),
         format!("/console/people/{person}"),
         "/console/tokens".to_string(),
     ];

@@ -536,15 +536,8 @@ async fn a_hand_in_that_stalls_past_the_idle_limit_is_cut_off_and_nothing_is_kep
         matches!(status, Some(400) | Some(408)),
         "a stalled hand-in is refused: {status:?}"
     );
-    assert_eq!(s.state().await, TaskState::Open);
-    assert!(
-        s.store
-            .task_submissions(s.task)
-            .await
-            .expect("subs")
-            .is_empty()
-    );
-    assert_eq!(s.stored_files(), 0, "the partial upload is removed");
+    s.assert_nothing_kept("sqlite", "the partial upload is removed")
+        .await;
 }
 
 #[tokio::test]
