@@ -160,9 +160,8 @@ impl<'a> Pool<'a> {
                 include_removed: false,
             })
             .await?;
-        let people: Vec<Person> = rows.into_iter().map(|r| r.person).collect();
         Ok(crate::core::pool_check::check(
-            &people,
+            rows.iter().map(|r| &r.person),
             &self.catalog.directory,
             &self.catalog.config.pool.rules,
             &self.tiers,

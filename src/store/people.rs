@@ -344,13 +344,19 @@ where
     for<'a> &'a str: ColumnIndex<<B::Db as Database>::Row>,
 {
     pub(crate) async fn people(store: &B, f: &PeopleFilter) -> Result<Vec<PersonRow>> {
-        let rows = sqlx::query_as::<B::Db, PersonDb>(PEOPLE)
+        use futures_util::StreamExt as _;
+        // Each row is parsed as it arrives: a city's pool is 100,000 rows, and collecting
+        // the raw rows first held both lists at once.
+        let mut rows = sqlx::query_as::<B::Db, PersonDb>(PEOPLE)
             .bind(f.unit.as_deref())
             .bind(f.tier.map(|t| i64::from(t.get())))
             .bind(f.include_removed)
-            .fetch_all(store.pool())
-            .await?;
-        convert(rows)
+            .fetch(store.pool());
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await {
+            out.push(PersonRow::try_from(row?)?);
+        }
+        Ok(out)
     }
 
     pub(crate) async fn pool_refs(store: &B) -> Result<Vec<PersonRef>> {
