@@ -316,7 +316,7 @@ impl<'a> Scanner<'a> {
         let mut ahead: std::collections::VecDeque<(u32, Vec<String>)> = first.into();
         let headings = ahead
             .drain(..=header)
-            .last()
+            .next_back()
             .map(|(_, c)| c)
             .unwrap_or_default();
         let name = sheet.name;
