@@ -1,6 +1,7 @@
 //! The reserve pool at a city's scale (issue #16 item 7): import a roster of `--people`
-//! people (10 per branch) from CSV, check the pool rules over it, and start a round with a
-//! task per person. Figures in docs/benchmarks.md.
+//! people (10 per branch) from CSV, check the pool rules over it, start a round with a
+//! task per person, and import the same roster again (every row an unchanged person).
+//! Figures in docs/benchmarks.md.
 
 use super::{BenchOptions, directory, fresh_store, peak_rss_kib, report};
 use anyhow::Context as _;
@@ -64,7 +65,7 @@ fn roster_csv(people: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
-/// `pool_import`, `pool_check`, `pool_plan` (each run when asked for or when `--only` is
+/// `pool_import`, `pool_check`, `pool_plan`, `pool_reimport` (each run when asked for or when `--only` is
 /// not given; the import runs unmeasured when only the others are asked for).
 pub async fn pool_benches(
     opts: &BenchOptions,
@@ -133,6 +134,23 @@ pub async fn pool_benches(
             "pool_plan",
             serde_json::json!({"backend": backend, "people": n, "tasks": tasks, "timers": timers,
                 "seconds": secs, "peak_rss_kib": peak}),
+        );
+    }
+    if opts.wants("pool_reimport") {
+        // The same roster again over the pool it made: every row matches a stored person
+        // (read in the import's transaction) and nothing changes.
+        let csv = roster_csv(n);
+        let t = Instant::now();
+        let r = pool
+            .import(&csv, false, false, "bench")
+            .await
+            .map_err(|e| anyhow::anyhow!("import again: {e}"))?;
+        let secs = t.elapsed().as_secs_f64();
+        report(
+            "pool_reimport",
+            serde_json::json!({"backend": backend, "people": n, "added": r.added,
+                "updated": r.updated, "unchanged": r.unchanged, "seconds": secs,
+                "peak_rss_kib": peak_rss_kib()}),
         );
     }
     Ok(())
