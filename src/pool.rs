@@ -12,11 +12,15 @@ use serde::Serialize;
 
 use crate::catalog::Catalog;
 use crate::core::pool::{Ctx, Field, Person, PersonStatus, Reason, TierNames};
+use crate::core::roster::RosterRow;
 use crate::core::roster::{self, Format, Problem};
 use crate::engine::{Engine, local_date, ms};
 use crate::store::{
-    EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite, StoreError,
+    EventFilter, EventRow, NewEvent, PeopleFilter, PeopleWriter, PersonRow, PoolWrite, StoreError,
 };
+
+/// Rows of a roster read, matched and written at a time by [`Pool::import`].
+pub const IMPORT_SLICE: usize = 1000;
 
 /// What a pool operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -156,9 +160,8 @@ impl<'a> Pool<'a> {
                 include_removed: false,
             })
             .await?;
-        let people: Vec<Person> = rows.into_iter().map(|r| r.person).collect();
         Ok(crate::core::pool_check::check(
-            &people,
+            rows.iter().map(|r| &r.person),
             &self.catalog.directory,
             &self.catalog.config.pool.rules,
             &self.tiers,
@@ -273,6 +276,13 @@ impl<'a> Pool<'a> {
     /// (removed ones included) is updated with the file's columns, not added again. Any bad
     /// row refuses the whole file unless `skip_bad`; a problem with the file or a sheet as
     /// a whole (a missing column) always does.
+    ///
+    /// The file is read and written [`IMPORT_SLICE`] rows at a time inside one transaction
+    /// (a city's roster is 100,000 rows): only a slice of people and their audit entries
+    /// are in memory at once. The transaction is committed only once the whole file has
+    /// been read without a problem that refuses it; otherwise it is rolled back, so an
+    /// import is still all or nothing. Once a refusing problem is found, nothing more is
+    /// written and the rest of the file is only read for its problems.
     pub async fn import(
         &self,
         bytes: &[u8],
@@ -280,66 +290,99 @@ impl<'a> Pool<'a> {
         dry_run: bool,
         actor: &str,
     ) -> Result<ImportReport> {
-        let parsed = roster::read(bytes, Format::sniff(bytes), self.ctx());
-        if parsed.fatal() || (!skip_bad && !parsed.problems.is_empty()) {
-            return Err(PoolError::BadRoster(parsed.problems));
-        }
-        let existing = self
-            .list(&PeopleFilter {
-                include_removed: true,
-                ..PeopleFilter::default()
-            })
-            .await?;
-        let index: HashMap<(String, String, NaiveDate), &PersonRow> = existing
-            .iter()
-            .map(|r| {
-                (
-                    (r.person.name.clone(), r.person.unit.clone(), r.person.birth),
-                    r,
-                )
-            })
+        let store = self.engine.store();
+        let index: HashMap<(String, String, NaiveDate), i64> = store
+            .people_keys()
+            .await?
+            .into_iter()
+            .map(|(id, name, unit, birth)| ((name, unit, birth), id))
             .collect();
+        let mut scan = roster::Scanner::new(bytes, Format::sniff(bytes), self.ctx());
+        let mut writer = if dry_run || (!skip_bad && scan.has_problems()) {
+            None
+        } else {
+            Some(store.begin_people(self.who(actor, "person.import")).await?)
+        };
         let mut report = ImportReport {
-            skipped: parsed.problems.clone(),
-            warnings: parsed.warnings.clone(),
             dry_run,
             ..ImportReport::default()
         };
-        let mut adds = Vec::new();
-        let mut updates = Vec::new();
-        for row in parsed.rows {
+        let mut slice: Vec<(Option<i64>, RosterRow)> = Vec::with_capacity(IMPORT_SLICE);
+        while let Some(row) = scan.next_row() {
+            if !skip_bad && scan.has_problems() {
+                // Refused: what was written is rolled back, the rest only read.
+                writer = None;
+                slice.clear();
+                continue;
+            }
             let key = (
                 row.person.name.clone(),
                 row.person.unit.clone(),
                 row.person.birth,
             );
-            match index.get(&key) {
-                Some(old) => {
-                    let mut new = old.person.clone();
-                    for f in &row.given {
-                        new.copy_field(&row.person, *f);
-                    }
-                    if old.person.changes(&new).is_empty() {
-                        report.unchanged += 1;
-                    } else {
-                        report.updated += 1;
-                        updates.push((old.id, new));
-                    }
-                }
-                None => {
-                    report.added += 1;
-                    adds.push(row.person);
+            slice.push((index.get(&key).copied(), row));
+            if slice.len() == IMPORT_SLICE {
+                self.import_slice(&mut slice, writer.as_deref_mut(), &mut report)
+                    .await?;
+            }
+        }
+        let refused = !skip_bad && scan.has_problems();
+        if !refused {
+            self.import_slice(&mut slice, writer.as_deref_mut(), &mut report)
+                .await?;
+        }
+        let (problems, warnings) = scan.finish();
+        if problems.iter().any(|p| p.row.is_none()) || (!skip_bad && !problems.is_empty()) {
+            // `writer` is dropped unused: its transaction is rolled back.
+            return Err(PoolError::BadRoster(problems));
+        }
+        if let Some(w) = writer {
+            w.commit().await?;
+        }
+        report.skipped = problems;
+        report.warnings = warnings;
+        Ok(report)
+    }
+
+    /// Count (and unless a dry run, write) a slice of an import's good rows: `id` is the
+    /// person in the pool a row matches.
+    async fn import_slice(
+        &self,
+        slice: &mut Vec<(Option<i64>, RosterRow)>,
+        mut writer: Option<&mut (dyn PeopleWriter + '_)>,
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        let mut adds = Vec::new();
+        for (id, row) in slice.drain(..) {
+            let Some(id) = id else {
+                report.added += 1;
+                adds.push(row.person);
+                continue;
+            };
+            let old = match writer.as_deref_mut() {
+                Some(w) => w.person(id).await?,
+                None => self.engine.store().person(id).await?,
+            }
+            .ok_or_else(|| PoolError::NotFound(format!("person {id}")))?;
+            let mut new = old.person.clone();
+            for f in &row.given {
+                new.copy_field(&row.person, *f);
+            }
+            if old.person.changes(&new).is_empty() {
+                report.unchanged += 1;
+            } else {
+                report.updated += 1;
+                if let Some(w) = writer.as_deref_mut() {
+                    w.update(id, &new).await?;
                 }
             }
         }
-        if !dry_run {
-            let who = self.who(actor, "person.import");
-            self.engine
-                .store()
-                .write_people(&adds, &updates, &who)
-                .await?;
+        if let Some(w) = writer
+            && !adds.is_empty()
+        {
+            w.add(&adds).await?;
         }
-        Ok(report)
+        Ok(())
     }
 
     /// The whole pool (removed people too) as the offices' workbook.

@@ -68,8 +68,8 @@ pub struct BenchOptions {
     #[arg(long, default_value_t = 1)]
     pub archive_mib: usize,
     /// Run only these measurements (materialise, burst, halfcap, spread, the same three with
-    /// `_reminders`, restart, idle, email, webhook, pool_import, pool_check, pool_plan, uploads,
-    /// archive).
+    /// `_reminders`, restart, idle, email, webhook, pool_import, pool_check, pool_plan,
+    /// pool_reimport, uploads, archive).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -224,7 +224,7 @@ async fn run(opts: BenchOptions) -> anyhow::Result<()> {
     };
     println!("# yanzhen bench on {backend}");
     // First, so that the peak RSS they report is theirs.
-    if ["pool_import", "pool_check", "pool_plan"]
+    if ["pool_import", "pool_check", "pool_plan", "pool_reimport"]
         .iter()
         .any(|m| opts.wants(m))
     {

@@ -245,8 +245,8 @@ fn secretaries(unit: &super::directory::Unit, titles: &[String]) -> u32 {
 
 /// Check every branch of the directory against the rules on `date`. Only people in the pool
 /// (在库) count; people of units that are not branches are not checked.
-pub fn check(
-    people: &[Person],
+pub fn check<'a>(
+    people: impl IntoIterator<Item = &'a Person>,
     directory: &Directory,
     rules: &PoolRules,
     tiers: &TierNames,
@@ -256,7 +256,10 @@ pub fn check(
     // Grouped once: a city has 10,000 branches and 100,000 people.
     let mut by_unit: std::collections::HashMap<&str, Vec<&Person>> =
         std::collections::HashMap::new();
-    for p in people.iter().filter(|p| p.status == PersonStatus::Active) {
+    for p in people
+        .into_iter()
+        .filter(|p| p.status == PersonStatus::Active)
+    {
         by_unit.entry(p.unit.as_str()).or_default().push(p);
     }
     for unit in directory

@@ -138,165 +138,271 @@ struct Grid {
     rows: Vec<(u32, Vec<String>)>,
 }
 
-/// Read a roster. Every bad row is reported (each cell that is wrong, with its heading);
-/// a row with any problem is not among [`Roster::rows`]. The same person (name, unit and
-/// birth) twice in the file is a problem of the second row.
-pub fn read(bytes: &[u8], format: Format, ctx: Ctx<'_>) -> Roster {
-    let grids = match format {
-        Format::Xlsx => xlsx_grids(bytes),
-        Format::Csv => csv_grid(bytes).map(|g| vec![g]),
-    };
-    let mut roster = Roster::default();
-    match grids {
-        Ok(grids) => {
-            for g in grids {
-                read_grid(&g, ctx, &mut roster);
-            }
-        }
-        Err(r) => roster.problems.push(Problem::new("", None, None, r)),
-    }
-    if roster.rows.is_empty() && roster.problems.is_empty() {
-        roster.problems.push(Problem::new(
-            "",
-            None,
-            None,
-            Reason::new(
-                "文件中没有名册：找不到含「姓名」列的表头",
-                "no roster in the file: no heading row with a 姓名 column",
-            ),
-        ));
-    }
-    // The same person twice.
-    let mut seen: HashMap<(String, String, chrono::NaiveDate), (String, u32)> = HashMap::new();
-    let mut dup = Vec::new();
-    for (i, r) in roster.rows.iter().enumerate() {
-        let key = (r.person.name.clone(), r.person.unit.clone(), r.person.birth);
-        match seen.get(&key) {
-            Some((sheet, row)) => {
-                let (at, at_en) = if sheet.is_empty() {
-                    (format!("第 {row} 行"), format!("row {row}"))
-                } else {
-                    (
-                        format!("工作表「{sheet}」第 {row} 行"),
-                        format!("sheet {sheet} row {row}"),
-                    )
-                };
-                dup.push(i);
-                roster.problems.push(Problem::new(
-                    &r.sheet,
-                    Some(r.row),
-                    Some(Field::Name.heading()),
-                    Reason::new(
-                        format!("与{at}是同一人（姓名、单位、出生年月相同）"),
-                        format!("the same person (name, unit, birth) as {at_en}"),
-                    ),
-                ));
-            }
-            None => {
-                seen.insert(key, (r.sheet.clone(), r.row));
-            }
-        }
-    }
-    for i in dup.into_iter().rev() {
-        roster.rows.remove(i);
-    }
-    roster
-        .problems
-        .sort_by(|a, b| (&a.sheet, a.row).cmp(&(&b.sheet, b.row)));
-    roster
+/// A sheet's rows as text cells with their numbers, read one at a time; an error ends the
+/// file (it cannot be read).
+type Rows<'a> = Box<dyn Iterator<Item = Result<(u32, Vec<String>), Reason>> + Send + 'a>;
+
+/// A sheet to read: its name and rows.
+struct Sheet<'a> {
+    name: String,
+    rows: Rows<'a>,
 }
 
-/// The headings that are known and carry nothing to keep.
-const IGNORED: &[&str] = &["序号", "编号"];
+/// The sheet being read, past its heading row.
+struct Open<'a> {
+    name: String,
+    rows: Rows<'a>,
+    /// Rows read while looking for the heading row, after it.
+    ahead: std::collections::VecDeque<(u32, Vec<String>)>,
+    columns: Vec<(usize, Field, String)>,
+    sheet_unit: Option<String>,
+}
 
-fn read_grid(g: &Grid, ctx: Ctx<'_>, roster: &mut Roster) {
-    let header = g.rows.iter().take(10).position(|(_, cells)| {
-        cells
-            .iter()
-            .any(|c| Field::from_heading(c) == Some(Field::Name))
-    });
-    let Some(header) = header else {
-        if g.rows
-            .iter()
-            .any(|(_, c)| c.iter().any(|x| !x.trim().is_empty()))
-            && g.name != "汇总"
-        {
-            roster.warnings.push(Problem::new(
-                &g.name,
+/// A person's identity in the pool: name, unit, birth.
+type Key = (String, String, chrono::NaiveDate);
+
+/// Reads a roster one row at a time: [`Scanner::next_row`] gives each good row in file
+/// order (a row with any problem, or the same person as an earlier row, is not given) and
+/// [`Scanner::finish`] every problem and warning, as [`read`] reports them. A CSV file is
+/// read as it goes (a city's roster is 100,000 rows: only the row being read and each
+/// person's identity, to find the same person twice, are kept); a workbook is unpacked
+/// whole first (calamine reads a sheet at once).
+pub struct Scanner<'a> {
+    ctx: Ctx<'a>,
+    sheets: std::vec::IntoIter<Sheet<'a>>,
+    open: Option<Open<'a>>,
+    /// Each person read so far: the sheet (an index into `names`) and row.
+    seen: HashMap<Key, (usize, u32)>,
+    names: Vec<String>,
+    problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+    rows: usize,
+    done: bool,
+}
+
+impl<'a> Scanner<'a> {
+    /// Start reading a file.
+    pub fn new(bytes: &'a [u8], format: Format, ctx: Ctx<'a>) -> Scanner<'a> {
+        let sheets = match format {
+            Format::Xlsx => xlsx_grids(bytes).map(|grids| {
+                grids
+                    .into_iter()
+                    .map(|g| Sheet {
+                        name: g.name,
+                        rows: Box::new(g.rows.into_iter().map(Ok)) as Rows<'a>,
+                    })
+                    .collect()
+            }),
+            Format::Csv => Ok(vec![csv_sheet(bytes)]),
+        };
+        let mut s = Scanner {
+            ctx,
+            sheets: Vec::new().into_iter(),
+            open: None,
+            seen: HashMap::new(),
+            names: Vec::new(),
+            problems: Vec::new(),
+            warnings: Vec::new(),
+            rows: 0,
+            done: false,
+        };
+        match sheets {
+            Ok(sheets) => s.sheets = sheets.into_iter(),
+            Err(r) => s.fail(r),
+        }
+        s
+    }
+
+    /// The file cannot be read: that is its only problem (as when it was read whole).
+    fn fail(&mut self, r: Reason) {
+        self.problems.clear();
+        self.warnings.clear();
+        self.problems.push(Problem::new("", None, None, r));
+        self.open = None;
+        self.done = true;
+    }
+
+    /// True once any problem was found (a row, a sheet or the file).
+    pub fn has_problems(&self) -> bool {
+        !self.problems.is_empty()
+    }
+
+    /// The next good row; None at the end of the file (or when it cannot be read).
+    pub fn next_row(&mut self) -> Option<RosterRow> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let Some(open) = self.open.as_mut() else {
+                match self.sheets.next() {
+                    Some(sheet) => self.open_sheet(sheet),
+                    None => self.done = true,
+                }
+                continue;
+            };
+            let next = match open.ahead.pop_front() {
+                Some(r) => Some(Ok(r)),
+                None => open.rows.next(),
+            };
+            match next {
+                None => self.open = None,
+                Some(Err(r)) => self.fail(r),
+                Some(Ok((number, cells))) => {
+                    if let Some(row) = self.read_row(number, &cells) {
+                        self.rows += 1;
+                        return Some(row);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every problem (by sheet and row) and warning; "no roster" when nothing was read.
+    pub fn finish(mut self) -> (Vec<Problem>, Vec<Problem>) {
+        while self.next_row().is_some() {}
+        if self.rows == 0 && self.problems.is_empty() {
+            self.problems.push(Problem::new(
+                "",
                 None,
                 None,
                 Reason::new(
-                    "没有含「姓名」列的表头，已跳过此工作表",
-                    "no heading row with a 姓名 column; sheet skipped",
+                    "文件中没有名册：找不到含「姓名」列的表头",
+                    "no roster in the file: no heading row with a 姓名 column",
                 ),
             ));
         }
-        return;
-    };
-    let (_, headings) = &g.rows[header];
-    let mut columns: Vec<(usize, Field, String)> = Vec::new();
-    for (i, h) in headings.iter().enumerate() {
-        let h = h.trim();
-        if h.is_empty() || IGNORED.contains(&h) {
-            continue;
+        self.problems
+            .sort_by(|a, b| (&a.sheet, a.row).cmp(&(&b.sheet, b.row)));
+        (self.problems, self.warnings)
+    }
+
+    /// Find a sheet's heading row among its first ten and its columns.
+    fn open_sheet(&mut self, mut sheet: Sheet<'a>) {
+        let mut first: Vec<(u32, Vec<String>)> = Vec::new();
+        while first.len() < 10 {
+            match sheet.rows.next() {
+                Some(Ok(r)) => first.push(r),
+                Some(Err(r)) => return self.fail(r),
+                None => break,
+            }
         }
-        match Field::from_heading(h) {
-            Some(f) if columns.iter().any(|(_, g, _)| *g == f) => {
-                roster.problems.push(Problem::new(
-                    &g.name,
+        let header = first.iter().position(|(_, cells)| {
+            cells
+                .iter()
+                .any(|c| Field::from_heading(c) == Some(Field::Name))
+        });
+        let Some(header) = header else {
+            let filled = |c: &[String]| c.iter().any(|x| !x.trim().is_empty());
+            let mut any = first.iter().any(|(_, c)| filled(c));
+            for r in sheet.rows.by_ref() {
+                match r {
+                    Ok((_, c)) => any |= filled(&c),
+                    Err(r) => return self.fail(r),
+                }
+            }
+            if any && sheet.name != "汇总" {
+                self.warnings.push(Problem::new(
+                    &sheet.name,
+                    None,
+                    None,
+                    Reason::new(
+                        "没有含「姓名」列的表头，已跳过此工作表",
+                        "no heading row with a 姓名 column; sheet skipped",
+                    ),
+                ));
+            }
+            return;
+        };
+        let mut ahead: std::collections::VecDeque<(u32, Vec<String>)> = first.into();
+        let headings = ahead
+            .drain(..=header)
+            .next_back()
+            .map(|(_, c)| c)
+            .unwrap_or_default();
+        let name = sheet.name;
+        let mut columns: Vec<(usize, Field, String)> = Vec::new();
+        for (i, h) in headings.iter().enumerate() {
+            let h = h.trim();
+            if h.is_empty() || IGNORED.contains(&h) {
+                continue;
+            }
+            match Field::from_heading(h) {
+                Some(f) if columns.iter().any(|(_, g, _)| *g == f) => {
+                    self.problems.push(Problem::new(
+                        &name,
+                        None,
+                        Some(h),
+                        Reason::new(
+                            format!("「{}」列出现了两次", f.heading()),
+                            format!("two columns for {}", f.key()),
+                        ),
+                    ));
+                }
+                Some(f) => columns.push((i, f, h.to_string())),
+                None => self.warnings.push(Problem::new(
+                    &name,
                     None,
                     Some(h),
                     Reason::new(
-                        format!("「{}」列出现了两次", f.heading()),
-                        format!("two columns for {}", f.key()),
+                        format!("未识别的列「{h}」，已忽略"),
+                        format!("unknown heading `{h}`, ignored"),
+                    ),
+                )),
+            }
+        }
+        // A sheet named after a unit needs no unit column.
+        let sheet_unit = super::pool::unit_id(self.ctx.directory, &name);
+        let has = |f: Field| columns.iter().any(|(_, g, _)| *g == f);
+        let mut missing = false;
+        for f in Field::all().iter().copied().filter(|f| f.required()) {
+            let named_by_sheet = f == Field::Unit && sheet_unit.is_some();
+            if !has(f) && !named_by_sheet {
+                missing = true;
+                self.problems.push(Problem::new(
+                    &name,
+                    None,
+                    Some(f.heading()),
+                    Reason::new(
+                        format!("缺少「{}」列", f.heading()),
+                        format!("no {} column ({})", f.heading(), f.key()),
                     ),
                 ));
             }
-            Some(f) => columns.push((i, f, h.to_string())),
-            None => roster.warnings.push(Problem::new(
-                &g.name,
-                None,
-                Some(h),
-                Reason::new(
-                    format!("未识别的列「{h}」，已忽略"),
-                    format!("unknown heading `{h}`, ignored"),
-                ),
-            )),
         }
-    }
-    // A sheet named after a unit needs no unit column.
-    let sheet_unit = super::pool::unit_id(ctx.directory, &g.name);
-    let has = |f: Field| columns.iter().any(|(_, g, _)| *g == f);
-    let mut missing = false;
-    for f in Field::all().iter().copied().filter(|f| f.required()) {
-        let named_by_sheet = f == Field::Unit && sheet_unit.is_some();
-        if !has(f) && !named_by_sheet {
-            missing = true;
-            roster.problems.push(Problem::new(
-                &g.name,
-                None,
-                Some(f.heading()),
-                Reason::new(
-                    format!("缺少「{}」列", f.heading()),
-                    format!("no {} column ({})", f.heading(), f.key()),
-                ),
-            ));
+        if missing {
+            // The sheet's rows are not read (a CSV's rows still are, for a read error).
+            for r in sheet.rows {
+                if let Err(r) = r {
+                    return self.fail(r);
+                }
+            }
+            return;
         }
+        self.open = Some(Open {
+            name,
+            rows: sheet.rows,
+            ahead,
+            columns,
+            sheet_unit,
+        });
     }
-    if missing {
-        return;
-    }
-    for (number, cells) in &g.rows[header + 1..] {
+
+    /// A row of the open sheet: the person, or None (blank, bad, or a repeat).
+    fn read_row(&mut self, number: u32, cells: &[String]) -> Option<RosterRow> {
+        let ctx = self.ctx;
+        let open = self.open.as_ref()?;
+        let columns = &open.columns;
         let cell = |i: usize| cells.get(i).map(String::as_str).unwrap_or("");
         if columns.iter().all(|(i, _, _)| cell(*i).trim().is_empty()) {
-            continue;
+            return None;
         }
+        let has = |f: Field| columns.iter().any(|(_, g, _)| *g == f);
         let mut fields: Vec<(Field, String)> = columns
             .iter()
             .map(|(i, f, _)| (*f, cell(*i).to_string()))
             .collect();
         let mut given: Vec<Field> = columns.iter().map(|(_, f, _)| *f).collect();
-        if let (false, Some(u)) = (has(Field::Unit), &sheet_unit) {
+        if let (false, Some(u)) = (has(Field::Unit), &open.sheet_unit) {
             fields.push((Field::Unit, u.clone()));
             given.push(Field::Unit);
         }
@@ -304,12 +410,41 @@ fn read_grid(g: &Grid, ctx: Ctx<'_>, roster: &mut Roster) {
             given.push(Field::TermEnd);
         }
         match Person::from_fields(&fields, ctx) {
-            Ok(person) => roster.rows.push(RosterRow {
-                sheet: g.name.clone(),
-                row: *number,
-                person,
-                given,
-            }),
+            Ok(person) => {
+                let key = (person.name.clone(), person.unit.clone(), person.birth);
+                if self.names.last() != Some(&open.name) {
+                    self.names.push(open.name.clone());
+                }
+                let sheet = self.names.len() - 1;
+                if let Some((s, row)) = self.seen.get(&key) {
+                    let first = &self.names[*s];
+                    let (at, at_en) = if first.is_empty() {
+                        (format!("第 {row} 行"), format!("row {row}"))
+                    } else {
+                        (
+                            format!("工作表「{first}」第 {row} 行"),
+                            format!("sheet {first} row {row}"),
+                        )
+                    };
+                    self.problems.push(Problem::new(
+                        &open.name,
+                        Some(number),
+                        Some(Field::Name.heading()),
+                        Reason::new(
+                            format!("与{at}是同一人（姓名、单位、出生年月相同）"),
+                            format!("the same person (name, unit, birth) as {at_en}"),
+                        ),
+                    ));
+                    return None;
+                }
+                self.seen.insert(key, (sheet, number));
+                Some(RosterRow {
+                    sheet: open.name.clone(),
+                    row: number,
+                    person,
+                    given,
+                })
+            }
             Err(mut errors) => {
                 // In the file's column order, as the clerk reads the row.
                 let col = |f: &Field| {
@@ -325,14 +460,35 @@ fn read_grid(g: &Grid, ctx: Ctx<'_>, roster: &mut Roster) {
                         .find(|(_, g, _)| *g == f)
                         .map(|(_, _, h)| h.as_str())
                         .unwrap_or(f.heading());
-                    roster
-                        .problems
-                        .push(Problem::new(&g.name, Some(*number), Some(heading), r));
+                    self.problems
+                        .push(Problem::new(&open.name, Some(number), Some(heading), r));
                 }
+                None
             }
         }
     }
 }
+
+/// Read a roster whole. Every bad row is reported (each cell that is wrong, with its
+/// heading); a row with any problem is not among [`Roster::rows`]. The same person (name,
+/// unit and birth) twice in the file is a problem of the second row. [`Scanner`] reads one
+/// row at a time.
+pub fn read(bytes: &[u8], format: Format, ctx: Ctx<'_>) -> Roster {
+    let mut scanner = Scanner::new(bytes, format, ctx);
+    let mut rows = Vec::new();
+    while let Some(r) = scanner.next_row() {
+        rows.push(r);
+    }
+    let (problems, warnings) = scanner.finish();
+    Roster {
+        rows,
+        problems,
+        warnings,
+    }
+}
+
+/// The headings that are known and carry nothing to keep.
+const IGNORED: &[&str] = &["序号", "编号"];
 
 fn unreadable(what: &str, e: impl std::fmt::Display) -> Reason {
     Reason::new(
@@ -374,27 +530,33 @@ fn xlsx_grids(bytes: &[u8]) -> Result<Vec<Grid>, Reason> {
     Ok(out)
 }
 
-fn csv_grid(bytes: &[u8]) -> Result<Grid, Reason> {
+/// A CSV file as a sheet read record by record. UTF-8 is read in place; GB18030 (as Excel
+/// saves CSV on Chinese Windows) is decoded first, which needs a copy of the text.
+fn csv_sheet(bytes: &[u8]) -> Sheet<'_> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t.to_string(),
-        // Excel on Chinese Windows saves CSV in the local code page.
-        Err(_) => encoding_rs::GB18030.decode(bytes).0.into_owned(),
+    let source: Box<dyn std::io::Read + Send + '_> = match std::str::from_utf8(bytes) {
+        Ok(_) => Box::new(bytes),
+        Err(_) => Box::new(Cursor::new(
+            encoding_rs::GB18030
+                .decode(bytes)
+                .0
+                .into_owned()
+                .into_bytes(),
+        )),
     };
-    let mut reader = csv::ReaderBuilder::new()
+    let reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(text.as_bytes());
-    let mut rows = Vec::new();
-    for (i, rec) in reader.records().enumerate() {
+        .from_reader(source);
+    let rows = reader.into_records().enumerate().map(|(i, rec)| {
         let rec = rec.map_err(|e| unreadable("CSV", e))?;
         let line = rec.position().map_or(i as u32 + 1, |p| p.line() as u32);
-        rows.push((line, rec.iter().map(str::to_string).collect()));
-    }
-    Ok(Grid {
+        Ok((line, rec.iter().map(str::to_string).collect()))
+    });
+    Sheet {
         name: String::new(),
-        rows,
-    })
+        rows: Box::new(rows),
+    }
 }
 
 /// A worksheet name Excel accepts, from a branch's name: no `[ ] : * ? / \`, no leading or

@@ -12,7 +12,7 @@ use crate::core::counts::CountReport;
 use crate::core::definition::{Assignee, Workflow};
 use crate::core::plan::PersonRef;
 use crate::core::pool::PersonStatus;
-use crate::store::{EventFilter, PeopleFilter, PersonRow, TaskRow};
+use crate::store::{EventFilter, PersonRow, TaskRow};
 
 /// Whether a workflow has a task made per person.
 pub fn has_each(wf: &Workflow) -> bool {
@@ -48,16 +48,10 @@ impl Engine {
         Ok(Some(self.pool_people().await?))
     }
 
-    /// Everybody in the pool (在库) now.
+    /// Everybody in the pool (在库) now: only the columns a task per person needs (a city's
+    /// pool is 100,000 rows).
     pub(crate) async fn pool_people(&self) -> Result<Vec<PersonRef>> {
-        let rows = self.store().people(&PeopleFilter::default()).await?;
-        // Consumed row by row, so that each row's memory is freed as its reference is made
-        // (a city's pool is 100,000 rows).
-        Ok(rows
-            .into_iter()
-            .filter(|r| r.person.status == PersonStatus::Active)
-            .map(|r| person_ref(&r))
-            .collect())
+        Ok(self.store().pool_refs().await?)
     }
 
     /// Add a person of the pool to a running round: the round's tasks per person are made

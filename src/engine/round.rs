@@ -5,7 +5,9 @@ use super::{Engine, EngineError, Result, from_ms, into_timer_row, kickoff_timer,
 use crate::catalog::Catalog;
 use crate::core::definition::Workflow;
 use crate::core::directory::Party;
-use crate::core::plan::{PersonRef, Plan, PlanInput, plan};
+use crate::core::plan::{
+    PersonRef, Plan, PlanInput, Problem, each_tasks_present, plan, plan_people,
+};
 use crate::core::state::{TaskState, TimerKind, TimerState};
 use crate::core::validate::workflow_tz;
 use crate::store::{AuditEntry, NewRound, NewTask, NewTimer, RoundRow, TaskRow, TimerPayload};
@@ -53,33 +55,55 @@ pub(crate) fn round_plan(
     )
 }
 
-/// One `catch_up` timer, due now, for each assignee with work already overdue when the
-/// round is started (a start date in the past).
-fn catch_up_timers(tag: &str, p: &Plan, now: DateTime<Utc>) -> Vec<NewTimer> {
-    let mut late: Vec<&Party> = Vec::new();
-    for t in &p.tasks {
-        let overdue = !t.due.projected && t.due.at.is_some_and(|a| a.with_timezone(&Utc) < now);
-        if overdue && !late.contains(&&t.assignee) {
-            late.push(&t.assignee);
+/// The assignees with overdue work when a round is started (a start date in the past),
+/// gathered over the slices of its plan: each gets one `catch_up` timer, due now.
+#[derive(Default)]
+struct CatchUp {
+    late: Vec<Party>,
+    /// `kind:id` of each in `late`: a city's round has up to 10,000 branches.
+    seen: HashSet<String>,
+}
+
+impl CatchUp {
+    fn scan(&mut self, p: &Plan, now: DateTime<Utc>) {
+        for t in &p.tasks {
+            let overdue = !t.due.projected && t.due.at.is_some_and(|a| a.with_timezone(&Utc) < now);
+            if overdue
+                && self
+                    .seen
+                    .insert(format!("{}:{}", t.assignee.kind, t.assignee.id))
+            {
+                self.late.push(t.assignee.clone());
+            }
         }
     }
-    late.into_iter()
-        .map(|party| {
-            let payload = TimerPayload {
-                recipient: Some(party.clone()),
-                ..Default::default()
-            };
-            NewTimer {
-                key: format!("{tag}/catch_up@{}:{}", party.kind, party.id),
-                round_id: None,
-                task_key: None,
-                kind: TimerKind::CatchUp,
-                due_at: ms(now),
-                payload,
-            }
-        })
-        .collect()
+
+    fn timers(self, tag: &str, now: DateTime<Utc>) -> Vec<NewTimer> {
+        self.late
+            .into_iter()
+            .map(|party| {
+                let key = format!("{tag}/catch_up@{}:{}", party.kind, party.id);
+                let payload = TimerPayload {
+                    recipient: Some(party),
+                    ..Default::default()
+                };
+                NewTimer {
+                    key,
+                    round_id: None,
+                    task_key: None,
+                    kind: TimerKind::CatchUp,
+                    due_at: ms(now),
+                    payload,
+                }
+            })
+            .collect()
+    }
 }
+
+/// People per slice of a round with tasks per person: planned, turned into rows and
+/// written one slice at a time, so a city's 100,000 people's tasks and timers are never
+/// in memory at once.
+const PEOPLE_SLICE: usize = 2000;
 
 pub(crate) fn plan_with(
     cat: &Catalog,
@@ -130,7 +154,7 @@ fn plan_checked(
     events: Option<&BTreeMap<String, DateTime<Utc>>>,
     people: Option<&[PersonRef]>,
 ) -> Result<Plan> {
-    let (p, problems) = plan(PlanInput {
+    let input = PlanInput {
         workflow: wf,
         directory: &cat.directory,
         calendar: &cat.calendar,
@@ -141,7 +165,37 @@ fn plan_checked(
         done,
         events,
         people,
-    });
+    };
+    checked(wf, plan(input))
+}
+
+/// The per-person tasks of one slice of a round's people ([`plan_people`]).
+fn plan_slice(
+    cat: &Catalog,
+    wf: &Workflow,
+    start: NaiveDate,
+    params: &BTreeMap<String, String>,
+    units: Option<&[String]>,
+    people: &[PersonRef],
+) -> Result<Plan> {
+    checked(
+        wf,
+        plan_people(PlanInput {
+            workflow: wf,
+            directory: &cat.directory,
+            calendar: &cat.calendar,
+            tz: workflow_tz(wf, cat.config.tz()),
+            start,
+            params,
+            units,
+            done: None,
+            events: None,
+            people: Some(people),
+        }),
+    )
+}
+
+fn checked(wf: &Workflow, (p, problems): (Option<Plan>, Vec<Problem>)) -> Result<Plan> {
     p.ok_or_else(|| EngineError::Plan {
         workflow: wf.id.value.clone(),
         problems,
@@ -166,17 +220,29 @@ pub(crate) fn materialise(
     p: Plan,
     now: DateTime<Utc>,
 ) -> (Vec<NewTask>, Vec<NewTimer>) {
-    let present: HashSet<&str> = p.tasks.iter().map(|t| t.task.as_str()).collect();
+    let present: HashSet<String> = p.tasks.iter().map(|t| t.task.clone()).collect();
+    materialise_with(tag, wf, p, now, &present)
+}
+
+/// [`materialise`] of a part of a round's plan: `present` is the ids of the tasks with
+/// instances anywhere in the round (whether a task waits for another depends on the whole
+/// round, not on the slice).
+fn materialise_with(
+    tag: &str,
+    wf: &Workflow,
+    p: Plan,
+    now: DateTime<Utc>,
+    present: &HashSet<String>,
+) -> (Vec<NewTask>, Vec<NewTimer>) {
     let blocked: HashSet<String> = wf
         .tasks()
         .filter(|(_, def)| {
             crate::engine::activation::prerequisites(def)
                 .iter()
-                .any(|pre| present.contains(pre))
+                .any(|pre| present.contains(*pre))
         })
         .map(|(_, def)| def.id.value.clone())
         .collect();
-    drop(present);
     let mut waiting: HashSet<String> = HashSet::new();
     let tasks: Vec<NewTask> = p
         .tasks
@@ -268,20 +334,34 @@ impl Engine {
             }
         };
         let now = self.clock.now();
-        let p = self
-            .plan_round(
-                &loaded.workflow,
-                req.start,
-                &req.params,
-                req.units.as_deref(),
-            )
-            .await?;
+        let wf = &loaded.workflow;
+        let units = req.units.as_deref();
+        let people = self.pool_people_for(wf).await?.map(|mut people| {
+            if let Some(only) = units {
+                people.retain(|p| only.contains(&p.unit));
+            }
+            people
+        });
+        // The round without its tasks per person (stages, per-unit and per-role tasks),
+        // then those slice by slice: a city's round never holds every person's rows at once.
+        let whole = plan_with(
+            &cat,
+            wf,
+            req.start,
+            &req.params,
+            units,
+            people.as_ref().map(|_| &[][..]),
+        )?;
+        let mut present: HashSet<String> = whole.tasks.iter().map(|t| t.task.clone()).collect();
+        if let Some(people) = &people {
+            present.extend(each_tasks_present(wf, &cat.directory, people));
+        }
         let tag = format!("m{}", self.tag(&req.workflow));
         // Started late: what is overdue already is told once per assignee, instead of by
         // the deadlines, overdue reminders and escalations of the past (see `effects`).
-        let catch_up = catch_up_timers(&tag, &p, now);
-        let (tasks, mut timers) = materialise(&tag, &loaded.workflow, p, now);
-        timers.extend(catch_up);
+        let mut catch_up = CatchUp::default();
+        catch_up.scan(&whole, now);
+        let (tasks, timers) = materialise_with(&tag, wf, whole, now, &present);
         let round = NewRound {
             tag: tag.clone(),
             workflow_id: req.workflow.clone(),
@@ -292,18 +372,35 @@ impl Engine {
             kickoff_key: None,
             created_at: ms(now),
         };
+        // One transaction: dropped before `commit` (an error below), nothing is kept.
+        let mut writer = self
+            .store
+            .begin_round(round)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("round (duplicate)".into()))?;
+        let (mut task_count, mut timer_count) = (tasks.len(), timers.len());
+        writer.add(&tasks, &timers).await?;
+        drop((tasks, timers));
+        for slice in people.as_deref().unwrap_or(&[]).chunks(PEOPLE_SLICE) {
+            let p = plan_slice(&cat, wf, req.start, &req.params, units, slice)?;
+            catch_up.scan(&p, now);
+            let (tasks, timers) = materialise_with(&tag, wf, p, now, &present);
+            task_count += tasks.len();
+            timer_count += timers.len();
+            writer.add(&tasks, &timers).await?;
+        }
+        let catch_up = catch_up.timers(&tag, now);
+        timer_count += catch_up.len();
+        writer.add(&[], &catch_up).await?;
+        let id = writer.id();
         let audit = AuditEntry {
             at: ms(now),
             actor: req.actor.clone(),
             action: "round.start".into(),
             subject: format!("workflow:{}", req.workflow),
-            detail_json: serde_json::json!({"tag": tag, "start": req.start.to_string(), "params": req.params, "units": req.units, "tasks": tasks.len(), "timers": timers.len()}).to_string(),
+            detail_json: serde_json::json!({"tag": tag, "start": req.start.to_string(), "params": req.params, "units": req.units, "tasks": task_count, "timers": timer_count}).to_string(),
         };
-        let id = self
-            .store
-            .create_round(round, tasks, timers, audit)
-            .await?
-            .ok_or_else(|| EngineError::NotFound("round (duplicate)".into()))?;
+        writer.commit(audit).await?;
         tracing::info!(round = id, workflow = %req.workflow, start = %req.start, "round started");
         self.wake();
         Ok(id)

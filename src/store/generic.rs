@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type};
 
+use super::bulk::{TxPeople, TxRound};
 use super::rows::{
     AuditDb, HistoryDb, OutboxDb, RoundDb, SessionDb, TaskDb, TimerDb, TokenDb, VersionDb, convert,
     convert_opt, word,
@@ -21,6 +22,7 @@ use super::{
 };
 use super::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
 use super::{NewSubmission, Outcome, SubmissionChange, SubmissionRow};
+use super::{PeopleWriter, RoundWriter};
 use super::{RatingsWrite, ResultFilter, ResultRow};
 use crate::core::pool::Person;
 use crate::core::state::{RoundStatus, TaskState};
@@ -1005,6 +1007,34 @@ where
             .fetch_all(self.pool())
             .await?;
         convert(rows)
+    }
+
+    async fn begin_round(&self, round: NewRound) -> Result<Option<Box<dyn RoundWriter + '_>>> {
+        let mut tx = self.begin_write().await?;
+        let Some(id) = Tx::<B>::insert_round_row(&mut tx, &round).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        Ok(Some(Box::new(TxRound {
+            store: self,
+            tx,
+            id,
+            created_at: round.created_at,
+            timers: 0,
+        })))
+    }
+
+    async fn begin_people(&self, who: PoolWrite) -> Result<Box<dyn PeopleWriter + '_>> {
+        let tx = self.begin_write().await?;
+        Ok(Box::new(TxPeople::<B> { tx, who }))
+    }
+
+    async fn pool_refs(&self) -> Result<Vec<crate::core::plan::PersonRef>> {
+        Tx::pool_refs(self).await
+    }
+
+    async fn people_keys(&self) -> Result<Vec<(i64, String, String, chrono::NaiveDate)>> {
+        Tx::people_keys(self).await
     }
 
     async fn people(&self, filter: &PeopleFilter) -> Result<Vec<PersonRow>> {

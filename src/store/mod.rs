@@ -21,6 +21,7 @@ use std::sync::Arc;
 use crate::core::state::{RoundStatus, TaskState};
 
 pub mod budget;
+mod bulk;
 mod digest;
 mod generic;
 mod people;
@@ -478,6 +479,57 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         workflow: &str,
         tasks: &[String],
     ) -> Result<Vec<(i64, Millis)>>;
+
+    /// Begin creating a round whose rows are written slice by slice in one transaction
+    /// (a round with a task per person of a city's pool): the round's row is inserted now;
+    /// None (and nothing written) when `kickoff_key` is already used. Nothing is kept
+    /// unless [`RoundWriter::commit`] succeeds.
+    async fn begin_round(&self, round: NewRound) -> Result<Option<Box<dyn RoundWriter + '_>>>;
+
+    /// Begin writing people (an import) in one transaction, slice by slice. Nothing is
+    /// kept unless [`PeopleWriter::commit`] succeeds.
+    async fn begin_people(&self, who: PoolWrite) -> Result<Box<dyn PeopleWriter + '_>>;
+
+    /// The people in the pool (在库) as the planner sees them (id, name, unit, tier), by
+    /// unit, tier, name: only the columns a round's tasks per person need.
+    async fn pool_refs(&self) -> Result<Vec<crate::core::plan::PersonRef>>;
+
+    /// Every person's (id, name, unit, birth), removed ones included: what an import
+    /// matches a roster's rows against.
+    async fn people_keys(&self) -> Result<Vec<(i64, String, String, chrono::NaiveDate)>>;
+}
+
+/// A round being created in one open transaction (see [`Store::begin_round`]). Dropped
+/// without [`commit`](RoundWriter::commit), everything it wrote is rolled back.
+#[async_trait]
+pub trait RoundWriter: Send {
+    /// The round's id.
+    fn id(&self) -> i64;
+
+    /// Write some of the round's tasks and timers. A timer's task may be in this slice or
+    /// an earlier one.
+    async fn add(&mut self, tasks: &[NewTask], timers: &[NewTimer]) -> Result<()>;
+
+    /// Write the round's audit entry and commit.
+    async fn commit(self: Box<Self>, audit: AuditEntry) -> Result<()>;
+}
+
+/// People being written in one open transaction (see [`Store::begin_people`]), each with
+/// its audit entry. Dropped without [`commit`](PeopleWriter::commit), everything it wrote
+/// is rolled back.
+#[async_trait]
+pub trait PeopleWriter: Send {
+    /// One person as this transaction sees it (locked under PostgreSQL until the end).
+    async fn person(&mut self, id: i64) -> Result<Option<PersonRow>>;
+
+    /// Add people (multi-row statements); their ids in order.
+    async fn add(&mut self, people: &[crate::core::pool::Person]) -> Result<Vec<i64>>;
+
+    /// Replace a person's record; false (nothing written) when nothing changed.
+    async fn update(&mut self, id: i64, person: &crate::core::pool::Person) -> Result<bool>;
+
+    /// Commit.
+    async fn commit(self: Box<Self>) -> Result<()>;
 }
 
 /// A database URL with any password replaced by `***`, for messages and logs.

@@ -12,6 +12,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Type}
 use super::rows::{AuditDb, convert};
 use super::shared::{Backend, Conn, Tx};
 use super::{AuditEntry, AuditRow, Corrupt, Millis, Result, StoreError};
+use crate::core::plan::PersonRef;
 use crate::core::pool::{Person, Tier};
 use crate::core::state::Stored;
 
@@ -115,6 +116,14 @@ const PEOPLE: &str = concat!(
     " FROM people WHERE ($1 IS NULL OR unit = $1) AND ($2 IS NULL OR tier = $2) \
      AND ($3 OR status = 'active') ORDER BY unit, tier, name, id"
 );
+
+/// The columns a round's tasks per person need, of the people in the pool, in `PEOPLE`'s
+/// order.
+const POOL_REFS: &str = "SELECT id, name, unit, tier FROM people WHERE status = 'active' \
+     ORDER BY unit, tier, name, id";
+
+/// What an import matches rows on, of everybody (removed people too).
+const PEOPLE_KEYS: &str = "SELECT id, name, unit, birth FROM people ORDER BY id";
 
 const PERSON_INSERT: &str = "INSERT INTO people (name, unit, tier, post_track, current_post, \
      gender, birth, education, joined_at, term_start, term_end, mentor, status, \
@@ -335,13 +344,48 @@ where
     for<'a> &'a str: ColumnIndex<<B::Db as Database>::Row>,
 {
     pub(crate) async fn people(store: &B, f: &PeopleFilter) -> Result<Vec<PersonRow>> {
-        let rows = sqlx::query_as::<B::Db, PersonDb>(PEOPLE)
+        use futures_util::StreamExt as _;
+        // Each row is parsed as it arrives: a city's pool is 100,000 rows, and collecting
+        // the raw rows first held both lists at once.
+        let mut rows = sqlx::query_as::<B::Db, PersonDb>(PEOPLE)
             .bind(f.unit.as_deref())
             .bind(f.tier.map(|t| i64::from(t.get())))
             .bind(f.include_removed)
+            .fetch(store.pool());
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await {
+            out.push(PersonRow::try_from(row?)?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn pool_refs(store: &B) -> Result<Vec<PersonRef>> {
+        let rows = sqlx::query_as::<B::Db, (i64, String, String, i64)>(POOL_REFS)
             .fetch_all(store.pool())
             .await?;
-        convert(rows)
+        rows.into_iter()
+            .map(|(id, name, unit, tier)| {
+                let t = Tier::try_from(tier)
+                    .map_err(|e| corrupt("people", id, "tier", tier.to_string(), e))?;
+                Ok(PersonRef {
+                    id,
+                    name,
+                    unit,
+                    tier: t.get(),
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn people_keys(store: &B) -> Result<Vec<(i64, String, String, NaiveDate)>> {
+        let rows = sqlx::query_as::<B::Db, (i64, String, String, String)>(PEOPLE_KEYS)
+            .fetch_all(store.pool())
+            .await?;
+        rows.into_iter()
+            .map(|(id, name, unit, birth)| {
+                Ok((id, name, unit, date("people", id, "birth", birth)?))
+            })
+            .collect()
     }
 
     pub(crate) async fn person_read(store: &B, id: i64) -> Result<Option<PersonRow>> {
@@ -417,7 +461,7 @@ where
 
     /// Insert many people with multi-row statements (an import of a city's roster is
     /// 100,000 rows), and their audit entries likewise; the ids in `people`'s order.
-    async fn insert_people(
+    pub(crate) async fn insert_people(
         c: &mut Conn<B>,
         people: &[Person],
         who: &PoolWrite,

@@ -497,6 +497,15 @@ where
         tasks: &[NewTask],
         timers: &[NewTimer],
     ) -> Result<Option<i64>> {
+        let Some(id) = Self::insert_round_row(c, r).await? else {
+            return Ok(None);
+        };
+        Self::insert_round_slice(c, id, r.created_at, tasks, timers).await?;
+        Ok(Some(id))
+    }
+
+    /// Insert a round's row alone; None when the kickoff key is used.
+    pub(crate) async fn insert_round_row(c: &mut Conn<B>, r: &NewRound) -> Result<Option<i64>> {
         let units = r.units.as_ref().map(json);
         let id = sqlx::query_scalar::<B::Db, i64>(sql::ROUND_INSERT)
             .bind(&r.tag)
@@ -509,7 +518,19 @@ where
             .bind(&r.kickoff_key)
             .fetch_optional(&mut *c)
             .await?;
-        let Some(id) = id else { return Ok(None) };
+        Ok(id)
+    }
+
+    /// Insert some of round `id`'s tasks and timers. A timer's task is looked up among
+    /// `tasks` first, then among the round's rows already written (a round written slice
+    /// by slice keeps no map of every task's id).
+    pub(crate) async fn insert_round_slice(
+        c: &mut Conn<B>,
+        id: i64,
+        created_at: Millis,
+        tasks: &[NewTask],
+        timers: &[NewTimer],
+    ) -> Result<()> {
         // Multi-row inserts: a statement per row made a 100k-branch round take minutes.
         // Task ids come back with their keys for the timers.
         let mut task_ids = HashMap::with_capacity(tasks.len());
@@ -527,7 +548,7 @@ where
                     .push_bind(t.due_at)
                     .push_bind(t.state.as_str())
                     .push_bind(None::<i64>)
-                    .push_bind(r.created_at)
+                    .push_bind(created_at)
                     .push_bind(t.provisional)
                     .push_bind(t.person.as_ref().map(|p| p.id))
                     .push_bind(t.person.as_ref().map(json));
@@ -540,14 +561,27 @@ where
         for t in timers {
             let task_id = match &t.task_key {
                 None => None,
-                Some(k) => Some(*task_ids.get(k).ok_or_else(|| {
-                    StoreError::NotFound(format!("task `{k}` in round {id} for timer `{}`", t.key))
-                })?),
+                Some(k) => match task_ids.get(k) {
+                    Some(i) => Some(*i),
+                    None => Some(
+                        sqlx::query_scalar::<B::Db, i64>(sql::TASK_ID_BY_KEY)
+                            .bind(id)
+                            .bind(k.as_str())
+                            .fetch_optional(&mut *c)
+                            .await?
+                            .ok_or_else(|| {
+                                StoreError::NotFound(format!(
+                                    "task `{k}` in round {id} for timer `{}`",
+                                    t.key
+                                ))
+                            })?,
+                    ),
+                },
             };
             rows.push((t, Some(id), task_id));
         }
         Self::insert_timers(c, &rows).await?;
-        Ok(Some(id))
+        Ok(())
     }
 
     /// Make a waiting task owed (other states are left alone).

@@ -559,3 +559,112 @@ stages:
         );
     }
 }
+
+/// A roster of `n` reserves of 东关 (tier 1), named in id order.
+fn big_roster(n: usize) -> String {
+    let mut s = String::from("姓名,所在单位,梯队,出生年月\n");
+    for i in 0..n {
+        s.push_str(&format!("人员{i:05},dongguan,1,1990.{:02}\n", 1 + i % 12));
+    }
+    s
+}
+
+/// Statements making the insert of a task for person `id` fail, and undoing that.
+fn failing_task_insert(sqlite: bool, id: i64) -> (Vec<String>, Vec<String>) {
+    if sqlite {
+        (
+            vec![format!(
+                "CREATE TRIGGER boom BEFORE INSERT ON tasks WHEN NEW.person_id = {id} \
+                 BEGIN SELECT RAISE(ABORT, 'boom'); END"
+            )],
+            vec!["DROP TRIGGER boom".into()],
+        )
+    } else {
+        (
+            vec![
+                format!(
+                    "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                     IF NEW.person_id = {id} THEN RAISE EXCEPTION 'boom'; END IF; \
+                     RETURN NEW; END $$"
+                ),
+                "CREATE TRIGGER boom BEFORE INSERT ON tasks FOR EACH ROW EXECUTE FUNCTION boom()"
+                    .into(),
+            ],
+            vec!["DROP TRIGGER boom ON tasks".into()],
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_round_start_whose_second_slice_of_people_fails_to_write_leaves_no_round_tasks_or_timers()
+{
+    for (name, store, guard) in common::stores::stores().await {
+        let cat = common::catalog_with(&[CHECKUP], false);
+        let clock = Arc::new(VirtualClock::new(at(2026, 3, 2, 8)));
+        let e = Engine::new(store.clone(), cat, clock, "t");
+        e.register_workflows().await.expect("register");
+        let pool = Pool::new(&e);
+        // More people than one slice (2,000): the round is written in two.
+        let n = 2500;
+        let r = pool
+            .import(big_roster(n).as_bytes(), false, false, "test")
+            .await
+            .expect("import");
+        assert_eq!(r.added, n, "{name}");
+        let people = store.people(&Default::default()).await.expect("people");
+        let last = people.iter().map(|p| p.id).max().expect("people");
+        // The last person in pool order is in the second slice.
+        assert_eq!(people.last().map(|p| p.id), Some(last), "{name}");
+
+        let (fail, undo) = failing_task_insert(common::stores::is_sqlite(&guard), last);
+        common::stores::execute_raw(&guard, &fail).await;
+        let err = e
+            .start_round(StartRound {
+                workflow: "checkup".into(),
+                start: start(),
+                params: BTreeMap::new(),
+                units: None,
+                actor: "test".into(),
+            })
+            .await
+            .expect_err("the second slice cannot be written");
+        assert!(err.to_string().contains("boom"), "{name}: {err}");
+        assert!(
+            store.rounds().await.expect("rounds").is_empty(),
+            "{name}: no round"
+        );
+        assert!(
+            store
+                .pending_timers(None, i64::MAX)
+                .await
+                .expect("timers")
+                .iter()
+                .all(|t| t.round_id.is_none()),
+            "{name}: no timer of a round"
+        );
+
+        // Without the fault the same start writes every slice.
+        common::stores::execute_raw(&guard, &undo).await;
+        let round = start_checkup(&e).await;
+        let tasks = store.tasks(round).await.expect("tasks");
+        let count = |task: &str| tasks.iter().filter(|t| t.task == task).count();
+        assert_eq!((count("checkup"), count("talk")), (n, n), "{name}");
+        let mut ids: Vec<i64> = tasks
+            .iter()
+            .filter(|t| t.task == "talk")
+            .filter_map(|t| t.person.as_ref().map(|p| p.id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "{name}: one talk per person");
+        let timers = store
+            .pending_timers(Some(round), i64::MAX)
+            .await
+            .expect("timers");
+        let reminders = timers
+            .iter()
+            .filter(|t| t.kind == yanzhen::core::state::TimerKind::Reminder)
+            .count();
+        assert_eq!(reminders, n, "{name}: a reminder per check-up");
+    }
+}

@@ -1042,3 +1042,71 @@ async fn the_api_adds_a_person_to_a_running_round_and_lists_who_is_short_of_talk
         assert!(rule.contains("<td>0</td><td>2</td>"), "{}: {rule}", s.name);
     }
 }
+
+/// A roster of `n` people of 东关, row `bad` (a data row's number as the file shows it,
+/// the heading being row 1) with a tier out of range.
+fn long_roster(n: usize, bad: Option<u32>) -> String {
+    let mut s = String::from("姓名,所在单位,梯队,出生年月\n");
+    for i in 0..n {
+        let tier = if bad == Some(i as u32 + 2) { "9" } else { "2" };
+        s.push_str(&format!(
+            "人员{i:05},dongguan,{tier},1990.{:02}\n",
+            1 + i % 12
+        ));
+    }
+    s
+}
+
+#[tokio::test]
+async fn an_import_written_slice_by_slice_with_a_bad_2500th_row_imports_nothing() {
+    for (name, store, _guard) in common::stores::stores().await {
+        let cat = common::catalog_with(&[], false);
+        let clock = Arc::new(VirtualClock::new(Utc::now()));
+        let e = yanzhen::engine::Engine::new(store.clone(), cat, clock, "t");
+        let pool = yanzhen::pool::Pool::new(&e);
+        let all = yanzhen::store::PeopleFilter {
+            include_removed: true,
+            ..Default::default()
+        };
+        // Rows 2–2,001 are written in two slices of 1,000 before row 2,501 is read.
+        let csv = long_roster(2600, Some(2501));
+        let err = pool
+            .import(csv.as_bytes(), false, false, "test")
+            .await
+            .expect_err("a bad row refuses the file");
+        let yanzhen::pool::PoolError::BadRoster(problems) = err else {
+            panic!("{name}: {err}");
+        };
+        let places: Vec<String> = problems.iter().map(|p| p.place()).collect();
+        assert_eq!(places, ["第 2501 行「梯队」列"], "{name}");
+        assert!(
+            store.people(&all).await.expect("people").is_empty(),
+            "{name}: nothing imported"
+        );
+
+        // With skip_bad: every other row, in one transaction, and the bad row reported.
+        let r = pool
+            .import(csv.as_bytes(), true, false, "test")
+            .await
+            .expect("import");
+        assert_eq!((r.added, r.skipped.len()), (2599, 1), "{name}");
+        assert_eq!(
+            store.people(&all).await.expect("people").len(),
+            2599,
+            "{name}"
+        );
+
+        // Again: every row matches a person, nothing changes; the bad row is added now.
+        let csv = long_roster(2600, None);
+        let r = pool
+            .import(csv.as_bytes(), false, false, "test")
+            .await
+            .expect("import");
+        assert_eq!((r.added, r.updated, r.unchanged), (1, 0, 2599), "{name}");
+        assert_eq!(
+            store.people(&all).await.expect("people").len(),
+            2600,
+            "{name}"
+        );
+    }
+}

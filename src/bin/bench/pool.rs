@@ -1,6 +1,7 @@
 //! The reserve pool at a city's scale (issue #16 item 7): import a roster of `--people`
-//! people (10 per branch) from CSV, check the pool rules over it, and start a round with a
-//! task per person. Figures in docs/benchmarks.md.
+//! people (10 per branch) from CSV, check the pool rules over it, start a round with a
+//! task per person, and import the same roster again (every row an unchanged person).
+//! Figures in docs/benchmarks.md.
 
 use super::{BenchOptions, directory, fresh_store, peak_rss_kib, report};
 use anyhow::Context as _;
@@ -10,6 +11,8 @@ use std::time::Instant;
 use yanzhen::catalog::{Catalog, LoadedWorkflow, content_hash};
 use yanzhen::config::Config;
 use yanzhen::core::diagnostic::Diagnostics;
+use yanzhen::core::plan::{PlanInput, plan, plan_people};
+use yanzhen::core::validate::workflow_tz;
 use yanzhen::engine::{Engine, StartRound};
 use yanzhen::pool::Pool;
 use yanzhen::runtime::clock::SystemClock;
@@ -64,7 +67,7 @@ fn roster_csv(people: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
-/// `pool_import`, `pool_check`, `pool_plan` (each run when asked for or when `--only` is
+/// `pool_import`, `pool_check`, `pool_plan`, `pool_reimport` (each run when asked for or when `--only` is
 /// not given; the import runs unmeasured when only the others are asked for).
 pub async fn pool_benches(
     opts: &BenchOptions,
@@ -127,12 +130,67 @@ pub async fn pool_benches(
         // Before the rows are read back to count them: reading 300,000 rows is the
         // bench's work, not the round start's.
         let peak = peak_rss_kib();
+        // The planning alone (pure, no database), as the round start does it: the round
+        // without its tasks per person, then 2,000 people at a time. What of the round
+        // start's time (and of its write transaction) is planning rather than writing.
+        let planning = {
+            let people = store.pool_refs().await?;
+            let cat = e.catalog();
+            let wf = &cat
+                .workflows
+                .get("bench-person")
+                .context("bench workflow")?
+                .workflow;
+            let params = Default::default();
+            let input = PlanInput {
+                workflow: wf,
+                directory: &cat.directory,
+                calendar: &cat.calendar,
+                tz: workflow_tz(wf, cat.config.tz()),
+                start: chrono::Utc::now().date_naive(),
+                params: &params,
+                units: None,
+                done: None,
+                events: None,
+                people: Some(&[]),
+            };
+            let t = Instant::now();
+            let (whole, _) = plan(input);
+            let mut planned = whole.map_or(0, |p| p.tasks.len());
+            for slice in people.chunks(2000) {
+                let (p, _) = plan_people(PlanInput {
+                    people: Some(slice),
+                    ..input
+                });
+                planned += p.map_or(0, |p| p.tasks.len());
+            }
+            let secs = t.elapsed().as_secs_f64();
+            anyhow::ensure!(planned == people.len(), "planned {planned} tasks");
+            secs
+        };
         let tasks = store.tasks(id).await?.len();
         let timers = store.pending_timers(Some(id), i64::MAX).await?.len();
         report(
             "pool_plan",
             serde_json::json!({"backend": backend, "people": n, "tasks": tasks, "timers": timers,
-                "seconds": secs, "peak_rss_kib": peak}),
+                "seconds": secs, "planning_seconds": planning, "peak_rss_kib": peak}),
+        );
+    }
+    if opts.wants("pool_reimport") {
+        // The same roster again over the pool it made: every row matches a stored person
+        // (read in the import's transaction) and nothing changes.
+        let csv = roster_csv(n);
+        let t = Instant::now();
+        let r = pool
+            .import(&csv, false, false, "bench")
+            .await
+            .map_err(|e| anyhow::anyhow!("import again: {e}"))?;
+        let secs = t.elapsed().as_secs_f64();
+        report(
+            "pool_reimport",
+            serde_json::json!({"backend": backend, "people": n, "added": r.added,
+                "updated": r.updated, "unchanged": r.unchanged, "seconds": secs,
+                "peak_rss_kib": peak_rss_kib()}),
         );
     }
     Ok(())

@@ -55,6 +55,8 @@ impl<'a> Planner<'a> {
                 for p in people {
                     // The unit filter is not applied: the caller passes the people who take
                     // part (a person added to a round may be of a branch without tasks).
+                    // Keep in step with `each_takes` (which tells which tasks a round
+                    // planned slice by slice has): the tier here, the unit below.
                     if !(each.tier.is_empty() || each.tier.contains(&p.tier)) {
                         continue;
                     }
@@ -126,10 +128,16 @@ impl<'a> Planner<'a> {
                             None,
                         );
                     }
-                    for (kind, at, provisional) in [
-                        (TimerKind::StageOpen, oa, o.provisional),
-                        (TimerKind::StageClose, ca, c.provisional),
-                    ] {
+                    let stage_timers = if self.only_each {
+                        // Planned once with the rest of the round, not per slice.
+                        Vec::new()
+                    } else {
+                        vec![
+                            (TimerKind::StageOpen, oa, o.provisional),
+                            (TimerKind::StageClose, ca, c.provisional),
+                        ]
+                    };
+                    for (kind, at, provisional) in stage_timers {
                         timers.push(PlannedTimer {
                             key: format!(
                                 "stage:{}/{}",
@@ -161,6 +169,9 @@ impl<'a> Planner<'a> {
         let mut tasks = Vec::new();
         for idx in 0..self.tasks.len() {
             let (si, task) = self.tasks[idx];
+            if self.only_each && !matches!(task.assignee.value, Assignee::Each(_)) {
+                continue;
+            }
             let stage = &wf.stages[si];
             let due = self.point(Point::Due(idx), task.due.loc);
             let assignees = self.assignees(task);

@@ -70,6 +70,37 @@ pub struct PersonRef {
     pub tier: u8,
 }
 
+/// Whether a task `{each: …}` is made for a person: of a tier it names (or of any) and,
+/// when it goes to the person's own branch, of a unit the directory has.
+pub fn each_takes(
+    each: &crate::core::definition::EachPerson,
+    p: &PersonRef,
+    directory: &Directory,
+) -> bool {
+    (each.tier.is_empty() || each.tier.contains(&p.tier))
+        && (each.to_role.is_some() || directory.unit(&p.unit).is_some())
+}
+
+/// The ids of the tasks `{each: …}` of a workflow that at least one of `people` gets: what
+/// a round planned slice by slice ([`plan_people`]) has of them, known before any slice is.
+pub fn each_tasks_present(
+    workflow: &Workflow,
+    directory: &Directory,
+    people: &[PersonRef],
+) -> std::collections::HashSet<String> {
+    workflow
+        .tasks()
+        .filter_map(|(_, t)| match &t.assignee.value {
+            crate::core::definition::Assignee::Each(each)
+                if people.iter().any(|p| each_takes(each, p, directory)) =>
+            {
+                Some(t.id.value.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// A problem met while planning, positioned in the workflow file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -229,10 +260,27 @@ struct Planner<'a> {
     roll: Roll,
     /// Where the first instant counted over the provisional year was defined.
     provisional_at: Option<Loc>,
+    /// Only the tasks `{each: …}` and their timers ([`plan_people`]).
+    only_each: bool,
 }
 
 /// Plan one round. Returns the plan (None if any error) and every problem found.
 pub fn plan(input: PlanInput<'_>) -> (Option<Plan>, Vec<Problem>) {
+    plan_part(input, false)
+}
+
+/// Plan only the tasks `{each: …}` for `input.people` and their timers: one slice of a
+/// round's people. A round with a task per person of a city's pool is planned as
+/// [`plan`] with `people: Some(&[])` (stages, per-unit and per-role tasks) and then this
+/// per slice of its people, so that the tasks and timers of 100,000 people are never
+/// held at once; the union is what [`plan`] with every person gives (a task's dates do
+/// not depend on its assignees). The plan's `stages` are filled in (the tasks need them)
+/// but it has no stage timers.
+pub fn plan_people(input: PlanInput<'_>) -> (Option<Plan>, Vec<Problem>) {
+    plan_part(input, true)
+}
+
+fn plan_part(input: PlanInput<'_>, only_each: bool) -> (Option<Plan>, Vec<Problem>) {
     let wf = input.workflow;
     let mut p = Planner {
         input,
@@ -245,6 +293,7 @@ pub fn plan(input: PlanInput<'_>) -> (Option<Plan>, Vec<Problem>) {
         opens_at: wf.defaults.opens_at.unwrap_or(TimeOfDay::hm(9, 0)),
         roll: wf.defaults.if_non_working.unwrap_or(Roll::Keep),
         provisional_at: None,
+        only_each,
     };
     p.resolve_params();
     let plan = p.build();

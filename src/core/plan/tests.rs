@@ -125,3 +125,130 @@ fn a_chain_that_collapses_onto_the_assignee_is_a_warning_unless_it_is_turned_off
             .all(|p| p.severity == Severity::Warning || p.code != "escalation-to-assignee")
     );
 }
+
+/// A per-unit task, a per-person task of tiers 1–2 to the branch and one of every tier to
+/// a role, each with a reminder and the default chain.
+const PER_PERSON: &str = r#"id: people
+title: 每人
+defaults:
+  escalation:
+    - after: {working_days: 1}
+      to: organization_office
+stages:
+  - id: s
+    title: 阶段
+    closes: {from: round_start, days: 20}
+    tasks:
+      - id: summary
+        title: 支部汇总
+        assignee: {group: branches}
+        due: {from: round_start, days: 15}
+      - id: checkup
+        title: 体检
+        assignee: {each: reserve, tier: [1, 2]}
+        due: {from: round_start, days: 10}
+        reminders:
+          before: [{days: 1}]
+      - id: talk
+        title: 谈话
+        assignee: {each: reserve, to: {role: organization_office}}
+        due: {from: round_start, days: 12}
+"#;
+
+#[test]
+fn a_round_planned_slice_by_slice_of_its_people_is_the_round_planned_at_once() {
+    let mut d = Diagnostics::new("people.yaml");
+    let wf: Workflow = crate::core::yaml::parse(PER_PERSON, &mut d).expect("workflow parses");
+    let mut dd = Diagnostics::new("directory.yaml");
+    let dir = Directory::parse(include_str!("../../../config/directory.yaml"), &mut dd)
+        .expect("shipped directory");
+    let cal = Calendar::from_sources([(
+        "2019.json",
+        include_str!("../../../config/calendar/2019.json"),
+    )])
+    .expect("calendar");
+    let units = ["dongguan", "xiguan", "nanmen", "nowhere"];
+    // Tiers 3 and 4 only in the last slice, and a person of a unit the directory lacks.
+    let people: Vec<PersonRef> = (0..30)
+        .map(|i| PersonRef {
+            id: i,
+            name: format!("人员{i}"),
+            unit: units[i as usize % units.len()].to_string(),
+            tier: if i < 20 {
+                1 + (i % 2) as u8
+            } else {
+                3 + (i % 2) as u8
+            },
+        })
+        .collect();
+    let params = BTreeMap::new();
+    let base = PlanInput {
+        workflow: &wf,
+        directory: &dir,
+        calendar: &cal,
+        tz: chrono_tz::Asia::Shanghai,
+        start: NaiveDate::from_ymd_opt(2019, 7, 1).expect("date"),
+        params: &params,
+        units: None,
+        done: None,
+        events: None,
+        people: None,
+    };
+    let row = |t: &PlannedTask| {
+        (
+            t.key.clone(),
+            t.title.clone(),
+            t.due.at,
+            t.person.as_ref().map(|p| p.id),
+        )
+    };
+    let timer = |t: &PlannedTimer| (t.key.clone(), t.at, t.task.clone());
+
+    let (whole, _) = plan(PlanInput {
+        people: Some(&people),
+        ..base
+    });
+    let whole = whole.expect("plans");
+    let (units_part, _) = plan(PlanInput {
+        people: Some(&[]),
+        ..base
+    });
+    let units_part = units_part.expect("plans");
+    let mut tasks: Vec<_> = units_part.tasks.iter().map(row).collect();
+    let mut timers: Vec<_> = units_part.timers.iter().map(timer).collect();
+    for slice in people.chunks(7) {
+        let (p, _) = plan_people(PlanInput {
+            people: Some(slice),
+            ..base
+        });
+        let p = p.expect("plans");
+        assert!(
+            p.tasks.iter().all(|t| t.person.is_some()),
+            "a slice has only tasks per person"
+        );
+        tasks.extend(p.tasks.iter().map(row));
+        timers.extend(p.timers.iter().map(timer));
+    }
+    let mut want_tasks: Vec<_> = whole.tasks.iter().map(row).collect();
+    let mut want_timers: Vec<_> = whole.timers.iter().map(timer).collect();
+    for v in [&mut tasks, &mut want_tasks] {
+        v.sort();
+    }
+    for v in [&mut timers, &mut want_timers] {
+        v.sort();
+    }
+    assert!(
+        want_tasks.iter().any(|t| t.3.is_some()),
+        "people have tasks"
+    );
+    assert_eq!(tasks, want_tasks);
+    assert_eq!(timers, want_timers);
+
+    let present = each_tasks_present(&wf, &dir, &people);
+    let mut present: Vec<&str> = present.iter().map(String::as_str).collect();
+    present.sort_unstable();
+    assert_eq!(present, ["checkup", "talk"]);
+    // Only tiers 3 and 4: nobody gets the check-up.
+    let few = each_tasks_present(&wf, &dir, &people[20..]);
+    assert_eq!(few.into_iter().collect::<Vec<_>>(), ["talk"]);
+}

@@ -208,3 +208,36 @@ fn random_hex() -> String {
     h.write_u128(nanos);
     format!("{:016x}", h.finish())
 }
+
+/// Run statements on the test database behind the store's back (e.g. a trigger that makes
+/// a write fail part way through, to show it is rolled back).
+pub async fn execute_raw(guard: &Guard, statements: &[String]) {
+    if guard.url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(&guard.url)
+            .await
+            .expect("connect to the SQLite file");
+        for sql in statements {
+            sqlx::query(AssertSqlSafe(sql.clone()))
+                .execute(&mut c)
+                .await
+                .expect("raw statement");
+        }
+        let _ = c.close().await;
+    } else {
+        let mut c = PgConnection::connect(&guard.url)
+            .await
+            .expect("connect to the test database");
+        for sql in statements {
+            sqlx::query(AssertSqlSafe(sql.clone()))
+                .execute(&mut c)
+                .await
+                .expect("raw statement");
+        }
+        let _ = c.close().await;
+    }
+}
+
+/// Whether a guard's database is SQLite (else PostgreSQL).
+pub fn is_sqlite(guard: &Guard) -> bool {
+    guard.url.starts_with("sqlite:")
+}
