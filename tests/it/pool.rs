@@ -1061,7 +1061,9 @@ fn long_roster(n: usize, bad: Option<u32>) -> String {
 async fn an_import_written_slice_by_slice_with_a_bad_2500th_row_imports_nothing() {
     for (name, store, _guard) in common::stores::stores().await {
         let cat = common::catalog_with(&[], false);
-        let clock = Arc::new(VirtualClock::new(Utc::now()));
+        let clock = Arc::new(yanzhen::runtime::clock::VirtualClock::new(
+            chrono::Utc::now(),
+        ));
         let e = yanzhen::engine::Engine::new(store.clone(), cat, clock, "t");
         let pool = yanzhen::pool::Pool::new(&e);
         let all = yanzhen::store::PeopleFilter {
