@@ -425,6 +425,11 @@ impl<'a> Pool<'a> {
         .collect()
     }
 
+    /// The event kinds a branch may report on its signed page, (id, title).
+    pub fn branch_event_kinds(&self) -> Vec<(String, String)> {
+        crate::core::pool::branch_event_kinds(self.catalog.workflows.values().map(|w| &w.workflow))
+    }
+
     /// An event kind by id or title.
     pub fn event_kind(&self, text: &str) -> Result<String> {
         let t = text.trim();

@@ -489,6 +489,10 @@ pub struct EventDef {
     pub id: Sp<String>,
     /// Title (Chinese), e.g. 调整岗位.
     pub title: String,
+    /// Whether a branch may report it itself on its signed page (e.g. 生病住院, which the
+    /// branch learns of first); otherwise only the office records it.
+    #[serde(default)]
+    pub branch_reports: bool,
 }
 
 /// A counting rule: every person in the pool owes at least `min_per_year` of these a year,

@@ -866,6 +866,22 @@ pub fn event_kinds<'a>(
     out
 }
 
+/// The event kinds a branch may report itself (`branch_reports: true`), (id, title), each
+/// once, in the workflows' order.
+pub fn branch_event_kinds<'a>(
+    workflows: impl Iterator<Item = &'a super::definition::Workflow>,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for w in workflows {
+        for e in w.events.iter().filter(|e| e.branch_reports) {
+            if !out.iter().any(|(id, _)| *id == e.id.value) {
+                out.push((e.id.value.clone(), e.title.clone()));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -496,6 +496,161 @@ async fn a_branch_page_shows_its_own_people_only() {
     }
 }
 
+/// How many tasks round `round` has, through the API.
+async fn round_tasks(s: &Server, round: i64) -> usize {
+    let (_, t) = s.get(&format!("/api/tasks?round={round}")).await;
+    t.as_array().expect("tasks").len()
+}
+
+/// The id of the one person named `name`, through the API.
+async fn person_id(s: &Server, name: &str) -> i64 {
+    let (_, people) = s.get("/api/people").await;
+    people
+        .as_array()
+        .expect("people")
+        .iter()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["id"].as_i64())
+        .unwrap_or_else(|| panic!("{}: no {name} in {people}", s.name))
+}
+
+#[tokio::test]
+async fn a_branch_reports_an_event_of_its_own_person_and_the_round_owes_the_talk() {
+    for s in servers().await {
+        let n = s.name;
+        let roster = std::fs::read(common::root().join("examples/roster.csv")).unwrap();
+        let (st, _) = s.import("", "text/csv", roster).await;
+        assert_eq!(st, StatusCode::OK, "{n}");
+        let (st, round) = s
+            .post(
+                "/api/rounds",
+                json!({"workflow": "cadre-talks", "start": "2026-01-05"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{n}: {round}");
+        let round = round["id"].as_i64().expect("round id");
+        let before = round_tasks(&s, round).await;
+        let own = person_id(&s, "吴建华").await;
+        let other = person_id(&s, "周晓明").await;
+
+        let exp = Shanghai
+            .with_ymd_and_hms(2026, 2, 1, 0, 0, 0)
+            .unwrap()
+            .timestamp();
+        let link = LinkSigner::new("pool-test").unit_link("xiguan", exp);
+        let body = s
+            .http
+            .get(format!("{}{link}", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let form = body
+            .split("id=\"branch-event\"")
+            .nth(1)
+            .and_then(|f| f.split("</form>").next())
+            .unwrap_or_else(|| panic!("{n}: no event form: {body}"));
+        assert!(
+            form.contains(&format!("<option value=\"{own}\">吴建华</option>")),
+            "{n}: {form}"
+        );
+        assert!(
+            !form.contains("周晓明"),
+            "{n}: only the branch's own people"
+        );
+        assert!(form.contains("生病住院"), "{n}: a kind branches report");
+        assert!(
+            !form.contains("调整岗位"),
+            "{n}: a kind only the office records"
+        );
+
+        let (page, query) = link.split_once('?').expect("signed query");
+        let post = |q: &str, fields: &[(&str, String)]| {
+            let url = format!("{}{page}/events?{q}", s.base);
+            let fields: Vec<(String, String)> = fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            let http = s.http.clone();
+            async move {
+                let pairs: Vec<(&str, &str)> = fields
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let resp = common::session::post_form(&http, &url, None, &pairs).await;
+                (resp.status(), resp.text().await.expect("body"))
+            }
+        };
+        let event = |person: i64, kind: &str, date: &str| {
+            vec![
+                ("person", person.to_string()),
+                ("kind", kind.to_string()),
+                ("date", date.to_string()),
+                ("note", "住院一周".to_string()),
+            ]
+        };
+        // Refused, and nothing recorded: another branch's person, a kind for the office,
+        // a date after today (the office's clock says 2026-01-10), a link for another page.
+        for (fields, q, want) in [
+            (
+                event(other, "hospital_stay", "2026-01-08"),
+                query.to_string(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                event(own, "job_change", "2026-01-08"),
+                query.to_string(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                event(own, "hospital_stay", "2026-01-11"),
+                query.to_string(),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                event(own, "hospital_stay", "2026-01-08"),
+                query.replace("sig=", "sig=00"),
+                StatusCode::FORBIDDEN,
+            ),
+        ] {
+            let (st, text) = post(&q, &fields).await;
+            assert_eq!(st, want, "{n}: {fields:?}: {text}");
+        }
+        for id in [own, other] {
+            let (_, list) = s.get(&format!("/api/events?person={id}")).await;
+            assert_eq!(list, json!([]), "{n}: nothing recorded for {id}");
+        }
+
+        let (st, text) = post(query, &event(own, "hospital_stay", "2026-01-08")).await;
+        assert_eq!(st, StatusCode::OK, "{n}: {text}");
+        assert!(
+            text.contains("已报告：吴建华　生病住院（2026-01-08）"),
+            "{n}: {text}"
+        );
+        let (_, list) = s.get(&format!("/api/events?person={own}")).await;
+        let list = list.as_array().expect("events");
+        assert_eq!(list.len(), 1, "{n}");
+        assert_eq!(list[0]["kind"], "hospital_stay", "{n}");
+        assert_eq!(list[0]["date"], "2026-01-08", "{n}");
+        assert_eq!(
+            round_tasks(&s, round).await,
+            before + 1,
+            "{n}: the round owes one talk for it"
+        );
+        let audit = s
+            .store
+            .audit_after(0, 10_000)
+            .await
+            .expect("audit")
+            .into_iter()
+            .find(|a| a.entry.action == "event.record")
+            .expect("the event's audit entry");
+        assert_eq!(audit.entry.actor, "link:xiguan", "{n}");
+    }
+}
+
 #[tokio::test]
 async fn the_console_lists_the_pool_by_branch_and_an_admin_edits_a_person_through_the_form() {
     for s in servers().await {

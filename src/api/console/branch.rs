@@ -163,7 +163,7 @@ pub(super) async fn branch_page(
         .map(|r| {
             let p = &r.person;
             json!({
-                "name": p.name, "tier": pool.tiers().name(p.tier),
+                "id": r.id, "name": p.name, "tier": pool.tiers().name(p.tier),
                 "post": p.current_post.clone().or_else(|| p.post_track.map(|t| format!("{}后备", t.zh()))),
                 "term_end": p.term_end.map(|d| d.to_string()),
             })
@@ -177,10 +177,113 @@ pub(super) async fn branch_page(
             "expires": ui.at_utc(DateTime::from_timestamp(exp, 0).unwrap_or_default()),
             "tasks": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
             "people": people,
+            "event_kinds": pool.branch_event_kinds().into_iter()
+                .map(|(id, title)| json!({"id": id, "title": title})).collect::<Vec<_>>(),
+            "event_action": format!("/b/{unit}/events?{}", q.query()),
+            "today": ui.today().to_string(),
             "office_contact": office_contact(&ui),
             "feed": ui.absolute(&state.links.feed_link(&unit, exp)),
         }),
     )
+}
+
+/// What a branch reports on its page: an event of one of its own people.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct EventForm {
+    person: String,
+    kind: String,
+    date: String,
+    note: String,
+}
+
+/// A branch reports an event of one of its own people (a kind its workflows let branches
+/// report): recorded as `link:UNIT`, and each running round that owes a task for it gets
+/// one, as when the office records it.
+pub(super) async fn branch_event(
+    Shared(state): Shared<State>,
+    Path(unit): Path<String>,
+    q: Result<Query<LinkQuery>, QueryRejection>,
+    form: Result<axum::extract::Form<EventForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let ui = Ui::new(&state, None);
+    let q = LinkQuery::from(q);
+    if let Err(e) = check_link(&state, &Grant::Unit { unit: unit.clone() }, &q) {
+        return link_refused(&ui, e, q.exp.as_deref());
+    }
+    let Ok(axum::extract::Form(f)) = form else {
+        return branch_message(
+            &ui,
+            StatusCode::BAD_REQUEST,
+            "无法报告",
+            "表单内容不完整，请返回本单位页面重新填写。",
+        );
+    };
+    let back = format!("/b/{unit}?{}", q.query());
+    let refuse = |text: String| {
+        ui.page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "message.html",
+            json!({"branch": true, "title": "无法报告", "text": text, "diagnostics": [], "back": back, "kind": "error"}),
+        )
+    };
+    let pool = crate::pool::Pool::new(&state.engine);
+    let kinds = pool.branch_event_kinds();
+    let Some((kind, kind_title)) = kinds.into_iter().find(|(id, _)| *id == f.kind) else {
+        return refuse(format!(
+            "这类事件需由{}登记，本单位不能在这里报告。",
+            ui.office()
+        ));
+    };
+    // Only the branch's own people in the pool: the link grants this unit and nothing else.
+    let person = match f.person.trim().parse::<i64>() {
+        Ok(id) => match pool.get(id).await {
+            Ok(p)
+                if p.person.unit == unit
+                    && p.person.status == crate::core::pool::PersonStatus::Active =>
+            {
+                Some(p)
+            }
+            Ok(_) | Err(crate::pool::PoolError::NotFound(_)) => None,
+            Err(crate::pool::PoolError::Store(e)) => return ui.store_fail(e),
+            Err(e) => return ui.fail(EngineError::Invalid(e.to_string())),
+        },
+        Err(_) => None,
+    };
+    let Some(person) = person else {
+        return refuse("请从本单位在库的后备干部中选择人员。".to_string());
+    };
+    let today = ui.today();
+    let date = match chrono::NaiveDate::parse_from_str(f.date.trim(), "%Y-%m-%d") {
+        Ok(d) if d <= today => d,
+        Ok(_) => return refuse("事件日期不能晚于今天。".to_string()),
+        Err(_) => return refuse("请填写事件发生的日期（年-月-日）。".to_string()),
+    };
+    let note = Some(f.note.trim().to_string()).filter(|n| !n.is_empty());
+    let actor = format!("link:{unit}");
+    match pool
+        .record_event(&person.id.to_string(), &kind, date, note, &actor)
+        .await
+    {
+        Ok(recorded) => {
+            let owed = if recorded.owed.is_empty() {
+                String::new()
+            } else {
+                format!("已据此生成 {} 项待办工作。", recorded.owed.len())
+            };
+            ui.page(
+                StatusCode::OK,
+                "message.html",
+                json!({
+                    "branch": true, "title": "已报告",
+                    "text": format!("已报告：{}　{}（{}）。{}{}会看到这条记录。", person.person.name, kind_title, date, owed, ui.office()),
+                    "diagnostics": [], "back": back, "kind": "ok",
+                }),
+            )
+        }
+        Err(crate::pool::PoolError::Store(e)) => ui.store_fail(e),
+        Err(e) => ui.fail(EngineError::Invalid(e.to_string())),
+    }
 }
 
 pub(super) fn branch_message(ui: &Ui<'_>, status: StatusCode, title: &str, text: &str) -> Response {

@@ -150,6 +150,7 @@ pub fn branch_routes() -> Router<State> {
     Router::new()
         .route("/b/{unit}", get(branch::branch_page))
         .route("/b/{unit}/feed.ics", get(branch::branch_feed))
+        .route("/b/{unit}/events", post(branch::branch_event))
         .route(
             "/b/{unit}/t/{task}",
             get(branch::branch_task).post(branch::branch_task_done),
