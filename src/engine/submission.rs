@@ -45,7 +45,7 @@ impl Engine {
     /// Record a hand-in whose rules were checked: the task goes from open to submitted (its
     /// timers stop) and the submission is stored with its `submission.create` audit, in one
     /// transaction.
-    pub async fn submit_task(&self, s: NewSubmission) -> Result<(TaskRow, i64)> {
+    pub async fn submit_task(&self, s: NewSubmission) -> Result<TaskRow> {
         let task = self.task_or_err(s.task_id).await?;
         let now = self.clock.now();
         let detail = serde_json::json!({"key": task.key, "files": s.files.len()});
@@ -71,15 +71,8 @@ impl Engine {
                 Some(SubmissionChange::Insert(s, entry)),
             )
             .await?;
-        let id = self
-            .store
-            .task_submissions(task.id)
-            .await?
-            .last()
-            .map(|r| r.id)
-            .ok_or_else(|| EngineError::NotFound(format!("submission of task {}", task.id)))?;
         self.wake();
-        Ok((row, id))
+        Ok(row)
     }
 
     /// 通过: the open submission is accepted and the task is done.

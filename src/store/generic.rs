@@ -21,7 +21,7 @@ use super::{
     TokenRow, Transition, VersionRow,
 };
 use super::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
-use super::{NewSubmission, Outcome, SubmissionChange, SubmissionRow};
+use super::{SubmissionChange, SubmissionRow};
 use super::{PeopleWriter, RoundWriter};
 use super::{RatingsWrite, ResultFilter, ResultRow};
 use crate::core::pool::Person;
@@ -1082,21 +1082,6 @@ where
 
     async fn results(&self, filter: &ResultFilter) -> Result<Vec<ResultRow>> {
         Tx::results(self, filter).await
-    }
-
-    async fn insert_submission(&self, s: &NewSubmission, audit: &AuditEntry) -> Result<i64> {
-        Tx::insert_submission(self, s, audit).await
-    }
-
-    async fn decide_submission(
-        &self,
-        id: i64,
-        outcome: Outcome,
-        at: Millis,
-        by: &str,
-        reason: Option<&str>,
-    ) -> Result<bool> {
-        Tx::decide_submission(self, id, outcome, at, by, reason).await
     }
 
     async fn task_submissions(&self, task_id: i64) -> Result<Vec<SubmissionRow>> {

@@ -453,18 +453,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Assessment results by year, branch and name.
     async fn results(&self, filter: &ResultFilter) -> Result<Vec<ResultRow>>;
-    /// Record a hand-in with its audit entry (subject `task:ID`); its id.
-    async fn insert_submission(&self, s: &NewSubmission, audit: &AuditEntry) -> Result<i64>;
-
-    /// Record the office's decision on a submission not yet decided; false when it was.
-    async fn decide_submission(
-        &self,
-        id: i64,
-        outcome: Outcome,
-        at: Millis,
-        by: &str,
-        reason: Option<&str>,
-    ) -> Result<bool>;
 
     /// A task's submissions, oldest first.
     async fn task_submissions(&self, task_id: i64) -> Result<Vec<SubmissionRow>>;

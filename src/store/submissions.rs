@@ -198,18 +198,8 @@ where
     usize: ColumnIndex<<B::Db as Database>::Row>,
     for<'a> &'a str: ColumnIndex<<B::Db as Database>::Row>,
 {
-    pub(crate) async fn insert_submission(
-        store: &B,
-        s: &NewSubmission,
-        audit: &AuditEntry,
-    ) -> Result<i64> {
-        let mut tx = store.begin_write().await?;
-        let id = Self::insert_submission_in(&mut tx, s, audit).await?;
-        tx.commit().await?;
-        Ok(id)
-    }
-
-    /// The submission and its audit entry, in the caller's transaction.
+    /// The submission and its audit entry (subject `task:ID`), in the caller's transaction
+    /// (a task's state change: see `Transition::submission`).
     pub(crate) async fn insert_submission_in(
         c: &mut Conn<B>,
         s: &NewSubmission,
@@ -231,20 +221,6 @@ where
         audit.subject = format!("task:{}", s.task_id);
         Tx::<B>::insert_audit(c, &audit).await?;
         Ok(id)
-    }
-
-    pub(crate) async fn decide_submission(
-        store: &B,
-        id: i64,
-        outcome: Outcome,
-        at: Millis,
-        by: &str,
-        reason: Option<&str>,
-    ) -> Result<bool> {
-        let mut tx = store.begin_write().await?;
-        let decided = Self::decide_submission_in(&mut tx, id, outcome, at, by, reason).await?;
-        tx.commit().await?;
-        Ok(decided)
     }
 
     /// Record the decision in the caller's transaction; false when it was already decided.

@@ -194,9 +194,7 @@ pub(super) async fn counts_page(
     };
     let dir = &state.engine.catalog().directory;
     let unit_name = |id: &str| {
-        dir.units
-            .iter()
-            .find(|u| u.id.value == id)
+        dir.unit(id)
             .map_or_else(|| id.to_string(), |u| u.name.clone())
     };
     let rules: Vec<Value> = reports

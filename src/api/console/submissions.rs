@@ -398,7 +398,7 @@ async fn branch_submit(
         files: stored,
     };
     match state.engine.submit_task(sub).await {
-        Ok((row, _)) => ui.page(
+        Ok(row) => ui.page(
             StatusCode::OK,
             "message.html",
             json!({
