@@ -21,9 +21,9 @@ use super::{
     TokenRow, Transition, VersionRow,
 };
 use super::{EventFilter, EventRow, NewEvent, PeopleFilter, PersonRow, PoolWrite};
-use super::{SubmissionChange, SubmissionRow};
 use super::{PeopleWriter, RoundWriter};
 use super::{RatingsWrite, ResultFilter, ResultRow};
+use super::{SubmissionChange, SubmissionRow};
 use crate::core::pool::Person;
 use crate::core::state::{RoundStatus, TaskState};
 
